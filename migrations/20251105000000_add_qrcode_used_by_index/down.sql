@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS "QRCode_usedByUserId_idx";

@@ -1,0 +1,185 @@
+//! `pgdeck demo`: a local sandbox cluster with the sample migrations deployed, to try pgdeck
+//! without touching a real database.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+
+use super::{GlobalArgs, exit, output};
+use crate::config::{DeploySettings, Environment};
+use crate::db::{self, quote_ident, sandbox::Sandbox};
+use crate::error::{Error, Result};
+use crate::migrate::{self, DeployOptions, MigrationsDir};
+
+const DEMO_DB: &str = "pgdeck_demo";
+
+/// The sample migrations shipped in the repository's `migrations/`, built into the binary so the
+/// demo works from any directory.
+const SAMPLES: &[(&str, &str)] = &[
+    (
+        "migration_lock.toml",
+        include_str!("../../migrations/migration_lock.toml"),
+    ),
+    (
+        "20251001000000_init/migration.sql",
+        include_str!("../../migrations/20251001000000_init/migration.sql"),
+    ),
+    (
+        "20251001000000_init/down.sql",
+        include_str!("../../migrations/20251001000000_init/down.sql"),
+    ),
+    (
+        "20251029000000_add_stripe_webhook_event/migration.sql",
+        include_str!("../../migrations/20251029000000_add_stripe_webhook_event/migration.sql"),
+    ),
+    (
+        "20251029000000_add_stripe_webhook_event/down.sql",
+        include_str!("../../migrations/20251029000000_add_stripe_webhook_event/down.sql"),
+    ),
+    (
+        "20251105000000_add_qrcode_used_by_index/migration.sql",
+        include_str!("../../migrations/20251105000000_add_qrcode_used_by_index/migration.sql"),
+    ),
+    (
+        "20251105000000_add_qrcode_used_by_index/down.sql",
+        include_str!("../../migrations/20251105000000_add_qrcode_used_by_index/down.sql"),
+    ),
+];
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Stop the sandbox server instead of starting it
+    #[arg(long)]
+    pub stop: bool,
+}
+
+/// Where the demo cluster lives: the user data dir; as root `/var/tmp/pgdeck-root`, because the
+/// server then runs as `postgres`, who cannot enter root's home.
+pub fn sandbox_home() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/tmp/pgdeck-root"));
+    }
+    directories::ProjectDirs::from("dev", "pgdeck", "pgdeck")
+        .map(|d| d.data_dir().to_owned())
+        .ok_or_else(|| Error::runtime("cannot determine the user data directory", "set HOME"))
+}
+
+pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
+    let home = sandbox_home()?;
+    let data_dir = home.join("cluster");
+    if args.stop {
+        let was_running = Sandbox::stop_persistent(&data_dir)?;
+        output::stdout(if was_running {
+            "demo sandbox stopped"
+        } else {
+            "demo sandbox was not running"
+        });
+        return Ok(exit::OK);
+    }
+    std::fs::create_dir_all(&home).map_err(|e| {
+        Error::runtime(
+            format!("cannot create {}: {e}", home.display()),
+            "check permissions",
+        )
+    })?;
+    output::stderr(&format!(
+        "starting the demo sandbox in {} ...",
+        data_dir.display()
+    ));
+    let sandbox = Sandbox::open_persistent(&data_dir)?;
+    ensure_database(&sandbox).await?;
+
+    let migrations_dir = match &g.migrations {
+        Some(dir) => dir.clone(),
+        None => materialize_samples(&home.join("migrations"))?,
+    };
+    let env = Environment {
+        name: "demo".into(),
+        protected: false,
+        target: sandbox.target(DEMO_DB),
+        migrations_dir,
+        deploy: DeploySettings::default(),
+        source: None,
+    };
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let json = g.json;
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            output::deploy_event(&e, json);
+        }
+    });
+    let deployed = migrate::deploy(
+        &env.target,
+        &dir,
+        &DeployOptions::new(env.deploy.clone()),
+        &tx,
+    )
+    .await;
+    drop(tx);
+    let _ = printer.await;
+    deployed?;
+    let (report, version) = migrate::status(&env.target, &dir).await?;
+    let url = sandbox.url(DEMO_DB);
+    if g.json {
+        output::json(&json!({
+            "ok": true,
+            "database_url": url,
+            "data_dir": data_dir,
+            "migrations": env.migrations_dir,
+            "status": report.migrations,
+        }));
+    } else {
+        output::stdout(output::status_table(&env, &report, &version).trim_end());
+        output::stdout(&format!(
+            "\nThe sandbox keeps running. Try:\n  pgdeck --database-url '{url}' --migrations {} status\n  pgdeck demo --stop",
+            env.migrations_dir.display()
+        ));
+    }
+    Ok(exit::OK)
+}
+
+async fn ensure_database(sandbox: &Sandbox) -> Result<()> {
+    let admin = db::connect(&sandbox.target("postgres")).await?;
+    let exists = admin
+        .client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DEMO_DB])
+        .await
+        .map_err(|e| db::query_error("looking for the demo database", &e))?
+        .is_some();
+    if !exists {
+        admin
+            .client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(DEMO_DB)))
+            .await
+            .map_err(|e| db::query_error("creating the demo database", &e))?;
+    }
+    Ok(())
+}
+
+/// Writes the built-in sample migrations into `dir` (files that exist are left as they are, so
+/// edits made while trying pgdeck survive).
+fn materialize_samples(dir: &Path) -> Result<PathBuf> {
+    for (rel, text) in SAMPLES {
+        let path = dir.join(rel);
+        if path.exists() {
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::runtime(
+                    format!("cannot create {}: {e}", parent.display()),
+                    "check permissions",
+                )
+            })?;
+        }
+        std::fs::write(&path, text).map_err(|e| {
+            Error::runtime(
+                format!("cannot write {}: {e}", path.display()),
+                "check permissions",
+            )
+        })?;
+    }
+    Ok(dir.to_owned())
+}

@@ -1,0 +1,181 @@
+//! Headless migration commands: status, deploy, resolve, new, reset.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::output;
+use super::{ConfirmArgs, DeployArgs, ResolveArgs, exit};
+use crate::config::Environment;
+use crate::error::Result;
+use crate::migrate::{self, DeployOptions, DeployOutcome, MigrationsDir, Resolution, Verdict};
+
+pub async fn status(env: &Environment, json: bool) -> Result<u8> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (report, version) = migrate::status(&env.target, &dir).await?;
+    let verdict = report.verdict();
+    if json {
+        output::json(&json!({
+            "ok": true,
+            "environment": env.name,
+            "database": env.target.to_string(),
+            "server_version": version,
+            "verdict": verdict,
+            "ledger_exists": report.ledger_exists,
+            "migrations": report.migrations,
+        }));
+    } else {
+        output::stdout(output::status_table(env, &report, &version).trim_end());
+    }
+    Ok(match verdict {
+        Verdict::UpToDate => exit::OK,
+        Verdict::Pending => exit::PENDING,
+        Verdict::Drift => exit::DRIFT,
+        Verdict::Failed => exit::FAILED,
+    })
+}
+
+pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<u8> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (report, _) = migrate::status(&env.target, &dir).await?;
+    let pending = report.pending_names();
+    if pending.is_empty() && report.verdict() != Verdict::Failed {
+        finish_deploy(env, &DeployOutcome::default(), json);
+        return Ok(exit::OK);
+    }
+    if !pending.is_empty() {
+        output::confirm(
+            env,
+            &format!(
+                "apply {} pending migration(s) to {}",
+                pending.len(),
+                env.target.dbname
+            ),
+            &args.confirm,
+        )?;
+    }
+    let mut settings = env.deploy.clone();
+    if let Some(secs) = args.lock_wait {
+        settings.lock_wait = Duration::from_secs(secs);
+    }
+    let outcome = with_events(json, |tx| async move {
+        migrate::deploy(&env.target, &dir, &DeployOptions::new(settings), &tx).await
+    })
+    .await?;
+    finish_deploy(env, &outcome, json);
+    Ok(exit::OK)
+}
+
+fn finish_deploy(env: &Environment, outcome: &DeployOutcome, json: bool) {
+    if json {
+        output::json(&json!({
+            "ok": true,
+            "environment": env.name,
+            "database": env.target.to_string(),
+            "applied": outcome.applied,
+        }));
+    } else if outcome.applied.is_empty() {
+        output::stdout(&format!("nothing to deploy: {} is up to date", env.target));
+    } else {
+        output::stdout(&format!(
+            "applied {} migration(s) to {}: {}",
+            outcome.applied.len(),
+            env.target,
+            outcome
+                .applied
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+}
+
+/// Runs a core operation while a printer task prints its progress events as they arrive.
+async fn with_events<F, Fut, T>(json: bool, op: F) -> Result<T>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<migrate::DeployEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            output::deploy_event(&event, json);
+        }
+    });
+    let result = op(tx).await;
+    let _ = printer.await;
+    result
+}
+
+pub async fn resolve(env: &Environment, args: &ResolveArgs, json: bool) -> Result<u8> {
+    let (name, how) = match (&args.applied, &args.rolled_back) {
+        (Some(n), _) => (n.as_str(), Resolution::Applied),
+        (None, Some(n)) => (n.as_str(), Resolution::RolledBack),
+        // clap's argument group guarantees one of the two.
+        (None, None) => unreachable!("clap requires --applied or --rolled-back"),
+    };
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let what = match how {
+        Resolution::Applied => format!("record {name} as applied in {}", env.target.dbname),
+        Resolution::RolledBack => format!("record {name} as rolled back in {}", env.target.dbname),
+    };
+    output::confirm(env, &what, &args.confirm)?;
+    migrate::resolve(&env.target, &dir, name, how).await?;
+    let state = match how {
+        Resolution::Applied => "applied",
+        Resolution::RolledBack => "rolled_back",
+    };
+    if json {
+        output::json(&json!({ "ok": true, "migration": name, "recorded_as": state }));
+    } else {
+        output::stdout(&format!("recorded {name} as {}", state.replace('_', " ")));
+    }
+    Ok(exit::OK)
+}
+
+pub fn new(env: &Environment, name: &str, json: bool) -> Result<u8> {
+    let folder = migrate::folder::create(&env.migrations_dir, name, chrono::Utc::now())?;
+    if json {
+        output::json(&json!({
+            "ok": true,
+            "folder": folder,
+            "migration_sql": folder.join("migration.sql"),
+            "down_sql": folder.join("down.sql"),
+        }));
+    } else {
+        output::stdout(&format!(
+            "created {}\n  write the change in migration.sql and how to undo it in down.sql",
+            folder.display()
+        ));
+    }
+    Ok(exit::OK)
+}
+
+pub async fn reset(env: &Environment, args: &ConfirmArgs, json: bool) -> Result<u8> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    if !env.protected {
+        output::confirm(
+            env,
+            &format!(
+                "DROP every object in schema \"{}\" of {} and redeploy",
+                env.target.schema, env.target.dbname
+            ),
+            args,
+        )?;
+    }
+    let settings = env.deploy.clone();
+    let outcome = with_events(json, |tx| async move {
+        migrate::reset(
+            &env.target,
+            env.protected,
+            &dir,
+            &DeployOptions::new(settings),
+            &tx,
+        )
+        .await
+    })
+    .await?;
+    finish_deploy(env, &outcome, json);
+    Ok(exit::OK)
+}

@@ -1,0 +1,182 @@
+//! The command line: clap definitions, and the headless commands that parse, call the core and
+//! print. Progress goes to stderr, results to stdout (`--json` makes them machine-readable).
+
+mod demo;
+mod migrations;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Environment, Overrides, ProcessVars};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Exit codes, documented in the README. 0 always means all is well.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The server, the network or the file system failed.
+    pub const RUNTIME: u8 = 1;
+    /// Bad arguments, configuration, URL or migrations folder.
+    pub const USAGE: u8 = 2;
+    /// `status`: migrations are pending.
+    pub const PENDING: u8 = 3;
+    /// A migration failed, or a failed migration needs resolving.
+    pub const FAILED: u8 = 4;
+    /// `status`: a migration was edited after it was applied, or is missing locally.
+    pub const DRIFT: u8 = 5;
+    /// Gave up waiting for the migration lock or a table lock.
+    pub const LOCK: u8 = 6;
+    /// A guard refused: protected environment, missing confirmation, non-empty schema.
+    pub const REFUSED: u8 = 7;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgdeck",
+    version,
+    about = "PostgreSQL release console: Prisma-compatible migrations, backups, monitoring, rollback"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Environment from the config file (development, staging, production, ...)
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Config file (default: $PGDECK_CONFIG, ./pgdeck.toml, ./config/pgdeck.toml, user config dir)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database URL (overrides the environment's; Prisma style, ?schema= supported)
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Migrations folder (Prisma layout)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Applied, pending, failed, edited-after-apply and in-database-only migrations
+    Status,
+    /// Apply pending migrations (advisory lock, one transaction per migration, lock_timeout)
+    Deploy(DeployArgs),
+    /// Record a failed migration as applied or rolled back (Prisma's `migrate resolve`)
+    Resolve(ResolveArgs),
+    /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
+    New {
+        /// Migration name: letters, digits, '_' or '-'
+        name: String,
+    },
+    /// Drop and recreate the schema, then deploy every migration (never on a protected environment)
+    Reset(ConfirmArgs),
+    /// Start (or reuse) a local sandbox PostgreSQL with the sample migrations deployed
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfirmArgs {
+    /// Do not ask; for scripts
+    #[arg(long)]
+    pub yes: bool,
+    /// On a protected environment: the database name, typed out
+    #[arg(long, value_name = "DBNAME")]
+    pub confirm: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// Seconds to wait for another deploy's migration lock (default from config, else 60)
+    #[arg(long, value_name = "SECS")]
+    pub lock_wait: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false, id = "resolution")]
+pub struct ResolveArgs {
+    /// Record the migration as applied (its changes are in the database)
+    #[arg(long, value_name = "NAME", group = "resolution")]
+    pub applied: Option<String>,
+    /// Record the failed migration as rolled back (its changes were undone)
+    #[arg(long, value_name = "NAME", group = "resolution")]
+    pub rolled_back: Option<String>,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+/// Parses the command line, runs the command, prints errors as cause + hint, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(output::clap_error(e)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error(&Error::runtime(
+                format!("cannot start the async runtime: {e}"),
+                "check system limits (threads, memory)",
+            ));
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    let json = cli.global.json;
+    let code = match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                output::error_json(&e);
+            }
+            output::error(&e);
+            exit_code(&e)
+        }
+    };
+    ExitCode::from(code)
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Status => migrations::status(&environment(g)?, g.json).await,
+        Command::Deploy(args) => migrations::deploy(&environment(g)?, args, g.json).await,
+        Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
+        Command::New { name } => migrations::new(&environment(g)?, name, g.json),
+        Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
+        Command::Demo(args) => demo::run(g, args).await,
+    }
+}
+
+fn environment(g: &GlobalArgs) -> Result<Environment> {
+    let overrides = Overrides {
+        env: g.env.clone(),
+        config: g.config.clone(),
+        database_url: g.database_url.clone(),
+        migrations: g.migrations.clone(),
+    };
+    config::resolve(&overrides, &ProcessVars)
+}
+
+pub fn exit_code(e: &Error) -> u8 {
+    match e.kind {
+        ErrorKind::Input => exit::USAGE,
+        ErrorKind::Runtime => exit::RUNTIME,
+        ErrorKind::MigrationFailed => exit::FAILED,
+        ErrorKind::LockTimeout => exit::LOCK,
+        ErrorKind::Refused => exit::REFUSED,
+    }
+}

@@ -1,0 +1,206 @@
+//! Connecting to PostgreSQL: TLS by `sslmode`, `application_name`, timeouts, the schema's
+//! search_path, and turning driver errors into one-line causes with hints. Also the throwaway
+//! clusters of [`sandbox`]. No business logic lives here.
+
+pub mod sandbox;
+mod tls;
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{DbTarget, Host, SslMode};
+use crate::error::{Error, Result};
+
+/// An open session. The driver's connection task runs in the background until the client drops.
+pub struct Session {
+    pub client: Client,
+    pub backend_pid: i32,
+    pub server_version: String,
+}
+
+/// Connects, sets `search_path` to the target's schema, and reads the backend pid and version.
+pub async fn connect(target: &DbTarget) -> Result<Session> {
+    let mut cfg = tokio_postgres::Config::new();
+    match &target.host {
+        Host::Tcp(h) => cfg.host(h),
+        Host::Socket(dir) => cfg.host_path(dir),
+    };
+    cfg.port(target.port)
+        .user(&target.user)
+        .dbname(&target.dbname)
+        .application_name(&target.application_name)
+        .connect_timeout(target.connect_timeout)
+        .keepalives_idle(Duration::from_secs(30));
+    if let Some(pw) = target.password() {
+        cfg.password(pw.expose());
+    }
+
+    // libpq ignores sslmode on unix sockets; so do we.
+    let client = if matches!(target.host, Host::Socket(_)) || target.sslmode == SslMode::Disable {
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, conn) = cfg
+            .connect(NoTls)
+            .await
+            .map_err(|e| connect_error(target, &e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    } else {
+        let tls = tls::connector(target)?;
+        cfg.ssl_mode(match target.sslmode {
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        let (client, conn) = cfg
+            .connect(tls)
+            .await
+            .map_err(|e| connect_error(target, &e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    };
+
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting('server_version'), \
+                    set_config('search_path', $1, false)",
+            &[&quote_ident(&target.schema)],
+        )
+        .await
+        .map_err(|e| query_error("preparing the session", &e))?;
+    Ok(Session {
+        client,
+        backend_pid: row.get(0),
+        server_version: row.get(1),
+    })
+}
+
+/// Quotes an identifier for SQL text, doubling embedded double quotes. Values never go through
+/// here: they are bind parameters.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQLSTATE of a server error, if this is one.
+pub fn sqlstate(err: &tokio_postgres::Error) -> Option<&SqlState> {
+    err.as_db_error().map(|db| db.code())
+}
+
+/// A failed query outside a migration script, as one line with a hint.
+pub fn query_error(context: &str, err: &tokio_postgres::Error) -> Error {
+    match err.as_db_error() {
+        Some(db) => {
+            let hint = match db.code() {
+                c if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+                    "the connecting role lacks a privilege: grant it or use an owner role"
+                }
+                c if *c == SqlState::LOCK_NOT_AVAILABLE => {
+                    "another session holds a conflicting lock: see `pgdeck monitor --once`"
+                }
+                c if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN => {
+                    "the server is shutting down or restarting: retry when it is back"
+                }
+                _ => "check the server log for details",
+            };
+            Error::runtime(
+                format!(
+                    "{context}: {} (SQLSTATE {})",
+                    db.message(),
+                    db.code().code()
+                ),
+                hint,
+            )
+        }
+        None if err.is_closed() => Error::runtime(
+            format!("{context}: the connection to the server was lost"),
+            "check that the server is up and reachable, then retry",
+        ),
+        None => Error::runtime(
+            format!("{context}: {}", flatten(err)),
+            "check that the server is up and reachable, then retry",
+        ),
+    }
+}
+
+fn connect_error(target: &DbTarget, err: &tokio_postgres::Error) -> Error {
+    let server = target.server();
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        let (cause, hint) = if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            (
+                format!(
+                    "{server} refused the login of user '{}': {}",
+                    target.user,
+                    db.message()
+                ),
+                "check the user and password (URL, PGPASSWORD or ~/.pgpass) and pg_hba.conf"
+                    .to_owned(),
+            )
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            (
+                format!("database '{}' does not exist on {server}", target.dbname),
+                "create it (createdb) or fix the database name in the URL".to_owned(),
+            )
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            (
+                format!("{server} has no free connection slots: {}", db.message()),
+                "close idle sessions or raise max_connections".to_owned(),
+            )
+        } else {
+            (
+                format!(
+                    "{server} refused the connection: {} (SQLSTATE {})",
+                    db.message(),
+                    code.code()
+                ),
+                "check the server log for details".to_owned(),
+            )
+        };
+        return Error::runtime(cause, hint);
+    }
+    let detail = flatten(err);
+    let hint = if detail.contains("certificate") || detail.contains("TLS") || detail.contains("tls")
+    {
+        "check sslmode and sslrootcert: verify-full needs the CA that signed the server's certificate \
+         and a host name that matches it"
+    } else if detail.contains("timed out") {
+        "the server did not answer in time: check host, port, firewall, or raise connect_timeout"
+    } else {
+        "is PostgreSQL running on that host and port and accepting connections? check host, port and sslmode"
+    };
+    Error::runtime(format!("cannot connect to {server}: {detail}"), hint)
+}
+
+/// The error and its sources on one line, deduplicated (the driver often repeats itself).
+fn flatten(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_ident_doubles_embedded_quotes() {
+        assert_eq!(quote_ident("User"), "\"User\"");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Throwaway PostgreSQL clusters: `initdb` into a directory, a free port, the unix socket inside
+//! the data directory, trust authentication, `pg_ctl -w start`. The test harness and `pgdeck demo`
+//! use them. PostgreSQL refuses to run as root, so as root every server command runs as the
+//! `postgres` user through `runuser`, in a directory that user owns.
+//!
+//! A temporary sandbox stops its server and deletes its directory when dropped. Because a test
+//! process may also die by panic, `process::exit` or SIGKILL, each temporary sandbox also starts a
+//! small reaper process that holds the read end of a pipe: when this process goes away for any
+//! reason the pipe closes and the reaper stops the server and removes the directory.
+
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+use crate::config::{DbTarget, Host, SslMode};
+use crate::error::{Error, Result};
+
+/// The name of the superuser every sandbox is initialised with.
+pub const SUPERUSER: &str = "postgres";
+
+/// A running cluster.
+pub struct Sandbox {
+    data_dir: PathBuf,
+    port: u16,
+    bin_dir: PathBuf,
+    run_as_postgres: bool,
+    /// Present for temporary sandboxes: dropping it deletes the directory.
+    temp: Option<tempfile::TempDir>,
+    reaper: Option<(Child, ChildStdin)>,
+}
+
+impl Sandbox {
+    /// Starts a fresh cluster in a temporary directory, removed again on drop.
+    pub fn start_temporary() -> Result<Sandbox> {
+        let bin_dir = find_server_binaries()?;
+        let run_as_postgres = nix::unistd::geteuid().is_root();
+        let temp = tempfile::Builder::new()
+            .prefix("pgdeck-sandbox-")
+            .tempdir()
+            .map_err(|e| io_error("creating a temporary directory", &e))?;
+        let data_dir = temp.path().to_owned();
+        if run_as_postgres {
+            give_to_postgres(&data_dir)?;
+        }
+        let mut sandbox = Sandbox {
+            data_dir,
+            port: 0,
+            bin_dir,
+            run_as_postgres,
+            temp: Some(temp),
+            reaper: None,
+        };
+        sandbox.reaper = Some(sandbox.spawn_reaper()?);
+        sandbox.initdb()?;
+        sandbox.start()?;
+        Ok(sandbox)
+    }
+
+    /// Opens the long-lived cluster in `dir` (used by `pgdeck demo`): initialises it on first use,
+    /// reuses it when it is already running, starts it otherwise. It is not stopped on drop.
+    pub fn open_persistent(dir: &Path) -> Result<Sandbox> {
+        let bin_dir = find_server_binaries()?;
+        let run_as_postgres = nix::unistd::geteuid().is_root();
+        let fresh = !dir.join("PG_VERSION").exists();
+        if fresh {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io_error("creating the sandbox directory", &e))?;
+            if run_as_postgres {
+                give_to_postgres(dir)?;
+            }
+        }
+        let mut sandbox = Sandbox {
+            data_dir: dir.to_owned(),
+            port: 0,
+            bin_dir,
+            run_as_postgres,
+            temp: None,
+            reaper: None,
+        };
+        if fresh {
+            sandbox.initdb()?;
+        }
+        match sandbox.running_port() {
+            Some(port) => sandbox.port = port,
+            None => sandbox.start()?,
+        }
+        Ok(sandbox)
+    }
+
+    /// Stops the long-lived cluster in `dir`, if it runs. Returns whether it was running.
+    pub fn stop_persistent(dir: &Path) -> Result<bool> {
+        let sandbox = Sandbox {
+            data_dir: dir.to_owned(),
+            port: 0,
+            bin_dir: find_server_binaries()?,
+            run_as_postgres: nix::unistd::geteuid().is_root(),
+            temp: None,
+            reaper: None,
+        };
+        if sandbox.running_port().is_none() {
+            return Ok(false);
+        }
+        sandbox.stop("fast")?;
+        Ok(true)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory with the server binaries this sandbox runs (initdb, pg_ctl, postgres).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// A connection target for `dbname` over the unix socket, as the superuser.
+    pub fn target(&self, dbname: &str) -> DbTarget {
+        DbTarget::socket(&self.data_dir, self.port, SUPERUSER, dbname)
+    }
+
+    /// `postgresql:///DB?host=SOCKETDIR&port=PORT&user=postgres`: a URL pgdeck (and libpq) accept.
+    pub fn url(&self, dbname: &str) -> String {
+        self.target(dbname).to_string()
+    }
+
+    /// The same, over TCP on 127.0.0.1.
+    pub fn tcp_target(&self, dbname: &str) -> DbTarget {
+        let mut t = self.target(dbname);
+        t.host = Host::Tcp("127.0.0.1".into());
+        t.sslmode = SslMode::Disable;
+        t
+    }
+
+    /// Stops the server immediately, as a crash would (the cluster recovers on the next start).
+    pub fn crash(&self) -> Result<()> {
+        self.stop("immediate")
+    }
+
+    /// Starts the server again after [`Sandbox::crash`] on the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.start_on(self.port)
+    }
+
+    fn initdb(&self) -> Result<()> {
+        let out = self
+            .server_command("initdb")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args([
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            ])
+            .output()
+            .map_err(|e| io_error("running initdb", &e))?;
+        check(&out, "initdb")?;
+        let conf = self.data_dir.join("postgresql.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .map_err(|e| io_error("editing postgresql.conf", &e))?;
+        // A sandbox holds nothing worth an fsync; the settings make tests several times faster
+        // and do not change what a crash of the server process (not the OS) does.
+        writeln!(
+            f,
+            "\n# pgdeck sandbox\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+             fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
+             shared_buffers = 32MB\nlogging_collector = off\ninclude_if_exists = 'pgdeck-port.conf'",
+            self.data_dir.display().to_string().replace('\'', "''")
+        )
+        .map_err(|e| io_error("editing postgresql.conf", &e))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            match self.start_on(port) {
+                Ok(()) => return Ok(()),
+                // Another process may take the port between our probe and the server's bind.
+                Err(e) if e.cause.contains("Address already in use") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::runtime("no free port found", "free a local TCP port")))
+    }
+
+    fn start_on(&mut self, port: u16) -> Result<()> {
+        let port_conf = self.data_dir.join("pgdeck-port.conf");
+        std::fs::write(&port_conf, format!("port = {port}\n"))
+            .map_err(|e| io_error("writing the sandbox port", &e))?;
+        if self.run_as_postgres {
+            give_to_postgres(&port_conf)?;
+        }
+        let log = self.data_dir.join("server.log");
+        let out = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .map_err(|e| io_error("running pg_ctl start", &e))?;
+        if !out.status.success() {
+            let tail = std::fs::read_to_string(&log)
+                .map(|t| t.lines().rev().take(3).collect::<Vec<_>>().join(" / "))
+                .unwrap_or_default();
+            return Err(Error::runtime(
+                format!("the sandbox server did not start: {tail}"),
+                format!("see {}", log.display()),
+            ));
+        }
+        self.port = port;
+        Ok(())
+    }
+
+    fn stop(&self, mode: &str) -> Result<()> {
+        let out = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", mode, "-w", "stop"])
+            .output()
+            .map_err(|e| io_error("running pg_ctl stop", &e))?;
+        check(&out, "pg_ctl stop")
+    }
+
+    /// The port of a server already running on this data directory, from `postmaster.pid`.
+    fn running_port(&self) -> Option<u16> {
+        let status = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("status")
+            .output()
+            .ok()?;
+        if !status.status.success() {
+            return None;
+        }
+        let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        pid_file.lines().nth(3)?.trim().parse().ok()
+    }
+
+    fn server_command(&self, program: &str) -> Command {
+        let exe = self.bin_dir.join(program);
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        // The postgres user may not be allowed into the caller's working directory.
+        cmd.current_dir("/")
+            .stdin(Stdio::null())
+            .env_remove("PGDATA")
+            .env_remove("PGPORT")
+            .env_remove("PGHOST")
+            // Keep the server out of the caller's process group so a Ctrl-C aimed at pgdeck
+            // does not also shut the sandbox down under it.
+            .process_group(0);
+        cmd
+    }
+
+    fn spawn_reaper(&self) -> Result<(Child, ChildStdin)> {
+        let pg_ctl = self.bin_dir.join("pg_ctl");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(
+                r#"cat >/dev/null 2>&1
+                   if [ "$1" = yes ]; then runuser -u postgres -- "$2" -D "$3" -m immediate -w stop
+                   else "$2" -D "$3" -m immediate -w stop; fi >/dev/null 2>&1
+                   rm -rf "$3""#,
+            )
+            .arg("pgdeck-sandbox-reaper")
+            .arg(if self.run_as_postgres { "yes" } else { "no" })
+            .arg(pg_ctl)
+            .arg(&self.data_dir)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| io_error("starting the sandbox reaper", &e))?;
+        let stdin = child.stdin.take().ok_or_else(|| {
+            Error::runtime("the sandbox reaper has no stdin", "report this as a bug")
+        })?;
+        Ok((child, stdin))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.temp.is_none() {
+            return;
+        }
+        let _ = self.stop("immediate");
+        if let Some((mut child, stdin)) = self.reaper.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        // TempDir's own drop removes whatever the reaper left.
+    }
+}
+
+/// The directory holding `initdb` and `pg_ctl`: from PATH, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn find_server_binaries() -> Result<PathBuf> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d))
+    {
+        return Ok(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_both(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).ok_or_else(|| {
+        Error::runtime(
+            "PostgreSQL server programs (initdb, pg_ctl) were not found on PATH or in /usr/lib/postgresql/*/bin",
+            "install the PostgreSQL server: `apt-get install postgresql` (Debian/Ubuntu), \
+             `dnf install postgresql-server` (Fedora) or `brew install postgresql@15` (macOS); \
+             or point tests at a server with PGDECK_TEST_DATABASE_URL",
+        )
+    })
+}
+
+fn give_to_postgres(path: &Path) -> Result<()> {
+    let user = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Error::runtime(
+                "running as root, and there is no 'postgres' user to run the sandbox server as",
+                "PostgreSQL refuses to run as root: install the postgresql package (it creates the user) \
+                 or run pgdeck as an ordinary user",
+            )
+        })?;
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .map_err(|e| io_error("handing the sandbox directory to the postgres user", &e))
+}
+
+fn free_port() -> Result<u16> {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| io_error("finding a free port", &e))
+}
+
+fn check(out: &Output, what: &str) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output");
+    Err(Error::runtime(
+        format!("{what} failed ({}): {line}", out.status),
+        "check that the PostgreSQL server package is installed and the directory is writable",
+    ))
+}
+
+fn io_error(what: &str, e: &std::io::Error) -> Error {
+    Error::runtime(
+        format!("{what}: {e}"),
+        "check permissions and free disk space",
+    )
+}

@@ -1,0 +1,12 @@
+#![forbid(unsafe_code)]
+//! pgdeck: a terminal console for PostgreSQL release days, and its headless twin.
+//!
+//! The rooms, per DESIGN.md's module map: [`config`] (files, environments, connection targets),
+//! [`db`] (connecting, sandbox clusters), [`migrate`] (the Prisma-compatible migration engine),
+//! and [`cli`] (argument parsing and printing). [`error`] is the one error type they share.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod migrate;

@@ -1,0 +1,762 @@
+//! Applying pending migrations.
+//!
+//! A transactional migration runs in one explicit transaction holding its ledger insert,
+//! `SET LOCAL lock_timeout`, its statements and the ledger finish update: whatever happens, it is
+//! either applied and recorded or neither. When it fails it is rolled back and the attempt is
+//! recorded with `rolled_back_at` set, so a fixed file simply deploys again. A migration with
+//! statements PostgreSQL refuses in a transaction runs statement by statement with Prisma's
+//! semantics: a started row that stays failed until resolved if anything goes wrong.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng as _;
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_postgres::Client;
+use tokio_postgres::error::{ErrorPosition, SqlState};
+
+use super::folder::{LocalMigration, MigrationsDir};
+use super::ledger::{self, Ledger};
+use super::script::{Script, Statement, TxMode, line_col};
+use crate::config::{DbTarget, DeploySettings};
+use crate::db::{self, query_error};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Prisma's advisory lock key, so pgdeck and `prisma migrate deploy` exclude each other.
+pub const ADVISORY_LOCK_KEY: i64 = 72707369;
+
+/// How a deploy behaves.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub settings: DeploySettings,
+    /// Take the advisory lock (Prisma's `PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK` turns it off).
+    pub advisory_lock: bool,
+    /// First backoff after a lock timeout; doubled per attempt, with jitter.
+    pub retry_backoff: Duration,
+}
+
+impl DeployOptions {
+    pub fn new(settings: DeploySettings) -> Self {
+        DeployOptions {
+            settings,
+            advisory_lock: std::env::var_os("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK").is_none(),
+            retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The session holding the migration lock, as seen while waiting for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockHolder {
+    pub pid: i32,
+    pub application_name: String,
+    pub user: String,
+    pub client: String,
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let app = if self.application_name.is_empty() {
+            "no application_name"
+        } else {
+            &self.application_name
+        };
+        write!(f, "pid {} ({app}, {}@{})", self.pid, self.user, self.client)?;
+        if let Some(since) = self.since {
+            write!(f, " since {}", since.format("%Y-%m-%d %H:%M:%S UTC"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Progress of a deploy, for the CLI to print and the console to render.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeployEvent {
+    WaitingForLock {
+        holder: Option<LockHolder>,
+    },
+    LockAcquired {
+        waited_ms: u64,
+    },
+    LedgerCreated,
+    EditedAfterApply {
+        name: String,
+    },
+    Pending {
+        names: Vec<String>,
+    },
+    MigrationStarted {
+        name: String,
+        index: usize,
+        total: usize,
+        transactional: bool,
+        statements: usize,
+    },
+    StatementStarted {
+        name: String,
+        index: usize,
+        total: usize,
+        line: usize,
+        preview: String,
+    },
+    LockTimeout {
+        name: String,
+        attempt: u32,
+        attempts: u32,
+        retry_in_ms: u64,
+    },
+    MigrationApplied {
+        name: String,
+        duration_ms: u64,
+    },
+    MigrationFailed {
+        name: String,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedMigration {
+    pub name: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DeployOutcome {
+    pub applied: Vec<AppliedMigration>,
+}
+
+type Events<'a> = &'a UnboundedSender<DeployEvent>;
+
+fn emit(events: Events<'_>, event: DeployEvent) {
+    // A closed receiver means nobody is watching; the deploy goes on.
+    let _ = events.send(event);
+}
+
+/// Applies every pending migration of `dir` to `target`.
+pub async fn deploy(
+    target: &DbTarget,
+    dir: &MigrationsDir,
+    opts: &DeployOptions,
+    events: Events<'_>,
+) -> Result<DeployOutcome> {
+    // Held for the whole run on its own session; dropping it at the end releases the lock.
+    let _lock = if opts.advisory_lock {
+        Some(acquire_lock(target, opts.settings.lock_wait, events).await?)
+    } else {
+        None
+    };
+    let session = db::connect(target).await?;
+    let client = &session.client;
+    let schema = target.schema.as_str();
+
+    let ledger = match Ledger::read(client, schema).await? {
+        Some(l) => l,
+        None => {
+            ledger::create(client, schema).await?;
+            emit(events, DeployEvent::LedgerCreated);
+            Ledger::default()
+        }
+    };
+    if let Some(failed) = ledger.failed().next() {
+        return Err(failed_blocks_deploy(
+            &failed.migration_name,
+            failed.started_at,
+        ));
+    }
+    for m in &dir.migrations {
+        if let Some(row) = ledger.applied(&m.name)
+            && !m.checksum_matches(&row.checksum)
+        {
+            emit(
+                events,
+                DeployEvent::EditedAfterApply {
+                    name: m.name.clone(),
+                },
+            );
+        }
+    }
+    let live: Vec<&str> = ledger.live_names().collect();
+    let pending: Vec<&LocalMigration> = dir
+        .migrations
+        .iter()
+        .filter(|m| !live.contains(&m.name.as_str()))
+        .collect();
+    emit(
+        events,
+        DeployEvent::Pending {
+            names: pending.iter().map(|m| m.name.clone()).collect(),
+        },
+    );
+
+    // Every script is checked before the first one runs.
+    let plans = pending
+        .iter()
+        .map(|m| plan(m))
+        .collect::<Result<Vec<_>>>()?;
+
+    let mut outcome = DeployOutcome::default();
+    let total = plans.len();
+    for (index, (m, statements)) in pending.iter().zip(plans).enumerate() {
+        let transactional = statements.iter().all(|s| s.mode == TxMode::Transaction);
+        emit(
+            events,
+            DeployEvent::MigrationStarted {
+                name: m.name.clone(),
+                index: index + 1,
+                total,
+                transactional,
+                statements: statements.len(),
+            },
+        );
+        let started = Instant::now();
+        let result = if transactional {
+            apply_in_transaction(client, schema, m, &statements, opts, events).await
+        } else {
+            apply_statement_by_statement(client, schema, m, &statements, opts, events).await
+        };
+        match result {
+            Ok(()) => {
+                let duration_ms = started.elapsed().as_millis() as u64;
+                emit(
+                    events,
+                    DeployEvent::MigrationApplied {
+                        name: m.name.clone(),
+                        duration_ms,
+                    },
+                );
+                outcome.applied.push(AppliedMigration {
+                    name: m.name.clone(),
+                    duration_ms,
+                });
+            }
+            Err(e) => {
+                emit(
+                    events,
+                    DeployEvent::MigrationFailed {
+                        name: m.name.clone(),
+                        error: e.cause.clone(),
+                    },
+                );
+                return Err(e);
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// The statements to run for a migration, or why it cannot run.
+fn plan(m: &LocalMigration) -> Result<Vec<Statement>> {
+    let sql = m.sql();
+    let script = Script::parse(sql);
+    let file = m.script_path();
+    if let Some(s) = script.statements.iter().find(|s| s.aborts_transaction) {
+        return Err(Error::input(
+            format!(
+                "{}:{}:{}: ROLLBACK in a migration would discard the migration itself",
+                file.display(),
+                s.line,
+                s.column
+            ),
+            "remove it: pgdeck already runs each migration in one transaction and rolls it back on any error",
+        ));
+    }
+    if script.problems.is_empty() {
+        return Ok(script.statements);
+    }
+    let p = &script.problems[0];
+    let has_tx_control = script.statements.iter().any(|s| s.transaction_control);
+    if script.mentions_non_transactional || has_tx_control {
+        return Err(Error::input(
+            format!(
+                "{}:{}:{}: cannot parse the script: {}",
+                file.display(),
+                p.line,
+                p.column,
+                p.message
+            ),
+            "fix the syntax; a script with CONCURRENTLY, VACUUM or BEGIN/COMMIT must parse so pgdeck can run it safely",
+        ));
+    }
+    // The parser did not understand everything, but nothing needs special handling: let the
+    // server, the real judge of syntax, run the file as one batch inside the transaction.
+    Ok(vec![Script::whole(sql)])
+}
+
+async fn apply_in_transaction(
+    client: &Client,
+    schema: &str,
+    m: &LocalMigration,
+    statements: &[Statement],
+    opts: &DeployOptions,
+    events: Events<'_>,
+) -> Result<()> {
+    let attempts = opts.settings.lock_retries + 1;
+    let mut attempt = 1;
+    loop {
+        let started_at = Utc::now();
+        match try_transaction(client, schema, m, statements, opts, events).await {
+            Ok(()) => return Ok(()),
+            Err(failure) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                if failure.is_lock_timeout() && attempt < attempts {
+                    let delay = backoff(opts.retry_backoff, attempt);
+                    emit(
+                        events,
+                        DeployEvent::LockTimeout {
+                            name: m.name.clone(),
+                            attempt,
+                            attempts,
+                            retry_in_ms: delay.as_millis() as u64,
+                        },
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                    continue;
+                }
+                let (error, statement) = match failure {
+                    Failure::Other(e) => return Err(e),
+                    Failure::Sql { error, statement } => (error, statement),
+                };
+                let logs = failure_logs(m, statement.as_ref(), &error, attempt);
+                ledger::insert_rolled_back_attempt(
+                    client,
+                    schema,
+                    &m.name,
+                    &m.checksum,
+                    started_at,
+                    &logs,
+                )
+                .await?;
+                return Err(sql_failure(m, statement.as_ref(), &error, attempt, true));
+            }
+        }
+    }
+}
+
+async fn try_transaction(
+    client: &Client,
+    schema: &str,
+    m: &LocalMigration,
+    statements: &[Statement],
+    opts: &DeployOptions,
+    events: Events<'_>,
+) -> Result<(), Failure> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(Failure::sql(None))?;
+    client
+        .query_one(
+            "SELECT set_config('lock_timeout', $1, true)",
+            &[&format!("{}ms", opts.settings.lock_timeout.as_millis())],
+        )
+        .await
+        .map_err(Failure::sql(None))?;
+    let id = ledger::insert_started(client, schema, &m.name, &m.checksum)
+        .await
+        .map_err(Failure::Other)?;
+    let total = statements.len();
+    for (i, s) in statements.iter().enumerate() {
+        if s.transaction_control {
+            continue;
+        }
+        emit(
+            events,
+            DeployEvent::StatementStarted {
+                name: m.name.clone(),
+                index: i + 1,
+                total,
+                line: s.line,
+                preview: s.preview(72),
+            },
+        );
+        client
+            .batch_execute(&s.text)
+            .await
+            .map_err(Failure::sql(Some(s)))?;
+    }
+    ledger::finish(client, schema, &id, 1)
+        .await
+        .map_err(Failure::Other)?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(Failure::sql(None))?;
+    Ok(())
+}
+
+async fn apply_statement_by_statement(
+    client: &Client,
+    schema: &str,
+    m: &LocalMigration,
+    statements: &[Statement],
+    opts: &DeployOptions,
+    events: Events<'_>,
+) -> Result<()> {
+    let id = ledger::insert_started(client, schema, &m.name, &m.checksum).await?;
+    client
+        .query_one(
+            "SELECT set_config('lock_timeout', $1, false)",
+            &[&format!("{}ms", opts.settings.lock_timeout.as_millis())],
+        )
+        .await
+        .map_err(|e| query_error("setting lock_timeout", &e))?;
+    let total = statements.len();
+    for (i, s) in statements.iter().enumerate() {
+        emit(
+            events,
+            DeployEvent::StatementStarted {
+                name: m.name.clone(),
+                index: i + 1,
+                total,
+                line: s.line,
+                preview: s.preview(72),
+            },
+        );
+        let invalid_before = match &s.concurrent_index_on {
+            Some(table) => invalid_indexes(client, table).await?,
+            None => Vec::new(),
+        };
+        let mut attempt = 1;
+        let result = loop {
+            match client.batch_execute(&s.text).await {
+                // A plain statement that timed out waiting for its lock did nothing and can be
+                // retried; a concurrent build that timed out may have left an invalid index.
+                Err(e)
+                    if is_lock_timeout(&e)
+                        && s.concurrent_index_on.is_none()
+                        && attempt <= opts.settings.lock_retries =>
+                {
+                    let delay = backoff(opts.retry_backoff, attempt);
+                    emit(
+                        events,
+                        DeployEvent::LockTimeout {
+                            name: m.name.clone(),
+                            attempt,
+                            attempts: opts.settings.lock_retries + 1,
+                            retry_in_ms: delay.as_millis() as u64,
+                        },
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        let mut left_invalid = Vec::new();
+        if let Some(table) = &s.concurrent_index_on {
+            left_invalid = invalid_indexes(client, table)
+                .await?
+                .into_iter()
+                .filter(|i| !invalid_before.contains(i))
+                .collect();
+        }
+        let problem = match result {
+            Err(e) => Some((Some(e), left_invalid)),
+            Ok(()) if !left_invalid.is_empty() => Some((None, left_invalid)),
+            Ok(()) => None,
+        };
+        if let Some((error, invalid)) = problem {
+            let steps = i as i32;
+            let (mut logs, mut err) = match &error {
+                Some(e) => (
+                    failure_logs(m, Some(s), e, attempt),
+                    sql_failure(m, Some(s), e, attempt, false),
+                ),
+                None => (
+                    format!(
+                        "Migration: {}\nStatement {} left an invalid index behind.\n",
+                        m.name,
+                        i + 1
+                    ),
+                    Error::new(
+                        ErrorKind::MigrationFailed,
+                        format!(
+                            "migration {} left an invalid index at {}:{}",
+                            m.name,
+                            m.script_path().display(),
+                            s.line
+                        ),
+                        "",
+                    ),
+                ),
+            };
+            if !invalid.is_empty() {
+                let drops: Vec<String> = invalid
+                    .iter()
+                    .map(|i| format!("DROP INDEX CONCURRENTLY {i};"))
+                    .collect();
+                logs.push_str(&format!(
+                    "\nInvalid index left behind: {}\nClean up with: {}\n",
+                    invalid.join(", "),
+                    drops.join(" ")
+                ));
+                err.cause
+                    .push_str(&format!("; index {} is left INVALID", invalid.join(", ")));
+                err.hint = format!(
+                    "run `{}` then fix the cause (e.g. duplicate values), and `pgdeck resolve --rolled-back {}` before deploying again",
+                    drops.join(" "),
+                    m.name
+                );
+            }
+            ledger::record_failure(client, schema, &id, &logs, steps).await?;
+            let _ = client.batch_execute("RESET lock_timeout").await;
+            return Err(err);
+        }
+    }
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    ledger::finish(client, schema, &id, 1).await
+}
+
+/// Invalid indexes on a table (as written in the script), as qualified names.
+async fn invalid_indexes(client: &Client, table: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT i.indexrelid::regclass::text FROM pg_index i \
+             WHERE i.indrelid = to_regclass($1) AND NOT i.indisvalid ORDER BY 1",
+            &[&table],
+        )
+        .await
+        .map_err(|e| query_error("checking for invalid indexes", &e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+enum Failure {
+    Sql {
+        error: tokio_postgres::Error,
+        statement: Option<Statement>,
+    },
+    Other(Error),
+}
+
+impl Failure {
+    fn sql(statement: Option<&Statement>) -> impl FnOnce(tokio_postgres::Error) -> Failure + '_ {
+        move |error| Failure::Sql {
+            error,
+            statement: statement.cloned(),
+        }
+    }
+
+    fn is_lock_timeout(&self) -> bool {
+        matches!(self, Failure::Sql { error, .. } if is_lock_timeout(error))
+    }
+}
+
+fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
+    db::sqlstate(e) == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << attempt.saturating_sub(1).min(6));
+    let capped = exp.min(Duration::from_secs(30));
+    // ±25% jitter so several deploys retrying at once do not collide again.
+    let jitter = rand::rng().random_range(0.75..1.25);
+    capped.mul_f64(jitter)
+}
+
+/// Where in the file a server error points: the error's own position inside the statement if it
+/// gave one, else the statement's start.
+fn error_location(
+    m: &LocalMigration,
+    s: Option<&Statement>,
+    e: &tokio_postgres::Error,
+) -> Option<(usize, usize)> {
+    let s = s?;
+    let within = match e.as_db_error().and_then(|d| d.position()) {
+        Some(ErrorPosition::Original(p)) => s
+            .text
+            .char_indices()
+            .nth((*p as usize).saturating_sub(1))
+            .map(|(b, _)| b)
+            .unwrap_or(0),
+        _ => 0,
+    };
+    Some(line_col(m.sql(), s.offset + within))
+}
+
+fn describe(e: &tokio_postgres::Error) -> (String, String) {
+    match e.as_db_error() {
+        Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
+        None if e.is_closed() => (
+            "08006".into(),
+            "the connection to the server was lost".into(),
+        ),
+        None => ("".into(), e.to_string()),
+    }
+}
+
+/// The `logs` column text, in the spirit of Prisma's: migration, position, code, message.
+fn failure_logs(
+    m: &LocalMigration,
+    s: Option<&Statement>,
+    e: &tokio_postgres::Error,
+    attempts: u32,
+) -> String {
+    let (code, message) = describe(e);
+    let mut logs = format!("Migration: {}\n", m.name);
+    if let Some((line, col)) = error_location(m, s, e) {
+        logs.push_str(&format!(
+            "Position: migration.sql line {line}, column {col}\n"
+        ));
+    }
+    if let Some(s) = s {
+        logs.push_str(&format!("Statement: {}\n", s.preview(200)));
+    }
+    if attempts > 1 {
+        logs.push_str(&format!("Attempts: {attempts}\n"));
+    }
+    logs.push_str(&format!(
+        "\nDatabase error code: {code}\n\nDatabase error:\nERROR: {message}\n"
+    ));
+    if let Some(db) = e.as_db_error() {
+        if let Some(d) = db.detail() {
+            logs.push_str(&format!("DETAIL: {d}\n"));
+        }
+        if let Some(h) = db.hint() {
+            logs.push_str(&format!("HINT: {h}\n"));
+        }
+    }
+    logs
+}
+
+fn sql_failure(
+    m: &LocalMigration,
+    s: Option<&Statement>,
+    e: &tokio_postgres::Error,
+    attempts: u32,
+    rolled_back: bool,
+) -> Error {
+    let (code, message) = describe(e);
+    let at = match error_location(m, s, e) {
+        Some((l, c)) => format!("{}:{l}:{c}", m.script_path().display()),
+        None => m.script_path().display().to_string(),
+    };
+    if e.is_closed() {
+        return Error::runtime(
+            format!("lost the connection while applying {}", m.name),
+            "the server rolled back the open transaction; check the server, then `pgdeck status` and deploy again",
+        );
+    }
+    if is_lock_timeout(e) {
+        return Error::new(
+            ErrorKind::LockTimeout,
+            format!(
+                "migration {} could not get its lock within lock_timeout after {attempts} attempt(s) at {at}",
+                m.name
+            ),
+            "a long-running transaction holds a conflicting lock on the table: find it with \
+             pg_stat_activity / pg_locks, let it finish or cancel it, then deploy again \
+             (or raise lock_timeout / lock_retries in pgdeck.toml)",
+        );
+    }
+    let hint = if rolled_back {
+        "nothing of this migration was applied; fix migration.sql and run `pgdeck deploy` again"
+            .to_owned()
+    } else {
+        format!(
+            "statements before this one were applied; finish or undo them by hand, then run \
+             `pgdeck resolve --applied {0}` or `pgdeck resolve --rolled-back {0}`",
+            m.name
+        )
+    };
+    Error::new(
+        ErrorKind::MigrationFailed,
+        format!(
+            "migration {} failed at {at}: {message} (SQLSTATE {code})",
+            m.name
+        ),
+        hint,
+    )
+}
+
+fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
+    Error::new(
+        ErrorKind::MigrationFailed,
+        format!(
+            "migration {name} started at {} failed and is not resolved; nothing was deployed",
+            started_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        format!(
+            "see its logs with `pgdeck status`; if you completed it by hand run `pgdeck resolve --applied {name}`, \
+             if you undid it run `pgdeck resolve --rolled-back {name}`, then deploy again"
+        ),
+    )
+}
+
+/// Session-level advisory lock on its own connection, polled so the wait can be bounded and the
+/// holder named.
+async fn acquire_lock(target: &DbTarget, wait: Duration, events: Events<'_>) -> Result<Client> {
+    let session = db::connect(target).await?;
+    let client = session.client;
+    let started = Instant::now();
+    let mut announced: Option<Option<i32>> = None;
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
+            .await
+            .map_err(|e| query_error("taking the migration lock", &e))?
+            .get(0);
+        if got {
+            if announced.is_some() {
+                emit(
+                    events,
+                    DeployEvent::LockAcquired {
+                        waited_ms: started.elapsed().as_millis() as u64,
+                    },
+                );
+            }
+            return Ok(client);
+        }
+        let holder = lock_holder(&client).await?;
+        let pid = holder.as_ref().map(|h| h.pid);
+        if announced != Some(pid) {
+            emit(
+                events,
+                DeployEvent::WaitingForLock {
+                    holder: holder.clone(),
+                },
+            );
+            announced = Some(pid);
+        }
+        if started.elapsed() >= wait {
+            let who = holder
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "another session".into());
+            return Err(Error::new(
+                ErrorKind::LockTimeout,
+                format!(
+                    "gave up after {}s waiting for the migration lock held by {who}",
+                    wait.as_secs()
+                ),
+                "another deploy (pgdeck or prisma migrate) is running: wait for it, or raise --lock-wait",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn lock_holder(client: &Client) -> Result<Option<LockHolder>> {
+    let row = client
+        .query_opt(
+            "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                    coalesce(host(a.client_addr), 'local socket'), a.backend_start \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = $1 \
+               AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             LIMIT 1",
+            &[&(ADVISORY_LOCK_KEY as u32)],
+        )
+        .await
+        .map_err(|e| query_error("looking up the migration lock holder", &e))?;
+    Ok(row.map(|r| LockHolder {
+        pid: r.get(0),
+        application_name: r.get(1),
+        user: r.get(2),
+        client: r.get(3),
+        since: r.get(4),
+    }))
+}

@@ -1,0 +1,135 @@
+//! The migration engine: the migrations folder, the `_prisma_migrations` ledger, and the
+//! operations on them (status, deploy, resolve, reset, new). Prisma-compatible by construction;
+//! it reports through return values and progress events and never prints.
+
+pub mod deploy;
+pub mod folder;
+pub mod ledger;
+pub mod script;
+pub mod status;
+
+use crate::config::DbTarget;
+use crate::db::{self, query_error, quote_ident};
+use crate::error::{Error, ErrorKind, Result};
+pub use deploy::{DeployEvent, DeployOptions, DeployOutcome, deploy};
+pub use folder::{LocalMigration, MigrationsDir};
+pub use ledger::{Ledger, LedgerRow};
+pub use status::{MigrationState, StatusReport, Verdict};
+
+/// Reads the ledger and compares it with the folder. Creates nothing.
+pub async fn status(target: &DbTarget, dir: &MigrationsDir) -> Result<(StatusReport, String)> {
+    let session = db::connect(target).await?;
+    let ledger = Ledger::read(&session.client, &target.schema).await?;
+    Ok((
+        StatusReport::build(dir, ledger.as_ref()),
+        session.server_version,
+    ))
+}
+
+/// Which way `resolve` records a failed or unrecorded migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The migration's changes are in the database (finished by hand, or baselining).
+    Applied,
+    /// The migration's changes were undone; it will run again on the next deploy.
+    RolledBack,
+}
+
+/// Prisma's `migrate resolve`, with its refusals.
+pub async fn resolve(
+    target: &DbTarget,
+    dir: &MigrationsDir,
+    name: &str,
+    how: Resolution,
+) -> Result<()> {
+    let session = db::connect(target).await?;
+    let client = &session.client;
+    let schema = target.schema.as_str();
+    match how {
+        Resolution::Applied => {
+            let local = dir.get(name).ok_or_else(|| {
+                Error::input(
+                    format!("there is no migration {name} in {}", dir.path.display()),
+                    "resolve --applied needs the migration's folder: check the name with `pgdeck status`",
+                )
+            })?;
+            let ledger = match Ledger::read(client, schema).await? {
+                Some(l) => l,
+                None => {
+                    // Baselining an existing database: the ledger is created even though the
+                    // schema has tables, because this very command records their history.
+                    ledger::ensure_table(client, schema).await?;
+                    Ledger::default()
+                }
+            };
+            if ledger.applied(name).is_some() {
+                return Err(Error::refused(
+                    format!("migration {name} is already recorded as applied"),
+                    "nothing to resolve; `pgdeck status` shows every migration's state",
+                ));
+            }
+            for row in ledger.rows_for(name).filter(|r| r.is_failed()) {
+                ledger::mark_rolled_back(client, schema, &row.id).await?;
+            }
+            ledger::insert_applied(client, schema, name, &local.checksum).await
+        }
+        Resolution::RolledBack => {
+            let ledger = Ledger::read(client, schema).await?.unwrap_or_default();
+            let rows: Vec<_> = ledger.rows_for(name).collect();
+            if rows.is_empty() {
+                return Err(Error::refused(
+                    format!(
+                        "migration {name} cannot be marked rolled back: it was never applied to this database"
+                    ),
+                    "check the name with `pgdeck status`",
+                ));
+            }
+            let failed: Vec<_> = rows.iter().filter(|r| r.is_failed()).collect();
+            if failed.is_empty() {
+                let why = if rows.iter().any(|r| r.is_applied()) {
+                    "it is applied, not failed; to undo an applied migration use `pgdeck revert` (a forward rollback)"
+                } else {
+                    "it is already rolled back; `pgdeck deploy` will apply it again"
+                };
+                return Err(Error::refused(
+                    format!(
+                        "migration {name} cannot be marked rolled back: it is not in a failed state"
+                    ),
+                    why,
+                ));
+            }
+            for row in failed {
+                ledger::mark_rolled_back(client, schema, &row.id).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Drops and recreates the schema, then deploys everything. Never on a protected environment.
+pub async fn reset(
+    target: &DbTarget,
+    protected: bool,
+    dir: &MigrationsDir,
+    opts: &DeployOptions,
+    events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
+) -> Result<DeployOutcome> {
+    if protected {
+        return Err(Error::new(
+            ErrorKind::Refused,
+            "reset drops every object in the schema and is refused on a protected environment",
+            "reset a development or sandbox database instead (--env NAME)",
+        ));
+    }
+    let session = db::connect(target).await?;
+    let s = quote_ident(&target.schema);
+    session
+        .client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};"
+        ))
+        .await
+        .map_err(|e| query_error("dropping and recreating the schema", &e))?;
+    drop(session);
+    deploy(target, dir, opts, events).await
+}

@@ -1,0 +1,311 @@
+//! Splitting a migration script into statements with squawk's PostgreSQL parser, and deciding
+//! for each whether it may run inside a transaction. Parsing, not pattern matching: a
+//! `CONCURRENTLY` inside a comment, a string or a function body changes nothing.
+
+use squawk_syntax::ast::{self, AstNode};
+use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
+
+/// Where a statement can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxMode {
+    /// Inside the migration's transaction.
+    Transaction,
+    /// PostgreSQL refuses it inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...).
+    NoTransaction,
+}
+
+/// One statement of a migration script.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    /// The statement's source text, as written.
+    pub text: String,
+    /// Byte offset of `text` within the script.
+    pub offset: usize,
+    /// 1-based line and column (in characters) of the statement's first character.
+    pub line: usize,
+    pub column: usize,
+    pub mode: TxMode,
+    /// BEGIN / COMMIT written into the file. The migration already runs in one transaction, so
+    /// these are folded into it rather than sent (sending COMMIT would end it early).
+    pub transaction_control: bool,
+    /// ROLLBACK / ABORT written into the file: it would discard the migration's own transaction.
+    pub aborts_transaction: bool,
+    /// For CREATE INDEX CONCURRENTLY and REINDEX ... CONCURRENTLY: the table (or index) as
+    /// written, so that an index left invalid by a failure can be found afterwards.
+    pub concurrent_index_on: Option<String>,
+}
+
+impl Statement {
+    /// The first line of the statement with whitespace collapsed, for progress messages.
+    pub fn preview(&self, max: usize) -> String {
+        let flat = self.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if flat.chars().count() <= max {
+            flat
+        } else {
+            let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+            format!("{}…", cut.trim_end())
+        }
+    }
+}
+
+/// A syntax problem squawk found, with its 1-based position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxProblem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// A parsed script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub statements: Vec<Statement>,
+    /// Empty when the parser understood every statement. When not, the statements are the
+    /// parser's best effort and [`Script::whole`] is the safe way to run the file.
+    pub problems: Vec<SyntaxProblem>,
+    /// Whether the text has a keyword (CONCURRENTLY, VACUUM) that may need to run outside a
+    /// transaction, judged from tokens: the cautious answer for a script the parser did not
+    /// fully understand.
+    pub mentions_non_transactional: bool,
+}
+
+impl Script {
+    pub fn parse(sql: &str) -> Script {
+        let parse = SourceFile::parse(sql);
+        let file = parse.tree();
+        let problems = parse
+            .errors()
+            .into_iter()
+            .map(|e| {
+                let (line, column) = line_col(sql, usize::from(e.range().start()));
+                SyntaxProblem {
+                    line,
+                    column,
+                    message: e.message().to_owned(),
+                }
+            })
+            .collect();
+        let statements = file
+            .stmts()
+            .filter(|s| !matches!(s, ast::Stmt::EmptyStmt(_)))
+            .map(|stmt| statement(sql, &stmt))
+            .collect::<Vec<_>>();
+        let mentions_non_transactional = file.syntax().descendants_with_tokens().any(|t| {
+            matches!(
+                t.kind(),
+                SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW
+            )
+        });
+        Script {
+            statements,
+            problems,
+            mentions_non_transactional,
+        }
+    }
+
+    /// Whether every statement can run inside one transaction.
+    pub fn transactional(&self) -> bool {
+        self.statements
+            .iter()
+            .all(|s| s.mode == TxMode::Transaction)
+    }
+
+    /// The whole file as a single statement: how a script the parser did not fully understand is
+    /// run, letting the server be the judge of its syntax.
+    pub fn whole(sql: &str) -> Statement {
+        Statement {
+            text: sql.to_owned(),
+            offset: 0,
+            line: 1,
+            column: 1,
+            mode: TxMode::Transaction,
+            transaction_control: false,
+            aborts_transaction: false,
+            concurrent_index_on: None,
+        }
+    }
+}
+
+fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {
+    let node = stmt.syntax();
+    // Leading trivia (comments) belongs to the statement node in some cases; skip to the first
+    // real token so positions point at the statement itself.
+    let start = node
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .find(|t| !t.kind().is_trivia())
+        .map(|t| usize::from(t.text_range().start()))
+        .unwrap_or_else(|| usize::from(node.text_range().start()));
+    let end = usize::from(node.text_range().end());
+    let (line, column) = line_col(sql, start);
+    let has_concurrently = has_token(node, SyntaxKind::CONCURRENTLY_KW);
+    let (mode, concurrent_index_on) = match stmt {
+        ast::Stmt::CreateIndex(ci) if ci.concurrently_token().is_some() => (
+            TxMode::NoTransaction,
+            ci.table_relation_name()
+                .and_then(|t| t.table_name_ref())
+                .map(|t| t.syntax().text().to_string()),
+        ),
+        ast::Stmt::DropIndex(di) if di.concurrently_token().is_some() => {
+            (TxMode::NoTransaction, None)
+        }
+        ast::Stmt::Reindex(r) => {
+            let whole_scope = matches!(
+                r.reindex_target(),
+                Some(
+                    ast::ReindexTarget::ReindexTargetDatabase(_)
+                        | ast::ReindexTarget::ReindexTargetSystem(_)
+                        | ast::ReindexTarget::ReindexTargetSchema(_)
+                )
+            );
+            if has_concurrently || whole_scope {
+                let on = match r.reindex_target() {
+                    Some(ast::ReindexTarget::ReindexTargetTable(t)) => t
+                        .syntax()
+                        .descendants()
+                        .find_map(ast::Path::cast)
+                        .map(|p| p.syntax().text().to_string()),
+                    _ => None,
+                };
+                (TxMode::NoTransaction, on)
+            } else {
+                (TxMode::Transaction, None)
+            }
+        }
+        // Only DETACH PARTITION takes CONCURRENTLY in ALTER TABLE.
+        ast::Stmt::AlterTable(_) if has_concurrently => (TxMode::NoTransaction, None),
+        ast::Stmt::Vacuum(_)
+        | ast::Stmt::CreateDatabase(_)
+        | ast::Stmt::DropDatabase(_)
+        | ast::Stmt::AlterSystem(_)
+        | ast::Stmt::CreateTablespace(_)
+        | ast::Stmt::DropTablespace(_)
+        | ast::Stmt::CreateSubscription(_)
+        | ast::Stmt::DropSubscription(_) => (TxMode::NoTransaction, None),
+        _ => (TxMode::Transaction, None),
+    };
+    Statement {
+        text: sql[start..end.max(start)].to_owned(),
+        offset: start,
+        line,
+        column,
+        mode,
+        transaction_control: matches!(stmt, ast::Stmt::Begin(_) | ast::Stmt::Commit(_)),
+        aborts_transaction: matches!(stmt, ast::Stmt::Rollback(_)),
+        concurrent_index_on,
+    }
+}
+
+fn has_token(node: &SyntaxNode, kind: SyntaxKind) -> bool {
+    node.descendants_with_tokens().any(|t| t.kind() == kind)
+}
+
+/// 1-based line and character column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_statements_with_positions_and_keeps_function_bodies_whole() {
+        let sql = "-- header\nCREATE TABLE \"User\" (id int);\n\nCREATE FUNCTION f() RETURNS int AS $$\n  SELECT 1; SELECT 2;\n$$ LANGUAGE sql;\n  ALTER TABLE \"User\" ADD COLUMN email text;";
+        let script = Script::parse(sql);
+        assert!(script.problems.is_empty(), "{:?}", script.problems);
+        let got: Vec<_> = script
+            .statements
+            .iter()
+            .map(|s| (s.line, s.column, s.preview(20)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 1, "CREATE TABLE \"User\"…".to_string()),
+                (4, 1, "CREATE FUNCTION f()…".to_string()),
+                (7, 3, "ALTER TABLE \"User\"…".to_string()),
+            ]
+        );
+        assert!(script.transactional());
+    }
+
+    #[test]
+    fn statements_that_cannot_run_in_a_transaction_are_found_by_parsing() {
+        let cases = [
+            (
+                "CREATE INDEX CONCURRENTLY \"i\" ON \"User\" (email);",
+                TxMode::NoTransaction,
+            ),
+            (
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON s.t (a);",
+                TxMode::NoTransaction,
+            ),
+            ("DROP INDEX CONCURRENTLY i;", TxMode::NoTransaction),
+            ("REINDEX INDEX CONCURRENTLY i;", TxMode::NoTransaction),
+            ("REINDEX TABLE t;", TxMode::Transaction),
+            (
+                "ALTER TABLE p DETACH PARTITION c CONCURRENTLY;",
+                TxMode::NoTransaction,
+            ),
+            ("VACUUM ANALYZE t;", TxMode::NoTransaction),
+            ("CREATE DATABASE x;", TxMode::NoTransaction),
+            ("ALTER SYSTEM SET work_mem = '8MB';", TxMode::NoTransaction),
+            ("CREATE INDEX i ON t (a);", TxMode::Transaction),
+            (
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY mv;",
+                TxMode::Transaction,
+            ),
+            ("SELECT 'CREATE INDEX CONCURRENTLY';", TxMode::Transaction),
+            (
+                "-- CREATE INDEX CONCURRENTLY i ON t (a);\nSELECT 1;",
+                TxMode::Transaction,
+            ),
+        ];
+        for (sql, expected) in cases {
+            let script = Script::parse(sql);
+            assert!(script.problems.is_empty(), "{sql}: {:?}", script.problems);
+            assert_eq!(script.statements.len(), 1, "{sql}");
+            assert_eq!(script.statements[0].mode, expected, "{sql}");
+            assert_eq!(
+                script.transactional(),
+                expected == TxMode::Transaction,
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_index_remembers_its_table() {
+        let script =
+            Script::parse("CREATE UNIQUE INDEX CONCURRENTLY \"u\" ON public.\"QRCode\" (code);");
+        assert_eq!(
+            script.statements[0].concurrent_index_on.as_deref(),
+            Some("public.\"QRCode\"")
+        );
+    }
+
+    #[test]
+    fn transaction_control_written_in_the_file_is_marked() {
+        let script = Script::parse("BEGIN;\nCREATE TYPE r AS ENUM ('a');\nCOMMIT;\nROLLBACK;");
+        let marks: Vec<_> = script
+            .statements
+            .iter()
+            .map(|s| (s.transaction_control, s.aborts_transaction))
+            .collect();
+        assert_eq!(
+            marks,
+            [(true, false), (false, false), (true, false), (false, true)]
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters_not_bytes() {
+        assert_eq!(line_col("ab\nçé x", 7), (2, 3));
+    }
+}
