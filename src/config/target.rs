@@ -265,7 +265,11 @@ impl fmt::Display for DbTarget {
                 encode(&self.dbname),
                 dir.display(),
                 self.port,
-                if self.password.is_some() { "&password=***" } else { "" }
+                if self.password.is_some() {
+                    "&password=***"
+                } else {
+                    ""
+                }
             )?,
         }
         let sep = if matches!(self.host, Host::Socket(_)) {

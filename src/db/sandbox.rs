@@ -155,8 +155,8 @@ impl Sandbox {
             .args([
                 "-U",
                 SUPERUSER,
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 "-E",
                 "UTF8",
                 "--no-locale",
