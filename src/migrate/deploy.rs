@@ -1,8 +1,9 @@
 //! Applying pending migrations.
 //!
-//! A transactional migration runs in one explicit transaction holding its ledger insert,
-//! `SET LOCAL lock_timeout`, its statements and the ledger finish update: whatever happens, it is
-//! either applied and recorded or neither. When it fails it is rolled back and the attempt is
+//! A transactional migration runs in one explicit transaction holding `SET LOCAL lock_timeout`,
+//! its statements and its ledger row (inserted already finished: inside the transaction nobody
+//! can see the difference from an insert followed by an update, and it saves a round trip):
+//! whatever happens, it is either applied and recorded or neither. When it fails it is rolled back and the attempt is
 //! recorded with `rolled_back_at` set, so a fixed file simply deploys again. A migration with
 //! statements PostgreSQL refuses in a transaction runs statement by statement with Prisma's
 //! semantics: a started row that stays failed until resolved if anything goes wrong.
@@ -15,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::Client;
 use tokio_postgres::error::{ErrorPosition, SqlState};
+use uuid::Uuid;
 
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
@@ -198,6 +200,10 @@ pub async fn deploy(
         .map(|m| plan(m))
         .collect::<Result<Vec<_>>>()?;
 
+    let record = client
+        .prepare(&ledger::insert_finished_sql(schema))
+        .await
+        .map_err(|e| query_error("preparing the ledger insert", &e))?;
     let mut outcome = DeployOutcome::default();
     let total = plans.len();
     for (index, (m, statements)) in pending.iter().zip(plans).enumerate() {
@@ -214,7 +220,7 @@ pub async fn deploy(
         );
         let started = Instant::now();
         let result = if transactional {
-            apply_in_transaction(client, schema, m, &statements, opts, events).await
+            apply_in_transaction(client, schema, &record, m, &statements, opts, events).await
         } else {
             apply_statement_by_statement(client, schema, m, &statements, opts, events).await
         };
@@ -289,6 +295,7 @@ fn plan(m: &LocalMigration) -> Result<Vec<Statement>> {
 async fn apply_in_transaction(
     client: &Client,
     schema: &str,
+    record: &tokio_postgres::Statement,
     m: &LocalMigration,
     statements: &[Statement],
     opts: &DeployOptions,
@@ -298,11 +305,11 @@ async fn apply_in_transaction(
     let mut attempt = 1;
     loop {
         let started_at = Utc::now();
-        match try_transaction(client, schema, m, statements, opts, events).await {
+        match try_transaction(client, record, m, statements, opts, events).await {
             Ok(()) => return Ok(()),
             Err(failure) => {
                 let _ = client.batch_execute("ROLLBACK").await;
-                if failure.is_lock_timeout() && attempt < attempts {
+                if is_lock_timeout(&failure.error) && attempt < attempts {
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
@@ -317,10 +324,7 @@ async fn apply_in_transaction(
                     attempt += 1;
                     continue;
                 }
-                let (error, statement) = match failure {
-                    Failure::Other(e) => return Err(e),
-                    Failure::Sql { error, statement } => (error, statement),
-                };
+                let Failure { error, statement } = failure;
                 let logs = failure_logs(m, statement.as_ref(), &error, attempt);
                 ledger::insert_rolled_back_attempt(
                     client,
@@ -339,26 +343,20 @@ async fn apply_in_transaction(
 
 async fn try_transaction(
     client: &Client,
-    schema: &str,
+    record: &tokio_postgres::Statement,
     m: &LocalMigration,
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<(), Failure> {
+    // The timeout is a number from the config, not user text.
     client
-        .batch_execute("BEGIN")
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            opts.settings.lock_timeout.as_millis()
+        ))
         .await
         .map_err(Failure::sql(None))?;
-    client
-        .query_one(
-            "SELECT set_config('lock_timeout', $1, true)",
-            &[&format!("{}ms", opts.settings.lock_timeout.as_millis())],
-        )
-        .await
-        .map_err(Failure::sql(None))?;
-    let id = ledger::insert_started(client, schema, &m.name, &m.checksum)
-        .await
-        .map_err(Failure::Other)?;
     let total = statements.len();
     for (i, s) in statements.iter().enumerate() {
         if s.transaction_control {
@@ -379,11 +377,13 @@ async fn try_transaction(
             .await
             .map_err(Failure::sql(Some(s)))?;
     }
-    ledger::finish(client, schema, &id, 1)
-        .await
-        .map_err(Failure::Other)?;
-    client
-        .batch_execute("COMMIT")
+    // Sent together (the driver pipelines concurrent requests): if the INSERT fails the
+    // transaction is aborted and the COMMIT behind it only rolls back.
+    let id = Uuid::new_v4().to_string();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&id, &m.checksum, &m.name];
+    let insert = client.execute(record, &params);
+    let commit = client.batch_execute("COMMIT");
+    futures_util::future::try_join(insert, commit)
         .await
         .map_err(Failure::sql(None))?;
     Ok(())
@@ -525,24 +525,18 @@ async fn invalid_indexes(client: &Client, table: &str) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-enum Failure {
-    Sql {
-        error: tokio_postgres::Error,
-        statement: Option<Statement>,
-    },
-    Other(Error),
+/// A server error while applying a transactional migration, and the statement it came from.
+struct Failure {
+    error: tokio_postgres::Error,
+    statement: Option<Statement>,
 }
 
 impl Failure {
     fn sql(statement: Option<&Statement>) -> impl FnOnce(tokio_postgres::Error) -> Failure + '_ {
-        move |error| Failure::Sql {
+        move |error| Failure {
             error,
             statement: statement.cloned(),
         }
-    }
-
-    fn is_lock_timeout(&self) -> bool {
-        matches!(self, Failure::Sql { error, .. } if is_lock_timeout(error))
     }
 }
 

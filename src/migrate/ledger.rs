@@ -189,6 +189,17 @@ pub async fn insert_started(
     Ok(id)
 }
 
+/// The INSERT that records a transactional migration as applied, to prepare once per deploy.
+/// It runs inside the migration's own transaction, so the row appears exactly when the
+/// migration's effects do; `now()` is the transaction's start, i.e. when the migration began.
+pub fn insert_finished_sql(schema: &str) -> String {
+    format!(
+        "INSERT INTO {} (id, checksum, migration_name, started_at, finished_at, applied_steps_count) \
+         VALUES ($1, $2, $3, now(), clock_timestamp(), 1)",
+        table(schema)
+    )
+}
+
 /// Marks a started row finished with the number of steps it ran.
 pub async fn finish(client: &impl GenericClient, schema: &str, id: &str, steps: i32) -> Result<()> {
     let sql = format!(

@@ -1,0 +1,240 @@
+//! Bad input gets a one-line cause, a hint, the documented exit code and no panic; a password
+//! never appears in what pgdeck prints.
+
+mod common;
+
+use common::*;
+use pgdeck::cli::exit;
+
+const SECRET: &str = "Sup3r-Secret-Pw";
+
+fn code(c: u8) -> i32 {
+    i32::from(c)
+}
+
+fn assert_no_secret(r: &Run) {
+    assert!(
+        !r.stdout.contains(SECRET) && !r.stderr.contains(SECRET),
+        "password leaked: {r:?}"
+    );
+}
+
+#[test]
+fn unreachable_host_is_a_runtime_error_without_the_password() {
+    let m = Migrations::new();
+    let mut cmd = pgdeck_cmd();
+    cmd.args([
+        "--database-url",
+        &format!("postgresql://app:{SECRET}@127.0.0.1:1/app?connect_timeout=3"),
+        "--migrations",
+        m.path().to_str().unwrap(),
+        "status",
+    ]);
+    let r = run(cmd);
+    r.assert_clean_error(code(exit::RUNTIME));
+    assert!(
+        r.stderr.contains("cannot connect to 127.0.0.1:1"),
+        "{}",
+        r.stderr
+    );
+    assert_no_secret(&r);
+}
+
+#[tokio::test]
+async fn wrong_password_names_the_user_and_never_prints_the_password() {
+    let Some(sandbox) = sandbox() else {
+        eprintln!(
+            "PGDECK_TEST_DATABASE_URL is set: the server's authentication is not ours to configure, so this case is not checked"
+        );
+        return;
+    };
+    let db = fresh_db("wrong_password").await;
+    db.exec("DO $$ BEGIN CREATE ROLE deployer LOGIN PASSWORD 'the-right-one'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;").await;
+    let m = Migrations::new();
+    for (how, mut cmd) in [("url", pgdeck_cmd()), ("PGPASSWORD", pgdeck_cmd())] {
+        let url = if how == "url" {
+            format!(
+                "postgresql://deployer:{SECRET}@127.0.0.1:{}/{}?sslmode=disable",
+                sandbox.port(),
+                db.name
+            )
+        } else {
+            cmd.env("PGPASSWORD", SECRET);
+            format!(
+                "postgresql://deployer@127.0.0.1:{}/{}?sslmode=disable",
+                sandbox.port(),
+                db.name
+            )
+        };
+        cmd.args([
+            "--database-url",
+            &url,
+            "--migrations",
+            m.path().to_str().unwrap(),
+            "status",
+        ]);
+        let r = run(cmd);
+        r.assert_clean_error(code(exit::RUNTIME));
+        assert!(
+            r.stderr.contains("refused the login of user 'deployer'"),
+            "{how}: {}",
+            r.stderr
+        );
+        assert_no_secret(&r);
+    }
+}
+
+#[test]
+fn input_mistakes_are_usage_errors_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgresql://app@127.0.0.1:1/app";
+
+    let no_sql = Migrations::new();
+    std::fs::create_dir(no_sql.path().join("20250101000000_empty")).unwrap();
+    let non_utf8 = Migrations::new();
+    non_utf8.add_bytes("20250101000000_latin1", b"SELECT 'caf\xe9';");
+    let mysql = Migrations::new();
+    std::fs::write(
+        mysql.path().join("migration_lock.toml"),
+        "provider = \"mysql\"\n",
+    )
+    .unwrap();
+    let unknown_key = dir.path().join("unknown.toml");
+    std::fs::write(
+        &unknown_key,
+        "[environments.dev]\ndatabase_url = \"x\"\nlock_timout = \"5s\"\n",
+    )
+    .unwrap();
+    let two_envs = dir.path().join("two.toml");
+    std::fs::write(&two_envs, "[environments.dev]\n[environments.prod]\n").unwrap();
+    let missing = dir.path().join("nope");
+
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "malformed URL",
+            vec![
+                "--database-url".into(),
+                format!("postgresql://app:{SECRET}@host:99999/db"),
+                "status".into(),
+            ],
+            "malformed",
+        ),
+        (
+            "foreign URL",
+            vec![
+                "--database-url".into(),
+                format!("mysql://app:{SECRET}@host/db"),
+                "status".into(),
+            ],
+            "not postgresql",
+        ),
+        (
+            "missing migrations folder",
+            vec![
+                "--database-url".into(),
+                url.into(),
+                "--migrations".into(),
+                s(&missing),
+                "status".into(),
+            ],
+            "cannot read the migrations folder",
+        ),
+        (
+            "folder without migration.sql",
+            vec![
+                "--database-url".into(),
+                url.into(),
+                "--migrations".into(),
+                s(no_sql.path()),
+                "status".into(),
+            ],
+            "migration.sql",
+        ),
+        (
+            "non-UTF-8 SQL",
+            vec![
+                "--database-url".into(),
+                url.into(),
+                "--migrations".into(),
+                s(non_utf8.path()),
+                "status".into(),
+            ],
+            "not valid UTF-8",
+        ),
+        (
+            "provider mismatch",
+            vec![
+                "--database-url".into(),
+                url.into(),
+                "--migrations".into(),
+                s(mysql.path()),
+                "status".into(),
+            ],
+            "provider \"mysql\"",
+        ),
+        (
+            "unknown config key",
+            vec!["--config".into(), s(&unknown_key), "status".into()],
+            "unknown field `lock_timout`",
+        ),
+        (
+            "missing environment",
+            vec![
+                "--config".into(),
+                s(&two_envs),
+                "--env".into(),
+                "staging".into(),
+                "status".into(),
+            ],
+            "'staging' is not defined",
+        ),
+        (
+            "missing config file",
+            vec!["--config".into(), s(&missing), "status".into()],
+            "does not exist",
+        ),
+        (
+            "unknown subcommand",
+            vec!["frobnicate".into()],
+            "unrecognized subcommand",
+        ),
+        (
+            "unknown flag",
+            vec!["status".into(), "--colour".into()],
+            "unexpected argument",
+        ),
+    ];
+    for (what, args, expected) in cases {
+        let mut cmd = pgdeck_cmd();
+        cmd.args(&args);
+        let r = run(cmd);
+        assert_eq!(r.code, code(exit::USAGE), "{what}: {r:?}");
+        r.assert_clean_error(code(exit::USAGE));
+        assert!(
+            r.stderr.contains(expected),
+            "{what}: expected {expected:?} in {}",
+            r.stderr
+        );
+        assert_no_secret(&r);
+    }
+}
+
+#[test]
+fn json_errors_are_machine_readable_too() {
+    let mut cmd = pgdeck_cmd();
+    cmd.args([
+        "--json",
+        "--database-url",
+        "postgresql://app@127.0.0.1:1/app?connect_timeout=2",
+        "--migrations",
+        "/nonexistent",
+        "status",
+    ]);
+    let r = run(cmd);
+    assert_eq!(r.code, code(exit::USAGE));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["exit_code"], 2);
+    assert!(v["hint"].as_str().unwrap().contains("--migrations"));
+}
