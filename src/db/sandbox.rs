@@ -185,8 +185,17 @@ impl Sandbox {
 
     fn start(&mut self) -> Result<()> {
         let mut last = None;
-        for _ in 0..5 {
-            let port = free_port()?;
+        // A restarted persistent sandbox keeps its port when it can, so URLs printed earlier
+        // still work.
+        let previous = std::fs::read_to_string(self.data_dir.join("pgdeck-port.conf"))
+            .ok()
+            .and_then(|t| t.trim().strip_prefix("port = ")?.parse::<u16>().ok())
+            .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        for attempt in 0..5 {
+            let port = match previous {
+                Some(p) if attempt == 0 => p,
+                _ => free_port()?,
+            };
             match self.start_on(port) {
                 Ok(()) => return Ok(()),
                 // Another process may take the port between our probe and the server's bind.
