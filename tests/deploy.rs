@@ -269,15 +269,12 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
         "20250102000000_alter_busy",
         "ALTER TABLE busy ADD COLUMN note text;",
     );
-    let config = m.path().join("pgdeck.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[environments.test]\ndatabase_url = \"{}\"\nlock_timeout = \"400ms\"\nlock_retries = 2\n",
-            db.url()
-        ),
-    )
-    .unwrap();
+    let config = ConfigEnv::write(
+        &db,
+        &m,
+        "test",
+        "lock_timeout = \"400ms\"\nlock_retries = 2",
+    );
 
     // A long transaction holds a lock that conflicts with ALTER TABLE's ACCESS EXCLUSIVE.
     let holder = db.client().await;
@@ -286,17 +283,7 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
         .await
         .unwrap();
 
-    let mut cmd = pgdeck_cmd();
-    cmd.args([
-        "--config",
-        config.to_str().unwrap(),
-        "--env",
-        "test",
-        "--migrations",
-        m.path().to_str().unwrap(),
-        "deploy",
-        "--yes",
-    ]);
+    let cmd = config.cmd(&["deploy", "--yes"]);
     let mut child = spawn(cmd);
 
     // Meanwhile, ordinary reads arrive. Each one that arrives while the ALTER waits queues behind
@@ -352,17 +339,7 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
     holder.batch_execute("ROLLBACK").await.unwrap();
 
     // Once the long transaction is gone the same migration deploys.
-    let mut cmd = pgdeck_cmd();
-    cmd.args([
-        "--config",
-        config.to_str().unwrap(),
-        "--env",
-        "test",
-        "--migrations",
-        m.path().to_str().unwrap(),
-        "deploy",
-        "--yes",
-    ]);
+    let cmd = config.cmd(&["deploy", "--yes"]);
     assert_eq!(run(cmd).code, 0);
 }
 
@@ -547,28 +524,11 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
     r.assert_clean_error(7);
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
 
-    let config = m.path().join("pgdeck.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[environments.production]\nprotected = true\ndatabase_url = \"{}\"\n",
-            db.url()
-        ),
-    )
-    .unwrap();
+    let config = ConfigEnv::write(&db, &m, "production", "protected = true");
     let prod = |extra: &[&str]| {
-        let mut cmd = pgdeck_cmd();
-        cmd.args([
-            "--config",
-            config.to_str().unwrap(),
-            "--env",
-            "production",
-            "--migrations",
-            m.path().to_str().unwrap(),
-            "deploy",
-        ]);
-        cmd.args(extra);
-        run(cmd)
+        let mut args = vec!["deploy"];
+        args.extend_from_slice(extra);
+        run(config.cmd(&args))
     };
     prod(&["--yes"]).assert_clean_error(7);
     let wrong = prod(&["--yes", "--confirm", "some_other_db"]);

@@ -234,26 +234,8 @@ async fn reset_drops_and_redeploys_but_never_on_a_protected_environment() {
     assert_eq!(users, 0);
     assert_eq!(db.ledger().await.len(), 3);
 
-    let config = m.path().join("pgdeck.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[environments.production]\nprotected = true\ndatabase_url = \"{}\"\n",
-            db.url()
-        ),
-    )
-    .unwrap();
-    let mut cmd = pgdeck_cmd();
-    cmd.args([
-        "--config",
-        config.to_str().unwrap(),
-        "--migrations",
-        m.path().to_str().unwrap(),
-        "reset",
-        "--yes",
-        "--confirm",
-        &db.name,
-    ]);
+    let config = ConfigEnv::write(&db, &m, "production", "protected = true");
+    let cmd = config.cmd(&["reset", "--yes", "--confirm", &db.name]);
     run(cmd).assert_clean_error(code(exit::REFUSED));
     assert_eq!(db.ledger().await.len(), 3);
 }

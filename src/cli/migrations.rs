@@ -58,7 +58,7 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
     if let Some(secs) = args.lock_wait {
         settings.lock_wait = Duration::from_secs(secs);
     }
-    let outcome = with_events(json, |tx| async move {
+    let outcome = output::with_progress(json, |tx| async move {
         migrate::deploy(&env.target, &dir, &DeployOptions::new(settings), &tx).await
     })
     .await?;
@@ -89,23 +89,6 @@ fn finish_deploy(env: &Environment, outcome: &DeployOutcome, json: bool) {
                 .join(", ")
         ));
     }
-}
-
-/// Runs a core operation while a printer task prints its progress events as they arrive.
-async fn with_events<F, Fut, T>(json: bool, op: F) -> Result<T>
-where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<migrate::DeployEvent>) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            output::deploy_event(&event, json);
-        }
-    });
-    let result = op(tx).await;
-    let _ = printer.await;
-    result
 }
 
 pub async fn resolve(env: &Environment, args: &ResolveArgs, json: bool) -> Result<u8> {
@@ -165,7 +148,7 @@ pub async fn reset(env: &Environment, args: &ConfirmArgs, json: bool) -> Result<
         )?;
     }
     let settings = env.deploy.clone();
-    let outcome = with_events(json, |tx| async move {
+    let outcome = output::with_progress(json, |tx| async move {
         migrate::reset(
             &env.target,
             env.protected,

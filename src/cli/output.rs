@@ -324,3 +324,20 @@ fn ask(prompt: &str) -> Result<String> {
     })?;
     Ok(line.trim().to_owned())
 }
+
+/// Runs a core operation while a printer task prints its progress events as they arrive.
+pub async fn with_progress<F, Fut, T>(json: bool, op: F) -> Result<T>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            deploy_event(&event, json);
+        }
+    });
+    let result = op(tx).await;
+    let _ = printer.await;
+    result
+}

@@ -40,28 +40,13 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
     // libpq ignores sslmode on unix sockets; so do we.
     let client = if matches!(target.host, Host::Socket(_)) || target.sslmode == SslMode::Disable {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        let (client, conn) = cfg
-            .connect(NoTls)
-            .await
-            .map_err(|e| connect_error(target, &e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
+        open(target, &cfg, NoTls).await?
     } else {
-        let tls = tls::connector(target)?;
         cfg.ssl_mode(match target.sslmode {
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
             _ => tokio_postgres::config::SslMode::Require,
         });
-        let (client, conn) = cfg
-            .connect(tls)
-            .await
-            .map_err(|e| connect_error(target, &e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client
+        open(target, &cfg, tls::connector(target)?).await?
     };
 
     let row = client
@@ -77,6 +62,22 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
         backend_pid: row.get(0),
         server_version: row.get(1),
     })
+}
+
+/// Connects and leaves the driver's connection task running until the client is dropped.
+async fn open<T>(target: &DbTarget, cfg: &tokio_postgres::Config, tls: T) -> Result<Client>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = cfg
+        .connect(tls)
+        .await
+        .map_err(|e| connect_error(target, &e))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
 }
 
 /// Quotes an identifier for SQL text, doubling embedded double quotes. Values never go through

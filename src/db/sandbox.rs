@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
-use crate::config::{DbTarget, Host, SslMode};
+use crate::config::DbTarget;
 use crate::error::{Error, Result};
 
 /// The name of the superuser every sandbox is initialised with.
@@ -127,24 +127,6 @@ impl Sandbox {
     /// `postgresql:///DB?host=SOCKETDIR&port=PORT&user=postgres`: a URL pgdeck (and libpq) accept.
     pub fn url(&self, dbname: &str) -> String {
         self.target(dbname).to_string()
-    }
-
-    /// The same, over TCP on 127.0.0.1.
-    pub fn tcp_target(&self, dbname: &str) -> DbTarget {
-        let mut t = self.target(dbname);
-        t.host = Host::Tcp("127.0.0.1".into());
-        t.sslmode = SslMode::Disable;
-        t
-    }
-
-    /// Stops the server immediately, as a crash would (the cluster recovers on the next start).
-    pub fn crash(&self) -> Result<()> {
-        self.stop("immediate")
-    }
-
-    /// Starts the server again after [`Sandbox::crash`] on the same port.
-    pub fn restart(&mut self) -> Result<()> {
-        self.start_on(self.port)
     }
 
     fn initdb(&self) -> Result<()> {

@@ -120,6 +120,27 @@ pub enum DeployEvent {
     },
 }
 
+impl DeployEvent {
+    fn statement_started(m: &LocalMigration, i: usize, total: usize, s: &Statement) -> Self {
+        DeployEvent::StatementStarted {
+            name: m.name.clone(),
+            index: i + 1,
+            total,
+            line: s.line,
+            preview: s.preview(72),
+        }
+    }
+
+    fn lock_timeout(m: &LocalMigration, attempt: u32, attempts: u32, delay: Duration) -> Self {
+        DeployEvent::LockTimeout {
+            name: m.name.clone(),
+            attempt,
+            attempts,
+            retry_in_ms: delay.as_millis() as u64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedMigration {
     pub name: String,
@@ -313,12 +334,7 @@ async fn apply_in_transaction(
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
-                        DeployEvent::LockTimeout {
-                            name: m.name.clone(),
-                            attempt,
-                            attempts,
-                            retry_in_ms: delay.as_millis() as u64,
-                        },
+                        DeployEvent::lock_timeout(m, attempt, attempts, delay),
                     );
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -362,16 +378,7 @@ async fn try_transaction(
         if s.transaction_control {
             continue;
         }
-        emit(
-            events,
-            DeployEvent::StatementStarted {
-                name: m.name.clone(),
-                index: i + 1,
-                total,
-                line: s.line,
-                preview: s.preview(72),
-            },
-        );
+        emit(events, DeployEvent::statement_started(m, i, total, s));
         client
             .batch_execute(&s.text)
             .await
@@ -407,16 +414,7 @@ async fn apply_statement_by_statement(
         .map_err(|e| query_error("setting lock_timeout", &e))?;
     let total = statements.len();
     for (i, s) in statements.iter().enumerate() {
-        emit(
-            events,
-            DeployEvent::StatementStarted {
-                name: m.name.clone(),
-                index: i + 1,
-                total,
-                line: s.line,
-                preview: s.preview(72),
-            },
-        );
+        emit(events, DeployEvent::statement_started(m, i, total, s));
         let invalid_before = match &s.concurrent_index_on {
             Some(table) => invalid_indexes(client, table).await?,
             None => Vec::new(),
@@ -434,12 +432,12 @@ async fn apply_statement_by_statement(
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
-                        DeployEvent::LockTimeout {
-                            name: m.name.clone(),
+                        DeployEvent::lock_timeout(
+                            m,
                             attempt,
-                            attempts: opts.settings.lock_retries + 1,
-                            retry_in_ms: delay.as_millis() as u64,
-                        },
+                            opts.settings.lock_retries + 1,
+                            delay,
+                        ),
                     );
                     tokio::time::sleep(delay).await;
                     attempt += 1;

@@ -335,3 +335,40 @@ pub fn sha256_of(path: &Path) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// One environment in a config file of its own, pointing at a test database.
+pub struct ConfigEnv {
+    path: PathBuf,
+    env: String,
+    migrations: PathBuf,
+}
+
+impl ConfigEnv {
+    /// Writes `[environments.<env>]` with the database's URL plus `settings` (TOML lines).
+    pub fn write(db: &TestDb, m: &Migrations, env: &str, settings: &str) -> ConfigEnv {
+        let path = m.path().join("pgdeck.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[environments.{env}]\ndatabase_url = \"{}\"\n{settings}\n",
+                db.url()
+            ),
+        )
+        .unwrap();
+        ConfigEnv {
+            path,
+            env: env.to_owned(),
+            migrations: m.path().to_owned(),
+        }
+    }
+
+    /// `pgdeck --config FILE --env ENV --migrations DIR ARGS...`
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = pgdeck_cmd();
+        cmd.arg("--config")
+            .arg(&self.path)
+            .args(["--env", &self.env]);
+        cmd.arg("--migrations").arg(&self.migrations).args(args);
+        cmd
+    }
+}
