@@ -2,8 +2,6 @@
 //! decides the exit code. Core modules build these at the point where they know both the cause and
 //! what the operator can do about it.
 
-use std::fmt;
-
 /// What went wrong, coarsely: callers branch on it and the CLI maps it to an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -21,7 +19,8 @@ pub enum ErrorKind {
 
 /// A user-facing error: `cause` says what happened, `hint` what to do about it. Neither ever
 /// contains a password: connection details are rendered through `DbTarget`'s redacting Display.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{cause}")]
 pub struct Error {
     pub kind: ErrorKind,
     pub cause: String,
@@ -49,13 +48,5 @@ impl Error {
         Self::new(ErrorKind::Refused, cause, hint)
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.cause)
-    }
-}
-
-impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

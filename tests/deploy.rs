@@ -538,3 +538,47 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
     assert_eq!(ok.code, 0, "{ok:?}");
     assert!(db.table_exists("a").await);
 }
+
+#[tokio::test]
+async fn a_backend_terminated_mid_migration_is_a_runtime_error_and_nothing_is_applied() {
+    let db = fresh_db("deploy_terminated").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_slow",
+        "CREATE TABLE created_before (id int);\nSELECT pg_sleep(5);\n",
+    );
+    let child = spawn(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    let admin = db.client().await;
+    wait_for(
+        "the migration's pg_sleep to be running",
+        TIMEOUT,
+        || async {
+            admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(5)%'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let r = Run::from(child.wait_with_output().unwrap());
+    r.assert_clean_error(1);
+    assert!(
+        r.stderr
+            .contains("lost the connection while applying 20250101000000_slow"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("run `pgdeck deploy` again"),
+        "{}",
+        r.stderr
+    );
+    assert!(!db.table_exists("created_before").await);
+    assert_eq!(run(pgdeck(&db, m.path(), &["deploy", "--yes"])).code, 0);
+    assert!(db.table_exists("created_before").await);
+}

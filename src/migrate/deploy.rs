@@ -341,8 +341,15 @@ async fn apply_in_transaction(
                     continue;
                 }
                 let Failure { error, statement } = failure;
+                let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true);
+                if err.kind == ErrorKind::Runtime {
+                    // The connection is gone: there is nothing to record the attempt with, and
+                    // the server rolled the migration back.
+                    return Err(err);
+                }
                 let logs = failure_logs(m, statement.as_ref(), &error, attempt);
-                ledger::insert_rolled_back_attempt(
+                // The failure is what matters; if recording it fails too, say so in the hint.
+                if let Err(record) = ledger::insert_rolled_back_attempt(
                     client,
                     schema,
                     &m.name,
@@ -350,8 +357,14 @@ async fn apply_in_transaction(
                     started_at,
                     &logs,
                 )
-                .await?;
-                return Err(sql_failure(m, statement.as_ref(), &error, attempt, true));
+                .await
+                {
+                    err.hint = format!(
+                        "{} (the failed attempt could not be recorded: {})",
+                        err.hint, record.cause
+                    );
+                }
+                return Err(err);
             }
         }
     }
@@ -627,10 +640,20 @@ fn sql_failure(
         Some((l, c)) => format!("{}:{l}:{c}", m.script_path().display()),
         None => m.script_path().display().to_string(),
     };
-    if e.is_closed() {
+    let lost = e.is_closed()
+        || e.as_db_error().is_some_and(|d| {
+            let class = &d.code().code()[..2];
+            class == "08" || class == "57"
+        });
+    if lost {
+        let hint = if rolled_back {
+            "the server rolled the migration back; once the server is reachable run `pgdeck deploy` again"
+        } else {
+            "statements before the interruption may be applied; check with `pgdeck status`, then resolve the failed migration"
+        };
         return Error::runtime(
-            format!("lost the connection while applying {}", m.name),
-            "the server rolled back the open transaction; check the server, then `pgdeck status` and deploy again",
+            format!("lost the connection while applying {}: {message}", m.name),
+            hint,
         );
     }
     if is_lock_timeout(e) {
