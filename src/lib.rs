@@ -9,4 +9,5 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod lint;
 pub mod migrate;

@@ -3,7 +3,7 @@
 //! `CONCURRENTLY` inside a comment, a string or a function body changes nothing.
 
 use squawk_syntax::ast::{self, AstNode};
-use squawk_syntax::{SourceFile, SyntaxKind, SyntaxNode};
+use squawk_syntax::{Parse, SourceFile, SyntaxKind, SyntaxNode};
 
 /// Where a statement can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -50,7 +50,7 @@ impl Statement {
 }
 
 /// A syntax problem squawk found, with its 1-based position.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SyntaxProblem {
     pub line: usize,
     pub column: usize,
@@ -72,7 +72,11 @@ pub struct Script {
 
 impl Script {
     pub fn parse(sql: &str) -> Script {
-        let parse = SourceFile::parse(sql);
+        Script::from_parse(sql, &SourceFile::parse(sql))
+    }
+
+    /// The same, from a parse already made (the linter parses once for both).
+    pub fn from_parse(sql: &str, parse: &Parse<SourceFile>) -> Script {
         let file = parse.tree();
         let problems = parse
             .errors()
@@ -86,9 +90,7 @@ impl Script {
                 }
             })
             .collect();
-        let statements = file
-            .stmts()
-            .filter(|s| !matches!(s, ast::Stmt::EmptyStmt(_)))
+        let statements = statements_of(&file)
             .map(|stmt| statement(sql, &stmt))
             .collect::<Vec<_>>();
         let mentions_non_transactional = file.syntax().descendants_with_tokens().any(|t| {
@@ -125,6 +127,12 @@ impl Script {
             concurrent_index_on: None,
         }
     }
+}
+
+/// The statements of a parsed file, in order, without empty ones (`;;`).
+pub fn statements_of(file: &SourceFile) -> impl Iterator<Item = ast::Stmt> {
+    file.stmts()
+        .filter(|s| !matches!(s, ast::Stmt::EmptyStmt(_)))
 }
 
 fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {

@@ -1,0 +1,52 @@
+//! Live table sizes for lint and plan: estimated rows and total size of the tables a migration
+//! touches. A guest on the server: read-only, short timeouts, and no size function on a table
+//! that holds or awaits an ACCESS EXCLUSIVE lock (it would queue behind it); those fall back to
+//! the catalog's page counts.
+
+use crate::config::DbTarget;
+use crate::db::{self, query_error};
+use crate::error::Result;
+
+use super::{Sizes, TableSize};
+
+/// Sizes of `tables` (names as written in SQL); tables that do not exist are left out.
+pub async fn table_sizes(target: &DbTarget, tables: &[String]) -> Result<Sizes> {
+    if tables.is_empty() {
+        return Ok(Sizes::new());
+    }
+    let session = db::connect(&target.with_application_name("pgdeck-lint")).await?;
+    let client = &session.client;
+    client
+        .batch_execute(
+            "SET default_transaction_read_only = on; SET statement_timeout = '5s'; SET lock_timeout = '500ms'",
+        )
+        .await
+        .map_err(|e| query_error("preparing the catalog session", &e))?;
+    let rows = client
+        .query(
+            "SELECT u.t, c.reltuples::bigint, \
+                    CASE WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid AND l.mode = 'AccessExclusiveLock') \
+                         THEN (c.relpages::bigint \
+                               + coalesce((SELECT sum(i.relpages) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), 0) \
+                               + coalesce((SELECT tc.relpages FROM pg_class tc WHERE tc.oid = c.reltoastrelid), 0)) \
+                              * current_setting('block_size')::bigint \
+                         ELSE pg_total_relation_size(c.oid) END \
+             FROM unnest($1::text[]) AS u(t) JOIN pg_class c ON c.oid = to_regclass(u.t)",
+            &[&tables],
+        )
+        .await
+        .map_err(|e| query_error("reading table sizes", &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let table: String = r.get(0);
+            let rows: i64 = r.get(1);
+            let size = TableSize {
+                table: table.clone(),
+                rows: (rows >= 0).then_some(rows),
+                bytes: r.get(2),
+            };
+            (table, size)
+        })
+        .collect())
+}

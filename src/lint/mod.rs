@@ -1,0 +1,554 @@
+//! Safety lint: squawk-linter's rules, weighed by the runbook (SAFE / NEEDS CARE / DANGEROUS),
+//! with the lock each statement takes, whether it rewrites the table, the live size of what it
+//! touches, and an expand / contract recipe for every dangerous change. Executes no SQL of the
+//! migration; it only reads the catalog.
+
+pub mod facts;
+pub mod recipe;
+pub mod rules;
+
+use serde::Serialize;
+
+/// The runbook's verdict on a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Safe,
+    #[serde(rename = "needs_care")]
+    Care,
+    Dangerous,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Safe => "SAFE",
+            Severity::Care => "NEEDS CARE",
+            Severity::Dangerous => "DANGEROUS",
+        }
+    }
+}
+
+pub mod catalog;
+
+use std::collections::{HashMap, HashSet};
+
+use squawk_linter::{Linter, Rule};
+use squawk_syntax::{SourceFile, SyntaxKind, ast::AstNode};
+
+use crate::migrate::script::{Script, SyntaxProblem, TxMode, statements_of};
+use facts::{LockMode, Rewrite};
+use rules::Category;
+
+/// What the linter checks and how it weighs sizes. Built from an environment's `[lint]` table.
+#[derive(Debug, Clone)]
+pub struct LintSettings {
+    /// Squawk rules to add to (or remove from) its defaults.
+    pub include: Vec<Rule>,
+    pub exclude: Vec<Rule>,
+    /// Whether the deploy runner sets `lock_timeout` itself (then squawk's timeout rules are off).
+    pub runner_lock_timeout: bool,
+    /// A table at least this big (estimated rows or total bytes) is large: blocking findings on
+    /// it become DANGEROUS.
+    pub large_rows: i64,
+    pub large_bytes: i64,
+}
+
+impl Default for LintSettings {
+    fn default() -> Self {
+        LintSettings {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            runner_lock_timeout: true,
+            large_rows: 250_000,
+            large_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Below these a table is small: blocking findings on it are lowered to NEEDS CARE.
+const SMALL_ROWS: i64 = 10_000;
+const SMALL_BYTES: i64 = 64 << 20;
+/// With no row estimate (never analyzed), only a table this small counts as small.
+const TINY_BYTES: i64 = 1 << 20;
+
+/// A table's size from the live catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableSize {
+    /// As written in the SQL.
+    pub table: String,
+    /// `reltuples`; None when the table was never analyzed.
+    pub rows: Option<i64>,
+    /// Total size with indexes and TOAST.
+    pub bytes: i64,
+}
+
+impl TableSize {
+    fn is_large(&self, s: &LintSettings) -> bool {
+        self.rows.is_some_and(|r| r >= s.large_rows) || self.bytes >= s.large_bytes
+    }
+
+    fn is_small(&self) -> bool {
+        match self.rows {
+            Some(r) => r < SMALL_ROWS && self.bytes < SMALL_BYTES,
+            None => self.bytes < TINY_BYTES,
+        }
+    }
+
+    /// "~1.2M rows, 48 MB"
+    pub fn describe(&self) -> String {
+        let rows = match self.rows {
+            Some(r) => format!("~{} rows", human_count(r)),
+            None => "rows unknown (never analyzed)".into(),
+        };
+        format!("{rows}, {}", human_bytes(self.bytes))
+    }
+}
+
+/// Sizes by table name as written.
+pub type Sizes = HashMap<String, TableSize>;
+
+pub fn human_count(n: i64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+pub fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One finding, positioned in the file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// A squawk rule name (`ban-drop-column`) or pgdeck's own (`drop-column`).
+    pub rule: String,
+    pub severity: Severity,
+    pub category: Category,
+    pub message: String,
+    pub help: Option<String>,
+    /// 1-based, in characters.
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    /// Index into the file's statements.
+    pub statement: Option<usize>,
+    /// Why the severity differs from the rule's usual one (table size, new table).
+    pub adjustment: Option<String>,
+    /// The reason given to acknowledge it, if acknowledged.
+    pub acknowledged: Option<String>,
+    /// The expand / dual-write / contract steps, for dangerous changes.
+    pub recipe: Vec<String>,
+}
+
+/// One statement with what it will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatementLint {
+    pub index: usize,
+    pub line: usize,
+    pub column: usize,
+    pub preview: String,
+    pub kind: String,
+    pub transaction: TxMode,
+    pub lock: Option<LockMode>,
+    pub rewrite: Rewrite,
+    pub tables: Vec<TableSize>,
+    /// The worst severity among its findings (SAFE when it has none).
+    pub class: Severity,
+}
+
+/// The lint of one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLint {
+    pub path: String,
+    pub statements: Vec<StatementLint>,
+    pub findings: Vec<Finding>,
+    pub syntax_errors: Vec<SyntaxProblem>,
+}
+
+impl FileLint {
+    /// The worst severity among findings nobody acknowledged.
+    pub fn worst_unacknowledged(&self) -> Option<Severity> {
+        self.findings
+            .iter()
+            .filter(|f| f.acknowledged.is_none())
+            .map(|f| f.severity)
+            .max()
+    }
+
+    /// Acknowledges every finding of `rule` (from `--allow RULE --reason TEXT`).
+    pub fn acknowledge(&mut self, rule: &str, reason: &str) {
+        for f in self
+            .findings
+            .iter_mut()
+            .filter(|f| rules::allows(rule, &f.rule) && f.acknowledged.is_none())
+        {
+            f.acknowledged = Some(reason.to_owned());
+        }
+    }
+}
+
+/// An acknowledgement written in the file: `-- pgdeck:allow <rule> <reason>` applies to the
+/// statement that follows it.
+const ALLOW: &str = "pgdeck:allow";
+
+/// Tables a script touches that existed before it (for the catalog lookup).
+pub fn touched_tables(sql: &str) -> Vec<String> {
+    let parse = SourceFile::parse(sql);
+    let mut out: Vec<String> = Vec::new();
+    let mut created = HashSet::new();
+    for stmt in statements_of(&parse.tree()) {
+        let f = facts::facts(&stmt);
+        for t in f.tables {
+            if !created.contains(&ident_key(&t)) && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        created.extend(f.creates.iter().map(|c| ident_key(c)));
+    }
+    out
+}
+
+/// Lints one script. `sizes` holds live table sizes when a database was reachable.
+pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -> FileLint {
+    let text = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let parse = SourceFile::parse(text);
+    let script = Script::from_parse(text, &parse);
+    let mut out = FileLint {
+        path: path.to_owned(),
+        statements: Vec::new(),
+        findings: Vec::new(),
+        syntax_errors: script.problems.clone(),
+    };
+    if !out.syntax_errors.is_empty() {
+        // Findings on a tree the parser did not understand would be guesses.
+        return out;
+    }
+    let file = parse.tree();
+    let all_facts: Vec<_> = statements_of(&file).map(|s| facts::facts(&s)).collect();
+
+    // squawk's findings.
+    let mut exclude = settings.exclude.clone();
+    exclude.extend_from_slice(rules::HANDLED_BY_RUNNER);
+    if settings.runner_lock_timeout {
+        exclude.extend_from_slice(rules::TIMEOUT_RULES);
+    }
+    let mut linter = Linter::with_rules(&settings.include, &exclude);
+    linter.settings.assume_in_transaction = script.transactional();
+    let statement_of = |offset: usize| {
+        script
+            .statements
+            .iter()
+            .position(|s| offset >= s.offset && offset < s.offset + s.text.len().max(1))
+            .or_else(|| script.statements.iter().rposition(|s| s.offset <= offset))
+    };
+    for v in linter.lint(&parse, text) {
+        let start = usize::from(v.text_range.start());
+        let end = usize::from(v.text_range.end());
+        let (severity, category) = rules::weigh(v.code);
+        let (line, column) = crate::migrate::script::line_col(text, start);
+        let (end_line, end_column) = crate::migrate::script::line_col(text, end);
+        out.findings.push(Finding {
+            rule: v.code.to_string(),
+            severity,
+            category,
+            message: v.message,
+            help: v.help,
+            line,
+            column,
+            end_line,
+            end_column,
+            statement: statement_of(start),
+            adjustment: None,
+            acknowledged: None,
+            recipe: Vec::new(),
+        });
+    }
+
+    let ignores = squawk_ignores(&file, &script);
+    // pgdeck's own classification: it raises squawk's findings to the runbook's class where
+    // squawk covers the change, and speaks for itself where squawk has no rule.
+    for (i, (s, f)) in script.statements.iter().zip(&all_facts).enumerate() {
+        if f.class == Severity::Safe {
+            continue;
+        }
+        let covering = rules::covered_by(f.rule);
+        let mut reported = false;
+        for x in out
+            .findings
+            .iter_mut()
+            .filter(|x| x.statement == Some(i) && covering.iter().any(|r| r.to_string() == x.rule))
+        {
+            x.severity = x.severity.max(f.class);
+            reported = true;
+        }
+        let suppressed = covering.iter().any(|r| {
+            settings.exclude.contains(r) || ignores.iter().any(|ig| ig.covers(i, &r.to_string()))
+        });
+        if reported || suppressed {
+            continue;
+        }
+        let (end_line, end_column) =
+            crate::migrate::script::line_col(text, s.offset + s.text.len());
+        out.findings.push(Finding {
+            rule: f.rule.to_owned(),
+            severity: f.class,
+            category: f.category,
+            message: format!("{}: {}", f.kind, f.reason),
+            help: None,
+            line: s.line,
+            column: s.column,
+            end_line,
+            end_column,
+            statement: Some(i),
+            adjustment: None,
+            acknowledged: None,
+            recipe: Vec::new(),
+        });
+    }
+    if script.statements.is_empty() {
+        out.findings.push(Finding {
+            rule: "empty-migration".into(),
+            severity: Severity::Care,
+            category: Category::Breaking,
+            message: "the file has no SQL statements: deploying it changes nothing".into(),
+            help: Some(
+                "fine for a baseline; otherwise write the migration or delete the folder".into(),
+            ),
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 1,
+            statement: None,
+            adjustment: None,
+            acknowledged: None,
+            recipe: Vec::new(),
+        });
+    }
+
+    // Context: new tables, live sizes, recipes, acknowledgements.
+    let mut created: HashSet<String> = HashSet::new();
+    let mut new_before: Vec<bool> = Vec::new();
+    for f in &all_facts {
+        new_before
+            .push(!f.tables.is_empty() && f.tables.iter().all(|t| created.contains(&ident_key(t))));
+        created.extend(f.creates.iter().map(|c| ident_key(c)));
+    }
+    let allows = allows_in(&file, &script);
+    let mut extra = Vec::new();
+    for finding in &mut out.findings {
+        let Some(i) = finding.statement else { continue };
+        let f = &all_facts[i];
+        if new_before[i] && finding.category != Category::Style {
+            finding.severity = Severity::Safe;
+            finding.adjustment =
+                Some("the table is created earlier in this migration: it is new and empty".into());
+        } else if finding.category == Category::Blocking {
+            let known: Vec<&TableSize> = f.tables.iter().filter_map(|t| sizes.get(t)).collect();
+            if let Some(big) = known.iter().find(|t| t.is_large(settings)) {
+                if finding.severity < Severity::Dangerous {
+                    finding.severity = Severity::Dangerous;
+                    finding.adjustment = Some(format!(
+                        "raised: {} is large ({})",
+                        big.table,
+                        big.describe()
+                    ));
+                }
+            } else if !known.is_empty()
+                && known.len() == f.tables.len()
+                && known.iter().all(|t| t.is_small())
+                && finding.severity == Severity::Dangerous
+            {
+                finding.severity = Severity::Care;
+                finding.adjustment = Some(format!(
+                    "lowered: {} is small ({})",
+                    known[0].table,
+                    known[0].describe()
+                ));
+            }
+        }
+        if finding.severity == Severity::Dangerous {
+            finding.recipe = f.changes.iter().flat_map(recipe::recipe).collect();
+        }
+        let allowed = allows
+            .iter()
+            .find(|((at, rule), _)| *at == i && rules::allows(rule, &finding.rule))
+            .map(|(_, v)| v);
+        match allowed {
+            Some(Ok(reason)) => finding.acknowledged = Some(reason.clone()),
+            Some(Err(())) => extra.push(Finding {
+                rule: "pgdeck-allow-without-reason".into(),
+                severity: Severity::Care,
+                category: Category::Style,
+                message: format!(
+                    "`-- {ALLOW} {}` has no reason, so it acknowledges nothing",
+                    finding.rule
+                ),
+                help: Some(format!(
+                    "write why it is safe: -- {ALLOW} {} <reason>",
+                    finding.rule
+                )),
+                ..finding.clone()
+            }),
+            None => {}
+        }
+    }
+    out.findings.extend(extra);
+    out.findings
+        .sort_by_key(|f| (f.line, f.column, std::cmp::Reverse(f.severity)));
+
+    for (i, (s, f)) in script.statements.iter().zip(&all_facts).enumerate() {
+        let class = out
+            .findings
+            .iter()
+            .filter(|x| x.statement == Some(i))
+            .map(|x| x.severity)
+            .max()
+            .unwrap_or(Severity::Safe);
+        out.statements.push(StatementLint {
+            index: i + 1,
+            line: s.line,
+            column: s.column,
+            preview: s.preview(60),
+            kind: f.kind.clone(),
+            transaction: s.mode,
+            lock: f.lock,
+            rewrite: f.rewrite,
+            tables: f
+                .tables
+                .iter()
+                .filter_map(|t| sizes.get(t).cloned())
+                .collect(),
+            class,
+        });
+    }
+    out
+}
+
+/// `-- pgdeck:allow <rule> <reason>` comments, keyed by the statement that follows each and the
+/// rule; `Err` when the reason is missing.
+fn allows_in(file: &SourceFile, script: &Script) -> HashMap<(usize, String), Result<String, ()>> {
+    let mut out = HashMap::new();
+    for token in file
+        .syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| t.kind() == SyntaxKind::COMMENT)
+    {
+        let body = token
+            .text()
+            .trim_start_matches("--")
+            .trim_start_matches("/*")
+            .trim_end_matches("*/")
+            .trim();
+        let Some(rest) = body.strip_prefix(ALLOW) else {
+            continue;
+        };
+        let mut parts = rest.trim().splitn(2, char::is_whitespace);
+        let Some(rule) = parts.next().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let reason = parts.next().map(str::trim).filter(|r| !r.is_empty());
+        let at = usize::from(token.text_range().start());
+        if let Some(i) = script.statements.iter().position(|s| s.offset > at) {
+            out.insert((i, rule.to_owned()), reason.map(str::to_owned).ok_or(()));
+        }
+    }
+    out
+}
+
+/// A `-- squawk-ignore [rules]` (next statement) or `-- squawk-ignore-file [rules]` comment;
+/// no rules means all of them. squawk applies these to its own findings; pgdeck reads them too so
+/// that its own finding for the same change stays silent.
+struct SquawkIgnore {
+    statement: Option<usize>,
+    rules: Vec<String>,
+}
+
+impl SquawkIgnore {
+    fn covers(&self, statement: usize, rule: &str) -> bool {
+        self.statement.is_none_or(|s| s == statement)
+            && (self.rules.is_empty() || self.rules.iter().any(|r| r == rule))
+    }
+}
+
+fn squawk_ignores(file: &SourceFile, script: &Script) -> Vec<SquawkIgnore> {
+    let mut out = Vec::new();
+    for token in file
+        .syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| t.kind() == SyntaxKind::COMMENT)
+    {
+        let body = token
+            .text()
+            .trim_start_matches("--")
+            .trim_start_matches("/*")
+            .trim_end_matches("*/")
+            .trim();
+        let (rest, file_level) = if let Some(r) = body.strip_prefix("squawk-ignore-file") {
+            (r, true)
+        } else if let Some(r) = body.strip_prefix("squawk-ignore") {
+            (r, false)
+        } else {
+            continue;
+        };
+        let rest = rest.split("--").next().unwrap_or_default();
+        let rules = rest
+            .split(',')
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .collect();
+        let at = usize::from(token.text_range().start());
+        let statement = if file_level {
+            None
+        } else {
+            match script.statements.iter().position(|s| s.offset > at) {
+                Some(i) => Some(i),
+                None => continue,
+            }
+        };
+        out.push(SquawkIgnore { statement, rules });
+    }
+    out
+}
+
+/// A comparable key for a table name as written: last segment, unquoted, case-folded unless quoted.
+fn ident_key(name: &str) -> String {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    parts.pop().unwrap_or_default().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests;

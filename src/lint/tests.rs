@@ -1,0 +1,643 @@
+//! Table-driven: the runbook's SAFE and DANGEROUS cases and the expand / contract steps, each
+//! with the class, the finding's rule, the lock and the rewrite pgdeck must report.
+
+use super::facts::{LockMode, Rewrite};
+use super::*;
+
+use LockMode::*;
+use Severity::*;
+
+struct Case {
+    sql: &'static str,
+    class: Severity,
+    /// A rule that must be among the findings of the (last) statement, if any.
+    rule: Option<&'static str>,
+    lock: Option<LockMode>,
+    rewrite: Rewrite,
+}
+
+const fn case(
+    sql: &'static str,
+    class: Severity,
+    rule: Option<&'static str>,
+    lock: Option<LockMode>,
+    rewrite: Rewrite,
+) -> Case {
+    Case {
+        sql,
+        class,
+        rule,
+        lock,
+        rewrite,
+    }
+}
+
+const CASES: &[Case] = &[
+    // SAFE, as the runbook lists them.
+    case(
+        "CREATE TABLE \"StripeWebhookEvent\" (\"id\" TEXT NOT NULL, CONSTRAINT \"StripeWebhookEvent_pkey\" PRIMARY KEY (\"id\"));",
+        Safe,
+        None,
+        None,
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD COLUMN \"newField\" TEXT;",
+        Safe,
+        None,
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"QRCode\" ADD COLUMN \"used\" BOOLEAN NOT NULL DEFAULT false, ADD COLUMN \"usedAt\" TIMESTAMP(3);",
+        Safe,
+        None,
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE INDEX CONCURRENTLY \"User_email_idx\" ON \"User\"(\"email\");",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"u\" ON \"User\"(\"email\");",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"QRCode\" ADD CONSTRAINT \"QRCode_usedByUserId_fkey\" FOREIGN KEY (\"usedByUserId\") REFERENCES \"User\"(\"id\") NOT VALID;",
+        Safe,
+        None,
+        Some(ShareRowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"QRCode\" VALIDATE CONSTRAINT \"QRCode_usedByUserId_fkey\";",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::Scan,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD CONSTRAINT \"email_present\" CHECK (\"email\" IS NOT NULL) NOT VALID;",
+        Safe,
+        None,
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE TABLE q (id bigint PRIMARY KEY, owner text REFERENCES \"User\"(\"id\"));",
+        Safe,
+        None,
+        Some(ShareRowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "DROP INDEX CONCURRENTLY IF EXISTS \"QRCode_usedByUserId_idx\";",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "REINDEX INDEX CONCURRENTLY \"User_email_idx\";",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE TYPE \"Role\" AS ENUM ('USER', 'ADMIN');",
+        Safe,
+        None,
+        None,
+        Rewrite::No,
+    ),
+    case(
+        "CREATE VIEW active_users AS SELECT * FROM \"User\";",
+        Safe,
+        None,
+        None,
+        Rewrite::No,
+    ),
+    case(
+        "COMMENT ON TABLE \"User\" IS 'people';",
+        Safe,
+        None,
+        None,
+        Rewrite::No,
+    ),
+    case(
+        "INSERT INTO \"User\" (id, email) VALUES ('1', 'a@b.c');",
+        Safe,
+        None,
+        Some(RowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "VACUUM ANALYZE \"User\";",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"email\" SET STATISTICS 500;",
+        Safe,
+        None,
+        Some(ShareUpdateExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"name\" SET DEFAULT 'anonymous';",
+        Safe,
+        None,
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    // A table created earlier in the same migration is new and empty.
+    case(
+        "CREATE TABLE t (id bigint); CREATE INDEX t_id ON t (id);",
+        Safe,
+        None,
+        Some(Share),
+        Rewrite::Scan,
+    ),
+    case(
+        "CREATE TABLE t (id bigint, a text); ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+        Safe,
+        None,
+        Some(AccessExclusive),
+        Rewrite::Scan,
+    ),
+    // DANGEROUS, as the runbook lists them.
+    case(
+        "ALTER TABLE \"User\" DROP COLUMN \"email\";",
+        Dangerous,
+        Some("ban-drop-column"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"QRCode\" DROP COLUMN IF EXISTS \"used\";",
+        Dangerous,
+        Some("ban-drop-column"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "DROP TABLE \"StripeWebhookEvent\";",
+        Dangerous,
+        Some("ban-drop-table"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "DROP TABLE IF EXISTS a, b CASCADE;",
+        Dangerous,
+        Some("ban-drop-table"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" RENAME COLUMN \"phone\" TO \"phoneNumber\";",
+        Dangerous,
+        Some("renaming-column"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" RENAME TO \"Person\";",
+        Dangerous,
+        Some("renaming-table"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"age\" TYPE bigint;",
+        Dangerous,
+        Some("changing-column-type"),
+        Some(AccessExclusive),
+        Rewrite::Maybe,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"age\" SET DATA TYPE text USING \"age\"::text;",
+        Dangerous,
+        Some("changing-column-type"),
+        Some(AccessExclusive),
+        Rewrite::Maybe,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"newEmail\" SET NOT NULL;",
+        Dangerous,
+        Some("adding-not-nullable-field"),
+        Some(AccessExclusive),
+        Rewrite::Scan,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD COLUMN \"phoneNumber\" TEXT NOT NULL;",
+        Dangerous,
+        Some("adding-required-field"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE INDEX \"User_email_idx\" ON \"User\"(\"email\");",
+        Dangerous,
+        Some("require-concurrent-index-creation"),
+        Some(Share),
+        Rewrite::Scan,
+    ),
+    case(
+        "CREATE UNIQUE INDEX \"User_email_key\" ON \"User\"(\"email\");",
+        Dangerous,
+        Some("require-concurrent-index-creation"),
+        Some(Share),
+        Rewrite::Scan,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD COLUMN \"token\" uuid DEFAULT gen_random_uuid();",
+        Dangerous,
+        Some("adding-field-with-default"),
+        Some(AccessExclusive),
+        Rewrite::Yes,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD CONSTRAINT \"User_email_key\" UNIQUE (\"email\");",
+        Dangerous,
+        Some("disallowed-unique-constraint"),
+        Some(AccessExclusive),
+        Rewrite::Scan,
+    ),
+    case(
+        "ALTER TABLE \"User\" SET SCHEMA archive;",
+        Dangerous,
+        Some("ban-set-schema"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "TRUNCATE \"StripeWebhookEvent\";",
+        Dangerous,
+        Some("truncate"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "VACUUM FULL \"User\";",
+        Dangerous,
+        Some("vacuum-full"),
+        Some(AccessExclusive),
+        Rewrite::Yes,
+    ),
+    case(
+        "REINDEX TABLE \"User\";",
+        Dangerous,
+        Some("require-concurrent-reindex"),
+        Some(Share),
+        Rewrite::Scan,
+    ),
+    case(
+        "DROP SCHEMA legacy CASCADE;",
+        Dangerous,
+        Some("ban-drop-schema"),
+        None,
+        Rewrite::No,
+    ),
+    // NEEDS CARE.
+    case(
+        "ALTER TABLE \"QRCode\" ADD CONSTRAINT \"QRCode_usedByUserId_fkey\" FOREIGN KEY (\"usedByUserId\") REFERENCES \"User\"(\"id\");",
+        Care,
+        Some("adding-foreign-key-constraint"),
+        Some(ShareRowExclusive),
+        Rewrite::Scan,
+    ),
+    case(
+        "ALTER TABLE \"User\" ADD CONSTRAINT \"email_present\" CHECK (\"email\" IS NOT NULL);",
+        Care,
+        Some("constraint-missing-not-valid"),
+        Some(AccessExclusive),
+        Rewrite::Scan,
+    ),
+    case(
+        "DROP INDEX \"QRCode_usedByUserId_idx\";",
+        Care,
+        Some("require-concurrent-index-deletion"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "UPDATE \"User\" SET \"newEmail\" = \"email\";",
+        Care,
+        Some("backfill"),
+        Some(RowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "DELETE FROM \"StripeWebhookEvent\" WHERE \"processedAt\" < now() - interval '90 days';",
+        Care,
+        Some("delete"),
+        Some(RowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"User\" ALTER COLUMN \"email\" DROP NOT NULL;",
+        Care,
+        Some("ban-drop-not-null"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE \"QRCode\" DROP CONSTRAINT \"QRCode_ownerId_fkey\";",
+        Care,
+        Some("ban-drop-constraint"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "CREATE TRIGGER audit AFTER UPDATE ON \"User\" FOR EACH ROW EXECUTE FUNCTION audit();",
+        Care,
+        Some("create-trigger"),
+        Some(ShareRowExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "REFRESH MATERIALIZED VIEW stats;",
+        Care,
+        Some("refresh-materialized-view"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+    case(
+        "DROP VIEW active_users;",
+        Care,
+        Some("ban-drop-view"),
+        None,
+        Rewrite::No,
+    ),
+    case(
+        "ALTER TABLE parent DETACH PARTITION p2024;",
+        Care,
+        Some("require-concurrent-partition-detach"),
+        Some(AccessExclusive),
+        Rewrite::No,
+    ),
+];
+
+fn lint(sql: &str) -> FileLint {
+    lint_sql("case.sql", sql, &LintSettings::default(), &Sizes::new())
+}
+
+#[test]
+fn every_runbook_case_gets_its_class_lock_and_rewrite() {
+    assert!(CASES.len() >= 40, "{} cases", CASES.len());
+    let mut failures = Vec::new();
+    for c in CASES {
+        let r = lint(c.sql);
+        assert!(
+            r.syntax_errors.is_empty(),
+            "{}: {:?}",
+            c.sql,
+            r.syntax_errors
+        );
+        let last = r.statements.last().expect("a statement");
+        let rules: Vec<&str> = r
+            .findings
+            .iter()
+            .filter(|f| f.statement == Some(last.index - 1))
+            .map(|f| f.rule.as_str())
+            .collect();
+        let got = (last.class, last.lock, last.rewrite);
+        if got != (c.class, c.lock, c.rewrite) || c.rule.is_some_and(|rule| !rules.contains(&rule))
+        {
+            failures.push(format!(
+                "{}\n    want {:?} {:?} {:?} {:?}\n    got  {got:?} {rules:?}",
+                c.sql, c.class, c.lock, c.rewrite, c.rule
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_dangerous_change_carries_a_recipe_with_its_names() {
+    let cases = [
+        (
+            "ALTER TABLE \"User\" RENAME COLUMN \"phone\" TO \"phoneNumber\";",
+            "ADD COLUMN \"phoneNumber\"",
+        ),
+        (
+            "ALTER TABLE \"User\" DROP COLUMN \"email\";",
+            "DROP COLUMN \"email\"",
+        ),
+        (
+            "ALTER TABLE \"User\" ALTER COLUMN \"newEmail\" SET NOT NULL;",
+            "CHECK (\"newEmail\" IS NOT NULL) NOT VALID",
+        ),
+        (
+            "ALTER TABLE \"User\" ADD COLUMN \"phoneNumber\" TEXT NOT NULL;",
+            "ADD COLUMN \"phoneNumber\" TEXT;",
+        ),
+        (
+            "ALTER TABLE \"User\" ALTER COLUMN \"age\" TYPE bigint;",
+            "ADD COLUMN \"age_new\" bigint",
+        ),
+        (
+            "CREATE INDEX \"User_email_idx\" ON \"User\"(\"email\");",
+            "CREATE INDEX CONCURRENTLY \"User_email_idx\"",
+        ),
+        (
+            "DROP TABLE \"StripeWebhookEvent\";",
+            "\"StripeWebhookEvent_deprecated\"",
+        ),
+        (
+            "ALTER TABLE \"User\" RENAME TO \"Person\";",
+            "CREATE VIEW \"User\" AS SELECT * FROM \"Person\"",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let r = lint(sql);
+        let dangerous: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.severity == Dangerous)
+            .collect();
+        assert!(!dangerous.is_empty(), "{sql}");
+        for f in dangerous {
+            assert!(
+                f.recipe.iter().any(|step| step.contains(expected)),
+                "{sql}: {:#?}",
+                f.recipe
+            );
+        }
+    }
+}
+
+#[test]
+fn squawk_ignore_and_pgdeck_allow_are_honoured() {
+    let ignored =
+        lint("-- squawk-ignore ban-drop-column\nALTER TABLE \"User\" DROP COLUMN \"email\";");
+    assert_eq!(
+        ignored.worst_unacknowledged(),
+        None,
+        "{:#?}",
+        ignored.findings
+    );
+
+    for name in ["ban-drop-column", "drop-column"] {
+        let allowed = lint(&format!(
+            "-- pgdeck:allow {name} v42 no longer reads it\nALTER TABLE \"User\" DROP COLUMN \"email\";"
+        ));
+        let f = &allowed.findings[0];
+        assert_eq!(
+            f.acknowledged.as_deref(),
+            Some("v42 no longer reads it"),
+            "{name}"
+        );
+        assert_eq!(allowed.worst_unacknowledged(), None, "{name}");
+    }
+
+    let no_reason =
+        lint("-- pgdeck:allow ban-drop-column\nALTER TABLE \"User\" DROP COLUMN \"email\";");
+    assert_eq!(no_reason.worst_unacknowledged(), Some(Dangerous));
+    assert!(
+        no_reason
+            .findings
+            .iter()
+            .any(|f| f.rule == "pgdeck-allow-without-reason")
+    );
+
+    // An acknowledgement covers the statement after it, not the whole file.
+    let later = lint(
+        "-- pgdeck:allow ban-drop-column reason\nALTER TABLE a DROP COLUMN x;\nALTER TABLE b DROP COLUMN y;",
+    );
+    assert_eq!(later.worst_unacknowledged(), Some(Dangerous));
+
+    let mut cli = lint("ALTER TABLE \"User\" DROP COLUMN \"email\";");
+    cli.acknowledge("ban-drop-column", "approved in CHG-1234");
+    assert_eq!(cli.worst_unacknowledged(), None);
+}
+
+#[test]
+fn timeout_rules_appear_only_when_the_runner_does_not_set_lock_timeout() {
+    let sql = "ALTER TABLE \"User\" ADD COLUMN \"x\" text;";
+    let on = lint_sql("a.sql", sql, &LintSettings::default(), &Sizes::new());
+    assert!(
+        on.findings.iter().all(|f| !f.rule.contains("timeout")),
+        "{:#?}",
+        on.findings
+    );
+    let off = LintSettings {
+        runner_lock_timeout: false,
+        ..LintSettings::default()
+    };
+    let r = lint_sql("a.sql", sql, &off, &Sizes::new());
+    let rules: Vec<_> = r.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert!(
+        rules.contains(&"require-lock-timeout") && rules.contains(&"require-statement-timeout"),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn include_and_exclude_change_the_rule_set() {
+    let sql = "ALTER TABLE \"User\" DROP COLUMN \"email\";";
+    let excluded = LintSettings {
+        exclude: vec![Rule::BanDropColumn],
+        ..LintSettings::default()
+    };
+    let r = lint_sql("a.sql", sql, &excluded, &Sizes::new());
+    assert!(
+        r.findings.iter().all(|f| f.rule != "ban-drop-column"),
+        "{:#?}",
+        r.findings
+    );
+
+    let opt_in = LintSettings {
+        include: vec![Rule::RequireTableSchema],
+        ..LintSettings::default()
+    };
+    let r = lint_sql(
+        "a.sql",
+        "CREATE TABLE t (id bigint);",
+        &opt_in,
+        &Sizes::new(),
+    );
+    assert!(
+        r.findings.iter().any(|f| f.rule == "require-table-schema"),
+        "{:#?}",
+        r.findings
+    );
+}
+
+#[test]
+fn live_sizes_raise_and_lower_blocking_findings_but_not_breaking_ones() {
+    let settings = LintSettings::default();
+    let sizes = |rows: i64, bytes: i64| -> Sizes {
+        [(
+            "\"User\"".to_string(),
+            TableSize {
+                table: "\"User\"".into(),
+                rows: Some(rows),
+                bytes,
+            },
+        )]
+        .into()
+    };
+    let fk = "ALTER TABLE \"User\" ADD CONSTRAINT c CHECK (\"email\" <> '');";
+    let index = "CREATE INDEX i ON \"User\" (\"email\");";
+    let drop = "ALTER TABLE \"User\" DROP COLUMN \"email\";";
+    let big = sizes(2_000_000, 400 << 20);
+    let empty = sizes(0, 16 << 10);
+    let class = |sql: &str, s: &Sizes| lint_sql("a.sql", sql, &settings, s).statements[0].class;
+    assert_eq!(class(fk, &big), Dangerous);
+    assert_eq!(class(fk, &empty), Care);
+    assert_eq!(class(index, &big), Dangerous);
+    assert_eq!(class(index, &empty), Care);
+    assert_eq!(
+        class(drop, &empty),
+        Dangerous,
+        "dropping a column breaks code whatever the size"
+    );
+    let raised = lint_sql("a.sql", fk, &settings, &big);
+    let raised = raised
+        .findings
+        .iter()
+        .find(|f| f.severity == Dangerous)
+        .unwrap();
+    assert!(
+        raised
+            .adjustment
+            .as_deref()
+            .unwrap_or("")
+            .contains("~2.0M rows"),
+        "{raised:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions_and_empty_files_are_flagged() {
+    let r = lint("CREATE TABLE ok (id int);\nALTER TABLE \"User\" ADD COLUMN;\n");
+    assert_eq!(r.syntax_errors[0].line, 2, "{:?}", r.syntax_errors);
+    let empty = lint("-- nothing here\n");
+    assert_eq!(empty.findings[0].rule, "empty-migration");
+}
+
+#[test]
+fn touched_tables_skip_tables_created_in_the_same_script() {
+    let t = touched_tables(
+        "CREATE TABLE n (id int); CREATE INDEX i ON n (id); CREATE INDEX j ON \"User\" (a); ALTER TABLE q ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES \"User\"(id);",
+    );
+    assert_eq!(t, ["\"User\"", "q"]);
+}
