@@ -100,6 +100,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         target: sandbox.target(DEMO_DB),
         migrations_dir,
         deploy: DeploySettings::default(),
+        lint: Default::default(),
         source: None,
     };
     let dir = MigrationsDir::load(&env.migrations_dir)?;

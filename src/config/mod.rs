@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::lint::LintSettings;
+use squawk_linter::Rule;
 pub use target::{DbTarget, Host, ProcessVars, SslMode, Vars};
 
 /// What the command line says about configuration; every field is optional.
@@ -30,6 +32,7 @@ pub struct Environment {
     pub target: DbTarget,
     pub migrations_dir: PathBuf,
     pub deploy: DeploySettings,
+    pub lint: LintSettings,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -37,7 +40,7 @@ pub struct Environment {
 /// How `deploy` behaves on this environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploySettings {
-    /// `lock_timeout` for every migration's DDL.
+    /// `lock_timeout` for every migration's DDL; zero (`"off"` in the file) sets none.
     pub lock_timeout: Duration,
     /// How many times a migration that hit `lock_timeout` is tried again.
     pub lock_retries: u32,
@@ -76,6 +79,23 @@ struct EnvironmentFile {
     lock_timeout: Option<String>,
     lock_retries: Option<u32>,
     lock_wait: Option<String>,
+    #[serde(default)]
+    lint: LintFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintFile {
+    /// squawk rules to add to its defaults (opt-in rules such as "require-table-schema").
+    #[serde(default)]
+    include: Vec<String>,
+    /// squawk rules to switch off.
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// A table with at least this many estimated rows is large.
+    large_table_rows: Option<i64>,
+    /// A table at least this big (e.g. "1GB") is large.
+    large_table_size: Option<String>,
 }
 
 /// The config file that applies, by DESIGN's lookup order: `--config`, `$PGDECK_CONFIG`,
@@ -125,6 +145,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let (name, env_file) = choose_environment(parsed.as_ref(), overrides, vars, file.as_deref())?;
 
     let mut deploy = DeploySettings::default();
+    let mut lint = LintSettings::default();
     let mut protected = false;
     let mut migrations = None;
     let mut url = None;
@@ -132,8 +153,12 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         protected = env.protected;
         migrations = env.migrations.clone();
         if let Some(t) = &env.lock_timeout {
-            deploy.lock_timeout = parse_duration(&name, "lock_timeout", t)?;
+            deploy.lock_timeout = match t.as_str() {
+                "off" | "0" => Duration::ZERO,
+                t => parse_duration(&name, "lock_timeout", t)?,
+            };
         }
+        lint = lint_settings(&name, &env.lint)?;
         if let Some(t) = &env.lock_wait {
             deploy.lock_wait = parse_duration(&name, "lock_wait", t)?;
         }
@@ -171,12 +196,14 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         .clone()
         .or(migrations)
         .unwrap_or_else(default_migrations_dir);
+    lint.runner_lock_timeout = !deploy.lock_timeout.is_zero();
     Ok(Environment {
         name,
         protected,
         target,
         migrations_dir,
         deploy,
+        lint,
         source: file,
     })
 }
@@ -252,6 +279,58 @@ fn choose_environment<'a>(
             format!("defined environments: {}", names()),
         )),
     }
+}
+
+fn lint_settings(env: &str, file: &LintFile) -> Result<LintSettings> {
+    let rules = |key: &str, names: &[String]| -> Result<Vec<Rule>> {
+        names
+            .iter()
+            .map(|n| {
+                n.parse::<Rule>().map_err(|_| {
+                    Error::input(
+                        format!("environments.{env}.lint.{key}: '{n}' is not a squawk rule"),
+                        "rule names are squawk's, e.g. ban-drop-column, require-concurrent-index-creation",
+                    )
+                })
+            })
+            .collect()
+    };
+    let mut s = LintSettings {
+        include: rules("include", &file.include)?,
+        exclude: rules("exclude", &file.exclude)?,
+        ..LintSettings::default()
+    };
+    if let Some(rows) = file.large_table_rows {
+        s.large_rows = rows;
+    }
+    if let Some(size) = &file.large_table_size {
+        s.large_bytes = parse_size(size).ok_or_else(|| {
+            Error::input(
+                format!("environments.{env}.lint.large_table_size = \"{size}\" is not a size"),
+                "write sizes like \"500MB\" or \"2GB\"",
+            )
+        })?;
+    }
+    Ok(s)
+}
+
+/// "500MB", "2 GB", "1024kB", "4096" (bytes); units are powers of 1024, as PostgreSQL's.
+fn parse_size(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" => 1024.0f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult) as i64)
 }
 
 fn parse_duration(env: &str, key: &str, text: &str) -> Result<Duration> {
@@ -346,6 +425,38 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::Input, "{text}");
             assert!(err.cause.contains(expected), "{text}: {}", err.cause);
         }
+    }
+
+    #[test]
+    fn lint_settings_and_lock_timeout_off_are_read_per_environment() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.dev]
+            lock_timeout = "off"
+            [environments.dev.lint]
+            include = ["require-table-schema"]
+            exclude = ["prefer-robust-stmts"]
+            large_table_rows = 1000
+            large_table_size = "200MB"
+            "#,
+        );
+        let env = resolve_with(&path, None).unwrap();
+        assert!(env.deploy.lock_timeout.is_zero());
+        assert!(!env.lint.runner_lock_timeout);
+        assert_eq!(env.lint.include, [Rule::RequireTableSchema]);
+        assert_eq!(env.lint.exclude, [Rule::PreferRobustStmts]);
+        assert_eq!(
+            (env.lint.large_rows, env.lint.large_bytes),
+            (1000, 200 << 20)
+        );
+
+        let (_d, path) = write_config("[environments.dev.lint]\nexclude = [\"no-such-rule\"]\n");
+        let err = resolve_with(&path, None).unwrap_err();
+        assert!(
+            err.cause.contains("'no-such-rule' is not a squawk rule"),
+            "{}",
+            err.cause
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet};
 use squawk_linter::{Linter, Rule};
 use squawk_syntax::{SourceFile, SyntaxKind, ast::AstNode};
 
-use crate::migrate::script::{Script, SyntaxProblem, TxMode, statements_of};
+use crate::migrate::script::{LineMap, Script, SyntaxProblem, TxMode, statements_of};
 use facts::{LockMode, Rewrite};
 use rules::Category;
 
@@ -228,41 +228,60 @@ pub fn touched_tables(sql: &str) -> Vec<String> {
 pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -> FileLint {
     let text = sql.strip_prefix('\u{feff}').unwrap_or(sql);
     let parse = SourceFile::parse(text);
-    let script = Script::from_parse(text, &parse);
-    let mut out = FileLint {
-        path: path.to_owned(),
-        statements: Vec::new(),
-        findings: Vec::new(),
-        syntax_errors: script.problems.clone(),
-    };
-    if !out.syntax_errors.is_empty() {
-        // Findings on a tree the parser did not understand would be guesses.
-        return out;
-    }
+    let lines = LineMap::new(text);
     let file = parse.tree();
-    let all_facts: Vec<_> = statements_of(&file).map(|s| facts::facts(&s)).collect();
+    let statements = Script::split(text, &file, &lines);
+    let transactional = statements.iter().all(|s| s.mode == TxMode::Transaction);
 
-    // squawk's findings.
     let mut exclude = settings.exclude.clone();
     exclude.extend_from_slice(rules::HANDLED_BY_RUNNER);
     if settings.runner_lock_timeout {
         exclude.extend_from_slice(rules::TIMEOUT_RULES);
     }
     let mut linter = Linter::with_rules(&settings.include, &exclude);
-    linter.settings.assume_in_transaction = script.transactional();
+    linter.settings.assume_in_transaction = transactional;
+
+    // squawk's rules and the validation pass each walk the whole tree: on a large file they are
+    // the bulk of the work, so they run side by side (the parse's green tree is shared).
+    let (violations, script) = std::thread::scope(|scope| {
+        let squawk = scope.spawn(|| linter.lint(&parse, text));
+        let script = Script::with_problems(statements, &parse, &lines);
+        (squawk.join(), script)
+    });
+    let mut out = FileLint {
+        path: path.to_owned(),
+        statements: Vec::new(),
+        findings: Vec::new(),
+        syntax_errors: script.problems.clone(),
+    };
+    let Ok(violations) = violations else {
+        out.syntax_errors.push(SyntaxProblem {
+            line: 1,
+            column: 1,
+            message: "squawk's linter failed on this file, so it cannot be checked".into(),
+        });
+        return out;
+    };
+    if !out.syntax_errors.is_empty() {
+        // Findings on a tree the parser did not understand would be guesses.
+        return out;
+    }
+    let all_facts: Vec<_> = statements_of(&file).map(|s| facts::facts(&s)).collect();
+
+    // The statement a violation starts in: the last one starting at or before it.
     let statement_of = |offset: usize| {
         script
             .statements
-            .iter()
-            .position(|s| offset >= s.offset && offset < s.offset + s.text.len().max(1))
-            .or_else(|| script.statements.iter().rposition(|s| s.offset <= offset))
+            .partition_point(|s| s.offset <= offset)
+            .checked_sub(1)
+            .or((!script.statements.is_empty()).then_some(0))
     };
-    for v in linter.lint(&parse, text) {
+    for v in violations {
         let start = usize::from(v.text_range.start());
         let end = usize::from(v.text_range.end());
         let (severity, category) = rules::weigh(v.code);
-        let (line, column) = crate::migrate::script::line_col(text, start);
-        let (end_line, end_column) = crate::migrate::script::line_col(text, end);
+        let (line, column) = lines.line_col(start);
+        let (end_line, end_column) = lines.line_col(end);
         out.findings.push(Finding {
             rule: v.code.to_string(),
             severity,
@@ -280,22 +299,27 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         });
     }
 
-    let ignores = squawk_ignores(&file, &script);
+    let ignores = squawk_ignores(&file, text, &script);
     // pgdeck's own classification: it raises squawk's findings to the runbook's class where
     // squawk covers the change, and speaks for itself where squawk has no rule.
+    let mut by_statement: Vec<Vec<usize>> = vec![Vec::new(); script.statements.len()];
+    for (n, x) in out.findings.iter().enumerate() {
+        if let Some(i) = x.statement {
+            by_statement[i].push(n);
+        }
+    }
     for (i, (s, f)) in script.statements.iter().zip(&all_facts).enumerate() {
         if f.class == Severity::Safe {
             continue;
         }
         let covering = rules::covered_by(f.rule);
         let mut reported = false;
-        for x in out
-            .findings
-            .iter_mut()
-            .filter(|x| x.statement == Some(i) && covering.iter().any(|r| r.to_string() == x.rule))
-        {
-            x.severity = x.severity.max(f.class);
-            reported = true;
+        for &n in &by_statement[i] {
+            let x = &mut out.findings[n];
+            if covering.iter().any(|r| r.to_string() == x.rule) {
+                x.severity = x.severity.max(f.class);
+                reported = true;
+            }
         }
         let suppressed = covering.iter().any(|r| {
             settings.exclude.contains(r) || ignores.iter().any(|ig| ig.covers(i, &r.to_string()))
@@ -303,8 +327,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         if reported || suppressed {
             continue;
         }
-        let (end_line, end_column) =
-            crate::migrate::script::line_col(text, s.offset + s.text.len());
+        let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
         out.findings.push(Finding {
             rule: f.rule.to_owned(),
             severity: f.class,
@@ -349,7 +372,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
             .push(!f.tables.is_empty() && f.tables.iter().all(|t| created.contains(&ident_key(t))));
         created.extend(f.creates.iter().map(|c| ident_key(c)));
     }
-    let allows = allows_in(&file, &script);
+    let allows = allows_in(&file, text, &script);
     let mut extra = Vec::new();
     for finding in &mut out.findings {
         let Some(i) = finding.statement else { continue };
@@ -412,14 +435,14 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
     out.findings
         .sort_by_key(|f| (f.line, f.column, std::cmp::Reverse(f.severity)));
 
+    let mut classes = vec![Severity::Safe; script.statements.len()];
+    for x in &out.findings {
+        if let Some(i) = x.statement {
+            classes[i] = classes[i].max(x.severity);
+        }
+    }
     for (i, (s, f)) in script.statements.iter().zip(&all_facts).enumerate() {
-        let class = out
-            .findings
-            .iter()
-            .filter(|x| x.statement == Some(i))
-            .map(|x| x.severity)
-            .max()
-            .unwrap_or(Severity::Safe);
+        let class = classes[i];
         out.statements.push(StatementLint {
             index: i + 1,
             line: s.line,
@@ -442,8 +465,15 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
 
 /// `-- pgdeck:allow <rule> <reason>` comments, keyed by the statement that follows each and the
 /// rule; `Err` when the reason is missing.
-fn allows_in(file: &SourceFile, script: &Script) -> HashMap<(usize, String), Result<String, ()>> {
+fn allows_in(
+    file: &SourceFile,
+    text: &str,
+    script: &Script,
+) -> HashMap<(usize, String), Result<String, ()>> {
     let mut out = HashMap::new();
+    if !text.contains(ALLOW) {
+        return out;
+    }
     for token in file
         .syntax()
         .descendants_with_tokens()
@@ -487,8 +517,11 @@ impl SquawkIgnore {
     }
 }
 
-fn squawk_ignores(file: &SourceFile, script: &Script) -> Vec<SquawkIgnore> {
+fn squawk_ignores(file: &SourceFile, text: &str, script: &Script) -> Vec<SquawkIgnore> {
     let mut out = Vec::new();
+    if !text.contains("squawk-ignore") {
+        return out;
+    }
     for token in file
         .syntax()
         .descendants_with_tokens()

@@ -77,12 +77,33 @@ impl Script {
 
     /// The same, from a parse already made (the linter parses once for both).
     pub fn from_parse(sql: &str, parse: &Parse<SourceFile>) -> Script {
-        let file = parse.tree();
-        let problems = parse
+        Script::from_parse_with(sql, parse, &LineMap::new(sql))
+    }
+
+    /// The same, with the caller's line map (so it is built once per file).
+    pub fn from_parse_with(sql: &str, parse: &Parse<SourceFile>, lines: &LineMap<'_>) -> Script {
+        let statements = Script::split(sql, &parse.tree(), lines);
+        Script::with_problems(statements, parse, lines)
+    }
+
+    /// The statements alone, without the (costly) validation pass.
+    pub fn split(sql: &str, file: &SourceFile, lines: &LineMap<'_>) -> Vec<Statement> {
+        statements_of(file)
+            .map(|stmt| statement(sql, lines, &stmt))
+            .collect()
+    }
+
+    /// Completes [`Script::split`]'s statements with the parser's and validator's problems.
+    pub fn with_problems(
+        statements: Vec<Statement>,
+        parse: &Parse<SourceFile>,
+        lines: &LineMap<'_>,
+    ) -> Script {
+        let problems: Vec<SyntaxProblem> = parse
             .errors()
             .into_iter()
             .map(|e| {
-                let (line, column) = line_col(sql, usize::from(e.range().start()));
+                let (line, column) = lines.line_col(usize::from(e.range().start()));
                 SyntaxProblem {
                     line,
                     column,
@@ -90,15 +111,15 @@ impl Script {
                 }
             })
             .collect();
-        let statements = statements_of(&file)
-            .map(|stmt| statement(sql, &stmt))
-            .collect::<Vec<_>>();
-        let mentions_non_transactional = file.syntax().descendants_with_tokens().any(|t| {
-            matches!(
-                t.kind(),
-                SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW
-            )
-        });
+        // Only a script with syntax problems needs the token-level judgement; skip the walk
+        // otherwise (it is a full pass over a possibly large tree).
+        let mentions_non_transactional = !problems.is_empty()
+            && parse.tree().syntax().descendants_with_tokens().any(|t| {
+                matches!(
+                    t.kind(),
+                    SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW
+                )
+            });
         Script {
             statements,
             problems,
@@ -135,7 +156,7 @@ pub fn statements_of(file: &SourceFile) -> impl Iterator<Item = ast::Stmt> {
         .filter(|s| !matches!(s, ast::Stmt::EmptyStmt(_)))
 }
 
-fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {
+fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
     let node = stmt.syntax();
     // Leading trivia (comments) belongs to the statement node in some cases; skip to the first
     // real token so positions point at the statement itself.
@@ -146,8 +167,9 @@ fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {
         .map(|t| usize::from(t.text_range().start()))
         .unwrap_or_else(|| usize::from(node.text_range().start()));
     let end = usize::from(node.text_range().end());
-    let (line, column) = line_col(sql, start);
-    let has_concurrently = has_token(node, SyntaxKind::CONCURRENTLY_KW);
+    let (line, column) = lines.line_col(start);
+    // Only REINDEX and ALTER TABLE need the (full-statement) token search.
+    let has_concurrently = || has_token(node, SyntaxKind::CONCURRENTLY_KW);
     let (mode, concurrent_index_on) = match stmt {
         ast::Stmt::CreateIndex(ci) if ci.concurrently_token().is_some() => (
             TxMode::NoTransaction,
@@ -167,7 +189,7 @@ fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {
                         | ast::ReindexTarget::ReindexTargetSchema(_)
                 )
             );
-            if has_concurrently || whole_scope {
+            if whole_scope || has_concurrently() {
                 let on = match r.reindex_target() {
                     Some(ast::ReindexTarget::ReindexTargetTable(t)) => t
                         .syntax()
@@ -182,7 +204,7 @@ fn statement(sql: &str, stmt: &ast::Stmt) -> Statement {
             }
         }
         // Only DETACH PARTITION takes CONCURRENTLY in ALTER TABLE.
-        ast::Stmt::AlterTable(_) if has_concurrently => (TxMode::NoTransaction, None),
+        ast::Stmt::AlterTable(_) if has_concurrently() => (TxMode::NoTransaction, None),
         ast::Stmt::Vacuum(_)
         | ast::Stmt::CreateDatabase(_)
         | ast::Stmt::DropDatabase(_)
@@ -209,7 +231,37 @@ fn has_token(node: &SyntaxNode, kind: SyntaxKind) -> bool {
     node.descendants_with_tokens().any(|t| t.kind() == kind)
 }
 
-/// 1-based line and character column of a byte offset.
+/// Line and column lookups for one text, built once: lookups are logarithmic, so positioning
+/// thousands of statements and findings in a large file stays linear overall.
+pub struct LineMap<'a> {
+    text: &'a str,
+    index: squawk_line_index::LineIndex,
+}
+
+impl<'a> LineMap<'a> {
+    pub fn new(text: &'a str) -> Self {
+        LineMap {
+            text,
+            index: squawk_line_index::LineIndex::new(text),
+        }
+    }
+
+    /// 1-based line and character column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let lc = self
+            .index
+            .line_col(squawk_line_index::TextSize::new(offset as u32));
+        let line_start = offset - lc.col as usize;
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(lc.col as usize, |s| s.chars().count());
+        (lc.line as usize + 1, column + 1)
+    }
+}
+
+/// 1-based line and character column of a byte offset, for a single lookup.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
@@ -315,5 +367,13 @@ mod tests {
     #[test]
     fn line_col_counts_characters_not_bytes() {
         assert_eq!(line_col("ab\nçé x", 7), (2, 3));
+        let map = LineMap::new("ab\nçé x\n\nz");
+        for offset in [0, 2, 3, 7, 8, 9, 10, 11] {
+            assert_eq!(
+                map.line_col(offset),
+                line_col("ab\nçé x\n\nz", offset),
+                "{offset}"
+            );
+        }
     }
 }
