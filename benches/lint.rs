@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgdeck::lint::{lint_sql, LintSettings, Sizes};
+use pgdeck::lint::{LintSettings, Sizes, lint_sql};
 
 fn schema(target_bytes: usize) -> String {
     let mut sql = String::with_capacity(target_bytes + 4096);
@@ -64,7 +64,12 @@ fn main() {
     let settings = LintSettings::default();
     println!("\nfile                     size   statements   findings   median lint time   target");
     let cases: [(&str, String, usize, Option<Duration>); 3] = [
-        ("large migration", large_migration(5 << 20), 7, Some(Duration::from_millis(500))),
+        (
+            "large migration",
+            large_migration(5 << 20),
+            7,
+            Some(Duration::from_millis(500)),
+        ),
         ("DDL only (worst case)", schema(5 << 20), 5, None),
         ("large migration", large_migration(50 << 20), 1, None),
     ];

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::lint::AllowArgs;
 use super::output;
 use super::{ConfirmArgs, DeployArgs, ResolveArgs, exit};
 use crate::config::Environment;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::lint::plan::Plan;
 use crate::migrate::{self, DeployOptions, DeployOutcome, MigrationsDir, Resolution, Verdict};
 
 pub async fn status(env: &Environment, json: bool) -> Result<u8> {
@@ -43,6 +45,9 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
         finish_deploy(env, &DeployOutcome::default(), json);
         return Ok(exit::OK);
     }
+    if env.protected && !pending.is_empty() {
+        gate(env, &dir, &pending, &args.allow).await?;
+    }
     if !pending.is_empty() {
         output::confirm(
             env,
@@ -64,6 +69,34 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
     .await?;
     finish_deploy(env, &outcome, json);
     Ok(exit::OK)
+}
+
+/// A protected environment deploys only when every DANGEROUS finding is acknowledged.
+async fn gate(
+    env: &Environment,
+    dir: &MigrationsDir,
+    pending: &[&str],
+    allow: &AllowArgs,
+) -> Result<()> {
+    let allows = allow.allows();
+    let plan = Plan::build(Some(&env.target), dir, pending, &env.lint, &allows, true).await;
+    let open = plan.unacknowledged_dangerous();
+    if !open.is_empty() {
+        return Err(Error::refused(
+            format!(
+                "deploy to protected environment '{}' refused: {} DANGEROUS finding(s) not acknowledged: {}",
+                env.name,
+                open.len(),
+                open.join(", ")
+            ),
+            "`pgdeck plan` shows each with its expand/contract alternative; to go ahead, acknowledge it with \
+             `-- pgdeck:allow <rule> <reason>` above the statement, or --allow <rule> --reason <text>",
+        ));
+    }
+    for a in &allows {
+        output::stderr(&format!("acknowledged by --allow {}: {}", a.rule, a.reason));
+    }
+    Ok(())
 }
 
 fn finish_deploy(env: &Environment, outcome: &DeployOutcome, json: bool) {

@@ -2,6 +2,7 @@
 //! print. Progress goes to stderr, results to stdout (`--json` makes them machine-readable).
 
 mod demo;
+mod lint;
 mod migrations;
 mod output;
 
@@ -28,8 +29,13 @@ pub mod exit {
     pub const DRIFT: u8 = 5;
     /// Gave up waiting for the migration lock or a table lock.
     pub const LOCK: u8 = 6;
-    /// A guard refused: protected environment, missing confirmation, non-empty schema.
+    /// A guard refused: protected environment, missing confirmation, non-empty schema,
+    /// unacknowledged DANGEROUS findings on a protected environment.
     pub const REFUSED: u8 = 7;
+    /// `lint`: findings that need care, none dangerous.
+    pub const LINT_WARNINGS: u8 = 8;
+    /// `lint` / `plan`: DANGEROUS findings nobody acknowledged.
+    pub const LINT_DANGEROUS: u8 = 9;
 }
 
 #[derive(Debug, Parser)]
@@ -72,6 +78,10 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Record a failed migration as applied or rolled back (Prisma's `migrate resolve`)
     Resolve(ResolveArgs),
+    /// Safety lint of migration SQL: squawk's rules weighed by the runbook, lock and rewrite per statement
+    Lint(lint::LintArgs),
+    /// Dry run: what deploy would run, statement by statement, with locks, findings, sizes and a verdict
+    Plan(lint::AllowArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
     New {
         /// Migration name: letters, digits, '_' or '-'
@@ -97,6 +107,8 @@ pub struct ConfirmArgs {
 pub struct DeployArgs {
     #[command(flatten)]
     pub confirm: ConfirmArgs,
+    #[command(flatten)]
+    pub allow: lint::AllowArgs,
     /// Seconds to wait for another deploy's migration lock (default from config, else 60)
     #[arg(long, value_name = "SECS")]
     pub lock_wait: Option<u64>,
@@ -155,6 +167,8 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Status => migrations::status(&environment(g)?, g.json).await,
         Command::Deploy(args) => migrations::deploy(&environment(g)?, args, g.json).await,
         Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
+        Command::Lint(args) => lint::lint(&environment(g)?, args, g.json).await,
+        Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,

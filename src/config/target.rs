@@ -229,6 +229,13 @@ impl DbTarget {
         }
     }
 
+    pub fn with_connect_timeout(&self, secs: u64) -> DbTarget {
+        DbTarget {
+            connect_timeout: Duration::from_secs(secs),
+            ..self.clone()
+        }
+    }
+
     pub fn password(&self) -> Option<&Secret> {
         self.password.as_ref()
     }

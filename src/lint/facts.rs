@@ -40,12 +40,14 @@ impl LockMode {
     /// What the lock stops other sessions from doing, in operator terms.
     pub fn blocks(self) -> &'static str {
         match self {
-            LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => "other DDL only",
-            LockMode::ShareUpdateExclusive => "other DDL, VACUUM and concurrent index builds",
-            LockMode::Share | LockMode::ShareRowExclusive | LockMode::Exclusive => {
-                "writes (reads go on)"
+            LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => {
+                "blocks only DDL"
             }
-            LockMode::AccessExclusive => "reads and writes",
+            LockMode::ShareUpdateExclusive => "blocks DDL and VACUUM, not reads or writes",
+            LockMode::Share | LockMode::ShareRowExclusive | LockMode::Exclusive => {
+                "blocks writes, not reads"
+            }
+            LockMode::AccessExclusive => "blocks reads and writes",
         }
     }
 }
@@ -66,10 +68,10 @@ pub enum Rewrite {
 impl Rewrite {
     pub fn name(self) -> &'static str {
         match self {
-            Rewrite::No => "no",
+            Rewrite::No => "no rewrite",
             Rewrite::Scan => "full scan",
             Rewrite::Maybe => "may rewrite",
-            Rewrite::Yes => "rewrites",
+            Rewrite::Yes => "rewrites the table",
         }
     }
 }

@@ -30,6 +30,7 @@ impl Severity {
 }
 
 pub mod catalog;
+pub mod plan;
 
 use std::collections::{HashMap, HashSet};
 
@@ -224,9 +225,40 @@ pub fn touched_tables(sql: &str) -> Vec<String> {
     out
 }
 
+/// Files above this size are not linted (a 32 MB migration is a data load; it takes seconds to
+/// parse and its findings would be unreadable). They get one DANGEROUS finding instead, so a
+/// protected deploy needs an explicit acknowledgement rather than passing unchecked.
+pub const MAX_LINT_BYTES: usize = 32 << 20;
+
 /// Lints one script. `sizes` holds live table sizes when a database was reachable.
 pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -> FileLint {
     let text = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    if text.len() > MAX_LINT_BYTES {
+        return FileLint {
+            path: path.to_owned(),
+            statements: Vec::new(),
+            findings: vec![Finding {
+                rule: "too-large-to-lint".into(),
+                severity: Severity::Dangerous,
+                category: Category::Breaking,
+                message: format!(
+                    "the file is {}, above the {} pgdeck lints; it was not checked",
+                    human_bytes(text.len() as i64),
+                    human_bytes(MAX_LINT_BYTES as i64)
+                ),
+                help: Some("split schema changes from data loads (load large data with COPY), or acknowledge: --allow too-large-to-lint --reason TEXT".into()),
+                line: 1,
+                column: 1,
+                end_line: 1,
+                end_column: 1,
+                statement: None,
+                adjustment: None,
+                acknowledged: None,
+                recipe: Vec::new(),
+            }],
+            syntax_errors: Vec::new(),
+        };
+    }
     let parse = SourceFile::parse(text);
     let lines = LineMap::new(text);
     let file = parse.tree();
@@ -299,6 +331,13 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         });
     }
 
+    let mut created: HashSet<String> = HashSet::new();
+    let mut new_before: Vec<bool> = Vec::new();
+    for f in &all_facts {
+        new_before
+            .push(!f.tables.is_empty() && f.tables.iter().all(|t| created.contains(&ident_key(t))));
+        created.extend(f.creates.iter().map(|c| ident_key(c)));
+    }
     let ignores = squawk_ignores(&file, text, &script);
     // pgdeck's own classification: it raises squawk's findings to the runbook's class where
     // squawk covers the change, and speaks for itself where squawk has no rule.
@@ -324,7 +363,8 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         let suppressed = covering.iter().any(|r| {
             settings.exclude.contains(r) || ignores.iter().any(|ig| ig.covers(i, &r.to_string()))
         });
-        if reported || suppressed {
+        // Like squawk, say nothing of a change to a table this migration created: it is new.
+        if reported || suppressed || new_before[i] {
             continue;
         }
         let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
@@ -365,13 +405,6 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
     }
 
     // Context: new tables, live sizes, recipes, acknowledgements.
-    let mut created: HashSet<String> = HashSet::new();
-    let mut new_before: Vec<bool> = Vec::new();
-    for f in &all_facts {
-        new_before
-            .push(!f.tables.is_empty() && f.tables.iter().all(|t| created.contains(&ident_key(t))));
-        created.extend(f.creates.iter().map(|c| ident_key(c)));
-    }
     let allows = allows_in(&file, text, &script);
     let mut extra = Vec::new();
     for finding in &mut out.findings {

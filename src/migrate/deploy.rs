@@ -218,7 +218,7 @@ pub async fn deploy(
     // Every script is checked before the first one runs.
     let plans = pending
         .iter()
-        .map(|m| plan(m))
+        .map(|m| statements_for(m))
         .collect::<Result<Vec<_>>>()?;
 
     let record = client
@@ -275,8 +275,8 @@ pub async fn deploy(
     Ok(outcome)
 }
 
-/// The statements to run for a migration, or why it cannot run.
-fn plan(m: &LocalMigration) -> Result<Vec<Statement>> {
+/// The statements deploy will run for a migration, or why it refuses to run it.
+pub fn statements_for(m: &LocalMigration) -> Result<Vec<Statement>> {
     let sql = m.sql();
     let script = Script::parse(sql);
     let file = m.script_path();

@@ -1,0 +1,537 @@
+//! `pgdeck lint` and `pgdeck plan`: the safety lint of migration files, and the plan of what
+//! deploy would run against the target.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::{exit, output};
+use crate::config::Environment;
+use crate::error::{Error, Result};
+use crate::lint::plan::{Allow, Plan, Verdict};
+use crate::lint::{self, FileLint, Finding, Severity, Sizes, catalog};
+use crate::migrate::{self, MigrationsDir};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    /// GitHub Actions workflow annotations
+    Github,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LintArgs {
+    /// Files or folders (a migrations folder, or a folder of .sql files); default: the
+    /// environment's migrations folder
+    pub paths: Vec<PathBuf>,
+    /// Output format (--json is the same as --format json)
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Do not connect to read live table sizes
+    #[arg(long)]
+    pub offline: bool,
+    /// Also show style notes (type and naming advice that never blocks a deploy)
+    #[arg(long)]
+    pub notes: bool,
+}
+
+/// `--allow RULE --reason TEXT`: acknowledge findings of a rule for this run.
+#[derive(Debug, Clone, Args)]
+pub struct AllowArgs {
+    /// Acknowledge the findings of this rule (repeatable); needs --reason
+    #[arg(long = "allow", value_name = "RULE", requires = "reason")]
+    pub allow: Vec<String>,
+    /// Why the acknowledged findings are acceptable (recorded with the run)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+impl AllowArgs {
+    pub fn allows(&self) -> Vec<Allow> {
+        let reason = self.reason.clone().unwrap_or_default();
+        self.allow
+            .iter()
+            .map(|rule| Allow {
+                rule: rule.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+}
+
+/// One file to lint: where it is and its text, or why it cannot be read.
+struct Input {
+    path: PathBuf,
+    text: Result<String>,
+}
+
+pub async fn lint(env: &Environment, args: &LintArgs, json_flag: bool) -> Result<u8> {
+    let format = if json_flag { Format::Json } else { args.format };
+    let inputs = inputs(env, &args.paths)?;
+    let sizes = if args.offline {
+        Sizes::new()
+    } else {
+        let mut tables = Vec::new();
+        for input in &inputs {
+            if let Ok(text) = &input.text
+                && text.len() <= lint::MAX_LINT_BYTES
+            {
+                tables.extend(lint::touched_tables(text));
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        match catalog::table_sizes(&env.target.with_connect_timeout(3), &tables).await {
+            Ok(s) => s,
+            Err(e) => {
+                if format == Format::Human {
+                    output::stderr(&format!(
+                        "note: no live table sizes ({}); use --offline to skip",
+                        e.cause
+                    ));
+                }
+                Sizes::new()
+            }
+        }
+    };
+
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for input in &inputs {
+        let shown = input.path.display().to_string();
+        match &input.text {
+            Ok(text) => reports.push((
+                lint::lint_sql(&shown, text, &env.lint, &sizes),
+                text.as_str(),
+            )),
+            Err(e) => errors.push((shown, e.clone())),
+        }
+    }
+    let code = lint_exit_code(reports.iter().map(|(r, _)| r), !errors.is_empty());
+    match format {
+        Format::Json => output::json(&json!({
+            "ok": code == exit::OK,
+            "exit_code": code,
+            "files": reports.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            "errors": errors.iter().map(|(p, e)| json!({"path": p, "error": e.cause, "hint": e.hint})).collect::<Vec<_>>(),
+        })),
+        Format::Github => {
+            for (r, _) in &reports {
+                output::stdout(github_annotations(r, args.notes).trim_end());
+            }
+            for (p, e) in &errors {
+                output::stdout(&format!(
+                    "::error file={},title=pgdeck::{}",
+                    gh_property(p),
+                    gh_data(&e.cause)
+                ));
+            }
+        }
+        Format::Human => {
+            for (r, text) in &reports {
+                let rendered = render_file(r, text, args.notes);
+                if !rendered.is_empty() {
+                    output::stdout(rendered.trim_end());
+                }
+            }
+            for (p, e) in &errors {
+                output::stderr(&format!("error: {p}: {}\nhint: {}", e.cause, e.hint));
+            }
+            output::stdout(&summary(
+                reports.iter().map(|(r, _)| r),
+                errors.len(),
+                args.notes,
+            ));
+        }
+    }
+    Ok(code)
+}
+
+/// 0 clean, LINT_WARNINGS when something needs care, LINT_DANGEROUS when a DANGEROUS finding is
+/// not acknowledged, USAGE when a file could not be read or parsed.
+fn lint_exit_code<'a>(reports: impl Iterator<Item = &'a FileLint>, read_errors: bool) -> u8 {
+    let mut worst = None;
+    let mut syntax = read_errors;
+    for r in reports {
+        syntax |= !r.syntax_errors.is_empty();
+        worst = worst.max(r.worst_unacknowledged());
+    }
+    if syntax {
+        exit::USAGE
+    } else {
+        match worst {
+            Some(Severity::Dangerous) => exit::LINT_DANGEROUS,
+            Some(Severity::Care) => exit::LINT_WARNINGS,
+            _ => exit::OK,
+        }
+    }
+}
+
+fn inputs(env: &Environment, paths: &[PathBuf]) -> Result<Vec<Input>> {
+    if paths.is_empty() {
+        let dir = MigrationsDir::load(&env.migrations_dir)?;
+        return Ok(dir
+            .migrations
+            .iter()
+            .map(|m| Input {
+                path: m.script_path(),
+                text: Ok(m.sql().to_owned()),
+            })
+            .collect());
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let found = sql_files_in(path)?;
+            if found.is_empty() {
+                return Err(Error::input(
+                    format!(
+                        "{} has no .sql files and no <name>/migration.sql folders",
+                        path.display()
+                    ),
+                    "pass .sql files, a folder of them, or a Prisma migrations folder",
+                ));
+            }
+            out.extend(found.into_iter().map(read_input));
+        } else if path.exists() {
+            out.push(read_input(path.clone()));
+        } else {
+            return Err(Error::input(
+                format!("{} does not exist", path.display()),
+                "check the path",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `<dir>/*/migration.sql` and `<dir>/*.sql`, in byte order of their paths.
+fn sql_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::input(
+            format!("cannot read {}: {e}", dir.display()),
+            "check the folder's permissions",
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() && p.join("migration.sql").is_file() {
+            files.push(p.join("migration.sql"));
+        } else if p.extension().is_some_and(|e| e == "sql") && p.is_file() {
+            files.push(p);
+        }
+    }
+    files.sort_by(|a, b| {
+        use std::os::unix::ffi::OsStrExt;
+        a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes())
+    });
+    Ok(files)
+}
+
+fn read_input(path: PathBuf) -> Input {
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
+            Error::input(
+                format!(
+                    "not valid UTF-8 (bad byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+                "save the file as UTF-8",
+            )
+        }),
+        Err(e) => Err(Error::input(
+            format!("cannot read it: {e}"),
+            "check the path and permissions",
+        )),
+    };
+    Input { path, text }
+}
+
+/// The human rendering of one file: each finding with its position, a code frame, what the
+/// statement does, sizes, adjustments, help, the recipe and any acknowledgement.
+pub fn render_file(r: &FileLint, text: &str, notes: bool) -> String {
+    let mut out = String::new();
+    for e in &r.syntax_errors {
+        out.push_str(&format!(
+            "{}:{}:{}: SYNTAX ERROR: {}\n",
+            r.path, e.line, e.column, e.message
+        ));
+        out.push_str(&frame(text, e.line, e.column, e.line, e.column + 1));
+    }
+    for f in &r.findings {
+        if f.severity == Severity::Safe && !notes {
+            continue;
+        }
+        out.push_str(&render_finding(r, f, text));
+    }
+    out
+}
+
+fn render_finding(r: &FileLint, f: &Finding, text: &str) -> String {
+    let label = if f.severity == Severity::Safe {
+        "note"
+    } else {
+        f.severity.label()
+    };
+    let mut out = format!(
+        "{}:{}:{}: {label} {}\n  {}\n",
+        r.path, f.line, f.column, f.rule, f.message
+    );
+    out.push_str(&frame(text, f.line, f.column, f.end_line, f.end_column));
+    if let Some(s) = f.statement.and_then(|i| r.statements.get(i)) {
+        let lock = match s.lock {
+            Some(l) => format!("lock {}: {}", l.name(), l.blocks()),
+            None => "no lock on existing tables".into(),
+        };
+        let tx = match s.transaction {
+            migrate::script::TxMode::Transaction => "in the migration's transaction",
+            migrate::script::TxMode::NoTransaction => "outside any transaction",
+        };
+        out.push_str(&format!(
+            "   = {} · {lock} · {} · {tx}\n",
+            s.kind,
+            s.rewrite.name()
+        ));
+        for t in &s.tables {
+            out.push_str(&format!("   = table {}: {}\n", t.table, t.describe()));
+        }
+    }
+    if let Some(a) = &f.adjustment {
+        out.push_str(&format!("   = {a}\n"));
+    }
+    if let Some(h) = &f.help {
+        out.push_str(&format!("   = help: {h}\n"));
+    }
+    if !f.recipe.is_empty() {
+        out.push_str("   = expand / contract instead:\n");
+        for (i, step) in f.recipe.iter().enumerate() {
+            out.push_str(&format!("       {}. {step}\n", i + 1));
+        }
+    }
+    match &f.acknowledged {
+        Some(reason) => out.push_str(&format!("   = acknowledged: {reason}\n")),
+        None if f.severity == Severity::Dangerous => out.push_str(&format!(
+            "   = to acknowledge: `-- pgdeck:allow {} <reason>` above the statement, or --allow {} --reason <text>\n",
+            f.rule, f.rule
+        )),
+        None => {}
+    }
+    out.push('\n');
+    out
+}
+
+/// The source line(s) with a caret underline, rustc style.
+fn frame(text: &str, line: usize, col: usize, end_line: usize, end_col: usize) -> String {
+    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
+        return String::new();
+    };
+    let width = line.to_string().len();
+    let chars = src.chars().count();
+    let end = if end_line == line {
+        end_col.min(chars + 1)
+    } else {
+        chars + 1
+    };
+    let carets = end.saturating_sub(col).max(1);
+    let shown: String = src.chars().take(160).collect();
+    format!(
+        "{:width$} |\n{line} | {shown}\n{:width$} | {}{}\n",
+        "",
+        "",
+        " ".repeat(col.saturating_sub(1)),
+        "^".repeat(carets.min(160)),
+    )
+}
+
+fn summary<'a>(reports: impl Iterator<Item = &'a FileLint>, errors: usize, notes: bool) -> String {
+    let (mut files, mut statements, mut dangerous, mut open_dangerous, mut care, mut style) =
+        (0, 0, 0, 0, 0, 0);
+    let mut syntax = 0;
+    for r in reports {
+        files += 1;
+        statements += r.statements.len();
+        syntax += r.syntax_errors.len();
+        for f in &r.findings {
+            match f.severity {
+                Severity::Dangerous => {
+                    dangerous += 1;
+                    if f.acknowledged.is_none() {
+                        open_dangerous += 1;
+                    }
+                }
+                Severity::Care if f.acknowledged.is_none() => care += 1,
+                Severity::Safe => style += 1,
+                _ => {}
+            }
+        }
+    }
+    let mut s = format!(
+        "{files} file(s), {statements} statement(s): {dangerous} dangerous ({open_dangerous} not acknowledged), {care} need care"
+    );
+    if syntax + errors > 0 {
+        s.push_str(&format!(", {} error(s)", syntax + errors));
+    }
+    if style > 0 {
+        s.push_str(&format!(
+            ", {style} style note(s){}",
+            if notes { "" } else { " (--notes shows them)" }
+        ));
+    }
+    s
+}
+
+/// GitHub Actions `::error` / `::warning` / `::notice` lines.
+pub fn github_annotations(r: &FileLint, notes: bool) -> String {
+    let mut out = String::new();
+    for e in &r.syntax_errors {
+        out.push_str(&format!(
+            "::error file={},line={},col={},title=pgdeck syntax error::{}\n",
+            gh_property(&r.path),
+            e.line,
+            e.column,
+            gh_data(&e.message)
+        ));
+    }
+    for f in r
+        .findings
+        .iter()
+        .filter(|f| notes || f.severity > Severity::Safe)
+    {
+        let level = match (f.severity, &f.acknowledged) {
+            (_, Some(_)) | (Severity::Safe, _) => "notice",
+            (Severity::Care, _) => "warning",
+            (Severity::Dangerous, _) => "error",
+        };
+        let mut message = f.message.clone();
+        if let Some(first) = f.recipe.first() {
+            message.push_str(&format!("\nInstead: {first}"));
+        }
+        out.push_str(&format!(
+            "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
+            gh_property(&r.path),
+            f.line,
+            f.column,
+            f.end_line,
+            f.end_column,
+            gh_property(&format!("pgdeck {} {}", f.severity.label(), f.rule)),
+            gh_data(&message)
+        ));
+    }
+    out
+}
+
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+pub async fn plan(env: &Environment, args: &AllowArgs, json_flag: bool) -> Result<u8> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (report, version) = migrate::status(&env.target, &dir).await?;
+    let pending = report.pending_names();
+    let plan = Plan::build(
+        Some(&env.target),
+        &dir,
+        &pending,
+        &env.lint,
+        &args.allows(),
+        env.protected,
+    )
+    .await;
+    let code = match plan.verdict() {
+        Verdict::Ok => exit::OK,
+        Verdict::NeedsAcknowledgement => exit::LINT_DANGEROUS,
+        Verdict::Refused => exit::REFUSED,
+    };
+    if json_flag {
+        output::json(&json!({
+            "ok": code == exit::OK,
+            "exit_code": code,
+            "environment": env.name,
+            "protected": env.protected,
+            "database": env.target.to_string(),
+            "server_version": version,
+            "verdict": plan.verdict(),
+            "plan": plan,
+        }));
+        return Ok(code);
+    }
+    output::stdout(render_plan(env, &plan, &dir).trim_end());
+    Ok(code)
+}
+
+fn render_plan(env: &Environment, plan: &Plan, dir: &MigrationsDir) -> String {
+    let mut out = format!(
+        "plan for {} (environment {}{})\n",
+        env.target,
+        env.name,
+        if env.protected { ", protected" } else { "" }
+    );
+    if let Some(why) = &plan.sizes_unavailable {
+        out.push_str(&format!("live table sizes unavailable: {why}\n"));
+    }
+    if plan.migrations.is_empty() {
+        out.push_str("\nnothing to deploy: no pending migrations\n");
+        return out;
+    }
+    let total = plan.migrations.len();
+    for (i, m) in plan.migrations.iter().enumerate() {
+        let verdict = match m.verdict {
+            Verdict::Ok => "ok".to_owned(),
+            Verdict::NeedsAcknowledgement => "NEEDS ACKNOWLEDGEMENT".to_owned(),
+            Verdict::Refused => format!("REFUSED: {}", m.refusal.clone().unwrap_or_default()),
+        };
+        out.push_str(&format!(
+            "\n[{}/{total}] {}  ({})  verdict: {verdict}\n",
+            i + 1,
+            m.name,
+            if m.transactional {
+                "one transaction"
+            } else {
+                "no transaction: statement by statement"
+            }
+        ));
+        out.push_str("    #  line  class       lock                    rewrite      statement\n");
+        for s in &m.lint.statements {
+            out.push_str(&format!(
+                "  {:>3} {:>5}  {:<10}  {:<22}  {:<11}  {}\n",
+                s.index,
+                s.line,
+                s.class.label(),
+                s.lock.map(|l| l.name()).unwrap_or("-"),
+                s.rewrite.name(),
+                s.preview
+            ));
+            for t in &s.tables {
+                out.push_str(&format!("{:>54}table {}: {}\n", "", t.table, t.describe()));
+            }
+        }
+        let text = dir.get(&m.name).map(|l| l.sql()).unwrap_or_default();
+        let findings = render_file(&m.lint, text, false);
+        if !findings.is_empty() {
+            out.push('\n');
+            for line in findings.trim_end().lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    let worst = plan.verdict();
+    out.push_str(&format!(
+        "\n{} pending migration(s); overall: {}\n",
+        total,
+        match worst {
+            Verdict::Ok => "ok",
+            Verdict::NeedsAcknowledgement => "needs acknowledgement (DANGEROUS findings)",
+            Verdict::Refused => "refused",
+        }
+    ));
+    out
+}

@@ -1,0 +1,131 @@
+//! The deploy plan: for each pending migration, every statement with its transaction mode,
+//! lock, rewrite, findings and live table sizes, and a verdict (ok / needs acknowledgement /
+//! refused). `pgdeck plan` prints it; `deploy` on a protected environment is gated on it.
+
+use serde::Serialize;
+
+use super::{FileLint, LintSettings, Severity, Sizes, catalog, lint_sql, touched_tables};
+use crate::config::DbTarget;
+use crate::migrate::{MigrationsDir, deploy::statements_for};
+
+/// A migration's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    /// Has DANGEROUS findings nobody acknowledged; deploys elsewhere, refused when protected.
+    NeedsAcknowledgement,
+    /// Deploy would refuse it.
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationPlan {
+    pub name: String,
+    pub transactional: bool,
+    pub lint: FileLint,
+    pub verdict: Verdict,
+    /// Why it is refused, when it is.
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub migrations: Vec<MigrationPlan>,
+    /// Why live sizes are missing, when they are.
+    pub sizes_unavailable: Option<String>,
+}
+
+/// An acknowledgement given on the command line: `--allow RULE --reason TEXT`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Allow {
+    pub rule: String,
+    pub reason: String,
+}
+
+impl Plan {
+    /// Plans `pending` (names, in order) from `dir`, with live sizes from `target` when reachable.
+    pub async fn build(
+        target: Option<&DbTarget>,
+        dir: &MigrationsDir,
+        pending: &[&str],
+        settings: &LintSettings,
+        allows: &[Allow],
+        protected: bool,
+    ) -> Plan {
+        let migrations: Vec<_> = pending.iter().filter_map(|n| dir.get(n)).collect();
+        let mut tables: Vec<String> = Vec::new();
+        for m in &migrations {
+            for t in touched_tables(m.sql()) {
+                if !tables.contains(&t) {
+                    tables.push(t);
+                }
+            }
+        }
+        let (sizes, sizes_unavailable) = match target {
+            Some(t) => match catalog::table_sizes(t, &tables).await {
+                Ok(s) => (s, None),
+                Err(e) => (Sizes::new(), Some(e.cause)),
+            },
+            None => (Sizes::new(), Some("no database to read sizes from".into())),
+        };
+        let planned = migrations
+            .iter()
+            .map(|m| {
+                let mut lint = lint_sql(&m.script_path().display().to_string(), m.sql(), settings, &sizes);
+                for a in allows {
+                    lint.acknowledge(&a.rule, &a.reason);
+                }
+                let runnable = statements_for(m);
+                let transactional = runnable
+                    .as_ref()
+                    .map(|s| s.iter().all(|s| s.mode == crate::migrate::script::TxMode::Transaction))
+                    .unwrap_or(true);
+                let dangerous = lint.worst_unacknowledged() == Some(Severity::Dangerous);
+                let (verdict, refusal) = match runnable {
+                    Err(e) => (Verdict::Refused, Some(e.cause)),
+                    Ok(_) if dangerous && protected => (
+                        Verdict::Refused,
+                        Some("DANGEROUS findings are not acknowledged and the environment is protected".into()),
+                    ),
+                    Ok(_) if dangerous => (Verdict::NeedsAcknowledgement, None),
+                    Ok(_) => (Verdict::Ok, None),
+                };
+                MigrationPlan {
+                    name: m.name.clone(),
+                    transactional,
+                    lint,
+                    verdict,
+                    refusal,
+                }
+            })
+            .collect();
+        Plan {
+            migrations: planned,
+            sizes_unavailable,
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        self.migrations
+            .iter()
+            .map(|m| m.verdict)
+            .max()
+            .unwrap_or(Verdict::Ok)
+    }
+
+    /// Every DANGEROUS finding nobody acknowledged, with its file position: what the deploy gate
+    /// names when it refuses.
+    pub fn unacknowledged_dangerous(&self) -> Vec<String> {
+        self.migrations
+            .iter()
+            .flat_map(|m| {
+                m.lint
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
+                    .map(move |f| format!("{}:{}:{} {}", m.lint.path, f.line, f.column, f.rule))
+            })
+            .collect()
+    }
+}
