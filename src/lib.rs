@@ -3,7 +3,7 @@
 //!
 //! The rooms, per DESIGN.md's module map: [`config`] (files, environments, connection targets),
 //! [`db`] (connecting, sandbox clusters), [`migrate`] (the Prisma-compatible migration engine),
-//! and [`cli`] (argument parsing and printing). [`error`] is the one error type they share.
+//! [`lint`] (safety lint and deploy plan), and [`cli`] (argument parsing and printing). [`error`] is the one error type they share.
 
 pub mod cli;
 pub mod config;
