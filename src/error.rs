@@ -15,6 +15,8 @@ pub enum ErrorKind {
     LockTimeout,
     /// A guard refused: protected environment, missing confirmation, non-empty schema.
     Refused,
+    /// A backup failed verification: checksum, table of contents or restore test.
+    VerifyFailed,
 }
 
 /// A user-facing error: `cause` says what happened, `hint` what to do about it. Neither ever

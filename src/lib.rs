@@ -5,6 +5,7 @@
 //! [`db`] (connecting, sandbox clusters), [`migrate`] (the Prisma-compatible migration engine),
 //! [`lint`] (safety lint and deploy plan), and [`cli`] (argument parsing and printing). [`error`] is the one error type they share.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -101,6 +101,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         migrations_dir,
         deploy: DeploySettings::default(),
         lint: Default::default(),
+        backup: Default::default(),
         source: None,
     };
     let dir = MigrationsDir::load(&env.migrations_dir)?;

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, and the headless commands that parse, call the core and
 //! print. Progress goes to stderr, results to stdout (`--json` makes them machine-readable).
 
+mod backup;
 mod demo;
 mod lint;
 mod migrations;
@@ -36,6 +37,8 @@ pub mod exit {
     pub const LINT_WARNINGS: u8 = 8;
     /// `lint` / `plan`: DANGEROUS findings nobody acknowledged.
     pub const LINT_DANGEROUS: u8 = 9;
+    /// `backup verify` / `restore`: the backup failed verification (checksum, contents, row counts).
+    pub const VERIFY_FAILED: u8 = 10;
 }
 
 #[derive(Debug, Parser)]
@@ -82,6 +85,8 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Dry run: what deploy would run, statement by statement, with locks, findings, sizes and a verdict
     Plan(lint::AllowArgs),
+    /// Backups with pg_dump / pg_restore: create, verify, list, restore, prune
+    Backup(backup::BackupArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
     New {
         /// Migration name: letters, digits, '_' or '-'
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
         Command::Lint(args) => lint::lint(&environment(g)?, args, g.json).await,
         Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
+        Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,
@@ -192,5 +198,6 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::MigrationFailed => exit::FAILED,
         ErrorKind::LockTimeout => exit::LOCK,
         ErrorKind::Refused => exit::REFUSED,
+        ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
     }
 }

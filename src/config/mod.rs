@@ -33,6 +33,7 @@ pub struct Environment {
     pub migrations_dir: PathBuf,
     pub deploy: DeploySettings,
     pub lint: LintSettings,
+    pub backup: BackupSettings,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -46,6 +47,30 @@ pub struct DeploySettings {
     pub lock_retries: u32,
     /// How long to wait for another deploy's migration lock before giving up.
     pub lock_wait: Duration,
+}
+
+/// Where backups go and how long they stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    /// Backups older than this are pruned...
+    pub retention_days: u32,
+    /// ...except the newest this many verified ones.
+    pub keep_verified: usize,
+    /// Queries run after a restore, each returning one value to show.
+    pub restore_checks: Vec<String>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            dir: PathBuf::from("backups"),
+            retention_days: 30,
+            keep_verified: 3,
+            // The runbook's own check, for the sample app; skipped where there is no such table.
+            restore_checks: vec!["SELECT COUNT(*) FROM \"User\"".into()],
+        }
+    }
 }
 
 impl Default for DeploySettings {
@@ -81,6 +106,10 @@ struct EnvironmentFile {
     lock_wait: Option<String>,
     #[serde(default)]
     lint: LintFile,
+    backup_dir: Option<PathBuf>,
+    backup_retention_days: Option<u32>,
+    backup_keep_verified: Option<usize>,
+    restore_checks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +175,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
 
     let mut deploy = DeploySettings::default();
     let mut lint = LintSettings::default();
+    let mut backup = BackupSettings::default();
     let mut protected = false;
     let mut migrations = None;
     let mut url = None;
@@ -159,6 +189,18 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
             };
         }
         lint = lint_settings(&name, &env.lint)?;
+        if let Some(d) = &env.backup_dir {
+            backup.dir = d.clone();
+        }
+        if let Some(n) = env.backup_retention_days {
+            backup.retention_days = n;
+        }
+        if let Some(n) = env.backup_keep_verified {
+            backup.keep_verified = n;
+        }
+        if let Some(c) = &env.restore_checks {
+            backup.restore_checks = c.clone();
+        }
         if let Some(t) = &env.lock_wait {
             deploy.lock_wait = parse_duration(&name, "lock_wait", t)?;
         }
@@ -204,6 +246,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         migrations_dir,
         deploy,
         lint,
+        backup,
         source: file,
     })
 }

@@ -1,0 +1,359 @@
+//! `backup create`: pg_dump in custom format, in a snapshot this module exports so that the row
+//! counts it records are those of the dump. The dump streams through pgdeck into
+//! `<file>.partial` (sha256 computed on the way), is fsynced and renamed when complete; any
+//! failure removes the partial file and leaves the catalog and earlier backups untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::catalog::BackupEntry;
+use super::{BackupEvent, PartialFile, tools};
+use crate::config::DbTarget;
+use crate::db::{self, query_error, quote_ident};
+use crate::error::{Error, Result};
+use crate::migrate::Ledger;
+
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub dir: PathBuf,
+    pub environment: String,
+    /// Count every table's rows in the dump's snapshot (what `verify --restore-test` compares).
+    pub count_rows: bool,
+}
+
+/// A file-name-safe version of a database or environment name.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub async fn create(
+    target: &DbTarget,
+    opts: &CreateOptions,
+    events: &UnboundedSender<BackupEvent>,
+) -> Result<BackupEntry> {
+    let pg_dump = tools::find("pg_dump").await?;
+    let pg_restore = tools::find("pg_restore").await?;
+    let session = db::connect(&target.with_application_name("pgdeck-backup")).await?;
+    let client = &session.client;
+
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, pg_database_size(current_database())",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading the server version", &e))?;
+    let server_num: i32 = row.get(0);
+    let db_bytes: i64 = row.get(1);
+    let server_major = (server_num / 10_000) as u32;
+    if pg_dump.major < server_major {
+        return Err(Error::refused(
+            format!(
+                "pg_dump {} is older than the server (PostgreSQL {server_major}) and cannot dump it reliably",
+                pg_dump.version
+            ),
+            format!(
+                "install the version {server_major} client programs, e.g. `apt-get install postgresql-client-{server_major}`"
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&opts.dir).map_err(|e| {
+        Error::runtime(
+            format!("cannot create backup folder {}: {e}", opts.dir.display()),
+            "check permissions or pass --dir",
+        )
+    })?;
+    check_free_space(&opts.dir, db_bytes)?;
+
+    let migration_head = Ledger::read(client, &target.schema)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| {
+            l.rows
+                .iter()
+                .filter(|r| r.is_applied())
+                .max_by_key(|r| r.finished_at)
+                .map(|r| r.migration_name.clone())
+        });
+    let tables: Vec<(String, String, i64)> = client
+        .query(
+            "SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("listing tables", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+
+    // The snapshot the dump and the row counts share; held until both are done.
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(|e| query_error("opening the backup snapshot", &e))?;
+    let snapshot: String = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(|e| query_error("exporting the backup snapshot", &e))?
+        .get(0);
+
+    let started_at = Utc::now();
+    let mut file_name = format!(
+        "{}_{}_{}.dump",
+        file_safe(&target.dbname),
+        file_safe(&opts.environment),
+        started_at.format("%Y%m%d_%H%M%S")
+    );
+    let mut n = 2;
+    while opts.dir.join(&file_name).exists()
+        || opts.dir.join(format!("{file_name}.partial")).exists()
+    {
+        file_name = format!(
+            "{}_{}_{}_{n}.dump",
+            file_safe(&target.dbname),
+            file_safe(&opts.environment),
+            started_at.format("%Y%m%d_%H%M%S")
+        );
+        n += 1;
+    }
+    let final_path = opts.dir.join(&file_name);
+    let partial = PartialFile::new(opts.dir.join(format!("{file_name}.partial")));
+    let _ = events.send(BackupEvent::Started {
+        file: file_name.clone(),
+        database_bytes: db_bytes,
+        tables: tables.len(),
+    });
+
+    let mut child = tools::command(&pg_dump, target)
+        .args(["--format=custom", "--verbose", "--no-password"])
+        .arg(format!("--snapshot={snapshot}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::runtime(
+                format!("cannot start pg_dump: {e}"),
+                "check the PostgreSQL client installation",
+            )
+        })?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let sizes: HashMap<String, i64> = tables
+        .iter()
+        .map(|(s, t, b)| (format!("{s}.{t}"), *b))
+        .collect();
+    let total_bytes: i64 = sizes.values().sum::<i64>().max(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let started = Instant::now();
+
+    let copy = async {
+        let mut out = stdout
+            .ok_or_else(|| Error::runtime("pg_dump has no output pipe", "report this as a bug"))?;
+        let mut file = tokio::fs::File::create(partial.path())
+            .await
+            .map_err(|e| write_error(partial.path(), &e))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut written: u64 = 0;
+        let (mut tables_done, mut bytes_done) = (0usize, 0i64);
+        let mut last_event = Instant::now();
+        loop {
+            let n = out.read(&mut buf).await.map_err(|e| {
+                Error::runtime(
+                    format!("reading pg_dump's output: {e}"),
+                    "see the error above",
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| write_error(partial.path(), &e))?;
+            written += n as u64;
+            while let Ok(table) = done_rx.try_recv() {
+                tables_done += 1;
+                bytes_done += sizes.get(&table).copied().unwrap_or(0);
+            }
+            if last_event.elapsed() >= Duration::from_millis(500) {
+                last_event = Instant::now();
+                let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
+                let elapsed = started.elapsed();
+                let eta_ms = (fraction > 0.02)
+                    .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
+                let _ = events.send(BackupEvent::Progress {
+                    bytes_written: written,
+                    tables_done,
+                    tables_total: sizes.len(),
+                    fraction,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    eta_ms,
+                });
+            }
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| write_error(partial.path(), &e))?;
+        Ok::<_, Error>((written, hex::encode(hasher.finalize())))
+    };
+
+    let log = async {
+        let mut last_error = String::new();
+        if let Some(err) = stderr {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("pg_dump: dumping contents of table ") {
+                    let _ = done_tx.send(rest.trim_matches('"').to_owned());
+                } else if line.contains("error:")
+                    || line.contains("FATAL")
+                    || line.contains("could not")
+                {
+                    last_error = line.clone();
+                }
+            }
+        }
+        drop(done_tx);
+        last_error
+    };
+
+    let counts = async {
+        let mut rows = BTreeMap::new();
+        if opts.count_rows {
+            for (schema, table, _) in &tables {
+                let sql = format!(
+                    "SELECT count(*) FROM {}.{}",
+                    quote_ident(schema),
+                    quote_ident(table)
+                );
+                let n: i64 = client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| query_error(&format!("counting rows of {schema}.{table}"), &e))?
+                    .get(0);
+                rows.insert(format!("{schema}.{table}"), n);
+            }
+        }
+        Ok::<_, Error>(rows)
+    };
+
+    let (copied, last_error, rows) = tokio::join!(copy, log, counts);
+    let copied = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+    };
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| Error::runtime(format!("waiting for pg_dump: {e}"), "see the error above"))?;
+    if !status.success() {
+        let cause = if last_error.is_empty() {
+            format!("pg_dump exited with {status}")
+        } else {
+            last_error
+        };
+        return Err(Error::runtime(
+            format!(
+                "the backup failed, nothing was kept: {}",
+                cause.trim_start_matches("pg_dump: error: ")
+            ),
+            "check the server and the connection, then run `pgdeck backup create` again",
+        ));
+    }
+    let rows = rows?;
+    let _ = client.batch_execute("COMMIT").await;
+
+    let (size_bytes, sha256) = copied;
+    std::fs::rename(partial.path(), &final_path).map_err(|e| write_error(&final_path, &e))?;
+    partial.disarm();
+    if let Ok(dir) = std::fs::File::open(&opts.dir) {
+        let _ = dir.sync_all();
+    }
+    let toc_entries = match super::toc_entries(&pg_restore, &final_path).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&final_path);
+            return Err(e);
+        }
+    };
+    let entry = BackupEntry {
+        file: file_name.clone(),
+        database: target.dbname.clone(),
+        environment: opts.environment.clone(),
+        source: target.to_string(),
+        server_version: server_version_text(server_num),
+        pg_dump_version: pg_dump.version.clone(),
+        size_bytes,
+        sha256,
+        started_at,
+        finished_at: Utc::now(),
+        toc_entries,
+        migration_head,
+        table_rows: rows,
+        verification: None,
+    };
+    entry.save(&opts.dir)?;
+    let _ = events.send(BackupEvent::Finished {
+        file: file_name,
+        bytes: size_bytes,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    });
+    Ok(entry)
+}
+
+fn server_version_text(num: i32) -> String {
+    format!("{}.{}", num / 10_000, num % 10_000)
+}
+
+fn write_error(path: &Path, e: &std::io::Error) -> Error {
+    Error::runtime(
+        format!("writing {} failed: {e}; nothing was kept", path.display()),
+        "free space in the backup folder or choose another with --dir",
+    )
+}
+
+/// Refuses when the folder clearly cannot hold the dump: a custom-format dump is compressed and
+/// leaves indexes out, but is rarely under a tenth of the database's size.
+fn check_free_space(dir: &Path, db_bytes: i64) -> Result<()> {
+    let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = stat.blocks_available() as i64 * stat.fragment_size() as i64;
+    if free < db_bytes / 10 {
+        return Err(Error::refused(
+            format!(
+                "{} has {} free, and the database is {}: the backup will not fit",
+                dir.display(),
+                crate::lint::human_bytes(free),
+                crate::lint::human_bytes(db_bytes)
+            ),
+            "free space there or write the backup elsewhere with --dir",
+        ));
+    }
+    Ok(())
+}

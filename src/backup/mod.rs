@@ -1,0 +1,127 @@
+//! Backups with pg_dump and pg_restore: create (streamed, checksummed, atomic), verify (checksum,
+//! table of contents, optional restore test), list, restore and prune, with a JSON catalog entry
+//! beside each backup.
+
+pub mod catalog;
+mod create;
+pub mod prune;
+mod restore;
+mod tools;
+mod verify;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+pub use catalog::{BackupEntry, Verification, VerifyHow};
+pub use create::{CreateOptions, create};
+pub use restore::{CheckResult, RestoreOptions, restore};
+pub use verify::verify;
+
+/// Progress of a backup operation, for the CLI to print and the console to render.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum BackupEvent {
+    Started {
+        file: String,
+        database_bytes: i64,
+        tables: usize,
+    },
+    Progress {
+        bytes_written: u64,
+        tables_done: usize,
+        tables_total: usize,
+        fraction: f64,
+        elapsed_ms: u64,
+        eta_ms: Option<u64>,
+    },
+    Finished {
+        file: String,
+        bytes: u64,
+        elapsed_ms: u64,
+    },
+    Step {
+        what: String,
+    },
+}
+
+/// A file being written that is deleted on drop unless the write completed.
+struct PartialFile {
+    path: PathBuf,
+    keep: std::cell::Cell<bool>,
+}
+
+impl PartialFile {
+    fn new(path: PathBuf) -> Self {
+        PartialFile {
+            path,
+            keep: std::cell::Cell::new(false),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn disarm(&self) {
+        self.keep.set(true);
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.keep.get() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The number of entries in a backup's table of contents, read by `pg_restore --list`.
+async fn toc_entries(pg_restore: &tools::Tool, file: &Path) -> Result<usize> {
+    let out = tokio::process::Command::new(&pg_restore.path)
+        .arg("--list")
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            Error::runtime(
+                format!("cannot run pg_restore: {e}"),
+                "check the PostgreSQL client installation",
+            )
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim_start_matches("pg_restore: error: ");
+        return Err(Error::new(
+            ErrorKind::VerifyFailed,
+            format!("pg_restore cannot read {}: {line}", file.display()),
+            "the file is truncated or corrupted; use another backup",
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .count())
+}
+
+/// Finds a backup by path or by file name in `dir`.
+pub fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
+    let as_path = PathBuf::from(name);
+    if as_path.exists() || BackupEntry::catalog_path(&as_path).exists() {
+        return Ok(as_path);
+    }
+    let in_dir = dir.join(name);
+    if in_dir.exists() || BackupEntry::catalog_path(&in_dir).exists() {
+        return Ok(in_dir);
+    }
+    Err(Error::input(
+        format!("no backup named {name} in {}", dir.display()),
+        "`pgdeck backup list` shows the backups (or pass --dir)",
+    ))
+}

@@ -1,0 +1,362 @@
+//! `pgdeck backup create | verify | list | restore | prune`.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{ConfirmArgs, exit, output};
+use crate::backup::{self, BackupEvent, CreateOptions, RestoreOptions, catalog, prune};
+use crate::config::Environment;
+use crate::error::{Error, Result};
+use crate::lint::human_bytes;
+use crate::migrate::{self, MigrationsDir};
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Backup folder (overrides the environment's backup_dir)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupCommand {
+    /// pg_dump -Fc into the backup folder, with progress, checksum and a catalog entry
+    Create {
+        /// Skip counting each table's rows (faster on huge databases; verify --restore-test then
+        /// cannot compare counts)
+        #[arg(long)]
+        no_row_counts: bool,
+    },
+    /// Check a backup: checksum, table of contents, and optionally a restore into a scratch database
+    Verify {
+        /// Backup file name or path (default: the newest backup of this database)
+        backup: Option<String>,
+        /// Also restore into a scratch database and compare row counts
+        #[arg(long)]
+        restore_test: bool,
+    },
+    /// Backups with age, size, verification, migration head and whether the file is present
+    List,
+    /// Restore a backup into the environment's database (pg_restore --clean --single-transaction)
+    Restore {
+        /// Backup file name or path
+        backup: String,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        /// Restore even though the backup was never verified
+        #[arg(long)]
+        force_unverified: bool,
+        /// Terminate other sessions on the database first
+        #[arg(long)]
+        terminate_sessions: bool,
+    },
+    /// Delete backups past retention, keeping the newest verified ones; deletes only with --yes
+    Prune {
+        /// Delete (without it, only show what would be deleted)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8> {
+    let dir = args.dir.clone().unwrap_or_else(|| env.backup.dir.clone());
+    match &args.command {
+        BackupCommand::Create { no_row_counts } => {
+            let opts = CreateOptions {
+                dir: dir.clone(),
+                environment: env.name.clone(),
+                count_rows: !no_row_counts,
+            };
+            let entry = with_progress(json, |tx| async move {
+                backup::create(&env.target, &opts, &tx).await
+            })
+            .await?;
+            if json {
+                output::json(
+                    &json!({ "ok": true, "backup": entry, "path": dir.join(&entry.file) }),
+                );
+            } else {
+                output::stdout(&format!(
+                    "backup {} written: {}, {} TOC entries, sha256 {}\n  migration head: {}\n  next: pgdeck backup verify {} [--restore-test]",
+                    dir.join(&entry.file).display(),
+                    human_bytes(entry.size_bytes as i64),
+                    entry.toc_entries,
+                    entry.sha256,
+                    entry
+                        .migration_head
+                        .as_deref()
+                        .unwrap_or("(no migrations applied)"),
+                    entry.file
+                ));
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Verify {
+            backup: name,
+            restore_test,
+        } => {
+            let path = match name {
+                Some(n) => backup::locate(&dir, n)?,
+                None => newest(&dir, &env.target.dbname)?,
+            };
+            let restore_test = *restore_test;
+            let entry = with_progress(json, |tx| async move {
+                backup::verify(&env.target, &path, restore_test, &tx).await
+            })
+            .await?;
+            let v = entry.verification.clone();
+            if json {
+                output::json(&json!({ "ok": true, "backup": entry }));
+            } else if let Some(v) = v {
+                output::stdout(&format!("{} verified: {}", entry.file, v.details));
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::List => {
+            let entries = catalog::list(&dir)?;
+            if json {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|(e, present)| json!({ "backup": e, "file_present": present }))
+                    .collect();
+                output::json(&json!({ "ok": true, "dir": dir, "backups": list }));
+            } else if entries.is_empty() {
+                output::stdout(&format!("no backups in {}", dir.display()));
+            } else {
+                output::stdout(&list_table(&entries));
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Restore {
+            backup: name,
+            confirm,
+            force_unverified,
+            terminate_sessions,
+        } => {
+            let path = backup::locate(&dir, name)?;
+            let entry = catalog::BackupEntry::load(&path)?;
+            output::confirm(
+                env,
+                &format!(
+                    "REPLACE the contents of database {} with {} (taken {}; data written since then is lost)",
+                    env.target.dbname,
+                    entry.file,
+                    output::timestamp(entry.finished_at)
+                ),
+                confirm,
+            )?;
+            let opts = RestoreOptions {
+                force_unverified: *force_unverified,
+                terminate_sessions: *terminate_sessions,
+                checks: env.backup.restore_checks.clone(),
+            };
+            let checks = with_progress(json, |tx| async move {
+                backup::restore(&env.target, &path, &opts, &tx).await
+            })
+            .await?;
+            let status = match MigrationsDir::load(&env.migrations_dir) {
+                Ok(dir) => migrate::status(&env.target, &dir)
+                    .await
+                    .ok()
+                    .map(|(r, _)| r),
+                Err(_) => None,
+            };
+            if json {
+                output::json(
+                    &json!({ "ok": true, "restored": entry.file, "checks": checks, "status": status.map(|s| s.migrations) }),
+                );
+            } else {
+                let mut text = format!("restored {} into {}\n", entry.file, env.target);
+                for c in &checks {
+                    text.push_str(&format!(
+                        "  {} {}: {}\n",
+                        if c.ok { "ok " } else { "!! " },
+                        c.check,
+                        c.result
+                    ));
+                }
+                if let Some(s) = status {
+                    text.push_str(&format!(
+                        "migrations: {} applied, {} pending (the backup's head was {})",
+                        s.count(|m| matches!(m, migrate::MigrationState::Applied { .. })),
+                        s.pending_names().len(),
+                        entry.migration_head.as_deref().unwrap_or("none")
+                    ));
+                }
+                output::stdout(text.trim_end());
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Prune { yes } => {
+            let decisions = prune::plan(
+                &dir,
+                &env.target.dbname,
+                env.backup.retention_days,
+                env.backup.keep_verified,
+                chrono::Utc::now(),
+            )?;
+            let deleted = if *yes {
+                prune::apply(&dir, &decisions)?
+            } else {
+                0
+            };
+            if json {
+                output::json(
+                    &json!({ "ok": true, "deleted": deleted, "applied": yes, "decisions": decisions }),
+                );
+            } else {
+                let mut text = String::new();
+                for d in &decisions {
+                    let verb = match (d.delete, yes) {
+                        (true, true) => "deleted",
+                        (true, false) => "would delete",
+                        (false, _) => "keep",
+                    };
+                    text.push_str(&format!("  {verb:<12} {}  ({})\n", d.file, d.why));
+                }
+                let n = decisions.iter().filter(|d| d.delete).count();
+                text.push_str(&if *yes {
+                    format!("{deleted} backup(s) deleted")
+                } else if n > 0 {
+                    format!("{n} backup(s) would be deleted; run again with --yes to delete them")
+                } else {
+                    "nothing to prune".to_owned()
+                });
+                output::stdout(&text);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// The newest backup of `database` in `dir`.
+fn newest(dir: &std::path::Path, database: &str) -> Result<PathBuf> {
+    catalog::list(dir)?
+        .into_iter()
+        .find(|(e, _)| e.database == database)
+        .map(|(e, _)| dir.join(e.file))
+        .ok_or_else(|| {
+            Error::input(
+                format!("no backups of {database} in {}", dir.display()),
+                "take one with `pgdeck backup create`",
+            )
+        })
+}
+
+fn list_table(entries: &[(catalog::BackupEntry, bool)]) -> String {
+    let now = chrono::Utc::now();
+    let mut out = format!(
+        "  {:<44} {:>8} {:>9}  {:<22} {:<8} MIGRATION HEAD\n",
+        "BACKUP", "AGE", "SIZE", "VERIFIED", "FILE"
+    );
+    for (e, present) in entries {
+        let age = now - e.finished_at;
+        let age = if age.num_days() > 0 {
+            format!("{}d", age.num_days())
+        } else if age.num_hours() > 0 {
+            format!("{}h", age.num_hours())
+        } else {
+            format!("{}m", age.num_minutes())
+        };
+        let verified = match &e.verification {
+            Some(v) => format!(
+                "{} {}",
+                match v.how {
+                    catalog::VerifyHow::ChecksumAndToc => "checksum+toc",
+                    catalog::VerifyHow::RestoreTest => "restore-test",
+                },
+                v.at.format("%m-%d %H:%M")
+            ),
+            None => "no".into(),
+        };
+        out.push_str(&format!(
+            "  {:<44} {:>8} {:>9}  {:<22} {:<8} {}\n",
+            e.file,
+            age,
+            human_bytes(e.size_bytes as i64),
+            verified,
+            if *present { "present" } else { "MISSING" },
+            e.migration_head.as_deref().unwrap_or("-")
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+/// Runs a backup operation while its progress is printed: a single updating line on a terminal,
+/// a line every few seconds otherwise, JSON lines with --json.
+async fn with_progress<F, Fut, T>(json: bool, op: F) -> Result<T>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<BackupEvent>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let tty = std::io::stderr().is_terminal();
+        let mut last = Instant::now() - std::time::Duration::from_secs(60);
+        while let Some(event) = rx.recv().await {
+            if json {
+                output::stderr(&serde_json::to_string(&event).unwrap_or_default());
+                continue;
+            }
+            match &event {
+                BackupEvent::Started {
+                    file,
+                    database_bytes,
+                    tables,
+                } => output::stderr(&format!(
+                    "dumping {} tables ({} on disk) into {file}",
+                    tables,
+                    human_bytes(*database_bytes)
+                )),
+                BackupEvent::Progress {
+                    bytes_written,
+                    tables_done,
+                    tables_total,
+                    fraction,
+                    elapsed_ms,
+                    eta_ms,
+                } => {
+                    if !tty && last.elapsed().as_secs() < 5 {
+                        continue;
+                    }
+                    last = Instant::now();
+                    let eta = eta_ms
+                        .map(|e| format!(", ETA {}s", e / 1000))
+                        .unwrap_or_default();
+                    let line = format!(
+                        "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
+                        fraction * 100.0,
+                        human_bytes(*bytes_written as i64),
+                        elapsed_ms / 1000
+                    );
+                    if tty {
+                        eprint!("\r{line}   ");
+                    } else {
+                        output::stderr(&line);
+                    }
+                }
+                BackupEvent::Finished {
+                    bytes, elapsed_ms, ..
+                } => {
+                    if tty {
+                        eprintln!();
+                    }
+                    output::stderr(&format!(
+                        "  done: {} in {:.1}s",
+                        human_bytes(*bytes as i64),
+                        *elapsed_ms as f64 / 1000.0
+                    ));
+                }
+                BackupEvent::Step { what } => output::stderr(&format!("  {what}")),
+            }
+        }
+    });
+    let result = op(tx).await;
+    let _ = printer.await;
+    result
+}
