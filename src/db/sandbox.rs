@@ -129,6 +129,11 @@ impl Sandbox {
         self.target(dbname).to_string()
     }
 
+    /// Stops the server immediately, as a crash would: for fault tests.
+    pub fn stop_immediately(&self) -> Result<()> {
+        self.stop("immediate")
+    }
+
     fn initdb(&self) -> Result<()> {
         let out = self
             .server_command("initdb")

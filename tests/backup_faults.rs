@@ -1,0 +1,118 @@
+//! Backup faults that need a server of their own or a constrained process: the disk filling up
+//! mid-dump, and the server going away mid-dump. Either way: a clear error, no partial file, the
+//! catalog untouched.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgdeck::cli::exit;
+use pgdeck::db::{self, quote_ident, sandbox::Sandbox};
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_full_disk_mid_dump_keeps_nothing_and_says_so() {
+    let db = fresh_db("backup_disk_full").await;
+    db.exec("CREATE TABLE payload AS SELECT g AS id, md5(g::text) || md5((g+1)::text) AS v FROM generate_series(1, 100000) g;").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keep.txt"), "an earlier file").unwrap();
+    // 256 KiB of file size allowed to pgdeck: the dump (several MB) cannot fit. SIGXFSZ is
+    // ignored so the write fails with an error, as on a full disk, instead of killing the process.
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 512; exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_pgdeck"))
+        .args([
+            "--database-url",
+            &db.url(),
+            "backup",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "create",
+        ])
+        .current_dir(dir.path())
+        .env_remove("PGDECK_CONFIG")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null());
+    let r = run(limited);
+    r.assert_clean_error(i32::from(exit::RUNTIME));
+    assert!(
+        r.stderr.contains("nothing was kept") && r.stderr.contains("File too large"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("free space"), "{}", r.stderr);
+    assert_eq!(
+        names(dir.path()),
+        ["keep.txt"],
+        "no partial file, no catalog entry"
+    );
+}
+
+#[tokio::test]
+async fn the_server_going_away_mid_dump_keeps_nothing() {
+    // A server of its own: this test crashes it.
+    let sandbox = Sandbox::start_temporary().unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
+    let admin = db::connect(&sandbox.target("postgres")).await.unwrap();
+    admin
+        .client
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident("doomed")))
+        .await
+        .unwrap();
+    let s = db::connect(&sandbox.target("doomed")).await.unwrap();
+    s.client
+        .batch_execute("CREATE TABLE payload AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 400000) g;")
+        .await
+        .unwrap();
+    drop((s, admin));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = pgdeck_cmd();
+    cmd.args([
+        "--database-url",
+        &sandbox.url("doomed"),
+        "backup",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "create",
+        "--no-row-counts",
+    ]);
+    let mut child = spawn(cmd);
+    // Crash the server once the dump has started writing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the dump never started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump finished before the crash"
+        );
+        let partial = names(dir.path()).iter().any(|n| n.ends_with(".partial"));
+        if partial
+            && std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sandbox.stop_immediately().unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    r.assert_clean_error(i32::from(exit::RUNTIME));
+    assert!(r.stderr.contains("nothing was kept"), "{}", r.stderr);
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
