@@ -428,3 +428,82 @@ fn prune_keeps_recent_and_the_newest_verified_and_deletes_only_with_yes() {
         ["app_prod_a.dump", "app_prod_b.dump", "app_prod_d.dump"]
     );
 }
+
+#[tokio::test]
+async fn a_directory_backup_dumps_and_restores_in_parallel_and_its_files_are_checksummed() {
+    let (db, m) = sample_db("backup_directory", 3_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let created = backup(
+        &db,
+        &m,
+        dir.path(),
+        &["create", "--format", "directory", "--jobs", "2"],
+    );
+    assert_eq!(created.code, 0, "{created:?}");
+    let backups: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dir"))
+        .collect();
+    assert_eq!(
+        backups.len(),
+        1,
+        "{:?}",
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>()
+    );
+    assert!(backups[0].join("toc.dat").is_file());
+    let name = backups[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(leftovers(dir.path()).is_empty());
+
+    let verified = backup(&db, &m, dir.path(), &["verify", &name, "--restore-test"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+
+    db.exec("DROP TABLE \"QRCode\"").await;
+    let restored = backup(
+        &db,
+        &m,
+        dir.path(),
+        &[
+            "restore",
+            &name,
+            "--yes",
+            "--terminate-sessions",
+            "--jobs",
+            "2",
+        ],
+    );
+    assert_eq!(restored.code, 0, "{restored:?}");
+    let qrcodes: i64 = db.scalar("SELECT count(*) FROM \"QRCode\"").await;
+    assert_eq!(qrcodes, 1500);
+
+    // Every file inside counts: damage one data file and verification fails.
+    let data_file = std::fs::read_dir(&backups[0])
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n != "toc.dat"))
+        .unwrap();
+    let mut bytes = std::fs::read(&data_file).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&data_file, bytes).unwrap();
+    backup(&db, &m, dir.path(), &["verify", &name]).assert_clean_error(code(exit::VERIFY_FAILED));
+
+    // Parallel restore needs the directory format.
+    assert_eq!(backup(&db, &m, dir.path(), &["create"]).code, 0);
+    let custom = dumps(dir.path()).remove(0);
+    let custom = custom.file_name().unwrap().to_str().unwrap();
+    backup(&db, &m, dir.path(), &["verify", custom]);
+    backup(
+        &db,
+        &m,
+        dir.path(),
+        &["restore", custom, "--yes", "--jobs", "2"],
+    )
+    .assert_clean_error(code(exit::USAGE));
+    backup(&db, &m, dir.path(), &["create", "--jobs", "2"]).assert_clean_error(code(exit::USAGE));
+}

@@ -36,6 +36,8 @@ pub struct BackupEntry {
     pub source: String,
     pub server_version: String,
     pub pg_dump_version: String,
+    #[serde(default)]
+    pub format: super::BackupFormat,
     pub size_bytes: u64,
     pub sha256: String,
     pub started_at: DateTime<Utc>,

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::BackupEntry;
-use super::{BackupEvent, PartialFile, tools};
+use super::{BackupEvent, BackupFormat, PartialFile, content_digest, tools};
 use crate::config::DbTarget;
 use crate::db::{self, query_error, quote_ident};
 use crate::error::{Error, Result};
@@ -26,6 +26,9 @@ pub struct CreateOptions {
     pub environment: String,
     /// Count every table's rows in the dump's snapshot (what `verify --restore-test` compares).
     pub count_rows: bool,
+    pub format: BackupFormat,
+    /// Parallel pg_dump workers (directory format only).
+    pub jobs: u32,
 }
 
 /// A file-name-safe version of a database or environment name.
@@ -46,6 +49,12 @@ pub async fn create(
     opts: &CreateOptions,
     events: &UnboundedSender<BackupEvent>,
 ) -> Result<BackupEntry> {
+    if opts.jobs > 1 && opts.format != BackupFormat::Directory {
+        return Err(Error::input(
+            "--jobs needs the directory format: a custom-format dump is one stream",
+            "pass --format directory --jobs N",
+        ));
+    }
     let pg_dump = tools::find("pg_dump").await?;
     let pg_restore = tools::find("pg_restore").await?;
     let session = db::connect(&target.with_application_name("pgdeck-backup")).await?;
@@ -119,8 +128,12 @@ pub async fn create(
         .get(0);
 
     let started_at = Utc::now();
+    let ext = match opts.format {
+        BackupFormat::Custom => "dump",
+        BackupFormat::Directory => "dir",
+    };
     let mut file_name = format!(
-        "{}_{}_{}.dump",
+        "{}_{}_{}.{ext}",
         file_safe(&target.dbname),
         file_safe(&opts.environment),
         started_at.format("%Y%m%d_%H%M%S")
@@ -130,7 +143,7 @@ pub async fn create(
         || opts.dir.join(format!("{file_name}.partial")).exists()
     {
         file_name = format!(
-            "{}_{}_{}_{n}.dump",
+            "{}_{}_{}_{n}.{ext}",
             file_safe(&target.dbname),
             file_safe(&opts.environment),
             started_at.format("%Y%m%d_%H%M%S")
@@ -145,18 +158,30 @@ pub async fn create(
         tables: tables.len(),
     });
 
-    let mut child = tools::command(&pg_dump, target)
-        .args(["--format=custom", "--verbose", "--no-password"])
+    let mut command = tools::command(&pg_dump, target);
+    command
+        .args(["--verbose", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::runtime(
-                format!("cannot start pg_dump: {e}"),
-                "check the PostgreSQL client installation",
-            )
-        })?;
+        .stderr(Stdio::piped());
+    match opts.format {
+        BackupFormat::Custom => {
+            command.arg("--format=custom").stdout(Stdio::piped());
+        }
+        BackupFormat::Directory => {
+            command
+                .arg("--format=directory")
+                .arg(format!("--jobs={}", opts.jobs.max(1)))
+                .arg("--file")
+                .arg(partial.path())
+                .stdout(Stdio::null());
+        }
+    }
+    let mut child = command.spawn().map_err(|e| {
+        Error::runtime(
+            format!("cannot start pg_dump: {e}"),
+            "check the PostgreSQL client installation",
+        )
+    })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
@@ -168,7 +193,36 @@ pub async fn create(
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let started = Instant::now();
 
+    let dump_finished = std::cell::Cell::new(false);
     let copy = async {
+        if opts.format == BackupFormat::Directory {
+            // pg_dump's workers write the files themselves; watch the folder grow, then digest it.
+            let (mut tables_done, mut bytes_done) = (0usize, 0i64);
+            while !dump_finished.get() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                while let Ok(table) = done_rx.try_recv() {
+                    tables_done += 1;
+                    bytes_done += sizes.get(&table).copied().unwrap_or(0);
+                }
+                let written = dir_size(partial.path());
+                let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
+                let elapsed = started.elapsed();
+                let eta_ms = (fraction > 0.02)
+                    .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
+                let _ = events.send(BackupEvent::Progress {
+                    bytes_written: written,
+                    tables_done,
+                    tables_total: sizes.len(),
+                    fraction,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    eta_ms,
+                });
+            }
+            let path = partial.path().to_owned();
+            return tokio::task::spawn_blocking(move || content_digest(&path))
+                .await
+                .map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))?;
+        }
         let mut out = stdout
             .ok_or_else(|| Error::runtime("pg_dump has no output pipe", "report this as a bug"))?;
         let mut file = tokio::fs::File::create(partial.path())
@@ -236,6 +290,7 @@ pub async fn create(
             }
         }
         drop(done_tx);
+        dump_finished.set(true);
         last_error
     };
 
@@ -308,6 +363,7 @@ pub async fn create(
         source: target.to_string(),
         server_version: server_version_text(server_num),
         pg_dump_version: pg_dump.version.clone(),
+        format: opts.format,
         size_bytes,
         sha256,
         started_at,
@@ -324,6 +380,17 @@ pub async fn create(
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     Ok(entry)
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn server_version_text(num: i32) -> String {

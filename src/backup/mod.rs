@@ -46,7 +46,72 @@ pub enum BackupEvent {
     },
 }
 
-/// A file being written that is deleted on drop unless the write completed.
+/// pg_dump's archive format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupFormat {
+    /// `-Fc`: one compressed file, streamed through pgdeck.
+    #[default]
+    Custom,
+    /// `-Fd`: a folder, written by `--jobs` parallel workers; restorable in parallel too.
+    Directory,
+}
+
+/// Size and sha256 of a backup. A file's is its bytes'; a directory backup's is the sha256 of
+/// its manifest: one line `<name> <size> <sha256>` per file, in byte order of the names.
+fn content_digest(path: &Path) -> Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let file_digest = |p: &Path| -> Result<(u64, String)> {
+        let mut f = std::fs::File::open(p).map_err(|e| {
+            Error::runtime(
+                format!("cannot open {}: {e}", p.display()),
+                "check permissions",
+            )
+        })?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| {
+                Error::runtime(
+                    format!("cannot read {}: {e}", p.display()),
+                    "check the disk",
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        Ok((size, hex::encode(hasher.finalize())))
+    };
+    if !path.is_dir() {
+        return file_digest(path);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| {
+            Error::runtime(
+                format!("cannot read {}: {e}", path.display()),
+                "check permissions",
+            )
+        })?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    let mut manifest = Sha256::new();
+    let mut total = 0u64;
+    for name in names {
+        let (size, sha) = file_digest(&path.join(&name))?;
+        total += size;
+        manifest.update(format!("{} {size} {sha}\n", name.to_string_lossy()).as_bytes());
+    }
+    Ok((total, hex::encode(manifest.finalize())))
+}
+
+/// A file (or directory) being written that is deleted on drop unless the write completed.
 struct PartialFile {
     path: PathBuf,
     keep: std::cell::Cell<bool>,
@@ -72,7 +137,11 @@ impl PartialFile {
 impl Drop for PartialFile {
     fn drop(&mut self) {
         if !self.keep.get() {
-            let _ = std::fs::remove_file(&self.path);
+            if self.path.is_dir() {
+                let _ = std::fs::remove_dir_all(&self.path);
+            } else {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
     }
 }

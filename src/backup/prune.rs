@@ -58,7 +58,12 @@ pub fn apply(dir: &Path, decisions: &[PruneDecision]) -> Result<usize> {
     let mut deleted = 0;
     for d in decisions.iter().filter(|d| d.delete) {
         let file = dir.join(&d.file);
-        match std::fs::remove_file(&file) {
+        let removed = if file.is_dir() {
+            std::fs::remove_dir_all(&file)
+        } else {
+            std::fs::remove_file(&file)
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {

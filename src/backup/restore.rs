@@ -24,6 +24,9 @@ pub struct RestoreOptions {
     pub terminate_sessions: bool,
     /// SQL queries whose results are shown after the restore (each returns one value).
     pub checks: Vec<String>,
+    /// Parallel pg_restore workers (directory-format backups only). A parallel restore cannot be
+    /// one transaction: a failure part-way leaves the database partly restored.
+    pub jobs: u32,
 }
 
 /// One post-restore check and its result.
@@ -48,6 +51,15 @@ pub async fn restore(
                 "verify it first (`pgdeck backup verify {}`), or pass --force-unverified",
                 entry.file
             ),
+        ));
+    }
+    if opts.jobs > 1 && entry.format != super::BackupFormat::Directory {
+        return Err(Error::input(
+            format!(
+                "{} is a custom-format backup; only directory-format backups restore in parallel",
+                entry.file
+            ),
+            "drop --jobs (the restore then runs as one transaction)",
         ));
     }
     if entry.database != target.dbname {

@@ -3,12 +3,10 @@
 //! backup restores into a scratch database on the same server and every table has the row count
 //! recorded at dump time. The catalog entry records when and how it was verified.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::{BackupEntry, Verification, VerifyHow};
@@ -72,7 +70,7 @@ pub(super) async fn check_file(
         what: "checksum".into(),
     });
     let path = backup.to_owned();
-    let (size, sha) = tokio::task::spawn_blocking(move || sha256_file(&path))
+    let (size, sha) = tokio::task::spawn_blocking(move || super::content_digest(&path))
         .await
         .map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))??;
     if size != entry.size_bytes || sha != entry.sha256 {
@@ -103,32 +101,6 @@ pub(super) async fn check_file(
         ));
     }
     Ok((pg_restore, toc))
-}
-
-fn sha256_file(path: &Path) -> Result<(u64, String)> {
-    let mut f = std::fs::File::open(path).map_err(|e| {
-        Error::runtime(
-            format!("cannot open {}: {e}", path.display()),
-            "check permissions",
-        )
-    })?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| {
-            Error::runtime(
-                format!("cannot read {}: {e}", path.display()),
-                "check the disk",
-            )
-        })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// Restores into `pgdeck_verify_<random>` on the target's server, compares row counts, and drops

@@ -8,11 +8,19 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{ConfirmArgs, exit, output};
-use crate::backup::{self, BackupEvent, CreateOptions, RestoreOptions, catalog, prune};
+use crate::backup::{
+    self, BackupEvent, BackupFormat, CreateOptions, RestoreOptions, catalog, prune,
+};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::lint::human_bytes;
 use crate::migrate::{self, MigrationsDir};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Custom,
+    Directory,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
@@ -31,6 +39,12 @@ pub enum BackupCommand {
         /// cannot compare counts)
         #[arg(long)]
         no_row_counts: bool,
+        /// Archive format: one custom-format file, or a directory written by parallel workers
+        #[arg(long, value_enum, default_value_t = Format::Custom)]
+        format: Format,
+        /// Parallel pg_dump workers (directory format)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
     },
     /// Check a backup: checksum, table of contents, and optionally a restore into a scratch database
     Verify {
@@ -54,6 +68,9 @@ pub enum BackupCommand {
         /// Terminate other sessions on the database first
         #[arg(long)]
         terminate_sessions: bool,
+        /// Parallel pg_restore workers (directory-format backups; not one transaction then)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
     },
     /// Delete backups past retention, keeping the newest verified ones; deletes only with --yes
     Prune {
@@ -66,11 +83,20 @@ pub enum BackupCommand {
 pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8> {
     let dir = args.dir.clone().unwrap_or_else(|| env.backup.dir.clone());
     match &args.command {
-        BackupCommand::Create { no_row_counts } => {
+        BackupCommand::Create {
+            no_row_counts,
+            format,
+            jobs,
+        } => {
             let opts = CreateOptions {
                 dir: dir.clone(),
                 environment: env.name.clone(),
                 count_rows: !no_row_counts,
+                format: match format {
+                    Format::Custom => BackupFormat::Custom,
+                    Format::Directory => BackupFormat::Directory,
+                },
+                jobs: *jobs,
             };
             let entry = with_progress(json, |tx| async move {
                 backup::create(&env.target, &opts, &tx).await
@@ -137,6 +163,7 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
             confirm,
             force_unverified,
             terminate_sessions,
+            jobs,
         } => {
             let path = backup::locate(&dir, name)?;
             let entry = catalog::BackupEntry::load(&path)?;
@@ -154,6 +181,7 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
                 force_unverified: *force_unverified,
                 terminate_sessions: *terminate_sessions,
                 checks: env.backup.restore_checks.clone(),
+                jobs: *jobs,
             };
             let checks = with_progress(json, |tx| async move {
                 backup::restore(&env.target, &path, &opts, &tx).await
