@@ -193,6 +193,20 @@ pub async fn create(
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let started = Instant::now();
 
+    let progress = |written: u64, tables_done: usize, bytes_done: i64| {
+        let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
+        let elapsed = started.elapsed();
+        let eta_ms = (fraction > 0.02)
+            .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
+        BackupEvent::Progress {
+            bytes_written: written,
+            tables_done,
+            tables_total: sizes.len(),
+            fraction,
+            elapsed_ms: elapsed.as_millis() as u64,
+            eta_ms,
+        }
+    };
     let dump_finished = std::cell::Cell::new(false);
     let copy = async {
         if opts.format == BackupFormat::Directory {
@@ -204,19 +218,7 @@ pub async fn create(
                     tables_done += 1;
                     bytes_done += sizes.get(&table).copied().unwrap_or(0);
                 }
-                let written = dir_size(partial.path());
-                let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
-                let elapsed = started.elapsed();
-                let eta_ms = (fraction > 0.02)
-                    .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
-                let _ = events.send(BackupEvent::Progress {
-                    bytes_written: written,
-                    tables_done,
-                    tables_total: sizes.len(),
-                    fraction,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    eta_ms,
-                });
+                let _ = events.send(progress(dir_size(partial.path()), tables_done, bytes_done));
             }
             let path = partial.path().to_owned();
             return tokio::task::spawn_blocking(move || content_digest(&path))
@@ -254,18 +256,7 @@ pub async fn create(
             }
             if last_event.elapsed() >= Duration::from_millis(500) {
                 last_event = Instant::now();
-                let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
-                let elapsed = started.elapsed();
-                let eta_ms = (fraction > 0.02)
-                    .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
-                let _ = events.send(BackupEvent::Progress {
-                    bytes_written: written,
-                    tables_done,
-                    tables_total: sizes.len(),
-                    fraction,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    eta_ms,
-                });
+                let _ = events.send(progress(written, tables_done, bytes_done));
             }
         }
         file.sync_all()

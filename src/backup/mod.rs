@@ -146,6 +146,18 @@ impl Drop for PartialFile {
     }
 }
 
+/// The line of a client program's stderr that says what went wrong, without its prefix.
+fn error_line(stderr: &[u8], program: &str) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no output");
+    line.trim_start_matches(&format!("{program}: error: "))
+        .to_owned()
+}
+
 /// The number of entries in a backup's table of contents, read by `pg_restore --list`.
 async fn toc_entries(pg_restore: &tools::Tool, file: &Path) -> Result<usize> {
     let out = tokio::process::Command::new(&pg_restore.path)
@@ -161,12 +173,7 @@ async fn toc_entries(pg_restore: &tools::Tool, file: &Path) -> Result<usize> {
             )
         })?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let line = err
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("no output")
-            .trim_start_matches("pg_restore: error: ");
+        let line = error_line(&out.stderr, "pg_restore");
         return Err(Error::new(
             ErrorKind::VerifyFailed,
             format!("pg_restore cannot read {}: {line}", file.display()),

@@ -148,11 +148,7 @@ async fn restore_test_into_scratch(
                 )
             })?;
         if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let line = err
-                .lines()
-                .find(|l| l.contains("error"))
-                .unwrap_or("pg_restore failed");
+            let line = super::error_line(&out.stderr, "pg_restore");
             return Err(failed(
                 format!("the restore test failed: {line}"),
                 "do not rely on this backup; take a new one",

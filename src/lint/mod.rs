@@ -507,18 +507,7 @@ fn allows_in(
     if !text.contains(ALLOW) {
         return out;
     }
-    for token in file
-        .syntax()
-        .descendants_with_tokens()
-        .filter_map(|e| e.into_token())
-        .filter(|t| t.kind() == SyntaxKind::COMMENT)
-    {
-        let body = token
-            .text()
-            .trim_start_matches("--")
-            .trim_start_matches("/*")
-            .trim_end_matches("*/")
-            .trim();
+    for (at, body) in comments(file) {
         let Some(rest) = body.strip_prefix(ALLOW) else {
             continue;
         };
@@ -527,12 +516,34 @@ fn allows_in(
             continue;
         };
         let reason = parts.next().map(str::trim).filter(|r| !r.is_empty());
-        let at = usize::from(token.text_range().start());
-        if let Some(i) = script.statements.iter().position(|s| s.offset > at) {
+        if let Some(i) = next_statement(script, at) {
             out.insert((i, rule.to_owned()), reason.map(str::to_owned).ok_or(()));
         }
     }
     out
+}
+
+/// Every comment of the file: its offset and its text without `--` or `/* */`, trimmed.
+fn comments(file: &SourceFile) -> impl Iterator<Item = (usize, String)> {
+    file.syntax()
+        .descendants_with_tokens()
+        .filter_map(|e| e.into_token())
+        .filter(|t| t.kind() == SyntaxKind::COMMENT)
+        .map(|t| {
+            let body = t
+                .text()
+                .trim_start_matches("--")
+                .trim_start_matches("/*")
+                .trim_end_matches("*/")
+                .trim()
+                .to_owned();
+            (usize::from(t.text_range().start()), body)
+        })
+}
+
+/// The statement a comment at `offset` stands before.
+fn next_statement(script: &Script, offset: usize) -> Option<usize> {
+    script.statements.iter().position(|s| s.offset > offset)
 }
 
 /// A `-- squawk-ignore [rules]` (next statement) or `-- squawk-ignore-file [rules]` comment;
@@ -555,18 +566,7 @@ fn squawk_ignores(file: &SourceFile, text: &str, script: &Script) -> Vec<SquawkI
     if !text.contains("squawk-ignore") {
         return out;
     }
-    for token in file
-        .syntax()
-        .descendants_with_tokens()
-        .filter_map(|e| e.into_token())
-        .filter(|t| t.kind() == SyntaxKind::COMMENT)
-    {
-        let body = token
-            .text()
-            .trim_start_matches("--")
-            .trim_start_matches("/*")
-            .trim_end_matches("*/")
-            .trim();
+    for (at, body) in comments(file) {
         let (rest, file_level) = if let Some(r) = body.strip_prefix("squawk-ignore-file") {
             (r, true)
         } else if let Some(r) = body.strip_prefix("squawk-ignore") {
@@ -580,11 +580,10 @@ fn squawk_ignores(file: &SourceFile, text: &str, script: &Script) -> Vec<SquawkI
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty())
             .collect();
-        let at = usize::from(token.text_range().start());
         let statement = if file_level {
             None
         } else {
-            match script.statements.iter().position(|s| s.offset > at) {
+            match next_statement(script, at) {
                 Some(i) => Some(i),
                 None => continue,
             }
