@@ -69,18 +69,7 @@ pub async fn create(
         .map_err(|e| query_error("reading the server version", &e))?;
     let server_num: i32 = row.get(0);
     let db_bytes: i64 = row.get(1);
-    let server_major = (server_num / 10_000) as u32;
-    if pg_dump.major < server_major {
-        return Err(Error::refused(
-            format!(
-                "pg_dump {} is older than the server (PostgreSQL {server_major}) and cannot dump it reliably",
-                pg_dump.version
-            ),
-            format!(
-                "install the version {server_major} client programs, e.g. `apt-get install postgresql-client-{server_major}`"
-            ),
-        ));
-    }
+    check_versions(&pg_dump, server_num)?;
     std::fs::create_dir_all(&opts.dir).map_err(|e| {
         Error::runtime(
             format!("cannot create backup folder {}: {e}", opts.dir.display()),
@@ -388,6 +377,23 @@ fn server_version_text(num: i32) -> String {
     format!("{}.{}", num / 10_000, num % 10_000)
 }
 
+/// A pg_dump older than the server cannot dump it reliably.
+fn check_versions(pg_dump: &tools::Tool, server_num: i32) -> Result<()> {
+    let server_major = (server_num / 10_000) as u32;
+    if pg_dump.major < server_major {
+        return Err(Error::refused(
+            format!(
+                "pg_dump {} is older than the server (PostgreSQL {server_major}) and cannot dump it reliably",
+                pg_dump.version
+            ),
+            format!(
+                "install the version {server_major} client programs, e.g. `apt-get install postgresql-client-{server_major}`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn write_error(path: &Path, e: &std::io::Error) -> Error {
     Error::runtime(
         format!("writing {} failed: {e}; nothing was kept", path.display()),
@@ -414,4 +420,44 @@ fn check_free_space(dir: &Path, db_bytes: i64) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn an_older_pg_dump_is_refused_and_a_newer_one_accepted() {
+        let tool = |major: u32| tools::Tool {
+            path: "pg_dump".into(),
+            version: format!("{major}.2"),
+            major,
+        };
+        let err = check_versions(&tool(14), 150_004).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Refused);
+        assert!(
+            err.cause
+                .contains("pg_dump 14.2 is older than the server (PostgreSQL 15)"),
+            "{}",
+            err.cause
+        );
+        assert!(err.hint.contains("postgresql-client-15"), "{}", err.hint);
+        assert!(check_versions(&tool(15), 150_004).is_ok());
+        assert!(check_versions(&tool(17), 150_004).is_ok());
+    }
+
+    #[test]
+    fn a_folder_that_clearly_cannot_hold_the_dump_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_free_space(dir.path(), i64::MAX / 4).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Refused);
+        assert!(
+            err.cause.contains("the backup will not fit"),
+            "{}",
+            err.cause
+        );
+        assert!(err.hint.contains("--dir"), "{}", err.hint);
+        assert!(check_free_space(dir.path(), 8 << 20).is_ok());
+    }
 }
