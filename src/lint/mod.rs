@@ -157,6 +157,33 @@ pub struct Finding {
     pub recipe: Vec<String>,
 }
 
+impl Finding {
+    /// A finding about the file as a whole, placed at its start.
+    fn whole_file(
+        rule: &str,
+        severity: Severity,
+        category: Category,
+        message: String,
+        help: &str,
+    ) -> Finding {
+        Finding {
+            rule: rule.to_owned(),
+            severity,
+            category,
+            message,
+            help: Some(help.to_owned()),
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 1,
+            statement: None,
+            adjustment: None,
+            acknowledged: None,
+            recipe: Vec::new(),
+        }
+    }
+}
+
 /// One statement with what it will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatementLint {
@@ -237,25 +264,17 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         return FileLint {
             path: path.to_owned(),
             statements: Vec::new(),
-            findings: vec![Finding {
-                rule: "too-large-to-lint".into(),
-                severity: Severity::Dangerous,
-                category: Category::Breaking,
-                message: format!(
+            findings: vec![Finding::whole_file(
+                "too-large-to-lint",
+                Severity::Dangerous,
+                Category::Breaking,
+                format!(
                     "the file is {}, above the {} pgdeck lints; it was not checked",
                     human_bytes(text.len() as i64),
                     human_bytes(MAX_LINT_BYTES as i64)
                 ),
-                help: Some("split schema changes from data loads (load large data with COPY), or acknowledge: --allow too-large-to-lint --reason TEXT".into()),
-                line: 1,
-                column: 1,
-                end_line: 1,
-                end_column: 1,
-                statement: None,
-                adjustment: None,
-                acknowledged: None,
-                recipe: Vec::new(),
-            }],
+                "split schema changes from data loads (load large data with COPY), or acknowledge: --allow too-large-to-lint --reason TEXT",
+            )],
             syntax_errors: Vec::new(),
         };
     }
@@ -385,23 +404,13 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         });
     }
     if script.statements.is_empty() {
-        out.findings.push(Finding {
-            rule: "empty-migration".into(),
-            severity: Severity::Care,
-            category: Category::Breaking,
-            message: "the file has no SQL statements: deploying it changes nothing".into(),
-            help: Some(
-                "fine for a baseline; otherwise write the migration or delete the folder".into(),
-            ),
-            line: 1,
-            column: 1,
-            end_line: 1,
-            end_column: 1,
-            statement: None,
-            adjustment: None,
-            acknowledged: None,
-            recipe: Vec::new(),
-        });
+        out.findings.push(Finding::whole_file(
+            "empty-migration",
+            Severity::Care,
+            Category::Breaking,
+            "the file has no SQL statements: deploying it changes nothing".into(),
+            "fine for a baseline; otherwise write the migration or delete the folder",
+        ));
     }
 
     // Context: new tables, live sizes, recipes, acknowledgements.
