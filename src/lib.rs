@@ -12,3 +12,4 @@ pub mod db;
 pub mod error;
 pub mod lint;
 pub mod migrate;
+pub mod monitor;

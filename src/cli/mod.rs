@@ -5,6 +5,7 @@ mod backup;
 mod demo;
 mod lint;
 mod migrations;
+mod monitor;
 mod output;
 
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ pub enum Command {
     Plan(lint::AllowArgs),
     /// Backups with pg_dump / pg_restore: create, verify, list, restore, prune
     Backup(backup::BackupArgs),
+    /// One snapshot of the live panes: connections, long-running queries, lock queue, table sizes,
+    /// progress; or cancel / terminate a backend
+    Monitor(monitor::MonitorArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
     New {
         /// Migration name: letters, digits, '_' or '-'
@@ -175,6 +179,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Lint(args) => lint::lint(&environment(g)?, args, g.json).await,
         Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
         Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
+        Command::Monitor(args) => monitor::run(&environment(g)?, args, g.json).await,
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,
@@ -199,5 +204,14 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::LockTimeout => exit::LOCK,
         ErrorKind::Refused => exit::REFUSED,
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -34,6 +34,8 @@ pub struct Environment {
     pub deploy: DeploySettings,
     pub lint: LintSettings,
     pub backup: BackupSettings,
+    /// The monitor never cancels or terminates sessions here.
+    pub read_only: bool,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -110,6 +112,8 @@ struct EnvironmentFile {
     backup_retention_days: Option<u32>,
     backup_keep_verified: Option<usize>,
     restore_checks: Option<Vec<String>>,
+    #[serde(default)]
+    read_only: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +180,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let mut deploy = DeploySettings::default();
     let mut lint = LintSettings::default();
     let mut backup = BackupSettings::default();
+    let mut read_only = false;
     let mut protected = false;
     let mut migrations = None;
     let mut url = None;
@@ -198,6 +203,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         if let Some(n) = env.backup_keep_verified {
             backup.keep_verified = n;
         }
+        read_only = env.read_only;
         if let Some(c) = &env.restore_checks {
             backup.restore_checks = c.clone();
         }
@@ -247,6 +253,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         deploy,
         lint,
         backup,
+        read_only,
         source: file,
     })
 }

@@ -1,0 +1,297 @@
+//! `pgdeck monitor --once`: every pane once; `pgdeck monitor cancel|terminate PID`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{ConfirmArgs, exit, output};
+use crate::config::Environment;
+use crate::error::{Error, Result};
+use crate::lint::{human_bytes, human_count};
+use crate::monitor::{self, Monitor, MonitorSettings, Pane, Signal, Snapshot};
+
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Print every pane once and exit
+    #[arg(long)]
+    pub once: bool,
+    /// Long-running threshold in seconds (default 5, the runbook's)
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub long_query: f64,
+    /// How many of the largest tables to show
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Never cancel or terminate anything (also `read_only = true` in the environment)
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    #[command(subcommand)]
+    pub action: Option<MonitorAction>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MonitorAction {
+    /// Cancel a backend's running query (pg_cancel_backend)
+    Cancel(Target),
+    /// End a backend's session; its transaction rolls back (pg_terminate_backend)
+    Terminate(Target),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    pub pid: i32,
+    /// The backend's start time as the monitor shows it (RFC 3339): guards against a reused pid
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub backend_start: DateTime<Utc>,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8> {
+    let read_only = args.read_only || env.read_only;
+    if let Some(action) = &args.action {
+        let (signal, t, verb) = match action {
+            MonitorAction::Cancel(t) => (Signal::Cancel, t, "cancel the query of"),
+            MonitorAction::Terminate(t) => (Signal::Terminate, t, "terminate"),
+        };
+        if !read_only {
+            output::confirm(
+                env,
+                &format!(
+                    "{verb} backend {} (started {})",
+                    t.pid,
+                    t.backend_start.to_rfc3339()
+                ),
+                &t.confirm,
+            )?;
+        }
+        monitor::signal_backend(&env.target, t.pid, t.backend_start, signal, read_only).await?;
+        if json {
+            output::json(
+                &json!({ "ok": true, "pid": t.pid, "action": format!("{signal:?}").to_lowercase() }),
+            );
+        } else {
+            output::stdout(&format!("done: {verb} backend {}", t.pid));
+        }
+        return Ok(exit::OK);
+    }
+    if !args.once {
+        return Err(Error::input(
+            "monitor needs --once (or an action: cancel, terminate)",
+            "run `pgdeck monitor --once` for one snapshot of every pane",
+        ));
+    }
+    let settings = MonitorSettings {
+        long_query: Duration::from_secs_f64(args.long_query.max(0.0)),
+        top_tables: args.top,
+        ..MonitorSettings::default()
+    };
+    let mut monitor = Monitor::connect(&env.target).await?;
+    let snapshot = monitor.snapshot(&settings).await;
+    if json {
+        output::json(
+            &json!({ "ok": true, "database": env.target.to_string(), "snapshot": snapshot }),
+        );
+    } else {
+        output::stdout(render(env, &snapshot, &settings).trim_end());
+    }
+    Ok(exit::OK)
+}
+
+fn cost<T>(pane: &Pane<T>) -> String {
+    match pane {
+        Pane::Ok(s) => format!("({:.1} ms)", s.cost_ms),
+        _ => String::new(),
+    }
+}
+
+fn unavailable<T>(pane: &Pane<T>) -> Option<String> {
+    match pane {
+        Pane::Ok(_) => None,
+        Pane::Unavailable { reason } => Some(format!("  {reason}\n")),
+        Pane::Error { cause } => Some(format!("  error: {cause}\n")),
+    }
+}
+
+fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String {
+    let mut out = format!(
+        "{} (PostgreSQL {}) at {}\n",
+        env.target,
+        s.server_version,
+        output::timestamp(s.at)
+    );
+    if !s.sees_all_sessions {
+        out.push_str("note: this role is not a superuser or member of pg_monitor; other users' sessions show no details\n");
+    }
+
+    out.push_str(&format!("\nCONNECTIONS {}\n", cost(&s.connections)));
+    if let Pane::Ok(c) = &s.connections {
+        let c = &c.data;
+        let alert = if c.utilisation >= settings.connections_alert {
+            "  ALERT: above 80 % of usable connections"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {} of {} usable ({:.0} %){alert}\n",
+            c.total,
+            c.usable_max,
+            c.utilisation * 100.0
+        ));
+        if c.total == 0 {
+            out.push_str("  no other sessions\n");
+        } else {
+            let states: Vec<String> = c.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!(
+                "  by state: {}; waiting on locks: {}\n",
+                states.join(", "),
+                c.waiting_on_locks
+            ));
+            let list = |v: &[(String, i64)]| {
+                v.iter()
+                    .map(|(k, n)| format!("{} {n}", if k.is_empty() { "(none)" } else { k }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push_str(&format!(
+                "  by database: {}\n  by user: {}\n  by application: {}\n",
+                list(&c.by_database),
+                list(&c.by_user),
+                list(&c.by_application)
+            ));
+        }
+    }
+    out.push_str(&unavailable(&s.connections).unwrap_or_default());
+
+    out.push_str(&format!(
+        "\nLONG-RUNNING (over {}s) {}\n",
+        settings.long_query.as_secs_f64(),
+        cost(&s.long_running)
+    ));
+    if let Pane::Ok(l) = &s.long_running {
+        if l.data.is_empty() {
+            out.push_str("  none\n");
+        }
+        for q in &l.data {
+            out.push_str(&format!(
+                "  pid {} ({}, {}, {}) {} {:.1}s{}: {}\n    backend_start {}\n",
+                q.pid,
+                q.user,
+                if q.application.is_empty() {
+                    "-"
+                } else {
+                    &q.application
+                },
+                q.client,
+                q.state,
+                q.query_seconds.max(q.transaction_seconds),
+                q.wait_event
+                    .as_deref()
+                    .map(|w| format!(", waiting on {w}"))
+                    .unwrap_or_default(),
+                truncate(&q.query_line, 100),
+                q.backend_start.to_rfc3339()
+            ));
+        }
+    }
+    out.push_str(&unavailable(&s.long_running).unwrap_or_default());
+
+    out.push_str(&format!("\nLOCK QUEUE {}\n", cost(&s.blocking)));
+    if let Pane::Ok(b) = &s.blocking {
+        if b.data.roots.is_empty() {
+            out.push_str("  nobody is waiting for a lock\n");
+        }
+        for r in &b.data.roots {
+            out.push_str(&format!(
+                "  pid {} ({}, {}, {}) blocks {}: {}\n",
+                r.pid,
+                r.user,
+                if r.application.is_empty() {
+                    "-"
+                } else {
+                    &r.application
+                },
+                r.state,
+                r.victims.len(),
+                truncate(&r.query, 80)
+            ));
+            for v in &r.victims {
+                let ddl = if v.ddl_access_exclusive {
+                    format!(
+                        "  DDL waiting for ACCESS EXCLUSIVE, {} queued behind it",
+                        v.queued_behind
+                    )
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "    └ pid {} waits {:.1}s for {} on {}{ddl}: {}\n",
+                    v.pid,
+                    v.waiting_seconds,
+                    v.lock_mode.as_deref().unwrap_or("a lock"),
+                    v.relation.as_deref().unwrap_or("?"),
+                    truncate(&v.query, 80)
+                ));
+            }
+        }
+    }
+    out.push_str(&unavailable(&s.blocking).unwrap_or_default());
+
+    out.push_str(&format!("\nLARGEST TABLES {}\n", cost(&s.tables)));
+    if let Pane::Ok(t) = &s.tables {
+        out.push_str(&format!(
+            "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            "TABLE", "ROWS", "HEAP", "TOAST", "INDEXES", "TOTAL", "GROWTH"
+        ));
+        for t in &t.data {
+            out.push_str(&format!(
+                "  {:<40} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}{}\n",
+                truncate(&t.name, 40),
+                t.rows_estimate
+                    .map(human_count)
+                    .unwrap_or_else(|| "?".into()),
+                human_bytes(t.heap_bytes),
+                human_bytes(t.toast_bytes),
+                human_bytes(t.index_bytes),
+                human_bytes(t.total_bytes),
+                t.growth_bytes
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "-".into()),
+                if t.estimated {
+                    "  (estimate: locked)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    out.push_str(&unavailable(&s.tables).unwrap_or_default());
+
+    out.push_str(&format!("\nPROGRESS {}\n", cost(&s.progress)));
+    if let Pane::Ok(p) = &s.progress {
+        if p.data.is_empty() {
+            out.push_str("  no index build, vacuum or cluster running\n");
+        }
+        for p in &p.data {
+            out.push_str(&format!(
+                "  pid {} {} {} — {}{}\n",
+                p.pid,
+                p.command,
+                p.relation,
+                p.phase,
+                p.percent.map(|x| format!(", {x:.0} %")).unwrap_or_default()
+            ));
+        }
+    }
+    out.push_str(&unavailable(&s.progress).unwrap_or_default());
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}

@@ -1,0 +1,395 @@
+//! One query per pane, typed rows out. Each leaves the monitor's own session out of what it
+//! reports. `Ok(None)` means the role may not see the data (shown as "needs pg_monitor").
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::db::query_error;
+use crate::error::Result;
+
+/// Connections against the usable maximum.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connections {
+    pub total: i64,
+    /// `max_connections` minus the slots reserved for superusers (and `reserved_connections`).
+    pub usable_max: i64,
+    pub utilisation: f64,
+    /// By state: active, idle, idle in transaction, idle in transaction (aborted), ... and
+    /// "unknown" for sessions the role may not see.
+    pub by_state: BTreeMap<String, i64>,
+    pub waiting_on_locks: i64,
+    pub by_database: Vec<(String, i64)>,
+    pub by_user: Vec<(String, i64)>,
+    pub by_application: Vec<(String, i64)>,
+}
+
+pub async fn connections(c: &Client, _sees_all: bool) -> Result<Option<Connections>> {
+    let limits = c
+        .query_one(
+            "SELECT current_setting('max_connections')::bigint, \
+                    current_setting('superuser_reserved_connections')::bigint \
+                    + coalesce(current_setting('reserved_connections', true)::bigint, 0)",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading connection limits", &e))?;
+    let usable_max: i64 = limits.get::<_, i64>(0) - limits.get::<_, i64>(1);
+    let rows = c
+        .query(
+            "SELECT coalesce(datname, ''), coalesce(usename::text, ''), coalesce(application_name, ''), \
+                    coalesce(state, 'unknown'), wait_event_type = 'Lock' \
+             FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading connections", &e))?;
+    let mut by_state = BTreeMap::new();
+    let (mut dbs, mut users, mut apps) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut waiting = 0;
+    for r in &rows {
+        *by_state.entry(r.get::<_, String>(3)).or_insert(0) += 1;
+        *dbs.entry(r.get::<_, String>(0)).or_insert(0) += 1;
+        *users.entry(r.get::<_, String>(1)).or_insert(0) += 1;
+        *apps.entry(r.get::<_, String>(2)).or_insert(0) += 1;
+        if r.get::<_, Option<bool>>(4).unwrap_or(false) {
+            waiting += 1;
+        }
+    }
+    let top = |m: HashMap<String, i64>| {
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(10);
+        v
+    };
+    let total = rows.len() as i64;
+    Ok(Some(Connections {
+        total,
+        usable_max,
+        utilisation: if usable_max > 0 {
+            total as f64 / usable_max as f64
+        } else {
+            0.0
+        },
+        by_state,
+        waiting_on_locks: waiting,
+        by_database: top(dbs),
+        by_user: top(users),
+        by_application: top(apps),
+    }))
+}
+
+/// A session busy for longer than the threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct LongQuery {
+    pub pid: i32,
+    /// With the pid, identifies the backend for cancel / terminate.
+    pub backend_start: DateTime<Utc>,
+    pub user: String,
+    pub application: String,
+    pub client: String,
+    pub wait_event: Option<String>,
+    pub state: String,
+    pub query_seconds: f64,
+    pub transaction_seconds: f64,
+    /// Whitespace collapsed, for one row of a table.
+    pub query_line: String,
+    pub query: String,
+}
+
+pub async fn long_running(
+    c: &Client,
+    threshold: Duration,
+    sees_all: bool,
+) -> Result<Option<Vec<LongQuery>>> {
+    let rows = c
+        .query(
+            "SELECT pid, backend_start, coalesce(usename::text, ''), coalesce(application_name, ''), \
+                    coalesce(host(client_addr), 'local'), \
+                    CASE WHEN wait_event IS NULL THEN NULL ELSE wait_event_type || ':' || wait_event END, \
+                    coalesce(state, 'unknown'), \
+                    coalesce(extract(epoch FROM now() - query_start), 0)::float8, \
+                    coalesce(extract(epoch FROM now() - xact_start), 0)::float8, coalesce(query, '') \
+             FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle' \
+               AND greatest(now() - query_start, now() - xact_start) > make_interval(secs => $1) \
+             ORDER BY greatest(now() - query_start, now() - xact_start) DESC",
+            &[&threshold.as_secs_f64()],
+        )
+        .await
+        .map_err(|e| query_error("reading long-running queries", &e))?;
+    let list: Vec<LongQuery> = rows
+        .iter()
+        .map(|r| {
+            let query: String = r.get(9);
+            LongQuery {
+                pid: r.get(0),
+                backend_start: r.get(1),
+                user: r.get(2),
+                application: r.get(3),
+                client: r.get(4),
+                wait_event: r.get(5),
+                state: r.get(6),
+                query_seconds: r.get(7),
+                transaction_seconds: r.get(8),
+                query_line: query.split_whitespace().collect::<Vec<_>>().join(" "),
+                query,
+            }
+        })
+        .collect();
+    // Without pg_monitor, other users' sessions have no state or query: the list would be
+    // silently short, so say it is unavailable instead.
+    if !sees_all && list.iter().any(|q| q.query == "<insufficient privilege>") {
+        return Ok(None);
+    }
+    Ok(Some(list))
+}
+
+/// A session that blocks others and is not itself blocked, with everything queued behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub backend_start: DateTime<Utc>,
+    pub user: String,
+    pub application: String,
+    pub state: String,
+    pub query: String,
+    pub victims: Vec<Victim>,
+}
+
+/// A session waiting for a lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct Victim {
+    pub pid: i32,
+    /// The sessions it waits for directly.
+    pub blocked_by: Vec<i32>,
+    pub lock_mode: Option<String>,
+    pub relation: Option<String>,
+    pub waiting_seconds: f64,
+    pub query: String,
+    /// A DDL statement holding or waiting for ACCESS EXCLUSIVE: everything behind it queues.
+    pub ddl_access_exclusive: bool,
+    /// How many sessions wait directly for this one.
+    pub queued_behind: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BlockingTree {
+    pub roots: Vec<Blocker>,
+    pub waiting: usize,
+}
+
+pub async fn blocking(c: &Client) -> Result<Option<BlockingTree>> {
+    let rows = c
+        .query(
+            "WITH w AS (SELECT pid, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity \
+                        WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock') \
+             SELECT a.pid, a.backend_start, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
+                    coalesce(a.state, 'unknown'), coalesce(a.query, ''), coalesce(w.blockers, '{}'), \
+                    (SELECT l.mode FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1), \
+                    (SELECT l.relation::regclass::text FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL LIMIT 1), \
+                    coalesce(extract(epoch FROM now() - a.state_change), 0)::float8, \
+                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation') \
+             FROM pg_stat_activity a LEFT JOIN w ON w.pid = a.pid \
+             WHERE a.pid IN (SELECT pid FROM w) OR a.pid IN (SELECT unnest(blockers) FROM w)",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading the lock queue", &e))?;
+    struct Row {
+        pid: i32,
+        backend_start: DateTime<Utc>,
+        user: String,
+        application: String,
+        state: String,
+        query: String,
+        blockers: Vec<i32>,
+        mode: Option<String>,
+        relation: Option<String>,
+        waiting: f64,
+        access_exclusive: bool,
+    }
+    let rows: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            pid: r.get(0),
+            backend_start: r.get(1),
+            user: r.get(2),
+            application: r.get(3),
+            state: r.get(4),
+            query: r.get(5),
+            blockers: r.get(6),
+            mode: r.get(7),
+            relation: r.get(8),
+            waiting: r.get(9),
+            access_exclusive: r.get(10),
+        })
+        .collect();
+    let by_pid: HashMap<i32, &Row> = rows.iter().map(|r| (r.pid, r)).collect();
+    let behind = |pid: i32| rows.iter().filter(|r| r.blockers.contains(&pid)).count();
+    let is_ddl = |q: &str| {
+        let first = q
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        matches!(
+            first.as_str(),
+            "ALTER" | "CREATE" | "DROP" | "TRUNCATE" | "REINDEX" | "CLUSTER" | "VACUUM" | "LOCK"
+        )
+    };
+    let mut tree = BlockingTree {
+        roots: Vec::new(),
+        waiting: rows.iter().filter(|r| !r.blockers.is_empty()).count(),
+    };
+    for root in rows.iter().filter(|r| r.blockers.is_empty()) {
+        // Everyone transitively waiting on this root.
+        let mut victims = Vec::new();
+        let mut frontier = vec![root.pid];
+        let mut seen = vec![root.pid];
+        while let Some(p) = frontier.pop() {
+            let next: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.blockers.contains(&p) && !seen.contains(&r.pid))
+                .collect();
+            for v in next {
+                seen.push(v.pid);
+                frontier.push(v.pid);
+                victims.push(Victim {
+                    pid: v.pid,
+                    blocked_by: v.blockers.clone(),
+                    lock_mode: v.mode.clone(),
+                    relation: v.relation.clone(),
+                    waiting_seconds: v.waiting,
+                    query: v.query.split_whitespace().collect::<Vec<_>>().join(" "),
+                    ddl_access_exclusive: is_ddl(&v.query)
+                        && (v.access_exclusive || v.mode.as_deref() == Some("AccessExclusiveLock")),
+                    queued_behind: behind(v.pid),
+                });
+            }
+        }
+        if victims.is_empty() || !by_pid.contains_key(&root.pid) {
+            continue;
+        }
+        tree.roots.push(Blocker {
+            pid: root.pid,
+            backend_start: root.backend_start,
+            user: root.user.clone(),
+            application: root.application.clone(),
+            state: root.state.clone(),
+            query: root.query.split_whitespace().collect::<Vec<_>>().join(" "),
+            victims,
+        });
+    }
+    Ok(Some(tree))
+}
+
+/// One of the largest tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSize {
+    pub name: String,
+    pub rows_estimate: Option<i64>,
+    pub heap_bytes: i64,
+    pub toast_bytes: i64,
+    pub index_bytes: i64,
+    pub total_bytes: i64,
+    /// Growth since the previous sample, when there was one.
+    pub growth_bytes: Option<i64>,
+    /// Sizes from the catalog's page counts: the table holds or awaits ACCESS EXCLUSIVE, and
+    /// asking its size would queue the monitor behind that lock.
+    pub estimated: bool,
+}
+
+pub async fn table_sizes(
+    c: &Client,
+    top: usize,
+    previous: &HashMap<String, i64>,
+) -> Result<Option<Vec<TableSize>>> {
+    let rows = c
+        .query(
+            "WITH candidates AS ( \
+                SELECT c.oid, c.reltuples, c.relpages, c.reltoastrelid, n.nspname || '.' || c.relname AS name, \
+                       EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid AND l.mode = 'AccessExclusiveLock') AS locked \
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                  AND n.nspname NOT LIKE 'pg\\_toast%' \
+                ORDER BY c.relpages DESC, c.oid LIMIT $1::bigint * 3) \
+             SELECT name, reltuples::bigint, locked, \
+                    CASE WHEN locked THEN relpages::bigint * current_setting('block_size')::bigint ELSE pg_relation_size(oid) END, \
+                    CASE WHEN locked THEN coalesce((SELECT t.relpages FROM pg_class t WHERE t.oid = reltoastrelid), 0)::bigint * current_setting('block_size')::bigint \
+                         ELSE coalesce(pg_total_relation_size(NULLIF(reltoastrelid, 0)), 0) END, \
+                    CASE WHEN locked THEN coalesce((SELECT sum(i.relpages) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = oid), 0)::bigint * current_setting('block_size')::bigint \
+                         ELSE pg_indexes_size(oid) END \
+             FROM candidates",
+            &[&(top as i64)],
+        )
+        .await
+        .map_err(|e| query_error("reading table sizes", &e))?;
+    let mut list: Vec<TableSize> = rows
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let rows: i64 = r.get(1);
+            let (heap, toast, index): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
+            let total = heap + toast + index;
+            TableSize {
+                growth_bytes: previous.get(&name).map(|p| total - p),
+                name,
+                rows_estimate: (rows >= 0).then_some(rows),
+                heap_bytes: heap,
+                toast_bytes: toast,
+                index_bytes: index,
+                total_bytes: total,
+                estimated: r.get(2),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| b.total_bytes.cmp(&a.total_bytes).then(a.name.cmp(&b.name)));
+    list.truncate(top);
+    Ok(Some(list))
+}
+
+/// A running index build, vacuum or cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub pid: i32,
+    pub command: String,
+    pub relation: String,
+    pub phase: String,
+    pub percent: Option<f64>,
+}
+
+pub async fn progress(c: &Client) -> Result<Option<Vec<Progress>>> {
+    let rows = c
+        .query(
+            "SELECT pid, command, relid::regclass::text, phase, \
+                    CASE WHEN blocks_total > 0 THEN 100.0 * blocks_done / blocks_total \
+                         WHEN tuples_total > 0 THEN 100.0 * tuples_done / tuples_total END::float8 \
+             FROM pg_stat_progress_create_index \
+             UNION ALL \
+             SELECT pid, 'VACUUM', relid::regclass::text, phase, \
+                    CASE WHEN heap_blks_total > 0 THEN 100.0 * heap_blks_scanned / heap_blks_total END::float8 \
+             FROM pg_stat_progress_vacuum \
+             UNION ALL \
+             SELECT pid, command, relid::regclass::text, phase, \
+                    CASE WHEN heap_blks_total > 0 THEN 100.0 * heap_blks_scanned / heap_blks_total END::float8 \
+             FROM pg_stat_progress_cluster",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading progress views", &e))?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| Progress {
+                pid: r.get(0),
+                command: r.get(1),
+                relation: r.get(2),
+                phase: r.get(3),
+                percent: r.get(4),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,276 @@
+//! `pgdeck monitor` against a real cluster under generated load: connections, a long-running
+//! query, the classic migration lock queue, table sizes; and cancel / terminate by pid and
+//! backend_start, refused in read-only mode.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pgdeck::cli::exit;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn pid_of(c: &tokio_postgres::Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn snapshot(db: &TestDb, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["monitor", "--once", "--json", "--long-query", "1"];
+    args.extend_from_slice(extra);
+    let m = Migrations::new();
+    let r = run(pgdeck(db, m.path(), &args));
+    assert_eq!(r.code, 0, "{r:?}");
+    serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["snapshot"].clone()
+}
+
+#[tokio::test]
+async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl() {
+    let db = fresh_db("monitor_panes").await;
+    db.exec("CREATE TABLE busy (id int PRIMARY KEY, payload text); INSERT INTO busy SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g; ANALYZE busy;").await;
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(db.client().await);
+    }
+    // A long-running query.
+    let sleeper = db.client().await;
+    let sleeper_pid = pid_of(&sleeper).await;
+    let sleeping = tokio::spawn(async move { sleeper.batch_execute("SELECT pg_sleep(20)").await });
+    // A holds a lock, B's ALTER waits for ACCESS EXCLUSIVE, C's SELECT queues behind B.
+    let a = db.client().await;
+    let a_pid = pid_of(&a).await;
+    a.batch_execute("BEGIN; UPDATE busy SET payload = 'y' WHERE id = 1;")
+        .await
+        .unwrap();
+    let b = db.client().await;
+    let b_pid = pid_of(&b).await;
+    let b_task = tokio::spawn(async move {
+        b.batch_execute("ALTER TABLE busy ADD COLUMN note text")
+            .await
+    });
+    let c = db.client().await;
+    let c_pid = pid_of(&c).await;
+    let watcher = db.client().await;
+    wait_for("B to wait for its lock", TIMEOUT, || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                &[&b_pid],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    let c_task = tokio::spawn(async move {
+        c.query_one("SELECT count(*) FROM busy", &[])
+            .await
+            .map(|_| ())
+    });
+    wait_for("C to queue behind B", TIMEOUT, || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                &[&c_pid],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    wait_for("the sleep to pass the threshold", TIMEOUT, || async {
+        watcher
+            .query_one("SELECT coalesce(extract(epoch FROM now() - query_start), 0)::float8 FROM pg_stat_activity WHERE pid = $1", &[&sleeper_pid])
+            .await
+            .map(|r| r.get::<_, f64>(0) > 1.5)
+            .unwrap_or(false)
+    })
+    .await;
+
+    let s = snapshot(&db, &[]);
+    let conns = &s["connections"]["data"];
+    assert!(conns["total"].as_i64().unwrap() >= 10, "{conns}");
+    assert!(conns["usable_max"].as_i64().unwrap() > 0);
+    assert!(conns["waiting_on_locks"].as_i64().unwrap() >= 2, "{conns}");
+    assert!(conns["by_state"]["idle"].as_i64().unwrap() >= 5, "{conns}");
+    assert!(s["connections"]["cost_ms"].as_f64().is_some());
+
+    let long: Vec<&serde_json::Value> = s["long_running"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["pid"] == sleeper_pid)
+        .collect();
+    assert_eq!(long.len(), 1, "{}", s["long_running"]);
+    assert!(
+        long[0]["query_line"]
+            .as_str()
+            .unwrap()
+            .contains("pg_sleep(20)")
+    );
+    assert!(long[0]["backend_start"].as_str().is_some());
+
+    let roots: Vec<&serde_json::Value> = s["blocking"]["data"]["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["pid"] == a_pid)
+        .collect();
+    assert_eq!(roots.len(), 1, "A is the root blocker: {}", s["blocking"]);
+    let victims = roots[0]["victims"].as_array().unwrap();
+    let pids: Vec<i64> = victims.iter().map(|v| v["pid"].as_i64().unwrap()).collect();
+    assert_eq!(victims.len(), 2, "{victims:?}");
+    assert!(
+        pids.contains(&(b_pid as i64)) && pids.contains(&(c_pid as i64)),
+        "{pids:?}"
+    );
+    let b_row = victims.iter().find(|v| v["pid"] == b_pid).unwrap();
+    assert_eq!(b_row["ddl_access_exclusive"], true, "{b_row}");
+    assert_eq!(b_row["queued_behind"], 1, "{b_row}");
+    assert_eq!(b_row["lock_mode"], "AccessExclusiveLock");
+    let c_row = victims.iter().find(|v| v["pid"] == c_pid).unwrap();
+    assert_eq!(c_row["ddl_access_exclusive"], false);
+
+    // The table it locks is reported from page estimates instead of queueing behind the ALTER.
+    let busy = s["tables"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.busy")
+        .cloned()
+        .unwrap();
+    assert_eq!(busy["estimated"], true, "{busy}");
+    assert!(busy["rows_estimate"].as_i64().unwrap() >= 19_000, "{busy}");
+
+    // The human rendering shows the same tree.
+    let m = Migrations::new();
+    let human = run(pgdeck(
+        &db,
+        m.path(),
+        &["monitor", "--once", "--long-query", "1"],
+    ));
+    assert!(
+        human.stdout.contains(&format!("pid {a_pid} (")),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("DDL waiting for ACCESS EXCLUSIVE, 1 queued behind it"),
+        "{}",
+        human.stdout
+    );
+
+    a.batch_execute("ROLLBACK").await.unwrap();
+    b_task.await.unwrap().unwrap();
+    c_task.await.unwrap().unwrap();
+    sleeping.abort();
+
+    // Unlocked now: real sizes, and growth against the previous sample is reported per run.
+    let s = snapshot(&db, &[]);
+    let busy = s["tables"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "public.busy")
+        .cloned()
+        .unwrap();
+    assert_eq!(busy["estimated"], false);
+    assert!(busy["heap_bytes"].as_i64().unwrap() > 4_000_000, "{busy}");
+    assert!(busy["index_bytes"].as_i64().unwrap() > 0, "{busy}");
+}
+
+#[tokio::test]
+async fn cancel_checks_the_backend_start_and_read_only_mode_blocks_it() {
+    let db = fresh_db("monitor_cancel").await;
+    let m = Migrations::new();
+    let sleeper = db.client().await;
+    let pid = pid_of(&sleeper).await;
+    let started: String = sleeper
+        .query_one("SELECT to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM pg_stat_activity WHERE pid = pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let sleeping = tokio::spawn(async move { sleeper.batch_execute("SELECT pg_sleep(30)").await });
+    let watcher = db.client().await;
+    wait_for("the sleep to start", TIMEOUT, || async {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'",
+                &[&pid],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    let pid_text = pid.to_string();
+
+    let wrong = run(pgdeck(
+        &db,
+        m.path(),
+        &[
+            "monitor",
+            "cancel",
+            &pid_text,
+            "--backend-start",
+            "2001-01-01T00:00:00Z",
+            "--yes",
+        ],
+    ));
+    wrong.assert_clean_error(i32::from(exit::REFUSED));
+    assert!(
+        wrong.stderr.contains("now belongs to another backend"),
+        "{}",
+        wrong.stderr
+    );
+
+    let read_only = run(pgdeck(
+        &db,
+        m.path(),
+        &[
+            "monitor",
+            "--read-only",
+            "cancel",
+            &pid_text,
+            "--backend-start",
+            &started,
+            "--yes",
+        ],
+    ));
+    read_only.assert_clean_error(i32::from(exit::REFUSED));
+    assert!(
+        read_only.stderr.contains("read-only mode"),
+        "{}",
+        read_only.stderr
+    );
+    assert!(!sleeping.is_finished(), "read-only mode sent nothing");
+
+    let ok = run(pgdeck(
+        &db,
+        m.path(),
+        &[
+            "monitor",
+            "cancel",
+            &pid_text,
+            "--backend-start",
+            &started,
+            "--yes",
+        ],
+    ));
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let err = tokio::time::timeout(TIMEOUT, sleeping)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+}
