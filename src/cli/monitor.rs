@@ -10,13 +10,24 @@ use super::{ConfirmArgs, exit, output};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::lint::{human_bytes, human_count};
+use crate::monitor::watch::{Update, Watch};
 use crate::monitor::{self, Monitor, MonitorSettings, Pane, Signal, Snapshot};
 
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
     /// Print every pane once and exit
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub once: bool,
+    /// Print every pane again every --interval seconds, as plain text for logs (JSON lines with
+    /// --json); keeps going through server restarts
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between samples with --watch
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub interval: f64,
+    /// Stop after this many samples with --watch (default: until interrupted)
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
     /// Long-running threshold in seconds (default 5, the runbook's)
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub long_query: f64,
@@ -76,9 +87,9 @@ pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8
         }
         return Ok(exit::OK);
     }
-    if !args.once {
+    if !args.once && !args.watch {
         return Err(Error::input(
-            "monitor needs --once (or an action: cancel, terminate)",
+            "monitor needs --once or --watch (or an action: cancel, terminate)",
             "run `pgdeck monitor --once` for one snapshot of every pane",
         ));
     }
@@ -87,6 +98,9 @@ pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8
         top_tables: args.top,
         ..MonitorSettings::default()
     };
+    if args.watch {
+        return watch(env, args, settings, json).await;
+    }
     let mut monitor = Monitor::connect(&env.target).await?;
     let snapshot = monitor.snapshot(&settings).await;
     if json {
@@ -97,6 +111,63 @@ pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8
         output::stdout(render(env, &snapshot, &settings).trim_end());
     }
     Ok(exit::OK)
+}
+
+async fn watch(
+    env: &Environment,
+    args: &MonitorArgs,
+    settings: MonitorSettings,
+    json: bool,
+) -> Result<u8> {
+    let interval = Duration::from_secs_f64(args.interval.max(0.1));
+    let mut watcher = Watch::new(&env.target, settings.clone());
+    let mut samples = 0u64;
+    loop {
+        match watcher.tick().await {
+            Update::Fresh { snapshot } => {
+                if json {
+                    output::stdout(
+                        &serde_json::to_string(&json!({ "update": "fresh", "snapshot": snapshot }))
+                            .unwrap_or_default(),
+                    );
+                } else {
+                    output::stdout(&format!(
+                        "=== {}\n{}",
+                        output::timestamp(snapshot.at),
+                        render(env, &snapshot, &settings).trim_end()
+                    ));
+                }
+            }
+            stale @ Update::Stale { .. } => {
+                if json {
+                    output::stdout(&serde_json::to_string(&stale).unwrap_or_default());
+                } else if let Update::Stale {
+                    age_seconds,
+                    cause,
+                    attempt,
+                    retry_in_ms,
+                    ..
+                } = &stale
+                {
+                    let age = age_seconds
+                        .map(|a| format!("last sample {a:.1}s old"))
+                        .unwrap_or_else(|| "no sample yet".into());
+                    output::stdout(&format!(
+                        "--- STALE ({age}): {cause}; reconnecting (attempt {attempt}) in {:.1}s",
+                        *retry_in_ms as f64 / 1000.0
+                    ));
+                }
+            }
+        }
+        samples += 1;
+        if args.count.is_some_and(|n| samples >= n) {
+            return Ok(exit::OK);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(watcher.next_delay(interval)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
+        }
+    }
 }
 
 fn cost<T>(pane: &Pane<T>) -> String {

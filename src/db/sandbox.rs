@@ -129,6 +129,11 @@ impl Sandbox {
         self.target(dbname).to_string()
     }
 
+    /// Starts the server again on the same port (after [`Sandbox::stop_immediately`]).
+    pub fn restart(&mut self) -> Result<()> {
+        self.start_on(self.port)
+    }
+
     /// Stops the server immediately, as a crash would: for fault tests.
     pub fn stop_immediately(&self) -> Result<()> {
         self.stop("immediate")

@@ -5,6 +5,7 @@
 
 mod actions;
 mod collectors;
+pub mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,11 @@ impl Monitor {
             sees_all,
             previous_sizes: Default::default(),
         })
+    }
+
+    /// Whether the session to the server is gone.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Runs every collector once.
