@@ -97,6 +97,13 @@ async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl
     assert!(conns["waiting_on_locks"].as_i64().unwrap() >= 2, "{conns}");
     assert!(conns["by_state"]["idle"].as_i64().unwrap() >= 5, "{conns}");
     assert!(s["connections"]["cost_ms"].as_f64().is_some());
+    if sandbox().is_some() {
+        // The sandbox runs on this machine: host metrics are shown; CPU needs a second reading.
+        let host = &s["host"];
+        assert!(host["postgres_processes"].as_u64().unwrap() >= 10, "{host}");
+        assert!(host["memory_total_bytes"].as_u64().unwrap() > 0, "{host}");
+        assert!(host["cpu_percent"].is_null(), "{host}");
+    }
 
     let long: Vec<&serde_json::Value> = s["long_running"]["data"]
         .as_array()

@@ -356,6 +356,22 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
         }
     }
     out.push_str(&unavailable(&s.progress).unwrap_or_default());
+
+    if let Some(h) = &s.host {
+        let pct = |p: Option<f32>| {
+            p.map(|p| format!("{p:.0} %"))
+                .unwrap_or_else(|| "measuring".into())
+        };
+        out.push_str(&format!(
+            "\nHOST\n  cpu {} (postgres {}), memory {} of {}; {} postgres processes, {} resident\n",
+            pct(h.cpu_percent),
+            pct(h.postgres_cpu_percent),
+            human_bytes(h.memory_used_bytes as i64),
+            human_bytes(h.memory_total_bytes as i64),
+            h.postgres_processes,
+            human_bytes(h.postgres_resident_bytes as i64)
+        ));
+    }
     out
 }
 

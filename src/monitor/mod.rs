@@ -5,6 +5,7 @@
 
 mod actions;
 mod collectors;
+mod host;
 pub mod watch;
 
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use crate::db::{self, query_error};
 use crate::error::Result;
 pub use actions::{Signal, signal_backend};
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
+pub use host::Host;
 
 /// What the monitor collects and how.
 #[derive(Debug, Clone)]
@@ -74,6 +76,9 @@ pub struct Snapshot {
     pub blocking: Pane<BlockingTree>,
     pub tables: Pane<Vec<TableSize>>,
     pub progress: Pane<Vec<Progress>>,
+    /// Only when the server runs on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<Host>,
 }
 
 /// The monitor's own session.
@@ -82,6 +87,7 @@ pub struct Monitor {
     server_version: String,
     sees_all: bool,
     previous_sizes: std::collections::HashMap<String, i64>,
+    host: Option<host::HostProbe>,
 }
 
 impl Monitor {
@@ -110,6 +116,7 @@ impl Monitor {
             server_version: session.server_version,
             sees_all,
             previous_sizes: Default::default(),
+            host: host::is_local(target).then(host::HostProbe::new),
         })
     }
 
@@ -143,6 +150,7 @@ impl Monitor {
                 .collect();
         }
         let progress = timed(collectors::progress(c)).await;
+        let host = self.host.as_mut().map(|h| h.sample());
         Snapshot {
             at: Utc::now(),
             server_version: self.server_version.clone(),
@@ -152,6 +160,7 @@ impl Monitor {
             blocking,
             tables,
             progress,
+            host,
         }
     }
 }
