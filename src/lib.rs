@@ -13,3 +13,4 @@ pub mod error;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
+pub mod units;

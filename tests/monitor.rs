@@ -18,6 +18,17 @@ async fn pid_of(c: &tokio_postgres::Client) -> i32 {
         .get(0)
 }
 
+async fn waits_for_a_lock(watcher: &tokio_postgres::Client, pid: i32) -> bool {
+    watcher
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+            &[&pid],
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0) == 1)
+        .unwrap_or(false)
+}
+
 fn snapshot(db: &TestDb, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["monitor", "--once", "--json", "--long-query", "1"];
     args.extend_from_slice(extra);
@@ -54,15 +65,8 @@ async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl
     let c = db.client().await;
     let c_pid = pid_of(&c).await;
     let watcher = db.client().await;
-    wait_for("B to wait for its lock", TIMEOUT, || async {
-        watcher
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
-                &[&b_pid],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) == 1)
-            .unwrap_or(false)
+    wait_for("B to wait for its lock", TIMEOUT, || {
+        waits_for_a_lock(&watcher, b_pid)
     })
     .await;
     let c_task = tokio::spawn(async move {
@@ -70,15 +74,8 @@ async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl
             .await
             .map(|_| ())
     });
-    wait_for("C to queue behind B", TIMEOUT, || async {
-        watcher
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
-                &[&c_pid],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) == 1)
-            .unwrap_or(false)
+    wait_for("C to queue behind B", TIMEOUT, || {
+        waits_for_a_lock(&watcher, c_pid)
     })
     .await;
     wait_for("the sleep to pass the threshold", TIMEOUT, || async {

@@ -413,8 +413,8 @@ fn check_free_space(dir: &Path, db_bytes: i64) -> Result<()> {
             format!(
                 "{} has {} free, and the database is {}: the backup will not fit",
                 dir.display(),
-                crate::lint::human_bytes(free),
-                crate::lint::human_bytes(db_bytes)
+                crate::units::human_bytes(free),
+                crate::units::human_bytes(db_bytes)
             ),
             "free space there or write the backup elsewhere with --dir",
         ));

@@ -13,8 +13,8 @@ use crate::backup::{
 };
 use crate::config::Environment;
 use crate::error::{Error, Result};
-use crate::lint::human_bytes;
 use crate::migrate::{self, MigrationsDir};
+use crate::units::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -322,69 +322,64 @@ where
     F: FnOnce(tokio::sync::mpsc::UnboundedSender<BackupEvent>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        let tty = std::io::stderr().is_terminal();
-        let mut last = Instant::now() - std::time::Duration::from_secs(60);
-        while let Some(event) = rx.recv().await {
-            if json {
-                output::stderr(&serde_json::to_string(&event).unwrap_or_default());
-                continue;
-            }
-            match &event {
-                BackupEvent::Started {
-                    file,
-                    database_bytes,
-                    tables,
-                } => output::stderr(&format!(
-                    "dumping {} tables ({} on disk) into {file}",
-                    tables,
-                    human_bytes(*database_bytes)
-                )),
-                BackupEvent::Progress {
-                    bytes_written,
-                    tables_done,
-                    tables_total,
-                    fraction,
-                    elapsed_ms,
-                    eta_ms,
-                } => {
-                    if !tty && last.elapsed().as_secs() < 5 {
-                        continue;
-                    }
-                    last = Instant::now();
-                    let eta = eta_ms
-                        .map(|e| format!(", ETA {}s", e / 1000))
-                        .unwrap_or_default();
-                    let line = format!(
-                        "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
-                        fraction * 100.0,
-                        human_bytes(*bytes_written as i64),
-                        elapsed_ms / 1000
-                    );
-                    if tty {
-                        eprint!("\r{line}   ");
-                    } else {
-                        output::stderr(&line);
-                    }
-                }
-                BackupEvent::Finished {
-                    bytes, elapsed_ms, ..
-                } => {
-                    if tty {
-                        eprintln!();
-                    }
-                    output::stderr(&format!(
-                        "  done: {} in {:.1}s",
-                        human_bytes(*bytes as i64),
-                        *elapsed_ms as f64 / 1000.0
-                    ));
-                }
-                BackupEvent::Step { what } => output::stderr(&format!("  {what}")),
-            }
+    let tty = std::io::stderr().is_terminal();
+    let mut last = Instant::now() - std::time::Duration::from_secs(60);
+    let print = move |event: BackupEvent| {
+        if json {
+            output::stderr(&serde_json::to_string(&event).unwrap_or_default());
+            return;
         }
-    });
-    let result = op(tx).await;
-    let _ = printer.await;
-    result
+        match &event {
+            BackupEvent::Started {
+                file,
+                database_bytes,
+                tables,
+            } => output::stderr(&format!(
+                "dumping {} tables ({} on disk) into {file}",
+                tables,
+                human_bytes(*database_bytes)
+            )),
+            BackupEvent::Progress {
+                bytes_written,
+                tables_done,
+                tables_total,
+                fraction,
+                elapsed_ms,
+                eta_ms,
+            } => {
+                if !tty && last.elapsed().as_secs() < 5 {
+                    return;
+                }
+                last = Instant::now();
+                let eta = eta_ms
+                    .map(|e| format!(", ETA {}s", e / 1000))
+                    .unwrap_or_default();
+                let line = format!(
+                    "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
+                    fraction * 100.0,
+                    human_bytes(*bytes_written as i64),
+                    elapsed_ms / 1000
+                );
+                if tty {
+                    eprint!("\r{line}   ");
+                } else {
+                    output::stderr(&line);
+                }
+            }
+            BackupEvent::Finished {
+                bytes, elapsed_ms, ..
+            } => {
+                if tty {
+                    eprintln!();
+                }
+                output::stderr(&format!(
+                    "  done: {} in {:.1}s",
+                    human_bytes(*bytes as i64),
+                    *elapsed_ms as f64 / 1000.0
+                ));
+            }
+            BackupEvent::Step { what } => output::stderr(&format!("  {what}")),
+        }
+    };
+    output::with_events(print, op).await
 }

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::{ConfirmArgs, exit, output};
 use crate::config::Environment;
 use crate::error::{Error, Result};
-use crate::lint::{human_bytes, human_count};
 use crate::monitor::watch::{Update, Watch};
 use crate::monitor::{self, Monitor, MonitorSettings, Pane, Signal, Snapshot};
+use crate::units::{human_bytes, human_count};
 
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
@@ -249,11 +249,7 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
                 "  pid {} ({}, {}, {}) {} {:.1}s{}: {}\n    backend_start {}\n",
                 q.pid,
                 q.user,
-                if q.application.is_empty() {
-                    "-"
-                } else {
-                    &q.application
-                },
+                or_dash(&q.application),
                 q.client,
                 q.state,
                 q.query_seconds.max(q.transaction_seconds),
@@ -278,11 +274,7 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
                 "  pid {} ({}, {}, {}) blocks {}: {}\n",
                 r.pid,
                 r.user,
-                if r.application.is_empty() {
-                    "-"
-                } else {
-                    &r.application
-                },
+                or_dash(&r.application),
                 r.state,
                 r.victims.len(),
                 truncate(&r.query, 80)
@@ -373,6 +365,11 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
         ));
     }
     out
+}
+
+/// An application name, or "-" for a session that set none.
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -331,10 +331,22 @@ where
     F: FnOnce(tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    with_events(move |event: DeployEvent| deploy_event(&event, json), op).await
+}
+
+/// Runs a core operation while a printer task hands each of its progress events to `print`,
+/// in order, as they arrive; returns once the operation is done and every event printed.
+pub async fn with_events<E, P, F, Fut, T>(mut print: P, op: F) -> Result<T>
+where
+    E: Send + 'static,
+    P: FnMut(E) + Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<E>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
-            deploy_event(&event, json);
+            print(event);
         }
     });
     let result = op(tx).await;

@@ -9,6 +9,8 @@ pub mod rules;
 
 use serde::Serialize;
 
+use crate::units::{human_bytes, human_count};
+
 /// The runbook's verdict on a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -108,30 +110,6 @@ impl TableSize {
 
 /// Sizes by table name as written.
 pub type Sizes = HashMap<String, TableSize>;
-
-pub fn human_count(n: i64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.1}G", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{}k", n / 1000),
-        n => n.to_string(),
-    }
-}
-
-pub fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
 
 /// One finding, positioned in the file.
 #[derive(Debug, Clone, Serialize)]
