@@ -278,3 +278,112 @@ async fn cancel_checks_the_backend_start_and_read_only_mode_blocks_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_role_without_pg_monitor_sees_unavailable_panes_never_zeros() {
+    let db = fresh_db("monitor_unprivileged").await;
+    db.exec("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
+        .await;
+    let role = format!("watcher_{}", &db.name[db.name.len() - 8..]);
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'Watch3r-secret'; GRANT CONNECT ON DATABASE {} TO {role};",
+        db.name
+    ))
+    .await;
+    // Someone else's long query, and someone else's lock queue.
+    let sleeper = db.client().await;
+    let sleeper_pid = pid_of(&sleeper).await;
+    let sleeping = tokio::spawn(async move { sleeper.batch_execute("SELECT pg_sleep(20)").await });
+    let a = db.client().await;
+    a.batch_execute("BEGIN; LOCK TABLE t IN SHARE MODE;")
+        .await
+        .unwrap();
+    let b = db.client().await;
+    let b_pid = pid_of(&b).await;
+    let _b_task =
+        tokio::spawn(async move { b.batch_execute("ALTER TABLE t ADD COLUMN x int").await });
+    let watcher = db.client().await;
+    wait_for("B to wait for its lock", TIMEOUT, || {
+        waits_for_a_lock(&watcher, b_pid)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let mut url = url::Url::parse(&db.url()).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if pairs.iter().any(|(k, _)| k == "user") {
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs.iter().map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if k == "user" {
+                        role.as_str()
+                    } else {
+                        v.as_str()
+                    },
+                )
+            }));
+    } else {
+        url.set_username(&role).unwrap();
+    }
+    // Over the sandbox's socket (trust) there is no host part to carry a password, nor a need.
+    let _ = url.set_password(Some("Watch3r-secret"));
+    let once = |url: &str| {
+        let mut cmd = pgdeck_cmd();
+        cmd.args([
+            "--database-url",
+            url,
+            "monitor",
+            "--once",
+            "--json",
+            "--long-query",
+            "1",
+        ]);
+        let r = run(cmd);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(!r.stdout.contains("Watch3r-secret"), "{}", r.stdout);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["snapshot"].clone()
+    };
+
+    let s = once(url.as_str());
+    assert_eq!(s["sees_all_sessions"], false);
+    for pane in ["long_running", "blocking"] {
+        assert_eq!(s[pane]["state"], "unavailable", "{pane}: {}", s[pane]);
+        assert_eq!(s[pane]["reason"], "n/a (needs pg_monitor)");
+    }
+    // Connections are still counted; what the role may not see is "unknown", not idle.
+    let conns = &s["connections"]["data"];
+    assert!(conns["total"].as_i64().unwrap() >= 4, "{conns}");
+    assert!(
+        conns["by_state"]["unknown"].as_i64().unwrap() >= 3,
+        "{conns}"
+    );
+
+    let mut cmd = pgdeck_cmd();
+    cmd.args(["--database-url", url.as_str(), "monitor", "--once"]);
+    let text = run(cmd);
+    assert!(
+        text.stdout.contains("n/a (needs pg_monitor)"),
+        "{}",
+        text.stdout
+    );
+
+    db.exec(&format!("GRANT pg_monitor TO {role}")).await;
+    let s = once(url.as_str());
+    assert_eq!(s["sees_all_sessions"], true);
+    let long = s["long_running"]["data"].as_array().unwrap();
+    assert!(long.iter().any(|q| q["pid"] == sleeper_pid), "{long:?}");
+    assert_eq!(s["blocking"]["state"], "ok", "{}", s["blocking"]);
+
+    a.batch_execute("ROLLBACK").await.unwrap();
+    sleeping.abort();
+    db.exec(&format!(
+        "DROP OWNED BY {role}; REVOKE CONNECT ON DATABASE {} FROM {role}; DROP ROLE {role}",
+        db.name
+    ))
+    .await;
+}

@@ -102,6 +102,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         deploy: DeploySettings::default(),
         lint: Default::default(),
         backup: Default::default(),
+        health: Default::default(),
         read_only: false,
         source: None,
     };

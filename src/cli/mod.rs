@@ -3,6 +3,7 @@
 
 mod backup;
 mod demo;
+mod health;
 mod lint;
 mod migrations;
 mod monitor;
@@ -40,6 +41,10 @@ pub mod exit {
     pub const LINT_DANGEROUS: u8 = 9;
     /// `backup verify` / `restore`: the backup failed verification (checksum, contents, row counts).
     pub const VERIFY_FAILED: u8 = 10;
+    /// `health`: a check is above its warning threshold, none in alert.
+    pub const HEALTH_WARN: u8 = 11;
+    /// `health`: a check is in alert (runbook thresholds), or an endpoint or probe failed.
+    pub const HEALTH_ALERT: u8 = 12;
 }
 
 #[derive(Debug, Parser)]
@@ -91,6 +96,9 @@ pub enum Command {
     /// One snapshot of the live panes: connections, long-running queries, lock queue, table sizes,
     /// progress; or cancel / terminate a backend
     Monitor(monitor::MonitorArgs),
+    /// HTTP endpoints, Prometheus metrics (error rate, 5xx/min, p95), database probes and
+    /// connections against the runbook's thresholds and a baseline: ok / warn / alert
+    Health(health::HealthArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
     New {
         /// Migration name: letters, digits, '_' or '-'
@@ -180,6 +188,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
         Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
         Command::Monitor(args) => monitor::run(&environment(g)?, args, g.json).await,
+        Command::Health(args) => health::run(&environment(g)?, args, g.json).await,
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::lint::LintSettings;
 use squawk_linter::Rule;
 pub use target::{DbTarget, Host, ProcessVars, SslMode, Vars};
@@ -34,6 +35,7 @@ pub struct Environment {
     pub deploy: DeploySettings,
     pub lint: LintSettings,
     pub backup: BackupSettings,
+    pub health: HealthSettings,
     /// The monitor never cancels or terminates sessions here.
     pub read_only: bool,
     /// The config file it came from, if any.
@@ -114,6 +116,52 @@ struct EnvironmentFile {
     restore_checks: Option<Vec<String>>,
     #[serde(default)]
     read_only: bool,
+    #[serde(default)]
+    health: HealthFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthFile {
+    window: Option<String>,
+    probes: Option<Vec<String>>,
+    probe_samples: Option<usize>,
+    probe_timeout: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointFile>,
+    metrics: Option<MetricsFile>,
+    error_rate_warn_pct: Option<f64>,
+    error_rate_alert_pct: Option<f64>,
+    errors_per_minute_warn: Option<f64>,
+    errors_per_minute_alert: Option<f64>,
+    p95_warn_ratio: Option<f64>,
+    p95_alert_ratio: Option<f64>,
+    p95_min_increase: Option<String>,
+    connections_warn_pct: Option<f64>,
+    connections_alert_pct: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointFile {
+    name: Option<String>,
+    url: String,
+    expect_status: Option<u16>,
+    body_contains: Option<String>,
+    timeout: Option<String>,
+    slow: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    url: String,
+    requests: Option<String>,
+    errors: Option<String>,
+    status_label: Option<String>,
+    latency: Option<String>,
+    timeout: Option<String>,
+    bearer_token_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +229,8 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let mut lint = LintSettings::default();
     let mut backup = BackupSettings::default();
     let mut read_only = false;
+    let mut health = HealthSettings::default();
+    let mut probes = None;
     let mut protected = false;
     let mut migrations = None;
     let mut url = None;
@@ -213,6 +263,8 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         if let Some(n) = env.lock_retries {
             deploy.lock_retries = n;
         }
+        health = health_settings(&name, &env.health, vars)?;
+        probes = env.health.probes.clone();
         url = match (&env.database_url, &env.database_url_env) {
             (Some(_), Some(_)) => {
                 return Err(Error::input(
@@ -245,6 +297,12 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         .or(migrations)
         .unwrap_or_else(default_migrations_dir);
     lint.runner_lock_timeout = !deploy.lock_timeout.is_zero();
+    // By default the probes are `SELECT 1` and the verification queries.
+    health.probes = probes.unwrap_or_else(|| {
+        std::iter::once("SELECT 1".to_owned())
+            .chain(backup.restore_checks.iter().cloned())
+            .collect()
+    });
     Ok(Environment {
         name,
         protected,
@@ -253,6 +311,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         deploy,
         lint,
         backup,
+        health,
         read_only,
         source: file,
     })
@@ -364,6 +423,123 @@ fn lint_settings(env: &str, file: &LintFile) -> Result<LintSettings> {
     Ok(s)
 }
 
+fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<HealthSettings> {
+    let key = |k: &str| format!("health.{k}");
+    let duration = |k: &str, v: &Option<String>, default: Duration| -> Result<Duration> {
+        v.as_deref()
+            .map(|t| parse_duration(env, &key(k), t))
+            .unwrap_or(Ok(default))
+    };
+    let url = |k: &str, text: &str| -> Result<url::Url> {
+        text.parse::<url::Url>()
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                Error::input(
+                    format!("environments.{env}.health.{k} is not an http(s) URL"),
+                    "write it like \"https://api.example.com/health\"",
+                )
+            })
+    };
+    let mut s = HealthSettings {
+        window: duration("window", &file.window, Duration::from_secs(15))?,
+        probe_timeout: duration("probe_timeout", &file.probe_timeout, Duration::from_secs(2))?,
+        ..HealthSettings::default()
+    };
+    if let Some(n) = file.probe_samples {
+        s.probe_samples = n.max(1);
+    }
+    for (i, e) in file.endpoints.iter().enumerate() {
+        let u = url(&format!("endpoints[{i}].url"), &e.url)?;
+        s.endpoints.push(Endpoint {
+            name: e
+                .name
+                .clone()
+                .unwrap_or_else(|| u.host_str().unwrap_or("endpoint").to_owned()),
+            url: u,
+            expect_status: e.expect_status,
+            body_contains: e.body_contains.clone(),
+            timeout: duration("endpoints.timeout", &e.timeout, Duration::from_secs(5))?,
+            slow: duration("endpoints.slow", &e.slow, Duration::from_secs(1))?,
+        });
+    }
+    if let Some(m) = &file.metrics {
+        let bearer_token = match &m.bearer_token_env {
+            Some(var) => Some(crate::config::secret::Secret::new(vars.var(var).ok_or_else(
+                || {
+                    Error::input(
+                        format!("environments.{env}.health.metrics reads its token from ${var}, which is not set"),
+                        format!("export {var}=... or drop bearer_token_env"),
+                    )
+                },
+            )?)),
+            None => None,
+        };
+        s.metrics = Some(MetricsSource {
+            url: url("metrics.url", &m.url)?,
+            requests: m
+                .requests
+                .clone()
+                .unwrap_or_else(|| "http_requests_total".into()),
+            errors: m.errors.clone(),
+            status_label: m.status_label.clone().unwrap_or_else(|| "status".into()),
+            latency: Some(
+                m.latency
+                    .clone()
+                    .unwrap_or_else(|| "http_request_duration_seconds".into()),
+            )
+            .filter(|n| !n.is_empty()),
+            timeout: duration("metrics.timeout", &m.timeout, Duration::from_secs(5))?,
+            bearer_token,
+        });
+    }
+    let t = &mut s.thresholds;
+    let pct = |v: Option<f64>, k: &str, default: f64| -> Result<f64> {
+        match v {
+            Some(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+            Some(p) => Err(Error::input(
+                format!("environments.{env}.health.{k} = {p} is not a percentage"),
+                "write a number between 0 and 100, e.g. 80",
+            )),
+            None => Ok(default),
+        }
+    };
+    t.error_rate_warn = pct(
+        file.error_rate_warn_pct,
+        "error_rate_warn_pct",
+        t.error_rate_warn,
+    )?;
+    t.error_rate_alert = pct(
+        file.error_rate_alert_pct,
+        "error_rate_alert_pct",
+        t.error_rate_alert,
+    )?;
+    t.connections_warn = pct(
+        file.connections_warn_pct,
+        "connections_warn_pct",
+        t.connections_warn,
+    )?;
+    t.connections_alert = pct(
+        file.connections_alert_pct,
+        "connections_alert_pct",
+        t.connections_alert,
+    )?;
+    t.errors_per_minute_warn = file
+        .errors_per_minute_warn
+        .unwrap_or(t.errors_per_minute_warn);
+    t.errors_per_minute_alert = file
+        .errors_per_minute_alert
+        .unwrap_or(t.errors_per_minute_alert);
+    t.latency_warn_ratio = file.p95_warn_ratio.unwrap_or(t.latency_warn_ratio);
+    t.latency_alert_ratio = file.p95_alert_ratio.unwrap_or(t.latency_alert_ratio);
+    t.latency_min_increase = duration(
+        "p95_min_increase",
+        &file.p95_min_increase,
+        t.latency_min_increase,
+    )?;
+    Ok(s)
+}
+
 /// "500MB", "2 GB", "1024kB", "4096" (bytes); units are powers of 1024, as PostgreSQL's.
 fn parse_size(text: &str) -> Option<i64> {
     let t = text.trim();
@@ -435,6 +611,52 @@ mod tests {
         assert!(cfg.environments.contains_key("development"));
         assert!(cfg.environments.contains_key("staging"));
         assert!(cfg.environments["production"].protected);
+    }
+
+    #[test]
+    fn the_example_health_settings_resolve_with_the_token_kept_secret() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgdeck.toml");
+        let vars = |name: &str| match name {
+            "PRODUCTION_DATABASE_URL" => Some("postgresql://app@db.internal/app".to_owned()),
+            "METRICS_TOKEN" => Some("metrics-token-123".to_owned()),
+            _ => None,
+        };
+        let overrides = Overrides {
+            env: Some("production".into()),
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let env = resolve(&overrides, &vars).unwrap();
+        let h = &env.health;
+        assert_eq!(h.window, Duration::from_secs(15));
+        assert_eq!(h.probes, ["SELECT 1", "SELECT COUNT(*) FROM \"User\""]);
+        assert_eq!(h.endpoints[0].expect_status, Some(200));
+        assert_eq!(h.thresholds, crate::health::Thresholds::default());
+        let m = h.metrics.as_ref().unwrap();
+        assert_eq!(m.requests, "http_requests_total");
+        assert!(!format!("{m:?}").contains("metrics-token-123"));
+        // Without the token variable, a clean input error names it.
+        let e = resolve(&overrides, &|n: &str| {
+            vars(n).filter(|_| n != "METRICS_TOKEN")
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Input);
+        assert!(e.cause.contains("$METRICS_TOKEN"), "{}", e.cause);
+        // With no probes configured, the verification queries join SELECT 1.
+        let (_d, path) = write_config(
+            "[environments.x]\nrestore_checks = ['SELECT count(*) FROM orders']\n[environments.x.health]\nconnections_alert_pct = 90\n",
+        );
+        let env = resolve_with(&path, None).unwrap();
+        assert_eq!(
+            env.health.probes,
+            ["SELECT 1", "SELECT count(*) FROM orders"]
+        );
+        assert_eq!(env.health.thresholds.connections_alert, 0.9);
+        let (_d, path) = write_config("[environments.x.health]\nconnections_alert_pct = 180\n");
+        assert_eq!(
+            resolve_with(&path, None).unwrap_err().kind,
+            ErrorKind::Input
+        );
     }
 
     #[test]

@@ -11,6 +11,27 @@ use tokio_postgres::Client;
 use crate::db::query_error;
 use crate::error::Result;
 
+/// Client sessions in `pg_stat_activity`. Without pg_monitor another role's session shows no
+/// backend type; one with a database and a role is a client (background processes lack one).
+const CLIENTS: &str = "(backend_type = 'client backend' \
+     OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL))";
+
+/// Whether some client session's details are hidden from this role (it lacks pg_monitor).
+async fn details_hidden(c: &Client, sees_all: bool) -> Result<bool> {
+    if sees_all {
+        return Ok(false);
+    }
+    let row = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type IS NULL \
+                 AND datid IS NOT NULL AND usesysid IS NOT NULL)",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("checking which sessions this role may see", &e))?;
+    Ok(row.get(0))
+}
+
 /// Connections against the usable maximum.
 #[derive(Debug, Clone, Serialize)]
 pub struct Connections {
@@ -27,7 +48,7 @@ pub struct Connections {
     pub by_application: Vec<(String, i64)>,
 }
 
-pub async fn connections(c: &Client, _sees_all: bool) -> Result<Option<Connections>> {
+pub async fn connections(c: &Client) -> Result<Option<Connections>> {
     let limits = c
         .query_one(
             "SELECT current_setting('max_connections')::bigint, \
@@ -40,9 +61,10 @@ pub async fn connections(c: &Client, _sees_all: bool) -> Result<Option<Connectio
     let usable_max: i64 = limits.get::<_, i64>(0) - limits.get::<_, i64>(1);
     let rows = c
         .query(
-            "SELECT coalesce(datname, ''), coalesce(usename::text, ''), coalesce(application_name, ''), \
+            &format!("SELECT coalesce(datname, ''), coalesce(usename::text, ''), coalesce(application_name, ''), \
                     coalesce(state, 'unknown'), wait_event_type = 'Lock' \
-             FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+             FROM pg_stat_activity WHERE {CLIENTS} AND pid <> pg_backend_pid()"
+            ),
             &[],
         )
         .await
@@ -105,6 +127,11 @@ pub async fn long_running(
     threshold: Duration,
     sees_all: bool,
 ) -> Result<Option<Vec<LongQuery>>> {
+    // Other roles' sessions have no query or timings without pg_monitor: the list would be
+    // silently short, so say it is unavailable instead.
+    if details_hidden(c, sees_all).await? {
+        return Ok(None);
+    }
     let rows = c
         .query(
             "SELECT pid, backend_start, coalesce(usename::text, ''), coalesce(application_name, ''), \
@@ -127,7 +154,7 @@ pub async fn long_running(
             let query: String = r.get(9);
             LongQuery {
                 pid: r.get(0),
-                backend_start: r.get(1),
+                backend_start: r.get::<_, Option<DateTime<Utc>>>(1).unwrap_or_default(),
                 user: r.get(2),
                 application: r.get(3),
                 client: r.get(4),
@@ -140,11 +167,6 @@ pub async fn long_running(
             }
         })
         .collect();
-    // Without pg_monitor, other users' sessions have no state or query: the list would be
-    // silently short, so say it is unavailable instead.
-    if !sees_all && list.iter().any(|q| q.query == "<insufficient privilege>") {
-        return Ok(None);
-    }
     Ok(Some(list))
 }
 
@@ -182,11 +204,17 @@ pub struct BlockingTree {
     pub waiting: usize,
 }
 
-pub async fn blocking(c: &Client) -> Result<Option<BlockingTree>> {
+pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>> {
+    // Without pg_monitor, other roles' queries are hidden, so a DDL at the head of a queue could
+    // not be recognised: say the pane is unavailable rather than show a harmless-looking tree.
+    if details_hidden(c, sees_all).await? {
+        return Ok(None);
+    }
+    // Waiters come from pg_locks, which every role sees in full.
     let rows = c
         .query(
-            "WITH w AS (SELECT pid, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity \
-                        WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock') \
+            "WITH w AS (SELECT pid, pg_blocking_pids(pid) AS blockers \
+                        FROM (SELECT DISTINCT pid FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()) l) \
              SELECT a.pid, a.backend_start, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
                     coalesce(a.state, 'unknown'), coalesce(a.query, ''), coalesce(w.blockers, '{}'), \
                     (SELECT l.mode FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1), \
@@ -216,7 +244,7 @@ pub async fn blocking(c: &Client) -> Result<Option<BlockingTree>> {
         .iter()
         .map(|r| Row {
             pid: r.get(0),
-            backend_start: r.get(1),
+            backend_start: r.get::<_, Option<DateTime<Utc>>>(1).unwrap_or_default(),
             user: r.get(2),
             application: r.get(3),
             state: r.get(4),
@@ -362,7 +390,7 @@ pub struct Progress {
     pub percent: Option<f64>,
 }
 
-pub async fn progress(c: &Client) -> Result<Option<Vec<Progress>>> {
+pub async fn progress(c: &Client, sees_all: bool) -> Result<Option<Vec<Progress>>> {
     let rows = c
         .query(
             "SELECT pid, command, relid::regclass::text, phase, \
@@ -381,13 +409,19 @@ pub async fn progress(c: &Client) -> Result<Option<Vec<Progress>>> {
         )
         .await
         .map_err(|e| query_error("reading progress views", &e))?;
+    // Without pg_monitor, other roles' operations come back with every column but the pid
+    // empty: the list would be silently wrong, so say it is unavailable instead.
+    let hidden = |r: &tokio_postgres::Row| r.get::<_, Option<String>>(2).is_none();
+    if !sees_all && rows.iter().any(hidden) {
+        return Ok(None);
+    }
     Ok(Some(
         rows.iter()
             .map(|r| Progress {
                 pid: r.get(0),
-                command: r.get(1),
-                relation: r.get(2),
-                phase: r.get(3),
+                command: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                relation: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                phase: r.get::<_, Option<String>>(3).unwrap_or_default(),
                 percent: r.get(4),
             })
             .collect(),

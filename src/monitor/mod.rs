@@ -125,17 +125,22 @@ impl Monitor {
         self.client.is_closed()
     }
 
+    /// The connections pane alone (for health checks).
+    pub async fn connections(&mut self) -> Pane<Connections> {
+        timed(collectors::connections(&self.client)).await
+    }
+
     /// Runs every collector once.
     pub async fn snapshot(&mut self, settings: &MonitorSettings) -> Snapshot {
         let c = &self.client;
-        let connections = timed(collectors::connections(c, self.sees_all)).await;
+        let connections = timed(collectors::connections(c)).await;
         let long_running = timed(collectors::long_running(
             c,
             settings.long_query,
             self.sees_all,
         ))
         .await;
-        let blocking = timed(collectors::blocking(c)).await;
+        let blocking = timed(collectors::blocking(c, self.sees_all)).await;
         let tables = timed(collectors::table_sizes(
             c,
             settings.top_tables,
@@ -149,7 +154,7 @@ impl Monitor {
                 .map(|t| (t.name.clone(), t.total_bytes))
                 .collect();
         }
-        let progress = timed(collectors::progress(c)).await;
+        let progress = timed(collectors::progress(c, self.sees_all)).await;
         let host = self.host.as_mut().map(|h| h.sample());
         Snapshot {
             at: Utc::now(),
