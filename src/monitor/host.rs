@@ -1,6 +1,8 @@
 //! Host metrics with sysinfo, when the server runs on this machine (unix socket or loopback):
 //! CPU and memory of the host and of the postgres processes.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -20,9 +22,15 @@ pub struct Host {
     pub postgres_resident_bytes: u64,
 }
 
+/// With hundreds of backends a sample costs milliseconds of CPU (sysinfo reads /proc for every
+/// process), so samples closer together than this reuse the last one; CPU use over a shorter
+/// interval would be noise anyway.
+const MIN_INTERVAL: Duration = Duration::from_secs(2);
+
 pub struct HostProbe {
     system: System,
     primed: bool,
+    last: Option<(Instant, Host)>,
 }
 
 /// Whether `target`'s server is on this machine, where its processes can be seen.
@@ -38,16 +46,34 @@ impl HostProbe {
         HostProbe {
             system: System::new(),
             primed: false,
+            last: None,
         }
     }
 
+    /// A fresh sample, or the last one if it is younger than two seconds.
     pub fn sample(&mut self) -> Host {
+        match &self.last {
+            Some((at, host)) if at.elapsed() < MIN_INTERVAL => host.clone(),
+            _ => {
+                let host = self.read();
+                self.last = Some((Instant::now(), host.clone()));
+                host
+            }
+        }
+    }
+
+    /// Reads the host and its postgres processes now.
+    pub fn read(&mut self) -> Host {
         self.system.refresh_cpu_usage();
         self.system.refresh_memory();
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::All,
             true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+            // Threads are not needed, and listing them is most of the cost with many backends.
+            ProcessRefreshKind::nothing()
+                .with_cpu()
+                .with_memory()
+                .without_tasks(),
         );
         let cpus = self.system.cpus().len().max(1) as f32;
         let postgres: Vec<_> = self

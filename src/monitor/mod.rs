@@ -5,7 +5,7 @@
 
 mod actions;
 mod collectors;
-mod host;
+pub mod host;
 pub mod watch;
 
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use crate::db::{self, query_error};
 use crate::error::Result;
 pub use actions::{Signal, signal_backend};
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
-pub use host::Host;
+pub use host::{Host, HostProbe};
 
 /// What the monitor collects and how.
 #[derive(Debug, Clone)]
