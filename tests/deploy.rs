@@ -524,7 +524,14 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
     r.assert_clean_error(7);
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
 
-    let config = ConfigEnv::write(&db, &m, "production", "protected = true");
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backups = backup_dir.path();
+    let config = ConfigEnv::write(
+        &db,
+        &m,
+        "production",
+        &format!("protected = true\nbackup_dir = \"{}\"", backups.display()),
+    );
     let prod = |extra: &[&str]| {
         let mut args = vec!["deploy"];
         args.extend_from_slice(extra);
@@ -534,8 +541,68 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
     let wrong = prod(&["--yes", "--confirm", "some_other_db"]);
     wrong.assert_clean_error(7);
     assert!(!db.table_exists("a").await);
+    // The right name, but no verified backup yet.
+    let no_backup = prod(&["--confirm", &db.name]);
+    no_backup.assert_clean_error(7);
+    assert!(
+        no_backup.stderr.contains("no backup of") && no_backup.stderr.contains("backup verify"),
+        "{}",
+        no_backup.stderr
+    );
+    let created = run(config.cmd(&["backup", "create"]));
+    assert_eq!(created.code, 0, "{created:?}");
+    let unverified = prod(&["--confirm", &db.name]);
+    unverified.assert_clean_error(7);
+    assert!(
+        unverified.stderr.contains("no verified backup"),
+        "{}",
+        unverified.stderr
+    );
+    assert!(!db.table_exists("a").await);
+    let verified = run(config.cmd(&["backup", "verify"]));
+    assert_eq!(verified.code, 0, "{verified:?}");
     let ok = prod(&["--confirm", &db.name]);
     assert_eq!(ok.code, 0, "{ok:?}");
+    assert!(ok.stderr.contains("verified backup: "), "{}", ok.stderr);
+    assert!(db.table_exists("a").await);
+}
+
+#[tokio::test]
+async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
+    let db = fresh_db("deploy_backup_age").await;
+    let m = Migrations::new();
+    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backups = backup_dir.path();
+    let config = ConfigEnv::write(
+        &db,
+        &m,
+        "production",
+        &format!(
+            "protected = true\nbackup_dir = \"{}\"\nbackup_max_age = \"1ms\"",
+            backups.display()
+        ),
+    );
+    assert_eq!(run(config.cmd(&["backup", "create"])).code, 0);
+    assert_eq!(run(config.cmd(&["backup", "verify"])).code, 0);
+    let stale = run(config.cmd(&["deploy", "--confirm", &db.name]));
+    stale.assert_clean_error(7);
+    assert!(
+        stale.stderr.contains("old, more than 1ms"),
+        "{}",
+        stale.stderr
+    );
+    let empty_reason = run(config.cmd(&["deploy", "--confirm", &db.name, "--without-backup", " "]));
+    empty_reason.assert_clean_error(7);
+    let forced = run(config.cmd(&[
+        "deploy",
+        "--confirm",
+        &db.name,
+        "--without-backup",
+        "INC-42: restoring service, backup taken by the provider",
+    ]));
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(forced.stderr.contains("INC-42"), "{}", forced.stderr);
     assert!(db.table_exists("a").await);
 }
 

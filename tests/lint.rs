@@ -316,7 +316,13 @@ async fn protected_deploy_refuses_unacknowledged_dangerous_findings_until_acknow
     );
     let config = ConfigEnv::write(&db, &m, "production", "protected = true");
     let deploy = |extra: &[&str]| {
-        let mut args = vec!["deploy", "--confirm", db.name.as_str()];
+        let mut args = vec![
+            "deploy",
+            "--confirm",
+            db.name.as_str(),
+            "--without-backup",
+            "the test database has nothing to lose",
+        ];
         args.extend_from_slice(extra);
         run(config.cmd(&args))
     };

@@ -131,3 +131,40 @@ pub fn list(dir: &Path) -> Result<Vec<(BackupEntry, bool)>> {
     out.sort_by_key(|e| std::cmp::Reverse(e.0.finished_at));
     Ok(out)
 }
+
+/// The newest verified backup of `database` in `dir` whose file is present, if it is younger than
+/// `max_age`; otherwise why there is none, for the deploy gate to show.
+pub fn recent_verified(
+    dir: &Path,
+    database: &str,
+    max_age: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<BackupEntry, String>> {
+    let all = list(dir)?;
+    let mine: Vec<&BackupEntry> = all
+        .iter()
+        .filter(|(e, present)| *present && e.database == database)
+        .map(|(e, _)| e)
+        .collect();
+    let Some(newest) = mine.iter().find(|e| e.is_verified()) else {
+        return Ok(Err(if mine.is_empty() {
+            format!("no backup of {database} in {}", dir.display())
+        } else {
+            format!(
+                "no verified backup of {database} in {} ({} unverified)",
+                dir.display(),
+                mine.len()
+            )
+        }));
+    };
+    let age = (now - newest.finished_at).to_std().unwrap_or_default();
+    if age > max_age {
+        return Ok(Err(format!(
+            "the newest verified backup of {database} ({}) is {} old, more than {}",
+            newest.file,
+            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+            humantime::format_duration(max_age)
+        )));
+    }
+    Ok(Ok((*newest).clone()))
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-pub use catalog::{BackupEntry, Verification, VerifyHow};
+pub use catalog::{BackupEntry, Verification, VerifyHow, recent_verified};
 pub use create::{CreateOptions, create};
 pub use restore::{CheckResult, RestoreOptions, restore};
 pub use verify::verify;

@@ -46,6 +46,7 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
         return Ok(exit::OK);
     }
     if env.protected && !pending.is_empty() {
+        backup_gate(env, args.without_backup.as_deref())?;
         gate(env, &dir, &pending, &args.allow).await?;
     }
     if !pending.is_empty() {
@@ -69,6 +70,37 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
     .await?;
     finish_deploy(env, &outcome, json);
     Ok(exit::OK)
+}
+
+/// A protected environment deploys only with a verified backup of the database younger than
+/// `backup_max_age`, unless the operator overrides it with a reason.
+fn backup_gate(env: &Environment, without_backup: Option<&str>) -> Result<()> {
+    let found = crate::backup::recent_verified(
+        &env.backup.dir,
+        &env.target.dbname,
+        env.backup.max_age,
+        chrono::Utc::now(),
+    )?;
+    match (found, without_backup) {
+        (Ok(entry), _) => {
+            output::stderr(&format!("verified backup: {}", entry.file));
+            Ok(())
+        }
+        (Err(why), Some(reason)) if !reason.trim().is_empty() => {
+            output::stderr(&format!(
+                "deploying without a recent verified backup ({why}): {reason}"
+            ));
+            Ok(())
+        }
+        (Err(why), _) => Err(Error::refused(
+            format!(
+                "deploy to protected environment '{}' refused: {why}",
+                env.name
+            ),
+            "run `pgdeck backup create` then `pgdeck backup verify`; or, to go ahead anyway, \
+             --without-backup \"<reason>\"",
+        )),
+    }
 }
 
 /// A protected environment deploys only when every DANGEROUS finding is acknowledged.

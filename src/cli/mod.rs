@@ -129,6 +129,9 @@ pub struct DeployArgs {
     /// Seconds to wait for another deploy's migration lock (default from config, else 60)
     #[arg(long, value_name = "SECS")]
     pub lock_wait: Option<u64>,
+    /// On a protected environment: deploy without a recent verified backup, for this reason
+    #[arg(long, value_name = "REASON")]
+    pub without_backup: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -61,6 +61,8 @@ pub struct BackupSettings {
     pub retention_days: u32,
     /// ...except the newest this many verified ones.
     pub keep_verified: usize,
+    /// A protected environment deploys only with a verified backup younger than this.
+    pub max_age: Duration,
     /// Queries run after a restore, each returning one value to show.
     pub restore_checks: Vec<String>,
 }
@@ -71,6 +73,7 @@ impl Default for BackupSettings {
             dir: PathBuf::from("backups"),
             retention_days: 30,
             keep_verified: 3,
+            max_age: Duration::from_secs(24 * 3600),
             // The runbook's own check, for the sample app; skipped where there is no such table.
             restore_checks: vec!["SELECT COUNT(*) FROM \"User\"".into()],
         }
@@ -113,6 +116,7 @@ struct EnvironmentFile {
     backup_dir: Option<PathBuf>,
     backup_retention_days: Option<u32>,
     backup_keep_verified: Option<usize>,
+    backup_max_age: Option<String>,
     restore_checks: Option<Vec<String>>,
     #[serde(default)]
     read_only: bool,
@@ -252,6 +256,9 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         }
         if let Some(n) = env.backup_keep_verified {
             backup.keep_verified = n;
+        }
+        if let Some(t) = &env.backup_max_age {
+            backup.max_age = parse_duration(&name, "backup_max_age", t)?;
         }
         read_only = env.read_only;
         if let Some(c) = &env.restore_checks {
