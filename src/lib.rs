@@ -6,11 +6,13 @@
 //! [`lint`] (safety lint and deploy plan), and [`cli`] (argument parsing and printing). [`error`] is the one error type they share.
 
 pub mod backup;
+pub mod checklist;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod journal;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;

@@ -8,6 +8,7 @@ mod lint;
 mod migrations;
 mod monitor;
 mod output;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,8 @@ pub enum Command {
     /// HTTP endpoints, Prometheus metrics (error rate, 5xx/min, p95), database probes and
     /// connections against the runbook's thresholds and a baseline: ok / warn / alert
     Health(health::HealthArgs),
+    /// The release report (Markdown) of a console session, from its journal
+    Report(report::ReportArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
     New {
         /// Migration name: letters, digits, '_' or '-'
@@ -192,6 +195,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
         Command::Monitor(args) => monitor::run(&environment(g)?, args, g.json).await,
         Command::Health(args) => health::run(&environment(g)?, args, g.json).await,
+        Command::Report(args) => report::run(&environment(g)?, args),
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,

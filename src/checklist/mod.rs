@@ -1,0 +1,450 @@
+//! The production checklist as data, and its state machine: the runbook's items in order, which
+//! run a core operation and which the operator ticks, and the gates that keep a step locked with
+//! the reason shown. No I/O: the console runs the operations and feeds their results back here.
+
+use serde::{Deserialize, Serialize};
+
+/// When in the release an item belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pre,
+    During,
+    Post,
+}
+
+impl Phase {
+    pub fn title(self) -> &'static str {
+        match self {
+            Phase::Pre => "Pre-migration",
+            Phase::During => "During migration",
+            Phase::Post => "Post-migration",
+        }
+    }
+}
+
+/// The core operation an automated item runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Backup,
+    VerifyBackup,
+    Plan,
+    RollbackPlan,
+    CaptureBaseline,
+    Deploy,
+    Status,
+    Health,
+    SampleQueries,
+    BackupRetained,
+    WriteReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub id: String,
+    pub phase: Phase,
+    pub title: String,
+    /// `None`: the operator ticks it.
+    pub operation: Option<Operation>,
+    /// Optional items may be skipped with a note.
+    pub optional: bool,
+}
+
+/// Where an item stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Not yet: an earlier item is open, or a gate holds; the reason is shown.
+    Locked(String),
+    Ready,
+    Running {
+        detail: String,
+        fraction: Option<f64>,
+    },
+    Done {
+        summary: String,
+    },
+    Ticked {
+        note: Option<String>,
+    },
+    Skipped {
+        note: String,
+    },
+    Failed {
+        cause: String,
+    },
+}
+
+impl State {
+    pub fn is_complete(&self) -> bool {
+        matches!(
+            self,
+            State::Done { .. } | State::Ticked { .. } | State::Skipped { .. }
+        )
+    }
+}
+
+/// What the gates need to know about the world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub protected: bool,
+    /// A verified backup young enough for deploy: its file name; else why not.
+    pub verified_backup: Result<String, String>,
+    /// DANGEROUS findings in the pending migrations nobody acknowledged yet.
+    pub unacknowledged: Vec<String>,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            protected: false,
+            verified_backup: Err("no backup checked yet".into()),
+            unacknowledged: Vec::new(),
+        }
+    }
+}
+
+/// The runbook's production checklist.
+pub fn default_items() -> Vec<Item> {
+    use Operation as O;
+    use Phase::*;
+    let item = |id: &str, phase, title: &str, operation, optional| Item {
+        id: id.into(),
+        phase,
+        title: title.into(),
+        operation,
+        optional,
+    };
+    vec![
+        item("backup", Pre, "Backup created", Some(O::Backup), false),
+        item(
+            "verify_backup",
+            Pre,
+            "Backup verified",
+            Some(O::VerifyBackup),
+            false,
+        ),
+        item("plan", Pre, "Lint and plan reviewed", Some(O::Plan), false),
+        item("staging", Pre, "Migration tested on staging", None, false),
+        item(
+            "integration_tests",
+            Pre,
+            "Integration tests passing",
+            None,
+            false,
+        ),
+        item(
+            "rollback_plan",
+            Pre,
+            "Rollback plan documented (down.sql)",
+            Some(O::RollbackPlan),
+            false,
+        ),
+        item("team_notified", Pre, "Team notified", None, false),
+        item(
+            "baseline",
+            Pre,
+            "Monitoring ready: baseline captured",
+            Some(O::CaptureBaseline),
+            false,
+        ),
+        item("off_hours", Pre, "Off-hours window", None, true),
+        item(
+            "maintenance_on",
+            During,
+            "Maintenance mode on (if needed)",
+            None,
+            true,
+        ),
+        item(
+            "deploy",
+            During,
+            "Deploy migrations",
+            Some(O::Deploy),
+            false,
+        ),
+        item(
+            "status",
+            During,
+            "Migration status verified",
+            Some(O::Status),
+            false,
+        ),
+        item(
+            "health",
+            During,
+            "Health checks passing",
+            Some(O::Health),
+            false,
+        ),
+        item("error_rates", During, "Error rates normal", None, false),
+        item(
+            "sample_queries",
+            During,
+            "Sample queries tested",
+            Some(O::SampleQueries),
+            false,
+        ),
+        item("maintenance_off", Post, "Maintenance mode off", None, true),
+        item("smoke_test", Post, "Full smoke test", None, false),
+        item(
+            "performance",
+            Post,
+            "Performance reviewed against baseline",
+            Some(O::Health),
+            false,
+        ),
+        item(
+            "backup_retained",
+            Post,
+            "Backup retained",
+            Some(O::BackupRetained),
+            false,
+        ),
+        item(
+            "report",
+            Post,
+            "Release report written",
+            Some(O::WriteReport),
+            false,
+        ),
+    ]
+}
+
+/// The checklist and each item's state.
+#[derive(Debug, Clone)]
+pub struct Checklist {
+    pub items: Vec<Item>,
+    states: Vec<State>,
+    pub facts: Facts,
+}
+
+impl Checklist {
+    pub fn new(items: Vec<Item>, facts: Facts) -> Checklist {
+        let mut c = Checklist {
+            states: vec![State::Ready; items.len()],
+            items,
+            facts,
+        };
+        c.relock();
+        c
+    }
+
+    pub fn state(&self, i: usize) -> &State {
+        &self.states[i]
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.items.iter().position(|i| i.id == id)
+    }
+
+    /// How many items are complete, of all.
+    pub fn progress(&self) -> (usize, usize) {
+        (
+            self.states.iter().filter(|s| s.is_complete()).count(),
+            self.items.len(),
+        )
+    }
+
+    /// Whether some item is running (quitting then asks first).
+    pub fn running(&self) -> Option<usize> {
+        self.states
+            .iter()
+            .position(|s| matches!(s, State::Running { .. }))
+    }
+
+    pub fn set_facts(&mut self, facts: Facts) {
+        self.facts = facts;
+        self.relock();
+    }
+
+    /// Why item `i` cannot be started now, if it cannot.
+    pub fn gate(&self, i: usize) -> Option<String> {
+        if let Some(open) = (0..i).find(|&j| !self.states[j].is_complete()) {
+            return Some(format!("first: {}", self.items[open].title));
+        }
+        if self.items[i].operation == Some(Operation::Deploy) && self.facts.protected {
+            let mut why = Vec::new();
+            if let Err(e) = &self.facts.verified_backup {
+                why.push(format!("needs a recent verified backup: {e}"));
+            }
+            if !self.facts.unacknowledged.is_empty() {
+                why.push(format!(
+                    "DANGEROUS findings not acknowledged: {}",
+                    self.facts.unacknowledged.join(", ")
+                ));
+            }
+            if !why.is_empty() {
+                return Some(why.join("; "));
+            }
+        }
+        None
+    }
+
+    /// Recomputes Locked / Ready for items that have not started.
+    fn relock(&mut self) {
+        for i in 0..self.items.len() {
+            if matches!(self.states[i], State::Locked(_) | State::Ready) {
+                self.states[i] = match self.gate(i) {
+                    Some(why) => State::Locked(why),
+                    None => State::Ready,
+                };
+            }
+        }
+    }
+
+    /// Marks item `i` running; refused with the gate's reason when it is locked.
+    pub fn start(&mut self, i: usize) -> Result<(), String> {
+        match &self.states[i] {
+            State::Locked(why) => Err(why.clone()),
+            State::Running { .. } => Err("already running".into()),
+            s if s.is_complete() => Err("already done".into()),
+            _ => {
+                self.states[i] = State::Running {
+                    detail: "starting".into(),
+                    fraction: None,
+                };
+                Ok(())
+            }
+        }
+    }
+
+    pub fn progress_of(&mut self, i: usize, detail: String, fraction: Option<f64>) {
+        if matches!(self.states[i], State::Running { .. }) {
+            self.states[i] = State::Running { detail, fraction };
+        }
+    }
+
+    pub fn finish(&mut self, i: usize, result: Result<String, String>) {
+        self.states[i] = match result {
+            Ok(summary) => State::Done { summary },
+            Err(cause) => State::Failed { cause },
+        };
+        self.relock();
+    }
+
+    /// The operator ticks a manual item (or confirms an automated one by hand is not allowed).
+    pub fn tick(&mut self, i: usize, note: Option<String>) -> Result<(), String> {
+        if self.items[i].operation.is_some() {
+            return Err("this step runs itself: press Enter".into());
+        }
+        if let State::Locked(why) = &self.states[i] {
+            return Err(why.clone());
+        }
+        self.states[i] = State::Ticked { note };
+        self.relock();
+        Ok(())
+    }
+
+    /// Skips an optional item with a note.
+    pub fn skip(&mut self, i: usize, note: String) -> Result<(), String> {
+        if !self.items[i].optional {
+            return Err("only optional steps can be skipped".into());
+        }
+        if let State::Locked(why) = &self.states[i] {
+            return Err(why.clone());
+        }
+        self.states[i] = State::Skipped { note };
+        self.relock();
+        Ok(())
+    }
+
+    /// Restores a state from the journal of a resumed session.
+    pub fn restore(&mut self, id: &str, state: State) {
+        if let Some(i) = self.index_of(id) {
+            self.states[i] = state;
+            self.relock();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(protected: bool) -> Checklist {
+        Checklist::new(
+            default_items(),
+            Facts {
+                protected,
+                ..Facts::default()
+            },
+        )
+    }
+
+    #[test]
+    fn items_unlock_in_order_and_say_what_comes_first() {
+        let mut c = list(false);
+        assert_eq!(c.state(0), &State::Ready);
+        assert_eq!(c.state(1), &State::Locked("first: Backup created".into()));
+        assert_eq!(c.start(1), Err("first: Backup created".into()));
+        c.start(0).unwrap();
+        assert_eq!(c.running(), Some(0));
+        c.finish(0, Ok("app.dump".into()));
+        assert_eq!(c.state(1), &State::Ready);
+        assert_eq!(c.progress(), (1, 20));
+    }
+
+    #[test]
+    fn manual_items_are_ticked_optional_ones_skipped_automated_ones_run() {
+        let mut c = list(false);
+        for i in 0..3 {
+            c.start(i).unwrap();
+            c.finish(i, Ok(String::new()));
+        }
+        let staging = c.index_of("staging").unwrap();
+        assert!(c.tick(0, None).is_err(), "an automated step is not ticked");
+        c.tick(staging, Some("CI run 4411".into())).unwrap();
+        assert_eq!(
+            c.state(staging),
+            &State::Ticked {
+                note: Some("CI run 4411".into())
+            }
+        );
+        assert!(c.skip(staging + 1, "n/a".into()).is_err());
+    }
+
+    #[test]
+    fn a_protected_deploy_waits_for_a_verified_backup_and_acknowledgements() {
+        let mut c = list(true);
+        let deploy = c.index_of("deploy").unwrap();
+        for i in 0..deploy {
+            if c.items[i].operation.is_some() {
+                c.start(i).unwrap();
+                c.finish(i, Ok(String::new()));
+            } else if c.items[i].optional {
+                c.skip(i, "not needed".into()).unwrap();
+            } else {
+                c.tick(i, None).unwrap();
+            }
+        }
+        match c.state(deploy) {
+            State::Locked(why) => assert!(why.contains("recent verified backup"), "{why}"),
+            s => panic!("{s:?}"),
+        }
+        c.set_facts(Facts {
+            protected: true,
+            verified_backup: Ok("app.dump".into()),
+            unacknowledged: vec!["renaming-column".into()],
+        });
+        assert_eq!(
+            c.state(deploy),
+            &State::Locked("DANGEROUS findings not acknowledged: renaming-column".into())
+        );
+        c.set_facts(Facts {
+            protected: true,
+            verified_backup: Ok("app.dump".into()),
+            unacknowledged: vec![],
+        });
+        assert_eq!(c.state(deploy), &State::Ready);
+    }
+
+    #[test]
+    fn a_failed_step_can_be_run_again() {
+        let mut c = list(false);
+        c.start(0).unwrap();
+        c.finish(0, Err("pg_dump: disk full".into()));
+        assert!(matches!(c.state(1), State::Locked(_)));
+        c.start(0).unwrap();
+    }
+}

@@ -1,0 +1,310 @@
+//! The release journal: every step, confirmation, override and result of a console session,
+//! appended to one JSONL file per session and fsynced entry by entry, so a crash loses at most
+//! the entry being written. Sessions that never finished can be resumed; any session renders as a
+//! Markdown release report.
+
+mod report;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::secret::scrub;
+use crate::error::{Error, Result};
+pub use report::markdown;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Cancelled,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    SessionStarted {
+        environment: String,
+        /// Password redacted.
+        database: String,
+        pgdeck: String,
+    },
+    SessionResumed,
+    StepStarted {
+        step: String,
+        title: String,
+    },
+    StepFinished {
+        step: String,
+        title: String,
+        outcome: Outcome,
+        summary: String,
+        duration_ms: u64,
+    },
+    /// A manual item ticked by the operator.
+    StepTicked {
+        step: String,
+        title: String,
+        note: Option<String>,
+    },
+    /// A typed confirmation of a destructive action.
+    Confirmed {
+        what: String,
+    },
+    /// A guard overridden, with the operator's reason.
+    Override {
+        what: String,
+        reason: String,
+    },
+    SessionFinished,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// An open session's journal file.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    operator: String,
+}
+
+/// The journal folder: `$PGDECK_JOURNAL_DIR`, else `journal/` in the user data dir.
+pub fn default_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PGDECK_JOURNAL_DIR") {
+        return PathBuf::from(dir);
+    }
+    directories::ProjectDirs::from("dev", "pgdeck", "pgdeck")
+        .map(|d| d.data_dir().join("journal"))
+        .unwrap_or_else(|| PathBuf::from(".pgdeck/journal"))
+}
+
+/// Who is at the keyboard: `$USER`, else `$LOGNAME`, else "unknown".
+pub fn operator() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    Error::runtime(
+        format!("{what} {}: {e}", path.display()),
+        "check the journal folder's permissions and free space (PGDECK_JOURNAL_DIR moves it)",
+    )
+}
+
+fn env_dir(dir: &Path, environment: &str) -> PathBuf {
+    let safe: String = environment
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(safe)
+}
+
+impl Journal {
+    /// Starts a new session file for `environment` and records its start.
+    pub fn start(dir: &Path, environment: &str, database: &str, operator: &str) -> Result<Journal> {
+        let folder = env_dir(dir, environment);
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| io_error("cannot create the journal folder", &folder, &e))?;
+        let now = Utc::now();
+        let mut path = folder.join(format!("{}.jsonl", now.format("%Y%m%d_%H%M%S")));
+        let mut n = 1;
+        while path.exists() {
+            n += 1;
+            path = folder.join(format!("{}_{n}.jsonl", now.format("%Y%m%d_%H%M%S")));
+        }
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("cannot create journal", &path, &e))?;
+        let mut j = Journal {
+            path,
+            file,
+            operator: operator.to_owned(),
+        };
+        j.append(Event::SessionStarted {
+            environment: environment.to_owned(),
+            database: database.to_owned(),
+            pgdeck: env!("CARGO_PKG_VERSION").to_owned(),
+        })?;
+        Ok(j)
+    }
+
+    /// Reopens an unfinished session to go on with it; returns its entries so far.
+    pub fn resume(path: &Path, operator: &str) -> Result<(Journal, Vec<Entry>)> {
+        let entries = read(path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| io_error("cannot reopen journal", path, &e))?;
+        // An entry torn by a crash was never written: cut it off so new entries start on a line
+        // of their own.
+        let bytes = std::fs::read(path).map_err(|e| io_error("cannot read journal", path, &e))?;
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if whole < bytes.len() {
+            file.set_len(whole as u64)
+                .map_err(|e| io_error("cannot repair journal", path, &e))?;
+        }
+        let mut j = Journal {
+            path: path.to_owned(),
+            file,
+            operator: operator.to_owned(),
+        };
+        j.append(Event::SessionResumed)?;
+        Ok((j, entries))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one entry and fsyncs it. Text is scrubbed of known passwords first.
+    pub fn append(&mut self, event: Event) -> Result<Entry> {
+        let entry = Entry {
+            at: Utc::now(),
+            operator: self.operator.clone(),
+            event,
+        };
+        let line = serde_json::to_string(&entry).unwrap_or_default();
+        let line = format!("{}\n", scrub(&line));
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| io_error("cannot write journal", &self.path, &e))?;
+        Ok(entry)
+    }
+}
+
+/// Every entry of a journal file. A last line cut short by a crash is left out; a damaged line
+/// elsewhere is an error naming it.
+pub fn read(path: &Path) -> Result<Vec<Entry>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| io_error("cannot read journal", path, &e))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Entry>(line) {
+            Ok(e) => out.push(e),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(Error::input(
+                    format!("journal {} line {}: {e}", path.display(), i + 1),
+                    "the file was edited or damaged; the other sessions are unaffected",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sessions of `environment`, newest first.
+pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
+    let folder = env_dir(dir, environment);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&folder) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_error("cannot read the journal folder", &folder, &e)),
+    };
+    files.sort();
+    files.reverse();
+    Ok(files)
+}
+
+/// The newest session of `environment` that did not finish, if any.
+pub fn unfinished(dir: &Path, environment: &str) -> Result<Option<PathBuf>> {
+    for path in sessions(dir, environment)?.into_iter().take(1) {
+        let entries = read(&path)?;
+        if !entries
+            .iter()
+            .any(|e| matches!(e.event, Event::SessionFinished))
+        {
+            return Ok(Some(path));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_a_torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::start(
+            dir.path(),
+            "production",
+            "postgresql://app:***@db/app",
+            "ana",
+        )
+        .unwrap();
+        j.append(Event::StepTicked {
+            step: "team_notified".into(),
+            title: "Team notified".into(),
+            note: Some("#releases".into()),
+        })
+        .unwrap();
+        let path = j.path().to_owned();
+        assert_eq!(
+            unfinished(dir.path(), "production").unwrap(),
+            Some(path.clone())
+        );
+        // A crash in the middle of a write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"at\":\"2026-")
+            .unwrap();
+        let entries = read(&path).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].operator, "ana");
+        assert!(matches!(entries[1].event, Event::StepTicked { .. }));
+
+        let (mut j, before) = Journal::resume(&path, "ben").unwrap();
+        assert_eq!(before.len(), 2);
+        j.append(Event::SessionFinished).unwrap();
+        assert_eq!(unfinished(dir.path(), "production").unwrap(), None);
+    }
+
+    #[test]
+    fn known_passwords_never_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let _secret = crate::config::secret::Secret::new("s3cr3t-journal-pw");
+        let mut j = Journal::start(dir.path(), "staging", "db", "ana").unwrap();
+        j.append(Event::Override {
+            what: "deploy without backup".into(),
+            reason: "pasted the URL postgresql://u:s3cr3t-journal-pw@h/db by mistake".into(),
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(j.path()).unwrap();
+        assert!(!text.contains("s3cr3t-journal-pw"), "{text}");
+    }
+}

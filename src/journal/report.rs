@@ -1,0 +1,199 @@
+//! The release report: a session's journal as Markdown, for the changelog and post-mortems.
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, Event, Outcome};
+
+/// Renders a session as Markdown: who, where, when; the steps in order with their outcomes and
+/// durations; every confirmation and override with its reason.
+pub fn markdown(entries: &[Entry]) -> String {
+    let mut out = String::from("# Release report\n\n");
+    let start = entries.first();
+    let end = entries.last();
+    if let Some(Entry {
+        at,
+        operator,
+        event:
+            Event::SessionStarted {
+                environment,
+                database,
+                pgdeck,
+            },
+    }) = start
+    {
+        out.push_str(&format!(
+            "- Environment: **{environment}**\n- Database: `{database}`\n- Operator: {operator}\n- Started: {}\n",
+            time(*at)
+        ));
+        if let Some(e) = end {
+            let finished = entries
+                .iter()
+                .any(|e| matches!(e.event, Event::SessionFinished));
+            out.push_str(&format!(
+                "- {}: {} ({} after the start)\n",
+                if finished { "Finished" } else { "Last entry" },
+                time(e.at),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (e.at - *at).num_seconds().max(0) as u64
+                ))
+            ));
+        }
+        out.push_str(&format!("- pgdeck {pgdeck}\n"));
+    }
+    let operators: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.operator.as_str()).collect();
+    if operators.len() > 1 {
+        out.push_str(&format!(
+            "- Operators: {}\n",
+            operators.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+
+    out.push_str(
+        "\n## Steps\n\n| time | step | outcome | took | detail |\n|---|---|---|---|---|\n",
+    );
+    let mut failures = Vec::new();
+    for e in entries {
+        match &e.event {
+            Event::StepFinished {
+                title,
+                outcome,
+                summary,
+                duration_ms,
+                ..
+            } => {
+                let outcome_text = match outcome {
+                    Outcome::Ok => "done",
+                    Outcome::Failed => "**FAILED**",
+                    Outcome::Cancelled => "cancelled",
+                };
+                if *outcome == Outcome::Failed {
+                    failures.push(format!("{title}: {summary}"));
+                }
+                out.push_str(&format!(
+                    "| {} | {} | {outcome_text} | {} | {} |\n",
+                    clock(e.at),
+                    cell(title),
+                    humantime::format_duration(std::time::Duration::from_millis(*duration_ms)),
+                    cell(summary)
+                ));
+            }
+            Event::StepTicked { title, note, .. } => out.push_str(&format!(
+                "| {} | {} | ticked by {} | | {} |\n",
+                clock(e.at),
+                cell(title),
+                e.operator,
+                cell(note.as_deref().unwrap_or(""))
+            )),
+            _ => {}
+        }
+    }
+
+    let guards: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Confirmed { what } => Some(format!(
+                "- {} {} confirmed: {what}",
+                clock(e.at),
+                e.operator
+            )),
+            Event::Override { what, reason } => Some(format!(
+                "- {} **override** by {}: {what}. Reason: {reason}",
+                clock(e.at),
+                e.operator
+            )),
+            _ => None,
+        })
+        .collect();
+    if !guards.is_empty() {
+        out.push_str("\n## Confirmations and overrides\n\n");
+        out.push_str(&guards.join("\n"));
+        out.push('\n');
+    }
+    if !failures.is_empty() {
+        out.push_str("\n## Failures\n\n");
+        for f in failures {
+            out.push_str(&format!("- {f}\n"));
+        }
+    }
+    out
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn clock(t: DateTime<Utc>) -> String {
+    t.format("%H:%M:%S").to_string()
+}
+
+/// Text fit for one table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_session_renders_steps_overrides_and_failures() {
+        let t = |s: i64| Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap();
+        let e = |s, event| Entry {
+            at: t(s),
+            operator: "ana".into(),
+            event,
+        };
+        let entries = vec![
+            e(
+                0,
+                Event::SessionStarted {
+                    environment: "production".into(),
+                    database: "postgresql://app@db/app".into(),
+                    pgdeck: "0.1.0".into(),
+                },
+            ),
+            e(
+                30,
+                Event::StepFinished {
+                    step: "backup".into(),
+                    title: "Backup created".into(),
+                    outcome: Outcome::Ok,
+                    summary: "app_production_20260101.dump, 1.2 GB".into(),
+                    duration_ms: 28_000,
+                },
+            ),
+            e(
+                40,
+                Event::Override {
+                    what: "deploy with DANGEROUS finding renaming-column".into(),
+                    reason: "CHG-1 | clients updated".into(),
+                },
+            ),
+            e(
+                60,
+                Event::StepFinished {
+                    step: "deploy".into(),
+                    title: "Deploy migrations".into(),
+                    outcome: Outcome::Failed,
+                    summary: "20260101_x failed: lock timeout".into(),
+                    duration_ms: 15_000,
+                },
+            ),
+        ];
+        let md = markdown(&entries);
+        assert!(md.contains("- Environment: **production**"), "{md}");
+        assert!(
+            md.contains("| Backup created | done | 28s | app_production_20260101.dump, 1.2 GB |"),
+            "{md}"
+        );
+        assert!(md.contains("**override** by ana: deploy with DANGEROUS finding renaming-column. Reason: CHG-1 | clients updated"), "{md}");
+        assert!(md.contains("| Deploy migrations | **FAILED** |"), "{md}");
+        assert!(
+            md.contains("## Failures\n\n- Deploy migrations: 20260101_x failed: lock timeout"),
+            "{md}"
+        );
+        assert!(md.contains("- Last entry: "), "{md}");
+    }
+}
