@@ -16,4 +16,5 @@ pub mod journal;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
+pub mod tui;
 pub mod units;

@@ -196,12 +196,12 @@ pub async fn create(
             eta_ms,
         }
     };
-    let dump_finished = std::cell::Cell::new(false);
+    let dump_finished = std::sync::atomic::AtomicBool::new(false);
     let copy = async {
         if opts.format == BackupFormat::Directory {
             // pg_dump's workers write the files themselves; watch the folder grow, then digest it.
             let (mut tables_done, mut bytes_done) = (0usize, 0i64);
-            while !dump_finished.get() {
+            while !dump_finished.load(std::sync::atomic::Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 while let Ok(table) = done_rx.try_recv() {
                     tables_done += 1;
@@ -270,7 +270,7 @@ pub async fn create(
             }
         }
         drop(done_tx);
-        dump_finished.set(true);
+        dump_finished.store(true, std::sync::atomic::Ordering::Relaxed);
         last_error
     };
 

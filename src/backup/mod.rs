@@ -114,14 +114,14 @@ fn content_digest(path: &Path) -> Result<(u64, String)> {
 /// A file (or directory) being written that is deleted on drop unless the write completed.
 struct PartialFile {
     path: PathBuf,
-    keep: std::cell::Cell<bool>,
+    keep: std::sync::atomic::AtomicBool,
 }
 
 impl PartialFile {
     fn new(path: PathBuf) -> Self {
         PartialFile {
             path,
-            keep: std::cell::Cell::new(false),
+            keep: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -130,13 +130,13 @@ impl PartialFile {
     }
 
     fn disarm(&self) {
-        self.keep.set(true);
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.keep.get() {
+        if !self.keep.load(std::sync::atomic::Ordering::Relaxed) {
             if self.path.is_dir() {
                 let _ = std::fs::remove_dir_all(&self.path);
             } else {

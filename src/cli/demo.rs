@@ -50,8 +50,11 @@ const SAMPLES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Stop the sandbox server instead of starting it
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fresh")]
     pub stop: bool,
+    /// Drop and recreate the demo database first, so every sample migration is pending again
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// Where the demo cluster lives: the user data dir; as root `/var/tmp/pgdeck-root`, because the
@@ -88,7 +91,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         data_dir.display()
     ));
     let sandbox = Sandbox::open_persistent(&data_dir)?;
-    ensure_database(&sandbox).await?;
+    ensure_database(&sandbox, args.fresh).await?;
 
     let migrations_dir = match &g.migrations {
         Some(dir) => dir.clone(),
@@ -106,6 +109,33 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         read_only: false,
         source: None,
     };
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() && !g.json {
+        // The console walks the whole checklist on the sandbox, with the production guard on:
+        // backup and verify before deploy, the database name typed to deploy.
+        let env = Environment {
+            protected: true,
+            backup: crate::config::BackupSettings {
+                dir: home.join("backups"),
+                ..Default::default()
+            },
+            health: crate::health::HealthSettings {
+                window: std::time::Duration::from_secs(3),
+                probes: vec!["SELECT 1".into(), "SELECT COUNT(*) FROM \"User\"".into()],
+                ..Default::default()
+            },
+            ..env
+        };
+        crate::tui::run(
+            env,
+            crate::tui::Options {
+                journal_dir: crate::journal::default_dir(),
+                resume: None,
+            },
+        )
+        .await?;
+        return Ok(exit::OK);
+    }
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let json = g.json;
@@ -144,8 +174,18 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn ensure_database(sandbox: &Sandbox) -> Result<()> {
+async fn ensure_database(sandbox: &Sandbox, fresh: bool) -> Result<()> {
     let admin = db::connect(&sandbox.target("postgres")).await?;
+    if fresh {
+        admin
+            .client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(DEMO_DB)
+            ))
+            .await
+            .map_err(|e| db::query_error("dropping the demo database", &e))?;
+    }
     let exists = admin
         .client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DEMO_DB])

@@ -57,8 +57,9 @@ pub mod exit {
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Without a command: the console for the configured environment
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -186,7 +187,10 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8> {
     let g = &cli.global;
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        return console(g).await;
+    };
+    match command {
         Command::Status => migrations::status(&environment(g)?, g.json).await,
         Command::Deploy(args) => migrations::deploy(&environment(g)?, args, g.json).await,
         Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
@@ -200,6 +204,26 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args).await,
     }
+}
+
+/// `pgdeck` alone: the console on the configured environment, in a terminal; help otherwise.
+async fn console(g: &GlobalArgs) -> Result<u8> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return Ok(exit::USAGE);
+    }
+    let env = environment(g)?;
+    crate::tui::run(
+        env,
+        crate::tui::Options {
+            journal_dir: crate::journal::default_dir(),
+            resume: None,
+        },
+    )
+    .await?;
+    Ok(exit::OK)
 }
 
 fn environment(g: &GlobalArgs) -> Result<Environment> {

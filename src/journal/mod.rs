@@ -91,11 +91,19 @@ pub fn default_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".pgdeck/journal"))
 }
 
-/// Who is at the keyboard: `$USER`, else `$LOGNAME`, else "unknown".
+/// Who is at the keyboard: `$USER`, else `$LOGNAME`, else the account's name.
 pub fn operator() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {

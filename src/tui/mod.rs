@@ -1,0 +1,195 @@
+//! The console: one event loop over one channel. Input, ticks, the monitor, refreshes and step
+//! runners only send messages; `App::update` folds them into state; the screen is drawn when
+//! something changed. The terminal is restored on every exit path, and on panic by ratatui's hook.
+
+pub mod app;
+pub mod keymap;
+mod runner;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use tokio::sync::mpsc;
+
+use crate::checklist::{self, Checklist, Facts};
+use crate::config::Environment;
+use crate::error::{Error, Result};
+use crate::journal::{self, Event, Journal};
+pub use app::{App, Effect, Msg, Screen};
+pub use view::Theme;
+
+/// How the console starts.
+pub struct Options {
+    pub journal_dir: std::path::PathBuf,
+    /// Resume an unfinished session without asking (`Some(true)`), start afresh (`Some(false)`),
+    /// or ask (`None`).
+    pub resume: Option<bool>,
+}
+
+/// Opens the console on `env` and runs it until the operator quits.
+pub async fn run(env: Environment, opts: Options) -> Result<()> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Error::input(
+            "the console needs a terminal",
+            "run it in a terminal, or use the headless commands (`pgdeck --help`)",
+        ));
+    }
+    let operator = journal::operator();
+    let (journal, resumed) = open_journal(&env, &opts, &operator)?;
+    let facts = Facts {
+        protected: env.protected,
+        ..Facts::default()
+    };
+    let checklist = Checklist::new(checklist::default_items(), facts);
+    let session_file = journal.path().to_owned();
+    let mut app = App::new(env.clone(), checklist, Some(journal));
+    if let Some(entries) = &resumed {
+        app.restore_from(entries);
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (interval, _) = tokio::sync::watch::channel(app.monitor.interval);
+    let ctx = runner::Context {
+        env,
+        tx: tx.clone(),
+        session_file: session_file.clone(),
+        interval,
+    };
+    runner::monitor(&ctx);
+    runner::refresh(&ctx);
+    spawn_input(tx.clone());
+    let ticker = tx.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if ticker.send(Msg::Tick).is_err() {
+                return;
+            }
+        }
+    });
+
+    let _ = color_eyre::install();
+    let mut terminal = ratatui::init();
+    let theme = Theme::from_env();
+    let result = (|| -> std::io::Result<()> {
+        terminal.draw(|f| view::draw(&app, theme, f))?;
+        Ok(())
+    })();
+    let mut outcome = result.map_err(draw_error);
+    while outcome.is_ok() && !app.should_quit {
+        let Some(msg) = rx.recv().await else { break };
+        for effect in app.update(msg) {
+            runner::start(&ctx, effect, Some(&session_file));
+        }
+        // Coalesce whatever else is already queued before drawing.
+        while let Ok(msg) = rx.try_recv() {
+            for effect in app.update(msg) {
+                runner::start(&ctx, effect, Some(&session_file));
+            }
+            if app.should_quit {
+                break;
+            }
+        }
+        if app.should_quit {
+            break;
+        }
+        if app.dirty {
+            app.dirty = false;
+            outcome = terminal
+                .draw(|f| view::draw(&app, theme, f))
+                .map(|_| ())
+                .map_err(draw_error);
+        }
+    }
+    ratatui::restore();
+    let (done, total) = app.checklist.progress();
+    if done == total {
+        app.record(Event::SessionFinished);
+    }
+    outcome
+}
+
+fn draw_error(e: std::io::Error) -> Error {
+    Error::runtime(
+        format!("cannot draw on the terminal: {e}"),
+        "check the terminal, or use the headless commands",
+    )
+}
+
+/// Keys and resizes, read on a thread of their own (crossterm's read blocks).
+fn spawn_input(tx: mpsc::UnboundedSender<Msg>) {
+    std::thread::spawn(move || {
+        loop {
+            let msg = match event::read() {
+                Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
+                Ok(TermEvent::Resize(..)) => Msg::Resize,
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// A new session, or the unfinished one resumed (asked on the terminal before the screen opens).
+fn open_journal(
+    env: &Environment,
+    opts: &Options,
+    operator: &str,
+) -> Result<(Journal, Option<Vec<journal::Entry>>)> {
+    if let Some(path) = journal::unfinished(&opts.journal_dir, &env.name)? {
+        let resume = match opts.resume {
+            Some(r) => r,
+            None => ask_resume(&path)?,
+        };
+        if resume {
+            let (j, entries) = Journal::resume(&path, operator)?;
+            return Ok((j, Some(entries)));
+        }
+    }
+    let j = Journal::start(
+        &opts.journal_dir,
+        &env.name,
+        &env.target.to_string(),
+        operator,
+    )?;
+    Ok((j, None))
+}
+
+fn ask_resume(path: &Path) -> Result<bool> {
+    use std::io::{BufRead as _, Write as _};
+    let entries = journal::read(path)?;
+    let started = entries
+        .first()
+        .map(|e| format!("{} by {}", e.at.format("%Y-%m-%d %H:%M UTC"), e.operator))
+        .unwrap_or_default();
+    let steps = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event,
+                Event::StepFinished { .. } | Event::StepTicked { .. }
+            )
+        })
+        .count();
+    print!(
+        "An unfinished release session ({started}, {steps} step(s) recorded) is in {}.\nResume it? [Y/n] ",
+        path.display()
+    );
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::runtime(format!("reading the answer: {e}"), "answer y or n"))?;
+    Ok(!line.trim().eq_ignore_ascii_case("n"))
+}
