@@ -57,9 +57,12 @@ pub struct DemoArgs {
     pub fresh: bool,
 }
 
-/// Where the demo cluster lives: the user data dir; as root `/var/tmp/pgdeck-root`, because the
-/// server then runs as `postgres`, who cannot enter root's home.
+/// Where the demo cluster lives: `$PGDECK_DEMO_HOME`, else the user data dir; as root
+/// `/var/tmp/pgdeck-root`, because the server then runs as `postgres`, who cannot enter root's home.
 pub fn sandbox_home() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PGDECK_DEMO_HOME") {
+        return Ok(PathBuf::from(dir));
+    }
     if nix::unistd::geteuid().is_root() {
         return Ok(PathBuf::from("/var/tmp/pgdeck-root"));
     }

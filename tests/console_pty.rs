@@ -1,0 +1,200 @@
+//! The console end to end, as a person uses it: `pgdeck demo` in a pseudo-terminal, keys typed,
+//! the screen read through a terminal emulator. It walks the checklist (backup, verify, plan,
+//! baseline, deploy with the database name typed, status, health), finds a slow query on the
+//! Monitor screen, quits, and checks the terminal was restored.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+const ROWS: u16 = 40;
+const COLS: u16 = 120;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Console {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _pair: portable_pty::PtyPair,
+}
+
+impl Console {
+    fn start(home: &Path, journal: &Path) -> Console {
+        let pty = native_pty_system();
+        let pair = pty
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("open a pty");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pgdeck"));
+        cmd.args(["demo", "--fresh"]);
+        cmd.cwd(home);
+        cmd.env("PGDECK_DEMO_HOME", home);
+        cmd.env("PGDECK_JOURNAL_DIR", journal);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("NO_COLOR", "1");
+        cmd.env("USER", "e2e-operator");
+        let child = pair.slave.spawn_command(cmd).expect("spawn pgdeck demo");
+        let mut reader = pair.master.try_clone_reader().expect("pty reader");
+        let writer = pair.master.take_writer().expect("pty writer");
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
+        let feed = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                feed.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Console {
+            screen,
+            writer,
+            child,
+            _pair: pair,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn keys(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits until the screen shows `what`; panics with the screen on timeout.
+    fn wait_for(&self, what: &str) {
+        let start = Instant::now();
+        loop {
+            let text = self.text();
+            if text.contains(what) {
+                return;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "timed out waiting for {what:?}; the screen:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Stops the demo cluster however the test ends.
+struct StopDemo(PathBuf);
+
+impl Drop for StopDemo {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeck"))
+            .args(["demo", "--stop"])
+            .env("PGDECK_DEMO_HOME", &self.0)
+            .output();
+    }
+}
+
+#[test]
+fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
+    let home = tempfile::tempdir().unwrap();
+    // As root the server runs as postgres, who must be able to enter the folder.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let _stop = StopDemo(home.path().to_owned());
+    let mut c = Console::start(home.path(), journal.path());
+
+    c.wait_for("Checklist 0/20");
+    c.wait_for("3 pending");
+    let step = |c: &mut Console, keys: &str, done: usize| {
+        c.keys(keys);
+        c.wait_for(&format!("Checklist {done}/20"));
+    };
+    step(&mut c, "\r", 1); // backup
+    assert!(c.text().contains("[x] Backup created"), "{}", c.text());
+    step(&mut c, "\r", 2); // verify
+    step(&mut c, "\r", 3); // lint and plan
+    step(&mut c, "\rstaging run 17\r", 4);
+    step(&mut c, "\r\r", 5); // integration tests, no note
+    step(&mut c, "\r", 6); // every pending migration has a down.sql
+    step(&mut c, "\r#release\r", 7);
+    step(&mut c, "\r", 8); // baseline (a few seconds of probes)
+    step(&mut c, "sdemo in the daytime\r", 9);
+    step(&mut c, "snot needed\r", 10);
+    // Deploy on the (protected) demo: the name must be typed.
+    c.keys("\r");
+    c.wait_for("Type the database name (pgdeck_demo)");
+    c.keys("pgdeck_demo\r");
+    c.wait_for("Checklist 11/20");
+    c.wait_for("3 applied, 0 pending");
+    step(&mut c, "\r", 12); // status
+    step(&mut c, "\r", 13); // health
+    assert!(c.text().contains("health: ok"), "{}", c.text());
+
+    // A slow query appears on the Monitor screen.
+    let port: u16 = std::fs::read_to_string(home.path().join("cluster/pgdeck-port.conf"))
+        .unwrap()
+        .trim()
+        .trim_start_matches("port = ")
+        .parse()
+        .unwrap();
+    let mut sleeper = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", "pgdeck_demo", "-U", "postgres", "-p"])
+        .arg(port.to_string())
+        .arg("-h")
+        .arg(home.path().join("cluster"))
+        .args(["-c", "SELECT pg_sleep(60)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    c.keys("2");
+    c.wait_for("Connections");
+    c.wait_for("SELECT pg_sleep(60)");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    c.keys("5");
+    c.wait_for("Deploy migrations: Ok");
+    c.keys("q");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < TIMEOUT, "pgdeck did not exit after q");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // Give the reader the last bytes, then check the terminal is back to normal.
+    let start = Instant::now();
+    while c.screen.lock().unwrap().screen().alternate_screen() {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the alternate screen was not left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !c.screen.lock().unwrap().screen().hide_cursor(),
+        "cursor hidden"
+    );
+
+    // The journal holds the session, operator and confirmation included.
+    let session = std::fs::read_dir(journal.path().join("demo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(session).unwrap();
+    assert!(text.contains("\"operator\":\"e2e-operator\""), "{text}");
+    assert!(text.contains("\"event\":\"confirmed\""), "{text}");
+    assert!(text.contains("staging run 17"), "{text}");
+}
