@@ -594,16 +594,33 @@ async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
     );
     let empty_reason = run(config.cmd(&["deploy", "--confirm", &db.name, "--without-backup", " "]));
     empty_reason.assert_clean_error(7);
-    let forced = run(config.cmd(&[
+    let journal = tempfile::tempdir().unwrap();
+    let mut cmd = config.cmd(&[
         "deploy",
         "--confirm",
         &db.name,
         "--without-backup",
         "INC-42: restoring service, backup taken by the provider",
-    ]));
+    ]);
+    cmd.env("PGDECK_JOURNAL_DIR", journal.path());
+    let forced = run(cmd);
     assert_eq!(forced.code, 0, "{forced:?}");
     assert!(forced.stderr.contains("INC-42"), "{}", forced.stderr);
     assert!(db.table_exists("a").await);
+    // The override is in the journal, and in the report made from it.
+    let mut cmd = config.cmd(&["report"]);
+    cmd.env("PGDECK_JOURNAL_DIR", journal.path());
+    let report = run(cmd);
+    assert_eq!(report.code, 0, "{report:?}");
+    assert!(
+        report.stdout.contains("**override** by")
+            && report
+                .stdout
+                .contains("deploy without a recent verified backup")
+            && report.stdout.contains("Reason: INC-42"),
+        "{}",
+        report.stdout
+    );
 }
 
 #[tokio::test]

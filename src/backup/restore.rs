@@ -48,7 +48,7 @@ pub async fn restore(
         return Err(Error::refused(
             format!("{} was never verified", entry.file),
             format!(
-                "verify it first (`pgdeck backup verify {}`), or pass --force-unverified",
+                "verify it first (`pgdeck backup verify {}`), or pass --force-unverified \"<reason>\"",
                 entry.file
             ),
         ));

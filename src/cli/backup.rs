@@ -62,9 +62,9 @@ pub enum BackupCommand {
         backup: String,
         #[command(flatten)]
         confirm: ConfirmArgs,
-        /// Restore even though the backup was never verified
-        #[arg(long)]
-        force_unverified: bool,
+        /// Restore even though the backup was never verified, for this reason (journaled)
+        #[arg(long, value_name = "REASON")]
+        force_unverified: Option<String>,
         /// Terminate other sessions on the database first
         #[arg(long)]
         terminate_sessions: bool,
@@ -177,8 +177,25 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
                 ),
                 confirm,
             )?;
+            let force = force_unverified
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty());
+            if force_unverified.is_some() && force.is_none() {
+                return Err(Error::input(
+                    "--force-unverified needs a reason",
+                    "say why, e.g. --force-unverified \"INC-42: the only backup before the incident\"",
+                ));
+            }
+            if let (Some(reason), false) = (force, entry.is_verified()) {
+                output::record_override(
+                    env,
+                    &format!("restore of unverified backup {}", entry.file),
+                    reason,
+                );
+            }
             let opts = RestoreOptions {
-                force_unverified: *force_unverified,
+                force_unverified: force.is_some(),
                 terminate_sessions: *terminate_sessions,
                 checks: env.backup.restore_checks.clone(),
                 jobs: *jobs,

@@ -87,9 +87,11 @@ fn backup_gate(env: &Environment, without_backup: Option<&str>) -> Result<()> {
             Ok(())
         }
         (Err(why), Some(reason)) if !reason.trim().is_empty() => {
-            output::stderr(&format!(
-                "deploying without a recent verified backup ({why}): {reason}"
-            ));
+            output::record_override(
+                env,
+                &format!("deploy without a recent verified backup ({why})"),
+                reason,
+            );
             Ok(())
         }
         (Err(why), _) => Err(Error::refused(
@@ -127,6 +129,14 @@ async fn gate(
     }
     for a in &allows {
         output::stderr(&format!("acknowledged by --allow {}: {}", a.rule, a.reason));
+    }
+    if !allows.is_empty() {
+        let rules: Vec<&str> = allows.iter().map(|a| a.rule.as_str()).collect();
+        output::record_override(
+            env,
+            &format!("deploy with --allow {}", rules.join(", ")),
+            &allows[0].reason,
+        );
     }
     Ok(())
 }

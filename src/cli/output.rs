@@ -353,3 +353,20 @@ where
     let _ = printer.await;
     result
 }
+
+/// Prints an override and records it in the journal with its reason.
+pub fn record_override(env: &Environment, what: &str, reason: &str) {
+    stderr(&format!("override: {what}: {reason}"));
+    if let Err(e) = crate::journal::record_override(
+        &crate::journal::default_dir(),
+        &env.name,
+        &env.target.to_string(),
+        what,
+        reason,
+    ) {
+        stderr(&format!(
+            "warning: the override was not journaled: {}",
+            e.cause
+        ));
+    }
+}

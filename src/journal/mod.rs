@@ -203,6 +203,40 @@ impl Journal {
     }
 }
 
+/// Records an override made by a headless command: in the environment's unfinished console
+/// session if there is one, else in a session of its own. A journal that cannot be written does
+/// not stop the command; the caller prints why.
+pub fn record_override(
+    dir: &Path,
+    environment: &str,
+    database: &str,
+    what: &str,
+    reason: &str,
+) -> Result<PathBuf> {
+    let operator = operator();
+    let event = Event::Override {
+        what: what.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Some(path) = unfinished(dir, environment)? {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("cannot reopen journal", &path, &e))?;
+        let mut j = Journal {
+            path: path.clone(),
+            file,
+            operator,
+        };
+        j.append(event)?;
+        return Ok(path);
+    }
+    let mut j = Journal::start(dir, environment, database, &operator)?;
+    j.append(event)?;
+    j.append(Event::SessionFinished)?;
+    Ok(j.path().to_owned())
+}
+
 /// Every entry of a journal file. A last line cut short by a crash is left out; a damaged line
 /// elsewhere is an error naming it.
 pub fn read(path: &Path) -> Result<Vec<Entry>> {
