@@ -58,6 +58,8 @@ pub enum StepEvent {
     },
     Health(Box<Report>),
     Done(Result<String, String>),
+    /// The operator cancelled it; the task was stopped.
+    Cancelled,
 }
 
 /// Everything that reaches the loop, from any producer.
@@ -89,6 +91,8 @@ pub enum Effect {
         backend_start: DateTime<Utc>,
         signal: Signal,
     },
+    /// Stop a running step's task.
+    CancelStep(usize),
     /// Reload migrations, status, plan and gate facts.
     Refresh,
     SetInterval(Duration),
@@ -126,6 +130,9 @@ pub enum Ask {
     },
     /// The reason for acknowledging DANGEROUS findings.
     Acknowledge,
+    CancelStep {
+        index: usize,
+    },
     Quit,
 }
 
@@ -351,6 +358,27 @@ impl App {
                 self.health = Some(report);
                 Vec::new()
             }
+            StepEvent::Cancelled
+                if matches!(self.checklist.state(index), State::Running { .. }) =>
+            {
+                let item = self.checklist.items[index].clone();
+                let took = self.started[index]
+                    .take()
+                    .map(|t| t.elapsed().as_millis() as u64)
+                    .unwrap_or(0);
+                self.checklist
+                    .finish(index, Err("cancelled by the operator".into()));
+                self.record(Event::StepFinished {
+                    step: item.id,
+                    title: item.title,
+                    outcome: Outcome::Cancelled,
+                    summary: "cancelled by the operator".into(),
+                    duration_ms: took,
+                });
+                vec![Effect::Refresh]
+            }
+            // It finished before the cancel reached it.
+            StepEvent::Cancelled => Vec::new(),
             StepEvent::Done(result) => {
                 let item = self.checklist.items[index].clone();
                 let took = self.started[index]
@@ -543,6 +571,26 @@ impl App {
                     error: None,
                 });
             }
+            C::CancelStep => {
+                let Some(i) = self.checklist.running() else {
+                    self.flash = Some("no step is running".into());
+                    return Vec::new();
+                };
+                let title = self.checklist.items[i].title.clone();
+                self.modal = Some(Modal {
+                    ask: Ask::CancelStep { index: i },
+                    title: format!("Cancel '{title}'"),
+                    lines: vec![
+                        "Stops the step now. Its session to the server closes: an open transaction rolls back (a deploy keeps the migrations already applied; the one in flight is undone or, outside a transaction, left failed for `resolve`), a partial backup file is deleted.".into(),
+                        "y to cancel it, Esc to let it run.".into(),
+                    ],
+                    expect: None,
+                    text: false,
+                    optional_text: false,
+                    input: String::new(),
+                    error: None,
+                });
+            }
             C::Pause => {
                 self.monitor.paused = !self.monitor.paused;
             }
@@ -701,6 +749,12 @@ impl App {
         };
         match modal.ask {
             Ask::Quit => self.quit(),
+            Ask::CancelStep { index } => {
+                self.record(Event::Confirmed {
+                    what: modal.title.clone(),
+                });
+                vec![Effect::CancelStep(index)]
+            }
             Ask::RunStep { index, operation } => {
                 self.record(Event::Confirmed {
                     what: modal.title.clone(),

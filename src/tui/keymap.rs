@@ -17,6 +17,7 @@ pub enum Command {
     Activate,
     Skip,
     Acknowledge,
+    CancelStep,
     Cancel,
     Terminate,
     Pause,
@@ -153,6 +154,13 @@ const CHECKLIST: &[Binding] = &[
         "a",
         "acknowledge DANGEROUS findings (with a reason)",
         Command::Acknowledge,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('x')],
+        "x",
+        "cancel the running step",
+        Command::CancelStep,
         true,
     ),
 ];

@@ -83,16 +83,33 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         Ok(())
     })();
     let mut outcome = result.map_err(draw_error);
+    let mut steps = std::collections::HashMap::new();
+    let mut apply = |effects: Vec<Effect>| {
+        for effect in effects {
+            if let Effect::CancelStep(index) = effect {
+                if let Some(handle) = steps.remove(&index) {
+                    tokio::task::JoinHandle::abort(&handle);
+                    let _ = tx.send(Msg::Step {
+                        index,
+                        event: app::StepEvent::Cancelled,
+                    });
+                }
+                continue;
+            }
+            if let Some((index, handle)) = runner::start(&ctx, effect, Some(&session_file)) {
+                steps.insert(index, handle);
+            }
+        }
+        steps.retain(|_, h: &mut tokio::task::JoinHandle<()>| !h.is_finished());
+    };
     while outcome.is_ok() && !app.should_quit {
         let Some(msg) = rx.recv().await else { break };
-        for effect in app.update(msg) {
-            runner::start(&ctx, effect, Some(&session_file));
-        }
+        let effects = app.update(msg);
+        apply(effects);
         // Coalesce whatever else is already queued before drawing.
         while let Ok(msg) = rx.try_recv() {
-            for effect in app.update(msg) {
-                runner::start(&ctx, effect, Some(&session_file));
-            }
+            let effects = app.update(msg);
+            apply(effects);
             if app.should_quit {
                 break;
             }

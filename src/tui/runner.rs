@@ -38,13 +38,18 @@ impl Context {
     }
 }
 
-/// Starts the task for an effect. `Quit` is the loop's own business.
-pub fn start(ctx: &Context, effect: Effect, journal: Option<&std::path::Path>) {
+/// Starts the task for an effect; a step's task is returned so that it can be cancelled.
+/// `Quit` and `CancelStep` are the loop's own business.
+pub fn start(
+    ctx: &Context,
+    effect: Effect,
+    journal: Option<&std::path::Path>,
+) -> Option<(usize, tokio::task::JoinHandle<()>)> {
     match effect {
         Effect::RunStep { index, operation } => {
             let ctx = ctx.clone();
             let journal = journal.map(|p| p.to_owned());
-            tokio::spawn(async move {
+            let handle = tokio::spawn(async move {
                 let step = |event| {
                     let _ = ctx.tx.send(Msg::Step { index, event });
                 };
@@ -57,6 +62,7 @@ pub fn start(ctx: &Context, effect: Effect, journal: Option<&std::path::Path>) {
                     }
                 })));
             });
+            return Some((index, handle));
         }
         Effect::Signal {
             pid,
@@ -82,8 +88,9 @@ pub fn start(ctx: &Context, effect: Effect, journal: Option<&std::path::Path>) {
         Effect::SetInterval(d) => {
             let _ = ctx.interval.send(d);
         }
-        Effect::Quit => {}
+        Effect::Quit | Effect::CancelStep(_) => {}
     }
+    None
 }
 
 /// The monitor: one Watch, sampled at the chosen interval, forever.

@@ -334,6 +334,38 @@ fn cancel_and_terminate_go_through_a_confirm_naming_the_backend() {
 }
 
 #[test]
+fn a_running_step_is_cancelled_through_a_confirm_and_journaled_as_cancelled() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Enter));
+    a.update(key(KeyCode::Char('x')));
+    assert!(a.modal.as_ref().unwrap().title.contains("Backup created"));
+    assert_eq!(
+        a.update(key(KeyCode::Char('y'))),
+        vec![Effect::CancelStep(0)]
+    );
+    a.update(Msg::Step {
+        index: 0,
+        event: StepEvent::Cancelled,
+    });
+    assert_eq!(
+        a.checklist.state(0),
+        &State::Failed {
+            cause: "cancelled by the operator".into()
+        }
+    );
+    assert!(a.journal.iter().any(|e| matches!(
+        e.event,
+        Event::StepFinished {
+            outcome: crate::journal::Outcome::Cancelled,
+            ..
+        }
+    )));
+    // Nothing runs now: x says so.
+    a.update(key(KeyCode::Char('x')));
+    assert_eq!(a.flash.as_deref(), Some("no step is running"));
+}
+
+#[test]
 fn quitting_asks_only_while_a_step_runs() {
     let mut a = app(false);
     a.update(key(KeyCode::Enter));
