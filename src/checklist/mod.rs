@@ -211,6 +211,79 @@ pub fn default_items() -> Vec<Item> {
     ]
 }
 
+/// How an environment changes the built-in checklist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChecklistSettings {
+    /// Ids of built-in items this environment does without.
+    pub remove: Vec<String>,
+    /// Manual items of the team's own.
+    pub extra: Vec<ExtraItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraItem {
+    pub title: String,
+    pub phase: Phase,
+    /// The id of the item it follows; by default it ends its phase.
+    pub after: Option<String>,
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// The built-in checklist changed by `settings`; an unknown id is an error naming the known ones.
+/// Deploy cannot be removed: the checklist exists for it.
+pub fn items(settings: &ChecklistSettings) -> Result<Vec<Item>, String> {
+    let mut items = default_items();
+    let known = || items_ids(&default_items());
+    for id in &settings.remove {
+        if id == "deploy" {
+            return Err("the deploy step cannot be removed".into());
+        }
+        let Some(i) = items.iter().position(|it| it.id == *id) else {
+            return Err(format!("no checklist item '{id}' (items: {})", known()));
+        };
+        items.remove(i);
+    }
+    for (n, extra) in settings.extra.iter().enumerate() {
+        let item = Item {
+            id: format!("extra_{}", n + 1),
+            phase: extra.phase,
+            title: extra.title.clone(),
+            operation: None,
+            optional: extra.optional,
+        };
+        let at = match &extra.after {
+            Some(after) => {
+                let i = items.iter().position(|it| it.id == *after).ok_or_else(|| {
+                    format!("no checklist item '{after}' to follow (items: {})", known())
+                })?;
+                if items[i].phase != extra.phase {
+                    return Err(format!(
+                        "'{}' is in phase {:?} but follows '{after}' of phase {:?}",
+                        extra.title, extra.phase, items[i].phase
+                    ));
+                }
+                i + 1
+            }
+            None => items
+                .iter()
+                .rposition(|it| it.phase == extra.phase)
+                .map_or(items.len(), |i| i + 1),
+        };
+        items.insert(at, item);
+    }
+    Ok(items)
+}
+
+fn items_ids(items: &[Item]) -> String {
+    items
+        .iter()
+        .map(|i| i.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The checklist and each item's state.
 #[derive(Debug, Clone)]
 pub struct Checklist {
@@ -440,6 +513,49 @@ mod tests {
             unacknowledged: vec![],
         });
         assert_eq!(c.state(deploy), &State::Ready);
+    }
+
+    #[test]
+    fn an_environment_removes_items_and_adds_its_own() {
+        let settings = ChecklistSettings {
+            remove: vec!["off_hours".into()],
+            extra: vec![
+                ExtraItem {
+                    title: "Feature flag checkout_v2 off".into(),
+                    phase: Phase::Pre,
+                    after: Some("team_notified".into()),
+                    optional: false,
+                },
+                ExtraItem {
+                    title: "Status page updated".into(),
+                    phase: Phase::Post,
+                    after: None,
+                    optional: true,
+                },
+            ],
+        };
+        let items = items(&settings).unwrap();
+        let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
+        let team = titles.iter().position(|t| *t == "Team notified").unwrap();
+        assert_eq!(titles[team + 1], "Feature flag checkout_v2 off");
+        assert_eq!(*titles.last().unwrap(), "Status page updated");
+        assert!(!titles.contains(&"Off-hours window"));
+        let e = super::items(&ChecklistSettings {
+            remove: vec!["nope".into()],
+            extra: vec![],
+        })
+        .unwrap_err();
+        assert!(
+            e.contains("no checklist item 'nope'") && e.contains("backup"),
+            "{e}"
+        );
+        assert!(
+            super::items(&ChecklistSettings {
+                remove: vec!["deploy".into()],
+                extra: vec![],
+            })
+            .is_err()
+        );
     }
 
     #[test]

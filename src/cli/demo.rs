@@ -109,6 +109,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         lint: Default::default(),
         backup: Default::default(),
         health: Default::default(),
+        checklist: Default::default(),
         read_only: false,
         source: None,
     };

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::checklist::{ChecklistSettings, ExtraItem};
 use crate::error::{Error, Result};
 use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::lint::LintSettings;
@@ -36,6 +37,7 @@ pub struct Environment {
     pub lint: LintSettings,
     pub backup: BackupSettings,
     pub health: HealthSettings,
+    pub checklist: ChecklistSettings,
     /// The monitor never cancels or terminates sessions here.
     pub read_only: bool,
     /// The config file it came from, if any.
@@ -122,6 +124,17 @@ struct EnvironmentFile {
     read_only: bool,
     #[serde(default)]
     health: HealthFile,
+    #[serde(default)]
+    checklist: ChecklistFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecklistFile {
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    extra: Vec<ExtraItem>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +247,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let mut backup = BackupSettings::default();
     let mut read_only = false;
     let mut health = HealthSettings::default();
+    let mut checklist = ChecklistSettings::default();
     let mut probes = None;
     let mut protected = false;
     let mut migrations = None;
@@ -272,6 +286,16 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         }
         health = health_settings(&name, &env.health, vars)?;
         probes = env.health.probes.clone();
+        checklist = ChecklistSettings {
+            remove: env.checklist.remove.clone(),
+            extra: env.checklist.extra.clone(),
+        };
+        crate::checklist::items(&checklist).map_err(|e| {
+            Error::input(
+                format!("environments.{name}.checklist: {e}"),
+                "see config/pgdeck.toml for the checklist's item ids",
+            )
+        })?;
         url = match (&env.database_url, &env.database_url_env) {
             (Some(_), Some(_)) => {
                 return Err(Error::input(
@@ -319,6 +343,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         lint,
         backup,
         health,
+        checklist,
         read_only,
         source: file,
     })

@@ -46,7 +46,13 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         protected: env.protected,
         ..Facts::default()
     };
-    let checklist = Checklist::new(checklist::default_items(), facts);
+    let items = checklist::items(&env.checklist).map_err(|e| {
+        Error::input(
+            format!("checklist: {e}"),
+            "fix the environment's [checklist]",
+        )
+    })?;
+    let checklist = Checklist::new(items, facts);
     let session_file = journal.path().to_owned();
     let mut app = App::new(env.clone(), checklist, Some(journal));
     if let Some(entries) = &resumed {

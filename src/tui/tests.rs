@@ -29,6 +29,7 @@ fn env(protected: bool) -> Environment {
         lint: Default::default(),
         backup: Default::default(),
         health: Default::default(),
+        checklist: Default::default(),
         read_only: false,
         source: None,
     }
