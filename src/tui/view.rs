@@ -384,23 +384,21 @@ fn draw_checklist(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     if (item.phase == Phase::During || item.id == "baseline" || item.id == "performance")
         && let Some(h) = &app.health
     {
-        {
-            detail.push(Line::raw(""));
+        detail.push(Line::raw(""));
+        detail.push(Line::styled(
+            format!("health: {}", h.verdict.label()),
+            level_style(theme, h.verdict),
+        ));
+        for check in h.checks.iter().take(8) {
             detail.push(Line::styled(
-                format!("health: {}", h.verdict.label()),
-                level_style(theme, h.verdict),
+                format!(
+                    "  {:<5} {} {}",
+                    check.level.label(),
+                    check.name,
+                    check.value
+                ),
+                level_style(theme, check.level),
             ));
-            for check in h.checks.iter().take(8) {
-                detail.push(Line::styled(
-                    format!(
-                        "  {:<5} {} {}",
-                        check.level.label(),
-                        check.name,
-                        check.value
-                    ),
-                    level_style(theme, check.level),
-                ));
-            }
         }
     }
     if !c.facts.unacknowledged.is_empty() {
