@@ -30,17 +30,11 @@ fn main() {
 
 fn render_bench() {
     let env = Environment {
-        name: "production".into(),
         protected: true,
-        target: DbTarget::socket(Path::new("/run/pg"), 5432, "deploy", "app"),
-        migrations_dir: "migrations".into(),
-        deploy: Default::default(),
-        lint: Default::default(),
-        backup: Default::default(),
-        health: Default::default(),
-        checklist: Default::default(),
-        read_only: false,
-        source: None,
+        ..Environment::new(
+            "production",
+            DbTarget::socket(Path::new("/run/pg"), 5432, "deploy", "app"),
+        )
     };
     let list = Checklist::new(checklist::default_items(), Facts::default());
     let mut app = App::new(env, list, None);

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{GlobalArgs, exit, output};
-use crate::config::{DeploySettings, Environment};
+use crate::config::Environment;
 use crate::db::{self, quote_ident, sandbox::Sandbox};
 use crate::error::{Error, Result};
 use crate::migrate::{self, DeployOptions, MigrationsDir};
@@ -101,17 +101,8 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         None => materialize_samples(&home.join("migrations"))?,
     };
     let env = Environment {
-        name: "demo".into(),
-        protected: false,
-        target: sandbox.target(DEMO_DB),
         migrations_dir,
-        deploy: DeploySettings::default(),
-        lint: Default::default(),
-        backup: Default::default(),
-        health: Default::default(),
-        checklist: Default::default(),
-        read_only: false,
-        source: None,
+        ..Environment::new("demo", sandbox.target(DEMO_DB))
     };
     use std::io::IsTerminal as _;
     if std::io::stdout().is_terminal() && !g.json {
@@ -130,15 +121,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
             },
             ..env
         };
-        crate::tui::run(
-            env,
-            crate::tui::Options {
-                journal_dir: crate::journal::default_dir(),
-                resume: None,
-            },
-        )
-        .await?;
-        return Ok(exit::OK);
+        return super::open_console(env).await;
     }
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -214,7 +214,11 @@ async fn console(g: &GlobalArgs) -> Result<u8> {
         let _ = Cli::command().print_help();
         return Ok(exit::USAGE);
     }
-    let env = environment(g)?;
+    open_console(environment(g)?).await
+}
+
+/// The console on `env`, its journal in the default folder, asking about unfinished sessions.
+async fn open_console(env: Environment) -> Result<u8> {
     crate::tui::run(
         env,
         crate::tui::Options {

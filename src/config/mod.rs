@@ -44,6 +44,26 @@ pub struct Environment {
     pub source: Option<PathBuf>,
 }
 
+impl Environment {
+    /// An environment with every setting at its default, for places that build one without a
+    /// config file (the demo, tests, benchmarks).
+    pub fn new(name: &str, target: DbTarget) -> Environment {
+        Environment {
+            name: name.to_owned(),
+            protected: false,
+            target,
+            migrations_dir: default_migrations_dir(),
+            deploy: DeploySettings::default(),
+            lint: LintSettings::default(),
+            backup: BackupSettings::default(),
+            health: HealthSettings::default(),
+            checklist: ChecklistSettings::default(),
+            read_only: false,
+            source: None,
+        }
+    }
+}
+
 /// How `deploy` behaves on this environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploySettings {

@@ -361,49 +361,43 @@ impl App {
             StepEvent::Cancelled
                 if matches!(self.checklist.state(index), State::Running { .. }) =>
             {
-                let item = self.checklist.items[index].clone();
-                let took = self.started[index]
-                    .take()
-                    .map(|t| t.elapsed().as_millis() as u64)
-                    .unwrap_or(0);
-                self.checklist
-                    .finish(index, Err("cancelled by the operator".into()));
-                self.record(Event::StepFinished {
-                    step: item.id,
-                    title: item.title,
-                    outcome: Outcome::Cancelled,
-                    summary: "cancelled by the operator".into(),
-                    duration_ms: took,
-                });
-                vec![Effect::Refresh]
+                self.finish_step(
+                    index,
+                    Outcome::Cancelled,
+                    "cancelled by the operator".into(),
+                )
             }
             // It finished before the cancel reached it.
             StepEvent::Cancelled => Vec::new(),
-            StepEvent::Done(result) => {
-                let item = self.checklist.items[index].clone();
-                let took = self.started[index]
-                    .take()
-                    .map(|t| t.elapsed().as_millis() as u64)
-                    .unwrap_or(0);
-                let (outcome, summary) = match &result {
-                    Ok(s) => (Outcome::Ok, s.clone()),
-                    Err(e) => (Outcome::Failed, e.clone()),
-                };
-                self.checklist.finish(index, result);
-                self.record(Event::StepFinished {
-                    step: item.id.clone(),
-                    title: item.title.clone(),
-                    outcome,
-                    summary,
-                    duration_ms: took,
-                });
-                if outcome == Outcome::Ok {
-                    self.selected = (index + 1).min(self.checklist.items.len() - 1);
-                }
-                // Backups, deploys and status change what the gates and the migrations screen show.
-                vec![Effect::Refresh]
-            }
+            StepEvent::Done(Ok(summary)) => self.finish_step(index, Outcome::Ok, summary),
+            StepEvent::Done(Err(cause)) => self.finish_step(index, Outcome::Failed, cause),
         }
+    }
+
+    /// Ends a running step: its state, its journal entry, the cursor on to the next one.
+    fn finish_step(&mut self, index: usize, outcome: Outcome, summary: String) -> Vec<Effect> {
+        let item = self.checklist.items[index].clone();
+        let took = self.started[index]
+            .take()
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        let result = match outcome {
+            Outcome::Ok => Ok(summary.clone()),
+            _ => Err(summary.clone()),
+        };
+        self.checklist.finish(index, result);
+        self.record(Event::StepFinished {
+            step: item.id,
+            title: item.title,
+            outcome,
+            summary,
+            duration_ms: took,
+        });
+        if outcome == Outcome::Ok {
+            self.selected = (index + 1).min(self.checklist.items.len() - 1);
+        }
+        // Backups, deploys and status change what the gates and the migrations screen show.
+        vec![Effect::Refresh]
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {

@@ -21,17 +21,11 @@ use crate::monitor::{
 
 fn env(protected: bool) -> Environment {
     Environment {
-        name: if protected { "production" } else { "staging" }.into(),
         protected,
-        target: DbTarget::socket(Path::new("/run/pg"), 5432, "deploy", "app"),
-        migrations_dir: "migrations".into(),
-        deploy: Default::default(),
-        lint: Default::default(),
-        backup: Default::default(),
-        health: Default::default(),
-        checklist: Default::default(),
-        read_only: false,
-        source: None,
+        ..Environment::new(
+            if protected { "production" } else { "staging" },
+            DbTarget::socket(Path::new("/run/pg"), 5432, "deploy", "app"),
+        )
     }
 }
 
