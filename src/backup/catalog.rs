@@ -48,6 +48,10 @@ pub struct BackupEntry {
     /// Exact row counts per table ("schema.table"), in the dump's own snapshot.
     pub table_rows: BTreeMap<String, i64>,
     pub verification: Option<Verification>,
+    /// The server's cumulative rows inserted + updated + deleted (pg_stat_user_tables) when the
+    /// backup started: how much was written since can be told at restore time.
+    #[serde(default)]
+    pub writes_at_start: Option<i64>,
 }
 
 impl BackupEntry {

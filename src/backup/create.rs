@@ -78,6 +78,7 @@ pub async fn create(
     })?;
     check_free_space(&opts.dir, db_bytes)?;
 
+    let writes_at_start = super::write_counter(client).await;
     let migration_head = Ledger::read(client, &target.schema)
         .await
         .ok()
@@ -351,6 +352,7 @@ pub async fn create(
         toc_entries,
         migration_head,
         table_rows: rows,
+        writes_at_start,
         verification: None,
     };
     entry.save(&opts.dir)?;

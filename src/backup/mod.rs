@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::config::DbTarget;
 use crate::error::{Error, ErrorKind, Result};
 pub use catalog::{BackupEntry, Verification, VerifyHow, recent_verified};
 pub use create::{CreateOptions, create};
@@ -200,4 +201,33 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
         format!("no backup named {name} in {}", dir.display()),
         "`pgdeck backup list` shows the backups (or pass --dir)",
     ))
+}
+
+/// Rows inserted, updated and deleted in the database so far, by the statistics collector; None
+/// when the statistics cannot be read.
+async fn write_counter(client: &tokio_postgres::Client) -> Option<i64> {
+    client
+        .query_one(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get(0))
+}
+
+/// What restoring `entry` now would lose: the time since it was taken, and the rows written since
+/// when the statistics tell (not after a statistics reset or a server crash).
+pub async fn loss_since(
+    target: &DbTarget,
+    entry: &BackupEntry,
+) -> Result<(chrono::Duration, Option<i64>)> {
+    let gap = chrono::Utc::now() - entry.started_at;
+    let session = crate::db::connect(&target.with_application_name("pgdeck-backup")).await?;
+    let now = write_counter(&session.client).await;
+    let writes = match (entry.writes_at_start, now) {
+        (Some(then), Some(now)) if now >= then => Some(now - then),
+        _ => None,
+    };
+    Ok((gap, writes))
 }

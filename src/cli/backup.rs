@@ -68,6 +68,9 @@ pub enum BackupCommand {
         /// Terminate other sessions on the database first
         #[arg(long)]
         terminate_sessions: bool,
+        /// Run the maintenance_on hook before and maintenance_off after
+        #[arg(long)]
+        maintenance: bool,
         /// Parallel pg_restore workers (directory-format backups; not one transaction then)
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
@@ -163,14 +166,30 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
             confirm,
             force_unverified,
             terminate_sessions,
+            maintenance,
             jobs,
         } => {
             let path = backup::locate(&dir, name)?;
             let entry = catalog::BackupEntry::load(&path)?;
+            let loss = match backup::loss_since(&env.target, &entry).await {
+                Ok((gap, writes)) => format!(
+                    "{} of changes since it was taken{}",
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        gap.num_seconds().max(0) as u64
+                    )),
+                    writes
+                        .map(|w| format!(
+                            ", about {w} row(s) inserted, updated or deleted since (pg_stat_user_tables)"
+                        ))
+                        .unwrap_or_default()
+                ),
+                Err(_) => "everything written since it was taken".into(),
+            };
+            output::stderr(&format!("restoring {} loses {loss}", entry.file));
             output::confirm(
                 env,
                 &format!(
-                    "REPLACE the contents of database {} with {} (taken {}; data written since then is lost)",
+                    "REPLACE the contents of database {} with {} (taken {}; {loss} is lost)",
                     env.target.dbname,
                     entry.file,
                     output::timestamp(entry.finished_at)
@@ -200,10 +219,31 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
                 checks: env.backup.restore_checks.clone(),
                 jobs: *jobs,
             };
-            let checks = with_progress(json, |tx| async move {
+            if *maintenance {
+                super::migrations::run_hook_if_configured(env, "maintenance_on", &[], true).await?;
+            }
+            output::notify(
+                env,
+                &format!("rollback started on {}: restoring {}", env.name, entry.file),
+            )
+            .await;
+            let restored = with_progress(json, |tx| async move {
                 backup::restore(&env.target, &path, &opts, &tx).await
             })
-            .await?;
+            .await;
+            output::notify(
+                env,
+                &match &restored {
+                    Ok(_) => format!("rollback finished on {}: {} restored", env.name, entry.file),
+                    Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
+                },
+            )
+            .await;
+            let checks = restored?;
+            if *maintenance {
+                super::migrations::run_hook_if_configured(env, "maintenance_off", &[], false)
+                    .await?;
+            }
             let status = match MigrationsDir::load(&env.migrations_dir) {
                 Ok(dir) => migrate::status(&env.target, &dir)
                     .await

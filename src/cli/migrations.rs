@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::lint::AllowArgs;
 use super::output;
-use super::{ConfirmArgs, DeployArgs, ResolveArgs, exit};
+use super::{ConfirmArgs, DeployArgs, ResolveArgs, RevertArgs, exit};
 use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::lint::plan::Plan;
@@ -64,12 +64,78 @@ pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<
     if let Some(secs) = args.lock_wait {
         settings.lock_wait = Duration::from_secs(secs);
     }
+    let names: Vec<String> = pending.iter().map(|n| n.to_string()).collect();
+    run_hook_if_configured(env, "before_deploy", &names, true).await?;
+    output::notify(
+        env,
+        &format!(
+            "deploy started on {} ({}): {}",
+            env.name,
+            env.target.dbname,
+            names.join(", ")
+        ),
+    )
+    .await;
     let outcome = output::with_progress(json, |tx| async move {
         migrate::deploy(&env.target, &dir, &DeployOptions::new(settings), &tx).await
     })
-    .await?;
+    .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            output::notify(env, &format!("deploy FAILED on {}: {}", env.name, e.cause)).await;
+            return Err(e);
+        }
+    };
+    output::notify(
+        env,
+        &format!(
+            "deploy finished on {}: {} migration(s) applied",
+            env.name,
+            outcome.applied.len()
+        ),
+    )
+    .await;
     finish_deploy(env, &outcome, json);
+    let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
+    run_hook_if_configured(env, "after_deploy", &applied, false).await?;
     Ok(exit::OK)
+}
+
+/// Runs a hook when the environment configures it. A failing `before_*` hook stops what it
+/// guards; a failing `after_*` hook is reported as an error once the work is done.
+pub(super) async fn run_hook_if_configured(
+    env: &Environment,
+    name: &str,
+    migrations: &[String],
+    before: bool,
+) -> Result<()> {
+    if !env.hooks.commands.contains_key(name) {
+        return Ok(());
+    }
+    let outcome = output::run_hook(env, name, migrations).await?;
+    if outcome.success() {
+        return Ok(());
+    }
+    let how = if outcome.timed_out {
+        "timed out".to_owned()
+    } else {
+        format!(
+            "exited {}",
+            outcome
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or("by a signal".into())
+        )
+    };
+    Err(Error::runtime(
+        if before {
+            format!("hook {name} {how}; nothing was deployed")
+        } else {
+            format!("the deploy succeeded, but hook {name} {how}")
+        },
+        "its output is above and in the journal; fix it, or run it by hand with `pgdeck hooks run NAME`",
+    ))
 }
 
 /// A protected environment deploys only with a verified backup of the database younger than
@@ -236,4 +302,44 @@ pub async fn reset(env: &Environment, args: &ConfirmArgs, json: bool) -> Result<
     .await?;
     finish_deploy(env, &outcome, json);
     Ok(exit::OK)
+}
+
+/// `pgdeck revert NAME...`: writes the forward rollback, shows the plan, deploys with --deploy.
+pub async fn revert(env: &Environment, args: &RevertArgs, json: bool) -> Result<u8> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (report, _) = migrate::status(&env.target, &dir).await?;
+    let folder = migrate::revert::write_rollback(&dir, &report, &args.names, chrono::Utc::now())?;
+    output::stderr(&format!(
+        "wrote {} (its down.sql re-applies what it undoes)",
+        folder.display()
+    ));
+    if !args.deploy {
+        let code = super::lint::plan(env, &args.deploy_args.allow, json).await?;
+        if !json {
+            output::stderr(
+                "review the plan, then run `pgdeck deploy` (or revert again with --deploy)",
+            );
+        }
+        return Ok(code);
+    }
+    output::notify(
+        env,
+        &format!(
+            "rollback started on {}: reverting {}",
+            env.name,
+            args.names.join(", ")
+        ),
+    )
+    .await;
+    let result = deploy(env, &args.deploy_args, json).await;
+    let text = match &result {
+        Ok(_) => format!(
+            "rollback finished on {}: {} reverted",
+            env.name,
+            args.names.join(", ")
+        ),
+        Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
+    };
+    output::notify(env, &text).await;
+    result
 }

@@ -4,6 +4,7 @@
 mod backup;
 mod demo;
 mod health;
+mod hooks;
 mod lint;
 mod migrations;
 mod monitor;
@@ -87,6 +88,11 @@ pub enum Command {
     Status,
     /// Apply pending migrations (advisory lock, one transaction per migration, lock_timeout)
     Deploy(DeployArgs),
+    /// Forward rollback: write a migration from the down.sql of applied migrations (newest
+    /// first), show its plan, and with --deploy apply it under the usual guards
+    Revert(RevertArgs),
+    /// The console (the default in a terminal)
+    Console,
     /// Record a failed migration as applied or rolled back (Prisma's `migrate resolve`)
     Resolve(ResolveArgs),
     /// Safety lint of migration SQL: squawk's rules weighed by the runbook, lock and rewrite per statement
@@ -101,6 +107,8 @@ pub enum Command {
     /// HTTP endpoints, Prometheus metrics (error rate, 5xx/min, p95), database probes and
     /// connections against the runbook's thresholds and a baseline: ok / warn / alert
     Health(health::HealthArgs),
+    /// The environment's hooks: list them, or run one now
+    Hooks(hooks::HooksArgs),
     /// The release report (Markdown) of a console session, from its journal
     Report(report::ReportArgs),
     /// Create <UTC timestamp>_<name>/ with migration.sql and down.sql
@@ -136,6 +144,18 @@ pub struct DeployArgs {
     /// On a protected environment: deploy without a recent verified backup, for this reason
     #[arg(long, value_name = "REASON")]
     pub without_backup: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevertArgs {
+    /// Applied migrations to undo (folder names)
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Deploy the rollback migration right away
+    #[arg(long)]
+    pub deploy: bool,
+    #[command(flatten)]
+    pub deploy_args: DeployArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,12 +213,15 @@ async fn run(cli: Cli) -> Result<u8> {
     match command {
         Command::Status => migrations::status(&environment(g)?, g.json).await,
         Command::Deploy(args) => migrations::deploy(&environment(g)?, args, g.json).await,
+        Command::Revert(args) => migrations::revert(&environment(g)?, args, g.json).await,
+        Command::Console => open_console(environment(g)?).await,
         Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
         Command::Lint(args) => lint::lint(&environment(g)?, args, g.json).await,
         Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
         Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
         Command::Monitor(args) => monitor::run(&environment(g)?, args, g.json).await,
         Command::Health(args) => health::run(&environment(g)?, args, g.json).await,
+        Command::Hooks(args) => hooks::run(&environment(g)?, args, g.json).await,
         Command::Report(args) => report::run(&environment(g)?, args),
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,

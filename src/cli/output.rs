@@ -370,3 +370,64 @@ pub fn record_override(env: &Environment, what: &str, reason: &str) {
         ));
     }
 }
+
+/// Tells the team through the webhook, if one is configured; a failure is a warning, never an
+/// error: the release goes on.
+pub async fn notify(env: &Environment, text: &str) {
+    if let Err(e) = crate::hooks::notify(&env.hooks, text).await {
+        stderr(&format!("warning: {}", e.cause));
+    }
+}
+
+/// Runs a configured hook with its output streamed to stderr and journaled. Returns the outcome.
+pub async fn run_hook(
+    env: &Environment,
+    name: &str,
+    migrations: &[String],
+) -> Result<crate::hooks::HookOutcome> {
+    let database = env.target.to_string();
+    let ctx = crate::hooks::HookContext {
+        environment: &env.name,
+        database: &database,
+        migrations,
+    };
+    stderr(&format!(
+        "hook {name}: {}",
+        env.hooks
+            .commands
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or("")
+    ));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let printer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            stderr(&format!("  | {line}"));
+        }
+    });
+    let outcome = crate::hooks::run(&env.hooks, name, &ctx, Some(&tx)).await;
+    drop(tx);
+    let _ = printer.await;
+    let outcome = outcome?;
+    if let Err(e) = crate::journal::record(
+        &crate::journal::default_dir(),
+        &env.name,
+        &database,
+        crate::journal::Event::hook(&outcome),
+    ) {
+        stderr(&format!(
+            "warning: the hook run was not journaled: {}",
+            e.cause
+        ));
+    }
+    stderr(&format!(
+        "hook {name}: {} in {:.1}s",
+        match (outcome.exit_code, outcome.timed_out) {
+            (_, true) => "TIMED OUT".to_owned(),
+            (Some(c), _) => format!("exit {c}"),
+            (None, _) => "killed".to_owned(),
+        },
+        outcome.duration_ms as f64 / 1000.0
+    ));
+    Ok(outcome)
+}

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::checklist::{ChecklistSettings, ExtraItem};
 use crate::error::{Error, Result};
 use crate::health::{Endpoint, HealthSettings, MetricsSource};
+use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
 use squawk_linter::Rule;
 pub use target::{DbTarget, Host, ProcessVars, SslMode, Vars};
@@ -38,6 +39,7 @@ pub struct Environment {
     pub backup: BackupSettings,
     pub health: HealthSettings,
     pub checklist: ChecklistSettings,
+    pub hooks: HookSettings,
     /// The monitor never cancels or terminates sessions here.
     pub read_only: bool,
     /// The config file it came from, if any.
@@ -58,6 +60,7 @@ impl Environment {
             backup: BackupSettings::default(),
             health: HealthSettings::default(),
             checklist: ChecklistSettings::default(),
+            hooks: HookSettings::default(),
             read_only: false,
             source: None,
         }
@@ -146,6 +149,25 @@ struct EnvironmentFile {
     health: HealthFile,
     #[serde(default)]
     checklist: ChecklistFile,
+    #[serde(default)]
+    hooks: HooksFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HooksFile {
+    timeout: Option<String>,
+    before_deploy: Option<String>,
+    after_deploy: Option<String>,
+    maintenance_on: Option<String>,
+    maintenance_off: Option<String>,
+    code_rollback: Option<String>,
+    restart: Option<String>,
+    smoke_test: Option<String>,
+    integration_tests: Option<String>,
+    /// The variable holding a Slack-compatible webhook URL.
+    webhook_url_env: Option<String>,
+    webhook_retries: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +290,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let mut read_only = false;
     let mut health = HealthSettings::default();
     let mut checklist = ChecklistSettings::default();
+    let mut hooks = HookSettings::default();
     let mut probes = None;
     let mut protected = false;
     let mut migrations = None;
@@ -310,6 +333,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
             remove: env.checklist.remove.clone(),
             extra: env.checklist.extra.clone(),
         };
+        hooks = hook_settings(&name, &env.hooks, vars)?;
         crate::checklist::items(&checklist).map_err(|e| {
             Error::input(
                 format!("environments.{name}.checklist: {e}"),
@@ -364,6 +388,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         backup,
         health,
         checklist,
+        hooks,
         read_only,
         source: file,
     })
@@ -589,6 +614,52 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
         &file.p95_min_increase,
         t.latency_min_increase,
     )?;
+    Ok(s)
+}
+
+fn hook_settings(env: &str, file: &HooksFile, vars: &dyn Vars) -> Result<HookSettings> {
+    let mut s = HookSettings::default();
+    if let Some(t) = &file.timeout {
+        s.timeout = parse_duration(env, "hooks.timeout", t)?;
+    }
+    let named = [
+        ("before_deploy", &file.before_deploy),
+        ("after_deploy", &file.after_deploy),
+        ("maintenance_on", &file.maintenance_on),
+        ("maintenance_off", &file.maintenance_off),
+        ("code_rollback", &file.code_rollback),
+        ("restart", &file.restart),
+        ("smoke_test", &file.smoke_test),
+        ("integration_tests", &file.integration_tests),
+    ];
+    for (name, command) in named {
+        if let Some(c) = command.as_ref().filter(|c| !c.trim().is_empty()) {
+            s.commands.insert(name.to_owned(), c.clone());
+        }
+    }
+    if let Some(var) = &file.webhook_url_env {
+        let url = vars.var(var).ok_or_else(|| {
+            Error::input(
+                format!(
+                    "environments.{env}.hooks reads the webhook URL from ${var}, which is not set"
+                ),
+                format!(
+                    "export {var}=https://hooks.slack.com/services/... or drop webhook_url_env"
+                ),
+            )
+        })?;
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::input(
+                format!("${var} is not an http(s) URL"),
+                "set it to the webhook's URL",
+            ));
+        }
+        s.webhook = Some(Webhook {
+            url: crate::config::secret::Secret::new(url),
+            retries: file.webhook_retries.unwrap_or(3),
+            backoff: Duration::from_millis(500),
+        });
+    }
     Ok(s)
 }
 

@@ -62,7 +62,29 @@ pub enum Event {
         what: String,
         reason: String,
     },
+    /// A configured hook ran.
+    HookRan {
+        name: String,
+        command: String,
+        exit_code: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+        output: String,
+    },
     SessionFinished,
+}
+
+impl Event {
+    pub fn hook(outcome: &crate::hooks::HookOutcome) -> Event {
+        Event::HookRan {
+            name: outcome.name.clone(),
+            command: outcome.command.clone(),
+            exit_code: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            duration_ms: outcome.duration_ms,
+            output: outcome.output.clone(),
+        }
+    }
 }
 
 /// One line of the journal.
@@ -213,11 +235,20 @@ pub fn record_override(
     what: &str,
     reason: &str,
 ) -> Result<PathBuf> {
+    record(
+        dir,
+        environment,
+        database,
+        Event::Override {
+            what: what.to_owned(),
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+/// Records what a headless command did, as [`record_override`] does.
+pub fn record(dir: &Path, environment: &str, database: &str, event: Event) -> Result<PathBuf> {
     let operator = operator();
-    let event = Event::Override {
-        what: what.to_owned(),
-        reason: reason.to_owned(),
-    };
     if let Some(path) = unfinished(dir, environment)? {
         let file = OpenOptions::new()
             .append(true)

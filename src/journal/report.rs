@@ -78,6 +78,23 @@ pub fn markdown(entries: &[Entry]) -> String {
                     cell(summary)
                 ));
             }
+            Event::HookRan {
+                name,
+                exit_code,
+                timed_out,
+                duration_ms,
+                ..
+            } => out.push_str(&format!(
+                "| {} | hook {name} | {} | {} | |\n",
+                clock(e.at),
+                match (exit_code, timed_out) {
+                    (_, true) => "**timed out**".to_owned(),
+                    (Some(0), _) => "exit 0".to_owned(),
+                    (Some(c), _) => format!("**exit {c}**"),
+                    (None, _) => "**killed**".to_owned(),
+                },
+                humantime::format_duration(std::time::Duration::from_millis(*duration_ms))
+            )),
             Event::StepTicked { title, note, .. } => out.push_str(&format!(
                 "| {} | {} | ticked by {} | | {} |\n",
                 clock(e.at),

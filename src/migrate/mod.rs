@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod folder;
 pub mod ledger;
+pub mod revert;
 pub mod script;
 pub mod status;
 

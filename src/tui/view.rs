@@ -928,6 +928,26 @@ fn draw_journal(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ),
             Event::Confirmed { what } => (format!("confirmed: {what}"), theme.warn()),
             Event::Override { what, reason } => (format!("OVERRIDE {what}: {reason}"), theme.bad()),
+            Event::HookRan {
+                name,
+                exit_code,
+                timed_out,
+                ..
+            } => (
+                format!(
+                    "hook {name}: {}",
+                    match (exit_code, timed_out) {
+                        (_, true) => "timed out".to_owned(),
+                        (Some(c), _) => format!("exit {c}"),
+                        (None, _) => "killed".to_owned(),
+                    }
+                ),
+                if *exit_code == Some(0) {
+                    theme.good()
+                } else {
+                    theme.bad()
+                },
+            ),
             Event::SessionFinished => ("session finished".into(), Style::new()),
         };
         lines.push(Line::styled(

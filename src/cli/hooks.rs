@@ -1,0 +1,78 @@
+//! `pgdeck hooks list` and `pgdeck hooks run NAME`: the environment's hooks, headless.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{exit, output};
+use crate::config::Environment;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Args)]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub action: HooksAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum HooksAction {
+    /// The configured hooks and the webhook
+    List,
+    /// Run one hook now (output streamed and journaled; exit 1 when it fails)
+    Run {
+        /// before_deploy, after_deploy, maintenance_on, maintenance_off, code_rollback, restart,
+        /// smoke_test or integration_tests
+        name: String,
+        /// Migration names handed to the hook in PGDECK_MIGRATIONS
+        #[arg(long = "migration", value_name = "NAME", id = "hook_migration")]
+        migration_names: Vec<String>,
+    },
+}
+
+pub async fn run(env: &Environment, args: &HooksArgs, json: bool) -> Result<u8> {
+    match &args.action {
+        HooksAction::List => {
+            if json {
+                output::json(&json!({
+                    "ok": true,
+                    "hooks": env.hooks.commands,
+                    "timeout_seconds": env.hooks.timeout.as_secs(),
+                    "webhook": env.hooks.webhook.is_some(),
+                }));
+            } else {
+                for name in crate::hooks::HOOKS {
+                    let command = env
+                        .hooks
+                        .commands
+                        .get(name)
+                        .map(String::as_str)
+                        .unwrap_or("-");
+                    output::stdout(&format!("{name:<18} {command}"));
+                }
+                output::stdout(&format!(
+                    "timeout {}; webhook {}",
+                    humantime::format_duration(env.hooks.timeout),
+                    if env.hooks.webhook.is_some() {
+                        "configured"
+                    } else {
+                        "not configured"
+                    }
+                ));
+            }
+            Ok(exit::OK)
+        }
+        HooksAction::Run {
+            name,
+            migration_names,
+        } => {
+            let outcome = output::run_hook(env, name, migration_names).await?;
+            if json {
+                output::json(&json!({ "ok": outcome.success(), "hook": outcome }));
+            }
+            Ok(if outcome.success() {
+                exit::OK
+            } else {
+                exit::RUNTIME
+            })
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Forward rollback: a new migration made from the `down.sql` of applied migrations, so undoing a
+//! release goes through the same deploy, ledger and guards as doing it.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use super::MigrationsDir;
+use super::status::{MigrationState, StatusReport};
+use crate::error::{Error, Result};
+
+/// Writes `<UTC timestamp>_rollback_<name>/` with `migration.sql` made of the named migrations'
+/// `down.sql`, newest first, and a `down.sql` that re-applies them, oldest first. Every named
+/// migration must be applied and have a `down.sql`. Returns the new folder.
+pub fn write_rollback(
+    dir: &MigrationsDir,
+    status: &StatusReport,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Result<PathBuf> {
+    if names.is_empty() {
+        return Err(Error::input(
+            "name at least one migration to revert",
+            "`pgdeck status` lists the applied migrations",
+        ));
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        let local = dir.get(name).ok_or_else(|| {
+            Error::input(
+                format!("no migration {name} in {}", dir.path.display()),
+                "`pgdeck status` lists the migrations",
+            )
+        })?;
+        let applied = status.migrations.iter().any(|m| {
+            m.name == *name
+                && matches!(
+                    m.state,
+                    MigrationState::Applied { .. } | MigrationState::Edited { .. }
+                )
+        });
+        if !applied {
+            return Err(Error::input(
+                format!("{name} is not applied, so there is nothing to revert"),
+                "revert only applied migrations; a pending one can simply be removed",
+            ));
+        }
+        let down = local
+            .down
+            .as_deref()
+            .filter(|d| has_sql(d))
+            .ok_or_else(|| {
+                Error::input(
+                    format!("{name} has no down.sql with SQL in it"),
+                    format!(
+                        "write {} first (the SQL that undoes migration.sql), or restore a backup",
+                        local.dir.join("down.sql").display()
+                    ),
+                )
+            })?;
+        if !chosen
+            .iter()
+            .any(|(n, _, _): &(String, String, String)| n == name)
+        {
+            chosen.push((name.clone(), down.to_owned(), local.sql().to_owned()));
+        }
+    }
+    // Undo the newest first.
+    chosen.sort_by(|a, b| b.0.cmp(&a.0));
+    let short = |name: &str| {
+        name.split_once('_')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_else(|| name.to_owned())
+    };
+    let label = match chosen.len() {
+        1 => short(&chosen[0].0),
+        n => format!("{}_and_{}_more", short(&chosen[0].0), n - 1),
+    };
+    let label: String = label.chars().take(80).collect();
+    let folder_name = format!("{}_rollback_{label}", now.format("%Y%m%d%H%M%S"));
+    if dir.get(&folder_name).is_some() || dir.path.join(&folder_name).exists() {
+        return Err(Error::input(
+            format!("{folder_name} already exists"),
+            "wait a second and run revert again",
+        ));
+    }
+    let mut up = format!(
+        "-- Forward rollback written by `pgdeck revert` at {}.\n-- It undoes, newest first: {}\n",
+        now.format("%Y-%m-%d %H:%M:%S UTC"),
+        chosen
+            .iter()
+            .map(|c| c.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (name, down, _) in &chosen {
+        up.push_str(&format!("\n-- from {name}/down.sql\n{}\n", down.trim_end()));
+    }
+    let mut redo = String::from(
+        "-- Re-applies what the rollback undid, oldest first (the original migration.sql files).\n",
+    );
+    for (name, _, sql) in chosen.iter().rev() {
+        redo.push_str(&format!(
+            "\n-- from {name}/migration.sql\n{}\n",
+            sql.trim_end()
+        ));
+    }
+    let folder = dir.path.join(&folder_name);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir(&folder)?;
+        std::fs::write(folder.join("migration.sql"), &up)?;
+        std::fs::write(folder.join("down.sql"), &redo)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_dir_all(&folder);
+        Error::runtime(
+            format!("cannot write {}: {e}", folder.display()),
+            "check the migrations folder's permissions",
+        )
+    })?;
+    Ok(folder)
+}
+
+/// Whether a script holds anything but comments and blank space.
+fn has_sql(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with("--")
+    })
+}
