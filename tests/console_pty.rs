@@ -23,6 +23,10 @@ struct Console {
 
 impl Console {
     fn start(home: &Path, journal: &Path) -> Console {
+        Console::start_with(home, journal, &["demo", "--fresh"])
+    }
+
+    fn start_with(home: &Path, journal: &Path, args: &[&str]) -> Console {
         let pty = native_pty_system();
         let pair = pty
             .openpty(PtySize {
@@ -33,7 +37,7 @@ impl Console {
             })
             .expect("open a pty");
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pgdeck"));
-        cmd.args(["demo", "--fresh"]);
+        cmd.args(args);
         cmd.cwd(home);
         cmd.env("PGDECK_DEMO_HOME", home);
         cmd.env("PGDECK_JOURNAL_DIR", journal);
@@ -197,4 +201,69 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     assert!(text.contains("\"operator\":\"e2e-operator\""), "{text}");
     assert!(text.contains("\"event\":\"confirmed\""), "{text}");
     assert!(text.contains("staging run 17"), "{text}");
+}
+
+#[test]
+fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
+    let home = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let _stop = StopDemo(home.path().to_owned());
+    // Outside a terminal the demo deploys the samples: three applied migrations to undo from.
+    let headless = std::process::Command::new(env!("CARGO_BIN_EXE_pgdeck"))
+        .args(["demo", "--fresh"])
+        .env("PGDECK_DEMO_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(headless.status.success(), "{headless:?}");
+
+    let mut c = Console::start_with(home.path(), journal.path(), &["demo"]);
+    c.wait_for("3 applied, 0 pending");
+    c.keys("4");
+    c.wait_for("Forward rollback (recommended)");
+    c.wait_for("[ ] 20251105000000_add_qrcode_used_by_index");
+    c.keys("f");
+    c.wait_for("Writes a rollback migration from the down.sql of");
+    c.wait_for("20251105000000_add_qrcode_used_by_index (newest first)");
+    c.keys("pgdeck_demo\r");
+    c.wait_for("forward rollback of 20251105000000_add_qrcode_used_by_index: done");
+    c.wait_for("4 applied, 0 pending");
+    assert!(
+        c.text()
+            .contains("[x] Restore or forward rollback executed"),
+        "{}",
+        c.text()
+    );
+    c.keys("q");
+    let start = Instant::now();
+    while c.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < TIMEOUT, "pgdeck did not exit after q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The index the migration built is gone, by a migration of its own in the ledger.
+    let port: u16 = std::fs::read_to_string(home.path().join("cluster/pgdeck-port.conf"))
+        .unwrap()
+        .trim()
+        .trim_start_matches("port = ")
+        .parse()
+        .unwrap();
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-A", "-t", "-d", "pgdeck_demo", "-U", "postgres", "-p"])
+        .arg(port.to_string())
+        .arg("-h")
+        .arg(home.path().join("cluster"))
+        .args([
+            "-c",
+            "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname = 'QRCode_usedByUserId_idx') || ' ' || \
+             (SELECT count(*) FROM _prisma_migrations WHERE migration_name LIKE '%_rollback_add_qrcode_used_by_index' AND finished_at IS NOT NULL)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0 1",
+        "{out:?}"
+    );
 }

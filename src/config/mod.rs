@@ -742,6 +742,9 @@ mod tests {
         let vars = |name: &str| match name {
             "PRODUCTION_DATABASE_URL" => Some("postgresql://app@db.internal/app".to_owned()),
             "METRICS_TOKEN" => Some("metrics-token-123".to_owned()),
+            "SLACK_WEBHOOK_URL" => {
+                Some("https://hooks.example.com/services/T0/B0/secret-path".to_owned())
+            }
             _ => None,
         };
         let overrides = Overrides {
@@ -755,6 +758,12 @@ mod tests {
         assert_eq!(h.probes, ["SELECT 1", "SELECT COUNT(*) FROM \"User\""]);
         assert_eq!(h.endpoints[0].expect_status, Some(200));
         assert_eq!(h.thresholds, crate::health::Thresholds::default());
+        assert_eq!(
+            env.hooks.commands["code_rollback"],
+            "kubectl rollout undo deployment/api"
+        );
+        assert!(!format!("{:?}", env.hooks).contains("secret-path"));
+        assert_eq!(env.checklist.extra.len(), 1);
         let m = h.metrics.as_ref().unwrap();
         assert_eq!(m.requests, "http_requests_total");
         assert!(!format!("{m:?}").contains("metrics-token-123"));

@@ -10,13 +10,13 @@ use chrono::{DateTime, Utc};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keymap::{self, Command};
+use crate::backup::BackupEntry;
 use crate::checklist::{Checklist, Facts, Operation, State};
 use crate::config::Environment;
 use crate::health::{Level, Report};
 use crate::journal::{Entry, Event, Journal, Outcome};
 use crate::lint::plan::Plan;
-use crate::migrate::MigrationsDir;
-use crate::migrate::StatusReport;
+use crate::migrate::{MigrationState, MigrationsDir, StatusReport};
 use crate::monitor::watch::Update;
 use crate::monitor::{LongQuery, Pane, Signal, Snapshot};
 
@@ -77,6 +77,24 @@ pub enum Msg {
     Facts(Facts),
     /// The result of cancel / terminate.
     Signalled(Result<String, String>),
+    /// The newest verified backup of the database, for the Rollback screen.
+    Backup(Option<Box<BackupEntry>>),
+    Rollback(RollbackEvent),
+    /// Something a task did that belongs in the journal.
+    Journal(Event),
+}
+
+/// What a rollback action reports.
+#[derive(Debug, Clone)]
+pub enum RollbackEvent {
+    /// A line of progress or hook output.
+    Log(String),
+    /// A restore is ready to be confirmed: the backup and what restoring it loses.
+    RestoreOffer { file: String, loss: String },
+    Done {
+        what: String,
+        result: Result<String, String>,
+    },
 }
 
 /// What the loop must start after an update.
@@ -93,6 +111,13 @@ pub enum Effect {
     },
     /// Stop a running step's task.
     CancelStep(usize),
+    /// Write and deploy a forward rollback of these migrations.
+    Revert(Vec<String>),
+    /// Work out what restoring the newest verified backup would lose.
+    PrepareRestore,
+    Restore(String),
+    RunHook(String),
+    ResolveRolledBack(String),
     /// Reload migrations, status, plan and gate facts.
     Refresh,
     SetInterval(Duration),
@@ -133,6 +158,10 @@ pub enum Ask {
     CancelStep {
         index: usize,
     },
+    Rollback(Effect),
+    EmergencyTick {
+        index: usize,
+    },
     Quit,
 }
 
@@ -162,6 +191,35 @@ pub struct MonitorView {
     pub interval: Duration,
 }
 
+/// The Rollback screen's state.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackView {
+    /// Focus: false the migrations list, true the emergency checklist.
+    pub on_checklist: bool,
+    pub selected: usize,
+    /// Applied migrations marked for a forward rollback.
+    pub marked: Vec<String>,
+    pub emergency: Vec<(String, Option<String>)>,
+    pub emergency_selected: usize,
+    pub log: Vec<String>,
+    pub running: Option<String>,
+    pub backup: Option<Box<BackupEntry>>,
+}
+
+/// The runbook's emergency rollback checklist.
+pub const EMERGENCY: [&str; 10] = [
+    "Backup verified and accessible",
+    "Rollback SQL prepared and tested (its plan ran)",
+    "Code rollback plan ready",
+    "Team notified of the rollback decision",
+    "Customer support notified",
+    "Restore or forward rollback executed",
+    "Previous application version deployed",
+    "Health checks passing",
+    "Critical user flows verified",
+    "Post-mortem scheduled",
+];
+
 pub struct App {
     pub env: Environment,
     pub screen: Screen,
@@ -181,6 +239,7 @@ pub struct App {
     pub flash: Option<String>,
     pub started: Vec<Option<Instant>>,
     pub acknowledged: Option<String>,
+    pub rollback: RollbackView,
     pub should_quit: bool,
     /// Repaint needed.
     pub dirty: bool,
@@ -216,6 +275,10 @@ impl App {
             flash: None,
             started: vec![None; n],
             acknowledged: None,
+            rollback: RollbackView {
+                emergency: EMERGENCY.iter().map(|t| (t.to_string(), None)).collect(),
+                ..Default::default()
+            },
             should_quit: false,
             dirty: true,
             journal_file: journal,
@@ -328,6 +391,15 @@ impl App {
                 self.checklist.set_facts(facts);
                 Vec::new()
             }
+            Msg::Backup(b) => {
+                self.rollback.backup = b;
+                Vec::new()
+            }
+            Msg::Rollback(event) => self.rollback_event(event),
+            Msg::Journal(event) => {
+                self.record(event);
+                Vec::new()
+            }
             Msg::Signalled(r) => {
                 self.flash = Some(match r {
                     Ok(s) | Err(s) => s,
@@ -372,6 +444,256 @@ impl App {
             StepEvent::Done(Ok(summary)) => self.finish_step(index, Outcome::Ok, summary),
             StepEvent::Done(Err(cause)) => self.finish_step(index, Outcome::Failed, cause),
         }
+    }
+
+    fn rollback_event(&mut self, event: RollbackEvent) -> Vec<Effect> {
+        match event {
+            RollbackEvent::Log(line) => {
+                self.rollback.log.push(line);
+                let excess = self.rollback.log.len().saturating_sub(200);
+                self.rollback.log.drain(..excess);
+                Vec::new()
+            }
+            RollbackEvent::RestoreOffer { file, loss } => {
+                self.rollback.running = None;
+                self.modal = Some(Modal {
+                    ask: Ask::Rollback(Effect::Restore(file.clone())),
+                    title: format!("Restore {file} into {}", self.env.target.dbname),
+                    lines: vec![
+                        format!("REPLACES the database's contents with the backup. Lost: {loss}."),
+                        "Other sessions on the database are terminated first; the maintenance hooks run if configured.".into(),
+                        format!("Type the database name ({}) and press Enter.", self.env.target.dbname),
+                    ],
+                    expect: Some(self.env.target.dbname.clone()),
+                    text: true,
+                    optional_text: false,
+                    input: String::new(),
+                    error: None,
+                });
+                Vec::new()
+            }
+            RollbackEvent::Done { what, result } => {
+                self.rollback.running = None;
+                let (outcome, summary) = match &result {
+                    Ok(s) => (Outcome::Ok, s.clone()),
+                    Err(e) => (Outcome::Failed, e.clone()),
+                };
+                self.rollback.log.push(format!(
+                    "{what}: {}",
+                    if outcome == Outcome::Ok {
+                        "done"
+                    } else {
+                        "FAILED"
+                    }
+                ));
+                self.rollback.log.push(format!("  {summary}"));
+                self.flash = Some(format!("{what}: {summary}"));
+                if outcome == Outcome::Ok {
+                    if what.starts_with("forward rollback") {
+                        self.tick_emergency(1, &summary);
+                        self.tick_emergency(5, &summary);
+                        self.rollback.marked.clear();
+                    } else if what.starts_with("restore") {
+                        self.tick_emergency(5, &summary);
+                    }
+                }
+                self.record(Event::StepFinished {
+                    step: "rollback".into(),
+                    title: what,
+                    outcome,
+                    summary,
+                    duration_ms: 0,
+                });
+                vec![Effect::Refresh]
+            }
+        }
+    }
+
+    fn tick_emergency(&mut self, index: usize, note: &str) {
+        if let Some(item) = self.rollback.emergency.get_mut(index)
+            && item.1.is_none()
+        {
+            item.1 = Some(note.chars().take(120).collect());
+        }
+    }
+
+    /// Applied migrations that have a down.sql, newest first: what a forward rollback can undo.
+    pub fn revertible(&self) -> Vec<String> {
+        match &self.migrations {
+            Ok(Some(v)) => v
+                .status
+                .migrations
+                .iter()
+                .rev()
+                .filter(|m| {
+                    m.has_down_sql
+                        && matches!(
+                            m.state,
+                            MigrationState::Applied { .. } | MigrationState::Edited { .. }
+                        )
+                })
+                .map(|m| m.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Failed migrations waiting for `resolve`.
+    pub fn failed_migrations(&self) -> Vec<(String, Option<String>)> {
+        match &self.migrations {
+            Ok(Some(v)) => v
+                .status
+                .migrations
+                .iter()
+                .filter_map(|m| match &m.state {
+                    MigrationState::Failed { logs, .. } => Some((m.name.clone(), logs.clone())),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn rollback_command(&mut self, command: Command) -> Vec<Effect> {
+        use Command as C;
+        if self.rollback.running.is_some()
+            && !matches!(command, C::Down | C::Up | C::Left | C::Right)
+        {
+            self.flash = Some(format!(
+                "{} is running",
+                self.rollback.running.clone().unwrap_or_default()
+            ));
+            return Vec::new();
+        }
+        let confirm = |app: &mut App, effect: Effect, title: String, lines: Vec<String>| {
+            let typed = app.env.protected;
+            let mut lines = lines;
+            if typed {
+                lines.push(format!(
+                    "Type the database name ({}) and press Enter.",
+                    app.env.target.dbname
+                ));
+            } else {
+                lines.push("y to go ahead, Esc to stop.".into());
+            }
+            app.modal = Some(Modal {
+                ask: Ask::Rollback(effect),
+                title,
+                lines,
+                expect: typed.then(|| app.env.target.dbname.clone()),
+                text: typed,
+                optional_text: false,
+                input: String::new(),
+                error: None,
+            });
+        };
+        match command {
+            C::Left | C::Right => self.rollback.on_checklist = command == C::Right,
+            C::Down | C::Up => {
+                let (sel, len) = if self.rollback.on_checklist {
+                    (
+                        &mut self.rollback.emergency_selected,
+                        self.rollback.emergency.len(),
+                    )
+                } else {
+                    let n = self.revertible().len();
+                    (&mut self.rollback.selected, n)
+                };
+                if len > 0 {
+                    *sel = if command == C::Down {
+                        (*sel + 1).min(len - 1)
+                    } else {
+                        sel.saturating_sub(1)
+                    };
+                }
+            }
+            C::Mark => {
+                if self.rollback.on_checklist {
+                    let i = self.rollback.emergency_selected;
+                    if self.rollback.emergency[i].1.is_some() {
+                        self.rollback.emergency[i].1 = None;
+                    } else {
+                        self.modal = Some(self.text_modal(
+                            Ask::EmergencyTick { index: i },
+                            format!("Tick '{}'", self.rollback.emergency[i].0),
+                            "A note for the journal (optional)",
+                            true,
+                        ));
+                    }
+                } else if let Some(name) = self.revertible().get(self.rollback.selected).cloned() {
+                    if let Some(p) = self.rollback.marked.iter().position(|n| *n == name) {
+                        self.rollback.marked.remove(p);
+                    } else {
+                        self.rollback.marked.push(name);
+                    }
+                }
+            }
+            C::ForwardRollback => {
+                let names = if self.rollback.marked.is_empty() {
+                    self.revertible().into_iter().take(1).collect()
+                } else {
+                    self.rollback.marked.clone()
+                };
+                if names.is_empty() {
+                    self.flash = Some("no applied migration with a down.sql to revert".into());
+                    return Vec::new();
+                }
+                confirm(
+                    self,
+                    Effect::Revert(names.clone()),
+                    "Forward rollback (recommended)".into(),
+                    vec![
+                        format!("Writes a rollback migration from the down.sql of: {} (newest first),", names.join(", ")),
+                        "lints and plans it, then deploys it under lock_timeout like any migration.".into(),
+                    ],
+                );
+            }
+            C::Restore => {
+                if self.rollback.backup.is_none() {
+                    self.flash = Some("no verified backup of this database".into());
+                    return Vec::new();
+                }
+                self.rollback.running = Some("checking what a restore loses".into());
+                return vec![Effect::PrepareRestore];
+            }
+            C::CodeRollback => {
+                let Some(command) = self.env.hooks.commands.get("code_rollback").cloned() else {
+                    self.flash = Some(
+                        "no code_rollback hook configured ([environments.<env>.hooks])".into(),
+                    );
+                    return Vec::new();
+                };
+                confirm(
+                    self,
+                    Effect::RunHook("code_rollback".into()),
+                    "Code rollback".into(),
+                    vec![
+                        format!("Runs: {command}"),
+                        format!(
+                            "(timeout {})",
+                            humantime::format_duration(self.env.hooks.timeout)
+                        ),
+                    ],
+                );
+            }
+            C::Resolve => {
+                let Some((name, _)) = self.failed_migrations().into_iter().next() else {
+                    self.flash = Some("no failed migration to resolve".into());
+                    return Vec::new();
+                };
+                confirm(
+                    self,
+                    Effect::ResolveRolledBack(name.clone()),
+                    format!("Record {name} as rolled back"),
+                    vec![
+                        "Only once its partial changes are undone (or were never made): the ledger then lets deploy run it again.".into(),
+                        "If it was finished by hand instead, use `pgdeck resolve --applied NAME`.".into(),
+                    ],
+                );
+            }
+            _ => {}
+        }
+        Vec::new()
     }
 
     /// Ends a running step: its state, its journal entry, the cursor on to the next one.
@@ -448,6 +770,22 @@ impl App {
 
     pub fn command(&mut self, command: Command) -> Vec<Effect> {
         use Command as C;
+        if self.screen == Screen::Rollback
+            && matches!(
+                command,
+                C::Up
+                    | C::Down
+                    | C::Left
+                    | C::Right
+                    | C::Mark
+                    | C::ForwardRollback
+                    | C::Restore
+                    | C::CodeRollback
+                    | C::Resolve
+            )
+        {
+            return self.rollback_command(command);
+        }
         match command {
             C::Quit => return self.ask_quit(),
             C::Help => self.help = true,
@@ -600,6 +938,14 @@ impl App {
             }
             C::ToRollback => self.screen = Screen::Rollback,
             C::ToggleDown => self.show_down = !self.show_down,
+            // Only the Rollback screen binds these.
+            C::Left
+            | C::Right
+            | C::Mark
+            | C::ForwardRollback
+            | C::Restore
+            | C::CodeRollback
+            | C::Resolve => {}
             C::WriteReport => {
                 if let Some(i) = self.checklist.index_of("report") {
                     return vec![Effect::RunStep {
@@ -743,6 +1089,25 @@ impl App {
         };
         match modal.ask {
             Ask::Quit => self.quit(),
+            Ask::Rollback(effect) => {
+                self.record(Event::Confirmed {
+                    what: modal.title.clone(),
+                });
+                self.rollback.running = Some(modal.title.clone());
+                vec![effect]
+            }
+            Ask::EmergencyTick { index } => {
+                let note = (!input.is_empty()).then_some(input);
+                let title = self.rollback.emergency[index].0.clone();
+                self.rollback.emergency[index].1 =
+                    Some(note.clone().unwrap_or_else(|| "ticked".into()));
+                self.record(Event::StepTicked {
+                    step: format!("emergency_{}", index + 1),
+                    title,
+                    note,
+                });
+                Vec::new()
+            }
             Ask::CancelStep { index } => {
                 self.record(Event::Confirmed {
                     what: modal.title.clone(),

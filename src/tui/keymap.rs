@@ -26,6 +26,13 @@ pub enum Command {
     ToRollback,
     ToggleDown,
     WriteReport,
+    Left,
+    Right,
+    Mark,
+    ForwardRollback,
+    Restore,
+    CodeRollback,
+    Resolve,
 }
 
 #[derive(Clone, Copy)]
@@ -224,7 +231,59 @@ const MIGRATIONS: &[Binding] = &[
     ),
 ];
 
-const ROLLBACK: &[Binding] = &[];
+const ROLLBACK: &[Binding] = &[
+    MOVE[0],
+    MOVE[1],
+    bind(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "h/l",
+        "migrations / emergency checklist",
+        Command::Left,
+        false,
+    ),
+    bind(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "",
+        "emergency checklist",
+        Command::Right,
+        false,
+    ),
+    bind(
+        &[KeyCode::Char(' ')],
+        "Space",
+        "mark a migration / tick an item",
+        Command::Mark,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('f')],
+        "f",
+        "forward rollback of the marked (or newest) migrations",
+        Command::ForwardRollback,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('b')],
+        "b",
+        "restore the newest verified backup",
+        Command::Restore,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('c')],
+        "c",
+        "code rollback hook",
+        Command::CodeRollback,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('u')],
+        "u",
+        "resolve a failed migration as rolled back",
+        Command::Resolve,
+        true,
+    ),
+];
 
 const JOURNAL: &[Binding] = &[bind(
     &[KeyCode::Char('w')],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc::UnboundedSender, watch};
 
-use super::app::{Effect, MigrationsView, Msg, StepEvent};
+use super::app::{Effect, MigrationsView, Msg, RollbackEvent, StepEvent};
 use crate::backup::{self, BackupEvent, BackupFormat, CreateOptions};
 use crate::checklist::{Facts, Operation};
 use crate::config::Environment;
@@ -88,9 +88,332 @@ pub fn start(
         Effect::SetInterval(d) => {
             let _ = ctx.interval.send(d);
         }
+        Effect::Revert(names) => rollback_task(
+            ctx,
+            format!("forward rollback of {}", names.join(", ")),
+            move |ctx, log| Box::pin(async move { forward_rollback(&ctx, &names, &log).await }),
+        ),
+        Effect::PrepareRestore => {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let event = match newest_verified(&ctx.env) {
+                    Ok(Some(entry)) => match backup::loss_since(&ctx.env.target, &entry).await {
+                        Ok((gap, writes)) => RollbackEvent::RestoreOffer {
+                            file: entry.file.clone(),
+                            loss: format!(
+                                "{} of changes{}",
+                                humantime::format_duration(Duration::from_secs(
+                                    gap.num_seconds().max(0) as u64
+                                )),
+                                writes
+                                    .map(|w| format!(
+                                        ", about {w} row(s) written since (pg_stat_user_tables)"
+                                    ))
+                                    .unwrap_or_default()
+                            ),
+                        },
+                        Err(e) => RollbackEvent::Done {
+                            what: "restore".into(),
+                            result: Err(e.cause),
+                        },
+                    },
+                    Ok(None) => RollbackEvent::Done {
+                        what: "restore".into(),
+                        result: Err("no verified backup of this database".into()),
+                    },
+                    Err(e) => RollbackEvent::Done {
+                        what: "restore".into(),
+                        result: Err(e.cause),
+                    },
+                };
+                let _ = ctx.tx.send(Msg::Rollback(event));
+            });
+        }
+        Effect::Restore(file) => {
+            rollback_task(ctx, format!("restore of {file}"), move |ctx, log| {
+                Box::pin(async move { restore(&ctx, &file, &log).await })
+            })
+        }
+        Effect::RunHook(name) => rollback_task(ctx, format!("hook {name}"), move |ctx, log| {
+            Box::pin(async move { hook(&ctx, &name, &[], &log).await })
+        }),
+        Effect::ResolveRolledBack(name) => rollback_task(
+            ctx,
+            format!("resolve {name} as rolled back"),
+            move |ctx, _log| {
+                Box::pin(async move {
+                    let dir = MigrationsDir::load(&ctx.env.migrations_dir)?;
+                    migrate::resolve(
+                        &ctx.env.target,
+                        &dir,
+                        &name,
+                        migrate::Resolution::RolledBack,
+                    )
+                    .await?;
+                    Ok(format!(
+                        "{name} recorded as rolled back; deploy runs it again"
+                    ))
+                })
+            },
+        ),
         Effect::Quit | Effect::CancelStep(_) => {}
     }
     None
+}
+
+type Log = UnboundedSender<Msg>;
+
+/// Runs a rollback action in a task; its log lines and its end go to the Rollback screen.
+fn rollback_task<F>(ctx: &Context, what: String, action: F)
+where
+    F: FnOnce(
+            Context,
+            Log,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + Send>>
+        + Send
+        + 'static,
+{
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let log = ctx.tx.clone();
+        let tx = ctx.tx.clone();
+        let result = action(ctx, log).await.map_err(|e| {
+            if e.hint.is_empty() {
+                e.cause
+            } else {
+                format!("{} (hint: {})", e.cause, e.hint)
+            }
+        });
+        let _ = tx.send(Msg::Rollback(RollbackEvent::Done { what, result }));
+    });
+}
+
+fn say(log: &Log, line: impl Into<String>) {
+    let _ = log.send(Msg::Rollback(RollbackEvent::Log(line.into())));
+}
+
+fn newest_verified(env: &Environment) -> Result<Option<backup::BackupEntry>> {
+    Ok(backup::catalog::list(&env.backup.dir)?
+        .into_iter()
+        .find(|(e, present)| *present && e.database == env.target.dbname && e.is_verified())
+        .map(|(e, _)| e))
+}
+
+async fn notify(ctx: &Context, log: &Log, text: &str) {
+    if let Err(e) = crate::hooks::notify(&ctx.env.hooks, text).await {
+        say(log, format!("warning: {}", e.cause));
+    }
+}
+
+async fn hook(ctx: &Context, name: &str, migrations: &[String], log: &Log) -> Result<String> {
+    let database = ctx.env.target.to_string();
+    let hctx = crate::hooks::HookContext {
+        environment: &ctx.env.name,
+        database: &database,
+        migrations,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let forward = log.clone();
+    let printer = tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            say(&forward, format!("  | {line}"));
+        }
+    });
+    say(
+        log,
+        format!(
+            "hook {name}: {}",
+            ctx.env
+                .hooks
+                .commands
+                .get(name)
+                .cloned()
+                .unwrap_or_default()
+        ),
+    );
+    let outcome = crate::hooks::run(&ctx.env.hooks, name, &hctx, Some(&tx)).await;
+    drop(tx);
+    let _ = printer.await;
+    let outcome = outcome?;
+    let _ = ctx
+        .tx
+        .send(Msg::Journal(crate::journal::Event::hook(&outcome)));
+    match (outcome.exit_code, outcome.timed_out) {
+        (Some(0), _) => Ok(format!(
+            "hook {name}: exit 0 in {:.1}s",
+            outcome.duration_ms as f64 / 1000.0
+        )),
+        (_, true) => Err(Error::runtime(
+            format!("hook {name} timed out"),
+            "see its output above",
+        )),
+        (code, _) => Err(Error::runtime(
+            format!(
+                "hook {name} exited {}",
+                code.map(|c| c.to_string()).unwrap_or("by a signal".into())
+            ),
+            "see its output above",
+        )),
+    }
+}
+
+async fn forward_rollback(ctx: &Context, names: &[String], log: &Log) -> Result<String> {
+    let env = &ctx.env;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (status, _) = migrate::status(&env.target, &dir).await?;
+    let folder = migrate::revert::write_rollback(&dir, &status, names, chrono::Utc::now())?;
+    say(log, format!("wrote {}", folder.display()));
+    let view = load_view(env).await?;
+    for m in &view.plan.migrations {
+        say(
+            log,
+            format!(
+                "plan {}: {:?}, {} finding(s)",
+                m.name,
+                m.verdict,
+                m.lint.findings.len()
+            ),
+        );
+        for f in &m.lint.findings {
+            say(
+                log,
+                format!("  {}:{} {:?} {}", f.line, f.column, f.severity, f.rule),
+            );
+        }
+    }
+    let dangerous = view.plan.unacknowledged_dangerous();
+    if !dangerous.is_empty() {
+        // The operator confirmed this exact rollback; the journal keeps what it acknowledged.
+        let _ = ctx.tx.send(Msg::Journal(crate::journal::Event::Override {
+            what: format!(
+                "forward rollback with DANGEROUS findings: {}",
+                dangerous.join(", ")
+            ),
+            reason: format!("confirmed rollback of {}", names.join(", ")),
+        }));
+    }
+    notify(
+        ctx,
+        log,
+        &format!(
+            "rollback started on {}: reverting {}",
+            env.name,
+            names.join(", ")
+        ),
+    )
+    .await;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward = log.clone();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let DeployEvent::MigrationApplied { name, duration_ms } = e {
+                say(&forward, format!("applied {name} in {duration_ms} ms"));
+            }
+        }
+    });
+    let result = migrate::deploy(
+        &env.target,
+        &dir,
+        &DeployOptions::new(env.deploy.clone()),
+        &tx,
+    )
+    .await;
+    drop(tx);
+    let _ = printer.await;
+    let text = match &result {
+        Ok(_) => format!(
+            "rollback finished on {}: {} reverted",
+            env.name,
+            names.join(", ")
+        ),
+        Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
+    };
+    notify(ctx, log, &text).await;
+    let outcome = result?;
+    Ok(format!(
+        "{} applied: {}",
+        outcome.applied.len(),
+        outcome
+            .applied
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+async fn restore(ctx: &Context, file: &str, log: &Log) -> Result<String> {
+    let env = &ctx.env;
+    let path = env.backup.dir.join(file);
+    if env.hooks.commands.contains_key("maintenance_on") {
+        hook(ctx, "maintenance_on", &[], log).await?;
+    }
+    notify(
+        ctx,
+        log,
+        &format!("rollback started on {}: restoring {file}", env.name),
+    )
+    .await;
+    let opts = backup::RestoreOptions {
+        force_unverified: false,
+        terminate_sessions: true,
+        checks: env.backup.restore_checks.clone(),
+        jobs: 1,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let forward = log.clone();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            match e {
+                BackupEvent::Step { what } => say(&forward, what),
+                BackupEvent::Finished { elapsed_ms, .. } => say(
+                    &forward,
+                    format!("pg_restore finished in {:.1}s", elapsed_ms as f64 / 1000.0),
+                ),
+                _ => {}
+            }
+        }
+    });
+    let result = backup::restore(&env.target, &path, &opts, &tx).await;
+    drop(tx);
+    let _ = printer.await;
+    let text = match &result {
+        Ok(_) => format!("rollback finished on {}: {file} restored", env.name),
+        Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
+    };
+    notify(ctx, log, &text).await;
+    let checks = result?;
+    for c in &checks {
+        say(
+            log,
+            format!(
+                "check {}: {}{}",
+                c.check,
+                c.result,
+                if c.ok { "" } else { " (FAILED)" }
+            ),
+        );
+    }
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (status, _) = migrate::status(&env.target, &dir).await?;
+    say(
+        log,
+        format!(
+            "status: {:?}, {} pending",
+            status.verdict(),
+            status.pending_names().len()
+        ),
+    );
+    if env.hooks.commands.contains_key("maintenance_off") {
+        hook(ctx, "maintenance_off", &[], log).await?;
+    }
+    Ok(format!(
+        "{file} restored; {} check(s) ran; status {:?}",
+        checks.len(),
+        status.verdict()
+    ))
 }
 
 /// The monitor: one Watch, sampled at the chosen interval, forever.
@@ -132,6 +455,9 @@ pub fn refresh(ctx: &Context) {
             Ok(Err(why)) => Err(why),
             Err(e) => Err(e.cause),
         };
+        let _ = ctx.tx.send(Msg::Backup(
+            newest_verified(&ctx.env).ok().flatten().map(Box::new),
+        ));
         let _ = ctx.tx.send(Msg::Facts(Facts {
             protected: ctx.env.protected,
             verified_backup,
@@ -321,6 +647,14 @@ async fn run(
                 .map(|c| format!("{} {}", c.name, c.value))
                 .collect();
             step(StepEvent::Health(Box::new(report)));
+            if verdict == Level::Alert {
+                notify(
+                    ctx,
+                    &ctx.tx.clone(),
+                    &format!("ALERT on {}: {}", env.name, worst.join("; ")),
+                )
+                .await;
+            }
             match verdict {
                 Level::Alert => Err(Error::runtime(
                     format!("health ALERT: {}", worst.join("; ")),
@@ -332,6 +666,35 @@ async fn run(
         }
         Operation::Deploy => {
             let dir = MigrationsDir::load(&env.migrations_dir)?;
+            let (status, _) = migrate::status(&env.target, &dir).await?;
+            let pending: Vec<String> = status
+                .pending_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let log = ctx.tx.clone();
+            if env.hooks.commands.contains_key("before_deploy") {
+                progress("hook before_deploy".into(), None);
+                hook(ctx, "before_deploy", &pending, &log)
+                    .await
+                    .map_err(|e| {
+                        Error::runtime(
+                            format!("{}; nothing was deployed", e.cause),
+                            "see the Rollback screen's output",
+                        )
+                    })?;
+            }
+            notify(
+                ctx,
+                &log,
+                &format!(
+                    "deploy started on {} ({}): {}",
+                    env.name,
+                    env.target.dbname,
+                    pending.join(", ")
+                ),
+            )
+            .await;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let opts = DeployOptions::new(env.deploy.clone());
             let task = migrate::deploy(&env.target, &dir, &opts, &tx);
@@ -339,7 +702,20 @@ async fn run(
             loop {
                 tokio::select! {
                     r = &mut task => {
-                        let outcome = r?;
+                        let outcome = match r {
+                            Ok(o) => o,
+                            Err(e) => {
+                                notify(ctx, &log, &format!("deploy FAILED on {}: {}", env.name, e.cause)).await;
+                                return Err(e);
+                            }
+                        };
+                        notify(ctx, &log, &format!("deploy finished on {}: {} migration(s) applied", env.name, outcome.applied.len())).await;
+                        if env.hooks.commands.contains_key("after_deploy") {
+                            let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
+                            hook(ctx, "after_deploy", &applied, &log).await.map_err(|e| {
+                                Error::runtime(format!("the deploy succeeded, but {}", e.cause), "see the Rollback screen's output")
+                            })?;
+                        }
                         return Ok(match outcome.applied.len() {
                             0 => "nothing to deploy".into(),
                             n => format!("{n} applied: {}", outcome.applied.iter().map(|a| format!("{} ({} ms)", a.name, a.duration_ms)).collect::<Vec<_>>().join(", ")),

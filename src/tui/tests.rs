@@ -555,6 +555,103 @@ fn snapshot_rollback_and_journal_and_help() {
     assert!(!a.help, "any key closes help");
 }
 
+async fn migrations_view(applied: usize) -> MigrationsView {
+    let dir = crate::migrate::MigrationsDir::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+    )
+    .unwrap();
+    let mut status = crate::migrate::StatusReport::build(&dir, None);
+    for m in status.migrations.iter_mut().take(applied) {
+        m.state = crate::migrate::MigrationState::Applied {
+            applied_at: t(0),
+            duration_ms: 5,
+        };
+    }
+    let plan =
+        crate::lint::plan::Plan::build(None, &dir, &[], &Default::default(), &[], false).await;
+    MigrationsView { dir, status, plan }
+}
+
+#[tokio::test]
+async fn the_rollback_screen_marks_migrations_and_confirms_exactly_what_it_reverts() {
+    let mut a = app(true);
+    a.update(Msg::Migrations(Ok(Box::new(migrations_view(3).await))));
+    a.update(key(KeyCode::Char('4')));
+    assert_eq!(
+        a.revertible(),
+        [
+            "20251105000000_add_qrcode_used_by_index",
+            "20251029000000_add_stripe_webhook_event",
+            "20251001000000_init"
+        ]
+    );
+    // Mark the two newest.
+    a.update(key(KeyCode::Char(' ')));
+    a.update(key(KeyCode::Char('j')));
+    a.update(key(KeyCode::Char(' ')));
+    a.update(key(KeyCode::Char('f')));
+    let modal = a.modal.clone().unwrap();
+    assert!(
+        modal.lines[0].contains(
+            "20251105000000_add_qrcode_used_by_index, 20251029000000_add_stripe_webhook_event"
+        ),
+        "{modal:?}"
+    );
+    assert_eq!(
+        modal.expect.as_deref(),
+        Some("app"),
+        "protected: the name is typed"
+    );
+    typed(&mut a, "app");
+    assert_eq!(
+        a.update(key(KeyCode::Enter)),
+        vec![Effect::Revert(vec![
+            "20251105000000_add_qrcode_used_by_index".into(),
+            "20251029000000_add_stripe_webhook_event".into()
+        ])]
+    );
+    // While it runs, other actions wait.
+    assert!(a.update(key(KeyCode::Char('b'))).is_empty());
+    assert!(a.flash.as_deref().unwrap().contains("is running"));
+    a.update(Msg::Rollback(super::app::RollbackEvent::Done {
+        what: "forward rollback of 20251105000000_add_qrcode_used_by_index".into(),
+        result: Ok("1 applied".into()),
+    }));
+    assert!(a.rollback.marked.is_empty());
+    assert!(a.rollback.emergency[5].1.is_some(), "executed is ticked");
+    // No verified backup: restore says so; with one, it asks for a loss estimate first.
+    a.update(key(KeyCode::Char('b')));
+    assert_eq!(
+        a.flash.as_deref(),
+        Some("no verified backup of this database")
+    );
+    // The emergency checklist: focus right, tick with a note.
+    a.update(key(KeyCode::Char('l')));
+    a.update(key(KeyCode::Char(' ')));
+    typed(&mut a, "#incident");
+    a.update(key(KeyCode::Enter));
+    assert_eq!(a.rollback.emergency[0].1.as_deref(), Some("#incident"));
+    insta::assert_snapshot!("rollback_after_forward", render(&a, 110, 32));
+}
+
+#[test]
+fn a_restore_offer_names_the_loss_and_needs_the_name() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('4')));
+    a.update(Msg::Rollback(super::app::RollbackEvent::RestoreOffer {
+        file: "app_staging_20261124_010000.dump".into(),
+        loss: "2h 5m of changes, about 1200 row(s) written since (pg_stat_user_tables)".into(),
+    }));
+    let modal = a.modal.clone().unwrap();
+    assert!(modal.lines[0].contains("about 1200 row(s)"), "{modal:?}");
+    assert_eq!(modal.expect.as_deref(), Some("app"));
+    typed(&mut a, "app");
+    assert_eq!(
+        a.update(key(KeyCode::Enter)),
+        vec![Effect::Restore("app_staging_20261124_010000.dump".into())]
+    );
+}
+
 #[test]
 fn snapshot_too_small() {
     let a = app(false);

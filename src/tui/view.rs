@@ -838,51 +838,154 @@ fn highlight(line: &str, theme: Theme) -> Line<'static> {
 }
 
 fn draw_rollback(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
-    let mut lines = vec![
-        Line::styled(
-            "Emergency rollback",
-            Style::new().add_modifier(Modifier::BOLD),
-        ),
-        Line::raw("1. Stop the bleeding: maintenance mode on, or roll the application back."),
-        Line::raw(
-            "2. Choose: a forward migration from down.sql (no data loss), or a restore of the verified backup (loses writes since).",
-        ),
-        Line::raw(
-            "3. After a failed migration: fix it and deploy again, or `pgdeck resolve --rolled-back NAME`.",
-        ),
-        Line::raw("4. Verify: migration status, health against the baseline, sample queries."),
-        Line::raw(""),
-        Line::styled(
-            "Verified backups",
-            Style::new().add_modifier(Modifier::BOLD),
-        ),
-    ];
-    match &app.checklist.facts.verified_backup {
-        Ok(file) => lines.push(Line::styled(format!("  {file}"), theme.good())),
-        Err(why) => lines.push(Line::styled(format!("  {why}"), theme.warn())),
-    }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled(
-        "down.sql of applied migrations",
-        Style::new().add_modifier(Modifier::BOLD),
+    let r = &app.rollback;
+    let [situation_area, lists_area, log_area] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Min(6),
+        Constraint::Length(8),
+    ])
+    .areas(area);
+
+    // The situation first.
+    let mut lines = Vec::new();
+    let last_deploy = app.journal.iter().rev().find_map(|e| match &e.event {
+        Event::StepFinished {
+            step,
+            outcome,
+            summary,
+            ..
+        } if step == "deploy" => Some(format!(
+            "last deploy {} at {}: {summary}",
+            match outcome {
+                crate::journal::Outcome::Ok => "ok",
+                crate::journal::Outcome::Failed => "FAILED",
+                crate::journal::Outcome::Cancelled => "cancelled",
+            },
+            e.at.format("%H:%M:%S")
+        )),
+        _ => None,
+    });
+    lines.push(Line::raw(
+        last_deploy.unwrap_or_else(|| "no deploy in this session".into()),
     ));
-    if let Ok(Some(view)) = &app.migrations {
-        for m in view.status.migrations.iter().rev() {
-            if matches!(m.state, MigrationState::Applied { .. }) {
-                let (mark, style) = if m.has_down_sql {
-                    ("down.sql ready", theme.good())
-                } else {
-                    ("no down.sql", theme.warn())
-                };
-                lines.push(Line::styled(format!("  {}  {mark}", m.name), style));
-            }
+    match &r.backup {
+        Some(b) => {
+            let age = (chrono::Utc::now() - b.finished_at).num_seconds().max(0) as u64;
+            lines.push(Line::styled(
+                format!(
+                    "newest verified backup: {} ({} old, {}, migration head {})",
+                    b.file,
+                    humantime::format_duration(std::time::Duration::from_secs(age)),
+                    human_bytes(b.size_bytes as i64),
+                    b.migration_head.as_deref().unwrap_or("none")
+                ),
+                theme.good(),
+            ));
         }
+        None => lines.push(Line::styled(
+            "no verified backup of this database",
+            theme.warn(),
+        )),
+    }
+    for (name, logs) in app.failed_migrations() {
+        lines.push(Line::styled(
+            format!(
+                "FAILED {name}: {} (u: resolve as rolled back once undone; or `pgdeck resolve --applied`)",
+                logs.unwrap_or_default().lines().next().unwrap_or("")
+            ),
+            theme.bad(),
+        ));
+    }
+    let alerts = app.alerts();
+    if !alerts.is_empty() {
+        lines.push(Line::styled(
+            format!("alerts: {}", alerts.join(" · ")),
+            theme.bad(),
+        ));
+    }
+    if let Some(running) = &r.running {
+        lines.push(Line::styled(format!("running: {running}…"), theme.warn()));
     }
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Rollback ")),
-        area,
+            .block(Block::bordered().title(" Rollback: the situation ")),
+        situation_area,
+    );
+
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .areas(lists_area);
+    let focus = |on: bool| {
+        if on {
+            Style::new().add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        }
+    };
+    let mut lines = Vec::new();
+    let revertible = app.revertible();
+    if revertible.is_empty() {
+        lines.push(Line::styled(
+            "no applied migration has a down.sql: restore a backup (b) or write a migration by hand",
+            theme.warn(),
+        ));
+    }
+    for (i, name) in revertible.iter().enumerate() {
+        let mark = if r.marked.contains(name) {
+            "[x]"
+        } else {
+            "[ ]"
+        };
+        let style = if !r.on_checklist && i == r.selected {
+            theme.selected()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(format!("{mark} {name}"), style));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Forward rollback (recommended): f ")
+                .title_style(focus(!r.on_checklist)),
+        ),
+        left,
+    );
+    let mut lines = Vec::new();
+    for (i, (title, note)) in r.emergency.iter().enumerate() {
+        let mark = if note.is_some() { "[x]" } else { "[ ]" };
+        let style = if r.on_checklist && i == r.emergency_selected {
+            theme.selected()
+        } else if note.is_some() {
+            theme.good()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(format!("{mark} {title}"), style));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Emergency checklist ")
+                .title_style(focus(r.on_checklist)),
+        ),
+        right,
+    );
+
+    let visible = log_area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = r
+        .log
+        .iter()
+        .skip(r.log.len().saturating_sub(visible))
+        .map(|l| Line::raw(l.clone()))
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" b restore backup · c code rollback hook · u resolve failed · output "),
+        ),
+        log_area,
     );
 }
 
