@@ -92,6 +92,16 @@ impl Console {
     }
 }
 
+/// The port the demo cluster in `home` listens on.
+fn demo_port(home: &Path) -> u16 {
+    std::fs::read_to_string(home.join("cluster/pgdeck-port.conf"))
+        .unwrap()
+        .trim()
+        .trim_start_matches("port = ")
+        .parse()
+        .unwrap()
+}
+
 /// Stops the demo cluster however the test ends.
 struct StopDemo(PathBuf);
 
@@ -142,12 +152,7 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     assert!(c.text().contains("health: ok"), "{}", c.text());
 
     // A slow query appears on the Monitor screen.
-    let port: u16 = std::fs::read_to_string(home.path().join("cluster/pgdeck-port.conf"))
-        .unwrap()
-        .trim()
-        .trim_start_matches("port = ")
-        .parse()
-        .unwrap();
+    let port = demo_port(home.path());
     let mut sleeper = std::process::Command::new("psql")
         .args(["-X", "-q", "-d", "pgdeck_demo", "-U", "postgres", "-p"])
         .arg(port.to_string())
@@ -243,12 +248,7 @@ fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
     }
 
     // The index the migration built is gone, by a migration of its own in the ledger.
-    let port: u16 = std::fs::read_to_string(home.path().join("cluster/pgdeck-port.conf"))
-        .unwrap()
-        .trim()
-        .trim_start_matches("port = ")
-        .parse()
-        .unwrap();
+    let port = demo_port(home.path());
     let out = std::process::Command::new("psql")
         .args(["-X", "-A", "-t", "-d", "pgdeck_demo", "-U", "postgres", "-p"])
         .arg(port.to_string())

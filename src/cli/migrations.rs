@@ -117,17 +117,7 @@ pub(super) async fn run_hook_if_configured(
     if outcome.success() {
         return Ok(());
     }
-    let how = if outcome.timed_out {
-        "timed out".to_owned()
-    } else {
-        format!(
-            "exited {}",
-            outcome
-                .exit_code
-                .map(|c| c.to_string())
-                .unwrap_or("by a signal".into())
-        )
-    };
+    let how = format!("ended: {}", outcome.describe());
     Err(Error::runtime(
         if before {
             format!("hook {name} {how}; nothing was deployed")
@@ -222,12 +212,7 @@ fn finish_deploy(env: &Environment, outcome: &DeployOutcome, json: bool) {
             "applied {} migration(s) to {}: {}",
             outcome.applied.len(),
             env.target,
-            outcome
-                .applied
-                .iter()
-                .map(|a| a.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            outcome.applied_names()
         ));
     }
 }

@@ -422,11 +422,7 @@ pub async fn run_hook(
     }
     stderr(&format!(
         "hook {name}: {} in {:.1}s",
-        match (outcome.exit_code, outcome.timed_out) {
-            (_, true) => "TIMED OUT".to_owned(),
-            (Some(c), _) => format!("exit {c}"),
-            (None, _) => "killed".to_owned(),
-        },
+        outcome.describe(),
         outcome.duration_ms as f64 / 1000.0
     ));
     Ok(outcome)

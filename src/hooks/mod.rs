@@ -72,6 +72,20 @@ impl HookOutcome {
     pub fn success(&self) -> bool {
         self.exit_code == Some(0)
     }
+
+    /// "exit 0", "exit 3", "timed out" or "killed".
+    pub fn describe(&self) -> String {
+        describe(self.exit_code, self.timed_out)
+    }
+}
+
+/// How a hook ended, in words.
+pub fn describe(exit_code: Option<i32>, timed_out: bool) -> String {
+    match (exit_code, timed_out) {
+        (_, true) => "timed out".to_owned(),
+        (Some(c), _) => format!("exit {c}"),
+        (None, _) => "killed".to_owned(),
+    }
 }
 
 /// What a hook is told about the release.

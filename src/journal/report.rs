@@ -87,11 +87,9 @@ pub fn markdown(entries: &[Entry]) -> String {
             } => out.push_str(&format!(
                 "| {} | hook {name} | {} | {} | |\n",
                 clock(e.at),
-                match (exit_code, timed_out) {
-                    (_, true) => "**timed out**".to_owned(),
-                    (Some(0), _) => "exit 0".to_owned(),
-                    (Some(c), _) => format!("**exit {c}**"),
-                    (None, _) => "**killed**".to_owned(),
+                match crate::hooks::describe(*exit_code, *timed_out) {
+                    d if *exit_code == Some(0) => d,
+                    d => format!("**{d}**"),
                 },
                 humantime::format_duration(std::time::Duration::from_millis(*duration_ms))
             )),

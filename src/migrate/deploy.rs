@@ -152,6 +152,17 @@ pub struct DeployOutcome {
     pub applied: Vec<AppliedMigration>,
 }
 
+impl DeployOutcome {
+    /// The applied migrations' names, comma-separated.
+    pub fn applied_names(&self) -> String {
+        self.applied
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 type Events<'a> = &'a UnboundedSender<DeployEvent>;
 
 fn emit(events: Events<'_>, event: DeployEvent) {

@@ -182,6 +182,40 @@ pub struct Modal {
 }
 
 /// The monitor pane's view of the collector.
+impl Modal {
+    /// Asks y / Esc.
+    fn confirm(ask: Ask, title: String, lines: Vec<String>) -> Modal {
+        Modal {
+            ask,
+            title,
+            lines,
+            expect: None,
+            text: false,
+            optional_text: false,
+            input: String::new(),
+            error: None,
+        }
+    }
+
+    /// Asks for `expect` (the database name) typed out.
+    fn typed(ask: Ask, title: String, lines: Vec<String>, expect: String) -> Modal {
+        Modal {
+            expect: Some(expect),
+            text: true,
+            ..Modal::confirm(ask, title, lines)
+        }
+    }
+
+    /// Asks for a note or a reason.
+    fn text(ask: Ask, title: String, prompt: &str, optional: bool) -> Modal {
+        Modal {
+            text: true,
+            optional_text: optional,
+            ..Modal::confirm(ask, title, vec![prompt.to_owned()])
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MonitorView {
     pub last: Option<Box<Snapshot>>,
@@ -456,20 +490,11 @@ impl App {
             }
             RollbackEvent::RestoreOffer { file, loss } => {
                 self.rollback.running = None;
-                self.modal = Some(Modal {
-                    ask: Ask::Rollback(Effect::Restore(file.clone())),
-                    title: format!("Restore {file} into {}", self.env.target.dbname),
-                    lines: vec![
+                self.modal = Some(Modal::typed(Ask::Rollback(Effect::Restore(file.clone())), format!("Restore {file} into {}", self.env.target.dbname), vec![
                         format!("REPLACES the database's contents with the backup. Lost: {loss}."),
                         "Other sessions on the database are terminated first; the maintenance hooks run if configured.".into(),
                         format!("Type the database name ({}) and press Enter.", self.env.target.dbname),
-                    ],
-                    expect: Some(self.env.target.dbname.clone()),
-                    text: true,
-                    optional_text: false,
-                    input: String::new(),
-                    error: None,
-                });
+                    ], self.env.target.dbname.clone()));
                 Vec::new()
             }
             RollbackEvent::Done { what, result } => {
@@ -576,15 +601,11 @@ impl App {
             } else {
                 lines.push("y to go ahead, Esc to stop.".into());
             }
-            app.modal = Some(Modal {
-                ask: Ask::Rollback(effect),
-                title,
-                lines,
-                expect: typed.then(|| app.env.target.dbname.clone()),
-                text: typed,
-                optional_text: false,
-                input: String::new(),
-                error: None,
+            let ask = Ask::Rollback(effect);
+            app.modal = Some(if typed {
+                Modal::typed(ask, title, lines, app.env.target.dbname.clone())
+            } else {
+                Modal::confirm(ask, title, lines)
             });
         };
         match command {
@@ -743,20 +764,11 @@ impl App {
     fn ask_quit(&mut self) -> Vec<Effect> {
         match self.checklist.running() {
             Some(i) => {
-                self.modal = Some(Modal {
-                    ask: Ask::Quit,
-                    title: "Quit while a step runs?".into(),
-                    lines: vec![
+                self.modal = Some(Modal::confirm(Ask::Quit, "Quit while a step runs?".into(), vec![
                         format!("'{}' is still running.", self.checklist.items[i].title),
                         "Quitting stops the console; a deploy in flight finishes or rolls back its current migration on the server.".into(),
                         "Press y to quit, Esc to stay.".into(),
-                    ],
-                    expect: None,
-                    text: false,
-                    optional_text: false,
-                    input: String::new(),
-                    error: None,
-                });
+                    ]));
                 Vec::new()
             }
             None => self.quit(),
@@ -878,14 +890,11 @@ impl App {
                 } else {
                     "Terminate (its transaction rolls back)"
                 };
-                self.modal = Some(Modal {
-                    ask: Ask::Signal {
+                self.modal = Some(Modal::confirm(Ask::Signal {
                         pid: q.pid,
                         backend_start: q.backend_start,
                         signal,
-                    },
-                    title: format!("{verb} backend {}", q.pid),
-                    lines: vec![
+                    }, format!("{verb} backend {}", q.pid), vec![
                         format!(
                             "pid {}  user {}  application {}",
                             q.pid,
@@ -895,13 +904,7 @@ impl App {
                         format!("running for {:.0}s, state {}", q.query_seconds, q.state),
                         format!("query: {}", q.query_line.chars().take(200).collect::<String>()),
                         "Re-checked against pid + backend_start before it is sent. y to go ahead, Esc to keep it.".into(),
-                    ],
-                    expect: None,
-                    text: false,
-                    optional_text: false,
-                    input: String::new(),
-                    error: None,
-                });
+                    ]));
             }
             C::CancelStep => {
                 let Some(i) = self.checklist.running() else {
@@ -909,19 +912,10 @@ impl App {
                     return Vec::new();
                 };
                 let title = self.checklist.items[i].title.clone();
-                self.modal = Some(Modal {
-                    ask: Ask::CancelStep { index: i },
-                    title: format!("Cancel '{title}'"),
-                    lines: vec![
+                self.modal = Some(Modal::confirm(Ask::CancelStep { index: i }, format!("Cancel '{title}'"), vec![
                         "Stops the step now. Its session to the server closes: an open transaction rolls back (a deploy keeps the migrations already applied; the one in flight is undone or, outside a transaction, left failed for `resolve`), a partial backup file is deleted.".into(),
                         "y to cancel it, Esc to let it run.".into(),
-                    ],
-                    expect: None,
-                    text: false,
-                    optional_text: false,
-                    input: String::new(),
-                    error: None,
-                });
+                    ]));
             }
             C::Pause => {
                 self.monitor.paused = !self.monitor.paused;
@@ -959,16 +953,7 @@ impl App {
     }
 
     fn text_modal(&self, ask: Ask, title: String, prompt: &str, optional: bool) -> Modal {
-        Modal {
-            ask,
-            title,
-            lines: vec![prompt.to_owned()],
-            expect: None,
-            text: true,
-            optional_text: optional,
-            input: String::new(),
-            error: None,
-        }
+        Modal::text(ask, title, prompt, optional)
     }
 
     /// Enter on the checklist: run an automated item, tick a manual one.
@@ -1008,25 +993,21 @@ impl App {
                 Vec::new()
             }
             Some(op @ Operation::Deploy) if self.env.protected => {
-                self.modal = Some(Modal {
-                    ask: Ask::RunStep {
+                self.modal = Some(Modal::typed(
+                    Ask::RunStep {
                         index: i,
                         operation: op,
                     },
-                    title: format!("Deploy to protected environment '{}'", self.env.name),
-                    lines: vec![
+                    format!("Deploy to protected environment '{}'", self.env.name),
+                    vec![
                         format!("Applies the pending migrations to {}.", self.env.target),
                         format!(
                             "Type the database name ({}) and press Enter.",
                             self.env.target.dbname
                         ),
                     ],
-                    expect: Some(self.env.target.dbname.clone()),
-                    text: true,
-                    optional_text: false,
-                    input: String::new(),
-                    error: None,
-                });
+                    self.env.target.dbname.clone(),
+                ));
                 Vec::new()
             }
             Some(op) => self.run_step(i, op),

@@ -239,22 +239,16 @@ async fn hook(ctx: &Context, name: &str, migrations: &[String], log: &Log) -> Re
     let _ = ctx
         .tx
         .send(Msg::Journal(crate::journal::Event::hook(&outcome)));
-    match (outcome.exit_code, outcome.timed_out) {
-        (Some(0), _) => Ok(format!(
+    if outcome.success() {
+        Ok(format!(
             "hook {name}: exit 0 in {:.1}s",
             outcome.duration_ms as f64 / 1000.0
-        )),
-        (_, true) => Err(Error::runtime(
-            format!("hook {name} timed out"),
+        ))
+    } else {
+        Err(Error::runtime(
+            format!("hook {name} ended: {}", outcome.describe()),
             "see its output above",
-        )),
-        (code, _) => Err(Error::runtime(
-            format!(
-                "hook {name} exited {}",
-                code.map(|c| c.to_string()).unwrap_or("by a signal".into())
-            ),
-            "see its output above",
-        )),
+        ))
     }
 }
 
@@ -335,12 +329,7 @@ async fn forward_rollback(ctx: &Context, names: &[String], log: &Log) -> Result<
     Ok(format!(
         "{} applied: {}",
         outcome.applied.len(),
-        outcome
-            .applied
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        outcome.applied_names()
     ))
 }
 

@@ -1039,11 +1039,7 @@ fn draw_journal(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             } => (
                 format!(
                     "hook {name}: {}",
-                    match (exit_code, timed_out) {
-                        (_, true) => "timed out".to_owned(),
-                        (Some(c), _) => format!("exit {c}"),
-                        (None, _) => "killed".to_owned(),
-                    }
+                    crate::hooks::describe(*exit_code, *timed_out)
                 ),
                 if *exit_code == Some(0) {
                     theme.good()
