@@ -38,6 +38,29 @@ pub enum Operation {
     SampleQueries,
     BackupRetained,
     WriteReport,
+    /// Runs the environment's hook of the same name.
+    Hook(HookStep),
+}
+
+/// Manual items that become automated when the environment configures their hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStep {
+    IntegrationTests,
+    MaintenanceOn,
+    MaintenanceOff,
+    SmokeTest,
+}
+
+impl HookStep {
+    pub fn hook_name(self) -> &'static str {
+        match self {
+            HookStep::IntegrationTests => "integration_tests",
+            HookStep::MaintenanceOn => "maintenance_on",
+            HookStep::MaintenanceOff => "maintenance_off",
+            HookStep::SmokeTest => "smoke_test",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,9 +255,22 @@ pub struct ExtraItem {
 }
 
 /// The built-in checklist changed by `settings`; an unknown id is an error naming the known ones.
-/// Deploy cannot be removed: the checklist exists for it.
-pub fn items(settings: &ChecklistSettings) -> Result<Vec<Item>, String> {
+/// Deploy cannot be removed: the checklist exists for it. Items whose hook is among `hooks` (the
+/// configured hook names) run it instead of waiting for a tick.
+pub fn items(settings: &ChecklistSettings, hooks: &[&str]) -> Result<Vec<Item>, String> {
     let mut items = default_items();
+    for item in &mut items {
+        let step = match item.id.as_str() {
+            "integration_tests" => HookStep::IntegrationTests,
+            "maintenance_on" => HookStep::MaintenanceOn,
+            "maintenance_off" => HookStep::MaintenanceOff,
+            "smoke_test" => HookStep::SmokeTest,
+            _ => continue,
+        };
+        if hooks.contains(&step.hook_name()) {
+            item.operation = Some(Operation::Hook(step));
+        }
+    }
     let known = || items_ids(&default_items());
     for id in &settings.remove {
         if id == "deploy" {
@@ -534,26 +570,34 @@ mod tests {
                 },
             ],
         };
-        let items = items(&settings).unwrap();
+        let items = items(&settings, &["smoke_test"]).unwrap();
+        let smoke = items.iter().find(|i| i.id == "smoke_test").unwrap();
+        assert_eq!(smoke.operation, Some(Operation::Hook(HookStep::SmokeTest)));
         let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
         let team = titles.iter().position(|t| *t == "Team notified").unwrap();
         assert_eq!(titles[team + 1], "Feature flag checkout_v2 off");
         assert_eq!(*titles.last().unwrap(), "Status page updated");
         assert!(!titles.contains(&"Off-hours window"));
-        let e = super::items(&ChecklistSettings {
-            remove: vec!["nope".into()],
-            extra: vec![],
-        })
+        let e = super::items(
+            &ChecklistSettings {
+                remove: vec!["nope".into()],
+                extra: vec![],
+            },
+            &[],
+        )
         .unwrap_err();
         assert!(
             e.contains("no checklist item 'nope'") && e.contains("backup"),
             "{e}"
         );
         assert!(
-            super::items(&ChecklistSettings {
-                remove: vec!["deploy".into()],
-                extra: vec![],
-            })
+            super::items(
+                &ChecklistSettings {
+                    remove: vec!["deploy".into()],
+                    extra: vec![],
+                },
+                &[],
+            )
             .is_err()
         );
     }

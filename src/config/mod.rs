@@ -334,7 +334,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
             extra: env.checklist.extra.clone(),
         };
         hooks = hook_settings(&name, &env.hooks, vars)?;
-        crate::checklist::items(&checklist).map_err(|e| {
+        crate::checklist::items(&checklist, &[]).map_err(|e| {
             Error::input(
                 format!("environments.{name}.checklist: {e}"),
                 "see config/pgdeck.toml for the checklist's item ids",

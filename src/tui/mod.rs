@@ -46,7 +46,8 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         protected: env.protected,
         ..Facts::default()
     };
-    let items = checklist::items(&env.checklist).map_err(|e| {
+    let hooks: Vec<&str> = env.hooks.commands.keys().map(String::as_str).collect();
+    let items = checklist::items(&env.checklist, &hooks).map_err(|e| {
         Error::input(
             format!("checklist: {e}"),
             "fix the environment's [checklist]",

@@ -771,6 +771,7 @@ async fn run(
                 out.join("; ")
             })
         }
+        Operation::Hook(which) => hook(ctx, which.hook_name(), &[], &ctx.tx.clone()).await,
         Operation::WriteReport => {
             let path = journal.ok_or_else(|| {
                 Error::runtime("no journal for this session", "check the journal folder")
