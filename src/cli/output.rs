@@ -58,12 +58,20 @@ pub fn clap_error(e: clap::Error) -> u8 {
         };
     }
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
+    let mut lines = rendered.lines().filter(|l| !l.trim().is_empty());
+    let mut first = lines
+        .next()
         .unwrap_or("invalid arguments")
         .trim_start_matches("error: ")
         .to_owned();
+    // "the following required arguments were not provided:" is followed by the arguments.
+    if first.ends_with(':') {
+        let missing: Vec<&str> = lines
+            .take_while(|l| l.starts_with("  "))
+            .map(str::trim)
+            .collect();
+        first = format!("{} {}", first, missing.join(", "));
+    }
     let tip = rendered
         .lines()
         .find_map(|l| l.trim().strip_prefix("tip: "))

@@ -91,9 +91,19 @@ impl MigrationsDir {
                     "check the folder's permissions",
                 )
             })?;
-            // Loose files (the lock file, READMEs) are not migrations; symlinked folders are.
-            if entry.path().is_dir() {
-                dirs.push(entry.path());
+            // Loose files (the lock file, READMEs) are not migrations; symlinked folders are. An
+            // entry that cannot even be looked at (a symlink loop, a dangling link) is refused
+            // rather than skipped: it may be a migration that would silently go missing.
+            let p = entry.path();
+            match std::fs::metadata(&p) {
+                Ok(meta) if meta.is_dir() => dirs.push(p),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::input(
+                        format!("cannot read {}: {e}", p.display()),
+                        "fix or remove the entry: a migrations folder holds migration folders",
+                    ));
+                }
             }
         }
         dirs.sort_by(|a, b| {
@@ -148,6 +158,16 @@ fn load_migration(dir: &Path) -> Result<LocalMigration> {
                 e.valid_up_to()
             ),
             "save the file as UTF-8 (PostgreSQL and Prisma both expect it)",
+        ));
+    }
+    if let Some(at) = script.iter().position(|b| *b == 0) {
+        let line = script[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        return Err(Error::input(
+            format!(
+                "{} contains a NUL byte (line {line}): it is binary, not SQL",
+                script_path.display()
+            ),
+            "PostgreSQL cannot take NUL bytes in SQL; replace the file with the migration's SQL text",
         ));
     }
     let down_path = dir.join("down.sql");

@@ -666,7 +666,15 @@ fn every_size_from_tiny_to_large_draws_without_panicking() {
     })));
     for screen in ['1', '2', '3', '4', '5'] {
         a.update(key(KeyCode::Char(screen)));
-        for (w, h) in [(1, 1), (10, 3), (79, 23), (80, 24), (81, 25), (200, 60)] {
+        for (w, h) in [
+            (1, 1),
+            (10, 3),
+            (20, 5),
+            (79, 23),
+            (80, 24),
+            (81, 25),
+            (200, 60),
+        ] {
             render(&a, w, h);
         }
     }
