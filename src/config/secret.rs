@@ -68,6 +68,14 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Whether `text` holds any password pgdeck has loaded (anywhere, not only standalone).
+pub fn holds_known(text: &str) -> bool {
+    let known = KNOWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    known.iter().any(|s| text.contains(s.as_str()))
+}
+
 fn replace_standalone(text: &str, needle: &str) -> String {
     let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut out = String::with_capacity(text.len());

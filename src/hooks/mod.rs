@@ -116,7 +116,16 @@ pub async fn run(
         )
     })?;
     let started = Instant::now();
-    let mut child = tokio::process::Command::new("sh")
+    let mut cmd = tokio::process::Command::new("sh");
+    // A hook is the team's script, not a database client: it gets the release's context, never
+    // a password (PGPASSWORD, or a URL variable holding one).
+    cmd.env_remove("PGPASSWORD");
+    for (key, value) in std::env::vars_os() {
+        if crate::config::secret::holds_known(&value.to_string_lossy()) {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
         .arg("-c")
         .arg(command)
         .env("PGDECK_ENV", ctx.environment)
