@@ -33,7 +33,10 @@ impl ArgvWatch {
                         continue;
                     };
                     let text = String::from_utf8_lossy(&argv).replace('\0', " ");
-                    if text.contains("pg_dump") || text.contains("pg_restore") || text.contains("pgdeck") {
+                    if text.contains("pg_dump")
+                        || text.contains("pg_restore")
+                        || text.contains("pgdeck")
+                    {
                         *n.lock().unwrap() += 1;
                     }
                     // The test's own command lines hold it (an operator typed it); what matters
@@ -80,7 +83,9 @@ fn scan_dir(dir: &std::path::Path, hits: &mut Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_command_prints_stores_or_passes_on_the_password() {
     let Some(sandbox) = sandbox() else {
-        eprintln!("PGDECK_TEST_DATABASE_URL is set: the server's roles are not ours to configure, so this case is not checked");
+        eprintln!(
+            "PGDECK_TEST_DATABASE_URL is set: the server's roles are not ours to configure, so this case is not checked"
+        );
         return;
     };
     let db = fresh_db("secrets").await;
@@ -173,8 +178,17 @@ async fn no_command_prints_stores_or_passes_on_the_password() {
         // A restore, confirmed.
         let listed = run(cmd(&["backup", "list", "--json"]));
         let v: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
-        let file = v["backups"][0]["backup"]["file"].as_str().unwrap().to_owned();
-        let r = run(cmd(&["backup", "restore", &file, "--yes", "--terminate-sessions"]));
+        let file = v["backups"][0]["backup"]["file"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = run(cmd(&[
+            "backup",
+            "restore",
+            &file,
+            "--yes",
+            "--terminate-sessions",
+        ]));
         runs += 1;
         assert_eq!(r.code, 0, "{r:?}");
         if r.stdout.contains(SECRET) || r.stderr.contains(SECRET) {
@@ -182,7 +196,11 @@ async fn no_command_prints_stores_or_passes_on_the_password() {
         }
         // A failure's message too: a wrong password.
         let mut bad = pgdeck_cmd();
-        bad.args(["--database-url", &with_password.replace(SECRET, &format!("{SECRET}x")), "status"]);
+        bad.args([
+            "--database-url",
+            &with_password.replace(SECRET, &format!("{SECRET}x")),
+            "status",
+        ]);
         let r = run(bad);
         runs += 1;
         if r.stderr.contains(SECRET) {
@@ -193,8 +211,18 @@ async fn no_command_prints_stores_or_passes_on_the_password() {
     leaks.extend(argv_hits.into_iter().map(|a| format!("argv: {a}")));
     scan_dir(work.path(), &mut leaks);
     let hook_env = std::fs::read_to_string(&hook_out).unwrap();
-    assert!(hook_env.contains("PGDECK_DATABASE=postgresql://secret_deployer:***@"), "{hook_env}");
-    assert!(leaks.is_empty(), "the password leaked:\n{}", leaks.join("\n"));
+    assert!(
+        hook_env.contains("PGDECK_DATABASE=postgresql://secret_deployer:***@"),
+        "{hook_env}"
+    );
+    assert!(
+        leaks.is_empty(),
+        "the password leaked:\n{}",
+        leaks.join("\n")
+    );
     assert!(runs >= 30, "{runs} runs");
-    assert!(processes_seen > 0, "the argv watch saw no pgdeck or pg_dump process");
+    assert!(
+        processes_seen > 0,
+        "the argv watch saw no pgdeck or pg_dump process"
+    );
 }
