@@ -3,6 +3,8 @@
 //! parallel; helpers to build migrations folders and to run the real `pgdeck` binary.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
