@@ -145,6 +145,9 @@ struct EnvironmentFile {
     restore_checks: Option<Vec<String>>,
     #[serde(default)]
     read_only: bool,
+    /// Refuse connections whose sslmode does not insist on TLS (require, verify-ca, verify-full).
+    #[serde(default)]
+    require_tls: bool,
     #[serde(default)]
     health: HealthFile,
     #[serde(default)]
@@ -366,6 +369,20 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         Some(u) => DbTarget::from_url(&u, vars)?,
         None => DbTarget::from_vars(vars)?,
     };
+    if env_file.is_some_and(|e| e.require_tls)
+        && !matches!(
+            target.sslmode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        )
+    {
+        return Err(Error::input(
+            format!(
+                "environment '{name}' requires TLS, but the connection says sslmode={}",
+                target.sslmode.as_str()
+            ),
+            "add ?sslmode=verify-full (with sslrootcert=CA.pem if the CA is private) to the URL, or PGSSLMODE=verify-full",
+        ));
+    }
     let migrations_dir = overrides
         .migrations
         .clone()
@@ -740,7 +757,9 @@ mod tests {
     fn the_example_health_settings_resolve_with_the_token_kept_secret() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgdeck.toml");
         let vars = |name: &str| match name {
-            "PRODUCTION_DATABASE_URL" => Some("postgresql://app@db.internal/app".to_owned()),
+            "PRODUCTION_DATABASE_URL" => {
+                Some("postgresql://app@db.internal/app?sslmode=verify-full".to_owned())
+            }
             "METRICS_TOKEN" => Some("metrics-token-123".to_owned()),
             "SLACK_WEBHOOK_URL" => {
                 Some("https://hooks.example.com/services/T0/B0/secret-path".to_owned())
@@ -767,6 +786,17 @@ mod tests {
         let m = h.metrics.as_ref().unwrap();
         assert_eq!(m.requests, "http_requests_total");
         assert!(!format!("{m:?}").contains("metrics-token-123"));
+        // require_tls: a URL without TLS is refused before anything connects.
+        let plain = |n: &str| match n {
+            "PRODUCTION_DATABASE_URL" => Some("postgresql://app@db.internal/app".to_owned()),
+            other => vars(other),
+        };
+        let e = resolve(&overrides, &plain).unwrap_err();
+        assert!(
+            e.cause.contains("requires TLS") && e.cause.contains("sslmode=prefer"),
+            "{}",
+            e.cause
+        );
         // Without the token variable, a clean input error names it.
         let e = resolve(&overrides, &|n: &str| {
             vars(n).filter(|_| n != "METRICS_TOKEN")
