@@ -34,7 +34,9 @@ pub struct Watch {
     attempt: u32,
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Short enough that the monitor is back within seconds of the server; long enough to be no
+/// burden on a server that is struggling to come up.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Watch {
     pub fn new(target: &DbTarget, settings: MonitorSettings) -> Watch {
@@ -102,7 +104,7 @@ impl Watch {
     }
 }
 
-/// 250 ms, doubling, at most 5 s.
+/// 250 ms, doubling, at most 2 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250)
         .saturating_mul(1 << attempt.saturating_sub(1).min(5))
@@ -114,8 +116,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_five_seconds() {
-        let got: Vec<u64> = (1..=8).map(|a| backoff(a).as_millis() as u64).collect();
-        assert_eq!(got, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    fn backoff_doubles_up_to_two_seconds() {
+        let got: Vec<u64> = (1..=6).map(|a| backoff(a).as_millis() as u64).collect();
+        assert_eq!(got, [250, 500, 1000, 2000, 2000, 2000]);
     }
 }
