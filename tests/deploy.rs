@@ -288,9 +288,17 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
 
     // Meanwhile, ordinary reads arrive. Each one that arrives while the ALTER waits queues behind
     // it; lock_timeout bounds how long.
-    let probe = db.client().await;
+    let probe = std::sync::Arc::new(db.client().await);
+    let probe_pid: i32 = probe
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     let watcher = db.client().await;
     let mut longest = Duration::ZERO;
+    // The same wait as the server sees it: how long pg_stat_activity shows the probe waiting
+    // for a lock.
+    let mut longest_seen_by_server = 0f64;
     let mut queued_probes = 0;
     let deadline = Instant::now() + TIMEOUT;
     while child.try_wait().unwrap().is_none() {
@@ -305,10 +313,23 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
             .get(0);
         if alter_waiting {
             let start = Instant::now();
-            probe
-                .query_one("SELECT count(*) FROM busy", &[])
-                .await
-                .unwrap();
+            let p = probe.clone();
+            let read =
+                tokio::spawn(async move { p.query_one("SELECT count(*) FROM busy", &[]).await });
+            while !read.is_finished() {
+                let waited: f64 = watcher
+                    .query_one(
+                        "SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0)::float8 \
+                         FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+                        &[&probe_pid],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                longest_seen_by_server = longest_seen_by_server.max(waited);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            read.await.unwrap().unwrap();
             longest = longest.max(start.elapsed());
             queued_probes += 1;
         } else {
@@ -328,6 +349,13 @@ async fn lock_timeout_fails_the_migration_after_retries_without_queueing_traffic
     assert!(
         longest <= Duration::from_millis(400) + Duration::from_secs(1),
         "a read queued behind the ALTER for {longest:?}"
+    );
+    assert!(
+        longest_seen_by_server <= 1.4,
+        "pg_stat_activity showed a read waiting {longest_seen_by_server:.3}s"
+    );
+    eprintln!(
+        "lock contention: {queued_probes} reads queued behind the ALTER; longest {longest:?} (client), {longest_seen_by_server:.3}s (pg_stat_activity)"
     );
     let rows = db.ledger().await;
     assert_eq!(rows.len(), 2);
