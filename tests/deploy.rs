@@ -155,17 +155,7 @@ async fn killing_deploy_mid_migration_leaves_nothing_applied_and_the_next_deploy
     .await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     let _ = child.wait();
-    wait_for("the killed session to end", TIMEOUT, || async {
-        probe
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgdeck' AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) == 0)
-            .unwrap_or(false)
-    })
-    .await;
+    db.wait_for_pgdeck_sessions_to_end().await;
 
     assert!(
         !db.table_exists("slow_created").await,

@@ -42,19 +42,7 @@ async fn deploy_killed_at_random_moments_leaves_ledger_and_schema_in_agreement()
         let finished_before = child.try_wait().unwrap().is_some();
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
         let _ = child.wait();
-        // The server notices the dead client when its session ends; wait for that.
-        let probe = db.client().await;
-        wait_for("the killed session to end", Duration::from_secs(30), || async {
-            probe
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgdeck' AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .map(|r| r.get::<_, i64>(0) == 0)
-                .unwrap_or(false)
-        })
-        .await;
+        db.wait_for_pgdeck_sessions_to_end().await;
         let applied_at_kill = MIGRATIONS - count_missing(&db).await;
         if !finished_before && applied_at_kill < MIGRATIONS {
             killed_mid_way += 1;

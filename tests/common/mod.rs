@@ -55,6 +55,28 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// Waits until no pgdeck session is left on the database: after killing a pgdeck process,
+    /// the server notices the dead client only when its session ends.
+    pub async fn wait_for_pgdeck_sessions_to_end(&self) {
+        let probe = self.client().await;
+        wait_for(
+            "pgdeck's sessions to end",
+            Duration::from_secs(30),
+            || async {
+                probe
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'pgdeck' AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .map(|r| r.get::<_, i64>(0) == 0)
+                    .unwrap_or(false)
+            },
+        )
+        .await;
+    }
+
     /// The URL handed to the binary (socket path and port; no password for the sandbox).
     pub fn url(&self) -> String {
         match &*SERVER {
@@ -65,8 +87,9 @@ impl TestDb {
         }
     }
 
+    /// A session of the test's own, named `pgdeck-test` so it is never taken for pgdeck's.
     pub async fn client(&self) -> tokio_postgres::Client {
-        db::connect(&self.target)
+        db::connect(&self.target.with_application_name("pgdeck-test"))
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {}", self.name, e.cause))
             .client
