@@ -124,23 +124,12 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         return super::open_console(env).await;
     }
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let json = g.json;
-    let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            output::deploy_event(&e, json);
-        }
-    });
-    let deployed = migrate::deploy(
-        &env.target,
-        &dir,
-        &DeployOptions::new(env.deploy.clone()),
-        &tx,
-    )
-    .await;
-    drop(tx);
-    let _ = printer.await;
-    deployed?;
+    let (target, opts) = (&env.target, DeployOptions::new(env.deploy.clone()));
+    let dir_ref = &dir;
+    output::with_progress(g.json, |tx| async move {
+        migrate::deploy(target, dir_ref, &opts, &tx).await
+    })
+    .await?;
     let (report, version) = migrate::status(&env.target, &dir).await?;
     let url = sandbox.url(DEMO_DB);
     if g.json {

@@ -333,7 +333,7 @@ fn ask(prompt: &str) -> Result<String> {
     Ok(line.trim().to_owned())
 }
 
-/// Runs a core operation while a printer task prints its progress events as they arrive.
+/// Runs a core operation while its deploy progress events are printed as they arrive.
 pub async fn with_progress<F, Fut, T>(json: bool, op: F) -> Result<T>
 where
     F: FnOnce(tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut,
@@ -342,24 +342,14 @@ where
     with_events(move |event: DeployEvent| deploy_event(&event, json), op).await
 }
 
-/// Runs a core operation while a printer task hands each of its progress events to `print`,
-/// in order, as they arrive; returns once the operation is done and every event printed.
-pub async fn with_events<E, P, F, Fut, T>(mut print: P, op: F) -> Result<T>
+/// Runs a core operation while `print` takes each of its progress events as it arrives.
+pub async fn with_events<E, P, F, Fut, T>(print: P, op: F) -> Result<T>
 where
-    E: Send + 'static,
-    P: FnMut(E) + Send + 'static,
+    P: FnMut(E),
     F: FnOnce(tokio::sync::mpsc::UnboundedSender<E>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            print(event);
-        }
-    });
-    let result = op(tx).await;
-    let _ = printer.await;
-    result
+    crate::events::with_events(print, op).await
 }
 
 /// Prints an override and records it in the journal with its reason.
@@ -407,16 +397,11 @@ pub async fn run_hook(
             .map(String::as_str)
             .unwrap_or("")
     ));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let printer = tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            stderr(&format!("  | {line}"));
-        }
-    });
-    let outcome = crate::hooks::run(&env.hooks, name, &ctx, Some(&tx)).await;
-    drop(tx);
-    let _ = printer.await;
-    let outcome = outcome?;
+    let outcome = with_events(
+        |line: String| stderr(&format!("  | {line}")),
+        |tx| async move { crate::hooks::run(&env.hooks, name, &ctx, Some(&tx)).await },
+    )
+    .await?;
     if let Err(e) = crate::journal::record(
         &crate::journal::default_dir(),
         &env.name,

@@ -124,6 +124,19 @@ pub enum Effect {
     Quit,
 }
 
+impl Effect {
+    /// Whether it is one of the Rollback screen's actions (shown there as running until done).
+    pub fn is_rollback_action(&self) -> bool {
+        matches!(
+            self,
+            Effect::Revert(_)
+                | Effect::Restore(_)
+                | Effect::RunHook(_)
+                | Effect::ResolveRolledBack(_)
+        )
+    }
+}
+
 /// The migrations screen's data, loaded off the loop.
 #[derive(Debug, Clone)]
 pub struct MigrationsView {
@@ -140,11 +153,9 @@ pub enum Ask {
         index: usize,
         operation: Operation,
     },
-    Signal {
-        pid: i32,
-        backend_start: DateTime<Utc>,
-        signal: Signal,
-    },
+    /// An effect that happens once the operator confirms it (cancel, terminate, stop a step,
+    /// a rollback action).
+    Effect(Effect),
     /// A note for a ticked manual item.
     Tick {
         index: usize,
@@ -155,10 +166,6 @@ pub enum Ask {
     },
     /// The reason for acknowledging DANGEROUS findings.
     Acknowledge,
-    CancelStep {
-        index: usize,
-    },
-    Rollback(Effect),
     EmergencyTick {
         index: usize,
     },
@@ -490,11 +497,21 @@ impl App {
             }
             RollbackEvent::RestoreOffer { file, loss } => {
                 self.rollback.running = None;
-                self.modal = Some(Modal::typed(Ask::Rollback(Effect::Restore(file.clone())), format!("Restore {file} into {}", self.env.target.dbname), vec![
+                self.modal = Some(Modal::typed(
+                    Ask::Effect(Effect::Restore(file.clone())),
+                    format!("Restore {file} into {}", self.env.target.dbname),
+                    vec![
                         format!("REPLACES the database's contents with the backup. Lost: {loss}."),
-                        "Other sessions on the database are terminated first; the maintenance hooks run if configured.".into(),
-                        format!("Type the database name ({}) and press Enter.", self.env.target.dbname),
-                    ], self.env.target.dbname.clone()));
+                        "Other sessions on the database are terminated first; the maintenance \
+                        hooks run if configured."
+                            .into(),
+                        format!(
+                            "Type the database name ({}) and press Enter.",
+                            self.env.target.dbname
+                        ),
+                    ],
+                    self.env.target.dbname.clone(),
+                ));
                 Vec::new()
             }
             RollbackEvent::Done { what, result } => {
@@ -601,7 +618,7 @@ impl App {
             } else {
                 lines.push("y to go ahead, Esc to stop.".into());
             }
-            let ask = Ask::Rollback(effect);
+            let ask = Ask::Effect(effect);
             app.modal = Some(if typed {
                 Modal::typed(ask, title, lines, app.env.target.dbname.clone())
             } else {
@@ -664,8 +681,13 @@ impl App {
                     Effect::Revert(names.clone()),
                     "Forward rollback (recommended)".into(),
                     vec![
-                        format!("Writes a rollback migration from the down.sql of: {} (newest first),", names.join(", ")),
-                        "lints and plans it, then deploys it under lock_timeout like any migration.".into(),
+                        format!(
+                            "Writes a rollback migration from the down.sql of: {} (newest first),",
+                            names.join(", ")
+                        ),
+                        "lints and plans it, then deploys it under lock_timeout like any \
+                        migration."
+                            .into(),
                     ],
                 );
             }
@@ -707,8 +729,12 @@ impl App {
                     Effect::ResolveRolledBack(name.clone()),
                     format!("Record {name} as rolled back"),
                     vec![
-                        "Only once its partial changes are undone (or were never made): the ledger then lets deploy run it again.".into(),
-                        "If it was finished by hand instead, use `pgdeck resolve --applied NAME`.".into(),
+                        "Only once its partial changes are undone (or were never made): the \
+                        ledger then lets deploy run it again."
+                            .into(),
+                        "If it was finished by hand instead, use `pgdeck resolve --applied \
+                        NAME`."
+                            .into(),
                     ],
                 );
             }
@@ -764,11 +790,17 @@ impl App {
     fn ask_quit(&mut self) -> Vec<Effect> {
         match self.checklist.running() {
             Some(i) => {
-                self.modal = Some(Modal::confirm(Ask::Quit, "Quit while a step runs?".into(), vec![
+                self.modal = Some(Modal::confirm(
+                    Ask::Quit,
+                    "Quit while a step runs?".into(),
+                    vec![
                         format!("'{}' is still running.", self.checklist.items[i].title),
-                        "Quitting stops the console; a deploy in flight finishes or rolls back its current migration on the server.".into(),
+                        "Quitting stops the console; a deploy in flight finishes or rolls back \
+                        its current migration on the server."
+                            .into(),
                         "Press y to quit, Esc to stay.".into(),
-                    ]));
+                    ],
+                ));
                 Vec::new()
             }
             None => self.quit(),
@@ -890,21 +922,34 @@ impl App {
                 } else {
                     "Terminate (its transaction rolls back)"
                 };
-                self.modal = Some(Modal::confirm(Ask::Signal {
+                self.modal = Some(Modal::confirm(
+                    Ask::Effect(Effect::Signal {
                         pid: q.pid,
                         backend_start: q.backend_start,
                         signal,
-                    }, format!("{verb} backend {}", q.pid), vec![
+                    }),
+                    format!("{verb} backend {}", q.pid),
+                    vec![
                         format!(
                             "pid {}  user {}  application {}",
                             q.pid,
                             q.user,
-                            if q.application.is_empty() { "-" } else { &q.application }
+                            if q.application.is_empty() {
+                                "-"
+                            } else {
+                                &q.application
+                            }
                         ),
                         format!("running for {:.0}s, state {}", q.query_seconds, q.state),
-                        format!("query: {}", q.query_line.chars().take(200).collect::<String>()),
-                        "Re-checked against pid + backend_start before it is sent. y to go ahead, Esc to keep it.".into(),
-                    ]));
+                        format!(
+                            "query: {}",
+                            q.query_line.chars().take(200).collect::<String>()
+                        ),
+                        "Re-checked against pid + backend_start before it is sent. y to go \
+                        ahead, Esc to keep it."
+                            .into(),
+                    ],
+                ));
             }
             C::CancelStep => {
                 let Some(i) = self.checklist.running() else {
@@ -912,10 +957,18 @@ impl App {
                     return Vec::new();
                 };
                 let title = self.checklist.items[i].title.clone();
-                self.modal = Some(Modal::confirm(Ask::CancelStep { index: i }, format!("Cancel '{title}'"), vec![
-                        "Stops the step now. Its session to the server closes: an open transaction rolls back (a deploy keeps the migrations already applied; the one in flight is undone or, outside a transaction, left failed for `resolve`), a partial backup file is deleted.".into(),
+                self.modal = Some(Modal::confirm(
+                    Ask::Effect(Effect::CancelStep(i)),
+                    format!("Cancel '{title}'"),
+                    vec![
+                        "Stops the step now. Its session to the server closes: an open \
+                        transaction rolls back (a deploy keeps the migrations already applied; \
+                        the one in flight is undone or, outside a transaction, left failed for \
+                        `resolve`), a partial backup file is deleted."
+                            .into(),
                         "y to cancel it, Esc to let it run.".into(),
-                    ]));
+                    ],
+                ));
             }
             C::Pause => {
                 self.monitor.paused = !self.monitor.paused;
@@ -1070,11 +1123,13 @@ impl App {
         };
         match modal.ask {
             Ask::Quit => self.quit(),
-            Ask::Rollback(effect) => {
+            Ask::Effect(effect) => {
                 self.record(Event::Confirmed {
                     what: modal.title.clone(),
                 });
-                self.rollback.running = Some(modal.title.clone());
+                if effect.is_rollback_action() {
+                    self.rollback.running = Some(modal.title.clone());
+                }
                 vec![effect]
             }
             Ask::EmergencyTick { index } => {
@@ -1089,31 +1144,11 @@ impl App {
                 });
                 Vec::new()
             }
-            Ask::CancelStep { index } => {
-                self.record(Event::Confirmed {
-                    what: modal.title.clone(),
-                });
-                vec![Effect::CancelStep(index)]
-            }
             Ask::RunStep { index, operation } => {
                 self.record(Event::Confirmed {
                     what: modal.title.clone(),
                 });
                 self.run_step(index, operation)
-            }
-            Ask::Signal {
-                pid,
-                backend_start,
-                signal,
-            } => {
-                self.record(Event::Confirmed {
-                    what: modal.title.clone(),
-                });
-                vec![Effect::Signal {
-                    pid,
-                    backend_start,
-                    signal,
-                }]
             }
             Ask::Tick { index } => {
                 let note = (!input.is_empty()).then_some(input);

@@ -11,6 +11,7 @@ use crate::backup::{self, BackupEvent, BackupFormat, CreateOptions};
 use crate::checklist::{Facts, Operation};
 use crate::config::Environment;
 use crate::error::{Error, Result};
+use crate::events::with_events;
 use crate::health::{self, Baseline, Level};
 use crate::lint::plan::Plan;
 use crate::migrate::{self, DeployEvent, DeployOptions, MigrationsDir, Verdict};
@@ -213,13 +214,6 @@ async fn hook(ctx: &Context, name: &str, migrations: &[String], log: &Log) -> Re
         database: &database,
         migrations,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let forward = log.clone();
-    let printer = tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            say(&forward, format!("  | {line}"));
-        }
-    });
     say(
         log,
         format!(
@@ -232,10 +226,11 @@ async fn hook(ctx: &Context, name: &str, migrations: &[String], log: &Log) -> Re
                 .unwrap_or_default()
         ),
     );
-    let outcome = crate::hooks::run(&ctx.env.hooks, name, &hctx, Some(&tx)).await;
-    drop(tx);
-    let _ = printer.await;
-    let outcome = outcome?;
+    let outcome = with_events(
+        |line: String| say(log, format!("  | {line}")),
+        |tx| async move { crate::hooks::run(&ctx.env.hooks, name, &hctx, Some(&tx)).await },
+    )
+    .await?;
     let _ = ctx
         .tx
         .send(Msg::Journal(crate::journal::Event::hook(&outcome)));
@@ -298,24 +293,23 @@ async fn forward_rollback(ctx: &Context, names: &[String], log: &Log) -> Result<
     )
     .await;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let forward = log.clone();
-    let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
+    let result = with_events(
+        |e| {
             if let DeployEvent::MigrationApplied { name, duration_ms } = e {
-                say(&forward, format!("applied {name} in {duration_ms} ms"));
+                say(log, format!("applied {name} in {duration_ms} ms"));
             }
-        }
-    });
-    let result = migrate::deploy(
-        &env.target,
-        &dir,
-        &DeployOptions::new(env.deploy.clone()),
-        &tx,
+        },
+        |tx| async move {
+            migrate::deploy(
+                &env.target,
+                &dir,
+                &DeployOptions::new(env.deploy.clone()),
+                &tx,
+            )
+            .await
+        },
     )
     .await;
-    drop(tx);
-    let _ = printer.await;
     let text = match &result {
         Ok(_) => format!(
             "rollback finished on {}: {} reverted",
@@ -351,23 +345,18 @@ async fn restore(ctx: &Context, file: &str, log: &Log) -> Result<String> {
         checks: env.backup.restore_checks.clone(),
         jobs: 1,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let forward = log.clone();
-    let printer = tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            match e {
-                BackupEvent::Step { what } => say(&forward, what),
-                BackupEvent::Finished { elapsed_ms, .. } => say(
-                    &forward,
-                    format!("pg_restore finished in {:.1}s", elapsed_ms as f64 / 1000.0),
-                ),
-                _ => {}
-            }
-        }
-    });
-    let result = backup::restore(&env.target, &path, &opts, &tx).await;
-    drop(tx);
-    let _ = printer.await;
+    let result = with_events(
+        |e| match e {
+            BackupEvent::Step { what } => say(log, what),
+            BackupEvent::Finished { elapsed_ms, .. } => say(
+                log,
+                format!("pg_restore finished in {:.1}s", elapsed_ms as f64 / 1000.0),
+            ),
+            _ => {}
+        },
+        |tx| async move { backup::restore(&env.target, &path, &opts, &tx).await },
+    )
+    .await;
     let text = match &result {
         Ok(_) => format!("rollback finished on {}: {file} restored", env.name),
         Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
@@ -490,7 +479,6 @@ async fn run(
         |detail: String, fraction: Option<f64>| step(StepEvent::Progress { detail, fraction });
     match operation {
         Operation::Backup => {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let opts = CreateOptions {
                 dir: env.backup.dir.clone(),
                 environment: env.name.clone(),
@@ -498,25 +486,35 @@ async fn run(
                 format: BackupFormat::Custom,
                 jobs: 1,
             };
-            let task = backup::create(&env.target, &opts, &tx);
-            tokio::pin!(task);
-            loop {
-                tokio::select! {
-                    r = &mut task => {
-                        let entry = r?;
-                        return Ok(format!("{} ({})", entry.file, human_bytes(entry.size_bytes as i64)));
-                    }
-                    Some(e) = rx.recv() => match e {
-                        BackupEvent::Progress { bytes_written, tables_done, tables_total, fraction, .. } => progress(
-                            format!("{} written, {tables_done}/{tables_total} tables", human_bytes(bytes_written as i64)),
-                            Some(fraction),
+            let entry = with_events(
+                |e| match e {
+                    BackupEvent::Progress {
+                        bytes_written,
+                        tables_done,
+                        tables_total,
+                        fraction,
+                        ..
+                    } => progress(
+                        format!(
+                            "{} written, {tables_done}/{tables_total} tables",
+                            human_bytes(bytes_written as i64)
                         ),
-                        BackupEvent::Step { what } => progress(what, None),
-                        BackupEvent::Started { file, .. } => progress(format!("pg_dump into {file}"), Some(0.0)),
-                        BackupEvent::Finished { .. } => {}
-                    },
-                }
-            }
+                        Some(fraction),
+                    ),
+                    BackupEvent::Step { what } => progress(what, None),
+                    BackupEvent::Started { file, .. } => {
+                        progress(format!("pg_dump into {file}"), Some(0.0))
+                    }
+                    BackupEvent::Finished { .. } => {}
+                },
+                |tx| async move { backup::create(&env.target, &opts, &tx).await },
+            )
+            .await?;
+            Ok(format!(
+                "{} ({})",
+                entry.file,
+                human_bytes(entry.size_bytes as i64)
+            ))
         }
         Operation::VerifyBackup | Operation::BackupRetained => {
             let newest = backup::catalog::list(&env.backup.dir)?
@@ -684,41 +682,81 @@ async fn run(
                 ),
             )
             .await;
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let opts = DeployOptions::new(env.deploy.clone());
-            let task = migrate::deploy(&env.target, &dir, &opts, &tx);
-            tokio::pin!(task);
-            loop {
-                tokio::select! {
-                    r = &mut task => {
-                        let outcome = match r {
-                            Ok(o) => o,
-                            Err(e) => {
-                                notify(ctx, &log, &format!("deploy FAILED on {}: {}", env.name, e.cause)).await;
-                                return Err(e);
-                            }
-                        };
-                        notify(ctx, &log, &format!("deploy finished on {}: {} migration(s) applied", env.name, outcome.applied.len())).await;
-                        if env.hooks.commands.contains_key("after_deploy") {
-                            let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
-                            hook(ctx, "after_deploy", &applied, &log).await.map_err(|e| {
-                                Error::runtime(format!("the deploy succeeded, but {}", e.cause), "see the Rollback screen's output")
-                            })?;
-                        }
-                        return Ok(match outcome.applied.len() {
-                            0 => "nothing to deploy".into(),
-                            n => format!("{n} applied: {}", outcome.applied.iter().map(|a| format!("{} ({} ms)", a.name, a.duration_ms)).collect::<Vec<_>>().join(", ")),
-                        });
-                    }
-                    Some(e) = rx.recv() => match e {
-                        DeployEvent::MigrationStarted { name, index, total, .. } => progress(format!("[{index}/{total}] {name}"), Some((index - 1) as f64 / total.max(1) as f64)),
-                        DeployEvent::StatementStarted { name, index, total, preview, .. } => progress(format!("{name} statement {index}/{total}: {preview}"), None),
-                        DeployEvent::WaitingForLock { holder } => progress(format!("waiting for the migration lock{}", holder.map(|h| format!(" held by {h}")).unwrap_or_default()), None),
-                        DeployEvent::LockTimeout { name, attempt, attempts, retry_in_ms } => progress(format!("{name}: lock_timeout, retry {attempt}/{attempts} in {retry_in_ms} ms"), None),
-                        _ => {}
-                    },
+            let deployed = with_events(
+                |e| match e {
+                    DeployEvent::MigrationStarted {
+                        name, index, total, ..
+                    } => progress(
+                        format!("[{index}/{total}] {name}"),
+                        Some((index - 1) as f64 / total.max(1) as f64),
+                    ),
+                    DeployEvent::StatementStarted {
+                        name,
+                        index,
+                        total,
+                        preview,
+                        ..
+                    } => progress(format!("{name} statement {index}/{total}: {preview}"), None),
+                    DeployEvent::WaitingForLock { holder } => progress(
+                        format!(
+                            "waiting for the migration lock{}",
+                            holder.map(|h| format!(" held by {h}")).unwrap_or_default()
+                        ),
+                        None,
+                    ),
+                    DeployEvent::LockTimeout {
+                        name,
+                        attempt,
+                        attempts,
+                        retry_in_ms,
+                    } => progress(
+                        format!(
+                            "{name}: lock_timeout, retry {attempt}/{attempts} in {retry_in_ms} ms"
+                        ),
+                        None,
+                    ),
+                    _ => {}
+                },
+                |tx| async move { migrate::deploy(&env.target, &dir, &opts, &tx).await },
+            )
+            .await;
+            let outcome = match deployed {
+                Ok(o) => o,
+                Err(e) => {
+                    let text = format!("deploy FAILED on {}: {}", env.name, e.cause);
+                    notify(ctx, &log, &text).await;
+                    return Err(e);
                 }
+            };
+            let text = format!(
+                "deploy finished on {}: {} migration(s) applied",
+                env.name,
+                outcome.applied.len()
+            );
+            notify(ctx, &log, &text).await;
+            if env.hooks.commands.contains_key("after_deploy") {
+                let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
+                hook(ctx, "after_deploy", &applied, &log)
+                    .await
+                    .map_err(|e| {
+                        Error::runtime(
+                            format!("the deploy succeeded, but {}", e.cause),
+                            "see the Rollback screen's output",
+                        )
+                    })?;
             }
+            Ok(match outcome.applied.len() {
+                0 => "nothing to deploy".into(),
+                n => {
+                    let each: Vec<String> = outcome
+                        .applied
+                        .iter()
+                        .map(|a| format!("{} ({} ms)", a.name, a.duration_ms))
+                        .collect();
+                    format!("{n} applied: {}", each.join(", "))
+                }
+            })
         }
         Operation::Status => {
             let dir = MigrationsDir::load(&env.migrations_dir)?;
