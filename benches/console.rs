@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pgdeck::checklist::{self, Checklist, Facts};
-use pgdeck::config::{DbTarget, Environment};
 use pgdeck::db::sandbox::Sandbox;
 use pgdeck::monitor::watch::Update;
 use pgdeck::monitor::{Connections, LongQuery, Pane, Sample, Snapshot};
+use pgdeck::release::Environment;
+use pgdeck::target::DbTarget;
 use pgdeck::tui::app::{App, Msg};
 use pgdeck::tui::view::{self, Theme};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};

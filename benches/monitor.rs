@@ -51,7 +51,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let target = pgdeck::config::DbTarget::socket(
+    let target = pgdeck::target::DbTarget::socket(
         sandbox.data_dir(),
         sandbox.port(),
         "bench_monitor",
@@ -154,7 +154,7 @@ fn thread_cpu() -> Duration {
 }
 
 async fn connect(sandbox: &Sandbox, user: &str, db: &str) -> tokio_postgres::Client {
-    let target = pgdeck::config::DbTarget::socket(sandbox.data_dir(), sandbox.port(), user, db);
+    let target = pgdeck::target::DbTarget::socket(sandbox.data_dir(), sandbox.port(), user, db);
     let session = pgdeck::db::connect(&target)
         .await
         .unwrap_or_else(|e| panic!("connect as {user}: {}", e.cause));

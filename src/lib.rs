@@ -18,5 +18,7 @@ pub mod journal;
 pub mod lint;
 pub mod migrate;
 pub mod monitor;
+pub mod release;
+pub mod target;
 pub mod tui;
 pub mod units;

@@ -174,22 +174,6 @@ async fn a_flipped_byte_or_a_truncated_file_fails_verify_and_is_never_restored()
 async fn restore_refuses_an_unverified_backup_and_a_protected_environment_needs_the_name() {
     let (db, m) = sample_db("backup_guards", 100).await;
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(backup(&db, &m, dir.path(), &["create"]).code, 0);
-    let name = dumps(dir.path())[0]
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-
-    let r = backup(&db, &m, dir.path(), &["restore", &name, "--yes"]);
-    r.assert_clean_error(code(exit::REFUSED));
-    assert!(
-        r.stderr.contains("never verified") && r.stderr.contains("--force-unverified"),
-        "{}",
-        r.stderr
-    );
-
     let config = ConfigEnv::write(
         &db,
         &m,
@@ -199,7 +183,42 @@ async fn restore_refuses_an_unverified_backup_and_a_protected_environment_needs_
             dir.path().display()
         ),
     );
+    assert_eq!(run(config.cmd(&["backup", "create"])).code, 0);
+    let name = dumps(dir.path())[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let r = run(config.cmd(&["backup", "restore", &name, "--confirm", &db.name]));
+    r.assert_clean_error(code(exit::REFUSED));
+    assert!(
+        r.stderr.contains("never verified") && r.stderr.contains("--force-unverified"),
+        "{}",
+        r.stderr
+    );
+    run(config.cmd(&[
+        "backup",
+        "restore",
+        &name,
+        "--confirm",
+        &db.name,
+        "--force-unverified",
+        " ",
+    ]))
+    .assert_clean_error(code(exit::USAGE));
     config.cmd(&["backup", "verify", &name]).status().unwrap();
+    // A backup of production does not stand for this database in another environment.
+    let r = backup(&db, &m, dir.path(), &["restore", &name, "--yes"]);
+    r.assert_clean_error(code(exit::REFUSED));
+    assert!(
+        r.stderr
+            .contains("it was taken in environment 'production', not 'default'")
+            && r.stderr.contains("--accept-foreign-backup"),
+        "{}",
+        r.stderr
+    );
     run(config.cmd(&["backup", "restore", &name, "--yes"])).assert_clean_error(code(exit::REFUSED));
     run(config.cmd(&["backup", "restore", &name, "--confirm", "wrong_db"]))
         .assert_clean_error(code(exit::REFUSED));

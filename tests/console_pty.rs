@@ -125,7 +125,8 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     let mut c = Console::start(home.path(), journal.path());
 
     c.wait_for("Checklist 0/20");
-    c.wait_for("3 pending");
+    // The demo database is as production would be before the release: one applied, two new.
+    c.wait_for("1 applied, 2 pending");
     let step = |c: &mut Console, keys: &str, done: usize| {
         c.keys(keys);
         c.wait_for(&format!("Checklist {done}/20"));
@@ -143,7 +144,8 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     step(&mut c, "snot needed\r", 10);
     // Deploy on the (protected) demo: the name must be typed.
     c.keys("\r");
-    c.wait_for("Type the database name (pgdeck_demo)");
+    c.wait_for("type the database name (pgdeck_demo)");
+    c.wait_for("Apply 2 pending migration(s) to pgdeck_demo");
     c.keys("pgdeck_demo\r");
     c.wait_for("Checklist 11/20");
     c.wait_for("3 applied, 0 pending");
@@ -229,8 +231,15 @@ fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
     c.wait_for("Forward rollback (recommended)");
     c.wait_for("[ ] 20251105000000_add_qrcode_used_by_index");
     c.keys("f");
-    c.wait_for("Writes a rollback migration from the down.sql of");
+    // The guards of a deploy hold for a rollback too: the protected demo has no backup yet...
+    c.wait_for("Refused");
+    c.wait_for("no backup of pgdeck_demo");
+    // ...so the operator says why to go ahead without one (journaled).
+    c.keys("o");
+    c.keys("INC-1: the rollback is the safer way back\r");
+    c.wait_for("Writes a migration from the down.sql of");
     c.wait_for("20251105000000_add_qrcode_used_by_index (newest first)");
+    c.wait_for("It drops no column or table of data.");
     c.keys("pgdeck_demo\r");
     c.wait_for("forward rollback of 20251105000000_add_qrcode_used_by_index: done");
     c.wait_for("4 applied, 0 pending");
@@ -266,4 +275,18 @@ fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
         "0 1",
         "{out:?}"
     );
+    // The override is journaled with the reason typed, and what the rollback applied.
+    let session = std::fs::read_dir(journal.path().join("demo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    let text = std::fs::read_to_string(session).unwrap();
+    assert!(
+        text.contains("\"event\":\"override\"")
+            && text.contains("INC-1: the rollback is the safer way back"),
+        "{text}"
+    );
+    assert!(text.contains("\"event\":\"released\""), "{text}");
 }

@@ -534,13 +534,17 @@ async fn deploy_refuses_a_non_empty_schema_without_ledger_and_points_to_baselini
 }
 
 #[tokio::test]
-async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_the_database_name() {
+async fn a_forward_deploy_just_runs_and_a_protected_environment_needs_the_database_name() {
     let db = fresh_db("deploy_confirm").await;
     let m = Migrations::new();
-    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    m.add(
+        "20250101000000_seed",
+        "CREATE TABLE seed (id int); INSERT INTO seed VALUES (1);",
+    );
+    // Unprotected: no terminal, no --yes, and it deploys, as `prisma migrate deploy` does.
     let r = run(pgdeck(&db, m.path(), &["deploy"]));
-    r.assert_clean_error(7);
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(r.code, 0, "{r:?}");
+    m.add("20250102000000_a", "CREATE TABLE a (id int);");
 
     let backup_dir = tempfile::tempdir().unwrap();
     let backups = backup_dir.path();
@@ -567,6 +571,32 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
         "{}",
         no_backup.stderr
     );
+    // A backup of the same database taken in another environment does not count.
+    let elsewhere = run(pgdeck(
+        &db,
+        m.path(),
+        &["backup", "--dir", backups.to_str().unwrap(), "create"],
+    ));
+    assert_eq!(elsewhere.code, 0, "{elsewhere:?}");
+    assert_eq!(
+        run(pgdeck(
+            &db,
+            m.path(),
+            &["backup", "--dir", backups.to_str().unwrap(), "verify"]
+        ))
+        .code,
+        0
+    );
+    let foreign = prod(&["--confirm", &db.name]);
+    foreign.assert_clean_error(7);
+    assert!(
+        foreign
+            .stderr
+            .contains("taken in environment 'default', not 'production'")
+            && foreign.stderr.contains("--accept-foreign-backup"),
+        "{}",
+        foreign.stderr
+    );
     let created = run(config.cmd(&["backup", "create"]));
     assert_eq!(created.code, 0, "{created:?}");
     let unverified = prod(&["--confirm", &db.name]);
@@ -582,14 +612,23 @@ async fn deploy_without_a_terminal_needs_yes_and_a_protected_environment_needs_t
     let ok = prod(&["--confirm", &db.name]);
     assert_eq!(ok.code, 0, "{ok:?}");
     assert!(ok.stderr.contains("verified backup: "), "{}", ok.stderr);
+    assert!(
+        ok.stderr
+            .contains("checksum and table of contents re-checked"),
+        "{}",
+        ok.stderr
+    );
     assert!(db.table_exists("a").await);
 }
 
 #[tokio::test]
 async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
     let db = fresh_db("deploy_backup_age").await;
+    // A backup of an empty database holds nothing and is never verified: give it a table.
     let m = Migrations::new();
-    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    m.add("20250101000000_existing", "CREATE TABLE existing (id int);");
+    assert_eq!(run(pgdeck(&db, m.path(), &["deploy"])).code, 0);
+    m.add("20250102000000_a", "CREATE TABLE a (id int);");
     let backup_dir = tempfile::tempdir().unwrap();
     let backups = backup_dir.path();
     let config = ConfigEnv::write(
@@ -611,7 +650,12 @@ async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
         stale.stderr
     );
     let empty_reason = run(config.cmd(&["deploy", "--confirm", &db.name, "--without-backup", " "]));
-    empty_reason.assert_clean_error(7);
+    empty_reason.assert_clean_error(2);
+    assert!(
+        empty_reason.stderr.contains("needs a reason"),
+        "{}",
+        empty_reason.stderr
+    );
     let journal = tempfile::tempdir().unwrap();
     let mut cmd = config.cmd(&[
         "deploy",

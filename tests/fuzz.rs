@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 
-use pgdeck::config::{DbTarget, Overrides};
+use pgdeck::config::Overrides;
 use pgdeck::lint::{LintSettings, lint_sql};
 use pgdeck::migrate::script::Script;
+use pgdeck::target::DbTarget;
 use proptest::prelude::*;
 
 const FRAGMENTS: &[&str] = &[

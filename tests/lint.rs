@@ -368,7 +368,7 @@ async fn protected_deploy_refuses_unacknowledged_dangerous_findings_until_acknow
     assert!(
         allowed
             .stderr
-            .contains("acknowledged by --allow renaming-column: CHG-1234"),
+            .contains("acknowledged rule renaming-column: CHG-1234"),
         "{}",
         allowed.stderr
     );

@@ -178,7 +178,7 @@ async fn verify_full_checks_the_ca_and_the_host_name_and_require_tls_refuses_pla
     );
     // The session really is encrypted.
     let session = db::connect(
-        &pgdeck::config::DbTarget::from_url(
+        &pgdeck::target::DbTarget::from_url(
             &url("127.0.0.1", "sslmode=require"),
             &|_: &str| -> Option<String> { None },
         )

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +52,42 @@ pub struct BackupEntry {
     /// backup started: how much was written since can be told at restore time.
     #[serde(default)]
     pub writes_at_start: Option<i64>,
+    /// The server it was taken from (`pg_control_system()`); None in catalogs of older pgdeck
+    /// versions, which therefore cannot prove where they came from.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// The database's oid on that server.
+    #[serde(default)]
+    pub database_oid: Option<u32>,
+}
+
+/// Where a database lives: what a backup must match to stand for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub environment: String,
+    pub system_identifier: Option<String>,
+    pub database: String,
+    pub database_oid: Option<u32>,
+}
+
+impl Identity {
+    /// The identity of the database `client` is connected to, in `environment`.
+    pub async fn read(client: &tokio_postgres::Client, environment: &str) -> Result<Identity> {
+        let row = client
+            .query_one(
+                "SELECT (SELECT system_identifier::text FROM pg_control_system()), current_database()::text, \
+                        (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .map_err(|e| crate::db::query_error("reading the server's identity", &e))?;
+        Ok(Identity {
+            environment: environment.to_owned(),
+            system_identifier: row.get(0),
+            database: row.get(1),
+            database_oid: row.get(2),
+        })
+    }
 }
 
 impl BackupEntry {
@@ -70,8 +106,9 @@ impl BackupEntry {
                     backup.display(),
                     path.display()
                 ),
-                "pgdeck only restores backups it made (`pgdeck backup list` shows them)",
+                "pgdeck only restores backups it made",
             )
+            .with(Remedy::ListBackups)
         })?;
         serde_json::from_str(&text).map_err(|e| {
             Error::input(
@@ -103,8 +140,49 @@ impl BackupEntry {
         })
     }
 
+    /// Verified, and holding something: a backup whose table of contents is empty restores
+    /// nothing and is never counted as verified.
     pub fn is_verified(&self) -> bool {
-        self.verification.is_some()
+        self.verification.is_some() && self.toc_entries > 0
+    }
+
+    /// Why this backup does not stand for the database `live`, if it does not: another
+    /// environment, another server, or another database of the same name.
+    pub fn foreign_to(&self, live: &Identity) -> Option<String> {
+        if self.database != live.database {
+            return Some(format!(
+                "it is a backup of database '{}', not '{}'",
+                self.database, live.database
+            ));
+        }
+        if self.environment != live.environment {
+            return Some(format!(
+                "it was taken in environment '{}', not '{}'",
+                self.environment, live.environment
+            ));
+        }
+        match (&self.system_identifier, &live.system_identifier) {
+            (None, _) => {
+                return Some(
+                    "its catalog entry does not record the server it came from (an older pgdeck wrote it)"
+                        .into(),
+                );
+            }
+            (Some(theirs), Some(ours)) if theirs != ours => {
+                return Some(format!(
+                    "it was taken on another server (system identifier {theirs}, this one is {ours})"
+                ));
+            }
+            _ => {}
+        }
+        match (self.database_oid, live.database_oid) {
+            (Some(theirs), Some(ours)) if theirs != ours => Some(format!(
+                "it was taken from another database named '{}' (oid {theirs}, this one is {ours}): \
+                 the database was dropped and created again since",
+                live.database
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -136,39 +214,82 @@ pub fn list(dir: &Path) -> Result<Vec<(BackupEntry, bool)>> {
     Ok(out)
 }
 
-/// The newest verified backup of `database` in `dir` whose file is present, if it is younger than
-/// `max_age`; otherwise why there is none, for the deploy gate to show.
-pub fn recent_verified(
+/// What the deploy gate finds in a backup folder for a database.
+#[derive(Debug, Clone)]
+pub enum GateChoice {
+    /// The newest verified backup of this database, young enough.
+    Found(BackupEntry),
+    /// Only backups that are foreign to it would do (another environment, server or database
+    /// incarnation): the newest, and why it is foreign.
+    OnlyForeign(BackupEntry, String),
+    /// Nothing would do; why, for the refusal to show.
+    None(String),
+}
+
+/// The backup the deploy gate would accept for `live`: the newest present, verified backup of
+/// that database younger than `max_age`, taken in the same environment on the same server.
+pub fn gate_choice(
     dir: &Path,
-    database: &str,
+    live: &Identity,
     max_age: std::time::Duration,
     now: DateTime<Utc>,
-) -> Result<std::result::Result<BackupEntry, String>> {
+) -> Result<GateChoice> {
     let all = list(dir)?;
-    let mine: Vec<&BackupEntry> = all
+    let database = &live.database;
+    let young = |e: &BackupEntry| (now - e.finished_at).to_std().unwrap_or_default() <= max_age;
+    let candidates: Vec<&BackupEntry> = all
         .iter()
-        .filter(|(e, present)| *present && e.database == database)
+        .filter(|(e, present)| *present && e.database == *database)
         .map(|(e, _)| e)
         .collect();
-    let Some(newest) = mine.iter().find(|e| e.is_verified()) else {
-        return Ok(Err(if mine.is_empty() {
-            format!("no backup of {database} in {}", dir.display())
-        } else {
-            format!(
-                "no verified backup of {database} in {} ({} unverified)",
-                dir.display(),
-                mine.len()
-            )
-        }));
-    };
-    let age = (now - newest.finished_at).to_std().unwrap_or_default();
-    if age > max_age {
-        return Ok(Err(format!(
+    if let Some(ours) = candidates
+        .iter()
+        .find(|e| e.is_verified() && e.foreign_to(live).is_none())
+    {
+        if young(ours) {
+            return Ok(GateChoice::Found((*ours).clone()));
+        }
+        let age = (now - ours.finished_at).to_std().unwrap_or_default();
+        return Ok(GateChoice::None(format!(
             "the newest verified backup of {database} ({}) is {} old, more than {}",
-            newest.file,
+            ours.file,
             humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
             humantime::format_duration(max_age)
         )));
     }
-    Ok(Ok((*newest).clone()))
+    let unverified = candidates
+        .iter()
+        .filter(|e| !e.is_verified() && e.foreign_to(live).is_none())
+        .count();
+    if let Some(foreign) = candidates.iter().find(|e| e.is_verified() && young(e)) {
+        let why = foreign.foreign_to(live).unwrap_or_default();
+        return Ok(GateChoice::OnlyForeign(
+            (*foreign).clone(),
+            format!(
+                "no verified backup of {database} from environment '{}' on this server in {}{}; \
+                 {} does not count: {why}",
+                live.environment,
+                dir.display(),
+                if unverified > 0 {
+                    format!(" ({unverified} unverified)")
+                } else {
+                    String::new()
+                },
+                foreign.file
+            ),
+        ));
+    }
+    let why = match candidates.first() {
+        None => format!("no backup of {database} in {}", dir.display()),
+        Some(newest) if newest.verification.is_some() && newest.toc_entries == 0 => format!(
+            "the newest backup of {database} ({}) holds no objects (its table of contents is empty)",
+            newest.file
+        ),
+        Some(_) => format!(
+            "no verified backup of {database} in {} ({} unverified)",
+            dir.display(),
+            candidates.iter().filter(|e| !e.is_verified()).count()
+        ),
+    };
+    Ok(GateChoice::None(why))
 }

@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::catalog::BackupEntry;
+use super::catalog::{BackupEntry, Identity};
 use super::{BackupEvent, BackupFormat, PartialFile, content_digest, tools};
-use crate::config::DbTarget;
 use crate::db::{self, query_error, quote_ident};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use crate::migrate::Ledger;
+use crate::target::DbTarget;
 
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -51,9 +51,10 @@ pub async fn create(
 ) -> Result<BackupEntry> {
     if opts.jobs > 1 && opts.format != BackupFormat::Directory {
         return Err(Error::input(
-            "--jobs needs the directory format: a custom-format dump is one stream",
-            "pass --format directory --jobs N",
-        ));
+            "parallel workers need the directory format: a custom-format dump is one stream",
+            "dump in directory format to use several workers",
+        )
+        .with(Remedy::DirectoryFormat));
     }
     let pg_dump = tools::find("pg_dump").await?;
     let pg_restore = tools::find("pg_restore").await?;
@@ -73,23 +74,13 @@ pub async fn create(
     std::fs::create_dir_all(&opts.dir).map_err(|e| {
         Error::runtime(
             format!("cannot create backup folder {}: {e}", opts.dir.display()),
-            "check permissions or pass --dir",
+            "check its permissions, or use another folder",
         )
+        .with(Remedy::BackupDir)
     })?;
     check_free_space(&opts.dir, db_bytes)?;
 
     let writes_at_start = super::write_counter(client).await;
-    let migration_head = Ledger::read(client, &target.schema)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| {
-            l.rows
-                .iter()
-                .filter(|r| r.is_applied())
-                .max_by_key(|r| r.finished_at)
-                .map(|r| r.migration_name.clone())
-        });
     let tables: Vec<(String, String, i64)> = client
         .query(
             "SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c \
@@ -116,6 +107,15 @@ pub async fn create(
         .await
         .map_err(|e| query_error("exporting the backup snapshot", &e))?
         .get(0);
+    // Read in the dump's own snapshot: the head is that of the data the dump holds.
+    let identity = Identity::read(client, &opts.environment).await?;
+    let migration_head = Ledger::read(client, &target.schema).await?.and_then(|l| {
+        l.rows
+            .iter()
+            .filter(|r| r.is_applied())
+            .max_by_key(|r| r.finished_at)
+            .map(|r| r.migration_name.clone())
+    });
 
     let started_at = Utc::now();
     let ext = match opts.format {
@@ -318,8 +318,9 @@ pub async fn create(
                 "the backup failed, nothing was kept: {}",
                 cause.trim_start_matches("pg_dump: error: ")
             ),
-            "check the server and the connection, then run `pgdeck backup create` again",
-        ));
+            "check the server and the connection, then take the backup again",
+        )
+        .with(Remedy::TakeBackup));
     }
     let rows = rows?;
     let _ = client.batch_execute("COMMIT").await;
@@ -354,6 +355,8 @@ pub async fn create(
         table_rows: rows,
         writes_at_start,
         verification: None,
+        system_identifier: identity.system_identifier,
+        database_oid: identity.database_oid,
     };
     entry.save(&opts.dir)?;
     let _ = events.send(BackupEvent::Finished {
@@ -399,8 +402,9 @@ fn check_versions(pg_dump: &tools::Tool, server_num: i32) -> Result<()> {
 fn write_error(path: &Path, e: &std::io::Error) -> Error {
     Error::runtime(
         format!("writing {} failed: {e}; nothing was kept", path.display()),
-        "free space in the backup folder or choose another with --dir",
+        "free space in the backup folder, or use another",
     )
+    .with(Remedy::BackupDir)
 }
 
 /// Refuses when the folder clearly cannot hold the dump: a custom-format dump is compressed and
@@ -418,8 +422,9 @@ fn check_free_space(dir: &Path, db_bytes: i64) -> Result<()> {
                 crate::units::human_bytes(free),
                 crate::units::human_bytes(db_bytes)
             ),
-            "free space there or write the backup elsewhere with --dir",
-        ));
+            "free space there, or write the backup elsewhere",
+        )
+        .with(Remedy::BackupDir));
     }
     Ok(())
 }
@@ -459,7 +464,7 @@ mod tests {
             "{}",
             err.cause
         );
-        assert!(err.hint.contains("--dir"), "{}", err.hint);
+        assert_eq!(err.remedies, vec![crate::error::Remedy::BackupDir]);
         assert!(check_free_space(dir.path(), 8 << 20).is_ok());
     }
 }

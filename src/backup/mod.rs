@@ -10,15 +10,46 @@ mod tools;
 mod verify;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::DbTarget;
-use crate::error::{Error, ErrorKind, Result};
-pub use catalog::{BackupEntry, Verification, VerifyHow, recent_verified};
+use crate::error::{Error, ErrorKind, Remedy, Result};
+use crate::target::DbTarget;
+pub use catalog::{BackupEntry, GateChoice, Identity, Verification, VerifyHow, gate_choice};
 pub use create::{CreateOptions, create};
-pub use restore::{CheckResult, RestoreOptions, restore};
-pub use verify::verify;
+pub use restore::{
+    CheckResult, OtherSession, RestoreOptions, clear_sessions, other_sessions, restore, run_checks,
+    sample, workers_fit,
+};
+pub use verify::{check_file as check_integrity, verify};
+
+/// Where backups go and how long they stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    /// Backups older than this are pruned...
+    pub retention_days: u32,
+    /// ...except the newest this many verified ones.
+    pub keep_verified: usize,
+    /// A protected environment deploys only with a verified backup younger than this.
+    pub max_age: Duration,
+    /// Queries run after a restore, each returning one value to show.
+    pub restore_checks: Vec<String>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            dir: PathBuf::from("backups"),
+            retention_days: 30,
+            keep_verified: 3,
+            max_age: Duration::from_secs(24 * 3600),
+            // The runbook's own check, for the sample app; skipped where there is no such table.
+            restore_checks: vec!["SELECT COUNT(*) FROM \"User\"".into()],
+        }
+    }
+}
 
 /// Progress of a backup operation, for the CLI to print and the console to render.
 #[derive(Debug, Clone, Serialize)]
@@ -199,8 +230,10 @@ pub fn locate(dir: &Path, name: &str) -> Result<PathBuf> {
     }
     Err(Error::input(
         format!("no backup named {name} in {}", dir.display()),
-        "`pgdeck backup list` shows the backups (or pass --dir)",
-    ))
+        "name a backup of the folder, or use the folder it is in",
+    )
+    .with(Remedy::ListBackups)
+    .with(Remedy::BackupDir))
 }
 
 /// Rows inserted, updated and deleted in the database so far, by the statistics collector; None

@@ -12,14 +12,12 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::BackupEntry;
 use super::{BackupEvent, tools};
-use crate::config::DbTarget;
 use crate::db::{self, query_error, quote_ident};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Guard, Remedy, Result};
+use crate::target::DbTarget;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Restore a backup that was never verified.
-    pub force_unverified: bool,
     /// Terminate other sessions on the database first (otherwise their presence refuses).
     pub terminate_sessions: bool,
     /// SQL queries whose results are shown after the restore (each returns one value).
@@ -37,6 +35,93 @@ pub struct CheckResult {
     pub ok: bool,
 }
 
+/// A session that would be in the way of a restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherSession {
+    pub pid: i32,
+    /// Its application_name, else its user.
+    pub name: String,
+}
+
+/// The other client sessions on the target's database. With `terminate`, they are terminated;
+/// without, their presence refuses: `pg_restore --clean` would wait behind their locks or drop
+/// tables under their feet.
+pub async fn clear_sessions(target: &DbTarget, terminate: bool) -> Result<Vec<OtherSession>> {
+    let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
+    let others = sessions_besides(&session).await?;
+    if others.is_empty() {
+        return Ok(others);
+    }
+    if !terminate {
+        let names: Vec<String> = others
+            .iter()
+            .map(|o| format!("{} ({})", o.pid, o.name))
+            .collect();
+        return Err(Error::guarded(
+            Guard::Sessions,
+            format!(
+                "{} other session(s) are using {}: {}",
+                others.len(),
+                target.dbname,
+                names.join(", ")
+            ),
+            "stop the application first (maintenance mode), or terminate them as part of the restore",
+        )
+        .with(Remedy::TerminateSessions));
+    }
+    for o in &others {
+        let _ = session
+            .client
+            .execute("SELECT pg_terminate_backend($1)", &[&o.pid])
+            .await;
+    }
+    Ok(others)
+}
+
+/// The other client sessions on the target's database.
+pub async fn other_sessions(target: &DbTarget) -> Result<Vec<OtherSession>> {
+    let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
+    sessions_besides(&session).await
+}
+
+async fn sessions_besides(session: &db::Session) -> Result<Vec<OtherSession>> {
+    Ok(session
+        .client
+        .query(
+            "SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+             ORDER BY pid",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("listing sessions", &e))?
+        .iter()
+        .map(|r| OtherSession {
+            pid: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// Only a directory-format backup restores with several workers.
+pub fn workers_fit(entry: &BackupEntry, jobs: u32) -> Result<()> {
+    if jobs > 1 && entry.format != super::BackupFormat::Directory {
+        return Err(Error::input(
+            format!(
+                "{} is a custom-format backup; only directory-format backups restore in parallel",
+                entry.file
+            ),
+            "restore it with one worker (it then runs as one transaction)",
+        )
+        .with(Remedy::SingleWorker));
+    }
+    Ok(())
+}
+
+/// Replaces the target database's contents with `backup`. The caller has decided that this
+/// backup may be restored here (verified, of this database); this re-checks that the file is
+/// still the one its catalog describes, clears the other sessions as `opts` says, restores in
+/// one transaction, then compares row counts and runs the checks.
 pub async fn restore(
     target: &DbTarget,
     backup: &Path,
@@ -44,70 +129,10 @@ pub async fn restore(
     events: &UnboundedSender<BackupEvent>,
 ) -> Result<Vec<CheckResult>> {
     let entry = BackupEntry::load(backup)?;
-    if !entry.is_verified() && !opts.force_unverified {
-        return Err(Error::refused(
-            format!("{} was never verified", entry.file),
-            format!(
-                "verify it first (`pgdeck backup verify {}`), or pass --force-unverified \"<reason>\"",
-                entry.file
-            ),
-        ));
-    }
-    if opts.jobs > 1 && entry.format != super::BackupFormat::Directory {
-        return Err(Error::input(
-            format!(
-                "{} is a custom-format backup; only directory-format backups restore in parallel",
-                entry.file
-            ),
-            "drop --jobs (the restore then runs as one transaction)",
-        ));
-    }
-    if entry.database != target.dbname {
-        return Err(Error::refused(
-            format!(
-                "{} is a backup of database '{}', not '{}'",
-                entry.file, entry.database, target.dbname
-            ),
-            "restore it into the database it came from, or pass the matching --env / --database-url",
-        ));
-    }
+    workers_fit(&entry, opts.jobs)?;
     // Verified once is not enough: the file must still be the one that was verified.
     let (pg_restore, _) = super::verify::check_file(backup, &entry, events).await?;
-    let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
-    let others: Vec<(i32, String)> = session
-        .client
-        .query(
-            "SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-            &[],
-        )
-        .await
-        .map_err(|e| query_error("listing sessions", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if !others.is_empty() {
-        if !opts.terminate_sessions {
-            let names: Vec<String> = others.iter().map(|(p, a)| format!("{p} ({a})")).collect();
-            return Err(Error::refused(
-                format!(
-                    "{} other session(s) are using {}: {}",
-                    others.len(),
-                    target.dbname,
-                    names.join(", ")
-                ),
-                "stop the application (maintenance mode) or pass --terminate-sessions",
-            ));
-        }
-        for (pid, _) in &others {
-            let _ = session
-                .client
-                .execute("SELECT pg_terminate_backend($1)", &[pid])
-                .await;
-        }
-    }
-    drop(session);
-
+    clear_sessions(target, opts.terminate_sessions).await?;
     let _ = events.send(BackupEvent::Step {
         what: format!("restoring {} ({} items)", entry.file, entry.toc_entries),
     });
@@ -188,34 +213,7 @@ pub async fn restore(
             ok: got == Some(*expected),
         });
     }
-    for check in &opts.checks {
-        let result = match session.client.simple_query(check).await {
-            Ok(msgs) => msgs
-                .iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        Some(r.get(0).unwrap_or("NULL").to_owned())
-                    }
-                    _ => None,
-                })
-                .map(Ok)
-                .unwrap_or(Ok("no rows".into())),
-            // A check for a table this database does not have (the runbook's `"User"` on
-            // another app) is skipped, not failed.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                Ok("skipped: no such table".into())
-            }
-            Err(e) => Err(e
-                .as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string())),
-        };
-        results.push(CheckResult {
-            check: check.clone(),
-            ok: result.is_ok(),
-            result: result.unwrap_or_else(|e| format!("error: {e}")),
-        });
-    }
+    results.extend(run_checks(&session.client, &opts.checks).await);
     if results
         .iter()
         .any(|r| !r.ok && r.check.starts_with("rows in"))
@@ -235,4 +233,48 @@ pub async fn restore(
         ));
     }
     Ok(results)
+}
+
+/// Runs the checks on a read-only session of their own with a 10 s statement timeout: the
+/// release's sample queries.
+pub async fn sample(target: &DbTarget, checks: &[String]) -> Result<Vec<CheckResult>> {
+    let session = db::connect(&target.with_application_name("pgdeck-checks")).await?;
+    session
+        .client
+        .batch_execute("SET default_transaction_read_only = on; SET statement_timeout = '10s'")
+        .await
+        .map_err(|e| query_error("preparing the session", &e))?;
+    Ok(run_checks(&session.client, checks).await)
+}
+
+/// Runs each query (one value each) and reports its result. A query on a table this database
+/// does not have (the runbook's `"User"` on another application) is skipped, not failed.
+pub async fn run_checks(client: &tokio_postgres::Client, checks: &[String]) -> Vec<CheckResult> {
+    let mut results = Vec::new();
+    for check in checks {
+        let result = match client.simple_query(check).await {
+            Ok(msgs) => Ok(msgs
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some(r.get(0).unwrap_or("NULL").to_owned())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| "no rows".into())),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+                Ok("skipped: no such table".into())
+            }
+            Err(e) => Err(e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string())),
+        };
+        results.push(CheckResult {
+            check: check.clone(),
+            ok: result.is_ok(),
+            result: result.unwrap_or_else(|e| format!("error: {e}")),
+        });
+    }
+    results
 }

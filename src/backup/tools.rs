@@ -7,8 +7,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use crate::config::{DbTarget, Host, SslMode};
 use crate::error::{Error, Result};
+use crate::target::{DbTarget, Host, SslMode};
 
 /// A client program and its major version.
 #[derive(Debug, Clone)]

@@ -11,9 +11,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::{BackupEntry, Verification, VerifyHow};
 use super::{BackupEvent, toc_entries, tools};
-use crate::config::DbTarget;
 use crate::db::{self, query_error, quote_ident};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Remedy, Result};
+use crate::target::DbTarget;
 
 fn failed(cause: String, hint: &str) -> Error {
     Error::new(ErrorKind::VerifyFailed, cause, hint)
@@ -51,8 +51,9 @@ pub async fn verify(
 }
 
 /// The checks every use of a backup starts with: the file is there, its size and sha256 match
-/// the catalog, and pg_restore reads as many table-of-contents entries as were written.
-pub(super) async fn check_file(
+/// the catalog, and pg_restore reads as many table-of-contents entries as were written, and at
+/// least one.
+pub async fn check_file(
     backup: &Path,
     entry: &BackupEntry,
     events: &UnboundedSender<BackupEvent>,
@@ -82,8 +83,9 @@ pub(super) async fn check_file(
                 &sha[..12],
                 &entry.sha256[..12.min(entry.sha256.len())]
             ),
-            "do not restore it; use another backup (`pgdeck backup list`)",
-        ));
+            "do not restore it; use another backup",
+        )
+        .with(Remedy::ListBackups));
     }
     let _ = events.send(BackupEvent::Step {
         what: "table of contents".into(),
@@ -99,6 +101,16 @@ pub(super) async fn check_file(
             ),
             "do not restore it; use another backup",
         ));
+    }
+    if toc == 0 {
+        return Err(failed(
+            format!(
+                "{} holds no objects: its table of contents is empty, so restoring it would bring nothing back",
+                backup.display()
+            ),
+            "it was taken of an empty database or the wrong one; take a backup of the database itself",
+        )
+        .with(Remedy::TakeBackup));
     }
     Ok((pg_restore, toc))
 }

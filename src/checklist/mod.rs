@@ -367,10 +367,19 @@ impl Checklist {
         self.relock();
     }
 
-    /// Why item `i` cannot be started now, if it cannot.
+    /// The earlier item that must be completed before item `i`, if one is open.
+    pub fn order_gate(&self, i: usize) -> Option<String> {
+        (0..i)
+            .find(|&j| !self.states[j].is_complete())
+            .map(|open| format!("first: {}", self.items[open].title))
+    }
+
+    /// Why item `i` cannot be started now, if it cannot: an open earlier item, or (for a
+    /// protected deploy) what the facts say its guards will refuse. The guards themselves are
+    /// evaluated by the deploy when it starts; this is what the screen shows before.
     pub fn gate(&self, i: usize) -> Option<String> {
-        if let Some(open) = (0..i).find(|&j| !self.states[j].is_complete()) {
-            return Some(format!("first: {}", self.items[open].title));
+        if let Some(why) = self.order_gate(i) {
+            return Some(why);
         }
         if self.items[i].operation == Some(Operation::Deploy) && self.facts.protected {
             let mut why = Vec::new();
@@ -402,10 +411,13 @@ impl Checklist {
         }
     }
 
-    /// Marks item `i` running; refused with the gate's reason when it is locked.
+    /// Marks item `i` running; refused while an earlier item is open. A step locked by what the
+    /// facts say of its guards may start: its workflow then says what it refuses and why.
     pub fn start(&mut self, i: usize) -> Result<(), String> {
+        if let Some(why) = self.order_gate(i) {
+            return Err(why);
+        }
         match &self.states[i] {
-            State::Locked(why) => Err(why.clone()),
             State::Running { .. } => Err("already running".into()),
             s if s.is_complete() => Err("already done".into()),
             _ => {
@@ -415,6 +427,14 @@ impl Checklist {
                 };
                 Ok(())
             }
+        }
+    }
+
+    /// A step that was started but did not run (it waits for a confirmation) is ready again.
+    pub fn abandon(&mut self, i: usize) {
+        if matches!(self.states[i], State::Running { .. }) {
+            self.states[i] = State::Ready;
+            self.relock();
         }
     }
 

@@ -1,19 +1,16 @@
 //! `pgdeck backup create | verify | list | restore | prune`.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{ConfirmArgs, exit, output};
-use crate::backup::{
-    self, BackupEvent, BackupFormat, CreateOptions, RestoreOptions, catalog, prune,
-};
-use crate::config::Environment;
+use super::output::{self, BackupProgress, Printer};
+use super::{ConfirmArgs, Job, exit};
+use crate::backup::{self, BackupEvent, BackupFormat, CreateOptions, catalog, prune};
 use crate::error::{Error, Result};
-use crate::migrate::{self, MigrationsDir};
+use crate::migrate;
+use crate::release::{self, Maintenance, RestoreRequest};
 use crate::units::human_bytes;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,12 +62,20 @@ pub enum BackupCommand {
         /// Restore even though the backup was never verified, for this reason (journaled)
         #[arg(long, value_name = "REASON")]
         force_unverified: Option<String>,
+        /// Restore a backup of another environment, server or database of the same name, for
+        /// this reason (journaled)
+        #[arg(long, value_name = "REASON")]
+        accept_foreign_backup: Option<String>,
         /// Terminate other sessions on the database first
         #[arg(long)]
         terminate_sessions: bool,
-        /// Run the maintenance_on hook before and maintenance_off after
-        #[arg(long)]
+        /// Run the maintenance_on hook before and maintenance_off after (the default when both
+        /// are configured; refused when they are not)
+        #[arg(long, conflicts_with = "no_maintenance")]
         maintenance: bool,
+        /// Do not run the maintenance hooks, even when they are configured
+        #[arg(long)]
+        no_maintenance: bool,
         /// Parallel pg_restore workers (directory-format backups; not one transaction then)
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
@@ -83,7 +88,8 @@ pub enum BackupCommand {
     },
 }
 
-pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8> {
+pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
     let dir = args.dir.clone().unwrap_or_else(|| env.backup.dir.clone());
     match &args.command {
         BackupCommand::Create {
@@ -131,7 +137,7 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
         } => {
             let path = match name {
                 Some(n) => backup::locate(&dir, n)?,
-                None => newest(&dir, &env.target.dbname)?,
+                None => newest(&dir, &env.target.dbname, &env.name)?,
             };
             let restore_test = *restore_test;
             let entry = with_progress(json, |tx| async move {
@@ -165,99 +171,54 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
             backup: name,
             confirm,
             force_unverified,
+            accept_foreign_backup,
             terminate_sessions,
             maintenance,
+            no_maintenance,
             jobs,
         } => {
-            let path = backup::locate(&dir, name)?;
-            let entry = catalog::BackupEntry::load(&path)?;
-            let loss = match backup::loss_since(&env.target, &entry).await {
-                Ok((gap, writes)) => format!(
-                    "{} of changes since it was taken{}",
-                    humantime::format_duration(std::time::Duration::from_secs(
-                        gap.num_seconds().max(0) as u64
-                    )),
-                    writes
-                        .map(|w| format!(
-                            ", about {w} row(s) inserted, updated or deleted since (pg_stat_user_tables)"
-                        ))
-                        .unwrap_or_default()
-                ),
-                Err(_) => "everything written since it was taken".into(),
-            };
-            output::stderr(&format!("restoring {} loses {loss}", entry.file));
-            output::confirm(
-                env,
-                &format!(
-                    "REPLACE the contents of database {} with {} (taken {}; {loss} is lost)",
-                    env.target.dbname,
-                    entry.file,
-                    output::timestamp(entry.finished_at)
-                ),
-                confirm,
-            )?;
-            let force = force_unverified
-                .as_deref()
-                .map(str::trim)
-                .filter(|r| !r.is_empty());
-            if force_unverified.is_some() && force.is_none() {
-                return Err(Error::input(
-                    "--force-unverified needs a reason",
-                    "say why, e.g. --force-unverified \"INC-42: the only backup before the incident\"",
-                ));
-            }
-            if let (Some(reason), false) = (force, entry.is_verified()) {
-                output::record_override(
-                    env,
-                    &format!("restore of unverified backup {}", entry.file),
-                    reason,
-                );
-            }
-            let opts = RestoreOptions {
-                force_unverified: force.is_some(),
+            let mut job_env = env.clone();
+            job_env.backup.dir = dir.clone();
+            let request = RestoreRequest {
+                backup: name.clone(),
+                confirmation: None,
+                unverified: force_unverified.clone(),
+                foreign_backup: accept_foreign_backup.clone(),
                 terminate_sessions: *terminate_sessions,
-                checks: env.backup.restore_checks.clone(),
+                maintenance: match (maintenance, no_maintenance) {
+                    (true, _) => Maintenance::On,
+                    (_, true) => Maintenance::Off,
+                    _ => Maintenance::WhenConfigured,
+                },
                 jobs: *jobs,
             };
-            if *maintenance {
-                super::migrations::run_hook_if_configured(env, "maintenance_on", &[], true).await?;
-            }
-            output::notify(
-                env,
-                &format!("rollback started on {}: restoring {}", env.name, entry.file),
-            )
-            .await;
-            let restored = with_progress(json, |tx| async move {
-                backup::restore(&env.target, &path, &opts, &tx).await
-            })
-            .await;
-            output::notify(
-                env,
-                &match &restored {
-                    Ok(_) => format!("rollback finished on {}: {} restored", env.name, entry.file),
-                    Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
+            let report = output::confirmed(
+                json,
+                output::given(env, confirm),
+                Printer::new(json),
+                |confirmation, tx| {
+                    let req = RestoreRequest {
+                        confirmation,
+                        ..request.clone()
+                    };
+                    let mut ctx = job.context(tx);
+                    ctx.env = job_env.clone();
+                    async move { release::restore(&ctx, &req).await }
                 },
             )
-            .await;
-            let checks = restored?;
-            if *maintenance {
-                super::migrations::run_hook_if_configured(env, "maintenance_off", &[], false)
-                    .await?;
-            }
-            let status = match MigrationsDir::load(&env.migrations_dir) {
-                Ok(dir) => migrate::status(&env.target, &dir)
-                    .await
-                    .ok()
-                    .map(|(r, _)| r),
-                Err(_) => None,
-            };
+            .await?;
             if json {
-                output::json(
-                    &json!({ "ok": true, "restored": entry.file, "checks": checks, "status": status.map(|s| s.migrations) }),
-                );
+                output::json(&json!({
+                    "ok": true,
+                    "restored": report.backup.file,
+                    "loss": report.loss,
+                    "checks": report.checks,
+                    "status": report.status.map(|s| s.migrations),
+                    "pending_again": report.pending_again,
+                }));
             } else {
-                let mut text = format!("restored {} into {}\n", entry.file, env.target);
-                for c in &checks {
+                let mut text = format!("restored {} into {}\n", report.backup.file, env.target);
+                for c in &report.checks {
                     text.push_str(&format!(
                         "  {} {}: {}\n",
                         if c.ok { "ok " } else { "!! " },
@@ -265,12 +226,12 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
                         c.result
                     ));
                 }
-                if let Some(s) = status {
+                if let Some(s) = &report.status {
                     text.push_str(&format!(
                         "migrations: {} applied, {} pending (the backup's head was {})",
                         s.count(|m| matches!(m, migrate::MigrationState::Applied { .. })),
                         s.pending_names().len(),
-                        entry.migration_head.as_deref().unwrap_or("none")
+                        report.backup.migration_head.as_deref().unwrap_or("none")
                     ));
                 }
                 output::stdout(text.trim_end());
@@ -319,18 +280,30 @@ pub async fn run(env: &Environment, args: &BackupArgs, json: bool) -> Result<u8>
     }
 }
 
-/// The newest backup of `database` in `dir`.
-fn newest(dir: &std::path::Path, database: &str) -> Result<PathBuf> {
+/// The newest backup of `database` taken in `environment`, in `dir`.
+fn newest(dir: &std::path::Path, database: &str, environment: &str) -> Result<PathBuf> {
     catalog::list(dir)?
         .into_iter()
-        .find(|(e, _)| e.database == database)
+        .find(|(e, _)| e.database == database && e.environment == environment)
         .map(|(e, _)| dir.join(e.file))
         .ok_or_else(|| {
             Error::input(
-                format!("no backups of {database} in {}", dir.display()),
-                "take one with `pgdeck backup create`",
+                format!(
+                    "no backups of {database} from environment '{environment}' in {}",
+                    dir.display()
+                ),
+                "take one first",
             )
+            .with(crate::error::Remedy::TakeBackup)
         })
+}
+
+impl BackupArgs {
+    /// Restore stops itself when cancelled (pg_restore stopped, its transaction rolled back);
+    /// the rest only read, or clean up after themselves when dropped.
+    pub fn stops_itself(&self) -> bool {
+        matches!(self.command, BackupCommand::Restore { .. })
+    }
 }
 
 fn list_table(entries: &[(catalog::BackupEntry, bool)]) -> String {
@@ -372,71 +345,12 @@ fn list_table(entries: &[(catalog::BackupEntry, bool)]) -> String {
     out.trim_end().to_owned()
 }
 
-/// Runs a backup operation while its progress is printed: a single updating line on a terminal,
-/// a line every few seconds otherwise, JSON lines with --json.
+/// Runs a backup operation while its progress is printed.
 async fn with_progress<F, Fut, T>(json: bool, op: F) -> Result<T>
 where
     F: FnOnce(tokio::sync::mpsc::UnboundedSender<BackupEvent>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let tty = std::io::stderr().is_terminal();
-    let mut last = Instant::now() - std::time::Duration::from_secs(60);
-    let print = move |event: BackupEvent| {
-        if json {
-            output::stderr(&serde_json::to_string(&event).unwrap_or_default());
-            return;
-        }
-        match &event {
-            BackupEvent::Started {
-                file,
-                database_bytes,
-                tables,
-            } => output::stderr(&format!(
-                "dumping {} tables ({} on disk) into {file}",
-                tables,
-                human_bytes(*database_bytes)
-            )),
-            BackupEvent::Progress {
-                bytes_written,
-                tables_done,
-                tables_total,
-                fraction,
-                elapsed_ms,
-                eta_ms,
-            } => {
-                if !tty && last.elapsed().as_secs() < 5 {
-                    return;
-                }
-                last = Instant::now();
-                let eta = eta_ms
-                    .map(|e| format!(", ETA {}s", e / 1000))
-                    .unwrap_or_default();
-                let line = format!(
-                    "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
-                    fraction * 100.0,
-                    human_bytes(*bytes_written as i64),
-                    elapsed_ms / 1000
-                );
-                if tty {
-                    eprint!("\r{line}   ");
-                } else {
-                    output::stderr(&line);
-                }
-            }
-            BackupEvent::Finished {
-                bytes, elapsed_ms, ..
-            } => {
-                if tty {
-                    eprintln!();
-                }
-                output::stderr(&format!(
-                    "  done: {} in {:.1}s",
-                    human_bytes(*bytes as i64),
-                    *elapsed_ms as f64 / 1000.0
-                ));
-            }
-            BackupEvent::Step { what } => output::stderr(&format!("  {what}")),
-        }
-    };
-    output::with_events(print, op).await
+    let mut progress = BackupProgress::new(json);
+    crate::events::with_events(|e: BackupEvent| progress.print(&e), op).await
 }

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::json;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{GlobalArgs, exit, output};
-use crate::config::Environment;
 use crate::db::{self, quote_ident, sandbox::Sandbox};
 use crate::error::{Error, Result};
-use crate::migrate::{self, DeployOptions, MigrationsDir};
+use crate::migrate::{self, MigrationsDir};
+use crate::release::{self, Environment};
 
 const DEMO_DB: &str = "pgdeck_demo";
 
@@ -71,7 +73,7 @@ pub fn sandbox_home() -> Result<PathBuf> {
         .ok_or_else(|| Error::runtime("cannot determine the user data directory", "set HOME"))
 }
 
-pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
+pub async fn run(g: &GlobalArgs, args: &DemoArgs, cancel: &CancellationToken) -> Result<u8> {
     let home = sandbox_home()?;
     let data_dir = home.join("cluster");
     if args.stop {
@@ -94,12 +96,14 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         data_dir.display()
     ));
     let sandbox = Sandbox::open_persistent(&data_dir)?;
-    ensure_database(&sandbox, args.fresh).await?;
-
     let migrations_dir = match &g.migrations {
         Some(dir) => dir.clone(),
         None => materialize_samples(&home.join("migrations"))?,
     };
+    let created = ensure_database(&sandbox, args.fresh).await?;
+    if created && g.migrations.is_none() {
+        seed(&sandbox, &migrations_dir).await?;
+    }
     let env = Environment {
         migrations_dir,
         ..Environment::new("demo", sandbox.target(DEMO_DB))
@@ -110,7 +114,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
         // backup and verify before deploy, the database name typed to deploy.
         let env = Environment {
             protected: true,
-            backup: crate::config::BackupSettings {
+            backup: crate::backup::BackupSettings {
                 dir: home.join("backups"),
                 ..Default::default()
             },
@@ -121,15 +125,19 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
             },
             ..env
         };
-        return super::open_console(env).await;
+        return super::open_console(env, cancel).await;
     }
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (target, opts) = (&env.target, DeployOptions::new(env.deploy.clone()));
-    let dir_ref = &dir;
-    output::with_progress(g.json, |tx| async move {
-        migrate::deploy(target, dir_ref, &opts, &tx).await
-    })
+    let job = super::Job::new(env.clone(), cancel.clone());
+    let mut printer = output::Printer::live(g.json);
+    crate::events::with_events(
+        |e| printer.take(e),
+        |tx| {
+            let ctx = job.context(tx);
+            async move { release::deploy(&ctx, &release::DeployRequest::default()).await }
+        },
+    )
     .await?;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (report, version) = migrate::status(&env.target, &dir).await?;
     let url = sandbox.url(DEMO_DB);
     if g.json {
@@ -150,7 +158,30 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn ensure_database(sandbox: &Sandbox, fresh: bool) -> Result<()> {
+/// A new demo database starts as production would before a release: the first sample
+/// migration applied and a few rows in its tables, the newer migrations pending.
+async fn seed(sandbox: &Sandbox, migrations: &Path) -> Result<()> {
+    let mut first = MigrationsDir::load(migrations)?;
+    first.migrations.truncate(1);
+    let opts = migrate::DeployOptions::new(migrate::DeploySettings::default());
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    migrate::deploy(&sandbox.target(DEMO_DB), &first, &opts, &tx).await?;
+    let session = db::connect(&sandbox.target(DEMO_DB)).await?;
+    session
+        .client
+        .batch_execute(
+            "INSERT INTO \"User\" (id, email, name, \"updatedAt\") VALUES \
+               ('u1', 'ana@example.com', 'Ana', now()), ('u2', 'ben@example.com', 'Ben', now()), \
+               ('u3', 'chloe@example.com', NULL, now()); \
+             INSERT INTO \"QRCode\" (id, code, \"ownerId\") VALUES \
+               ('q1', 'QR-0001', 'u1'), ('q2', 'QR-0002', 'u1'), ('q3', 'QR-0003', 'u2');",
+        )
+        .await
+        .map_err(|e| db::query_error("seeding the demo database", &e))
+}
+
+/// Creates the demo database when it is missing (or `fresh`); whether it was created.
+async fn ensure_database(sandbox: &Sandbox, fresh: bool) -> Result<bool> {
     let admin = db::connect(&sandbox.target("postgres")).await?;
     if fresh {
         admin
@@ -175,7 +206,7 @@ async fn ensure_database(sandbox: &Sandbox, fresh: bool) -> Result<()> {
             .await
             .map_err(|e| db::query_error("creating the demo database", &e))?;
     }
-    Ok(())
+    Ok(!exists)
 }
 
 /// Writes the built-in sample migrations into `dir` (files that exist are left as they are, so

@@ -7,10 +7,11 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use super::{exit, output};
-use crate::config::Environment;
+use super::output::{self, Printer};
+use super::{Job, exit};
 use crate::error::{Error, Result};
-use crate::health::{self, Baseline, Level, Report};
+use crate::health::{Baseline, Level, Report};
+use crate::release::{self, Environment};
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
@@ -25,33 +26,47 @@ pub struct HealthArgs {
     pub window: Option<f64>,
 }
 
-pub async fn run(env: &Environment, args: &HealthArgs, json: bool) -> Result<u8> {
-    let mut settings = env.health.clone();
-    if let Some(w) = args.window {
-        if !(w > 0.0 && w <= 3600.0) {
+pub async fn run(job: &Job, args: &HealthArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
+    let window = match args.window {
+        Some(w) if !(w > 0.0 && w <= 3600.0) => {
             return Err(Error::input(
                 format!("--window {w} is out of range"),
                 "give seconds between 0 and 3600, e.g. --window 15",
             ));
         }
-        settings.window = Duration::from_secs_f64(w);
-    }
+        w => w.map(Duration::from_secs_f64),
+    };
     let baseline = args.baseline.as_deref().map(Baseline::load).transpose()?;
-    let report = health::run(&env.name, &env.target, &settings, baseline.as_ref()).await?;
-    let mut saved = None;
+    let mut printer = Printer::live(json);
     if let Some(path) = &args.save_baseline {
-        if report.verdict == Level::Alert {
-            let code = print(env, &report, json, None);
-            output::stderr(
-                "error: baseline not saved: the system is in ALERT, and a baseline of an unhealthy \
-                 system would hide the damage a deploy does\nhint: fix what the checks above name, then capture again",
-            );
-            return Ok(code);
-        }
-        report.measured.save(path)?;
-        saved = Some(path.clone());
+        let capture = crate::events::with_events(
+            |e| printer.take(e),
+            |tx| {
+                let ctx = job.context(tx);
+                async move { release::capture_baseline(&ctx, window, path).await }
+            },
+        )
+        .await?;
+        return Ok(match capture.saved {
+            Ok(saved) => print(env, &capture.report, json, Some(saved)),
+            Err(e) => {
+                let code = print(env, &capture.report, json, None);
+                output::error(&e);
+                code
+            }
+        });
     }
-    Ok(print(env, &report, json, saved))
+    let report = crate::events::with_events(
+        |e| printer.take(e),
+        |tx| {
+            let ctx = job.context(tx);
+            let baseline = baseline.as_ref();
+            async move { release::health(&ctx, window, baseline).await }
+        },
+    )
+    .await?;
+    Ok(print(env, &report, json, None))
 }
 
 fn print(env: &Environment, report: &Report, json: bool, saved: Option<PathBuf>) -> u8 {

@@ -3,9 +3,10 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{exit, output};
-use crate::config::Environment;
+use super::output::{self, Printer};
+use super::{ConfirmArgs, Job, exit};
 use crate::error::Result;
+use crate::release::{self, HookRequest};
 
 #[derive(Debug, Clone, Args)]
 pub struct HooksArgs {
@@ -25,10 +26,13 @@ pub enum HooksAction {
         /// Migration names handed to the hook in PGDECK_MIGRATIONS
         #[arg(long = "migration", value_name = "NAME", id = "hook_migration")]
         migration_names: Vec<String>,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
     },
 }
 
-pub async fn run(env: &Environment, args: &HooksArgs, json: bool) -> Result<u8> {
+pub async fn run(job: &Job, args: &HooksArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
     match &args.action {
         HooksAction::List => {
             if json {
@@ -63,8 +67,23 @@ pub async fn run(env: &Environment, args: &HooksArgs, json: bool) -> Result<u8> 
         HooksAction::Run {
             name,
             migration_names,
+            confirm,
         } => {
-            let outcome = output::run_hook(env, name, migration_names).await?;
+            let outcome = output::confirmed(
+                json,
+                output::given(env, confirm),
+                Printer::new(json),
+                |confirmation, tx| {
+                    let req = HookRequest {
+                        name: name.clone(),
+                        migrations: migration_names.clone(),
+                        confirmation,
+                    };
+                    let ctx = job.context(tx);
+                    async move { release::run_hook(&ctx, &req).await }
+                },
+            )
+            .await?;
             if json {
                 output::json(&json!({ "ok": outcome.success(), "hook": outcome }));
             }

@@ -7,11 +7,11 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::{exit, output};
-use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::lint::plan::{Allow, Plan, Verdict};
 use crate::lint::{self, FileLint, Finding, Severity, Sizes, catalog};
 use crate::migrate::{self, MigrationsDir};
+use crate::release::Environment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -53,10 +53,7 @@ impl AllowArgs {
         let reason = self.reason.clone().unwrap_or_default();
         self.allow
             .iter()
-            .map(|rule| Allow {
-                rule: rule.clone(),
-                reason: reason.clone(),
-            })
+            .map(|rule| Allow::rule(rule, &reason))
             .collect()
     }
 }

@@ -1,16 +1,18 @@
-//! Headless migration commands: status, deploy, resolve, new, reset.
+//! Headless migration commands: status, deploy, revert, resolve, new, reset. Deploy, revert,
+//! resolve and reset are the release room's workflows: the flags become their requests, their
+//! events are printed, and a missing confirmation is asked for on a terminal.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::lint::AllowArgs;
-use super::output;
-use super::{ConfirmArgs, DeployArgs, ResolveArgs, RevertArgs, exit};
-use crate::config::Environment;
-use crate::error::{Error, Result};
-use crate::lint::plan::Plan;
-use crate::migrate::{self, DeployOptions, DeployOutcome, MigrationsDir, Resolution, Verdict};
+use super::output::{self, Printer};
+use super::{ConfirmArgs, DeployArgs, Job, ResolveArgs, RevertArgs, exit};
+use crate::error::Result;
+use crate::migrate::{self, MigrationsDir, Resolution, Verdict};
+use crate::release::{
+    self, DeployReport, DeployRequest, Environment, ResolveRequest, RevertRequest,
+};
 
 pub async fn status(env: &Environment, json: bool) -> Result<u8> {
     let dir = MigrationsDir::load(&env.migrations_dir)?;
@@ -37,200 +39,82 @@ pub async fn status(env: &Environment, json: bool) -> Result<u8> {
     })
 }
 
-pub async fn deploy(env: &Environment, args: &DeployArgs, json: bool) -> Result<u8> {
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (report, _) = migrate::status(&env.target, &dir).await?;
-    let pending = report.pending_names();
-    if pending.is_empty() && report.verdict() != Verdict::Failed {
-        finish_deploy(env, &DeployOutcome::default(), json);
-        return Ok(exit::OK);
+/// The deploy request the flags describe (without its confirmation).
+fn deploy_request(args: &DeployArgs) -> DeployRequest {
+    DeployRequest {
+        confirmation: None,
+        acknowledgements: args.allow.allows(),
+        without_backup: args.without_backup.clone(),
+        foreign_backup: args.accept_foreign_backup.clone(),
+        lock_wait: args.lock_wait.map(Duration::from_secs),
     }
-    if env.protected && !pending.is_empty() {
-        backup_gate(env, args.without_backup.as_deref())?;
-        gate(env, &dir, &pending, &args.allow).await?;
-    }
-    if !pending.is_empty() {
-        output::confirm(
-            env,
-            &format!(
-                "apply {} pending migration(s) to {}",
-                pending.len(),
-                env.target.dbname
-            ),
-            &args.confirm,
-        )?;
-    }
-    let mut settings = env.deploy.clone();
-    if let Some(secs) = args.lock_wait {
-        settings.lock_wait = Duration::from_secs(secs);
-    }
-    let names: Vec<String> = pending.iter().map(|n| n.to_string()).collect();
-    run_hook_if_configured(env, "before_deploy", &names, true).await?;
-    output::notify(
-        env,
-        &format!(
-            "deploy started on {} ({}): {}",
-            env.name,
-            env.target.dbname,
-            names.join(", ")
-        ),
+}
+
+pub async fn deploy(job: &Job, args: &DeployArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
+    let request = deploy_request(args);
+    let report = output::confirmed(
+        json,
+        output::given(env, &args.confirm),
+        Printer::new(json),
+        |confirmation, tx| {
+            let req = DeployRequest {
+                confirmation,
+                ..request.clone()
+            };
+            let ctx = job.context(tx);
+            async move { release::deploy(&ctx, &req).await }
+        },
     )
-    .await;
-    let outcome = output::with_progress(json, |tx| async move {
-        migrate::deploy(&env.target, &dir, &DeployOptions::new(settings), &tx).await
-    })
-    .await;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            output::notify(env, &format!("deploy FAILED on {}: {}", env.name, e.cause)).await;
-            return Err(e);
-        }
-    };
-    output::notify(
-        env,
-        &format!(
-            "deploy finished on {}: {} migration(s) applied",
-            env.name,
-            outcome.applied.len()
-        ),
-    )
-    .await;
-    finish_deploy(env, &outcome, json);
-    let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
-    run_hook_if_configured(env, "after_deploy", &applied, false).await?;
+    .await?;
+    finish_deploy(env, &report, json);
     Ok(exit::OK)
 }
 
-/// Runs a hook when the environment configures it. A failing `before_*` hook stops what it
-/// guards; a failing `after_*` hook is reported as an error once the work is done.
-pub(super) async fn run_hook_if_configured(
-    env: &Environment,
-    name: &str,
-    migrations: &[String],
-    before: bool,
-) -> Result<()> {
-    if !env.hooks.commands.contains_key(name) {
-        return Ok(());
-    }
-    let outcome = output::run_hook(env, name, migrations).await?;
-    if outcome.success() {
-        return Ok(());
-    }
-    let how = format!("ended: {}", outcome.describe());
-    Err(Error::runtime(
-        if before {
-            format!("hook {name} {how}; nothing was deployed")
-        } else {
-            format!("the deploy succeeded, but hook {name} {how}")
-        },
-        "its output is above and in the journal; fix it, or run it by hand with `pgdeck hooks run NAME`",
-    ))
-}
-
-/// A protected environment deploys only with a verified backup of the database younger than
-/// `backup_max_age`, unless the operator overrides it with a reason.
-fn backup_gate(env: &Environment, without_backup: Option<&str>) -> Result<()> {
-    let found = crate::backup::recent_verified(
-        &env.backup.dir,
-        &env.target.dbname,
-        env.backup.max_age,
-        chrono::Utc::now(),
-    )?;
-    match (found, without_backup) {
-        (Ok(entry), _) => {
-            output::stderr(&format!("verified backup: {}", entry.file));
-            Ok(())
-        }
-        (Err(why), Some(reason)) if !reason.trim().is_empty() => {
-            output::record_override(
-                env,
-                &format!("deploy without a recent verified backup ({why})"),
-                reason,
-            );
-            Ok(())
-        }
-        (Err(why), _) => Err(Error::refused(
-            format!(
-                "deploy to protected environment '{}' refused: {why}",
-                env.name
-            ),
-            "run `pgdeck backup create` then `pgdeck backup verify`; or, to go ahead anyway, \
-             --without-backup \"<reason>\"",
-        )),
-    }
-}
-
-/// A protected environment deploys only when every DANGEROUS finding is acknowledged.
-async fn gate(
-    env: &Environment,
-    dir: &MigrationsDir,
-    pending: &[&str],
-    allow: &AllowArgs,
-) -> Result<()> {
-    let allows = allow.allows();
-    let plan = Plan::build(Some(&env.target), dir, pending, &env.lint, &allows, true).await;
-    let open = plan.unacknowledged_dangerous();
-    if !open.is_empty() {
-        return Err(Error::refused(
-            format!(
-                "deploy to protected environment '{}' refused: {} DANGEROUS finding(s) not acknowledged: {}",
-                env.name,
-                open.len(),
-                open.join(", ")
-            ),
-            "`pgdeck plan` shows each with its expand/contract alternative; to go ahead, acknowledge it with \
-             `-- pgdeck:allow <rule> <reason>` above the statement, or --allow <rule> --reason <text>",
-        ));
-    }
-    for a in &allows {
-        output::stderr(&format!("acknowledged by --allow {}: {}", a.rule, a.reason));
-    }
-    if !allows.is_empty() {
-        let rules: Vec<&str> = allows.iter().map(|a| a.rule.as_str()).collect();
-        output::record_override(
-            env,
-            &format!("deploy with --allow {}", rules.join(", ")),
-            &allows[0].reason,
-        );
-    }
-    Ok(())
-}
-
-fn finish_deploy(env: &Environment, outcome: &DeployOutcome, json: bool) {
+fn finish_deploy(env: &Environment, report: &DeployReport, json: bool) {
     if json {
         output::json(&json!({
             "ok": true,
             "environment": env.name,
             "database": env.target.to_string(),
-            "applied": outcome.applied,
+            "applied": report.applied,
+            "backup": report.backup,
         }));
-    } else if outcome.applied.is_empty() {
+    } else if report.applied.is_empty() {
         output::stdout(&format!("nothing to deploy: {} is up to date", env.target));
     } else {
         output::stdout(&format!(
             "applied {} migration(s) to {}: {}",
-            outcome.applied.len(),
+            report.applied.len(),
             env.target,
-            outcome.applied_names()
+            report.applied_names()
         ));
     }
 }
 
-pub async fn resolve(env: &Environment, args: &ResolveArgs, json: bool) -> Result<u8> {
+pub async fn resolve(job: &Job, args: &ResolveArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
     let (name, how) = match (&args.applied, &args.rolled_back) {
-        (Some(n), _) => (n.as_str(), Resolution::Applied),
-        (None, Some(n)) => (n.as_str(), Resolution::RolledBack),
+        (Some(n), _) => (n.clone(), Resolution::Applied),
+        (None, Some(n)) => (n.clone(), Resolution::RolledBack),
         // clap's argument group guarantees one of the two.
         (None, None) => unreachable!("clap requires --applied or --rolled-back"),
     };
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let what = match how {
-        Resolution::Applied => format!("record {name} as applied in {}", env.target.dbname),
-        Resolution::RolledBack => format!("record {name} as rolled back in {}", env.target.dbname),
-    };
-    output::confirm(env, &what, &args.confirm)?;
-    migrate::resolve(&env.target, &dir, name, how).await?;
+    output::confirmed(
+        json,
+        output::given(env, &args.confirm),
+        Printer::new(json),
+        |confirmation, tx| {
+            let req = ResolveRequest {
+                name: name.clone(),
+                how,
+                confirmation,
+            };
+            let ctx = job.context(tx);
+            async move { release::resolve(&ctx, &req).await }
+        },
+    )
+    .await?;
     let state = match how {
         Resolution::Applied => "applied",
         Resolution::RolledBack => "rolled_back",
@@ -261,44 +145,40 @@ pub fn new(env: &Environment, name: &str, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub async fn reset(env: &Environment, args: &ConfirmArgs, json: bool) -> Result<u8> {
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
-    if !env.protected {
-        output::confirm(
-            env,
-            &format!(
-                "DROP every object in schema \"{}\" of {} and redeploy",
-                env.target.schema, env.target.dbname
-            ),
-            args,
-        )?;
-    }
-    let settings = env.deploy.clone();
-    let outcome = output::with_progress(json, |tx| async move {
-        migrate::reset(
-            &env.target,
-            env.protected,
-            &dir,
-            &DeployOptions::new(settings),
-            &tx,
-        )
-        .await
-    })
+pub async fn reset(job: &Job, args: &ConfirmArgs, json: bool) -> Result<u8> {
+    let report = output::confirmed(
+        json,
+        output::given(&job.env, args),
+        Printer::new(json),
+        |confirmation, tx| {
+            let ctx = job.context(tx);
+            async move { release::reset(&ctx, confirmation.as_ref()).await }
+        },
+    )
     .await?;
-    finish_deploy(env, &outcome, json);
+    finish_deploy(&job.env, &report, json);
     Ok(exit::OK)
 }
 
-/// `pgdeck revert NAME...`: writes the forward rollback, shows the plan, deploys with --deploy.
-pub async fn revert(env: &Environment, args: &RevertArgs, json: bool) -> Result<u8> {
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (report, _) = migrate::status(&env.target, &dir).await?;
-    let folder = migrate::revert::write_rollback(&dir, &report, &args.names, chrono::Utc::now())?;
-    output::stderr(&format!(
-        "wrote {} (its down.sql re-applies what it undoes)",
-        folder.display()
-    ));
+/// `pgdeck revert NAME...`: writes the forward rollback and shows its plan; with --deploy,
+/// deploys it under the usual guards.
+pub async fn revert(job: &Job, args: &RevertArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
     if !args.deploy {
+        let req = RevertRequest {
+            names: args.names.clone(),
+            deploy: None,
+        };
+        let mut printer = Printer::live(json);
+        crate::events::with_events(
+            |e| printer.take(e),
+            |tx| {
+                let ctx = job.context(tx);
+                let req = &req;
+                async move { release::revert(&ctx, req).await }
+            },
+        )
+        .await?;
         let code = super::lint::plan(env, &args.deploy_args.allow, json).await?;
         if !json {
             output::stderr(
@@ -307,24 +187,24 @@ pub async fn revert(env: &Environment, args: &RevertArgs, json: bool) -> Result<
         }
         return Ok(code);
     }
-    output::notify(
-        env,
-        &format!(
-            "rollback started on {}: reverting {}",
-            env.name,
-            args.names.join(", ")
-        ),
+    let request = deploy_request(&args.deploy_args);
+    let report = output::confirmed(
+        json,
+        output::given(env, &args.deploy_args.confirm),
+        Printer::new(json),
+        |confirmation, tx| {
+            let req = RevertRequest {
+                names: args.names.clone(),
+                deploy: Some(DeployRequest {
+                    confirmation,
+                    ..request.clone()
+                }),
+            };
+            let ctx = job.context(tx);
+            async move { release::revert(&ctx, &req).await }
+        },
     )
-    .await;
-    let result = deploy(env, &args.deploy_args, json).await;
-    let text = match &result {
-        Ok(_) => format!(
-            "rollback finished on {}: {} reverted",
-            env.name,
-            args.names.join(", ")
-        ),
-        Err(e) => format!("rollback FAILED on {}: {}", env.name, e.cause),
-    };
-    output::notify(env, &text).await;
-    result
+    .await?;
+    finish_deploy(env, &report.deployed.unwrap_or_default(), json);
+    Ok(exit::OK)
 }

@@ -1,5 +1,8 @@
-//! The command line: clap definitions, and the headless commands that parse, call the core and
-//! print. Progress goes to stderr, results to stdout (`--json` makes them machine-readable).
+//! The command line: clap definitions, and the headless commands that turn flags into requests
+//! for the core, print its events and outcomes, and ask on the terminal what the core says needs
+//! confirming. No policy lives here. Progress goes to stderr, results to stdout (`--json` makes
+//! them machine-readable). SIGINT and SIGTERM stop the running work: a statement running on the
+//! server is cancelled there and rolled back.
 
 mod backup;
 mod demo;
@@ -13,11 +16,17 @@ mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Environment, Overrides, ProcessVars};
+use crate::config::{self, Overrides};
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{self, CommandJournal, Recorder};
+use crate::release::{self, Environment};
+use crate::target::ProcessVars;
 
 /// Exit codes, documented in the README. 0 always means all is well.
 pub mod exit {
@@ -47,6 +56,9 @@ pub mod exit {
     pub const HEALTH_WARN: u8 = 11;
     /// `health`: a check is in alert (runbook thresholds), or an endpoint or probe failed.
     pub const HEALTH_ALERT: u8 = 12;
+    /// Stopped by SIGINT or SIGTERM: what ran on the server was cancelled and rolled back; the
+    /// error says what was applied and what was not.
+    pub const CANCELLED: u8 = 13;
 }
 
 #[derive(Debug, Parser)]
@@ -144,6 +156,10 @@ pub struct DeployArgs {
     /// On a protected environment: deploy without a recent verified backup, for this reason
     #[arg(long, value_name = "REASON")]
     pub without_backup: Option<String>,
+    /// On a protected environment: let a verified backup of another environment, server or
+    /// database of the same name satisfy the backup gate, for this reason
+    #[arg(long, value_name = "REASON")]
+    pub accept_foreign_backup: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,7 +208,7 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    let code = match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run_until_signalled(cli)) {
         Ok(code) => code,
         Err(e) => {
             if json {
@@ -205,48 +221,141 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-async fn run(cli: Cli) -> Result<u8> {
+/// Runs the command; the first SIGINT or SIGTERM cancels its work, which then stops the way its
+/// room stops it (a deploy cancels its statement on the server and rolls back). A command that
+/// cannot stop cleanly is abandoned a few seconds later, its children killed on drop.
+async fn run_until_signalled(cli: Cli) -> Result<u8> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let cancel = CancellationToken::new();
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => return run(cli, cancel).await,
+    };
+    let work = run(cli, cancel.clone());
+    tokio::pin!(work);
+    let which = tokio::select! {
+        r = &mut work => return r,
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    output::stderr(&format!(
+        "{which}: stopping; what runs on the server is cancelled and rolled back"
+    ));
+    cancel.cancel();
+    let grace = tokio::time::sleep(std::time::Duration::from_secs(15));
+    tokio::select! {
+        r = &mut work => match r {
+            Err(e) => Err(e),
+            // It finished before it noticed.
+            Ok(code) => Ok(code),
+        },
+        _ = grace => Err(Error::cancelled(
+            format!("{which}: the command did not stop within 15 s and was abandoned"),
+            "check what it left with `pgdeck status` and the Monitor",
+        )),
+        _ = int.recv() => Err(Error::cancelled(format!("{which} twice: abandoned"), "check what it left with `pgdeck status`")),
+        _ = term.recv() => Err(Error::cancelled(format!("{which} twice: abandoned"), "check what it left with `pgdeck status`")),
+    }
+}
+
+/// What a headless command runs release workflows with: its environment, its journal (one for
+/// the whole command) and its cancellation.
+pub struct Job {
+    pub env: Environment,
+    journal: Arc<dyn Recorder>,
+    pub cancel: CancellationToken,
+}
+
+impl Job {
+    pub fn new(env: Environment, cancel: CancellationToken) -> Job {
+        let journal = Arc::new(CommandJournal::new(
+            &journal::default_dir(),
+            &env.name,
+            &env.target.to_string(),
+        ));
+        Job {
+            env,
+            journal,
+            cancel,
+        }
+    }
+
+    /// A context whose events go to `events`.
+    pub fn context(&self, events: UnboundedSender<release::Event>) -> release::Context {
+        release::Context::new(
+            self.env.clone(),
+            self.journal.clone(),
+            events,
+            self.cancel.clone(),
+        )
+    }
+}
+
+async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
     let g = &cli.global;
     let Some(command) = &cli.command else {
-        return console(g).await;
+        return console(g, &cancel).await;
     };
+    let job = || environment(g).map(|env| Job::new(env, cancel.clone()));
+    let stoppable = |work| stop_on(work, &cancel);
     match command {
-        Command::Status => migrations::status(&environment(g)?, g.json).await,
-        Command::Deploy(args) => migrations::deploy(&environment(g)?, args, g.json).await,
-        Command::Revert(args) => migrations::revert(&environment(g)?, args, g.json).await,
-        Command::Console => open_console(environment(g)?).await,
-        Command::Resolve(args) => migrations::resolve(&environment(g)?, args, g.json).await,
-        Command::Lint(args) => lint::lint(&environment(g)?, args, g.json).await,
-        Command::Plan(args) => lint::plan(&environment(g)?, args, g.json).await,
-        Command::Backup(args) => backup::run(&environment(g)?, args, g.json).await,
-        Command::Monitor(args) => monitor::run(&environment(g)?, args, g.json).await,
-        Command::Health(args) => health::run(&environment(g)?, args, g.json).await,
-        Command::Hooks(args) => hooks::run(&environment(g)?, args, g.json).await,
+        Command::Status => stoppable(Box::pin(migrations::status(&environment(g)?, g.json))).await,
+        Command::Deploy(args) => migrations::deploy(&job()?, args, g.json).await,
+        Command::Revert(args) => migrations::revert(&job()?, args, g.json).await,
+        Command::Console => open_console(environment(g)?, &cancel).await,
+        Command::Resolve(args) => migrations::resolve(&job()?, args, g.json).await,
+        Command::Lint(args) => {
+            stoppable(Box::pin(lint::lint(&environment(g)?, args, g.json))).await
+        }
+        Command::Plan(args) => {
+            stoppable(Box::pin(lint::plan(&environment(g)?, args, g.json))).await
+        }
+        Command::Backup(args) if args.stops_itself() => backup::run(&job()?, args, g.json).await,
+        Command::Backup(args) => stoppable(Box::pin(backup::run(&job()?, args, g.json))).await,
+        Command::Monitor(args) => monitor::run(&job()?, args, g.json).await,
+        Command::Health(args) => health::run(&job()?, args, g.json).await,
+        Command::Hooks(args) => hooks::run(&job()?, args, g.json).await,
         Command::Report(args) => report::run(&environment(g)?, args),
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
-        Command::Reset(args) => migrations::reset(&environment(g)?, args, g.json).await,
-        Command::Demo(args) => demo::run(g, args).await,
+        Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
+        Command::Demo(args) => demo::run(g, args, &cancel).await,
+    }
+}
+
+/// Work that only reads: on cancellation it is simply dropped.
+pub(crate) async fn stop_on<'a>(
+    work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<u8>> + 'a>>,
+    cancel: &CancellationToken,
+) -> Result<u8> {
+    tokio::select! {
+        r = work => r,
+        () = cancel.cancelled() => Err(Error::cancelled("interrupted; nothing was changed", "")),
     }
 }
 
 /// `pgdeck` alone: the console on the configured environment, in a terminal; help otherwise.
-async fn console(g: &GlobalArgs) -> Result<u8> {
+async fn console(g: &GlobalArgs, stop: &CancellationToken) -> Result<u8> {
     use std::io::IsTerminal as _;
     if !std::io::stdout().is_terminal() {
         use clap::CommandFactory;
         let _ = Cli::command().print_help();
         return Ok(exit::USAGE);
     }
-    open_console(environment(g)?).await
+    open_console(environment(g)?, stop).await
 }
 
 /// The console on `env`, its journal in the default folder, asking about unfinished sessions.
-async fn open_console(env: Environment) -> Result<u8> {
+/// `stop` (SIGTERM) closes it as `q` would, the terminal restored.
+async fn open_console(env: Environment, stop: &CancellationToken) -> Result<u8> {
     crate::tui::run(
         env,
         crate::tui::Options {
             journal_dir: crate::journal::default_dir(),
             resume: None,
+            stop: stop.clone(),
         },
     )
     .await?;
@@ -271,6 +380,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::LockTimeout => exit::LOCK,
         ErrorKind::Refused => exit::REFUSED,
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
+        ErrorKind::Cancelled => exit::CANCELLED,
     }
 }
 

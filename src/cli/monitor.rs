@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{ConfirmArgs, exit, output};
-use crate::config::Environment;
+use super::output::{self, Printer};
+use super::{ConfirmArgs, Job, exit};
 use crate::error::{Error, Result};
 use crate::monitor::watch::{Update, Watch};
-use crate::monitor::{self, Monitor, MonitorSettings, Pane, Signal, Snapshot};
+use crate::monitor::{Monitor, MonitorSettings, Pane, Signal, Snapshot};
+use crate::release::{self, Confirmation, Environment, SignalRequest};
 use crate::units::{human_bytes, human_count};
 
 #[derive(Debug, Clone, Args)]
@@ -59,25 +60,30 @@ pub struct Target {
     pub confirm: ConfirmArgs,
 }
 
-pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8> {
-    let read_only = args.read_only || env.read_only;
+pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
+    let env = &job.env;
     if let Some(action) = &args.action {
         let (signal, t, verb) = match action {
             MonitorAction::Cancel(t) => (Signal::Cancel, t, "cancel the query of"),
             MonitorAction::Terminate(t) => (Signal::Terminate, t, "terminate"),
         };
-        if !read_only {
-            output::confirm(
-                env,
-                &format!(
-                    "{verb} backend {} (started {})",
-                    t.pid,
-                    t.backend_start.to_rfc3339()
-                ),
-                &t.confirm,
-            )?;
-        }
-        monitor::signal_backend(&env.target, t.pid, t.backend_start, signal, read_only).await?;
+        let given = match (&t.confirm.confirm, t.confirm.yes) {
+            (Some(name), _) => Some(Confirmation::typed(name)),
+            (None, true) => Some(Confirmation::yes()),
+            _ => None,
+        };
+        output::confirmed(json, given, Printer::new(json), |confirmation, tx| {
+            let req = SignalRequest {
+                pid: t.pid,
+                backend_start: t.backend_start,
+                signal,
+                confirmation,
+                read_only: args.read_only,
+            };
+            let ctx = job.context(tx);
+            async move { release::signal_backend(&ctx, &req).await }
+        })
+        .await?;
         if json {
             output::json(
                 &json!({ "ok": true, "pid": t.pid, "action": format!("{signal:?}").to_lowercase() }),
@@ -99,7 +105,7 @@ pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8
         ..MonitorSettings::default()
     };
     if args.watch {
-        return watch(env, args, settings, json).await;
+        return watch(job, args, settings, json).await;
     }
     let mut monitor = Monitor::connect(&env.target).await?;
     let snapshot = monitor.snapshot(&settings).await;
@@ -113,17 +119,18 @@ pub async fn run(env: &Environment, args: &MonitorArgs, json: bool) -> Result<u8
     Ok(exit::OK)
 }
 
-async fn watch(
-    env: &Environment,
-    args: &MonitorArgs,
-    settings: MonitorSettings,
-    json: bool,
-) -> Result<u8> {
+/// Samples until `--count` or until SIGINT / SIGTERM, which is how a watch ends: exit 0.
+async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: bool) -> Result<u8> {
+    let env = &job.env;
     let interval = Duration::from_secs_f64(args.interval.max(0.1));
     let mut watcher = Watch::new(&env.target, settings.clone());
     let mut samples = 0u64;
     loop {
-        match watcher.tick().await {
+        let update = tokio::select! {
+            u = watcher.tick() => u,
+            () = job.cancel.cancelled() => return Ok(exit::OK),
+        };
+        match update {
             Update::Fresh { snapshot } => {
                 if json {
                     output::stdout(
@@ -165,7 +172,7 @@ async fn watch(
         }
         tokio::select! {
             _ = tokio::time::sleep(watcher.next_delay(interval)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
+            () = job.cancel.cancelled() => return Ok(exit::OK),
         }
     }
 }

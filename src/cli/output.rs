@@ -1,21 +1,27 @@
-//! Printing: errors as cause + hint, the status table, deploy progress, and confirmations.
-//! Everything that leaves the process goes through [`scrub`] first.
+//! Printing: errors as cause + hint (remedies worded as this command line's flags and
+//! commands), the status table, the progress of release workflows, and confirmations asked on
+//! the terminal. Everything that leaves the process goes through [`scrub`] first.
 
+use std::future::Future;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use super::{ConfirmArgs, exit};
-use crate::config::Environment;
-use crate::config::secret::scrub;
-use crate::error::{Error, Result};
+use crate::backup::BackupEvent;
+use crate::error::{Ask, Error, Remedy, Result};
 use crate::migrate::{DeployEvent, MigrationState, StatusReport};
+use crate::release::{self, Confirmation, Environment};
+use crate::target::secret::scrub;
+use crate::units::human_bytes;
 
 pub fn error(e: &Error) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "error: {}", scrub(&e.cause));
-    if !e.hint.is_empty() {
-        let _ = writeln!(err, "hint: {}", scrub(&e.hint));
+    let hint = hint(e);
+    if !hint.is_empty() {
+        let _ = writeln!(err, "hint: {}", scrub(&hint));
     }
 }
 
@@ -23,10 +29,77 @@ pub fn error_json(e: &Error) {
     let v = serde_json::json!({
         "ok": false,
         "error": scrub(&e.cause),
-        "hint": scrub(&e.hint),
+        "hint": scrub(&hint(e)),
+        "guard": e.guard,
+        "remedies": e.remedies,
         "exit_code": super::exit_code(e),
     });
     println!("{}", scrub(&v.to_string()));
+}
+
+/// The hint, with each remedy worded as what to type here.
+pub fn hint(e: &Error) -> String {
+    let remedies: Vec<String> = e.remedies.iter().map(remedy).collect();
+    match (e.hint.is_empty(), remedies.is_empty()) {
+        (_, true) => e.hint.clone(),
+        (true, false) => remedies.join("; "),
+        (false, false) => format!("{} ({})", e.hint, remedies.join("; ")),
+    }
+}
+
+/// A remedy as this command line spells it.
+pub fn remedy(r: &Remedy) -> String {
+    match r {
+        Remedy::Confirm(ask) => match &ask.expect {
+            Some(db) => format!("confirm by naming the database: --confirm {db}"),
+            None => "pass --yes to confirm in scripts".into(),
+        },
+        Remedy::TakeVerifiedBackup => {
+            "run `pgdeck backup create`, then `pgdeck backup verify`".into()
+        }
+        Remedy::TakeBackup => "`pgdeck backup create`".into(),
+        Remedy::DeployWithoutBackup => {
+            "or, to go ahead anyway, --without-backup \"<reason>\"".into()
+        }
+        Remedy::VerifyBackup { file } => format!(
+            "`pgdeck backup verify{}`",
+            file.as_deref().map(|f| format!(" {f}")).unwrap_or_default()
+        ),
+        Remedy::RestoreUnverified => {
+            "or, to restore it anyway, --force-unverified \"<reason>\"".into()
+        }
+        Remedy::AcceptForeignBackup => {
+            "or, if it is the one to use all the same, --accept-foreign-backup \"<reason>\"".into()
+        }
+        Remedy::Acknowledge { .. } => "acknowledge each with `-- pgdeck:allow <rule> <reason>` \
+             above the statement, or --allow <rule> --reason <text>"
+            .into(),
+        Remedy::ReviewPlan => "`pgdeck plan` shows them".into(),
+        Remedy::Resolve { migration } => format!(
+            "`pgdeck resolve --applied {migration}` if it was finished by hand, \
+             `pgdeck resolve --rolled-back {migration}` if it was undone"
+        ),
+        Remedy::ResolveRolledBack { migration } => {
+            format!("`pgdeck resolve --rolled-back {migration}`")
+        }
+        Remedy::Deploy => "run `pgdeck deploy` again".into(),
+        Remedy::Status => "`pgdeck status` shows the migrations".into(),
+        Remedy::Revert { migration } => format!("`pgdeck revert {migration}`"),
+        Remedy::ListBackups => "`pgdeck backup list` shows the backups".into(),
+        Remedy::BackupDir => "--dir DIR".into(),
+        Remedy::TerminateSessions => "--terminate-sessions".into(),
+        Remedy::WaitLonger => "raise --lock-wait".into(),
+        Remedy::Monitor => "`pgdeck monitor --once` shows who holds the lock".into(),
+        Remedy::SaveBaseline => "`pgdeck health --save-baseline FILE`".into(),
+        Remedy::MigrationsFolder => "--migrations DIR, or `migrations` in pgdeck.toml".into(),
+        Remedy::NewMigration => "`pgdeck new NAME` creates the first".into(),
+        Remedy::OtherEnvironment => "--env NAME or --database-url URL".into(),
+        Remedy::LeaveReadOnly => {
+            "run without --read-only (and without read_only = true in the environment)".into()
+        }
+        Remedy::DirectoryFormat => "--format directory --jobs N".into(),
+        Remedy::SingleWorker => "drop --jobs".into(),
+    }
 }
 
 pub fn stdout(text: &str) {
@@ -261,68 +334,79 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
     stderr(&line);
 }
 
-/// Asks before a change. A protected environment needs the database name typed (or `--confirm
-/// DBNAME`); elsewhere a y/N question, or `--yes` when there is no terminal to ask on.
-pub fn confirm(env: &Environment, what: &str, args: &ConfirmArgs) -> Result<()> {
-    let db = env.target.dbname.as_str();
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if env.protected {
-        if let Some(typed) = &args.confirm {
-            return if typed == db {
-                Ok(())
-            } else {
-                Err(Error::refused(
-                    format!(
-                        "--confirm '{typed}' does not match the database '{db}' of protected environment '{}'",
-                        env.name
-                    ),
-                    format!("pass --confirm {db} to {what}"),
-                ))
-            };
-        }
-        if !interactive {
-            return Err(Error::refused(
-                format!("environment '{}' is protected; about to {what}", env.name),
-                format!("confirm by naming the database: --confirm {db}"),
-            ));
-        }
-        let answer = ask(&format!(
-            "environment '{}' is PROTECTED. About to {what}.\nType the database name ({db}) to continue: ",
-            env.name
-        ))?;
-        return if answer == db {
-            Ok(())
-        } else {
-            Err(Error::refused(
-                "confirmation did not match the database name; nothing was done",
-                "type the name exactly",
-            ))
-        };
-    }
-    if args.yes {
-        return Ok(());
-    }
-    if !interactive {
-        return Err(Error::refused(
-            format!("about to {what}, and there is no terminal to ask for confirmation"),
-            "pass --yes to confirm in scripts",
-        ));
-    }
-    let answer = ask(&format!("About to {what}. Continue? [y/N] "))?;
-    if matches!(answer.as_str(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(Error::refused(
-            "not confirmed; nothing was done",
-            "answer y to go ahead, or pass --yes",
-        ))
+/// The confirmation the flags give: `--confirm DBNAME`, or `--yes` (which a protected
+/// environment does not take: there the name is typed, or asked for on the terminal).
+pub fn given(env: &Environment, args: &ConfirmArgs) -> Option<Confirmation> {
+    match (&args.confirm, args.yes) {
+        (Some(name), _) => Some(Confirmation::typed(name)),
+        (None, true) if !env.protected => Some(Confirmation::yes()),
+        _ => None,
     }
 }
 
-fn ask(prompt: &str) -> Result<String> {
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Runs a workflow whose events `printer` prints. When it refuses for want of a confirmation
+/// the flags did not give, and there is a terminal to ask on, it asks exactly what the workflow
+/// said it would do, and runs it again with the answer (the workflow checks it).
+pub async fn confirmed<T, F, Fut>(
+    json: bool,
+    given: Option<Confirmation>,
+    mut printer: Printer,
+    mut run: F,
+) -> Result<T>
+where
+    F: FnMut(Option<Confirmation>, tokio::sync::mpsc::UnboundedSender<release::Event>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let first = crate::events::with_events(|e| printer.take(e), |tx| run(given.clone(), tx)).await;
+    let ask = match &first {
+        Err(e) if given.is_none() && !json && interactive() => e.ask().cloned(),
+        _ => None,
+    };
+    let Some(ask) = ask else {
+        printer.flush();
+        return first;
+    };
+    // What the refused run found is found again by the next one.
+    printer.discard();
+    let answer = ask_on_terminal(&ask)?;
+    crate::events::with_events(|e| printer.take(e), |tx| run(Some(answer), tx)).await
+}
+
+fn ask_on_terminal(ask: &Ask) -> Result<Confirmation> {
+    stderr(&ask.title);
+    for line in &ask.lines {
+        stderr(&format!("  {line}"));
+    }
+    match &ask.expect {
+        Some(db) => {
+            let typed = read_answer(&format!(
+                "This environment is PROTECTED. Type the database name ({db}) to continue: "
+            ))?;
+            Ok(Confirmation::answering(ask, Some(typed)))
+        }
+        None => {
+            let answer = read_answer("Continue? [y/N] ")?;
+            if matches!(answer.as_str(), "y" | "Y" | "yes") {
+                Ok(Confirmation::answering(ask, None))
+            } else {
+                Err(Error::refused(
+                    "not confirmed; nothing was done",
+                    "answer y to go ahead, or pass --yes",
+                ))
+            }
+        }
+    }
+}
+
+fn read_answer(prompt: &str) -> Result<String> {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{}", scrub(prompt));
     let _ = err.flush();
+    drop(err);
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(|e| {
         Error::runtime(
@@ -333,90 +417,175 @@ fn ask(prompt: &str) -> Result<String> {
     Ok(line.trim().to_owned())
 }
 
-/// Runs a core operation while its deploy progress events are printed as they arrive.
-pub async fn with_progress<F, Fut, T>(json: bool, op: F) -> Result<T>
-where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    with_events(move |event: DeployEvent| deploy_event(&event, json), op).await
+/// Prints a workflow's events on stderr as they come (JSON lines with --json). Until the work
+/// starts they are held back: a run refused for a confirmation is run again once answered, and
+/// what it found would otherwise be printed twice.
+pub struct Printer {
+    json: bool,
+    live: bool,
+    held: Vec<release::Event>,
+    backup: BackupProgress,
 }
 
-/// Runs a core operation while `print` takes each of its progress events as it arrives.
-pub async fn with_events<E, P, F, Fut, T>(print: P, op: F) -> Result<T>
-where
-    P: FnMut(E),
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<E>) -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    crate::events::with_events(print, op).await
-}
+impl Printer {
+    pub fn new(json: bool) -> Printer {
+        Printer {
+            json,
+            live: false,
+            held: Vec::new(),
+            backup: BackupProgress::new(json),
+        }
+    }
 
-/// Prints an override and records it in the journal with its reason.
-pub fn record_override(env: &Environment, what: &str, reason: &str) {
-    stderr(&format!("override: {what}: {reason}"));
-    if let Err(e) = crate::journal::record_override(
-        &crate::journal::default_dir(),
-        &env.name,
-        &env.target.to_string(),
-        what,
-        reason,
-    ) {
-        stderr(&format!(
-            "warning: the override was not journaled: {}",
-            e.cause
-        ));
+    /// Prints everything at once, without holding back (for work that asks nothing).
+    pub fn live(json: bool) -> Printer {
+        Printer {
+            live: true,
+            ..Printer::new(json)
+        }
+    }
+
+    pub fn take(&mut self, event: release::Event) {
+        if matches!(event, release::Event::Started { .. }) {
+            self.flush();
+        }
+        if self.live {
+            self.print(&event);
+        } else {
+            self.held.push(event);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.live = true;
+        for e in std::mem::take(&mut self.held) {
+            self.print(&e);
+        }
+    }
+
+    fn discard(&mut self) {
+        self.held.clear();
+    }
+
+    fn print(&mut self, event: &release::Event) {
+        use release::Event as E;
+        if self.json {
+            let value = match event {
+                E::Deploy(e) => serde_json::to_value(e).unwrap_or_default(),
+                E::Backup(e) => serde_json::to_value(e).unwrap_or_default(),
+                E::Checked(what) => serde_json::json!({"event": "checked", "what": what}),
+                E::Started { workflow, what } => {
+                    serde_json::json!({"event": "started", "workflow": workflow, "what": what})
+                }
+                E::HookStarted { name, command } => {
+                    serde_json::json!({"event": "hook_started", "name": name, "command": command})
+                }
+                E::HookOutput { name, line } => {
+                    serde_json::json!({"event": "hook_output", "name": name, "line": line})
+                }
+                E::HookFinished(o) => serde_json::json!({"event": "hook_finished", "hook": o}),
+                E::Note(text) => serde_json::json!({"event": "note", "text": text}),
+                E::Warning(text) => serde_json::json!({"event": "warning", "text": text}),
+                E::Journaled(entry) => serde_json::json!({"event": "journaled", "entry": entry}),
+            };
+            stderr(&value.to_string());
+            return;
+        }
+        match event {
+            E::Deploy(e) => deploy_event(e, false),
+            E::Backup(e) => self.backup.print(e),
+            E::Checked(what) | E::Note(what) => stderr(what),
+            E::Started { .. } => {}
+            E::HookStarted { name, command } => stderr(&format!("hook {name}: {command}")),
+            E::HookOutput { line, .. } => stderr(&format!("  | {line}")),
+            E::HookFinished(o) => stderr(&format!(
+                "hook {}: {} in {:.1}s",
+                o.name,
+                o.describe(),
+                o.duration_ms as f64 / 1000.0
+            )),
+            E::Warning(text) => stderr(&format!("warning: {text}")),
+            E::Journaled(entry) => {
+                if let crate::journal::Event::Override { what, reason } = &entry.event {
+                    stderr(&format!("override: {what}: {reason}"));
+                }
+            }
+        }
     }
 }
 
-/// Tells the team through the webhook, if one is configured; a failure is a warning, never an
-/// error: the release goes on.
-pub async fn notify(env: &Environment, text: &str) {
-    if let Err(e) = crate::hooks::notify(&env.hooks, text).await {
-        stderr(&format!("warning: {}", e.cause));
-    }
+/// Backup progress: a single updating line on a terminal, a line every few seconds otherwise,
+/// JSON lines with --json.
+pub struct BackupProgress {
+    json: bool,
+    tty: bool,
+    last: Instant,
 }
 
-/// Runs a configured hook with its output streamed to stderr and journaled. Returns the outcome.
-pub async fn run_hook(
-    env: &Environment,
-    name: &str,
-    migrations: &[String],
-) -> Result<crate::hooks::HookOutcome> {
-    let database = env.target.to_string();
-    let ctx = crate::hooks::HookContext {
-        environment: &env.name,
-        database: &database,
-        migrations,
-    };
-    stderr(&format!(
-        "hook {name}: {}",
-        env.hooks
-            .commands
-            .get(name)
-            .map(String::as_str)
-            .unwrap_or("")
-    ));
-    let outcome = with_events(
-        |line: String| stderr(&format!("  | {line}")),
-        |tx| async move { crate::hooks::run(&env.hooks, name, &ctx, Some(&tx)).await },
-    )
-    .await?;
-    if let Err(e) = crate::journal::record(
-        &crate::journal::default_dir(),
-        &env.name,
-        &database,
-        crate::journal::Event::hook(&outcome),
-    ) {
-        stderr(&format!(
-            "warning: the hook run was not journaled: {}",
-            e.cause
-        ));
+impl BackupProgress {
+    pub fn new(json: bool) -> BackupProgress {
+        BackupProgress {
+            json,
+            tty: std::io::stderr().is_terminal(),
+            last: Instant::now() - std::time::Duration::from_secs(60),
+        }
     }
-    stderr(&format!(
-        "hook {name}: {} in {:.1}s",
-        outcome.describe(),
-        outcome.duration_ms as f64 / 1000.0
-    ));
-    Ok(outcome)
+
+    pub fn print(&mut self, event: &BackupEvent) {
+        if self.json {
+            stderr(&serde_json::to_string(event).unwrap_or_default());
+            return;
+        }
+        match event {
+            BackupEvent::Started {
+                file,
+                database_bytes,
+                tables,
+            } => stderr(&format!(
+                "dumping {} tables ({} on disk) into {file}",
+                tables,
+                human_bytes(*database_bytes)
+            )),
+            BackupEvent::Progress {
+                bytes_written,
+                tables_done,
+                tables_total,
+                fraction,
+                elapsed_ms,
+                eta_ms,
+            } => {
+                if !self.tty && self.last.elapsed().as_secs() < 5 {
+                    return;
+                }
+                self.last = Instant::now();
+                let eta = eta_ms
+                    .map(|e| format!(", ETA {}s", e / 1000))
+                    .unwrap_or_default();
+                let line = format!(
+                    "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
+                    fraction * 100.0,
+                    human_bytes(*bytes_written as i64),
+                    elapsed_ms / 1000
+                );
+                if self.tty {
+                    eprint!("\r{line}   ");
+                } else {
+                    stderr(&line);
+                }
+            }
+            BackupEvent::Finished {
+                bytes, elapsed_ms, ..
+            } => {
+                if self.tty {
+                    eprintln!();
+                }
+                stderr(&format!(
+                    "  done: {} in {:.1}s",
+                    human_bytes(*bytes as i64),
+                    *elapsed_ms as f64 / 1000.0
+                ));
+            }
+            BackupEvent::Step { what } => stderr(&format!("  {what}")),
+        }
+    }
 }

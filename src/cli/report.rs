@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{exit, output};
-use crate::config::Environment;
 use crate::error::{Error, Result};
 use crate::journal;
+use crate::release::Environment;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {

@@ -1,22 +1,22 @@
 //! Configuration: finding and reading `pgdeck.toml`, choosing an environment, and resolving it
 //! into an [`Environment`] with a [`DbTarget`]. Reads files and variables; connects to nothing.
 
-pub mod secret;
-mod target;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backup::BackupSettings;
 use crate::checklist::{ChecklistSettings, ExtraItem};
 use crate::error::{Error, Result};
 use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
+use crate::migrate::DeploySettings;
+use crate::release::Environment;
+use crate::target::{DbTarget, SslMode, Vars};
 use squawk_linter::Rule;
-pub use target::{DbTarget, Host, ProcessVars, SslMode, Vars};
 
 /// What the command line says about configuration; every field is optional.
 #[derive(Debug, Clone, Default)]
@@ -25,94 +25,6 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub database_url: Option<String>,
     pub migrations: Option<PathBuf>,
-}
-
-/// One environment, resolved and validated: everything a command needs to act on it.
-#[derive(Debug, Clone)]
-pub struct Environment {
-    pub name: String,
-    pub protected: bool,
-    pub target: DbTarget,
-    pub migrations_dir: PathBuf,
-    pub deploy: DeploySettings,
-    pub lint: LintSettings,
-    pub backup: BackupSettings,
-    pub health: HealthSettings,
-    pub checklist: ChecklistSettings,
-    pub hooks: HookSettings,
-    /// The monitor never cancels or terminates sessions here.
-    pub read_only: bool,
-    /// The config file it came from, if any.
-    pub source: Option<PathBuf>,
-}
-
-impl Environment {
-    /// An environment with every setting at its default, for places that build one without a
-    /// config file (the demo, tests, benchmarks).
-    pub fn new(name: &str, target: DbTarget) -> Environment {
-        Environment {
-            name: name.to_owned(),
-            protected: false,
-            target,
-            migrations_dir: default_migrations_dir(),
-            deploy: DeploySettings::default(),
-            lint: LintSettings::default(),
-            backup: BackupSettings::default(),
-            health: HealthSettings::default(),
-            checklist: ChecklistSettings::default(),
-            hooks: HookSettings::default(),
-            read_only: false,
-            source: None,
-        }
-    }
-}
-
-/// How `deploy` behaves on this environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeploySettings {
-    /// `lock_timeout` for every migration's DDL; zero (`"off"` in the file) sets none.
-    pub lock_timeout: Duration,
-    /// How many times a migration that hit `lock_timeout` is tried again.
-    pub lock_retries: u32,
-    /// How long to wait for another deploy's migration lock before giving up.
-    pub lock_wait: Duration,
-}
-
-/// Where backups go and how long they stay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupSettings {
-    pub dir: PathBuf,
-    /// Backups older than this are pruned...
-    pub retention_days: u32,
-    /// ...except the newest this many verified ones.
-    pub keep_verified: usize,
-    /// A protected environment deploys only with a verified backup younger than this.
-    pub max_age: Duration,
-    /// Queries run after a restore, each returning one value to show.
-    pub restore_checks: Vec<String>,
-}
-
-impl Default for BackupSettings {
-    fn default() -> Self {
-        BackupSettings {
-            dir: PathBuf::from("backups"),
-            retention_days: 30,
-            keep_verified: 3,
-            max_age: Duration::from_secs(24 * 3600),
-            // The runbook's own check, for the sample app; skipped where there is no such table.
-            restore_checks: vec!["SELECT COUNT(*) FROM \"User\"".into()],
-        }
-    }
-}
-
-impl Default for DeploySettings {
-    fn default() -> Self {
-        DeploySettings {
-            lock_timeout: Duration::from_secs(5),
-            lock_retries: 3,
-            lock_wait: Duration::from_secs(60),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,7 +471,7 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
     }
     if let Some(m) = &file.metrics {
         let bearer_token = match &m.bearer_token_env {
-            Some(var) => Some(crate::config::secret::Secret::new(vars.var(var).ok_or_else(
+            Some(var) => Some(crate::target::secret::Secret::new(vars.var(var).ok_or_else(
                 || {
                     Error::input(
                         format!("environments.{env}.health.metrics reads its token from ${var}, which is not set"),
@@ -672,7 +584,7 @@ fn hook_settings(env: &str, file: &HooksFile, vars: &dyn Vars) -> Result<HookSet
             ));
         }
         s.webhook = Some(Webhook {
-            url: crate::config::secret::Secret::new(url),
+            url: crate::target::secret::Secret::new(url),
             retries: file.webhook_retries.unwrap_or(3),
             backoff: Duration::from_millis(500),
         });

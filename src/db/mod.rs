@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::config::{DbTarget, Host, SslMode};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
+use crate::target::{DbTarget, Host, SslMode};
 
 /// An open session. The driver's connection task runs in the background until the client drops.
 pub struct Session {
@@ -64,6 +64,42 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
     })
 }
 
+/// Sends PostgreSQL's cancel request for whatever a session is running, over a connection of
+/// its own (with the session's TLS policy): the statement stops at once, also while it waits for
+/// a lock, and its transaction is aborted. Dropping the session would not do that: the server
+/// notices a vanished client only when it next talks to it.
+#[derive(Clone)]
+pub struct Canceller {
+    target: DbTarget,
+    token: tokio_postgres::CancelToken,
+}
+
+impl Canceller {
+    pub fn of(session: &Session, target: &DbTarget) -> Canceller {
+        Canceller {
+            target: target.clone(),
+            token: session.client.cancel_token(),
+        }
+    }
+
+    pub async fn cancel(&self) -> Result<()> {
+        let sent = if matches!(self.target.host, Host::Socket(_))
+            || self.target.sslmode == SslMode::Disable
+        {
+            self.token.cancel_query(NoTls).await
+        } else {
+            self.token.cancel_query(tls::connector(&self.target)?).await
+        };
+        sent.map_err(|e| {
+            Error::runtime(
+                format!("cannot send the cancel request: {}", flatten(&e)),
+                "the statement may still be running: check the Monitor",
+            )
+            .with(Remedy::Monitor)
+        })
+    }
+}
+
 /// Connects and leaves the driver's connection task running until the client is dropped.
 async fn open<T>(target: &DbTarget, cfg: &tokio_postgres::Config, tls: T) -> Result<Client>
 where
@@ -95,26 +131,32 @@ pub fn sqlstate(err: &tokio_postgres::Error) -> Option<&SqlState> {
 pub fn query_error(context: &str, err: &tokio_postgres::Error) -> Error {
     match err.as_db_error() {
         Some(db) => {
+            let mut remedy = None;
             let hint = match db.code() {
                 c if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
                     "the connecting role lacks a privilege: grant it or use an owner role"
                 }
                 c if *c == SqlState::LOCK_NOT_AVAILABLE => {
-                    "another session holds a conflicting lock: see `pgdeck monitor --once`"
+                    remedy = Some(Remedy::Monitor);
+                    "another session holds a conflicting lock"
                 }
                 c if *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN => {
                     "the server is shutting down or restarting: retry when it is back"
                 }
                 _ => "check the server log for details",
             };
-            Error::runtime(
+            let err = Error::runtime(
                 format!(
                     "{context}: {} (SQLSTATE {})",
                     db.message(),
                     db.code().code()
                 ),
                 hint,
-            )
+            );
+            match remedy {
+                Some(r) => err.with(r),
+                None => err,
+            }
         }
         None if err.is_closed() => Error::runtime(
             format!("{context}: the connection to the server was lost"),

@@ -14,8 +14,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
-use crate::config::DbTarget;
 use crate::error::{Error, Result};
+use crate::target::DbTarget;
 
 /// The name of the superuser every sandbox is initialised with.
 pub const SUPERUSER: &str = "postgres";

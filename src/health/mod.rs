@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DbTarget, secret::Secret};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use crate::monitor;
+use crate::target::{DbTarget, secret::Secret};
 
 /// A verdict, ordered: the report's verdict is its worst check's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -160,14 +160,16 @@ impl Baseline {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::input(
                 format!("cannot read baseline {}: {e}", path.display()),
-                "capture one before the deploy with `pgdeck health --save-baseline FILE`",
+                "capture one before the deploy, while the system is healthy",
             )
+            .with(Remedy::SaveBaseline)
         })?;
         let b: Baseline = serde_json::from_str(&text).map_err(|e| {
             Error::input(
                 format!("{} is not a pgdeck baseline: {e}", path.display()),
-                "capture a new one with `pgdeck health --save-baseline FILE`",
+                "capture a new one",
             )
+            .with(Remedy::SaveBaseline)
         })?;
         if b.version != BASELINE_VERSION {
             return Err(Error::input(
@@ -176,8 +178,9 @@ impl Baseline {
                     path.display(),
                     b.version
                 ),
-                "capture a new one with `pgdeck health --save-baseline FILE`",
-            ));
+                "capture a new one",
+            )
+            .with(Remedy::SaveBaseline));
         }
         Ok(b)
     }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DbTarget;
 use crate::db::{self, query_error, sqlstate};
 use crate::error::Result;
+use crate::target::DbTarget;
 
 /// One probe's outcome.
 #[derive(Debug, Clone, Serialize)]

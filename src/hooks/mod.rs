@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::secret::Secret;
 use crate::error::{Error, Result};
+use crate::target::secret::Secret;
 
 /// The moments a hook can be configured for.
 pub const HOOKS: [&str; 8] = [
@@ -63,6 +64,9 @@ pub struct HookOutcome {
     /// None when it was killed (timeout) or died from a signal.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// Stopped by the operator (the console's cancel, SIGINT or SIGTERM to pgdeck).
+    #[serde(default)]
+    pub cancelled: bool,
     pub duration_ms: u64,
     /// stdout and stderr interleaved as they came; the tail if longer than 64 kB.
     pub output: String,
@@ -73,18 +77,12 @@ impl HookOutcome {
         self.exit_code == Some(0)
     }
 
-    /// "exit 0", "exit 3", "timed out" or "killed".
+    /// "exit 0", "exit 3", "timed out", "cancelled" or "killed".
     pub fn describe(&self) -> String {
-        describe(self.exit_code, self.timed_out)
-    }
-}
-
-/// How a hook ended, in words.
-pub fn describe(exit_code: Option<i32>, timed_out: bool) -> String {
-    match (exit_code, timed_out) {
-        (_, true) => "timed out".to_owned(),
-        (Some(c), _) => format!("exit {c}"),
-        (None, _) => "killed".to_owned(),
+        if self.cancelled {
+            return "cancelled".into();
+        }
+        crate::journal::hook_ending(self.exit_code, self.timed_out)
     }
 }
 
@@ -103,6 +101,7 @@ pub async fn run(
     name: &str,
     ctx: &HookContext<'_>,
     lines: Option<&UnboundedSender<String>>,
+    cancel: &CancellationToken,
 ) -> Result<HookOutcome> {
     let command = settings.commands.get(name).ok_or_else(|| {
         let configured: Vec<&str> = settings.commands.keys().map(String::as_str).collect();
@@ -121,7 +120,7 @@ pub async fn run(
     // a password (PGPASSWORD, or a URL variable holding one).
     cmd.env_remove("PGPASSWORD");
     for (key, value) in std::env::vars_os() {
-        if crate::config::secret::holds_known(&value.to_string_lossy()) {
+        if crate::target::secret::holds_known(&value.to_string_lossy()) {
             cmd.env_remove(key);
         }
     }
@@ -175,7 +174,16 @@ pub async fn run(
     let deadline = tokio::time::sleep(settings.timeout);
     tokio::pin!(deadline);
     let mut timed_out = false;
+    let mut cancelled = false;
     let mut open = true;
+    // Everything the hook started goes, not only the shell.
+    let kill_group = |child: &mut tokio::process::Child| {
+        if let Some(pid) = pid {
+            let group = nix::unistd::Pid::from_raw(-(pid as i32));
+            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = child.start_kill();
+    };
     let status = loop {
         tokio::select! {
             line = rx.recv(), if open => match line {
@@ -194,11 +202,12 @@ pub async fn run(
             status = child.wait(), if !open => break status.ok(),
             _ = &mut deadline, if !timed_out => {
                 timed_out = true;
-                if let Some(pid) = pid {
-                    let group = nix::unistd::Pid::from_raw(-(pid as i32));
-                    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-                }
-                let _ = child.start_kill();
+                kill_group(&mut child);
+                break child.wait().await.ok();
+            }
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                kill_group(&mut child);
                 break child.wait().await.ok();
             }
         }
@@ -206,12 +215,13 @@ pub async fn run(
     Ok(HookOutcome {
         name: name.to_owned(),
         command: command.clone(),
-        exit_code: if timed_out {
+        exit_code: if timed_out || cancelled {
             None
         } else {
             status.and_then(|s| s.code())
         },
         timed_out,
+        cancelled,
         duration_ms: started.elapsed().as_millis() as u64,
         output: tail(&output, MAX_OUTPUT),
     })
@@ -238,7 +248,7 @@ pub async fn notify(settings: &HookSettings, text: &str) -> Result<()> {
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| Error::runtime(format!("webhook client: {e}"), "check the TLS set-up"))?;
-    let body = serde_json::json!({ "text": crate::config::secret::scrub(text) });
+    let body = serde_json::json!({ "text": crate::target::secret::scrub(text) });
     let mut pause = hook.backoff;
     let mut last = String::new();
     for attempt in 0..=hook.retries {
@@ -298,7 +308,15 @@ mod tests {
             Duration::from_secs(10),
         );
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let out = run(&s, "smoke_test", &ctx(), Some(&tx)).await.unwrap();
+        let out = run(
+            &s,
+            "smoke_test",
+            &ctx(),
+            Some(&tx),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(out.exit_code, Some(3));
         assert!(!out.success() && !out.timed_out);
         assert!(
@@ -318,15 +336,41 @@ mod tests {
             Duration::from_millis(300),
         );
         let t = Instant::now();
-        let out = run(&s, "restart", &ctx(), None).await.unwrap();
+        let out = run(&s, "restart", &ctx(), None, &CancellationToken::new())
+            .await
+            .unwrap();
         assert!(out.timed_out && out.exit_code.is_none(), "{out:?}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_hook_stops_with_what_it_started() {
+        let s = settings(
+            &[("restart", "sleep 30 & sleep 30")],
+            Duration::from_secs(60),
+        );
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.cancel();
+        });
+        let t = Instant::now();
+        let out = run(&s, "restart", &ctx(), None, &cancel).await.unwrap();
+        assert!(
+            out.cancelled && !out.timed_out && out.exit_code.is_none(),
+            "{out:?}"
+        );
+        assert_eq!(out.describe(), "cancelled");
         assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
     async fn an_unconfigured_hook_names_the_configured_ones() {
         let s = settings(&[("restart", "true")], Duration::from_secs(1));
-        let e = run(&s, "code_rollback", &ctx(), None).await.unwrap_err();
+        let e = run(&s, "code_rollback", &ctx(), None, &CancellationToken::new())
+            .await
+            .unwrap_err();
         assert!(
             e.cause.contains("no hook 'code_rollback'") && e.hint.contains("restart"),
             "{e:?}"

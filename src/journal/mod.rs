@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::secret::scrub;
+use std::sync::{Arc, Mutex};
+
 use crate::error::{Error, Result};
+use crate::target::secret::scrub;
 pub use report::markdown;
 
 /// How a step ended.
@@ -62,6 +64,22 @@ pub enum Event {
         what: String,
         reason: String,
     },
+    /// DANGEROUS findings acknowledged by the operator, with the reason (`path:line:col rule`).
+    Acknowledged {
+        findings: Vec<String>,
+        reason: String,
+    },
+    /// A release workflow (deploy, forward rollback, restore, resolve, reset) ended: what it
+    /// applied and what it did not.
+    Released {
+        workflow: String,
+        outcome: Outcome,
+        summary: String,
+        #[serde(default)]
+        applied: Vec<String>,
+        #[serde(default)]
+        not_applied: Vec<String>,
+    },
     /// A configured hook ran.
     HookRan {
         name: String,
@@ -74,16 +92,12 @@ pub enum Event {
     SessionFinished,
 }
 
-impl Event {
-    pub fn hook(outcome: &crate::hooks::HookOutcome) -> Event {
-        Event::HookRan {
-            name: outcome.name.clone(),
-            command: outcome.command.clone(),
-            exit_code: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            duration_ms: outcome.duration_ms,
-            output: outcome.output.clone(),
-        }
+/// How a hook ended, in words: "exit 0", "exit 3", "timed out" or "killed".
+pub fn hook_ending(exit_code: Option<i32>, timed_out: bool) -> String {
+    match (exit_code, timed_out) {
+        (_, true) => "timed out".to_owned(),
+        (Some(c), _) => format!("exit {c}"),
+        (None, _) => "killed".to_owned(),
     }
 }
 
@@ -225,47 +239,114 @@ impl Journal {
     }
 }
 
-/// Records an override made by a headless command: in the environment's unfinished console
-/// session if there is one, else in a session of its own. A journal that cannot be written does
-/// not stop the command; the caller prints why.
-pub fn record_override(
-    dir: &Path,
-    environment: &str,
-    database: &str,
-    what: &str,
-    reason: &str,
-) -> Result<PathBuf> {
-    record(
-        dir,
-        environment,
-        database,
-        Event::Override {
-            what: what.to_owned(),
-            reason: reason.to_owned(),
-        },
-    )
+/// Where a release workflow writes what it did: the console's open session, or the journal of a
+/// headless command.
+pub trait Recorder: Send + Sync {
+    fn record(&self, event: Event) -> Result<Entry>;
 }
 
-/// Records what a headless command did, as [`record_override`] does.
-pub fn record(dir: &Path, environment: &str, database: &str, event: Event) -> Result<PathBuf> {
-    let operator = operator();
-    if let Some(path) = unfinished(dir, environment)? {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error("cannot reopen journal", &path, &e))?;
-        let mut j = Journal {
-            path: path.clone(),
-            file,
-            operator,
-        };
-        j.append(event)?;
-        return Ok(path);
+/// An open session shared by the console's loop and the workflows it starts.
+#[derive(Clone)]
+pub struct SharedJournal(Arc<Mutex<Journal>>);
+
+impl SharedJournal {
+    pub fn new(journal: Journal) -> SharedJournal {
+        SharedJournal(Arc::new(Mutex::new(journal)))
     }
-    let mut j = Journal::start(dir, environment, database, &operator)?;
-    j.append(event)?;
-    j.append(Event::SessionFinished)?;
-    Ok(j.path().to_owned())
+
+    pub fn path(&self) -> PathBuf {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path
+            .clone()
+    }
+}
+
+impl Recorder for SharedJournal {
+    fn record(&self, event: Event) -> Result<Entry> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(event)
+    }
+}
+
+/// The journal of one headless command: the environment's unfinished console session if there
+/// is one (so a console session sees what a script did meanwhile), else a session of its own,
+/// opened on the first entry and finished when the command ends.
+pub struct CommandJournal {
+    dir: PathBuf,
+    environment: String,
+    database: String,
+    open: Mutex<Option<(Journal, bool)>>,
+}
+
+impl CommandJournal {
+    pub fn new(dir: &Path, environment: &str, database: &str) -> CommandJournal {
+        CommandJournal {
+            dir: dir.to_owned(),
+            environment: environment.to_owned(),
+            database: database.to_owned(),
+            open: Mutex::new(None),
+        }
+    }
+}
+
+impl Recorder for CommandJournal {
+    fn record(&self, event: Event) -> Result<Entry> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.is_none() {
+            let operator = operator();
+            *open = Some(match unfinished(&self.dir, &self.environment)? {
+                Some(path) => {
+                    let file = OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| io_error("cannot reopen journal", &path, &e))?;
+                    (
+                        Journal {
+                            path,
+                            file,
+                            operator,
+                        },
+                        false,
+                    )
+                }
+                None => (
+                    Journal::start(&self.dir, &self.environment, &self.database, &operator)?,
+                    true,
+                ),
+            });
+        }
+        match open.as_mut() {
+            Some((journal, _)) => journal.append(event),
+            None => Err(Error::runtime(
+                "the journal is not open",
+                "check the journal folder",
+            )),
+        }
+    }
+}
+
+impl Drop for CommandJournal {
+    fn drop(&mut self) {
+        let open = self.open.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some((journal, true)) = open.as_mut() {
+            let _ = journal.append(Event::SessionFinished);
+        }
+    }
+}
+
+/// Writes the Markdown release report of the session in `journal` to `target`.
+pub fn write_report(journal: &Path, target: &Path) -> Result<()> {
+    let entries = read(journal)?;
+    std::fs::write(target, markdown(&entries)).map_err(|e| {
+        Error::runtime(
+            format!("cannot write {}: {e}", target.display()),
+            "check the folder exists and is writable",
+        )
+    })
 }
 
 /// Every entry of a journal file. A last line cut short by a crash is left out; a damaged line
@@ -370,7 +451,7 @@ mod tests {
     #[test]
     fn known_passwords_never_reach_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let _secret = crate::config::secret::Secret::new("s3cr3t-journal-pw");
+        let _secret = crate::target::secret::Secret::new("s3cr3t-journal-pw");
         let mut j = Journal::start(dir.path(), "staging", "db", "ana").unwrap();
         j.append(Event::Override {
             what: "deploy without backup".into(),

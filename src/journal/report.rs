@@ -87,7 +87,7 @@ pub fn markdown(entries: &[Entry]) -> String {
             } => out.push_str(&format!(
                 "| {} | hook {name} | {} | {} | |\n",
                 clock(e.at),
-                match crate::hooks::describe(*exit_code, *timed_out) {
+                match super::hook_ending(*exit_code, *timed_out) {
                     d if *exit_code == Some(0) => d,
                     d => format!("**{d}**"),
                 },

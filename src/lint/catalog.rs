@@ -3,9 +3,9 @@
 //! that holds or awaits an ACCESS EXCLUSIVE lock (it would queue behind it); those fall back to
 //! the catalog's page counts.
 
-use crate::config::DbTarget;
 use crate::db::{self, query_error};
 use crate::error::Result;
+use crate::target::DbTarget;
 
 use super::{Sizes, TableSize};
 

@@ -230,6 +230,21 @@ pub fn touched_tables(sql: &str) -> Vec<String> {
     out
 }
 
+/// The data a script destroys: the columns and tables it drops, as written. What a forward
+/// rollback cannot bring back is read from here.
+pub fn data_losses(sql: &str) -> Vec<facts::Change> {
+    let parse = SourceFile::parse(sql);
+    statements_of(&parse.tree())
+        .flat_map(|stmt| facts::facts(&stmt).changes)
+        .filter(|c| {
+            matches!(
+                c,
+                facts::Change::DropColumn { .. } | facts::Change::DropTable { .. }
+            )
+        })
+        .collect()
+}
+
 /// Files above this size are not linted (a 32 MB migration is a data load; it takes seconds to
 /// parse and its findings would be unreadable). They get one DANGEROUS finding instead, so a
 /// protected deploy needs an explicit acknowledgement rather than passing unchecked.
@@ -251,7 +266,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
                     human_bytes(text.len() as i64),
                     human_bytes(MAX_LINT_BYTES as i64)
                 ),
-                "split schema changes from data loads (load large data with COPY), or acknowledge: --allow too-large-to-lint --reason TEXT",
+                "split schema changes from data loads (load large data with COPY), or acknowledge it with a reason: `-- pgdeck:allow too-large-to-lint <reason>` at the top of the file",
             )],
             syntax_errors: Vec::new(),
         };

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{FileLint, LintSettings, Severity, Sizes, catalog, lint_sql, touched_tables};
-use crate::config::DbTarget;
 use crate::migrate::{MigrationsDir, deploy::statements_for};
+use crate::target::DbTarget;
 
 /// A migration's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -36,11 +36,38 @@ pub struct Plan {
     pub sizes_unavailable: Option<String>,
 }
 
-/// An acknowledgement given on the command line: `--allow RULE --reason TEXT`.
-#[derive(Debug, Clone, Serialize)]
+/// An acknowledgement by a person: every finding of a rule (`--allow RULE --reason TEXT`), or
+/// exactly one finding, named by its [`finding_id`] (what the console's acknowledgement names).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allow {
     pub rule: String,
     pub reason: String,
+    pub at: Option<String>,
+}
+
+impl Allow {
+    /// Every finding of `rule`.
+    pub fn rule(rule: &str, reason: &str) -> Allow {
+        Allow {
+            rule: rule.to_owned(),
+            reason: reason.to_owned(),
+            at: None,
+        }
+    }
+
+    /// Exactly the finding `id` (`path:line:col rule`).
+    pub fn finding(id: &str, reason: &str) -> Allow {
+        Allow {
+            rule: id.rsplit(' ').next().unwrap_or_default().to_owned(),
+            reason: reason.to_owned(),
+            at: Some(id.to_owned()),
+        }
+    }
+}
+
+/// How a finding is named in refusals and acknowledgements: `path:line:col rule`.
+pub fn finding_id(lint: &FileLint, f: &super::Finding) -> String {
+    format!("{}:{}:{} {}", lint.path, f.line, f.column, f.rule)
 }
 
 impl Plan {
@@ -74,7 +101,21 @@ impl Plan {
             .map(|m| {
                 let mut lint = lint_sql(&m.script_path().display().to_string(), m.sql(), settings, &sizes);
                 for a in allows {
-                    lint.acknowledge(&a.rule, &a.reason);
+                    match &a.at {
+                        None => lint.acknowledge(&a.rule, &a.reason),
+                        Some(id) => {
+                            let hit: Vec<usize> = lint
+                                .findings
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, f)| f.acknowledged.is_none() && finding_id(&lint, f) == *id)
+                                .map(|(i, _)| i)
+                                .collect();
+                            for i in hit {
+                                lint.findings[i].acknowledged = Some(a.reason.clone());
+                            }
+                        }
+                    }
                 }
                 let runnable = statements_for(m);
                 let transactional = runnable
@@ -124,7 +165,7 @@ impl Plan {
                     .findings
                     .iter()
                     .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
-                    .map(move |f| format!("{}:{}:{} {}", m.lint.path, f.line, f.column, f.rule))
+                    .map(move |f| finding_id(&m.lint, f))
             })
             .collect()
     }

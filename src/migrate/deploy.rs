@@ -16,14 +16,36 @@ use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::Client;
 use tokio_postgres::error::{ErrorPosition, SqlState};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
 use super::script::{Script, Statement, TxMode, line_col};
-use crate::config::{DbTarget, DeploySettings};
 use crate::db::{self, query_error};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Guard, Remedy, Result};
+use crate::target::DbTarget;
+
+/// How `deploy` behaves on this environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySettings {
+    /// `lock_timeout` for every migration's DDL; zero (`"off"` in the file) sets none.
+    pub lock_timeout: Duration,
+    /// How many times a migration that hit `lock_timeout` is tried again.
+    pub lock_retries: u32,
+    /// How long to wait for another deploy's migration lock before giving up.
+    pub lock_wait: Duration,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        DeploySettings {
+            lock_timeout: Duration::from_secs(5),
+            lock_retries: 3,
+            lock_wait: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Prisma's advisory lock key, so pgdeck and `prisma migrate deploy` exclude each other.
 pub const ADVISORY_LOCK_KEY: i64 = 72707369;
@@ -36,6 +58,12 @@ pub struct DeployOptions {
     pub advisory_lock: bool,
     /// First backoff after a lock timeout; doubled per attempt, with jitter.
     pub retry_backoff: Duration,
+    /// Stops the deploy: the running statement is cancelled on the server and its migration
+    /// rolled back; nothing after it starts.
+    pub cancel: CancellationToken,
+    /// Apply only these pending migrations (what the guards checked and the operator
+    /// confirmed): refuse if anything else is pending once the lock is held.
+    pub expect_pending: Option<Vec<String>>,
 }
 
 impl DeployOptions {
@@ -44,9 +72,15 @@ impl DeployOptions {
             settings,
             advisory_lock: std::env::var_os("PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK").is_none(),
             retry_backoff: Duration::from_millis(500),
+            cancel: CancellationToken::new(),
+            expect_pending: None,
         }
     }
 }
+
+/// How long to wait, after the cancel request, for the server to stop the statement and roll
+/// back before giving up on the session.
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// The session holding the migration lock, as seen while waiting for it.
 #[derive(Debug, Clone, Serialize)]
@@ -179,12 +213,17 @@ pub async fn deploy(
 ) -> Result<DeployOutcome> {
     // Held for the whole run on its own session; dropping it at the end releases the lock.
     let _lock = if opts.advisory_lock {
-        Some(acquire_lock(target, opts.settings.lock_wait, events).await?)
+        Some(acquire_lock(target, opts.settings.lock_wait, &opts.cancel, events).await?)
     } else {
         None
     };
     let session = db::connect(target).await?;
     let client = &session.client;
+    let run = Runner {
+        client,
+        canceller: db::Canceller::of(&session, target),
+        cancel: &opts.cancel,
+    };
     let schema = target.schema.as_str();
 
     let ledger = match Ledger::read(client, schema).await? {
@@ -219,12 +258,30 @@ pub async fn deploy(
         .iter()
         .filter(|m| !live.contains(&m.name.as_str()))
         .collect();
-    emit(
-        events,
-        DeployEvent::Pending {
-            names: pending.iter().map(|m| m.name.clone()).collect(),
-        },
-    );
+    let names: Vec<String> = pending.iter().map(|m| m.name.clone()).collect();
+    // Under the lock: nothing may run that the guards and the operator did not see. Fewer is
+    // fine (a concurrent deploy applied some of them).
+    if let Some(expected) = &opts.expect_pending {
+        let unseen: Vec<String> = names
+            .iter()
+            .filter(|n| !expected.contains(n))
+            .cloned()
+            .collect();
+        if !unseen.is_empty() {
+            return Err(Error::guarded(
+                Guard::Confirmation,
+                format!(
+                    "the pending migrations changed since they were checked and confirmed: confirmed {}, now also pending {}",
+                    list_or_none(expected),
+                    unseen.join(", ")
+                ),
+                "nothing was deployed; look at what is pending now and deploy again",
+            )
+            .with(Remedy::Status)
+            .with(Remedy::Deploy));
+        }
+    }
+    emit(events, DeployEvent::Pending { names });
 
     // Every script is checked before the first one runs.
     let plans = pending
@@ -239,6 +296,9 @@ pub async fn deploy(
     let mut outcome = DeployOutcome::default();
     let total = plans.len();
     for (index, (m, statements)) in pending.iter().zip(plans).enumerate() {
+        if opts.cancel.is_cancelled() {
+            return Err(cancelled_before(m, &outcome, &pending[index..]));
+        }
         let transactional = statements.iter().all(|s| s.mode == TxMode::Transaction);
         emit(
             events,
@@ -252,9 +312,9 @@ pub async fn deploy(
         );
         let started = Instant::now();
         let result = if transactional {
-            apply_in_transaction(client, schema, &record, m, &statements, opts, events).await
+            apply_in_transaction(&run, schema, &record, m, &statements, opts, events).await
         } else {
-            apply_statement_by_statement(client, schema, m, &statements, opts, events).await
+            apply_statement_by_statement(&run, schema, m, &statements, opts, events).await
         };
         match result {
             Ok(()) => {
@@ -271,7 +331,7 @@ pub async fn deploy(
                     duration_ms,
                 });
             }
-            Err(e) => {
+            Err(mut e) => {
                 emit(
                     events,
                     DeployEvent::MigrationFailed {
@@ -279,6 +339,9 @@ pub async fn deploy(
                         error: e.cause.clone(),
                     },
                 );
+                if e.kind == ErrorKind::Cancelled && !outcome.applied.is_empty() {
+                    e.hint = format!("applied before it: {}; {}", outcome.applied_names(), e.hint);
+                }
                 return Err(e);
             }
         }
@@ -325,7 +388,7 @@ pub fn statements_for(m: &LocalMigration) -> Result<Vec<Statement>> {
 }
 
 async fn apply_in_transaction(
-    client: &Client,
+    run: &Runner<'_>,
     schema: &str,
     record: &tokio_postgres::Statement,
     m: &LocalMigration,
@@ -333,62 +396,69 @@ async fn apply_in_transaction(
     opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<()> {
+    let client = run.client;
     let attempts = opts.settings.lock_retries + 1;
     let mut attempt = 1;
     loop {
         let started_at = Utc::now();
-        match try_transaction(client, record, m, statements, opts, events).await {
-            Ok(()) => return Ok(()),
-            Err(failure) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                if is_lock_timeout(&failure.error) && attempt < attempts {
-                    let delay = backoff(opts.retry_backoff, attempt);
-                    emit(
-                        events,
-                        DeployEvent::lock_timeout(m, attempt, attempts, delay),
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                    continue;
+        let (error, statement) =
+            match try_transaction(run, record, m, statements, opts, events).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Cancelled { statement }) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(cancelled_in_transaction(m, statement.as_ref()));
                 }
-                let Failure { error, statement } = failure;
-                let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true);
-                if err.kind == ErrorKind::Runtime {
-                    // The connection is gone: there is nothing to record the attempt with, and
-                    // the server rolled the migration back.
-                    return Err(err);
-                }
-                let logs = failure_logs(m, statement.as_ref(), &error, attempt);
-                // The failure is what matters; if recording it fails too, say so in the hint.
-                if let Err(record) = ledger::insert_rolled_back_attempt(
-                    client,
-                    schema,
-                    &m.name,
-                    &m.checksum,
-                    started_at,
-                    &logs,
-                )
-                .await
-                {
-                    err.hint = format!(
-                        "{} (the failed attempt could not be recorded: {})",
-                        err.hint, record.cause
-                    );
-                }
-                return Err(err);
+                Err(Failure::Sql { error, statement }) => (error, statement),
+            };
+        let _ = client.batch_execute("ROLLBACK").await;
+        if is_lock_timeout(&error) && attempt < attempts {
+            let delay = backoff(opts.retry_backoff, attempt);
+            emit(
+                events,
+                DeployEvent::lock_timeout(m, attempt, attempts, delay),
+            );
+            if !run.pause(delay).await {
+                return Err(cancelled_in_transaction(m, None));
             }
+            attempt += 1;
+            continue;
         }
+        let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true);
+        if err.kind == ErrorKind::Runtime {
+            // The connection is gone: there is nothing to record the attempt with, and the
+            // server rolled the migration back.
+            return Err(err);
+        }
+        let logs = failure_logs(m, statement.as_ref(), &error, attempt);
+        // The failure is what matters; if recording it fails too, say so in the hint.
+        if let Err(record) = ledger::insert_rolled_back_attempt(
+            client,
+            schema,
+            &m.name,
+            &m.checksum,
+            started_at,
+            &logs,
+        )
+        .await
+        {
+            err.hint = format!(
+                "{} (the failed attempt could not be recorded: {})",
+                err.hint, record.cause
+            );
+        }
+        return Err(err);
     }
 }
 
 async fn try_transaction(
-    client: &Client,
+    run: &Runner<'_>,
     record: &tokio_postgres::Statement,
     m: &LocalMigration,
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<(), Failure> {
+    let client = run.client;
     // The timeout is a number from the config, not user text.
     client
         .batch_execute(&format!(
@@ -403,11 +473,16 @@ async fn try_transaction(
             continue;
         }
         emit(events, DeployEvent::statement_started(m, i, total, s));
-        client
-            .batch_execute(&s.text)
-            .await
-            .map_err(Failure::sql(Some(s)))?;
+        match run.exec(&s.text).await {
+            Ran::Done(result) => result.map_err(Failure::sql(Some(s)))?,
+            Ran::Cancelled => {
+                return Err(Failure::Cancelled {
+                    statement: Some(s.clone()),
+                });
+            }
+        }
     }
+    // Past this point the migration commits: a cancellation arriving now waits for the next one.
     // Sent together (the driver pipelines concurrent requests): if the INSERT fails the
     // transaction is aborted and the COMMIT behind it only rolls back.
     let id = Uuid::new_v4().to_string();
@@ -420,14 +495,21 @@ async fn try_transaction(
     Ok(())
 }
 
+/// Why a statement of a migration without a transaction did not complete.
+enum Stop {
+    Sql(tokio_postgres::Error),
+    Cancelled,
+}
+
 async fn apply_statement_by_statement(
-    client: &Client,
+    run: &Runner<'_>,
     schema: &str,
     m: &LocalMigration,
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<()> {
+    let client = run.client;
     let id = ledger::insert_started(client, schema, &m.name, &m.checksum).await?;
     client
         .query_one(
@@ -445,10 +527,10 @@ async fn apply_statement_by_statement(
         };
         let mut attempt = 1;
         let result = loop {
-            match client.batch_execute(&s.text).await {
+            match run.exec(&s.text).await {
                 // A plain statement that timed out waiting for its lock did nothing and can be
                 // retried; a concurrent build that timed out may have left an invalid index.
-                Err(e)
+                Ran::Done(Err(e))
                     if is_lock_timeout(&e)
                         && s.concurrent_index_on.is_none()
                         && attempt <= opts.settings.lock_retries =>
@@ -463,10 +545,13 @@ async fn apply_statement_by_statement(
                             delay,
                         ),
                     );
-                    tokio::time::sleep(delay).await;
+                    if !run.pause(delay).await {
+                        break Err(Stop::Cancelled);
+                    }
                     attempt += 1;
                 }
-                other => break other,
+                Ran::Done(r) => break r.map_err(Stop::Sql),
+                Ran::Cancelled => break Err(Stop::Cancelled),
             }
         };
         let mut left_invalid = Vec::new();
@@ -478,16 +563,27 @@ async fn apply_statement_by_statement(
                 .collect();
         }
         let problem = match result {
-            Err(e) => Some((Some(e), left_invalid)),
+            Err(stop) => Some((Some(stop), left_invalid)),
             Ok(()) if !left_invalid.is_empty() => Some((None, left_invalid)),
             Ok(()) => None,
         };
-        if let Some((error, invalid)) = problem {
+        if let Some((stop, invalid)) = problem {
             let steps = i as i32;
-            let (mut logs, mut err) = match &error {
-                Some(e) => (
+            let nothing_applied = i == 0 && invalid.is_empty();
+            let (mut logs, mut err) = match &stop {
+                Some(Stop::Sql(e)) => (
                     failure_logs(m, Some(s), e, attempt),
                     sql_failure(m, Some(s), e, attempt, false),
+                ),
+                Some(Stop::Cancelled) => (
+                    format!(
+                        "Migration: {}\nCancelled by the operator at statement {} of {} (line {}).\n",
+                        m.name,
+                        i + 1,
+                        total,
+                        s.line
+                    ),
+                    cancelled_statement_by_statement(m, i, total, nothing_applied),
                 ),
                 None => (
                     format!(
@@ -520,18 +616,67 @@ async fn apply_statement_by_statement(
                 err.cause
                     .push_str(&format!("; index {} is left INVALID", invalid.join(", ")));
                 err.hint = format!(
-                    "run `{}` then fix the cause (e.g. duplicate values), and `pgdeck resolve --rolled-back {}` before deploying again",
+                    "run `{}`, fix the cause (e.g. duplicate values), then record the migration as rolled back and deploy again",
                     drops.join(" "),
-                    m.name
                 );
+                err.remedies = vec![Remedy::ResolveRolledBack {
+                    migration: m.name.clone(),
+                }];
             }
             ledger::record_failure(client, schema, &id, &logs, steps).await?;
+            if matches!(stop, Some(Stop::Cancelled)) && nothing_applied {
+                // Nothing of it ran: recorded as a rolled-back attempt, it simply deploys again.
+                ledger::mark_rolled_back(client, schema, &id).await?;
+            }
             let _ = client.batch_execute("RESET lock_timeout").await;
             return Err(err);
         }
     }
     let _ = client.batch_execute("RESET lock_timeout").await;
     ledger::finish(client, schema, &id, 1).await
+}
+
+fn cancelled_in_transaction(m: &LocalMigration, s: Option<&Statement>) -> Error {
+    let at = s
+        .map(|s| format!(" at {}:{}", m.script_path().display(), s.line))
+        .unwrap_or_default();
+    Error::cancelled(
+        format!(
+            "deploy cancelled during {}{at}: the server stopped it and rolled it back, nothing of it was applied",
+            m.name
+        ),
+        "deploy again to apply it and the rest",
+    )
+    .with(Remedy::Deploy)
+}
+
+fn cancelled_statement_by_statement(
+    m: &LocalMigration,
+    i: usize,
+    total: usize,
+    nothing_applied: bool,
+) -> Error {
+    if nothing_applied {
+        return Error::cancelled(
+            format!(
+                "deploy cancelled during {} (no transaction) at its first statement: nothing of it was applied",
+                m.name
+            ),
+            "deploy again to apply it and the rest",
+        )
+        .with(Remedy::Deploy);
+    }
+    Error::cancelled(
+        format!(
+            "deploy cancelled during {} (no transaction) at statement {} of {total}: the statements before it were applied",
+            m.name,
+            i + 1
+        ),
+        "finish or undo the applied statements by hand, then record which",
+    )
+    .with(Remedy::Resolve {
+        migration: m.name.clone(),
+    })
 }
 
 /// Invalid indexes on a table (as written in the script), as qualified names.
@@ -547,15 +692,20 @@ async fn invalid_indexes(client: &Client, table: &str) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// A server error while applying a transactional migration, and the statement it came from.
-struct Failure {
-    error: tokio_postgres::Error,
-    statement: Option<Statement>,
+/// Why a transactional migration did not commit, and the statement it stopped at.
+enum Failure {
+    Sql {
+        error: tokio_postgres::Error,
+        statement: Option<Statement>,
+    },
+    Cancelled {
+        statement: Option<Statement>,
+    },
 }
 
 impl Failure {
     fn sql(statement: Option<&Statement>) -> impl FnOnce(tokio_postgres::Error) -> Failure + '_ {
-        move |error| Failure {
+        move |error| Failure::Sql {
             error,
             statement: statement.cloned(),
         }
@@ -657,15 +807,23 @@ fn sql_failure(
             class == "08" || class == "57"
         });
     if lost {
-        let hint = if rolled_back {
-            "the server rolled the migration back; once the server is reachable run `pgdeck deploy` again"
+        let cause = format!("lost the connection while applying {}: {message}", m.name);
+        return if rolled_back {
+            Error::runtime(
+                cause,
+                "the server rolled the migration back; once the server is reachable, deploy again",
+            )
+            .with(Remedy::Deploy)
         } else {
-            "statements before the interruption may be applied; check with `pgdeck status`, then resolve the failed migration"
+            Error::runtime(
+                cause,
+                "statements before the interruption may be applied; check the status, then resolve the failed migration",
+            )
+            .with(Remedy::Status)
+            .with(Remedy::Resolve {
+                migration: m.name.clone(),
+            })
         };
-        return Error::runtime(
-            format!("lost the connection while applying {}: {message}", m.name),
-            hint,
-        );
     }
     if is_lock_timeout(e) {
         return Error::new(
@@ -674,19 +832,23 @@ fn sql_failure(
                 "migration {} could not get its lock within lock_timeout after {attempts} attempt(s) at {at}",
                 m.name
             ),
-            "a long-running transaction holds a conflicting lock on the table: find it with \
-             pg_stat_activity / pg_locks, let it finish or cancel it, then deploy again \
-             (or raise lock_timeout / lock_retries in pgdeck.toml)",
-        );
+            "a long-running transaction holds a conflicting lock on the table: let it finish or \
+             cancel it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)",
+        )
+        .with(Remedy::Monitor)
+        .with(Remedy::Deploy);
     }
-    let hint = if rolled_back {
-        "nothing of this migration was applied; fix migration.sql and run `pgdeck deploy` again"
-            .to_owned()
+    let (hint, remedy) = if rolled_back {
+        (
+            "nothing of this migration was applied; fix migration.sql and deploy again",
+            Remedy::Deploy,
+        )
     } else {
-        format!(
-            "statements before this one were applied; finish or undo them by hand, then run \
-             `pgdeck resolve --applied {0}` or `pgdeck resolve --rolled-back {0}`",
-            m.name
+        (
+            "statements before this one were applied; finish or undo them by hand, then record which",
+            Remedy::Resolve {
+                migration: m.name.clone(),
+            },
         )
     };
     Error::new(
@@ -697,25 +859,34 @@ fn sql_failure(
         ),
         hint,
     )
+    .with(remedy)
 }
 
-fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
+/// A failed migration that blocks every deploy until it is resolved.
+pub fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
     Error::new(
         ErrorKind::MigrationFailed,
         format!(
             "migration {name} started at {} failed and is not resolved; nothing was deployed",
             started_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
-        format!(
-            "see its logs with `pgdeck status`; if you completed it by hand run `pgdeck resolve --applied {name}`, \
-             if you undid it run `pgdeck resolve --rolled-back {name}`, then deploy again"
-        ),
+        "see its logs; finish or undo it by hand, record which, then deploy again",
     )
+    .by(Guard::FailedMigration)
+    .with(Remedy::Status)
+    .with(Remedy::Resolve {
+        migration: name.to_owned(),
+    })
 }
 
 /// Session-level advisory lock on its own connection, polled so the wait can be bounded and the
 /// holder named.
-async fn acquire_lock(target: &DbTarget, wait: Duration, events: Events<'_>) -> Result<Client> {
+async fn acquire_lock(
+    target: &DbTarget,
+    wait: Duration,
+    cancel: &CancellationToken,
+    events: Events<'_>,
+) -> Result<Client> {
     let session = db::connect(target).await?;
     let client = session.client;
     let started = Instant::now();
@@ -758,10 +929,20 @@ async fn acquire_lock(target: &DbTarget, wait: Duration, events: Events<'_>) -> 
                     "gave up after {}s waiting for the migration lock held by {who}",
                     wait.as_secs()
                 ),
-                "another deploy (pgdeck or prisma migrate) is running: wait for it, or raise --lock-wait",
-            ));
+                "another deploy (pgdeck or prisma migrate) is running: wait for it",
+            )
+            .with(Remedy::WaitLonger));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = cancel.cancelled() => {
+                return Err(Error::cancelled(
+                    "deploy cancelled while waiting for the migration lock: nothing was applied",
+                    "deploy again once the other deploy is done",
+                )
+                .with(Remedy::Deploy));
+            }
+        }
     }
 }
 
@@ -785,4 +966,80 @@ async fn lock_holder(client: &Client) -> Result<Option<LockHolder>> {
         client: r.get(3),
         since: r.get(4),
     }))
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Stopped between migrations: `next` and the rest did not start.
+fn cancelled_before(
+    next: &LocalMigration,
+    done: &DeployOutcome,
+    rest: &[&LocalMigration],
+) -> Error {
+    let applied = if done.applied.is_empty() {
+        "nothing was applied".to_owned()
+    } else {
+        format!("applied: {}", done.applied_names())
+    };
+    Error::cancelled(
+        format!(
+            "deploy cancelled before {}: {applied}; {} migration(s) not applied",
+            next.name,
+            rest.len()
+        ),
+        "deploy again to apply the rest",
+    )
+    .with(Remedy::Deploy)
+}
+
+/// The deploy's session, and how to stop what it runs.
+struct Runner<'a> {
+    client: &'a Client,
+    canceller: db::Canceller,
+    cancel: &'a CancellationToken,
+}
+
+/// How a statement ended.
+enum Ran {
+    Done(Result<(), tokio_postgres::Error>),
+    /// The operator cancelled it; the server stopped it (or it finished just before).
+    Cancelled,
+}
+
+impl Runner<'_> {
+    /// Runs one statement; a cancellation sends PostgreSQL's cancel request and waits for the
+    /// server to stop the statement, so it never keeps running (or waiting for its lock) after
+    /// pgdeck has given up on it.
+    async fn exec(&self, sql: &str) -> Ran {
+        if self.cancel.is_cancelled() {
+            return Ran::Cancelled;
+        }
+        let run = self.client.batch_execute(sql);
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            r = &mut run => Ran::Done(r),
+            () = self.cancel.cancelled() => {
+                let _ = self.canceller.cancel().await;
+                // The server answers with "canceling statement due to user request", or the
+                // statement's own result if it finished first.
+                let _ = tokio::time::timeout(CANCEL_GRACE, run).await;
+                Ran::Cancelled
+            }
+        }
+    }
+
+    /// Sleeps, unless cancelled first (then false).
+    async fn pause(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.cancel.cancelled() => false,
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 /// The file Prisma writes beside the migrations; these are its exact three lines.
 pub const LOCK_FILE: &str = "migration_lock.toml";
@@ -79,8 +79,10 @@ impl MigrationsDir {
         let entries = std::fs::read_dir(path).map_err(|e| {
             Error::input(
                 format!("cannot read the migrations folder {}: {e}", path.display()),
-                "pass --migrations DIR, set `migrations` in pgdeck.toml, or create it with `pgdeck new NAME`",
+                "point pgdeck at the Prisma migrations folder, or create the first migration",
             )
+            .with(Remedy::MigrationsFolder)
+            .with(Remedy::NewMigration)
         })?;
         check_lock_file(path)?;
         let mut dirs = Vec::new();
@@ -268,7 +270,7 @@ pub fn create(dir: &Path, name: &str, now: chrono::DateTime<chrono::Utc>) -> Res
         &folder.join("down.sql"),
         &format!(
             "-- Rollback for {name}: SQL that undoes migration.sql.\n\
-             -- `pgdeck revert` turns it into a forward migration when a release must be undone.\n"
+             -- pgdeck revert turns it into a forward migration when a release must be undone.\n"
         ),
     )?;
     Ok(folder)

@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::db::{query_error, quote_ident};
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 
 /// The one table name Prisma uses.
 pub const TABLE: &str = "_prisma_migrations";
@@ -138,9 +138,12 @@ pub async fn create(client: &impl GenericClient, schema: &str) -> Result<()> {
                 "schema \"{schema}\" is not empty (it has {}) and has no _prisma_migrations table",
                 user_tables.join(", ")
             ),
-            "baseline it: for each migration already reflected in the database run \
-             `pgdeck resolve --applied NAME`, then deploy the rest",
-        ));
+            "baseline it: record each migration already reflected in the database as applied, \
+             then deploy the rest",
+        )
+        .with(Remedy::Resolve {
+            migration: "NAME".into(),
+        }));
     }
     ensure_table(client, schema).await
 }

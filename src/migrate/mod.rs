@@ -9,10 +9,10 @@ pub mod revert;
 pub mod script;
 pub mod status;
 
-use crate::config::DbTarget;
 use crate::db::{self, query_error, quote_ident};
-use crate::error::{Error, ErrorKind, Result};
-pub use deploy::{DeployEvent, DeployOptions, DeployOutcome, deploy};
+use crate::error::{Error, Remedy, Result};
+use crate::target::DbTarget;
+pub use deploy::{DeployEvent, DeployOptions, DeployOutcome, DeploySettings, deploy};
 pub use folder::{LocalMigration, MigrationsDir};
 pub use ledger::{Ledger, LedgerRow};
 pub use status::{MigrationState, StatusReport, Verdict};
@@ -51,8 +51,9 @@ pub async fn resolve(
             let local = dir.get(name).ok_or_else(|| {
                 Error::input(
                     format!("there is no migration {name} in {}", dir.path.display()),
-                    "resolve --applied needs the migration's folder: check the name with `pgdeck status`",
+                    "recording a migration as applied needs its folder: check the name",
                 )
+                .with(Remedy::Status)
             })?;
             let ledger = match Ledger::read(client, schema).await? {
                 Some(l) => l,
@@ -66,8 +67,9 @@ pub async fn resolve(
             if ledger.applied(name).is_some() {
                 return Err(Error::refused(
                     format!("migration {name} is already recorded as applied"),
-                    "nothing to resolve; `pgdeck status` shows every migration's state",
-                ));
+                    "nothing to resolve",
+                )
+                .with(Remedy::Status));
             }
             for row in ledger.rows_for(name).filter(|r| r.is_failed()) {
                 ledger::mark_rolled_back(client, schema, &row.id).await?;
@@ -82,22 +84,32 @@ pub async fn resolve(
                     format!(
                         "migration {name} cannot be marked rolled back: it was never applied to this database"
                     ),
-                    "check the name with `pgdeck status`",
-                ));
+                    "check the name",
+                )
+                .with(Remedy::Status));
             }
             let failed: Vec<_> = rows.iter().filter(|r| r.is_failed()).collect();
             if failed.is_empty() {
-                let why = if rows.iter().any(|r| r.is_applied()) {
-                    "it is applied, not failed; to undo an applied migration use `pgdeck revert` (a forward rollback)"
+                let (why, remedy) = if rows.iter().any(|r| r.is_applied()) {
+                    (
+                        "it is applied, not failed; an applied migration is undone by a forward rollback",
+                        Remedy::Revert {
+                            migration: name.to_owned(),
+                        },
+                    )
                 } else {
-                    "it is already rolled back; `pgdeck deploy` will apply it again"
+                    (
+                        "it is already rolled back; the next deploy applies it again",
+                        Remedy::Deploy,
+                    )
                 };
                 return Err(Error::refused(
                     format!(
                         "migration {name} cannot be marked rolled back: it is not in a failed state"
                     ),
                     why,
-                ));
+                )
+                .with(remedy));
             }
             for row in failed {
                 ledger::mark_rolled_back(client, schema, &row.id).await?;
@@ -107,21 +119,14 @@ pub async fn resolve(
     }
 }
 
-/// Drops and recreates the schema, then deploys everything. Never on a protected environment.
+/// Drops and recreates the schema, then deploys everything. Whether that is allowed here is the
+/// caller's guard (the release room refuses it on a protected environment).
 pub async fn reset(
     target: &DbTarget,
-    protected: bool,
     dir: &MigrationsDir,
     opts: &DeployOptions,
     events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
 ) -> Result<DeployOutcome> {
-    if protected {
-        return Err(Error::new(
-            ErrorKind::Refused,
-            "reset drops every object in the schema and is refused on a protected environment",
-            "reset a development or sandbox database instead (--env NAME)",
-        ));
-    }
     let session = db::connect(target).await?;
     let s = quote_ident(&target.schema);
     session

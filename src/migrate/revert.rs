@@ -4,33 +4,85 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
-use super::MigrationsDir;
 use super::status::{MigrationState, StatusReport};
-use crate::error::{Error, Result};
+use super::{LocalMigration, MigrationsDir};
+use crate::error::{Error, Remedy, Result};
 
-/// Writes `<UTC timestamp>_rollback_<name>/` with `migration.sql` made of the named migrations'
-/// `down.sql`, newest first, and a `down.sql` that re-applies them, oldest first. Every named
-/// migration must be applied and have a `down.sql`. Returns the new folder.
+/// A forward rollback, not yet written: `<UTC timestamp>_rollback_<name>/` with `migration.sql`
+/// made of the named migrations' `down.sql`, newest first, and a `down.sql` that re-applies
+/// them, oldest first.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    /// The migration it becomes, as it will be on disk.
+    pub migration: LocalMigration,
+    /// The migrations it undoes, newest first, each with its `migration.sql`.
+    pub undoes: Vec<(String, String)>,
+}
+
+impl Rollback {
+    pub fn name(&self) -> &str {
+        &self.migration.name
+    }
+
+    /// Writes the folder; refuses to overwrite anything.
+    pub fn write(&self) -> Result<PathBuf> {
+        let folder = &self.migration.dir;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir(folder)?;
+            std::fs::write(folder.join("migration.sql"), &self.migration.script)?;
+            std::fs::write(
+                folder.join("down.sql"),
+                self.migration.down.as_deref().unwrap_or_default(),
+            )
+        };
+        write().map_err(|e| {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+            Error::runtime(
+                format!("cannot write {}: {e}", folder.display()),
+                "check the migrations folder's permissions",
+            )
+        })?;
+        Ok(folder.clone())
+    }
+}
+
+/// Writes the forward rollback of `names` (see [`prepare`]). Returns the new folder.
 pub fn write_rollback(
     dir: &MigrationsDir,
     status: &StatusReport,
     names: &[String],
     now: DateTime<Utc>,
 ) -> Result<PathBuf> {
+    prepare(dir, status, names, now)?.write()
+}
+
+/// The forward rollback of `names`, in memory. Every named migration must be applied and have a
+/// `down.sql`.
+pub fn prepare(
+    dir: &MigrationsDir,
+    status: &StatusReport,
+    names: &[String],
+    now: DateTime<Utc>,
+) -> Result<Rollback> {
     if names.is_empty() {
         return Err(Error::input(
             "name at least one migration to revert",
-            "`pgdeck status` lists the applied migrations",
-        ));
+            "name the applied migrations to undo",
+        )
+        .with(Remedy::Status));
     }
     let mut chosen = Vec::new();
     for name in names {
         let local = dir.get(name).ok_or_else(|| {
             Error::input(
                 format!("no migration {name} in {}", dir.path.display()),
-                "`pgdeck status` lists the migrations",
+                "check the name",
             )
+            .with(Remedy::Status)
         })?;
         let applied = status.migrations.iter().any(|m| {
             m.name == *name
@@ -85,7 +137,7 @@ pub fn write_rollback(
         ));
     }
     let mut up = format!(
-        "-- Forward rollback written by `pgdeck revert` at {}.\n-- It undoes, newest first: {}\n",
+        "-- Forward rollback written by pgdeck revert at {}.\n-- It undoes, newest first: {}\n",
         now.format("%Y-%m-%d %H:%M:%S UTC"),
         chosen
             .iter()
@@ -105,20 +157,20 @@ pub fn write_rollback(
             sql.trim_end()
         ));
     }
-    let folder = dir.path.join(&folder_name);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir(&folder)?;
-        std::fs::write(folder.join("migration.sql"), &up)?;
-        std::fs::write(folder.join("down.sql"), &redo)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_dir_all(&folder);
-        Error::runtime(
-            format!("cannot write {}: {e}", folder.display()),
-            "check the migrations folder's permissions",
-        )
-    })?;
-    Ok(folder)
+    let script = up.into_bytes();
+    Ok(Rollback {
+        migration: LocalMigration {
+            dir: dir.path.join(&folder_name),
+            name: folder_name,
+            checksum: hex::encode(Sha256::digest(&script)),
+            script,
+            down: Some(redo),
+        },
+        undoes: chosen
+            .into_iter()
+            .map(|(name, _, sql)| (name, sql))
+            .collect(),
+    })
 }
 
 /// Whether a script holds anything but comments and blank space.

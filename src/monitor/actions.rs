@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::config::DbTarget;
 use crate::db::{self, query_error};
 use crate::error::{Error, Result};
+use crate::target::DbTarget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -15,25 +15,18 @@ pub enum Signal {
     Terminate,
 }
 
-/// Sends `signal` to `pid` if it is still the backend that started at `backend_start`.
-/// `read_only` (the monitor's read-only mode) refuses before anything is sent.
+/// Sends `signal` to `pid` if it is still the backend that started at `backend_start`. Whether
+/// it may be sent at all (read-only mode, a confirmation) is the release room's guard.
 pub async fn signal_backend(
     target: &DbTarget,
     pid: i32,
     backend_start: DateTime<Utc>,
     signal: Signal,
-    read_only: bool,
 ) -> Result<()> {
     let verb = match signal {
         Signal::Cancel => "cancel",
         Signal::Terminate => "terminate",
     };
-    if read_only {
-        return Err(Error::refused(
-            format!("read-only mode: pgdeck will not {verb} backend {pid}"),
-            "run without --read-only (and without read_only = true in the environment) to act on sessions",
-        ));
-    }
     let session = db::connect(&target.with_application_name("pgdeck-monitor-action")).await?;
     let row = session
         .client
@@ -83,4 +76,48 @@ pub async fn signal_backend(
             "it may have just ended; refresh the monitor",
         ))
     }
+}
+
+/// A backend as it is now, for a confirmation to name.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Backend {
+    pub pid: i32,
+    pub backend_start: Option<DateTime<Utc>>,
+    pub user: String,
+    pub application: String,
+    /// "active", "idle in transaction", ...
+    pub state: String,
+    pub wait_event: Option<String>,
+    pub query: String,
+    /// Seconds the current (or last) query has run, and the open transaction.
+    pub query_seconds: Option<f64>,
+    pub transaction_seconds: Option<f64>,
+}
+
+/// The backend `pid`, read now; None when it is gone.
+pub async fn backend(target: &DbTarget, pid: i32) -> Result<Option<Backend>> {
+    let session = db::connect(&target.with_application_name("pgdeck-monitor-action")).await?;
+    let row = session
+        .client
+        .query_opt(
+            "SELECT backend_start, coalesce(usename::text, ''), coalesce(application_name, ''), \
+                    coalesce(state, ''), wait_event_type || ':' || wait_event, coalesce(query, ''), \
+                    extract(epoch FROM now() - query_start)::float8, \
+                    extract(epoch FROM now() - xact_start)::float8 \
+             FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .map_err(|e| query_error("looking up the backend", &e))?;
+    Ok(row.map(|r| Backend {
+        pid,
+        backend_start: r.get(0),
+        user: r.get(1),
+        application: r.get(2),
+        state: r.get(3),
+        wait_event: r.get(4),
+        query: r.get(5),
+        query_seconds: r.get(6),
+        transaction_seconds: r.get(7),
+    }))
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
-use crate::config::{DbTarget, Host as DbHost};
+use crate::target::{DbTarget, Host as DbHost};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::config::DbTarget;
 use crate::db::{self, query_error};
 use crate::error::Result;
-pub use actions::{Signal, signal_backend};
+use crate::target::DbTarget;
+pub use actions::{Backend, Signal, backend, signal_backend};
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
 pub use host::{Host, HostProbe};
 

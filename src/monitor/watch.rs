@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Monitor, MonitorSettings, Snapshot};
-use crate::config::DbTarget;
+use crate::target::DbTarget;
 
 /// What one tick produced.
 #[derive(Debug, Clone, Serialize)]

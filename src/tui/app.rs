@@ -1,66 +1,31 @@
 //! The console's state and the one place it changes: `App::update` folds a message (a key, a
-//! tick, a collector update, a step's progress) into the state and returns the effects the loop
-//! must start. No I/O here but the journal append, so every key path is testable without a
-//! terminal or a server.
+//! tick, a collector update, a job's progress or end) into the state and returns the effects
+//! the loop must start. Keys go to the screen on show; the screens build the requests of the
+//! release workflows, and a refusal comes back here to become the modal that answers it. No I/O
+//! here but the journal append, so every key path is testable without a terminal or a server.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::jobs::{Job, Origin, Override, Refreshed};
 use super::keymap::{self, Command};
-use crate::backup::BackupEntry;
-use crate::checklist::{Checklist, Facts, Operation, State};
-use crate::config::Environment;
+use super::modal::{Choice, Input, Modal, Then};
+use super::screens::checklist::{Acknowledgement, ChecklistView};
+use super::screens::migrations::MigrationsScreen;
+use super::screens::monitor::MonitorView;
+use super::screens::rollback::{self, RollbackView};
+use super::screens::{self, Screen};
+use crate::checklist::{Checklist, State};
+use crate::error::{Error, ErrorKind, Remedy};
 use crate::health::{Level, Report};
-use crate::journal::{Entry, Event, Journal, Outcome};
-use crate::lint::plan::Plan;
-use crate::migrate::{MigrationState, MigrationsDir, StatusReport};
+use crate::journal::{Entry, Event, Outcome, Recorder, SharedJournal};
+use crate::lint::plan::Allow;
 use crate::monitor::watch::Update;
-use crate::monitor::{LongQuery, Pane, Signal, Snapshot};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    Checklist,
-    Monitor,
-    Migrations,
-    Rollback,
-    Journal,
-}
-
-impl Screen {
-    pub const ALL: [Screen; 5] = [
-        Screen::Checklist,
-        Screen::Monitor,
-        Screen::Migrations,
-        Screen::Rollback,
-        Screen::Journal,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Checklist => "Checklist",
-            Screen::Monitor => "Monitor",
-            Screen::Migrations => "Migrations",
-            Screen::Rollback => "Rollback",
-            Screen::Journal => "Journal",
-        }
-    }
-}
-
-/// What a running step reports.
-#[derive(Debug, Clone)]
-pub enum StepEvent {
-    Progress {
-        detail: String,
-        fraction: Option<f64>,
-    },
-    Health(Box<Report>),
-    Done(Result<String, String>),
-    /// The operator cancelled it; the task was stopped.
-    Cancelled,
-}
+use crate::monitor::{LongQuery, Pane};
+use crate::release::{Confirmation, Environment};
 
 /// Everything that reaches the loop, from any producer.
 #[derive(Debug)]
@@ -69,228 +34,78 @@ pub enum Msg {
     Resize,
     Tick,
     Monitor(Box<Update>),
-    Step {
-        index: usize,
-        event: StepEvent,
+    Refreshed(Box<Refreshed>),
+    /// What a job is doing now.
+    Progress {
+        origin: Origin,
+        detail: String,
+        fraction: Option<f64>,
     },
-    Migrations(Result<Box<MigrationsView>, String>),
-    Facts(Facts),
-    /// The result of cancel / terminate.
-    Signalled(Result<String, String>),
-    /// The newest verified backup of the database, for the Rollback screen.
-    Backup(Option<Box<BackupEntry>>),
-    Rollback(RollbackEvent),
-    /// Something a task did that belongs in the journal.
-    Journal(Event),
-}
-
-/// What a rollback action reports.
-#[derive(Debug, Clone)]
-pub enum RollbackEvent {
-    /// A line of progress or hook output.
-    Log(String),
-    /// A restore is ready to be confirmed: the backup and what restoring it loses.
-    RestoreOffer { file: String, loss: String },
+    /// A line of a job's output (a check that held, a hook's output, a retry).
+    Line {
+        origin: Origin,
+        line: String,
+    },
+    /// The job's guards held; its work starts.
+    Started {
+        origin: Origin,
+    },
+    Health(Box<Report>),
+    /// An entry a workflow appended to the session's journal.
+    Journaled(Box<Entry>),
+    /// A job ended: its summary, or the error (a refusal says what would satisfy it).
     Done {
-        what: String,
-        result: Result<String, String>,
+        origin: Origin,
+        job: Box<Job>,
+        result: Result<String, Error>,
     },
+    /// SIGTERM: close as `q` would.
+    Stop,
 }
 
 /// What the loop must start after an update.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    RunStep {
-        index: usize,
-        operation: Operation,
+    Run {
+        origin: Origin,
+        job: Job,
     },
-    Signal {
-        pid: i32,
-        backend_start: DateTime<Utc>,
-        signal: Signal,
-    },
-    /// Stop a running step's task.
-    CancelStep(usize),
-    /// Write and deploy a forward rollback of these migrations.
-    Revert(Vec<String>),
-    /// Work out what restoring the newest verified backup would lose.
-    PrepareRestore,
-    Restore(String),
-    RunHook(String),
-    ResolveRolledBack(String),
-    /// Reload migrations, status, plan and gate facts.
+    /// Cancel the job running there: its statement is cancelled on the server.
+    Cancel(Origin),
+    /// Reload migrations, status, plan, gate facts and the newest backup.
     Refresh,
     SetInterval(Duration),
     Quit,
 }
 
-impl Effect {
-    /// Whether it is one of the Rollback screen's actions (shown there as running until done).
-    pub fn is_rollback_action(&self) -> bool {
-        matches!(
-            self,
-            Effect::Revert(_)
-                | Effect::Restore(_)
-                | Effect::RunHook(_)
-                | Effect::ResolveRolledBack(_)
-        )
-    }
-}
-
-/// The migrations screen's data, loaded off the loop.
-#[derive(Debug, Clone)]
-pub struct MigrationsView {
-    pub dir: MigrationsDir,
-    pub status: StatusReport,
-    pub plan: Plan,
-}
-
-/// Something that asks before it happens, naming exactly what.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ask {
-    /// Run a step that needs the database name typed.
-    RunStep {
-        index: usize,
-        operation: Operation,
-    },
-    /// An effect that happens once the operator confirms it (cancel, terminate, stop a step,
-    /// a rollback action).
-    Effect(Effect),
-    /// A note for a ticked manual item.
-    Tick {
-        index: usize,
-    },
-    /// A note for a skipped optional item.
-    Skip {
-        index: usize,
-    },
-    /// The reason for acknowledging DANGEROUS findings.
-    Acknowledge,
-    EmergencyTick {
-        index: usize,
-    },
-    Quit,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Modal {
-    pub ask: Ask,
-    pub title: String,
-    /// What will happen to what.
-    pub lines: Vec<String>,
-    /// Text the operator must type exactly (the database name), if any.
-    pub expect: Option<String>,
-    /// Whether free text is asked for (a note or a reason).
-    pub text: bool,
-    /// Whether the text may be empty.
-    pub optional_text: bool,
-    pub input: String,
-    pub error: Option<String>,
-}
-
-/// The monitor pane's view of the collector.
-impl Modal {
-    /// Asks y / Esc.
-    fn confirm(ask: Ask, title: String, lines: Vec<String>) -> Modal {
-        Modal {
-            ask,
-            title,
-            lines,
-            expect: None,
-            text: false,
-            optional_text: false,
-            input: String::new(),
-            error: None,
-        }
-    }
-
-    /// Asks for `expect` (the database name) typed out.
-    fn typed(ask: Ask, title: String, lines: Vec<String>, expect: String) -> Modal {
-        Modal {
-            expect: Some(expect),
-            text: true,
-            ..Modal::confirm(ask, title, lines)
-        }
-    }
-
-    /// Asks for a note or a reason.
-    fn text(ask: Ask, title: String, prompt: &str, optional: bool) -> Modal {
-        Modal {
-            text: true,
-            optional_text: optional,
-            ..Modal::confirm(ask, title, vec![prompt.to_owned()])
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct MonitorView {
-    pub last: Option<Box<Snapshot>>,
-    pub stale: Option<String>,
-    pub selected: usize,
-    pub paused: bool,
-    pub interval: Duration,
-}
-
-/// The Rollback screen's state.
-#[derive(Debug, Clone, Default)]
-pub struct RollbackView {
-    /// Focus: false the migrations list, true the emergency checklist.
-    pub on_checklist: bool,
-    pub selected: usize,
-    /// Applied migrations marked for a forward rollback.
-    pub marked: Vec<String>,
-    pub emergency: Vec<(String, Option<String>)>,
-    pub emergency_selected: usize,
-    pub log: Vec<String>,
-    pub running: Option<String>,
-    pub backup: Option<Box<BackupEntry>>,
-}
-
-/// The runbook's emergency rollback checklist.
-pub const EMERGENCY: [&str; 10] = [
-    "Backup verified and accessible",
-    "Rollback SQL prepared and tested (its plan ran)",
-    "Code rollback plan ready",
-    "Team notified of the rollback decision",
-    "Customer support notified",
-    "Restore or forward rollback executed",
-    "Previous application version deployed",
-    "Health checks passing",
-    "Critical user flows verified",
-    "Post-mortem scheduled",
-];
-
 pub struct App {
     pub env: Environment,
     pub screen: Screen,
     pub checklist: Checklist,
-    pub selected: usize,
+    pub steps: ChecklistView,
     pub monitor: MonitorView,
-    pub migrations: Result<Option<Box<MigrationsView>>, String>,
-    pub migration_selected: usize,
-    pub show_down: bool,
+    pub migrations: MigrationsScreen,
+    pub rollback: RollbackView,
     pub health: Option<Box<Report>>,
-    /// Recent p95 latencies (ms) of the database probes and error rates, for sparklines.
+    /// Recent p95 latencies (µs) of the database probe, for the sparkline.
     pub probe_history: VecDeque<u64>,
     pub journal: Vec<Entry>,
     pub journal_path: Option<std::path::PathBuf>,
     pub modal: Option<Modal>,
     pub help: bool,
     pub flash: Option<String>,
-    pub started: Vec<Option<Instant>>,
-    pub acknowledged: Option<String>,
-    pub rollback: RollbackView,
     pub should_quit: bool,
     /// Repaint needed.
     pub dirty: bool,
-    journal_file: Option<Journal>,
+    /// The generation of the newest refresh folded in.
+    refreshed: u64,
+    recorder: Option<SharedJournal>,
 }
 
 impl App {
-    pub fn new(env: Environment, checklist: Checklist, journal: Option<Journal>) -> App {
+    pub fn new(env: Environment, checklist: Checklist, journal: Option<SharedJournal>) -> App {
         let n = checklist.items.len();
-        let journal_path = journal.as_ref().map(|j| j.path().to_owned());
+        let journal_path = journal.as_ref().map(|j| j.path());
         let entries = journal_path
             .as_deref()
             .and_then(|p| crate::journal::read(p).ok())
@@ -299,14 +114,10 @@ impl App {
             env,
             screen: Screen::Checklist,
             checklist,
-            selected: 0,
-            monitor: MonitorView {
-                interval: Duration::from_secs(2),
-                ..Default::default()
-            },
-            migrations: Ok(None),
-            migration_selected: 0,
-            show_down: false,
+            steps: ChecklistView::new(n),
+            monitor: MonitorView::default(),
+            migrations: MigrationsScreen::default(),
+            rollback: RollbackView::new(),
             health: None,
             probe_history: VecDeque::new(),
             journal: entries,
@@ -314,22 +125,17 @@ impl App {
             modal: None,
             help: false,
             flash: None,
-            started: vec![None; n],
-            acknowledged: None,
-            rollback: RollbackView {
-                emergency: EMERGENCY.iter().map(|t| (t.to_string(), None)).collect(),
-                ..Default::default()
-            },
             should_quit: false,
             dirty: true,
-            journal_file: journal,
+            refreshed: 0,
+            recorder: journal,
         }
     }
 
     /// Records an event in the journal file and the Journal screen.
     pub fn record(&mut self, event: Event) {
-        let entry = match self.journal_file.as_mut() {
-            Some(j) => match j.append(event) {
+        let entry = match &self.recorder {
+            Some(j) => match j.record(event) {
                 Ok(e) => e,
                 Err(e) => {
                     self.flash = Some(format!("journal: {}", e.cause));
@@ -391,72 +197,63 @@ impl App {
             Msg::Resize => Vec::new(),
             Msg::Tick => {
                 // Ages and clocks move; repaint only when something shows them.
-                self.dirty = self.checklist.running().is_some() || self.monitor.stale.is_some();
+                self.dirty = self.checklist.running().is_some()
+                    || self.monitor.stale.is_some()
+                    || self.rollback.running.is_some();
                 Vec::new()
             }
             Msg::Monitor(update) => {
-                if !self.monitor.paused {
-                    match *update {
-                        Update::Fresh { snapshot } => {
-                            self.monitor.last = Some(snapshot);
-                            self.monitor.stale = None;
-                        }
-                        Update::Stale {
-                            age_seconds, cause, ..
-                        } => {
-                            self.monitor.stale = Some(match age_seconds {
-                                Some(a) => format!("STALE {a:.0}s: {cause}"),
-                                None => format!("no data: {cause}"),
-                            });
-                        }
-                    }
-                    let n = self.long_queries().len();
-                    self.monitor.selected = self.monitor.selected.min(n.saturating_sub(1));
-                }
+                self.monitor.fold(*update);
                 Vec::new()
             }
-            Msg::Step { index, event } => self.step_event(index, event),
-            Msg::Migrations(result) => {
-                match result {
-                    Ok(view) => {
-                        self.migrations = Ok(Some(view));
-                    }
-                    Err(e) => self.migrations = Err(e),
+            Msg::Refreshed(r) => {
+                // Single flight keeps them in order; this keeps an older one from ever winning.
+                if r.generation < self.refreshed {
+                    return Vec::new();
                 }
-                Vec::new()
-            }
-            Msg::Facts(mut facts) => {
-                if self.acknowledged.is_some() {
-                    facts.unacknowledged.clear();
+                self.refreshed = r.generation;
+                let Refreshed {
+                    migrations,
+                    mut facts,
+                    backup,
+                    ..
+                } = *r;
+                if let Some(a) = &self.steps.acknowledged {
+                    facts.unacknowledged.retain(|f| !a.findings.contains(f));
                 }
                 self.checklist.set_facts(facts);
+                self.migrations.data = migrations.map(Some);
+                self.rollback.backup = backup;
                 Vec::new()
             }
-            Msg::Backup(b) => {
-                self.rollback.backup = b;
+            Msg::Progress {
+                origin,
+                detail,
+                fraction,
+            } => {
+                match origin {
+                    Origin::Step(i) => self.checklist.progress_of(i, detail, fraction),
+                    Origin::Rollback => self.rollback.running_detail = Some(detail),
+                    Origin::Monitor | Origin::Journal => {}
+                }
                 Vec::new()
             }
-            Msg::Rollback(event) => self.rollback_event(event),
-            Msg::Journal(event) => {
-                self.record(event);
+            Msg::Line { origin, line } => {
+                match origin {
+                    Origin::Step(_) => self.steps.log(line),
+                    Origin::Rollback | Origin::Monitor | Origin::Journal => self.rollback.log(line),
+                }
                 Vec::new()
             }
-            Msg::Signalled(r) => {
-                self.flash = Some(match r {
-                    Ok(s) | Err(s) => s,
-                });
+            Msg::Started { origin } => {
+                if let Origin::Step(i) = origin {
+                    let item = &self.checklist.items[i];
+                    let (step, title) = (item.id.clone(), item.title.clone());
+                    self.record(Event::StepStarted { step, title });
+                }
                 Vec::new()
             }
-        }
-    }
-
-    fn step_event(&mut self, index: usize, event: StepEvent) -> Vec<Effect> {
-        match event {
-            StepEvent::Progress { detail, fraction } => {
-                self.checklist.progress_of(index, detail, fraction);
-                Vec::new()
-            }
-            StepEvent::Health(report) => {
+            Msg::Health(report) => {
                 if let Some(p) = report
                     .measured
                     .probes_p95_ms
@@ -471,288 +268,168 @@ impl App {
                 self.health = Some(report);
                 Vec::new()
             }
-            StepEvent::Cancelled
-                if matches!(self.checklist.state(index), State::Running { .. }) =>
-            {
-                self.finish_step(
-                    index,
-                    Outcome::Cancelled,
-                    "cancelled by the operator".into(),
-                )
+            Msg::Journaled(entry) => {
+                self.journal.push(*entry);
+                Vec::new()
             }
-            // It finished before the cancel reached it.
-            StepEvent::Cancelled => Vec::new(),
-            StepEvent::Done(Ok(summary)) => self.finish_step(index, Outcome::Ok, summary),
-            StepEvent::Done(Err(cause)) => self.finish_step(index, Outcome::Failed, cause),
+            Msg::Done {
+                origin,
+                job,
+                result,
+            } => self.done(origin, *job, result),
+            Msg::Stop => self.quit(),
         }
     }
 
-    fn rollback_event(&mut self, event: RollbackEvent) -> Vec<Effect> {
-        match event {
-            RollbackEvent::Log(line) => {
-                self.rollback.log.push(line);
-                let excess = self.rollback.log.len().saturating_sub(200);
-                self.rollback.log.drain(..excess);
-                Vec::new()
-            }
-            RollbackEvent::RestoreOffer { file, loss } => {
-                self.rollback.running = None;
-                self.modal = Some(Modal::typed(
-                    Ask::Effect(Effect::Restore(file.clone())),
-                    format!("Restore {file} into {}", self.env.target.dbname),
-                    vec![
-                        format!("REPLACES the database's contents with the backup. Lost: {loss}."),
-                        "Other sessions on the database are terminated first; the maintenance \
-                        hooks run if configured."
-                            .into(),
-                        format!(
-                            "Type the database name ({}) and press Enter.",
-                            self.env.target.dbname
-                        ),
-                    ],
-                    self.env.target.dbname.clone(),
-                ));
-                Vec::new()
-            }
-            RollbackEvent::Done { what, result } => {
-                self.rollback.running = None;
-                let (outcome, summary) = match &result {
-                    Ok(s) => (Outcome::Ok, s.clone()),
-                    Err(e) => (Outcome::Failed, e.clone()),
-                };
-                self.rollback.log.push(format!(
-                    "{what}: {}",
-                    if outcome == Outcome::Ok {
-                        "done"
-                    } else {
-                        "FAILED"
-                    }
-                ));
-                self.rollback.log.push(format!("  {summary}"));
-                self.flash = Some(format!("{what}: {summary}"));
-                if outcome == Outcome::Ok {
-                    if what.starts_with("forward rollback") {
-                        self.tick_emergency(1, &summary);
-                        self.tick_emergency(5, &summary);
-                        self.rollback.marked.clear();
-                    } else if what.starts_with("restore") {
-                        self.tick_emergency(5, &summary);
-                    }
+    /// Starts a job; a checklist step shows it running.
+    pub fn run(&mut self, origin: Origin, job: Job) -> Vec<Effect> {
+        match origin {
+            Origin::Step(i) => {
+                if let Err(why) = self.checklist.start(i) {
+                    self.flash = Some(why);
+                    return Vec::new();
                 }
-                self.record(Event::StepFinished {
-                    step: "rollback".into(),
-                    title: what,
-                    outcome,
-                    summary,
-                    duration_ms: 0,
-                });
-                vec![Effect::Refresh]
+                self.steps.started(i);
+                self.checklist
+                    .progress_of(i, "checking the guards".into(), None);
             }
+            Origin::Rollback => {
+                self.rollback.running = Some(job.title());
+                self.rollback.running_detail = None;
+            }
+            Origin::Monitor | Origin::Journal => {}
         }
+        vec![Effect::Run { origin, job }]
     }
 
-    fn tick_emergency(&mut self, index: usize, note: &str) {
-        if let Some(item) = self.rollback.emergency.get_mut(index)
-            && item.1.is_none()
+    /// A job ended. A refusal for want of a confirmation asks for it; a refusal an override,
+    /// an acknowledgement or terminating sessions can answer offers that; anything else is
+    /// shown with its hint and journaled.
+    fn done(&mut self, origin: Origin, job: Job, result: Result<String, Error>) -> Vec<Effect> {
+        if let Err(e) = &result
+            && let Some(ask) = e.ask()
         {
-            item.1 = Some(note.chars().take(120).collect());
-        }
-    }
-
-    /// Applied migrations that have a down.sql, newest first: what a forward rollback can undo.
-    pub fn revertible(&self) -> Vec<String> {
-        match &self.migrations {
-            Ok(Some(v)) => v
-                .status
-                .migrations
-                .iter()
-                .rev()
-                .filter(|m| {
-                    m.has_down_sql
-                        && matches!(
-                            m.state,
-                            MigrationState::Applied { .. } | MigrationState::Edited { .. }
-                        )
-                })
-                .map(|m| m.name.clone())
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// Failed migrations waiting for `resolve`.
-    pub fn failed_migrations(&self) -> Vec<(String, Option<String>)> {
-        match &self.migrations {
-            Ok(Some(v)) => v
-                .status
-                .migrations
-                .iter()
-                .filter_map(|m| match &m.state {
-                    MigrationState::Failed { logs, .. } => Some((m.name.clone(), logs.clone())),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn rollback_command(&mut self, command: Command) -> Vec<Effect> {
-        use Command as C;
-        if self.rollback.running.is_some()
-            && !matches!(command, C::Down | C::Up | C::Left | C::Right)
-        {
-            self.flash = Some(format!(
-                "{} is running",
-                self.rollback.running.clone().unwrap_or_default()
-            ));
+            self.abandon(origin);
+            self.modal = Some(Modal::confirmation(origin, job, ask.clone()));
             return Vec::new();
         }
-        let confirm = |app: &mut App, effect: Effect, title: String, lines: Vec<String>| {
-            let typed = app.env.protected;
-            let mut lines = lines;
-            if typed {
-                lines.push(format!(
-                    "Type the database name ({}) and press Enter.",
-                    app.env.target.dbname
-                ));
-            } else {
-                lines.push("y to go ahead, Esc to stop.".into());
-            }
-            let ask = Ask::Effect(effect);
-            app.modal = Some(if typed {
-                Modal::typed(ask, title, lines, app.env.target.dbname.clone())
-            } else {
-                Modal::confirm(ask, title, lines)
-            });
+        let answers = match &result {
+            Err(e) if e.kind == ErrorKind::Refused => answers(origin, &job, e),
+            _ => Vec::new(),
         };
-        match command {
-            C::Left | C::Right => self.rollback.on_checklist = command == C::Right,
-            C::Down | C::Up => {
-                let (sel, len) = if self.rollback.on_checklist {
-                    (
-                        &mut self.rollback.emergency_selected,
-                        self.rollback.emergency.len(),
-                    )
-                } else {
-                    let n = self.revertible().len();
-                    (&mut self.rollback.selected, n)
-                };
-                if len > 0 {
-                    *sel = if command == C::Down {
-                        (*sel + 1).min(len - 1)
-                    } else {
-                        sel.saturating_sub(1)
-                    };
-                }
+        let text = match &result {
+            Ok(s) => s.clone(),
+            Err(e) => super::widgets::error_text(e),
+        };
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) if e.kind == ErrorKind::Cancelled => Outcome::Cancelled,
+            Err(_) => Outcome::Failed,
+        };
+        match origin {
+            Origin::Step(i) => self.finish_step(i, outcome, text),
+            Origin::Rollback => self.rollback_done(&job, outcome, &text),
+            Origin::Monitor | Origin::Journal => {
+                self.flash = Some(text.lines().next().unwrap_or("").to_owned());
             }
-            C::Mark => {
-                if self.rollback.on_checklist {
-                    let i = self.rollback.emergency_selected;
-                    if self.rollback.emergency[i].1.is_some() {
-                        self.rollback.emergency[i].1 = None;
-                    } else {
-                        self.modal = Some(self.text_modal(
-                            Ask::EmergencyTick { index: i },
-                            format!("Tick '{}'", self.rollback.emergency[i].0),
-                            "A note for the journal (optional)",
-                            true,
-                        ));
-                    }
-                } else if let Some(name) = self.revertible().get(self.rollback.selected).cloned() {
-                    if let Some(p) = self.rollback.marked.iter().position(|n| *n == name) {
-                        self.rollback.marked.remove(p);
-                    } else {
-                        self.rollback.marked.push(name);
-                    }
-                }
-            }
-            C::ForwardRollback => {
-                let names = if self.rollback.marked.is_empty() {
-                    self.revertible().into_iter().take(1).collect()
-                } else {
-                    self.rollback.marked.clone()
-                };
-                if names.is_empty() {
-                    self.flash = Some("no applied migration with a down.sql to revert".into());
-                    return Vec::new();
-                }
-                confirm(
-                    self,
-                    Effect::Revert(names.clone()),
-                    "Forward rollback (recommended)".into(),
-                    vec![
-                        format!(
-                            "Writes a rollback migration from the down.sql of: {} (newest first),",
-                            names.join(", ")
-                        ),
-                        "lints and plans it, then deploys it under lock_timeout like any \
-                        migration."
-                            .into(),
-                    ],
-                );
-            }
-            C::Restore => {
-                if self.rollback.backup.is_none() {
-                    self.flash = Some("no verified backup of this database".into());
-                    return Vec::new();
-                }
-                self.rollback.running = Some("checking what a restore loses".into());
-                return vec![Effect::PrepareRestore];
-            }
-            C::CodeRollback => {
-                let Some(command) = self.env.hooks.commands.get("code_rollback").cloned() else {
-                    self.flash = Some(
-                        "no code_rollback hook configured ([environments.<env>.hooks])".into(),
-                    );
-                    return Vec::new();
-                };
-                confirm(
-                    self,
-                    Effect::RunHook("code_rollback".into()),
-                    "Code rollback".into(),
-                    vec![
-                        format!("Runs: {command}"),
-                        format!(
-                            "(timeout {})",
-                            humantime::format_duration(self.env.hooks.timeout)
-                        ),
-                    ],
-                );
-            }
-            C::Resolve => {
-                let Some((name, _)) = self.failed_migrations().into_iter().next() else {
-                    self.flash = Some("no failed migration to resolve".into());
-                    return Vec::new();
-                };
-                confirm(
-                    self,
-                    Effect::ResolveRolledBack(name.clone()),
-                    format!("Record {name} as rolled back"),
-                    vec![
-                        "Only once its partial changes are undone (or were never made): the \
-                        ledger then lets deploy run it again."
-                            .into(),
-                        "If it was finished by hand instead, use `pgdeck resolve --applied \
-                        NAME`."
-                            .into(),
-                    ],
-                );
-            }
-            _ => {}
         }
-        Vec::new()
+        if let Err(e) = &result
+            && !answers.is_empty()
+        {
+            let mut lines = vec![e.cause.clone()];
+            let hint = super::widgets::hint(e);
+            if !hint.is_empty() {
+                lines.push(format!("hint: {hint}"));
+            }
+            self.modal = Some(Modal::new(
+                "Refused",
+                lines,
+                Input::Choice(answers),
+                Then::Close,
+            ));
+        }
+        vec![Effect::Refresh]
+    }
+
+    /// A job that asked for a confirmation is no longer running.
+    fn abandon(&mut self, origin: Origin) {
+        match origin {
+            Origin::Step(i) => {
+                self.checklist.abandon(i);
+                self.steps.stopped(i);
+            }
+            Origin::Rollback => {
+                self.rollback.running = None;
+                self.rollback.running_detail = None;
+            }
+            Origin::Monitor | Origin::Journal => {}
+        }
+    }
+
+    fn rollback_done(&mut self, job: &Job, outcome: Outcome, text: &str) {
+        self.rollback.running = None;
+        self.rollback.running_detail = None;
+        let what = job.title();
+        self.rollback.log(format!(
+            "{what}: {}",
+            match outcome {
+                Outcome::Ok => "done",
+                Outcome::Failed => "FAILED",
+                Outcome::Cancelled => "cancelled",
+            }
+        ));
+        for line in text.lines() {
+            self.rollback.log(format!("  {line}"));
+        }
+        self.flash = Some(format!("{what}: {}", text.lines().next().unwrap_or("")));
+        if outcome == Outcome::Ok {
+            match job {
+                Job::Revert(_) => {
+                    self.tick_emergency(1, text);
+                    self.tick_emergency(5, text);
+                    self.rollback.marked.clear();
+                }
+                Job::Restore(_) => self.tick_emergency(5, text),
+                _ => {}
+            }
+        }
+    }
+
+    /// Ticks an emergency item (journaled, so a resumed session has it).
+    pub fn tick_emergency(&mut self, index: usize, note: &str) {
+        let Some(item) = self.rollback.emergency.get_mut(index) else {
+            return;
+        };
+        if item.1.is_some() {
+            return;
+        }
+        let note: String = note
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(120)
+            .collect();
+        item.1 = Some(note.clone());
+        let title = item.0.clone();
+        self.record(Event::StepTicked {
+            step: rollback::emergency_id(index),
+            title,
+            note: Some(note),
+        });
     }
 
     /// Ends a running step: its state, its journal entry, the cursor on to the next one.
-    fn finish_step(&mut self, index: usize, outcome: Outcome, summary: String) -> Vec<Effect> {
+    fn finish_step(&mut self, index: usize, outcome: Outcome, summary: String) {
+        if !matches!(self.checklist.state(index), State::Running { .. }) {
+            return;
+        }
         let item = self.checklist.items[index].clone();
-        let took = self.started[index]
-            .take()
-            .map(|t| t.elapsed().as_millis() as u64)
-            .unwrap_or(0);
+        let took = self.steps.stopped(index);
         let result = match outcome {
             Outcome::Ok => Ok(summary.clone()),
-            _ => Err(summary.clone()),
+            Outcome::Cancelled => Err(format!("cancelled: {summary}")),
+            Outcome::Failed => Err(summary.clone()),
         };
         self.checklist.finish(index, result);
         self.record(Event::StepFinished {
@@ -763,10 +440,8 @@ impl App {
             duration_ms: took,
         });
         if outcome == Outcome::Ok {
-            self.selected = (index + 1).min(self.checklist.items.len() - 1);
+            self.steps.selected = (index + 1).min(self.checklist.items.len() - 1);
         }
-        // Backups, deploys and status change what the gates and the migrations screen show.
-        vec![Effect::Refresh]
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
@@ -787,53 +462,18 @@ impl App {
         self.command(command)
     }
 
-    fn ask_quit(&mut self) -> Vec<Effect> {
-        match self.checklist.running() {
-            Some(i) => {
-                self.modal = Some(Modal::confirm(
-                    Ask::Quit,
-                    "Quit while a step runs?".into(),
-                    vec![
-                        format!("'{}' is still running.", self.checklist.items[i].title),
-                        "Quitting stops the console; a deploy in flight finishes or rolls back \
-                        its current migration on the server."
-                            .into(),
-                        "Press y to quit, Esc to stay.".into(),
-                    ],
-                ));
-                Vec::new()
-            }
-            None => self.quit(),
-        }
-    }
-
-    fn quit(&mut self) -> Vec<Effect> {
-        self.should_quit = true;
-        vec![Effect::Quit]
-    }
-
     pub fn command(&mut self, command: Command) -> Vec<Effect> {
         use Command as C;
-        if self.screen == Screen::Rollback
-            && matches!(
-                command,
-                C::Up
-                    | C::Down
-                    | C::Left
-                    | C::Right
-                    | C::Mark
-                    | C::ForwardRollback
-                    | C::Restore
-                    | C::CodeRollback
-                    | C::Resolve
-            )
-        {
-            return self.rollback_command(command);
-        }
         match command {
-            C::Quit => return self.ask_quit(),
-            C::Help => self.help = true,
-            C::Screen(n) => self.screen = Screen::ALL[n],
+            C::Quit => self.ask_quit(),
+            C::Help => {
+                self.help = true;
+                Vec::new()
+            }
+            C::Screen(n) => {
+                self.screen = Screen::ALL[n];
+                Vec::new()
+            }
             C::NextScreen | C::PrevScreen => {
                 let i = Screen::ALL
                     .iter()
@@ -846,312 +486,132 @@ impl App {
                     (i + n - 1) % n
                 };
                 self.screen = Screen::ALL[next];
+                Vec::new()
             }
-            C::Down | C::Up => {
-                let down = command == C::Down;
-                let long = self.long_queries().len();
-                let (sel, len) = match self.screen {
-                    Screen::Checklist => (&mut self.selected, self.checklist.items.len()),
-                    Screen::Monitor => (&mut self.monitor.selected, long),
-                    Screen::Migrations => (
-                        &mut self.migration_selected,
-                        self.migrations
-                            .as_ref()
-                            .ok()
-                            .and_then(|m| m.as_ref())
-                            .map(|m| m.status.migrations.len())
-                            .unwrap_or(0),
-                    ),
-                    _ => return Vec::new(),
-                };
-                if len > 0 {
-                    *sel = if down {
-                        (*sel + 1).min(len - 1)
-                    } else {
-                        sel.saturating_sub(1)
-                    };
-                }
-            }
-            C::Activate => return self.activate(),
-            C::Skip => {
-                let i = self.selected;
-                if !self.checklist.items[i].optional {
-                    self.flash = Some("only optional steps can be skipped".into());
-                } else if let Some(why) = self.checklist.gate(i) {
-                    self.flash = Some(format!("locked: {why}"));
-                } else {
-                    self.modal = Some(self.text_modal(
-                        Ask::Skip { index: i },
-                        format!("Skip '{}'", self.checklist.items[i].title),
-                        "Why is it not needed this time?",
-                        false,
-                    ));
-                }
-            }
-            C::Acknowledge => {
-                if self.checklist.facts.unacknowledged.is_empty() {
-                    self.flash = Some("no DANGEROUS findings wait for acknowledgement".into());
-                } else {
-                    let list = self.checklist.facts.unacknowledged.join(", ");
-                    self.modal = Some(self.text_modal(
-                        Ask::Acknowledge,
-                        "Acknowledge DANGEROUS findings".into(),
-                        &format!(
-                            "{list}: the reason (a change ticket, who agreed) goes in the journal"
-                        ),
-                        false,
-                    ));
-                }
-            }
-            C::Cancel | C::Terminate => {
-                let signal = if command == C::Cancel {
-                    Signal::Cancel
-                } else {
-                    Signal::Terminate
-                };
-                if self.env.read_only {
-                    self.flash = Some("read-only mode: cancel and terminate are off".into());
-                    return Vec::new();
-                }
-                let Some(q) = self.long_queries().get(self.monitor.selected).cloned() else {
-                    self.flash = Some("no long-running query selected".into());
-                    return Vec::new();
-                };
-                let verb = if signal == Signal::Cancel {
-                    "Cancel the query of"
-                } else {
-                    "Terminate (its transaction rolls back)"
-                };
-                self.modal = Some(Modal::confirm(
-                    Ask::Effect(Effect::Signal {
-                        pid: q.pid,
-                        backend_start: q.backend_start,
-                        signal,
-                    }),
-                    format!("{verb} backend {}", q.pid),
-                    vec![
-                        format!(
-                            "pid {}  user {}  application {}",
-                            q.pid,
-                            q.user,
-                            if q.application.is_empty() {
-                                "-"
-                            } else {
-                                &q.application
-                            }
-                        ),
-                        format!("running for {:.0}s, state {}", q.query_seconds, q.state),
-                        format!(
-                            "query: {}",
-                            q.query_line.chars().take(200).collect::<String>()
-                        ),
-                        "Re-checked against pid + backend_start before it is sent. y to go \
-                        ahead, Esc to keep it."
-                            .into(),
-                    ],
-                ));
-            }
-            C::CancelStep => {
-                let Some(i) = self.checklist.running() else {
-                    self.flash = Some("no step is running".into());
-                    return Vec::new();
-                };
-                let title = self.checklist.items[i].title.clone();
-                self.modal = Some(Modal::confirm(
-                    Ask::Effect(Effect::CancelStep(i)),
-                    format!("Cancel '{title}'"),
-                    vec![
-                        "Stops the step now. Its session to the server closes: an open \
-                        transaction rolls back (a deploy keeps the migrations already applied; \
-                        the one in flight is undone or, outside a transaction, left failed for \
-                        `resolve`), a partial backup file is deleted."
-                            .into(),
-                        "y to cancel it, Esc to let it run.".into(),
-                    ],
-                ));
-            }
-            C::Pause => {
-                self.monitor.paused = !self.monitor.paused;
-            }
-            C::Faster | C::Slower => {
-                let secs = self.monitor.interval.as_secs_f64();
-                let next = if command == C::Faster {
-                    (secs / 2.0).max(0.5)
-                } else {
-                    (secs * 2.0).min(30.0)
-                };
-                self.monitor.interval = Duration::from_secs_f64(next);
-                return vec![Effect::SetInterval(self.monitor.interval)];
-            }
-            C::ToRollback => self.screen = Screen::Rollback,
-            C::ToggleDown => self.show_down = !self.show_down,
-            // Only the Rollback screen binds these.
-            C::Left
-            | C::Right
-            | C::Mark
-            | C::ForwardRollback
-            | C::Restore
-            | C::CodeRollback
-            | C::Resolve => {}
-            C::WriteReport => {
-                if let Some(i) = self.checklist.index_of("report") {
-                    return vec![Effect::RunStep {
-                        index: i,
-                        operation: Operation::WriteReport,
-                    }];
-                }
-            }
+            other => match self.screen {
+                Screen::Checklist => screens::checklist::command(self, other),
+                Screen::Monitor => screens::monitor::command(self, other),
+                Screen::Migrations => screens::migrations::command(self, other),
+                Screen::Rollback => screens::rollback::command(self, other),
+                Screen::Journal => screens::journal::command(self, other),
+            },
         }
+    }
+
+    fn ask_quit(&mut self) -> Vec<Effect> {
+        let running: Vec<String> = self
+            .checklist
+            .running()
+            .map(|i| self.checklist.items[i].title.clone())
+            .into_iter()
+            .chain(self.rollback.running.clone())
+            .collect();
+        if running.is_empty() {
+            return self.quit();
+        }
+        self.modal = Some(Modal::new(
+            "Quit while work runs?",
+            vec![
+                format!("{} is still running.", running.join(" and ")),
+                "Quitting cancels it: a statement running on the server is cancelled and its \
+                 migration rolled back before the console closes."
+                    .into(),
+            ],
+            Input::Yes,
+            Then::Quit,
+        ));
         Vec::new()
     }
 
-    fn text_modal(&self, ask: Ask, title: String, prompt: &str, optional: bool) -> Modal {
-        Modal::text(ask, title, prompt, optional)
-    }
-
-    /// Enter on the checklist: run an automated item, tick a manual one.
-    fn activate(&mut self) -> Vec<Effect> {
-        if self.screen != Screen::Checklist {
-            return Vec::new();
-        }
-        let i = self.selected;
-        if let Some(why) = self.checklist.gate(i) {
-            self.flash = Some(format!("locked: {why}"));
-            return Vec::new();
-        }
-        let item = self.checklist.items[i].clone();
-        if self.checklist.state(i).is_complete() && item.operation.is_none() {
-            self.flash = Some("already ticked".into());
-            return Vec::new();
-        }
-        let tick_by_hand = item.operation == Some(Operation::RollbackPlan)
-            && matches!(self.checklist.state(i), State::Failed { .. });
-        match item.operation {
-            _ if tick_by_hand => {
-                self.modal = Some(self.text_modal(
-                    Ask::Tick { index: i },
-                    format!("Tick '{}' by hand", item.title),
-                    "Where is the rollback plan for the migrations without down.sql?",
-                    false,
-                ));
-                Vec::new()
-            }
-            None => {
-                self.modal = Some(self.text_modal(
-                    Ask::Tick { index: i },
-                    format!("Tick '{}'", item.title),
-                    "A note for the journal (optional): a link, a ticket, who checked",
-                    true,
-                ));
-                Vec::new()
-            }
-            Some(op @ Operation::Deploy) if self.env.protected => {
-                self.modal = Some(Modal::typed(
-                    Ask::RunStep {
-                        index: i,
-                        operation: op,
-                    },
-                    format!("Deploy to protected environment '{}'", self.env.name),
-                    vec![
-                        format!("Applies the pending migrations to {}.", self.env.target),
-                        format!(
-                            "Type the database name ({}) and press Enter.",
-                            self.env.target.dbname
-                        ),
-                    ],
-                    self.env.target.dbname.clone(),
-                ));
-                Vec::new()
-            }
-            Some(op) => self.run_step(i, op),
-        }
-    }
-
-    fn run_step(&mut self, index: usize, operation: Operation) -> Vec<Effect> {
-        match self.checklist.start(index) {
-            Ok(()) => {
-                self.started[index] = Some(Instant::now());
-                let item = &self.checklist.items[index];
-                let (step, title) = (item.id.clone(), item.title.clone());
-                self.record(Event::StepStarted { step, title });
-                vec![Effect::RunStep { index, operation }]
-            }
-            Err(why) => {
-                self.flash = Some(why);
-                Vec::new()
-            }
-        }
+    fn quit(&mut self) -> Vec<Effect> {
+        self.should_quit = true;
+        vec![Effect::Quit]
     }
 
     fn modal_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let Some(modal) = self.modal.as_mut() else {
             return Vec::new();
         };
-        match key.code {
-            KeyCode::Esc => {
-                self.modal = None;
+        if key.code == KeyCode::Esc {
+            self.modal = None;
+            return Vec::new();
+        }
+        let typed = match (&modal.input, key.code) {
+            (Input::Yes, KeyCode::Char('y' | 'Y')) => None,
+            (Input::Yes, _) => return Vec::new(),
+            (Input::Choice(choices), KeyCode::Char(c)) => {
+                let Some(choice) = choices.iter().find(|ch| ch.key == c).cloned() else {
+                    return Vec::new();
+                };
+                self.modal = Some(Modal::new(
+                    choice.title,
+                    choice.lines,
+                    choice.input,
+                    choice.then,
+                ));
                 return Vec::new();
             }
-            KeyCode::Char('y') if !modal.text => {}
-            KeyCode::Enter if modal.text => {}
-            KeyCode::Backspace if modal.text => {
-                modal.input.pop();
+            (Input::Choice(_), _) => return Vec::new(),
+            (_, KeyCode::Backspace) => {
+                modal.text.pop();
                 return Vec::new();
             }
-            KeyCode::Char(c) if modal.text => {
-                if modal.input.chars().count() < 500 {
-                    modal.input.push(c);
+            (_, KeyCode::Char(c)) => {
+                if modal.text.chars().count() < 500 {
+                    modal.text.push(c);
                 }
+                modal.error = None;
                 return Vec::new();
             }
+            (_, KeyCode::Enter) => Some(modal.text.trim().to_owned()),
             _ => return Vec::new(),
-        }
-        // Confirmed.
-        let input = modal.input.trim().to_owned();
-        if let Some(expect) = &modal.expect
-            && input != *expect
-        {
-            modal.error = Some(format!("that is not {expect}"));
-            return Vec::new();
-        }
-        if modal.text && modal.expect.is_none() && !modal.optional_text && input.is_empty() {
-            modal.error = Some("a reason is required".into());
-            return Vec::new();
+        };
+        match (&modal.input, &typed) {
+            (Input::Name(expect), Some(t)) if t != expect => {
+                modal.error = Some(format!(
+                    "'{t}' is not the database name: type {expect} exactly"
+                ));
+                return Vec::new();
+            }
+            (Input::Reason, Some(t)) if t.is_empty() => {
+                modal.error = Some("a reason is required: it goes in the journal".into());
+                return Vec::new();
+            }
+            _ => {}
         }
         let Some(modal) = self.modal.take() else {
             return Vec::new();
         };
-        match modal.ask {
-            Ask::Quit => self.quit(),
-            Ask::Effect(effect) => {
-                self.record(Event::Confirmed {
-                    what: modal.title.clone(),
-                });
-                if effect.is_rollback_action() {
-                    self.rollback.running = Some(modal.title.clone());
-                }
-                vec![effect]
+        self.answered(modal.then, typed.unwrap_or_default())
+    }
+
+    /// The operator answered a modal.
+    fn answered(&mut self, then: Then, text: String) -> Vec<Effect> {
+        match then {
+            Then::Close => Vec::new(),
+            Then::Quit => self.quit(),
+            Then::Cancel(origin) => vec![Effect::Cancel(origin)],
+            Then::Confirm { origin, job, ask } => {
+                let typed = ask.expect.as_ref().map(|_| text);
+                self.run(origin, job.confirmed(Confirmation::answering(&ask, typed)))
             }
-            Ask::EmergencyTick { index } => {
-                let note = (!input.is_empty()).then_some(input);
-                let title = self.rollback.emergency[index].0.clone();
-                self.rollback.emergency[index].1 =
-                    Some(note.clone().unwrap_or_else(|| "ticked".into()));
-                self.record(Event::StepTicked {
-                    step: format!("emergency_{}", index + 1),
-                    title,
-                    note,
-                });
+            Then::Override { origin, job, which } => self.run(origin, job.overridden(which, text)),
+            Then::Terminate { origin, job } => self.run(origin, job.terminating_sessions()),
+            Then::Acknowledge {
+                origin,
+                job,
+                findings,
+            } => {
+                let allows = findings.iter().map(|f| Allow::finding(f, &text)).collect();
+                self.acknowledge(findings, text);
+                self.run(origin, job.acknowledged(allows))
+            }
+            Then::AcknowledgeFindings { findings } => {
+                self.acknowledge(findings, text);
                 Vec::new()
             }
-            Ask::RunStep { index, operation } => {
-                self.record(Event::Confirmed {
-                    what: modal.title.clone(),
-                });
-                self.run_step(index, operation)
-            }
-            Ask::Tick { index } => {
-                let note = (!input.is_empty()).then_some(input);
+            Then::Tick { index } => {
+                let note = (!text.is_empty()).then_some(text);
                 if let Err(e) = self.checklist.tick(index, note.clone()) {
                     self.flash = Some(e);
                     return Vec::new();
@@ -1159,11 +619,11 @@ impl App {
                 let item = &self.checklist.items[index];
                 let (step, title) = (item.id.clone(), item.title.clone());
                 self.record(Event::StepTicked { step, title, note });
-                self.selected = (index + 1).min(self.checklist.items.len() - 1);
+                self.steps.selected = (index + 1).min(self.checklist.items.len() - 1);
                 Vec::new()
             }
-            Ask::Skip { index } => {
-                if let Err(e) = self.checklist.skip(index, input.clone()) {
+            Then::Skip { index } => {
+                if let Err(e) = self.checklist.skip(index, text.clone()) {
                     self.flash = Some(e);
                     return Vec::new();
                 }
@@ -1172,30 +632,49 @@ impl App {
                 self.record(Event::StepTicked {
                     step,
                     title,
-                    note: Some(input),
+                    note: Some(text),
                 });
-                self.selected = (index + 1).min(self.checklist.items.len() - 1);
+                self.steps.selected = (index + 1).min(self.checklist.items.len() - 1);
                 Vec::new()
             }
-            Ask::Acknowledge => {
-                let what = format!(
-                    "deploy with DANGEROUS findings: {}",
-                    self.checklist.facts.unacknowledged.join(", ")
-                );
-                self.record(Event::Override {
-                    what,
-                    reason: input.clone(),
-                });
-                self.acknowledged = Some(input);
-                let mut facts = self.checklist.facts.clone();
-                facts.unacknowledged.clear();
-                self.checklist.set_facts(facts);
+            Then::EmergencyTick { index } => {
+                let note = if text.is_empty() {
+                    "ticked".into()
+                } else {
+                    text
+                };
+                self.tick_emergency(index, &note);
                 Vec::new()
             }
         }
     }
 
-    /// Rebuilds the checklist state from a resumed session's journal.
+    /// Remembers an acknowledgement for the deploy, and journals it.
+    fn acknowledge(&mut self, findings: Vec<String>, reason: String) {
+        self.record(Event::Acknowledged {
+            findings: findings.clone(),
+            reason: reason.clone(),
+        });
+        let mut facts = self.checklist.facts.clone();
+        facts.unacknowledged.retain(|f| !findings.contains(f));
+        self.checklist.set_facts(facts);
+        match &mut self.steps.acknowledged {
+            Some(a) if a.reason == reason => a.findings.extend(findings),
+            other => *other = Some(Acknowledgement { findings, reason }),
+        }
+    }
+
+    /// The acknowledgements the next deploy carries.
+    pub fn acknowledgements(&self) -> Vec<Allow> {
+        self.steps
+            .acknowledged
+            .iter()
+            .flat_map(|a| a.findings.iter().map(|f| Allow::finding(f, &a.reason)))
+            .collect()
+    }
+
+    /// Rebuilds the checklist, the acknowledgement and the emergency ticks from a resumed
+    /// session's journal.
     pub fn restore_from(&mut self, entries: &[Entry]) {
         for e in entries {
             match &e.event {
@@ -1210,21 +689,110 @@ impl App {
                         summary: summary.clone(),
                     },
                 ),
-                Event::StepTicked { step, note, title } => self.checklist.restore(
-                    step,
-                    if title.ends_with("(skipped)") {
-                        State::Skipped {
-                            note: note.clone().unwrap_or_default(),
+                Event::StepTicked { step, note, title } => {
+                    if let Some(i) = rollback::emergency_index(step) {
+                        if let Some(item) = self.rollback.emergency.get_mut(i) {
+                            item.1 = Some(note.clone().unwrap_or_else(|| "ticked".into()));
                         }
-                    } else {
-                        State::Ticked { note: note.clone() }
-                    },
-                ),
-                Event::Override { reason, .. } => self.acknowledged = Some(reason.clone()),
+                        continue;
+                    }
+                    self.checklist.restore(
+                        step,
+                        if title.ends_with("(skipped)") {
+                            State::Skipped {
+                                note: note.clone().unwrap_or_default(),
+                            }
+                        } else {
+                            State::Ticked { note: note.clone() }
+                        },
+                    )
+                }
+                Event::Acknowledged { findings, reason } => match &mut self.steps.acknowledged {
+                    Some(a) if a.reason == *reason => a.findings.extend(findings.clone()),
+                    other => {
+                        *other = Some(Acknowledgement {
+                            findings: findings.clone(),
+                            reason: reason.clone(),
+                        })
+                    }
+                },
                 _ => {}
             }
         }
         let (done, _) = self.checklist.progress();
-        self.selected = done.min(self.checklist.items.len() - 1);
+        self.steps.selected = done.min(self.checklist.items.len() - 1);
     }
+}
+
+/// What the console can answer a refusal with, from the remedies it names.
+fn answers(origin: Origin, job: &Job, e: &Error) -> Vec<Choice> {
+    let reason = |key: char, label: &str, which: Override| Choice {
+        key,
+        label: label.to_owned(),
+        title: format!("Override: {label}"),
+        lines: vec![
+            e.cause.clone(),
+            "Why? The reason goes in the journal and the release report.".into(),
+        ],
+        input: Input::Reason,
+        then: Then::Override {
+            origin,
+            job: Box::new(job.clone()),
+            which,
+        },
+    };
+    e.remedies
+        .iter()
+        .filter_map(|r| match r {
+            Remedy::DeployWithoutBackup => Some(reason(
+                'o',
+                "go ahead without a recent verified backup",
+                Override::WithoutBackup,
+            )),
+            Remedy::RestoreUnverified => Some(reason(
+                'o',
+                "restore the backup although it was never verified",
+                Override::Unverified,
+            )),
+            Remedy::AcceptForeignBackup => Some(reason(
+                'f',
+                "use the backup of another origin all the same",
+                Override::ForeignBackup,
+            )),
+            Remedy::Acknowledge { findings } => Some(Choice {
+                key: 'a',
+                label: "acknowledge the DANGEROUS findings, with a reason".into(),
+                title: "Acknowledge DANGEROUS findings".into(),
+                lines: findings
+                    .iter()
+                    .map(|f| format!("  {f}"))
+                    .chain(std::iter::once(
+                        "The reason (a change ticket, who agreed) goes in the journal.".into(),
+                    ))
+                    .collect(),
+                input: Input::Reason,
+                then: Then::Acknowledge {
+                    origin,
+                    job: Box::new(job.clone()),
+                    findings: findings.clone(),
+                },
+            }),
+            Remedy::TerminateSessions => Some(Choice {
+                key: 't',
+                label: "terminate those sessions as part of the restore".into(),
+                title: "Terminate the other sessions".into(),
+                lines: vec![
+                    e.cause.clone(),
+                    "They are terminated just before pg_restore starts; their open transactions roll back."
+                        .into(),
+                ],
+                input: Input::Yes,
+                then: Then::Terminate {
+                    origin,
+                    job: Box::new(job.clone()),
+                },
+            }),
+            _ => None,
+        })
+        .collect()
 }

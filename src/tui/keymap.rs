@@ -3,7 +3,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::Screen;
+use super::screens::Screen;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -33,6 +33,8 @@ pub enum Command {
     Restore,
     CodeRollback,
     Resolve,
+    /// Cancel the running Rollback action.
+    CancelAction,
 }
 
 #[derive(Clone, Copy)]
@@ -46,7 +48,7 @@ pub struct Binding {
     pub footer: bool,
 }
 
-const fn bind(
+pub const fn bind(
     keys: &'static [KeyCode],
     label: &'static str,
     description: &'static str,
@@ -122,7 +124,8 @@ const GLOBAL: &[Binding] = &[
     ),
 ];
 
-const MOVE: [Binding; 2] = [
+/// Moving the selection, on every screen with a list.
+pub const MOVE: [Binding; 2] = [
     bind(
         &[KeyCode::Down, KeyCode::Char('j')],
         "j/k",
@@ -139,171 +142,6 @@ const MOVE: [Binding; 2] = [
     ),
 ];
 
-const CHECKLIST: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
-    bind(
-        &[KeyCode::Enter],
-        "Enter",
-        "run the step / tick it",
-        Command::Activate,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('s')],
-        "s",
-        "skip an optional step (with a note)",
-        Command::Skip,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('a')],
-        "a",
-        "acknowledge DANGEROUS findings (with a reason)",
-        Command::Acknowledge,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('x')],
-        "x",
-        "cancel the running step",
-        Command::CancelStep,
-        true,
-    ),
-];
-
-const MONITOR: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
-    bind(
-        &[KeyCode::Char('c')],
-        "c",
-        "cancel the selected query",
-        Command::Cancel,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('K')],
-        "K",
-        "terminate the selected backend",
-        Command::Terminate,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('p')],
-        "p",
-        "pause / resume",
-        Command::Pause,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('+')],
-        "+/-",
-        "refresh faster / slower",
-        Command::Faster,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('-')],
-        "",
-        "refresh slower",
-        Command::Slower,
-        false,
-    ),
-    bind(
-        &[KeyCode::Char('r')],
-        "r",
-        "to the Rollback screen",
-        Command::ToRollback,
-        true,
-    ),
-];
-
-const MIGRATIONS: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
-    bind(
-        &[KeyCode::Char('d')],
-        "d",
-        "show migration.sql / down.sql",
-        Command::ToggleDown,
-        true,
-    ),
-];
-
-const ROLLBACK: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
-    bind(
-        &[KeyCode::Left, KeyCode::Char('h')],
-        "h/l",
-        "migrations / emergency checklist",
-        Command::Left,
-        false,
-    ),
-    bind(
-        &[KeyCode::Right, KeyCode::Char('l')],
-        "",
-        "emergency checklist",
-        Command::Right,
-        false,
-    ),
-    bind(
-        &[KeyCode::Char(' ')],
-        "Space",
-        "mark a migration / tick an item",
-        Command::Mark,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('f')],
-        "f",
-        "forward rollback of the marked (or newest) migrations",
-        Command::ForwardRollback,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('b')],
-        "b",
-        "restore the newest verified backup",
-        Command::Restore,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('c')],
-        "c",
-        "code rollback hook",
-        Command::CodeRollback,
-        true,
-    ),
-    bind(
-        &[KeyCode::Char('u')],
-        "u",
-        "resolve a failed migration as rolled back",
-        Command::Resolve,
-        true,
-    ),
-];
-
-const JOURNAL: &[Binding] = &[bind(
-    &[KeyCode::Char('w')],
-    "w",
-    "write the release report",
-    Command::WriteReport,
-    true,
-)];
-
-/// The screen's own bindings (global ones come after them).
-pub fn screen_bindings(screen: Screen) -> &'static [Binding] {
-    match screen {
-        Screen::Checklist => CHECKLIST,
-        Screen::Monitor => MONITOR,
-        Screen::Migrations => MIGRATIONS,
-        Screen::Rollback => ROLLBACK,
-        Screen::Journal => JOURNAL,
-    }
-}
-
 pub fn global_bindings() -> &'static [Binding] {
     GLOBAL
 }
@@ -315,7 +153,8 @@ pub fn lookup(screen: Screen, key: &KeyEvent) -> Option<Command> {
     {
         return None;
     }
-    screen_bindings(screen)
+    screen
+        .bindings()
         .iter()
         .chain(GLOBAL)
         .find(|b| b.keys.contains(&key.code))
@@ -330,7 +169,7 @@ mod tests {
     fn no_key_is_bound_twice_on_a_screen() {
         for screen in Screen::ALL {
             let mut seen = Vec::new();
-            for b in screen_bindings(screen).iter().chain(GLOBAL) {
+            for b in screen.bindings().iter().chain(GLOBAL) {
                 for k in b.keys {
                     assert!(!seen.contains(k), "{k:?} twice on {screen:?}");
                     seen.push(*k);

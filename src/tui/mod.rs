@@ -1,27 +1,39 @@
-//! The console: one event loop over one channel. Input, ticks, the monitor, refreshes and step
-//! runners only send messages; `App::update` folds them into state; the screen is drawn when
-//! something changed. The terminal is restored on every exit path, and on panic by ratatui's hook.
+//! The console: one event loop over one channel. Input, ticks, the monitor, refreshes and jobs
+//! only send messages; `App::update` folds them into state; the screen is drawn when something
+//! changed. The console renders release workflows, it does not own them: its jobs run the
+//! release room's functions, and it runs no SQL and starts no process itself. The terminal is
+//! restored on every exit path, and on panic by ratatui's hook.
 
 pub mod app;
+pub mod jobs;
 pub mod keymap;
-mod runner;
+pub mod modal;
+pub mod screens;
+pub mod theme;
 pub mod view;
+pub mod widgets;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::checklist::{self, Checklist, Facts};
-use crate::config::Environment;
 use crate::error::{Error, Result};
-use crate::journal::{self, Event, Journal};
-pub use app::{App, Effect, Msg, Screen};
+use crate::journal::{self, Event, Journal, SharedJournal};
+use crate::release::Environment;
+pub use app::{App, Effect, Msg};
+pub use screens::Screen;
 pub use view::Theme;
+
+/// How long quitting waits for running jobs to stop (their statements cancelled on the server).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How the console starts.
 pub struct Options {
@@ -29,6 +41,8 @@ pub struct Options {
     /// Resume an unfinished session without asking (`Some(true)`), start afresh (`Some(false)`),
     /// or ask (`None`).
     pub resume: Option<bool>,
+    /// Closes the console as `q` would (SIGTERM to pgdeck).
+    pub stop: CancellationToken,
 }
 
 /// Opens the console on `env` and runs it until the operator quits.
@@ -42,6 +56,7 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
     }
     let operator = journal::operator();
     let (journal, resumed) = open_journal(&env, &opts, &operator)?;
+    let journal = SharedJournal::new(journal);
     let facts = Facts {
         protected: env.protected,
         ..Facts::default()
@@ -54,22 +69,25 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         )
     })?;
     let checklist = Checklist::new(items, facts);
-    let session_file = journal.path().to_owned();
-    let mut app = App::new(env.clone(), checklist, Some(journal));
+    let session_file = journal.path();
+    let mut app = App::new(env.clone(), checklist, Some(journal.clone()));
     if let Some(entries) = &resumed {
         app.restore_from(entries);
     }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (interval, _) = tokio::sync::watch::channel(app.monitor.interval);
-    let ctx = runner::Context {
+    let runner = jobs::Runner {
         env,
+        journal: Arc::new(journal),
         tx: tx.clone(),
-        session_file: session_file.clone(),
+        session_file,
         interval,
+        root: CancellationToken::new(),
     };
-    runner::monitor(&ctx);
-    runner::refresh(&ctx);
+    jobs::monitor(&runner);
+    let mut jobs = jobs::Jobs::new(runner);
+    jobs.apply(Effect::Refresh);
     spawn_input(tx.clone());
     let ticker = tx.clone();
     tokio::spawn(async move {
@@ -81,45 +99,37 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
             }
         }
     });
+    let stopper = tx.clone();
+    let stop = opts.stop.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        let _ = stopper.send(Msg::Stop);
+    });
 
     let _ = color_eyre::install();
     let mut terminal = ratatui::init();
     let theme = Theme::from_env();
-    let result = (|| -> std::io::Result<()> {
-        terminal.draw(|f| view::draw(&app, theme, f))?;
-        Ok(())
-    })();
-    let mut outcome = result.map_err(draw_error);
-    let mut steps = std::collections::HashMap::new();
-    let mut apply = |effects: Vec<Effect>| {
-        for effect in effects {
-            if let Effect::CancelStep(index) = effect {
-                if let Some(handle) = steps.remove(&index) {
-                    tokio::task::JoinHandle::abort(&handle);
-                    let _ = tx.send(Msg::Step {
-                        index,
-                        event: app::StepEvent::Cancelled,
-                    });
-                }
-                continue;
-            }
-            if let Some((index, handle)) = runner::start(&ctx, effect, Some(&session_file)) {
-                steps.insert(index, handle);
-            }
+    let mut outcome = terminal
+        .draw(|f| view::draw(&app, theme, f))
+        .map(|_| ())
+        .map_err(draw_error);
+    let fold = |app: &mut App, jobs: &mut jobs::Jobs, msg: Msg| {
+        let refreshed = matches!(msg, Msg::Refreshed(_));
+        for effect in app.update(msg) {
+            jobs.apply(effect);
         }
-        steps.retain(|_, h: &mut tokio::task::JoinHandle<()>| !h.is_finished());
+        if refreshed {
+            jobs.refreshed();
+        }
     };
     while outcome.is_ok() && !app.should_quit {
         let Some(msg) = rx.recv().await else { break };
-        let effects = app.update(msg);
-        apply(effects);
+        fold(&mut app, &mut jobs, msg);
         // Coalesce whatever else is already queued before drawing.
-        while let Ok(msg) = rx.try_recv() {
-            let effects = app.update(msg);
-            apply(effects);
-            if app.should_quit {
-                break;
-            }
+        while !app.should_quit
+            && let Ok(msg) = rx.try_recv()
+        {
+            fold(&mut app, &mut jobs, msg);
         }
         if app.should_quit {
             break;
@@ -132,6 +142,9 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
                 .map_err(draw_error);
         }
     }
+    // Running jobs stop the way their rooms stop them: a statement on the server is cancelled
+    // and rolled back before the console goes.
+    jobs.shutdown(SHUTDOWN_GRACE).await;
     ratatui::restore();
     let (done, total) = app.checklist.progress();
     if done == total {

@@ -8,16 +8,22 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Effect, MigrationsView, Msg, Screen, StepEvent};
+use super::app::{App, Effect, Msg};
+use super::jobs::{Job, MigrationsView, Origin, Refreshed};
+use super::screens::Screen;
+use super::screens::rollback::revertible;
 use super::view::{self, Theme};
-use crate::checklist::{self, Checklist, Facts, Operation, State};
-use crate::config::{DbTarget, Environment};
-use crate::journal::{Entry, Event};
+use crate::checklist::{self, Checklist, Facts, State};
+use crate::error::{Ask, Error, ErrorKind, Guard, Remedy};
+use crate::journal::{Entry, Event, Outcome};
+use crate::lint::plan::Allow;
 use crate::monitor::watch::Update;
 use crate::monitor::{
     Blocker, BlockingTree, Connections, LongQuery, Pane, Sample, Signal, Snapshot, TableSize,
     Victim,
 };
+use crate::release::{Confirmation, DeployRequest, Environment, RevertRequest, SignalRequest};
+use crate::target::DbTarget;
 
 fn env(protected: bool) -> Environment {
     Environment {
@@ -162,14 +168,71 @@ fn busy_snapshot(utilisation_total: i64) -> Snapshot {
     }
 }
 
+/// A refresh as the jobs send it, newer than any before.
+fn refreshed(a: &mut App, facts: Facts) {
+    refreshed_with(a, facts, Ok(None));
+}
+
+fn refreshed_with(a: &mut App, facts: Facts, migrations: Result<Option<MigrationsView>, String>) {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let migrations = match migrations {
+        Ok(Some(v)) => Ok(Box::new(v)),
+        Ok(None) => match &a.migrations.data {
+            Ok(Some(v)) => Ok(v.clone()),
+            _ => Ok(Box::new(no_migrations())),
+        },
+        Err(e) => Err(e),
+    };
+    a.update(Msg::Refreshed(Box::new(Refreshed {
+        generation,
+        migrations,
+        facts,
+        backup: None,
+    })));
+}
+
+fn no_migrations() -> MigrationsView {
+    let dir = crate::migrate::MigrationsDir {
+        path: "migrations".into(),
+        migrations: Vec::new(),
+    };
+    MigrationsView {
+        status: crate::migrate::StatusReport::build(&dir, None),
+        dir,
+        plan: crate::lint::plan::Plan {
+            migrations: Vec::new(),
+            sizes_unavailable: None,
+        },
+    }
+}
+
+fn done(a: &mut App, origin: Origin, job: Job, result: Result<String, Error>) -> Vec<Effect> {
+    a.update(Msg::Done {
+        origin,
+        job: Box::new(job),
+        result,
+    })
+}
+
+/// The refusal a workflow sends when it needs a confirmation.
+fn asks(title: &str, lines: &[&str], expect: Option<&str>, scope: &[&str]) -> Error {
+    Error::guarded(Guard::Confirmation, "not confirmed", "confirm it").with(Remedy::Confirm(Ask {
+        title: title.into(),
+        lines: lines.iter().map(|l| l.to_string()).collect(),
+        expect: expect.map(str::to_owned),
+        scope: scope.iter().map(|s| s.to_string()).collect(),
+    }))
+}
+
 #[test]
 fn enter_runs_automated_steps_in_order_and_ticks_manual_ones_with_a_note() {
     let mut a = app(false);
     assert_eq!(
         a.update(key(KeyCode::Enter)),
-        vec![Effect::RunStep {
-            index: 0,
-            operation: Operation::Backup
+        vec![Effect::Run {
+            origin: Origin::Step(0),
+            job: Job::Backup
         }]
     );
     assert_eq!(a.checklist.running(), Some(0));
@@ -177,18 +240,26 @@ fn enter_runs_automated_steps_in_order_and_ticks_manual_ones_with_a_note() {
     a.update(key(KeyCode::Char('j')));
     assert!(a.update(key(KeyCode::Enter)).is_empty());
     assert_eq!(a.flash.as_deref(), Some("locked: first: Backup created"));
-    let effects = a.update(Msg::Step {
-        index: 0,
-        event: StepEvent::Done(Ok("app.dump (1 GB)".into())),
+    a.update(Msg::Started {
+        origin: Origin::Step(0),
     });
+    let effects = done(
+        &mut a,
+        Origin::Step(0),
+        Job::Backup,
+        Ok("app.dump (1 GB)".into()),
+    );
     assert_eq!(effects, vec![Effect::Refresh]);
-    assert_eq!(a.selected, 1, "the cursor moves to the next step");
+    assert_eq!(a.steps.selected, 1, "the cursor moves to the next step");
     for i in 1..3 {
-        a.update(key(KeyCode::Enter));
-        a.update(Msg::Step {
-            index: i,
-            event: StepEvent::Done(Ok(String::new())),
+        let effects = a.update(key(KeyCode::Enter));
+        let Some(Effect::Run { job, .. }) = effects.into_iter().next() else {
+            panic!("step {i} did not run");
+        };
+        a.update(Msg::Started {
+            origin: Origin::Step(i),
         });
+        done(&mut a, Origin::Step(i), job, Ok(String::new()));
     }
     // "Migration tested on staging" is ticked with a note.
     assert!(a.update(key(KeyCode::Enter)).is_empty());
@@ -232,100 +303,195 @@ fn up_to_deploy(a: &mut App) -> usize {
             None => a.checklist.tick(i, None).unwrap(),
         }
     }
-    a.selected = deploy;
+    a.steps.selected = deploy;
     deploy
 }
 
-#[test]
-fn a_protected_deploy_is_gated_then_needs_the_database_name_typed() {
-    let mut a = app(true);
-    let deploy = up_to_deploy(&mut a);
-    a.update(Msg::Facts(Facts {
+fn protected_facts(unacknowledged: &[&str]) -> Facts {
+    Facts {
         protected: true,
         verified_backup: Ok("app.dump".into()),
-        unacknowledged: vec!["renaming-column".into()],
-    }));
+        unacknowledged: unacknowledged.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_protected_deploy_asks_what_the_workflow_asks_and_sends_the_answer_back() {
+    let mut a = app(true);
+    let deploy = up_to_deploy(&mut a);
+    refreshed(&mut a, protected_facts(&[]));
+    let effects = a.update(key(KeyCode::Enter));
+    let job = Job::Deploy(DeployRequest::default());
+    assert_eq!(
+        effects,
+        vec![Effect::Run {
+            origin: Origin::Step(deploy),
+            job: job.clone()
+        }]
+    );
+    // The workflow checked its guards and asks for the name, saying what it will do.
+    let ask = asks(
+        "Apply 2 pending migration(s) to app",
+        &["Applies to postgresql://deploy@/app, in this order:"],
+        Some("app"),
+        &["20250101_a", "20250102_b"],
+    );
+    assert!(done(&mut a, Origin::Step(deploy), job.clone(), Err(ask)).is_empty());
+    assert_eq!(
+        a.checklist.state(deploy),
+        &State::Ready,
+        "not failed: it waits"
+    );
+    let modal = a.modal.clone().unwrap();
+    assert_eq!(modal.title, "Apply 2 pending migration(s) to app");
+    // A wrong name is refused with a word.
+    typed(&mut a, "ap");
     assert!(a.update(key(KeyCode::Enter)).is_empty());
-    assert!(a.flash.as_deref().unwrap().contains("renaming-column"));
+    assert_eq!(
+        a.modal.as_ref().unwrap().error.as_deref(),
+        Some("'ap' is not the database name: type app exactly")
+    );
+    typed(&mut a, "p");
+    assert_eq!(
+        a.update(key(KeyCode::Enter)),
+        vec![Effect::Run {
+            origin: Origin::Step(deploy),
+            job: job.confirmed(Confirmation {
+                typed: Some("app".into()),
+                scope: vec!["20250101_a".into(), "20250102_b".into()],
+            })
+        }]
+    );
+    assert!(matches!(a.checklist.state(deploy), State::Running { .. }));
+}
+
+#[test]
+fn acknowledged_findings_travel_with_the_deploy_and_are_journaled() {
+    let mut a = app(true);
+    let deploy = up_to_deploy(&mut a);
+    let finding = "migrations/x/migration.sql:1:1 renaming-column";
+    refreshed(&mut a, protected_facts(&[finding]));
+    // Locked by what the facts say, but Enter still asks the workflow, which says why.
+    assert!(matches!(a.checklist.state(deploy), State::Locked(_)));
     // Acknowledge with a reason: an empty one is refused.
     a.update(key(KeyCode::Char('a')));
     a.update(key(KeyCode::Enter));
     assert_eq!(
         a.modal.as_ref().unwrap().error.as_deref(),
-        Some("a reason is required")
+        Some("a reason is required: it goes in the journal")
     );
     typed(&mut a, "CHG-7 clients updated");
     a.update(key(KeyCode::Enter));
     assert!(a.modal.is_none());
     assert_eq!(a.checklist.state(deploy), &State::Ready);
-    // A refresh does not bring the acknowledged findings back.
-    a.update(Msg::Facts(Facts {
-        protected: true,
-        verified_backup: Ok("app.dump".into()),
-        unacknowledged: vec!["renaming-column".into()],
-    }));
+    // A refresh does not bring the acknowledged finding back.
+    refreshed(&mut a, protected_facts(&[finding]));
     assert_eq!(a.checklist.state(deploy), &State::Ready);
-    assert!(a.update(key(KeyCode::Enter)).is_empty());
-    typed(&mut a, "ap");
-    assert!(a.update(key(KeyCode::Enter)).is_empty());
-    assert_eq!(
-        a.modal.as_ref().unwrap().error.as_deref(),
-        Some("that is not app")
-    );
-    a.update(key(KeyCode::Backspace));
-    a.update(key(KeyCode::Backspace));
-    typed(&mut a, "app");
     assert_eq!(
         a.update(key(KeyCode::Enter)),
-        vec![Effect::RunStep {
-            index: deploy,
-            operation: Operation::Deploy
+        vec![Effect::Run {
+            origin: Origin::Step(deploy),
+            job: Job::Deploy(DeployRequest {
+                acknowledgements: vec![Allow::finding(finding, "CHG-7 clients updated")],
+                ..DeployRequest::default()
+            })
         }]
     );
     assert!(a.journal.iter().any(|e| matches!(
         &e.event,
-        Event::Override { reason, .. } if reason == "CHG-7 clients updated"
+        Event::Acknowledged { reason, findings } if reason == "CHG-7 clients updated" && findings == &[finding.to_string()]
     )));
+}
+
+#[test]
+fn a_refusal_keeps_its_hint_on_screen_and_offers_its_override() {
+    let mut a = app(true);
+    let deploy = up_to_deploy(&mut a);
+    refreshed(&mut a, protected_facts(&[]));
+    let job = Job::Deploy(DeployRequest::default());
+    a.update(key(KeyCode::Enter));
+    let refusal = Error::guarded(
+        Guard::Backup,
+        "deploy to protected environment 'production' refused: no backup of app in backups",
+        "a protected deploy needs a verified backup of this database",
+    )
+    .with(Remedy::TakeVerifiedBackup)
+    .with(Remedy::DeployWithoutBackup);
+    done(&mut a, Origin::Step(deploy), job.clone(), Err(refusal));
+    let State::Failed { cause } = a.checklist.state(deploy) else {
+        panic!("{:?}", a.checklist.state(deploy));
+    };
     assert!(
-        a.journal
-            .iter()
-            .any(|e| matches!(&e.event, Event::Confirmed { .. }))
+        cause.contains("no backup of app")
+            && cause.contains("hint: a protected deploy needs")
+            && cause.contains("Backup and Verify steps"),
+        "{cause}"
+    );
+    // The refusal offers what can answer it here.
+    let modal = a.modal.clone().unwrap();
+    assert!(
+        modal.lines.iter().any(|l| l.starts_with("hint: ")),
+        "{modal:?}"
+    );
+    a.update(key(KeyCode::Char('o')));
+    assert!(a.modal.as_ref().unwrap().title.starts_with("Override"));
+    typed(&mut a, "INC-42: provider snapshot");
+    assert_eq!(
+        a.update(key(KeyCode::Enter)),
+        vec![Effect::Run {
+            origin: Origin::Step(deploy),
+            job: Job::Deploy(DeployRequest {
+                without_backup: Some("INC-42: provider snapshot".into()),
+                ..DeployRequest::default()
+            })
+        }]
     );
 }
 
 #[test]
-fn cancel_and_terminate_go_through_a_confirm_naming_the_backend() {
+fn cancel_and_terminate_ask_the_workflow_which_confirms_with_what_the_backend_does_now() {
     let mut a = app(false);
     a.update(key(KeyCode::Char('2')));
     assert_eq!(a.screen, Screen::Monitor);
     a.update(Msg::Monitor(Box::new(Update::Fresh {
         snapshot: Box::new(busy_snapshot(20)),
     })));
-    assert!(a.update(key(KeyCode::Char('K'))).is_empty());
-    let modal = a.modal.clone().unwrap();
-    assert!(modal.title.contains("backend 4242"), "{modal:?}");
-    assert!(modal.lines.iter().any(|l| l.contains("reporting")));
-    assert!(a.update(key(KeyCode::Esc)).is_empty());
-    assert!(a.modal.is_none());
-    a.update(key(KeyCode::Char('c')));
+    let job = Job::Signal(SignalRequest {
+        pid: 4242,
+        backend_start: t(-600),
+        signal: Signal::Terminate,
+        confirmation: None,
+        read_only: false,
+    });
     assert_eq!(
-        a.update(key(KeyCode::Char('y'))),
-        vec![Effect::Signal {
-            pid: 4242,
-            backend_start: t(-600),
-            signal: Signal::Cancel
+        a.update(key(KeyCode::Char('K'))),
+        vec![Effect::Run {
+            origin: Origin::Monitor,
+            job: job.clone()
         }]
     );
-    // Read-only mode never asks.
-    let mut ro = app(false);
-    ro.env.read_only = true;
-    ro.update(key(KeyCode::Char('2')));
-    ro.update(Msg::Monitor(Box::new(Update::Fresh {
-        snapshot: Box::new(busy_snapshot(20)),
-    })));
-    ro.update(key(KeyCode::Char('c')));
-    assert!(ro.modal.is_none());
-    assert!(ro.flash.as_deref().unwrap().contains("read-only"));
+    let ask = asks(
+        "Terminate backend 4242",
+        &["pid 4242  user reporting  application metabase"],
+        None,
+        &["4242"],
+    );
+    done(&mut a, Origin::Monitor, job.clone(), Err(ask));
+    assert!(a.modal.as_ref().unwrap().lines[0].contains("reporting"));
+    assert!(
+        a.update(key(KeyCode::Char('n'))).is_empty(),
+        "only y confirms"
+    );
+    assert_eq!(
+        a.update(key(KeyCode::Char('y'))),
+        vec![Effect::Run {
+            origin: Origin::Monitor,
+            job: job.confirmed(Confirmation {
+                typed: None,
+                scope: vec!["4242".into()]
+            })
+        }]
+    );
 }
 
 #[test]
@@ -336,22 +502,24 @@ fn a_running_step_is_cancelled_through_a_confirm_and_journaled_as_cancelled() {
     assert!(a.modal.as_ref().unwrap().title.contains("Backup created"));
     assert_eq!(
         a.update(key(KeyCode::Char('y'))),
-        vec![Effect::CancelStep(0)]
+        vec![Effect::Cancel(Origin::Step(0))]
     );
-    a.update(Msg::Step {
-        index: 0,
-        event: StepEvent::Cancelled,
-    });
+    done(
+        &mut a,
+        Origin::Step(0),
+        Job::Backup,
+        Err(Error::cancelled("cancelled by the operator", "")),
+    );
     assert_eq!(
         a.checklist.state(0),
         &State::Failed {
-            cause: "cancelled by the operator".into()
+            cause: "cancelled: cancelled by the operator".into()
         }
     );
     assert!(a.journal.iter().any(|e| matches!(
         e.event,
         Event::StepFinished {
-            outcome: crate::journal::Outcome::Cancelled,
+            outcome: Outcome::Cancelled,
             ..
         }
     )));
@@ -361,7 +529,7 @@ fn a_running_step_is_cancelled_through_a_confirm_and_journaled_as_cancelled() {
 }
 
 #[test]
-fn quitting_asks_only_while_a_step_runs() {
+fn quitting_asks_only_while_work_runs() {
     let mut a = app(false);
     a.update(key(KeyCode::Enter));
     assert!(a.update(key(KeyCode::Char('q'))).is_empty());
@@ -372,10 +540,12 @@ fn quitting_asks_only_while_a_step_runs() {
     assert_eq!(a.update(key(KeyCode::Char('y'))), vec![Effect::Quit]);
     let mut idle = app(false);
     assert_eq!(idle.update(key(KeyCode::Char('q'))), vec![Effect::Quit]);
+    let mut stopped = app(false);
+    assert_eq!(stopped.update(Msg::Stop), vec![Effect::Quit]);
 }
 
 #[test]
-fn a_resumed_session_restores_the_checklist() {
+fn a_resumed_session_restores_the_checklist_the_acknowledgement_and_the_emergency_ticks() {
     let mut a = app(false);
     let e = |event| Entry {
         at: t(0),
@@ -386,33 +556,70 @@ fn a_resumed_session_restores_the_checklist() {
         e(Event::StepFinished {
             step: "backup".into(),
             title: "Backup created".into(),
-            outcome: crate::journal::Outcome::Ok,
+            outcome: Outcome::Ok,
             summary: "app.dump".into(),
             duration_ms: 10,
         }),
         e(Event::StepFinished {
             step: "verify_backup".into(),
             title: "Backup verified".into(),
-            outcome: crate::journal::Outcome::Failed,
+            outcome: Outcome::Failed,
             summary: "checksum".into(),
             duration_ms: 10,
+        }),
+        e(Event::Override {
+            what: "deploy without a recent verified backup".into(),
+            reason: "not an acknowledgement".into(),
+        }),
+        e(Event::Acknowledged {
+            findings: vec!["m.sql:1:1 renaming-column".into()],
+            reason: "CHG-7".into(),
+        }),
+        e(Event::StepTicked {
+            step: "emergency_4".into(),
+            title: "Team notified of the rollback decision".into(),
+            note: Some("#incident".into()),
         }),
     ]);
     assert!(a.checklist.state(0).is_complete());
     assert_eq!(a.checklist.state(1), &State::Ready);
-    assert_eq!(a.selected, 1);
+    assert_eq!(a.steps.selected, 1);
+    assert_eq!(
+        a.acknowledgements(),
+        vec![Allow::finding("m.sql:1:1 renaming-column", "CHG-7")]
+    );
+    assert_eq!(a.rollback.emergency[3].1.as_deref(), Some("#incident"));
+}
+
+#[test]
+fn an_older_refresh_never_overwrites_a_newer_one() {
+    let mut a = app(true);
+    let newer = Refreshed {
+        generation: 7,
+        migrations: Err("newer".into()),
+        facts: protected_facts(&[]),
+        backup: None,
+    };
+    let older = Refreshed {
+        generation: 6,
+        migrations: Err("older".into()),
+        facts: Facts::default(),
+        backup: None,
+    };
+    a.update(Msg::Refreshed(Box::new(newer)));
+    a.update(Msg::Refreshed(Box::new(older)));
+    assert_eq!(a.migrations.data.as_ref().unwrap_err(), "newer");
+    assert!(a.checklist.facts.protected);
 }
 
 #[test]
 fn snapshot_checklist_with_a_running_step() {
     let mut a = app(true);
     a.update(key(KeyCode::Enter));
-    a.update(Msg::Step {
-        index: 0,
-        event: StepEvent::Progress {
-            detail: "412 MB written, 12/40 tables".into(),
-            fraction: Some(0.4),
-        },
+    a.update(Msg::Progress {
+        origin: Origin::Step(0),
+        detail: "412 MB written, 12/40 tables".into(),
+        fraction: Some(0.4),
     });
     insta::assert_snapshot!(render(&a, 100, 30));
 }
@@ -421,24 +628,38 @@ fn snapshot_checklist_with_a_running_step() {
 fn snapshot_checklist_gate_locked() {
     let mut a = app(true);
     up_to_deploy(&mut a);
-    a.update(Msg::Facts(Facts {
-        protected: true,
-        verified_backup: Err("no verified backup of app in backups (1 unverified)".into()),
-        unacknowledged: vec!["renaming-column".into()],
-    }));
+    refreshed(
+        &mut a,
+        Facts {
+            protected: true,
+            verified_backup: Err("no verified backup of app in backups (1 unverified)".into()),
+            unacknowledged: vec!["m.sql:3:1 renaming-column".into()],
+        },
+    );
     insta::assert_snapshot!(render(&a, 100, 30));
 }
 
 #[test]
 fn snapshot_confirm_modal_for_a_protected_deploy() {
     let mut a = app(true);
-    up_to_deploy(&mut a);
-    a.update(Msg::Facts(Facts {
-        protected: true,
-        verified_backup: Ok("app.dump".into()),
-        unacknowledged: vec![],
-    }));
+    let deploy = up_to_deploy(&mut a);
+    refreshed(&mut a, protected_facts(&[]));
     a.update(key(KeyCode::Enter));
+    done(
+        &mut a,
+        Origin::Step(deploy),
+        Job::Deploy(DeployRequest::default()),
+        Err(asks(
+            "Apply 1 pending migration(s) to app",
+            &[
+                "Applies to postgresql://deploy@/app, in this order:",
+                "  20251105000000_add_qrcode_used_by_index",
+                "Each in its own transaction with lock_timeout 5s, retried 3 time(s).",
+            ],
+            Some("app"),
+            &["20251105000000_add_qrcode_used_by_index"],
+        )),
+    );
     typed(&mut a, "ap");
     insta::assert_snapshot!(render(&a, 100, 30));
 }
@@ -458,7 +679,26 @@ fn snapshot_monitor_with_alert_lock_queue_and_terminate_modal() {
         snapshot: Box::new(busy_snapshot(90)),
     })));
     insta::assert_snapshot!("monitor_alert", render(&a, 120, 34));
-    a.update(key(KeyCode::Char('K')));
+    let effects = a.update(key(KeyCode::Char('K')));
+    let Some(Effect::Run { job, .. }) = effects.into_iter().next() else {
+        panic!("K runs the signal workflow");
+    };
+    done(
+        &mut a,
+        Origin::Monitor,
+        job,
+        Err(asks(
+            "Terminate backend 4242",
+            &[
+                "pid 4242  user reporting  application metabase",
+                "now: active, query running 312s, transaction open 312s",
+                "query: SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id",
+                "Its open transaction rolls back.",
+            ],
+            None,
+            &["4242"],
+        )),
+    );
     insta::assert_snapshot!("monitor_terminate_modal", render(&a, 120, 34));
 }
 
@@ -495,11 +735,11 @@ async fn snapshot_migrations_with_findings_and_down_sql() {
     let names: Vec<&str> = pending.iter().map(String::as_str).collect();
     let plan =
         crate::lint::plan::Plan::build(None, &dir, &names, &Default::default(), &[], false).await;
-    a.update(Msg::Migrations(Ok(Box::new(MigrationsView {
-        dir,
-        status,
-        plan,
-    }))));
+    refreshed_with(
+        &mut a,
+        Facts::default(),
+        Ok(Some(MigrationsView { dir, status, plan })),
+    );
     a.update(key(KeyCode::Char('3')));
     a.update(key(KeyCode::Char('j')));
     a.update(key(KeyCode::Char('j')));
@@ -511,9 +751,11 @@ async fn snapshot_migrations_with_findings_and_down_sql() {
 #[test]
 fn snapshot_migrations_error() {
     let mut a = app(false);
-    a.update(Msg::Migrations(Err(
-        "cannot read migrations folder migrations: No such file or directory".into(),
-    )));
+    refreshed_with(
+        &mut a,
+        Facts::default(),
+        Err("cannot read migrations folder migrations: No such file or directory".into()),
+    );
     a.update(key(KeyCode::Char('3')));
     insta::assert_snapshot!(render(&a, 100, 24));
 }
@@ -521,11 +763,14 @@ fn snapshot_migrations_error() {
 #[test]
 fn snapshot_rollback_and_journal_and_help() {
     let mut a = app(true);
-    a.update(Msg::Facts(Facts {
-        protected: true,
-        verified_backup: Ok("app_production_20261124_010000.dump".into()),
-        unacknowledged: vec![],
-    }));
+    refreshed(
+        &mut a,
+        Facts {
+            protected: true,
+            verified_backup: Ok("app_production_20261124_010000.dump".into()),
+            unacknowledged: vec![],
+        },
+    );
     a.journal = vec![
         Entry {
             at: t(0),
@@ -540,8 +785,20 @@ fn snapshot_rollback_and_journal_and_help() {
             at: t(30),
             operator: "ana".into(),
             event: Event::Override {
-                what: "deploy with DANGEROUS findings: renaming-column".into(),
+                what: "deploy with DANGEROUS findings acknowledged: m.sql:3:1 renaming-column"
+                    .into(),
                 reason: "CHG-7".into(),
+            },
+        },
+        Entry {
+            at: t(40),
+            operator: "ana".into(),
+            event: Event::Released {
+                workflow: "deploy".into(),
+                outcome: Outcome::Cancelled,
+                summary: "deploy cancelled during 20251105000000_add_qrcode_used_by_index".into(),
+                applied: vec!["20251029000000_add_stripe_webhook_event".into()],
+                not_applied: vec!["20251105000000_add_qrcode_used_by_index".into()],
             },
         },
     ];
@@ -573,12 +830,12 @@ async fn migrations_view(applied: usize) -> MigrationsView {
 }
 
 #[tokio::test]
-async fn the_rollback_screen_marks_migrations_and_confirms_exactly_what_it_reverts() {
+async fn the_rollback_screen_reverts_exactly_the_marked_migrations_through_the_workflow() {
     let mut a = app(true);
-    a.update(Msg::Migrations(Ok(Box::new(migrations_view(3).await))));
+    refreshed_with(&mut a, Facts::default(), Ok(Some(migrations_view(3).await)));
     a.update(key(KeyCode::Char('4')));
     assert_eq!(
-        a.revertible(),
+        revertible(&a),
         [
             "20251105000000_add_qrcode_used_by_index",
             "20251029000000_add_stripe_webhook_event",
@@ -589,37 +846,89 @@ async fn the_rollback_screen_marks_migrations_and_confirms_exactly_what_it_rever
     a.update(key(KeyCode::Char(' ')));
     a.update(key(KeyCode::Char('j')));
     a.update(key(KeyCode::Char(' ')));
-    a.update(key(KeyCode::Char('f')));
-    let modal = a.modal.clone().unwrap();
-    assert!(
-        modal.lines[0].contains(
-            "20251105000000_add_qrcode_used_by_index, 20251029000000_add_stripe_webhook_event"
-        ),
-        "{modal:?}"
-    );
-    assert_eq!(
-        modal.expect.as_deref(),
-        Some("app"),
-        "protected: the name is typed"
-    );
-    typed(&mut a, "app");
-    assert_eq!(
-        a.update(key(KeyCode::Enter)),
-        vec![Effect::Revert(vec![
+    let job = Job::Revert(RevertRequest {
+        names: vec![
             "20251105000000_add_qrcode_used_by_index".into(),
-            "20251029000000_add_stripe_webhook_event".into()
-        ])]
+            "20251029000000_add_stripe_webhook_event".into(),
+        ],
+        deploy: Some(DeployRequest::default()),
+    });
+    assert_eq!(
+        a.update(key(KeyCode::Char('f'))),
+        vec![Effect::Run {
+            origin: Origin::Rollback,
+            job: job.clone()
+        }]
     );
     // While it runs, other actions wait.
     assert!(a.update(key(KeyCode::Char('b'))).is_empty());
     assert!(a.flash.as_deref().unwrap().contains("is running"));
-    a.update(Msg::Rollback(super::app::RollbackEvent::Done {
-        what: "forward rollback of 20251105000000_add_qrcode_used_by_index".into(),
-        result: Ok("1 applied".into()),
-    }));
+    // The workflow refuses DANGEROUS findings nobody acknowledged: the console asks for the
+    // reason and sends it back; it never acknowledges on its own.
+    let finding = "migrations/20261201_rollback/migration.sql:3:1 ban-drop-column";
+    done(
+        &mut a,
+        Origin::Rollback,
+        job.clone(),
+        Err(
+            Error::guarded(Guard::Lint, "1 DANGEROUS finding not acknowledged", "").with(
+                Remedy::Acknowledge {
+                    findings: vec![finding.into()],
+                },
+            ),
+        ),
+    );
+    a.update(key(KeyCode::Char('a')));
+    typed(&mut a, "INC-9: the column was never read");
+    let effects = a.update(key(KeyCode::Enter));
+    let acknowledged = job.clone().acknowledged(vec![Allow::finding(
+        finding,
+        "INC-9: the column was never read",
+    )]);
+    assert_eq!(
+        effects,
+        vec![Effect::Run {
+            origin: Origin::Rollback,
+            job: acknowledged.clone()
+        }]
+    );
+    // Then it asks, showing the down.sql and what it cannot bring back.
+    done(
+        &mut a,
+        Origin::Rollback,
+        acknowledged.clone(),
+        Err(asks(
+            "Forward rollback of 20251105000000_add_qrcode_used_by_index, 20251029000000_add_stripe_webhook_event on app",
+            &[
+                "  | DROP INDEX \"QrCode_usedById_idx\";",
+                "It cannot bring back (a restore of a backup can):",
+                "  - the rows written to table \"StripeWebhookEvent\" since: this drops it",
+            ],
+            Some("app"),
+            &["20251105000000_add_qrcode_used_by_index"],
+        )),
+    );
+    insta::assert_snapshot!("rollback_confirm", render(&a, 110, 32));
+    typed(&mut a, "app");
+    a.update(key(KeyCode::Enter));
+    a.update(Msg::Started {
+        origin: Origin::Rollback,
+    });
+    done(
+        &mut a,
+        Origin::Rollback,
+        acknowledged,
+        Ok("20261201_rollback applied".into()),
+    );
     assert!(a.rollback.marked.is_empty());
     assert!(a.rollback.emergency[5].1.is_some(), "executed is ticked");
-    // No verified backup: restore says so; with one, it asks for a loss estimate first.
+    assert!(
+        a.journal
+            .iter()
+            .any(|e| matches!(&e.event, Event::StepTicked { step, .. } if step == "emergency_6")),
+        "and journaled, so a resume keeps it"
+    );
+    // No verified backup: restore says so.
     a.update(key(KeyCode::Char('b')));
     assert_eq!(
         a.flash.as_deref(),
@@ -635,21 +944,52 @@ async fn the_rollback_screen_marks_migrations_and_confirms_exactly_what_it_rever
 }
 
 #[test]
-fn a_restore_offer_names_the_loss_and_needs_the_name() {
+fn a_restore_refused_for_the_sessions_in_its_way_offers_to_terminate_them() {
     let mut a = app(false);
     a.update(key(KeyCode::Char('4')));
-    a.update(Msg::Rollback(super::app::RollbackEvent::RestoreOffer {
-        file: "app_staging_20261124_010000.dump".into(),
-        loss: "2h 5m of changes, about 1200 row(s) written since (pg_stat_user_tables)".into(),
-    }));
-    let modal = a.modal.clone().unwrap();
-    assert!(modal.lines[0].contains("about 1200 row(s)"), "{modal:?}");
-    assert_eq!(modal.expect.as_deref(), Some("app"));
-    typed(&mut a, "app");
-    assert_eq!(
-        a.update(key(KeyCode::Enter)),
-        vec![Effect::Restore("app_staging_20261124_010000.dump".into())]
+    let job = Job::Restore(crate::release::RestoreRequest {
+        backup: "app_staging_20261124_010000.dump".into(),
+        jobs: 1,
+        ..Default::default()
+    });
+    done(
+        &mut a,
+        Origin::Rollback,
+        job.clone(),
+        Err(Error::guarded(
+            Guard::Sessions,
+            "2 other session(s) are using app: 11 (web), 12 (worker)",
+            "stop the application first",
+        )
+        .with(Remedy::TerminateSessions)),
     );
+    assert!(a.rollback.log.iter().any(|l| l.contains("FAILED")));
+    a.update(key(KeyCode::Char('t')));
+    assert_eq!(
+        a.update(key(KeyCode::Char('y'))),
+        vec![Effect::Run {
+            origin: Origin::Rollback,
+            job: job.terminating_sessions()
+        }]
+    );
+}
+
+#[test]
+fn a_refusal_without_a_console_answer_shows_no_choices() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('4')));
+    done(
+        &mut a,
+        Origin::Rollback,
+        Job::Resolve(crate::release::ResolveRequest {
+            name: "m".into(),
+            how: crate::migrate::Resolution::RolledBack,
+            confirmation: None,
+        }),
+        Err(Error::new(ErrorKind::Refused, "m is not failed", "").with(Remedy::Status)),
+    );
+    assert!(a.modal.is_none());
+    assert!(a.flash.as_deref().unwrap().contains("m is not failed"));
 }
 
 #[test]

@@ -4,14 +4,15 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod release;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use pgdeck::config::{DbTarget, ProcessVars};
 use pgdeck::db::{self, quote_ident, sandbox::Sandbox};
+use pgdeck::target::{DbTarget, ProcessVars};
 
 enum Server {
     Sandbox(Sandbox),

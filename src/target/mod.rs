@@ -7,8 +7,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::secret::Secret;
+pub mod secret;
+
 use crate::error::{Error, Result};
+use secret::Secret;
 
 /// TLS policy, with libpq's names and meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -1,0 +1,469 @@
+//! Deploy with its guards: no unresolved failed migration; on a protected environment a
+//! verified backup of this database, taken on this server in this environment, younger than
+//! `backup_max_age`, whose file still matches its checksum, and every DANGEROUS finding
+//! acknowledged by a person with a reason; then the confirmation. Then the hooks around the
+//! engine, the notifications, and the journal of what was and was not applied.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm, reason};
+use crate::backup::{self, BackupEntry, GateChoice, Identity};
+use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
+use crate::events::with_events;
+use crate::journal::{self, Outcome};
+use crate::lint::plan::{Allow, Plan};
+use crate::migrate::deploy::AppliedMigration;
+use crate::migrate::{
+    self, DeployEvent, DeployOptions, MigrationState, MigrationsDir, StatusReport,
+};
+
+/// A deploy, with the operator's decisions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeployRequest {
+    pub confirmation: Option<Confirmation>,
+    /// DANGEROUS findings acknowledged by a person, each with the reason.
+    pub acknowledgements: Vec<Allow>,
+    /// Deploy to a protected environment without a recent verified backup, for this reason.
+    pub without_backup: Option<String>,
+    /// Let a backup of another environment, server or database satisfy the backup gate, for
+    /// this reason.
+    pub foreign_backup: Option<String>,
+    /// How long to wait for another deploy's migration lock (default: the environment's).
+    pub lock_wait: Option<Duration>,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeployReport {
+    pub applied: Vec<AppliedMigration>,
+    /// The verified backup the gate accepted, when it asked for one.
+    pub backup: Option<String>,
+}
+
+impl DeployReport {
+    /// The applied migrations' names, comma-separated.
+    pub fn applied_names(&self) -> String {
+        self.applied
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What the backup gate finds for an environment's database now.
+#[derive(Debug, Clone)]
+pub enum BackupGate {
+    /// The backup that satisfies it (its checksum is re-checked when a deploy starts).
+    Found(BackupEntry),
+    /// Only a backup of another environment, server or database would: it, and why it does not
+    /// count.
+    OnlyForeign { entry: BackupEntry, why: String },
+    /// Nothing would; why.
+    Missing(String),
+}
+
+/// The pre-deploy backup gate, read now: the newest present, verified backup of the
+/// environment's database taken in this environment on this server, younger than
+/// `backup_max_age`. The console shows it; deploy evaluates it again when it starts.
+pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
+    let session = crate::db::connect(&env.target.with_application_name("pgdeck")).await?;
+    let live = Identity::read(&session.client, &env.name).await?;
+    drop(session);
+    Ok(
+        match backup::gate_choice(&env.backup.dir, &live, env.backup.max_age, Utc::now())? {
+            GateChoice::Found(entry) => BackupGate::Found(entry),
+            GateChoice::OnlyForeign(entry, why) => BackupGate::OnlyForeign { entry, why },
+            GateChoice::None(why) => BackupGate::Missing(why),
+        },
+    )
+}
+
+/// Applies the pending migrations under every guard.
+pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> {
+    let env = &ctx.env;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (status, _) = migrate::status(&env.target, &dir).await?;
+    refuse_failed(&status)?;
+    let pending: Vec<String> = status
+        .pending_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if pending.is_empty() {
+        return Ok(DeployReport::default());
+    }
+    let gates = Gates::evaluate(ctx, &dir, &pending, req).await?;
+    let ask = Ask {
+        title: format!(
+            "Apply {} pending migration(s) to {}",
+            pending.len(),
+            env.target.dbname
+        ),
+        lines: deploy_lines(env, &pending),
+        expect: None,
+        scope: pending.clone(),
+    };
+    confirm(
+        ctx,
+        Needs::for_change(env, false),
+        ask,
+        req.confirmation.as_ref(),
+    )?;
+    gates.recheck(ctx).await?;
+    let notices = Notices {
+        started: format!(
+            "deploy started on {} ({}): {}",
+            env.name,
+            env.target.dbname,
+            pending.join(", ")
+        ),
+        finished: |report: &DeployReport, env: &Environment| {
+            format!(
+                "deploy finished on {}: {} migration(s) applied",
+                env.name,
+                report.applied.len()
+            )
+        },
+        failed: "deploy",
+    };
+    execute(
+        ctx,
+        Workflow::Deploy,
+        dir,
+        pending,
+        gates,
+        req.lock_wait,
+        notices,
+    )
+    .await
+}
+
+fn deploy_lines(env: &Environment, pending: &[String]) -> Vec<String> {
+    let mut lines = vec![format!("Applies to {}, in this order:", env.target)];
+    lines.extend(pending.iter().map(|n| format!("  {n}")));
+    lines.push(format!(
+        "Each in its own transaction with lock_timeout {}, retried {} time(s).",
+        humantime::format_duration(env.deploy.lock_timeout),
+        env.deploy.lock_retries
+    ));
+    lines
+}
+
+/// A failed migration blocks every deploy until it is resolved.
+pub(super) fn refuse_failed(status: &StatusReport) -> Result<()> {
+    for m in &status.migrations {
+        if let MigrationState::Failed { started_at, .. } = &m.state {
+            return Err(migrate::deploy::failed_blocks_deploy(&m.name, *started_at));
+        }
+    }
+    Ok(())
+}
+
+/// What the guards found: the backup to re-check when the work starts, and the overrides to
+/// journal when it does.
+#[derive(Debug, Default)]
+pub(super) struct Gates {
+    backup: Option<BackupEntry>,
+    overrides: Vec<(String, String)>,
+}
+
+impl Gates {
+    /// The backup and lint gates of a protected environment, for the migrations `pending` of
+    /// `dir` (which may hold a rollback migration not yet written to disk).
+    pub(super) async fn evaluate(
+        ctx: &Context,
+        dir: &MigrationsDir,
+        pending: &[String],
+        req: &DeployRequest,
+    ) -> Result<Gates> {
+        let env = &ctx.env;
+        let mut gates = Gates::default();
+        if !env.protected {
+            return Ok(gates);
+        }
+        let refused = |guard: Guard, why: String| {
+            Error::guarded(
+                guard,
+                format!(
+                    "deploy to protected environment '{}' refused: {why}",
+                    env.name
+                ),
+                format!(
+                    "a protected deploy needs a verified backup of this database, taken in this \
+                     environment on this server, younger than {}",
+                    humantime::format_duration(env.backup.max_age)
+                ),
+            )
+            .with(Remedy::TakeVerifiedBackup)
+        };
+        let without = reason(
+            req.without_backup.as_deref(),
+            "deploying without a recent verified backup",
+        )?;
+        let foreign = reason(
+            req.foreign_backup.as_deref(),
+            "accepting a backup of another origin",
+        )?;
+        match backup_gate(env).await? {
+            BackupGate::Found(entry) => {
+                ctx.emit(Event::Checked(format!("verified backup: {}", entry.file)));
+                gates.backup = Some(entry);
+            }
+            BackupGate::OnlyForeign { entry, why } => match (foreign, without) {
+                (Some(r), _) => {
+                    ctx.emit(Event::Checked(format!(
+                        "backup of another origin accepted: {}",
+                        entry.file
+                    )));
+                    gates.overrides.push((
+                        format!("deploy gate satisfied by {} although {why}", entry.file),
+                        r,
+                    ));
+                    gates.backup = Some(entry);
+                }
+                (None, Some(r)) => gates.overrides.push((
+                    format!("deploy without a recent verified backup ({why})"),
+                    r,
+                )),
+                (None, None) => {
+                    return Err(refused(Guard::BackupIdentity, why)
+                        .with(Remedy::AcceptForeignBackup)
+                        .with(Remedy::DeployWithoutBackup));
+                }
+            },
+            BackupGate::Missing(why) => match without {
+                Some(r) => gates.overrides.push((
+                    format!("deploy without a recent verified backup ({why})"),
+                    r,
+                )),
+                None => {
+                    return Err(refused(Guard::Backup, why).with(Remedy::DeployWithoutBackup));
+                }
+            },
+        }
+
+        for a in &req.acknowledgements {
+            reason(Some(&a.reason), &format!("acknowledging {}", a.rule))?;
+        }
+        let allows = req.acknowledgements.clone();
+        let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+        let plan = Plan::build(Some(&env.target), dir, &names, &env.lint, &allows, true).await;
+        let open = plan.unacknowledged_dangerous();
+        if !open.is_empty() {
+            return Err(Error::guarded(
+                Guard::Lint,
+                format!(
+                    "deploy to protected environment '{}' refused: {} DANGEROUS finding(s) not acknowledged: {}",
+                    env.name,
+                    open.len(),
+                    open.join(", ")
+                ),
+                "each needs a person's acknowledgement with a reason; the plan shows each with its \
+                 expand / contract alternative",
+            )
+            .with(Remedy::ReviewPlan)
+            .with(Remedy::Acknowledge { findings: open }));
+        }
+        let mut by_reason: Vec<(String, Vec<String>)> = Vec::new();
+        for a in &allows {
+            let what = a.at.clone().unwrap_or_else(|| format!("rule {}", a.rule));
+            match by_reason.iter_mut().find(|(r, _)| *r == a.reason) {
+                Some((_, list)) => list.push(what),
+                None => by_reason.push((a.reason.trim().to_owned(), vec![what])),
+            }
+        }
+        for (reason, list) in by_reason {
+            ctx.emit(Event::Checked(format!(
+                "acknowledged {}: {reason}",
+                list.join(", ")
+            )));
+            gates.overrides.push((
+                format!(
+                    "deploy with DANGEROUS findings acknowledged: {}",
+                    list.join(", ")
+                ),
+                reason,
+            ));
+        }
+        Ok(gates)
+    }
+
+    /// Verified once is not enough: when the work starts, the accepted backup's file must still
+    /// be the one that was verified.
+    pub(super) async fn recheck(&self, ctx: &Context) -> Result<()> {
+        let Some(entry) = &self.backup else {
+            return Ok(());
+        };
+        let path = ctx.env.backup.dir.join(&entry.file);
+        let checked = with_events(
+            |e| ctx.emit(Event::Backup(e)),
+            |tx| async move { backup::check_integrity(&path, entry, &tx).await },
+        )
+        .await;
+        match checked {
+            Ok(_) => {
+                ctx.emit(Event::Checked(format!(
+                    "{}: checksum and table of contents re-checked",
+                    entry.file
+                )));
+                Ok(())
+            }
+            Err(e) if e.kind == ErrorKind::Runtime => Err(e),
+            Err(e) => Err(Error::guarded(
+                Guard::BackupIntegrity,
+                format!(
+                    "deploy to protected environment '{}' refused: the verified backup no longer holds: {}",
+                    ctx.env.name, e.cause
+                ),
+                "a protected deploy needs a backup that can be restored",
+            )
+            .with(Remedy::TakeVerifiedBackup)
+            .with(Remedy::DeployWithoutBackup)),
+        }
+    }
+}
+
+/// The notifications around a deploy.
+pub(super) struct Notices {
+    pub started: String,
+    pub finished: fn(&DeployReport, &Environment) -> String,
+    /// "deploy" or "rollback": the FAILED notice names it.
+    pub failed: &'static str,
+}
+
+/// The work once every guard held: overrides journaled, `before_deploy`, the engine (exactly
+/// the confirmed `pending`), `after_deploy`, notifications, and the journal of what was and was
+/// not applied.
+pub(super) async fn execute(
+    ctx: &Context,
+    workflow: Workflow,
+    dir: MigrationsDir,
+    pending: Vec<String>,
+    gates: Gates,
+    lock_wait: Option<Duration>,
+    notices: Notices,
+) -> Result<DeployReport> {
+    let env = &ctx.env;
+    ctx.check_cancelled(workflow.name())?;
+    for (what, reason) in &gates.overrides {
+        ctx.record_override(what.clone(), reason);
+    }
+    ctx.emit(Event::Started {
+        workflow,
+        what: format!("{} migration(s): {}", pending.len(), pending.join(", ")),
+    });
+    if let Some(outcome) = super::hooks::if_configured(ctx, "before_deploy", &pending).await?
+        && !outcome.success()
+    {
+        let e = Error::runtime(
+            format!(
+                "hook before_deploy ended: {}; nothing was deployed",
+                outcome.describe()
+            ),
+            "its output is above and in the journal; fix it, or run it by hand",
+        );
+        record_release(ctx, workflow, Outcome::Failed, &e.cause, &[], &pending);
+        return Err(e);
+    }
+    ctx.notify(&notices.started).await;
+    let mut settings = env.deploy.clone();
+    if let Some(wait) = lock_wait {
+        settings.lock_wait = wait;
+    }
+    let opts = DeployOptions {
+        cancel: ctx.cancel.clone(),
+        expect_pending: Some(pending.clone()),
+        ..DeployOptions::new(settings)
+    };
+    let mut applied: Vec<String> = Vec::new();
+    let result = with_events(
+        |e: DeployEvent| {
+            if let DeployEvent::MigrationApplied { name, .. } = &e {
+                applied.push(name.clone());
+            }
+            ctx.emit(Event::Deploy(e));
+        },
+        |tx| {
+            let (target, dir, opts) = (&env.target, &dir, &opts);
+            async move { migrate::deploy(target, dir, opts, &tx).await }
+        },
+    )
+    .await;
+    let not_applied: Vec<String> = pending
+        .iter()
+        .filter(|n| !applied.contains(n))
+        .cloned()
+        .collect();
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            let how = if e.kind == ErrorKind::Cancelled {
+                Outcome::Cancelled
+            } else {
+                Outcome::Failed
+            };
+            let verb = if how == Outcome::Cancelled {
+                "CANCELLED"
+            } else {
+                "FAILED"
+            };
+            ctx.notify(&format!(
+                "{} {verb} on {}: {}",
+                notices.failed, env.name, e.cause
+            ))
+            .await;
+            record_release(ctx, workflow, how, &e.cause, &applied, &not_applied);
+            return Err(e);
+        }
+    };
+    let report = DeployReport {
+        applied: outcome.applied,
+        backup: gates.backup.map(|b| b.file),
+    };
+    ctx.notify(&(notices.finished)(&report, env)).await;
+    record_release(
+        ctx,
+        workflow,
+        Outcome::Ok,
+        &format!(
+            "{} migration(s) applied: {}",
+            report.applied.len(),
+            report.applied_names()
+        ),
+        &applied,
+        &[],
+    );
+    if let Some(outcome) = super::hooks::if_configured(ctx, "after_deploy", &applied).await?
+        && !outcome.success()
+    {
+        return Err(Error::runtime(
+            format!(
+                "the deploy succeeded, but hook after_deploy ended: {}",
+                outcome.describe()
+            ),
+            "its output is above and in the journal; fix it, or run it by hand",
+        ));
+    }
+    Ok(report)
+}
+
+pub(super) fn record_release(
+    ctx: &Context,
+    workflow: Workflow,
+    outcome: Outcome,
+    summary: &str,
+    applied: &[String],
+    not_applied: &[String],
+) {
+    ctx.record(journal::Event::Released {
+        workflow: workflow.name().to_owned(),
+        outcome,
+        summary: summary.to_owned(),
+        applied: applied.to_vec(),
+        not_applied: not_applied.to_vec(),
+    });
+}

@@ -1,0 +1,346 @@
+//! The release workflows both front ends run: deploy with its guards, hooks, notifications and
+//! journal; forward rollback; restore; hook runs; baseline capture; sample queries. Each is one
+//! async function taking a [`Context`] and a typed request carrying the operator's decisions, and
+//! returns a typed outcome or an error that names the guard that refused and what would satisfy
+//! it. Guards are evaluated inside the workflow when its work starts, never from what a screen
+//! showed earlier. Nothing here prints, draws or prompts.
+
+mod checks;
+mod deploy;
+mod hooks;
+mod restore;
+mod revert;
+mod sessions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::{BackupEvent, BackupSettings};
+use crate::checklist::ChecklistSettings;
+use crate::error::{Ask, Error, Guard, Remedy, Result};
+use crate::health::HealthSettings;
+use crate::hooks::{HookOutcome, HookSettings};
+use crate::journal::{self, Recorder};
+use crate::lint::LintSettings;
+use crate::migrate::{DeployEvent, DeploySettings};
+use crate::target::DbTarget;
+pub use checks::{BaselineCapture, capture_baseline, health, sample_queries};
+pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
+pub use hooks::{HookRequest, run_hook};
+pub use restore::{Maintenance, RestoreReport, RestoreRequest, newest_backup, restore};
+pub use revert::{ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert};
+pub use sessions::{SignalRequest, signal_backend};
+
+/// One environment, resolved and validated: everything a command needs to act on it.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub name: String,
+    pub protected: bool,
+    pub target: DbTarget,
+    pub migrations_dir: PathBuf,
+    pub deploy: DeploySettings,
+    pub lint: LintSettings,
+    pub backup: BackupSettings,
+    pub health: HealthSettings,
+    pub checklist: ChecklistSettings,
+    pub hooks: HookSettings,
+    /// The monitor never cancels or terminates sessions here.
+    pub read_only: bool,
+    /// The config file it came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Environment {
+    /// An environment with every setting at its default, for places that build one without a
+    /// config file (the demo, tests, benchmarks).
+    pub fn new(name: &str, target: DbTarget) -> Environment {
+        Environment {
+            name: name.to_owned(),
+            protected: false,
+            target,
+            migrations_dir: PathBuf::from("migrations"),
+            deploy: DeploySettings::default(),
+            lint: LintSettings::default(),
+            backup: BackupSettings::default(),
+            health: HealthSettings::default(),
+            checklist: ChecklistSettings::default(),
+            hooks: HookSettings::default(),
+            read_only: false,
+            source: None,
+        }
+    }
+}
+
+/// The release workflows, by name: what the journal and the events say ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workflow {
+    Deploy,
+    Revert,
+    Restore,
+    Resolve,
+    Reset,
+    Hook,
+    /// Cancel or terminate a backend.
+    Signal,
+}
+
+impl Workflow {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workflow::Deploy => "deploy",
+            Workflow::Revert => "forward rollback",
+            Workflow::Restore => "restore",
+            Workflow::Resolve => "resolve",
+            Workflow::Reset => "reset",
+            Workflow::Hook => "hook",
+            Workflow::Signal => "signal a backend",
+        }
+    }
+}
+
+/// What a running workflow reports, in order, for the CLI to print and the console to render.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A guard held: what it found.
+    Checked(String),
+    /// Every guard held; the work itself starts now.
+    Started {
+        workflow: Workflow,
+        what: String,
+    },
+    Deploy(DeployEvent),
+    Backup(BackupEvent),
+    HookStarted {
+        name: String,
+        command: String,
+    },
+    HookOutput {
+        name: String,
+        line: String,
+    },
+    HookFinished(HookOutcome),
+    /// Something the operator should read (a file written, a status after a restore).
+    Note(String),
+    /// Something went wrong that does not stop the work (a notification, the journal).
+    Warning(String),
+    /// An entry this workflow appended to the journal.
+    Journaled(journal::Entry),
+}
+
+/// What every workflow runs with.
+#[derive(Clone)]
+pub struct Context {
+    pub env: Environment,
+    /// Where it journals what it does: the console's session, or the command's own.
+    pub journal: Arc<dyn Recorder>,
+    pub events: UnboundedSender<Event>,
+    /// Stops the work; what is running on the server is cancelled there.
+    pub cancel: CancellationToken,
+}
+
+impl Context {
+    pub fn new(
+        env: Environment,
+        journal: Arc<dyn Recorder>,
+        events: UnboundedSender<Event>,
+        cancel: CancellationToken,
+    ) -> Context {
+        Context {
+            env,
+            journal,
+            events,
+            cancel,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        // Nobody listening is no reason to stop.
+        let _ = self.events.send(event);
+    }
+
+    fn note(&self, text: impl Into<String>) {
+        self.emit(Event::Note(text.into()));
+    }
+
+    fn warn(&self, text: impl Into<String>) {
+        self.emit(Event::Warning(text.into()));
+    }
+
+    /// Appends to the journal. A journal that cannot be written does not stop a release; the
+    /// operator is told.
+    fn record(&self, event: journal::Event) {
+        match self.journal.record(event) {
+            Ok(entry) => self.emit(Event::Journaled(entry)),
+            Err(e) => self.warn(format!("the journal was not written: {}", e.cause)),
+        }
+    }
+
+    fn record_override(&self, what: impl Into<String>, reason: &str) {
+        self.record(journal::Event::Override {
+            what: what.into(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Tells the team through the webhook, if one is configured; a failure is a warning, never
+    /// an error: the release goes on.
+    async fn notify(&self, text: &str) {
+        if let Err(e) = crate::hooks::notify(&self.env.hooks, text).await {
+            self.warn(e.cause);
+        }
+    }
+
+    /// Stops with a cancellation when the operator asked for one.
+    fn check_cancelled(&self, what: &str) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::cancelled(
+                format!("{what} cancelled before it started: nothing was done"),
+                "run it again when ready",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The operator's confirmation, as a request carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmation {
+    /// What they typed: the database name on a protected environment. None is a plain yes.
+    pub typed: Option<String>,
+    /// What they saw when they confirmed ([`Ask::scope`]); empty means whatever the work is
+    /// when it starts, as a script's `--yes` or `--confirm DBNAME` means.
+    pub scope: Vec<String>,
+}
+
+impl Confirmation {
+    pub fn yes() -> Confirmation {
+        Confirmation::default()
+    }
+
+    pub fn typed(text: &str) -> Confirmation {
+        Confirmation {
+            typed: Some(text.to_owned()),
+            scope: Vec::new(),
+        }
+    }
+
+    /// The answer to `ask`: bound to what it showed.
+    pub fn answering(ask: &Ask, typed: Option<String>) -> Confirmation {
+        Confirmation {
+            typed,
+            scope: ask.scope.clone(),
+        }
+    }
+}
+
+/// What a workflow needs before it changes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Nothing: a forward deploy on an unprotected environment just runs, as `prisma migrate
+    /// deploy` does.
+    Nothing,
+    /// A yes.
+    Yes,
+    /// The database name typed out: every change to a protected environment.
+    Name,
+}
+
+impl Needs {
+    /// Destructive work (restore, forward rollback, reset) asks everywhere; on a protected
+    /// environment everything that changes the database needs the name.
+    fn for_change(env: &Environment, destructive: bool) -> Needs {
+        match (env.protected, destructive) {
+            (true, _) => Needs::Name,
+            (false, true) => Needs::Yes,
+            (false, false) => Needs::Nothing,
+        }
+    }
+}
+
+/// Checks the confirmation a request carries against what the work is now. Without one, or
+/// with one that does not fit, it refuses and says what to confirm: the front end asks and
+/// tries again. A confirmation that fits is journaled.
+fn confirm(ctx: &Context, needs: Needs, ask: Ask, given: Option<&Confirmation>) -> Result<()> {
+    if needs == Needs::Nothing {
+        return Ok(());
+    }
+    let env = &ctx.env;
+    let db = env.target.dbname.clone();
+    let ask = Ask {
+        expect: (needs == Needs::Name).then(|| db.clone()),
+        ..ask
+    };
+    let refuse = |cause: String, hint: &str, ask: Ask| {
+        Error::guarded(Guard::Confirmation, cause, hint).with(Remedy::Confirm(ask))
+    };
+    let Some(given) = given else {
+        let cause = if needs == Needs::Name {
+            format!(
+                "environment '{}' is protected; about to {}",
+                env.name,
+                lowercase_first(&ask.title)
+            )
+        } else {
+            format!(
+                "about to {}, and it is not confirmed",
+                lowercase_first(&ask.title)
+            )
+        };
+        return Err(refuse(
+            cause,
+            "nothing was done; confirm it to go ahead",
+            ask,
+        ));
+    };
+    if needs == Needs::Name && given.typed.as_deref() != Some(db.as_str()) {
+        let cause = match &given.typed {
+            Some(t) => format!(
+                "the confirmation '{t}' does not match the database '{db}' of protected environment '{}'; nothing was done",
+                env.name
+            ),
+            None => format!(
+                "environment '{}' is protected: a yes is not enough, the database name must be typed; nothing was done",
+                env.name
+            ),
+        };
+        return Err(refuse(cause, "type the database name exactly", ask));
+    }
+    if !given.scope.is_empty() && given.scope != ask.scope {
+        return Err(refuse(
+            format!(
+                "what was confirmed changed: confirmed {}, now {}; nothing was done",
+                given.scope.join(", "),
+                ask.scope.join(", ")
+            ),
+            "look at what it would do now and confirm again",
+            ask,
+        ));
+    }
+    ctx.record(journal::Event::Confirmed { what: ask.title });
+    Ok(())
+}
+
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A reason an operator gave for `what`, trimmed. Given but empty is an input error: an
+/// override is never made without saying why.
+fn reason(given: Option<&str>, what: &str) -> Result<Option<String>> {
+    match given.map(str::trim) {
+        None => Ok(None),
+        Some("") => Err(Error::input(
+            format!("{what} needs a reason, and the one given is empty"),
+            "say why, e.g. \"INC-42: the only backup before the incident\": it goes in the journal",
+        )),
+        Some(r) => Ok(Some(r.to_owned())),
+    }
+}

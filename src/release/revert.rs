@@ -1,0 +1,327 @@
+//! Forward rollback (a migration written from `down.sql`, deployed under every guard of a
+//! deploy), and the ledger operations that change what deploy will do: resolve and reset.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::deploy::{
+    DeployReport, DeployRequest, Gates, Notices, execute, record_release, refuse_failed,
+};
+use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm};
+use crate::error::{Ask, Error, Guard, Remedy, Result};
+use crate::events::with_events;
+use crate::journal::Outcome;
+use crate::lint::facts::Change;
+use crate::migrate::revert::Rollback;
+use crate::migrate::{self, DeployOptions, MigrationsDir, Resolution};
+
+/// A forward rollback of applied migrations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RevertRequest {
+    /// The migrations to undo (folder names).
+    pub names: Vec<String>,
+    /// Deploy the rollback migration at once, under these decisions; None only writes it.
+    pub deploy: Option<DeployRequest>,
+}
+
+/// What a forward rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevertReport {
+    /// The rollback migration's folder.
+    pub folder: PathBuf,
+    pub name: String,
+    /// What it deployed, when it was asked to.
+    pub deployed: Option<DeployReport>,
+}
+
+/// Writes the forward rollback of `req.names` and, when asked, deploys it under the deploy's
+/// guards. Before anything is written it refuses what a deploy would refuse, and while other
+/// migrations are pending (the rollback's deploy would apply them too).
+pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> {
+    let env = &ctx.env;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (status, _) = migrate::status(&env.target, &dir).await?;
+    let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
+    let Some(deploy) = &req.deploy else {
+        let folder = rollback.write()?;
+        ctx.note(format!(
+            "wrote {} (its down.sql re-applies what it undoes)",
+            folder.display()
+        ));
+        return Ok(RevertReport {
+            folder,
+            name: rollback.name().to_owned(),
+            deployed: None,
+        });
+    };
+    refuse_failed(&status)?;
+    let others: Vec<String> = status
+        .pending_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if !others.is_empty() {
+        return Err(Error::guarded(
+            Guard::OtherPending,
+            format!(
+                "a forward rollback now would also apply {} pending migration(s): {}",
+                others.len(),
+                others.join(", ")
+            ),
+            "deploy or remove them first, so the rollback deploys nothing but itself",
+        )
+        .with(Remedy::Status));
+    }
+
+    // The guards see the rollback as the one pending migration it will be.
+    let mut planned = dir.clone();
+    planned.migrations.push(rollback.migration.clone());
+    planned.migrations.sort_by(|a, b| a.name.cmp(&b.name));
+    let pending = vec![rollback.name().to_owned()];
+    let gates = Gates::evaluate(ctx, &planned, &pending, deploy).await?;
+    confirm(
+        ctx,
+        Needs::for_change(env, true),
+        ask(env, &dir, &rollback, &req.names),
+        deploy.confirmation.as_ref(),
+    )?;
+    gates.recheck(ctx).await?;
+
+    // Written only now, and deployed exactly as confirmed.
+    let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
+    let folder = rollback.write()?;
+    ctx.note(format!(
+        "wrote {} (its down.sql re-applies what it undoes)",
+        folder.display()
+    ));
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let names = req.names.join(", ");
+    let notices = Notices {
+        started: format!("rollback started on {}: reverting {names}", env.name),
+        finished: |_, env: &Environment| format!("rollback finished on {}: reverted", env.name),
+        failed: "rollback",
+    };
+    let deployed = execute(
+        ctx,
+        Workflow::Revert,
+        dir,
+        vec![rollback.name().to_owned()],
+        gates,
+        deploy.lock_wait,
+        notices,
+    )
+    .await?;
+    Ok(RevertReport {
+        folder,
+        name: rollback.name().to_owned(),
+        deployed: Some(deployed),
+    })
+}
+
+/// The confirmation of a forward rollback: the SQL it runs, and what it cannot bring back.
+fn ask(env: &Environment, dir: &MigrationsDir, rollback: &Rollback, names: &[String]) -> Ask {
+    const SHOWN: usize = 14;
+    let undone: Vec<&str> = rollback.undoes.iter().map(|(n, _)| n.as_str()).collect();
+    let mut lines = vec![format!(
+        "Writes a migration from the down.sql of {} (newest first) and deploys it like any migration:",
+        undone.join(", "),
+    )];
+    let sql = rollback.migration.sql();
+    let body: Vec<&str> = sql
+        .lines()
+        .filter(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("-- Forward rollback written by")
+                && !l.starts_with("-- It undoes")
+        })
+        .collect();
+    lines.extend(body.iter().take(SHOWN).map(|l| format!("  | {l}")));
+    if body.len() > SHOWN {
+        lines.push(format!("  | … {} more line(s)", body.len() - SHOWN));
+    }
+    let mut lost = Vec::new();
+    for (name, original) in &rollback.undoes {
+        for change in crate::lint::data_losses(original) {
+            lost.push(match change {
+                Change::DropColumn { table, column } => format!(
+                    "the data of column {column} of {table}, dropped by {name}: the down.sql can only add it back empty"
+                ),
+                Change::DropTable { table } => format!(
+                    "the rows of table {table}, dropped by {name}: the down.sql can only create it empty"
+                ),
+                _ => continue,
+            });
+        }
+    }
+    for change in crate::lint::data_losses(sql) {
+        lost.push(match change {
+            Change::DropColumn { table, column } => {
+                format!("the data written to column {column} of {table} since: this drops it")
+            }
+            Change::DropTable { table } => {
+                format!("the rows written to table {table} since: this drops it")
+            }
+            _ => continue,
+        });
+    }
+    if lost.is_empty() {
+        lines.push("It drops no column or table of data.".into());
+    } else {
+        lines.push("It cannot bring back (a restore of a backup can):".into());
+        lines.extend(lost.into_iter().map(|l| format!("  - {l}")));
+    }
+    // Bound to what the down.sql files say now, not to the moment it is written.
+    let mut digest = Sha256::new();
+    for name in names {
+        if let Some(down) = dir.get(name).and_then(|m| m.down.as_deref()) {
+            digest.update(name.as_bytes());
+            digest.update(down.as_bytes());
+        }
+    }
+    let mut scope = names.to_vec();
+    scope.push(format!(
+        "down.sql sha256 {}",
+        &hex::encode(digest.finalize())[..16]
+    ));
+    Ask {
+        title: format!(
+            "Forward rollback of {} migration(s) on {}",
+            undone.len(),
+            env.target.dbname
+        ),
+        lines,
+        expect: None,
+        scope,
+    }
+}
+
+/// Prisma's `migrate resolve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolveRequest {
+    pub name: String,
+    pub how: Resolution,
+    pub confirmation: Option<Confirmation>,
+}
+
+/// Records a failed (or unrecorded) migration as applied or rolled back: nothing on an
+/// unprotected environment asks first, as with Prisma; a protected one needs the name typed.
+pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
+    let env = &ctx.env;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let title = match req.how {
+        Resolution::Applied => format!("Record {} as applied in {}", req.name, env.target.dbname),
+        Resolution::RolledBack => format!(
+            "Record {} as rolled back in {}",
+            req.name, env.target.dbname
+        ),
+    };
+    let lines = vec![match req.how {
+        Resolution::Applied => {
+            "Only when its changes are in the database: deploy then treats it as done.".into()
+        }
+        Resolution::RolledBack => {
+            "Only once its partial changes are undone (or were never made): deploy then runs it again."
+                .into()
+        }
+    }];
+    confirm(
+        ctx,
+        Needs::for_change(env, false),
+        Ask {
+            title: title.clone(),
+            lines,
+            expect: None,
+            scope: vec![req.name.clone()],
+        },
+        req.confirmation.as_ref(),
+    )?;
+    ctx.check_cancelled("resolve")?;
+    ctx.emit(Event::Started {
+        workflow: Workflow::Resolve,
+        what: title.clone(),
+    });
+    match migrate::resolve(&env.target, &dir, &req.name, req.how).await {
+        Ok(()) => {
+            record_release(ctx, Workflow::Resolve, Outcome::Ok, &title, &[], &[]);
+            Ok(())
+        }
+        Err(e) => {
+            record_release(ctx, Workflow::Resolve, Outcome::Failed, &e.cause, &[], &[]);
+            Err(e)
+        }
+    }
+}
+
+/// Drops and recreates the schema, then deploys everything. Never on a protected environment,
+/// whatever is confirmed.
+pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result<DeployReport> {
+    let env = &ctx.env;
+    if env.protected {
+        return Err(Error::guarded(
+            Guard::Protected,
+            "reset drops every object in the schema and is refused on a protected environment",
+            "reset a development or sandbox database instead",
+        )
+        .with(Remedy::OtherEnvironment));
+    }
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    confirm(
+        ctx,
+        Needs::Yes,
+        Ask {
+            title: format!(
+                "Drop every object in schema \"{}\" of {} and redeploy",
+                env.target.schema, env.target.dbname
+            ),
+            lines: vec![format!(
+                "Then applies all {} migration(s) of {}.",
+                dir.migrations.len(),
+                dir.path.display()
+            )],
+            expect: None,
+            scope: Vec::new(),
+        },
+        confirmation,
+    )?;
+    ctx.check_cancelled("reset")?;
+    ctx.emit(Event::Started {
+        workflow: Workflow::Reset,
+        what: format!("reset of schema \"{}\"", env.target.schema),
+    });
+    let opts = DeployOptions {
+        cancel: ctx.cancel.clone(),
+        ..DeployOptions::new(env.deploy.clone())
+    };
+    let result = with_events(
+        |e| ctx.emit(Event::Deploy(e)),
+        |tx| {
+            let (target, dir, opts) = (&env.target, &dir, &opts);
+            async move { migrate::reset(target, dir, opts, &tx).await }
+        },
+    )
+    .await;
+    match result {
+        Ok(outcome) => {
+            let applied: Vec<String> = outcome.applied.iter().map(|a| a.name.clone()).collect();
+            record_release(
+                ctx,
+                Workflow::Reset,
+                Outcome::Ok,
+                &format!("schema reset; {} migration(s) applied", applied.len()),
+                &applied,
+                &[],
+            );
+            Ok(DeployReport {
+                applied: outcome.applied,
+                backup: None,
+            })
+        }
+        Err(e) => {
+            record_release(ctx, Workflow::Reset, Outcome::Failed, &e.cause, &[], &[]);
+            Err(e)
+        }
+    }
+}

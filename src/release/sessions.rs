@@ -1,0 +1,112 @@
+//! Cancel or terminate a backend: confirmed with what the backend is doing now (not what a
+//! screen showed a while ago), refused in read-only mode, aimed by pid and backend_start so a
+//! reused pid is never hit, and journaled.
+
+use chrono::{DateTime, Utc};
+
+use super::deploy::record_release;
+use super::{Confirmation, Context, Needs, Workflow, confirm};
+use crate::error::{Ask, Error, Guard, Remedy, Result};
+use crate::journal::Outcome;
+use crate::monitor::{self, Signal};
+
+/// A signal to a backend, with the operator's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRequest {
+    pub pid: i32,
+    /// The start of the backend the operator chose.
+    pub backend_start: DateTime<Utc>,
+    pub signal: Signal,
+    pub confirmation: Option<Confirmation>,
+    /// The monitor's read-only mode, on top of the environment's.
+    pub read_only: bool,
+}
+
+/// Sends the signal once confirmed.
+pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
+    let env = &ctx.env;
+    let (verb, title) = match req.signal {
+        Signal::Cancel => ("cancel", "Cancel the query of backend"),
+        Signal::Terminate => ("terminate", "Terminate backend"),
+    };
+    if req.read_only || env.read_only {
+        return Err(Error::guarded(
+            Guard::ReadOnly,
+            format!("read-only mode: pgdeck will not {verb} backend {}", req.pid),
+            "act on sessions where the monitor is not read-only",
+        )
+        .with(Remedy::LeaveReadOnly));
+    }
+    let Some(b) = monitor::backend(&env.target, req.pid).await? else {
+        return Err(Error::refused(
+            format!("backend {} no longer exists", req.pid),
+            "nothing to do; refresh the monitor",
+        ));
+    };
+    let seconds = |s: Option<f64>| s.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "-".into());
+    let mut lines = vec![
+        format!(
+            "pid {}  user {}  application {}",
+            b.pid,
+            if b.user.is_empty() { "-" } else { &b.user },
+            if b.application.is_empty() {
+                "-"
+            } else {
+                &b.application
+            }
+        ),
+        format!(
+            "now: {}{}, query running {}, transaction open {}",
+            if b.state.is_empty() { "?" } else { &b.state },
+            b.wait_event
+                .as_deref()
+                .map(|w| format!(" (waiting on {w})"))
+                .unwrap_or_default(),
+            seconds(b.query_seconds),
+            seconds(b.transaction_seconds)
+        ),
+        format!("query: {}", b.query.chars().take(200).collect::<String>()),
+    ];
+    if req.signal == Signal::Cancel && b.state.starts_with("idle") {
+        lines.push(
+            "It runs no query now: a cancel changes nothing. Terminating it ends its transaction."
+                .into(),
+        );
+    }
+    if req.signal == Signal::Terminate && b.transaction_seconds.is_some() {
+        lines.push("Its open transaction rolls back.".into());
+    }
+    confirm(
+        ctx,
+        Needs::Yes,
+        Ask {
+            title: format!("{title} {}", req.pid),
+            lines,
+            expect: None,
+            scope: vec![req.pid.to_string(), req.backend_start.to_rfc3339()],
+        },
+        req.confirmation.as_ref(),
+    )?;
+    let what = format!(
+        "{verb} backend {} ({}, {}): {}",
+        req.pid,
+        b.user,
+        b.application,
+        b.query.chars().take(120).collect::<String>()
+    );
+    let workflow = Workflow::Signal;
+    ctx.emit(super::Event::Started {
+        workflow,
+        what: what.clone(),
+    });
+    match monitor::signal_backend(&env.target, req.pid, req.backend_start, req.signal).await {
+        Ok(()) => {
+            record_release(ctx, workflow, Outcome::Ok, &what, &[], &[]);
+            Ok(())
+        }
+        Err(e) => {
+            record_release(ctx, workflow, Outcome::Failed, &e.cause, &[], &[]);
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! The producers. Every effect the loop starts becomes a tokio task that runs a release workflow
+//! (or a read of a room) and only sends small typed messages back. Jobs are cancellable: the
+//! token reaches the workflow, which cancels what runs on the server. Refreshes are single
+//! flight: one running, one pending, and each result carries its generation so an older one
+//! never overwrites a newer one. Nothing here touches the terminal, runs SQL or starts a
+//! process itself.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::app::{Effect, Msg};
+use crate::backup::{self, BackupEntry, BackupEvent, BackupFormat, CreateOptions};
+use crate::checklist::{Facts, Operation};
+use crate::error::{Error, Result};
+use crate::events::with_events;
+use crate::health::{Baseline, Level};
+use crate::journal::Recorder;
+use crate::lint::plan::{Allow, Plan};
+use crate::migrate::{self, DeployEvent, MigrationsDir, StatusReport, Verdict};
+use crate::monitor::MonitorSettings;
+use crate::monitor::watch::Watch;
+use crate::release::{
+    self, BackupGate, Confirmation, DeployRequest, Environment, HookRequest, ResolveRequest,
+    RestoreRequest, RevertRequest, SignalRequest,
+};
+use crate::units::human_bytes;
+
+/// Where a job was started, and so where its progress and its end are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A checklist step.
+    Step(usize),
+    /// An action of the Rollback screen.
+    Rollback,
+    /// Cancel / terminate on the Monitor screen.
+    Monitor,
+    /// The Journal screen's report.
+    Journal,
+}
+
+/// What a job does: a checklist operation, or a release workflow with its request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    Backup,
+    VerifyBackup,
+    Plan,
+    RollbackPlan,
+    CaptureBaseline,
+    Deploy(DeployRequest),
+    Status,
+    Health,
+    SampleQueries,
+    BackupRetained,
+    WriteReport,
+    Hook(HookRequest),
+    Revert(RevertRequest),
+    Restore(RestoreRequest),
+    Resolve(ResolveRequest),
+    Signal(SignalRequest),
+}
+
+/// An override a refusal can be answered with, a reason given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override {
+    /// Deploy without a recent verified backup.
+    WithoutBackup,
+    /// Use a backup of another environment, server or database.
+    ForeignBackup,
+    /// Restore a backup that was never verified.
+    Unverified,
+}
+
+impl Job {
+    /// The job a checklist operation runs.
+    pub fn of(operation: Operation) -> Job {
+        match operation {
+            Operation::Backup => Job::Backup,
+            Operation::VerifyBackup => Job::VerifyBackup,
+            Operation::Plan => Job::Plan,
+            Operation::RollbackPlan => Job::RollbackPlan,
+            Operation::CaptureBaseline => Job::CaptureBaseline,
+            Operation::Deploy => Job::Deploy(DeployRequest::default()),
+            Operation::Status => Job::Status,
+            Operation::Health => Job::Health,
+            Operation::SampleQueries => Job::SampleQueries,
+            Operation::BackupRetained => Job::BackupRetained,
+            Operation::WriteReport => Job::WriteReport,
+            Operation::Hook(step) => Job::Hook(HookRequest {
+                name: step.hook_name().to_owned(),
+                ..HookRequest::default()
+            }),
+        }
+    }
+
+    /// What it is, for the log and the journal.
+    pub fn title(&self) -> String {
+        match self {
+            Job::Backup => "backup".into(),
+            Job::VerifyBackup => "backup verification".into(),
+            Job::Plan => "lint and plan".into(),
+            Job::RollbackPlan => "rollback plan".into(),
+            Job::CaptureBaseline => "baseline".into(),
+            Job::Deploy(_) => "deploy".into(),
+            Job::Status => "status".into(),
+            Job::Health => "health checks".into(),
+            Job::SampleQueries => "sample queries".into(),
+            Job::BackupRetained => "backup retained".into(),
+            Job::WriteReport => "report".into(),
+            Job::Hook(r) => format!("hook {}", r.name),
+            Job::Revert(r) => format!("forward rollback of {}", r.names.join(", ")),
+            Job::Restore(r) => format!("restore of {}", r.backup),
+            Job::Resolve(r) => format!("resolve {}", r.name),
+            Job::Signal(r) => format!("{:?} backend {}", r.signal, r.pid).to_lowercase(),
+        }
+    }
+
+    fn deploy_request(&mut self) -> Option<&mut DeployRequest> {
+        match self {
+            Job::Deploy(r) => Some(r),
+            Job::Revert(r) => r.deploy.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The same job, confirmed.
+    pub fn confirmed(mut self, c: Confirmation) -> Job {
+        match &mut self {
+            Job::Hook(r) => r.confirmation = Some(c),
+            Job::Restore(r) => r.confirmation = Some(c),
+            Job::Resolve(r) => r.confirmation = Some(c),
+            Job::Signal(r) => r.confirmation = Some(c),
+            other => {
+                if let Some(d) = other.deploy_request() {
+                    d.confirmation = Some(c);
+                }
+            }
+        }
+        self
+    }
+
+    /// The same job with an override and its reason.
+    pub fn overridden(mut self, o: Override, reason: String) -> Job {
+        match (&mut self, o) {
+            (Job::Restore(r), Override::ForeignBackup) => r.foreign_backup = Some(reason),
+            (Job::Restore(r), Override::Unverified) => r.unverified = Some(reason),
+            (other, o) => {
+                if let Some(d) = other.deploy_request() {
+                    match o {
+                        Override::WithoutBackup => d.without_backup = Some(reason),
+                        Override::ForeignBackup => d.foreign_backup = Some(reason),
+                        Override::Unverified => {}
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    /// The same job with these findings acknowledged.
+    pub fn acknowledged(mut self, allows: Vec<Allow>) -> Job {
+        if let Some(d) = self.deploy_request() {
+            d.acknowledgements.extend(allows);
+        }
+        self
+    }
+
+    /// The same restore, terminating the other sessions first.
+    pub fn terminating_sessions(mut self) -> Job {
+        if let Job::Restore(r) = &mut self {
+            r.terminate_sessions = true;
+        }
+        self
+    }
+}
+
+/// The migrations screen's data, loaded off the loop.
+#[derive(Debug, Clone)]
+pub struct MigrationsView {
+    pub dir: MigrationsDir,
+    pub status: StatusReport,
+    pub plan: Plan,
+}
+
+/// One refresh of what the gates and the screens show.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub generation: u64,
+    pub migrations: Result<Box<MigrationsView>, String>,
+    pub facts: Facts,
+    /// The newest verified backup of this environment's database, for the Rollback screen.
+    pub backup: Option<Box<BackupEntry>>,
+}
+
+/// What the tasks share.
+#[derive(Clone)]
+pub struct Runner {
+    pub env: Environment,
+    pub journal: Arc<dyn Recorder>,
+    pub tx: UnboundedSender<Msg>,
+    /// Where this session's baseline and report go (beside its journal).
+    pub session_file: PathBuf,
+    pub interval: watch::Sender<Duration>,
+    /// Cancelled when the console closes: every job stops.
+    pub root: CancellationToken,
+}
+
+impl Runner {
+    pub fn baseline_path(&self) -> PathBuf {
+        self.session_file.with_extension("baseline.json")
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.session_file.with_extension("md")
+    }
+}
+
+/// The running jobs and the refresh in flight.
+pub struct Jobs {
+    runner: Runner,
+    running: HashMap<Origin, (CancellationToken, JoinHandle<()>)>,
+    refresh_running: bool,
+    refresh_pending: bool,
+    generation: u64,
+}
+
+impl Jobs {
+    pub fn new(runner: Runner) -> Jobs {
+        Jobs {
+            runner,
+            running: HashMap::new(),
+            refresh_running: false,
+            refresh_pending: false,
+            generation: 0,
+        }
+    }
+
+    /// Starts what an effect asks for. `Quit` is the loop's own business.
+    pub fn apply(&mut self, effect: Effect) {
+        self.running.retain(|_, (_, h)| !h.is_finished());
+        match effect {
+            Effect::Run { origin, job } => {
+                if self.running.contains_key(&origin) {
+                    let _ = self.runner.tx.send(Msg::Done {
+                        origin,
+                        job: Box::new(job),
+                        result: Err(Error::refused(
+                            "another job is still running there",
+                            "wait for it, or cancel it (x)",
+                        )),
+                    });
+                    return;
+                }
+                let token = self.runner.root.child_token();
+                let handle = spawn_job(self.runner.clone(), origin, job, token.clone());
+                self.running.insert(origin, (token, handle));
+            }
+            Effect::Cancel(origin) => {
+                if let Some((token, _)) = self.running.get(&origin) {
+                    token.cancel();
+                }
+            }
+            Effect::Refresh => {
+                if self.refresh_running {
+                    self.refresh_pending = true;
+                } else {
+                    self.start_refresh();
+                }
+            }
+            Effect::SetInterval(d) => {
+                let _ = self.runner.interval.send(d);
+            }
+            Effect::Quit => {}
+        }
+    }
+
+    /// A refresh ended: the pending one, if any, starts now.
+    pub fn refreshed(&mut self) {
+        self.refresh_running = false;
+        if std::mem::take(&mut self.refresh_pending) {
+            self.start_refresh();
+        }
+    }
+
+    /// Whether a job runs at `origin`.
+    pub fn is_running(&self, origin: Origin) -> bool {
+        self.running
+            .get(&origin)
+            .is_some_and(|(_, h)| !h.is_finished())
+    }
+
+    /// Cancels every job and waits, at most `grace`, for them to stop: a deploy's statement is
+    /// cancelled on the server and rolled back before the console goes.
+    pub async fn shutdown(self, grace: Duration) {
+        self.runner.root.cancel();
+        let handles: Vec<JoinHandle<()>> = self.running.into_values().map(|(_, h)| h).collect();
+        let _ = tokio::time::timeout(grace, futures_util::future::join_all(handles)).await;
+    }
+
+    fn start_refresh(&mut self) {
+        self.refresh_running = true;
+        self.generation += 1;
+        let generation = self.generation;
+        let runner = self.runner.clone();
+        tokio::spawn(async move {
+            let refreshed = refresh(&runner.env, generation).await;
+            let _ = runner.tx.send(Msg::Refreshed(Box::new(refreshed)));
+        });
+    }
+}
+
+fn spawn_job(runner: Runner, origin: Origin, job: Job, token: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (etx, mut erx) = unbounded_channel::<release::Event>();
+        let forward = {
+            let tx = runner.tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = erx.recv().await {
+                    for msg in messages(origin, event) {
+                        let _ = tx.send(msg);
+                    }
+                }
+            })
+        };
+        let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
+        let result = run(&ctx, &runner, origin, &job).await;
+        // Every event it sent is shown before its end.
+        drop(ctx);
+        let _ = forward.await;
+        let _ = runner.tx.send(Msg::Done {
+            origin,
+            job: Box::new(job),
+            result,
+        });
+    })
+}
+
+/// The loop's messages for one event of a workflow.
+fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
+    use release::Event as E;
+    let progress = |detail: String, fraction: Option<f64>| Msg::Progress {
+        origin,
+        detail,
+        fraction,
+    };
+    let line = |line: String| Msg::Line { origin, line };
+    match event {
+        E::Started { .. } => vec![Msg::Started { origin }],
+        E::Checked(what) | E::Note(what) => vec![line(what)],
+        E::Warning(what) => vec![line(format!("warning: {what}"))],
+        E::HookStarted { name, command } => vec![
+            progress(format!("hook {name}"), None),
+            line(format!("hook {name}: {command}")),
+        ],
+        E::HookOutput { line: l, .. } => vec![line(format!("  | {l}"))],
+        E::HookFinished(o) => vec![line(format!(
+            "hook {}: {} in {:.1}s",
+            o.name,
+            o.describe(),
+            o.duration_ms as f64 / 1000.0
+        ))],
+        E::Journaled(entry) => vec![Msg::Journaled(Box::new(entry))],
+        E::Backup(e) => match e {
+            BackupEvent::Progress {
+                bytes_written,
+                tables_done,
+                tables_total,
+                fraction,
+                ..
+            } => vec![progress(
+                format!(
+                    "{} written, {tables_done}/{tables_total} tables",
+                    human_bytes(bytes_written as i64)
+                ),
+                Some(fraction),
+            )],
+            BackupEvent::Step { what } => vec![progress(what.clone(), None), line(what)],
+            BackupEvent::Started { file, .. } => {
+                vec![progress(format!("pg_dump into {file}"), Some(0.0))]
+            }
+            BackupEvent::Finished { elapsed_ms, .. } => vec![line(format!(
+                "finished in {:.1}s",
+                elapsed_ms as f64 / 1000.0
+            ))],
+        },
+        E::Deploy(e) => match e {
+            DeployEvent::MigrationStarted {
+                name, index, total, ..
+            } => vec![progress(
+                format!("[{index}/{total}] {name}"),
+                Some((index - 1) as f64 / total.max(1) as f64),
+            )],
+            DeployEvent::StatementStarted {
+                name,
+                index,
+                total,
+                preview,
+                ..
+            } => vec![progress(
+                format!("{name} statement {index}/{total}: {preview}"),
+                None,
+            )],
+            DeployEvent::WaitingForLock { holder } => {
+                let text = format!(
+                    "waiting for the migration lock{}",
+                    holder.map(|h| format!(" held by {h}")).unwrap_or_default()
+                );
+                vec![progress(text.clone(), None), line(text)]
+            }
+            DeployEvent::LockTimeout {
+                name,
+                attempt,
+                attempts,
+                retry_in_ms,
+            } => {
+                let text =
+                    format!("{name}: lock_timeout, retry {attempt}/{attempts} in {retry_in_ms} ms");
+                vec![progress(text.clone(), None), line(text)]
+            }
+            DeployEvent::MigrationApplied { name, duration_ms } => {
+                vec![line(format!("applied {name} in {duration_ms} ms"))]
+            }
+            DeployEvent::MigrationFailed { name, error } => {
+                vec![line(format!("{name} FAILED: {error}"))]
+            }
+            DeployEvent::EditedAfterApply { name } => vec![line(format!(
+                "warning: {name} was edited after it was applied"
+            ))],
+            DeployEvent::LockAcquired { .. }
+            | DeployEvent::LedgerCreated
+            | DeployEvent::Pending { .. } => Vec::new(),
+        },
+    }
+}
+
+/// The monitor: one Watch, sampled at the chosen interval, until the console closes.
+pub fn monitor(runner: &Runner) {
+    let runner = runner.clone();
+    let mut interval = runner.interval.subscribe();
+    tokio::spawn(async move {
+        let mut watcher = Watch::new(&runner.env.target, MonitorSettings::default());
+        loop {
+            let update = tokio::select! {
+                u = watcher.tick() => u,
+                () = runner.root.cancelled() => return,
+            };
+            if runner.tx.send(Msg::Monitor(Box::new(update))).is_err() {
+                return;
+            }
+            let every = *interval.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(watcher.next_delay(every)) => {}
+                _ = interval.changed() => {}
+                () = runner.root.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// What the gates and the screens show, read now.
+async fn refresh(env: &Environment, generation: u64) -> Refreshed {
+    let view = load_view(env).await;
+    let unacknowledged = match &view {
+        Ok(v) => v.plan.unacknowledged_dangerous(),
+        Err(_) => Vec::new(),
+    };
+    let verified_backup = match release::backup_gate(env).await {
+        Ok(BackupGate::Found(entry)) => Ok(entry.file),
+        Ok(BackupGate::OnlyForeign { why, .. }) => Err(why),
+        Ok(BackupGate::Missing(why)) => Err(why),
+        Err(e) => Err(e.cause),
+    };
+    Refreshed {
+        generation,
+        migrations: view.map(Box::new).map_err(|e| e.cause),
+        facts: Facts {
+            protected: env.protected,
+            verified_backup,
+            unacknowledged,
+        },
+        backup: release::newest_backup(env, true)
+            .ok()
+            .flatten()
+            .map(Box::new),
+    }
+}
+
+async fn load_view(env: &Environment) -> Result<MigrationsView> {
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (status, _) = migrate::status(&env.target, &dir).await?;
+    let pending: Vec<String> = status
+        .pending_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let names: Vec<&str> = pending.iter().map(String::as_str).collect();
+    let plan = Plan::build(
+        Some(&env.target),
+        &dir,
+        &names,
+        &env.lint,
+        &[],
+        env.protected,
+    )
+    .await;
+    Ok(MigrationsView { dir, status, plan })
+}
+
+/// Runs one job; its summary, or why it did not run or failed.
+async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job) -> Result<String> {
+    let started = || {
+        let _ = runner.tx.send(Msg::Started { origin });
+    };
+    // Reads and the room operations have no guards: they start at once, and a cancellation
+    // drops them (a backup's partial file is removed, its pg_dump killed).
+    let stoppable = |work| stop_on(work, &ctx.cancel);
+    match job {
+        Job::Deploy(req) => {
+            let report = release::deploy(ctx, req).await?;
+            Ok(match report.applied.len() {
+                0 => "nothing to deploy".into(),
+                n => {
+                    let each: Vec<String> = report
+                        .applied
+                        .iter()
+                        .map(|a| format!("{} ({} ms)", a.name, a.duration_ms))
+                        .collect();
+                    format!("{n} applied: {}", each.join(", "))
+                }
+            })
+        }
+        Job::Revert(req) => {
+            let report = release::revert(ctx, req).await?;
+            Ok(format!(
+                "{} applied; {} undone",
+                report.name,
+                req.names.join(", ")
+            ))
+        }
+        Job::Restore(req) => {
+            let report = release::restore(ctx, req).await?;
+            let failed = report.checks.iter().filter(|c| !c.ok).count();
+            let mut summary = format!(
+                "{} restored; {} check(s), {failed} failed",
+                report.backup.file,
+                report.checks.len()
+            );
+            if !report.pending_again.is_empty() {
+                summary.push_str(&format!(
+                    "; PENDING AGAIN: {} (the next deploy applies them again)",
+                    report.pending_again.join(", ")
+                ));
+            }
+            Ok(summary)
+        }
+        Job::Resolve(req) => {
+            release::resolve(ctx, req).await?;
+            Ok(match req.how {
+                migrate::Resolution::Applied => format!("{} recorded as applied", req.name),
+                migrate::Resolution::RolledBack => {
+                    format!("{} recorded as rolled back; deploy runs it again", req.name)
+                }
+            })
+        }
+        Job::Signal(req) => {
+            release::signal_backend(ctx, req).await?;
+            Ok(format!("{:?} sent to backend {}", req.signal, req.pid))
+        }
+        Job::Hook(req) => {
+            let outcome = release::run_hook(ctx, req).await?;
+            if outcome.success() {
+                Ok(format!(
+                    "hook {}: exit 0 in {:.1}s",
+                    req.name,
+                    outcome.duration_ms as f64 / 1000.0
+                ))
+            } else {
+                Err(Error::runtime(
+                    format!("hook {} ended: {}", req.name, outcome.describe()),
+                    "its output is in the log and the journal",
+                ))
+            }
+        }
+        Job::CaptureBaseline => {
+            started();
+            let capture = release::capture_baseline(ctx, None, &runner.baseline_path()).await?;
+            let verdict = capture.report.verdict;
+            let _ = runner.tx.send(Msg::Health(Box::new(capture.report)));
+            capture
+                .saved
+                .map(|_| format!("baseline saved ({})", verdict.label()))
+        }
+        Job::Health => {
+            started();
+            let baseline = Baseline::load(&runner.baseline_path()).ok();
+            let report = release::health(ctx, None, baseline.as_ref()).await?;
+            let verdict = report.verdict;
+            let worst: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.level == verdict && verdict != Level::Ok)
+                .map(|c| format!("{} {}", c.name, c.value))
+                .collect();
+            let _ = runner.tx.send(Msg::Health(Box::new(report)));
+            match verdict {
+                Level::Alert => Err(Error::runtime(
+                    format!("health ALERT: {}", worst.join("; ")),
+                    "see the Monitor screen; the Rollback screen has the options",
+                )),
+                Level::Warn => Ok(format!("health WARN: {}", worst.join("; "))),
+                Level::Ok => Ok("health ok".into()),
+            }
+        }
+        Job::SampleQueries => {
+            started();
+            let checks = release::sample_queries(ctx).await?;
+            if checks.is_empty() {
+                return Ok("no sample queries configured (restore_checks)".into());
+            }
+            let text: Vec<String> = checks
+                .iter()
+                .map(|c| format!("{} = {}", c.check, c.result))
+                .collect();
+            if checks.iter().any(|c| !c.ok) {
+                Err(Error::runtime(
+                    format!("a sample query failed: {}", text.join("; ")),
+                    "see the Monitor screen and the server log",
+                ))
+            } else {
+                Ok(text.join("; "))
+            }
+        }
+        other => {
+            started();
+            stoppable(Box::pin(read(ctx, runner, other))).await
+        }
+    }
+}
+
+async fn stop_on(
+    work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + Send + '_>>,
+    cancel: &CancellationToken,
+) -> Result<String> {
+    tokio::select! {
+        r = work => r,
+        () = cancel.cancelled() => Err(Error::cancelled("cancelled by the operator", "")),
+    }
+}
+
+/// The checklist's operations that only read, or that a room does on its own.
+async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<String> {
+    let env = &ctx.env;
+    match job {
+        Job::Backup => {
+            let opts = CreateOptions {
+                dir: env.backup.dir.clone(),
+                environment: env.name.clone(),
+                count_rows: true,
+                format: BackupFormat::Custom,
+                jobs: 1,
+            };
+            let entry = with_events(
+                |e| ctx.events.send(release::Event::Backup(e)).unwrap_or(()),
+                |tx| {
+                    let (target, opts) = (&env.target, &opts);
+                    async move { backup::create(target, opts, &tx).await }
+                },
+            )
+            .await?;
+            Ok(format!(
+                "{} ({})",
+                entry.file,
+                human_bytes(entry.size_bytes as i64)
+            ))
+        }
+        Job::VerifyBackup | Job::BackupRetained => {
+            let newest = release::newest_backup(env, false)?.ok_or_else(|| {
+                Error::input(
+                    format!(
+                        "no backup of {} from environment '{}' in {}",
+                        env.target.dbname,
+                        env.name,
+                        env.backup.dir.display()
+                    ),
+                    "run the backup step first",
+                )
+            })?;
+            if *job == Job::BackupRetained {
+                return if newest.is_verified() {
+                    Ok(format!(
+                        "{} kept, verified {}",
+                        newest.file,
+                        newest
+                            .verification
+                            .as_ref()
+                            .map(|v| v.at.format("%Y-%m-%d %H:%M UTC").to_string())
+                            .unwrap_or_default()
+                    ))
+                } else {
+                    Err(Error::runtime(
+                        format!("{} is not verified", newest.file),
+                        "verify it before the session ends",
+                    ))
+                };
+            }
+            let path = env.backup.dir.join(&newest.file);
+            let entry = with_events(
+                |e| ctx.events.send(release::Event::Backup(e)).unwrap_or(()),
+                |tx| {
+                    let (target, path) = (&env.target, &path);
+                    async move { backup::verify(target, path, false, &tx).await }
+                },
+            )
+            .await?;
+            Ok(format!(
+                "{}: {}",
+                entry.file,
+                entry.verification.map(|v| v.details).unwrap_or_default()
+            ))
+        }
+        Job::Plan => {
+            let view = load_view(env).await?;
+            let verdict = view.plan.verdict();
+            let open = view.plan.unacknowledged_dangerous();
+            let findings: usize = view
+                .plan
+                .migrations
+                .iter()
+                .map(|m| m.lint.findings.len())
+                .sum();
+            Ok(format!(
+                "{} pending, {findings} finding(s), verdict {verdict:?}{}",
+                view.plan.migrations.len(),
+                if open.is_empty() {
+                    String::new()
+                } else {
+                    format!("; DANGEROUS to acknowledge: {}", open.join(", "))
+                }
+            ))
+        }
+        Job::RollbackPlan => {
+            let dir = MigrationsDir::load(&env.migrations_dir)?;
+            let (status, _) = migrate::status(&env.target, &dir).await?;
+            let pending = status.pending_names();
+            let missing: Vec<&str> = pending
+                .iter()
+                .copied()
+                .filter(|n| dir.get(n).is_none_or(|m| m.down.is_none()))
+                .collect();
+            if missing.is_empty() {
+                Ok(format!(
+                    "{} pending migration(s), each with a down.sql",
+                    pending.len()
+                ))
+            } else {
+                Err(Error::input(
+                    format!("no down.sql for: {}", missing.join(", ")),
+                    "write one, or tick this step with where the rollback plan is",
+                ))
+            }
+        }
+        Job::Status => {
+            let dir = MigrationsDir::load(&env.migrations_dir)?;
+            let (status, version) = migrate::status(&env.target, &dir).await?;
+            match status.verdict() {
+                Verdict::UpToDate => Ok(format!(
+                    "{} migrations applied, none pending (PostgreSQL {version})",
+                    status.migrations.len()
+                )),
+                v => Err(Error::runtime(
+                    format!("status is {v:?}"),
+                    "see the Migrations screen",
+                )),
+            }
+        }
+        Job::WriteReport => {
+            let target = runner.report_path();
+            crate::journal::write_report(&runner.session_file, &target)?;
+            Ok(format!("written to {}", target.display()))
+        }
+        other => Err(Error::runtime(
+            format!("{} is not a read", other.title()),
+            "report this as a bug",
+        )),
+    }
+}

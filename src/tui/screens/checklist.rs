@@ -1,0 +1,385 @@
+//! The Checklist screen: the runbook's release checklist, pre / during / post. Automated items
+//! run their job, manual ones are ticked with a note, optional ones skipped with one; the
+//! selected item shows its live detail, its output, and why it is locked.
+
+use std::time::Instant;
+
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
+
+use crate::checklist::{Operation, Phase, State};
+use crate::tui::app::{App, Effect};
+use crate::tui::jobs::{Job, Origin};
+use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::modal::{Input, Modal, Then};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::level_style;
+
+pub const BINDINGS: &[Binding] = &[
+    MOVE[0],
+    MOVE[1],
+    bind(
+        &[KeyCode::Enter],
+        "Enter",
+        "run the step / tick it",
+        Command::Activate,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('s')],
+        "s",
+        "skip an optional step (with a note)",
+        Command::Skip,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('a')],
+        "a",
+        "acknowledge DANGEROUS findings (with a reason)",
+        Command::Acknowledge,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('x')],
+        "x",
+        "cancel the running step",
+        Command::CancelStep,
+        true,
+    ),
+];
+
+/// DANGEROUS findings a person acknowledged for the next deploy, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acknowledgement {
+    /// Each as `path:line:col rule`.
+    pub findings: Vec<String>,
+    pub reason: String,
+}
+
+/// The screen's state besides the checklist itself.
+#[derive(Debug, Clone, Default)]
+pub struct ChecklistView {
+    pub selected: usize,
+    started: Vec<Option<Instant>>,
+    pub acknowledged: Option<Acknowledgement>,
+    /// The output of the step that ran last (which one: `log_of`).
+    pub log: Vec<String>,
+    pub log_of: Option<usize>,
+}
+
+impl ChecklistView {
+    pub fn new(items: usize) -> ChecklistView {
+        ChecklistView {
+            started: vec![None; items],
+            ..ChecklistView::default()
+        }
+    }
+
+    pub fn started(&mut self, i: usize) {
+        self.started[i] = Some(Instant::now());
+        self.log.clear();
+        self.log_of = Some(i);
+    }
+
+    /// Stops the clock of step `i`; how long it ran, in milliseconds.
+    pub fn stopped(&mut self, i: usize) -> u64 {
+        self.started[i]
+            .take()
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    pub fn log(&mut self, line: String) {
+        self.log.push(line);
+        let excess = self.log.len().saturating_sub(200);
+        self.log.drain(..excess);
+    }
+}
+
+pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
+    let n = app.checklist.items.len();
+    match command {
+        Command::Down => app.steps.selected = (app.steps.selected + 1).min(n - 1),
+        Command::Up => app.steps.selected = app.steps.selected.saturating_sub(1),
+        Command::Activate => return activate(app),
+        Command::Skip => {
+            let i = app.steps.selected;
+            if !app.checklist.items[i].optional {
+                app.flash = Some("only optional steps can be skipped".into());
+            } else if let Some(why) = app.checklist.gate(i) {
+                app.flash = Some(format!("locked: {why}"));
+            } else {
+                app.modal = Some(Modal::new(
+                    format!("Skip '{}'", app.checklist.items[i].title),
+                    vec!["Why is it not needed this time?".into()],
+                    Input::Reason,
+                    Then::Skip { index: i },
+                ));
+            }
+        }
+        Command::Acknowledge => {
+            let open = app.checklist.facts.unacknowledged.clone();
+            if open.is_empty() {
+                app.flash = Some("no DANGEROUS findings wait for acknowledgement".into());
+            } else {
+                let mut lines: Vec<String> = open.iter().map(|f| format!("  {f}")).collect();
+                lines.push(
+                    "The reason (a change ticket, who agreed) goes in the journal; the deploy \
+                     carries it for exactly these findings."
+                        .into(),
+                );
+                app.modal = Some(Modal::new(
+                    "Acknowledge DANGEROUS findings",
+                    lines,
+                    Input::Reason,
+                    Then::AcknowledgeFindings { findings: open },
+                ));
+            }
+        }
+        Command::CancelStep => {
+            let Some(i) = app.checklist.running() else {
+                app.flash = Some("no step is running".into());
+                return Vec::new();
+            };
+            let title = app.checklist.items[i].title.clone();
+            app.modal = Some(Modal::new(
+                format!("Cancel '{title}'"),
+                vec![
+                    "Stops the step now. A statement running on the server is cancelled there and \
+                     its transaction rolled back (a deploy keeps the migrations already applied; \
+                     the one in flight is undone or, outside a transaction, left failed for \
+                     resolve); a partial backup file is deleted; a hook is stopped with what it \
+                     started."
+                        .into(),
+                ],
+                Input::Yes,
+                Then::Cancel(Origin::Step(i)),
+            ));
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// Enter: run an automated item, tick a manual one.
+fn activate(app: &mut App) -> Vec<Effect> {
+    let i = app.steps.selected;
+    if let Some(why) = app.checklist.order_gate(i) {
+        app.flash = Some(format!("locked: {why}"));
+        return Vec::new();
+    }
+    let item = app.checklist.items[i].clone();
+    if app.checklist.state(i).is_complete() && item.operation.is_none() {
+        app.flash = Some("already ticked".into());
+        return Vec::new();
+    }
+    let tick_by_hand = item.operation == Some(Operation::RollbackPlan)
+        && matches!(app.checklist.state(i), State::Failed { .. });
+    match item.operation {
+        _ if tick_by_hand => {
+            app.modal = Some(Modal::new(
+                format!("Tick '{}' by hand", item.title),
+                vec!["Where is the rollback plan for the migrations without down.sql?".into()],
+                Input::Reason,
+                Then::Tick { index: i },
+            ));
+            Vec::new()
+        }
+        None => {
+            app.modal = Some(Modal::new(
+                format!("Tick '{}'", item.title),
+                vec!["A note for the journal (optional): a link, a ticket, who checked".into()],
+                Input::Note,
+                Then::Tick { index: i },
+            ));
+            Vec::new()
+        }
+        Some(op) => {
+            let job = Job::of(op).acknowledged(app.acknowledgements());
+            app.run(Origin::Step(i), job)
+        }
+    }
+}
+
+fn icon(state: &State) -> &'static str {
+    match state {
+        State::Locked(_) => "[·]",
+        State::Ready => "[ ]",
+        State::Running { .. } => "[>]",
+        State::Done { .. } | State::Ticked { .. } => "[x]",
+        State::Skipped { .. } => "[-]",
+        State::Failed { .. } => "[!]",
+    }
+}
+
+pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let [list_area, detail_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let c = &app.checklist;
+    let mut lines = Vec::new();
+    let mut selected_line = 0;
+    let mut phase = None;
+    for (i, item) in c.items.iter().enumerate() {
+        if phase != Some(item.phase) {
+            phase = Some(item.phase);
+            lines.push(Line::styled(
+                item.phase.title(),
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
+        }
+        let state = c.state(i);
+        let style = match state {
+            State::Done { .. } | State::Ticked { .. } => theme.good(),
+            State::Failed { .. } => theme.bad(),
+            State::Running { .. } => theme.warn().add_modifier(Modifier::BOLD),
+            State::Locked(_) | State::Skipped { .. } => theme.dim(),
+            State::Ready => Style::new(),
+        };
+        let style = if i == app.steps.selected {
+            selected_line = lines.len();
+            style.add_modifier(Modifier::REVERSED)
+        } else {
+            style
+        };
+        let kind = if item.operation.is_some() {
+            ""
+        } else {
+            " (tick)"
+        };
+        lines.push(Line::styled(
+            format!(" {} {}{kind}", icon(state), item.title),
+            style,
+        ));
+    }
+    let (done, total) = c.progress();
+    let inner_height = list_area.height.saturating_sub(2) as usize;
+    let scroll = selected_line.saturating_sub(inner_height.saturating_sub(1)) as u16;
+    f.render_widget(
+        Paragraph::new(lines)
+            .scroll((scroll, 0))
+            .block(Block::bordered().title(format!(" Checklist {done}/{total} "))),
+        list_area,
+    );
+
+    let item = &c.items[app.steps.selected];
+    let state = c.state(app.steps.selected);
+    let mut detail = vec![
+        Line::styled(
+            item.title.clone(),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Line::styled(
+            match item.operation {
+                Some(_) => "runs by itself: Enter",
+                None => "ticked by the operator: Enter (with an optional note)",
+            },
+            theme.dim(),
+        ),
+        Line::raw(""),
+    ];
+    let mut gauge = None;
+    match state {
+        State::Locked(why) => {
+            detail.push(Line::styled("LOCKED", theme.warn()));
+            detail.push(Line::raw(why.clone()));
+        }
+        State::Ready => detail.push(Line::raw("ready")),
+        State::Running {
+            detail: d,
+            fraction,
+        } => {
+            detail.push(Line::styled("running…", theme.warn()));
+            detail.push(Line::raw(d.clone()));
+            gauge = *fraction;
+        }
+        State::Done { summary } => {
+            detail.push(Line::styled("done", theme.good()));
+            detail.push(Line::raw(summary.clone()));
+        }
+        State::Ticked { note } => {
+            detail.push(Line::styled("ticked", theme.good()));
+            if let Some(n) = note {
+                detail.push(Line::raw(format!("note: {n}")));
+            }
+        }
+        State::Skipped { note } => {
+            detail.push(Line::styled("skipped", theme.dim()));
+            detail.push(Line::raw(format!("note: {note}")));
+        }
+        State::Failed { cause } => {
+            detail.push(Line::styled("FAILED (Enter runs it again)", theme.bad()));
+            // The cause and its hint, each on its own line: the hint stays on screen.
+            for line in cause.lines() {
+                let style = if line.starts_with("hint: ") {
+                    theme.warn()
+                } else {
+                    Style::new()
+                };
+                detail.push(Line::styled(line.to_owned(), style));
+            }
+        }
+    }
+    if (item.phase == Phase::During || item.id == "baseline" || item.id == "performance")
+        && let Some(h) = &app.health
+    {
+        detail.push(Line::raw(""));
+        detail.push(Line::styled(
+            format!("health: {}", h.verdict.label()),
+            level_style(theme, h.verdict),
+        ));
+        for check in h.checks.iter().take(8) {
+            detail.push(Line::styled(
+                format!(
+                    "  {:<5} {} {}",
+                    check.level.label(),
+                    check.name,
+                    check.value
+                ),
+                level_style(theme, check.level),
+            ));
+        }
+    }
+    if !c.facts.unacknowledged.is_empty() {
+        detail.push(Line::raw(""));
+        detail.push(Line::styled(
+            format!(
+                "DANGEROUS, not acknowledged: {} (a: acknowledge)",
+                c.facts.unacknowledged.join(", ")
+            ),
+            theme.bad(),
+        ));
+    }
+    if let Some(a) = &app.steps.acknowledged {
+        detail.push(Line::styled(
+            format!("acknowledged {}: {}", a.findings.join(", "), a.reason),
+            theme.warn(),
+        ));
+    }
+    if app.steps.log_of == Some(app.steps.selected) && !app.steps.log.is_empty() {
+        detail.push(Line::raw(""));
+        for line in app.steps.log.iter().rev().take(8).rev() {
+            detail.push(Line::styled(line.clone(), theme.dim()));
+        }
+    }
+    let block = Block::bordered().title(" Step ");
+    let inner = block.inner(detail_area);
+    f.render_widget(block, detail_area);
+    let [text_area, gauge_area] = Layout::vertical([
+        Constraint::Min(0),
+        Constraint::Length(if gauge.is_some() { 1 } else { 0 }),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(detail).wrap(Wrap { trim: false }), text_area);
+    if let Some(fr) = gauge {
+        f.render_widget(
+            Gauge::default()
+                .ratio(fr.clamp(0.0, 1.0))
+                .gauge_style(theme.good()),
+            gauge_area,
+        );
+    }
+}

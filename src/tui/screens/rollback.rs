@@ -1,0 +1,487 @@
+//! The Rollback screen, for when a release goes wrong: the situation first (the last release,
+//! the newest verified backup, failed and pending migrations, alerts), then the ways back:
+//! forward rollback from down.sql, restore, the code rollback hook, resolve; and the runbook's
+//! emergency checklist beside them. Each way back is a release workflow: the screen builds its
+//! request, and what the workflow asks or refuses comes back as a modal.
+
+use ratatui::Frame;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+use crate::backup::BackupEntry;
+use crate::journal::Event;
+use crate::migrate::{MigrationState, Resolution};
+use crate::release::{DeployRequest, HookRequest, ResolveRequest, RestoreRequest, RevertRequest};
+use crate::tui::app::{App, Effect};
+use crate::tui::jobs::{Job, Origin};
+use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::modal::{Input, Modal, Then};
+use crate::tui::theme::Theme;
+use crate::units::human_bytes;
+
+pub const BINDINGS: &[Binding] = &[
+    MOVE[0],
+    MOVE[1],
+    bind(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "h/l",
+        "migrations / emergency checklist",
+        Command::Left,
+        false,
+    ),
+    bind(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "",
+        "emergency checklist",
+        Command::Right,
+        false,
+    ),
+    bind(
+        &[KeyCode::Char(' ')],
+        "Space",
+        "mark a migration / tick an item",
+        Command::Mark,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('f')],
+        "f",
+        "forward rollback of the marked (or newest) migrations",
+        Command::ForwardRollback,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('b')],
+        "b",
+        "restore the newest verified backup",
+        Command::Restore,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('c')],
+        "c",
+        "code rollback hook",
+        Command::CodeRollback,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('u')],
+        "u",
+        "resolve a failed migration as rolled back",
+        Command::Resolve,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('x')],
+        "x",
+        "cancel the running action",
+        Command::CancelAction,
+        false,
+    ),
+];
+
+/// The runbook's emergency rollback checklist.
+pub const EMERGENCY: [&str; 10] = [
+    "Backup verified and accessible",
+    "Rollback SQL prepared and tested (its plan ran)",
+    "Code rollback plan ready",
+    "Team notified of the rollback decision",
+    "Customer support notified",
+    "Restore or forward rollback executed",
+    "Previous application version deployed",
+    "Health checks passing",
+    "Critical user flows verified",
+    "Post-mortem scheduled",
+];
+
+/// How an emergency item is named in the journal.
+pub fn emergency_id(index: usize) -> String {
+    format!("emergency_{}", index + 1)
+}
+
+/// The emergency item a journal step id names, if it names one.
+pub fn emergency_index(step: &str) -> Option<usize> {
+    step.strip_prefix("emergency_")
+        .and_then(|n| n.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1))
+        .filter(|i| *i < EMERGENCY.len())
+}
+
+/// The Rollback screen's state.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackView {
+    /// Focus: false the migrations list, true the emergency checklist.
+    pub on_checklist: bool,
+    pub selected: usize,
+    /// Applied migrations marked for a forward rollback.
+    pub marked: Vec<String>,
+    pub emergency: Vec<(String, Option<String>)>,
+    pub emergency_selected: usize,
+    pub log: Vec<String>,
+    /// The action running, and what it does now.
+    pub running: Option<String>,
+    pub running_detail: Option<String>,
+    pub backup: Option<Box<BackupEntry>>,
+}
+
+impl RollbackView {
+    pub fn new() -> RollbackView {
+        RollbackView {
+            emergency: EMERGENCY.iter().map(|t| (t.to_string(), None)).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn log(&mut self, line: String) {
+        self.log.push(line);
+        let excess = self.log.len().saturating_sub(200);
+        self.log.drain(..excess);
+    }
+}
+
+/// Applied migrations that have a down.sql, newest first: what a forward rollback can undo.
+pub fn revertible(app: &App) -> Vec<String> {
+    match app.migrations.view() {
+        Some(v) => v
+            .status
+            .migrations
+            .iter()
+            .rev()
+            .filter(|m| {
+                m.has_down_sql
+                    && matches!(
+                        m.state,
+                        MigrationState::Applied { .. } | MigrationState::Edited { .. }
+                    )
+            })
+            .map(|m| m.name.clone())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Failed migrations waiting for `resolve`.
+pub fn failed_migrations(app: &App) -> Vec<(String, Option<String>)> {
+    match app.migrations.view() {
+        Some(v) => v
+            .status
+            .migrations
+            .iter()
+            .filter_map(|m| match &m.state {
+                MigrationState::Failed { logs, .. } => Some((m.name.clone(), logs.clone())),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
+    use Command as C;
+    let acts = matches!(
+        command,
+        C::ForwardRollback | C::Restore | C::CodeRollback | C::Resolve
+    );
+    if acts && let Some(running) = &app.rollback.running {
+        app.flash = Some(format!("{running} is running (x cancels it)"));
+        return Vec::new();
+    }
+    match command {
+        C::Left | C::Right => app.rollback.on_checklist = command == C::Right,
+        C::Down | C::Up => {
+            let n = revertible(app).len();
+            let r = &mut app.rollback;
+            let (sel, len) = if r.on_checklist {
+                (&mut r.emergency_selected, r.emergency.len())
+            } else {
+                (&mut r.selected, n)
+            };
+            if len > 0 {
+                *sel = if command == C::Down {
+                    (*sel + 1).min(len - 1)
+                } else {
+                    sel.saturating_sub(1)
+                };
+            }
+        }
+        C::Mark => {
+            if app.rollback.on_checklist {
+                let i = app.rollback.emergency_selected;
+                if app.rollback.emergency[i].1.is_none() {
+                    app.modal = Some(Modal::new(
+                        format!("Tick '{}'", app.rollback.emergency[i].0),
+                        vec!["A note for the journal (optional)".into()],
+                        Input::Note,
+                        Then::EmergencyTick { index: i },
+                    ));
+                } else {
+                    app.flash = Some("already ticked (the journal keeps it)".into());
+                }
+            } else if let Some(name) = revertible(app).get(app.rollback.selected).cloned() {
+                let marked = &mut app.rollback.marked;
+                match marked.iter().position(|n| *n == name) {
+                    Some(p) => {
+                        marked.remove(p);
+                    }
+                    None => marked.push(name),
+                }
+            }
+        }
+        C::ForwardRollback => {
+            let names: Vec<String> = if app.rollback.marked.is_empty() {
+                revertible(app).into_iter().take(1).collect()
+            } else {
+                app.rollback.marked.clone()
+            };
+            if names.is_empty() {
+                app.flash = Some("no applied migration with a down.sql to revert".into());
+                return Vec::new();
+            }
+            // The workflow shows the down.sql and what it cannot bring back, and asks.
+            return app.run(
+                Origin::Rollback,
+                Job::Revert(RevertRequest {
+                    names,
+                    deploy: Some(DeployRequest::default()),
+                }),
+            );
+        }
+        C::Restore => {
+            let Some(backup) = app.rollback.backup.as_ref().map(|b| b.file.clone()) else {
+                app.flash = Some("no verified backup of this database".into());
+                return Vec::new();
+            };
+            return app.run(
+                Origin::Rollback,
+                Job::Restore(RestoreRequest {
+                    backup,
+                    jobs: 1,
+                    ..RestoreRequest::default()
+                }),
+            );
+        }
+        C::CodeRollback => {
+            if !app.env.hooks.commands.contains_key("code_rollback") {
+                app.flash =
+                    Some("no code_rollback hook configured ([environments.<env>.hooks])".into());
+                return Vec::new();
+            }
+            return app.run(
+                Origin::Rollback,
+                Job::Hook(HookRequest {
+                    name: "code_rollback".into(),
+                    ..HookRequest::default()
+                }),
+            );
+        }
+        C::Resolve => {
+            let Some((name, _)) = failed_migrations(app).into_iter().next() else {
+                app.flash = Some("no failed migration to resolve".into());
+                return Vec::new();
+            };
+            return app.run(
+                Origin::Rollback,
+                Job::Resolve(ResolveRequest {
+                    name,
+                    how: Resolution::RolledBack,
+                    confirmation: None,
+                }),
+            );
+        }
+        C::CancelAction => {
+            let Some(running) = app.rollback.running.clone() else {
+                app.flash = Some("nothing is running".into());
+                return Vec::new();
+            };
+            app.modal = Some(Modal::new(
+                format!("Cancel {running}"),
+                vec![
+                    "Stops it now: a statement running on the server is cancelled and rolled back, \
+                     a restore's pg_restore is stopped (its transaction rolls back), a hook is \
+                     stopped with what it started."
+                        .into(),
+                ],
+                Input::Yes,
+                Then::Cancel(Origin::Rollback),
+            ));
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let r = &app.rollback;
+    let [situation_area, lists_area, log_area] = Layout::vertical([
+        Constraint::Length(7),
+        Constraint::Min(6),
+        Constraint::Length(8),
+    ])
+    .areas(area);
+
+    // The situation first.
+    let mut lines = Vec::new();
+    let last_release = app.journal.iter().rev().find_map(|e| match &e.event {
+        Event::Released {
+            workflow,
+            outcome,
+            summary,
+            ..
+        } if workflow != "signal a backend" => Some(format!(
+            "last {workflow} {} at {}: {summary}",
+            match outcome {
+                crate::journal::Outcome::Ok => "ok",
+                crate::journal::Outcome::Failed => "FAILED",
+                crate::journal::Outcome::Cancelled => "cancelled",
+            },
+            e.at.format("%H:%M:%S")
+        )),
+        _ => None,
+    });
+    lines.push(Line::raw(
+        last_release.unwrap_or_else(|| "no deploy or rollback in this session".into()),
+    ));
+    match &r.backup {
+        Some(b) => {
+            let age = (chrono::Utc::now() - b.finished_at).num_seconds().max(0) as u64;
+            lines.push(Line::styled(
+                format!(
+                    "newest verified backup: {} ({} old, {}, migration head {})",
+                    b.file,
+                    humantime::format_duration(std::time::Duration::from_secs(age)),
+                    human_bytes(b.size_bytes as i64),
+                    b.migration_head.as_deref().unwrap_or("none")
+                ),
+                theme.good(),
+            ));
+        }
+        None => lines.push(Line::styled(
+            "no verified backup of this database",
+            theme.warn(),
+        )),
+    }
+    for (name, logs) in failed_migrations(app) {
+        lines.push(Line::styled(
+            format!(
+                "FAILED {name}: {} (u: resolve as rolled back once undone; or `pgdeck resolve --applied`)",
+                logs.unwrap_or_default().lines().next().unwrap_or("")
+            ),
+            theme.bad(),
+        ));
+    }
+    if let Some(view) = app.migrations.view() {
+        let pending = view.status.pending_names();
+        if !pending.is_empty() {
+            lines.push(Line::styled(
+                format!(
+                    "{} migration(s) pending: {} (a deploy would apply them)",
+                    pending.len(),
+                    pending.join(", ")
+                ),
+                theme.warn(),
+            ));
+        }
+    }
+    let alerts = app.alerts();
+    if !alerts.is_empty() {
+        lines.push(Line::styled(
+            format!("alerts: {}", alerts.join(" · ")),
+            theme.bad(),
+        ));
+    }
+    if let Some(running) = &r.running {
+        lines.push(Line::styled(
+            format!(
+                "running: {running}…{}",
+                r.running_detail
+                    .as_ref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default()
+            ),
+            theme.warn(),
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(" Rollback: the situation ")),
+        situation_area,
+    );
+
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+            .areas(lists_area);
+    let focus = |on: bool| {
+        if on {
+            Style::new().add_modifier(Modifier::BOLD)
+        } else {
+            theme.dim()
+        }
+    };
+    let mut lines = Vec::new();
+    let revertible = revertible(app);
+    if revertible.is_empty() {
+        lines.push(Line::styled(
+            "no applied migration has a down.sql: restore a backup (b) or write a migration by hand",
+            theme.warn(),
+        ));
+    }
+    for (i, name) in revertible.iter().enumerate() {
+        let mark = if r.marked.contains(name) {
+            "[x]"
+        } else {
+            "[ ]"
+        };
+        let style = if !r.on_checklist && i == r.selected {
+            theme.selected()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(format!("{mark} {name}"), style));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Forward rollback (recommended): f ")
+                .title_style(focus(!r.on_checklist)),
+        ),
+        left,
+    );
+    let mut lines = Vec::new();
+    for (i, (title, note)) in r.emergency.iter().enumerate() {
+        let mark = if note.is_some() { "[x]" } else { "[ ]" };
+        let style = if r.on_checklist && i == r.emergency_selected {
+            theme.selected()
+        } else if note.is_some() {
+            theme.good()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(format!("{mark} {title}"), style));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Emergency checklist ")
+                .title_style(focus(r.on_checklist)),
+        ),
+        right,
+    );
+
+    let visible = log_area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = r
+        .log
+        .iter()
+        .skip(r.log.len().saturating_sub(visible))
+        .map(|l| Line::raw(l.clone()))
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(
+            " b restore backup · c code rollback hook · u resolve failed · x cancel · output ",
+        )),
+        log_area,
+    );
+}

@@ -1,0 +1,230 @@
+//! What every screen shares: the header, the footer, the help overlay, small layout helpers, and
+//! how the console words the core's remedies (a key or a step here, where the CLI names a flag).
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+use super::app::App;
+use super::keymap;
+use super::screens::Screen;
+use super::theme::Theme;
+use crate::error::{Error, Remedy};
+use crate::health::Level;
+use crate::migrate::MigrationState;
+use crate::monitor::Pane;
+
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    Rect {
+        x: area.x + (area.width.saturating_sub(width)) / 2,
+        y: area.y + (area.height.saturating_sub(height)) / 2,
+        width,
+        height,
+    }
+}
+
+pub fn level_style(theme: Theme, level: Level) -> Style {
+    match level {
+        Level::Ok => theme.good(),
+        Level::Warn => theme.warn(),
+        Level::Alert => theme.bad(),
+    }
+}
+
+pub fn pane_state<T>(pane: &Pane<T>) -> Option<String> {
+    match pane {
+        Pane::Ok(_) => None,
+        Pane::Unavailable { reason } => Some(reason.clone()),
+        Pane::Error { cause } => Some(format!("error: {cause}")),
+    }
+}
+
+/// A remedy as the console offers it.
+pub fn remedy(r: &Remedy) -> String {
+    match r {
+        Remedy::Confirm(_) => "confirm it".into(),
+        Remedy::TakeVerifiedBackup => "run the checklist's Backup and Verify steps".into(),
+        Remedy::TakeBackup => "run the checklist's Backup step".into(),
+        Remedy::DeployWithoutBackup => "o: go ahead without a backup, with a reason".into(),
+        Remedy::VerifyBackup { .. } => "run the checklist's Verify step".into(),
+        Remedy::RestoreUnverified => "o: restore it anyway, with a reason".into(),
+        Remedy::AcceptForeignBackup => "f: use that backup all the same, with a reason".into(),
+        Remedy::Acknowledge { .. } => "a: acknowledge them, with a reason".into(),
+        Remedy::ReviewPlan => "the Migrations screen (3) shows each finding".into(),
+        Remedy::Resolve { migration } => format!(
+            "undone: Rollback screen (4), u records {migration} as rolled back; finished by hand: `pgdeck resolve --applied {migration}`"
+        ),
+        Remedy::ResolveRolledBack { migration } => {
+            format!("Rollback screen (4), u records {migration} as rolled back")
+        }
+        Remedy::Deploy => "run the Deploy step again".into(),
+        Remedy::Status => "the Migrations screen (3) shows the migrations".into(),
+        Remedy::Revert { .. } => "Rollback screen (4), f: a forward rollback".into(),
+        Remedy::ListBackups => "the Rollback screen (4) shows the newest verified backup".into(),
+        Remedy::BackupDir => "set backup_dir for the environment in pgdeck.toml".into(),
+        Remedy::TerminateSessions => "t: terminate them as part of the restore".into(),
+        Remedy::WaitLonger => "raise lock_wait for the environment in pgdeck.toml".into(),
+        Remedy::Monitor => "the Monitor screen (2) shows who holds the lock".into(),
+        Remedy::SaveBaseline => "run the checklist's baseline step".into(),
+        Remedy::MigrationsFolder => "set migrations for the environment in pgdeck.toml".into(),
+        Remedy::NewMigration => "create one with `pgdeck new NAME`".into(),
+        Remedy::OtherEnvironment => "open the console on another environment (--env)".into(),
+        Remedy::LeaveReadOnly => "this environment is read_only in pgdeck.toml".into(),
+        Remedy::DirectoryFormat => "take a directory-format backup".into(),
+        Remedy::SingleWorker => "restore with one worker".into(),
+    }
+}
+
+/// The hint of an error with its remedies worded for the console.
+pub fn hint(e: &Error) -> String {
+    let remedies: Vec<String> = e
+        .remedies
+        .iter()
+        .filter(|r| !matches!(r, Remedy::Confirm(_)))
+        .map(remedy)
+        .collect();
+    match (e.hint.is_empty(), remedies.is_empty()) {
+        (_, true) => e.hint.clone(),
+        (true, false) => remedies.join("; "),
+        (false, false) => format!("{} ({})", e.hint, remedies.join("; ")),
+    }
+}
+
+/// An error as the console shows it: the cause, then the hint on a line of its own.
+pub fn error_text(e: &Error) -> String {
+    let hint = hint(e);
+    if hint.is_empty() {
+        e.cause.clone()
+    } else {
+        format!("{}\nhint: {hint}", e.cause)
+    }
+}
+
+pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let env_style = if app.env.protected {
+        theme.bad().add_modifier(Modifier::REVERSED)
+    } else {
+        theme.good().add_modifier(Modifier::BOLD)
+    };
+    let connection = match (&app.monitor.last, &app.monitor.stale) {
+        (_, Some(s)) => Span::styled(s.clone(), theme.bad()),
+        (Some(s), None) => Span::styled(
+            format!("connected, PostgreSQL {}", s.server_version),
+            theme.good(),
+        ),
+        (None, None) => Span::styled("connecting…", theme.dim()),
+    };
+    let migrations = match &app.migrations.data {
+        Ok(Some(m)) => {
+            let applied = m
+                .status
+                .count(|s| matches!(s, MigrationState::Applied { .. }));
+            let pending = m.status.pending_names().len();
+            let failed = m
+                .status
+                .count(|s| matches!(s, MigrationState::Failed { .. }));
+            format!("migrations: {applied} applied, {pending} pending, {failed} failed")
+        }
+        Ok(None) => "migrations: loading…".into(),
+        Err(e) => format!("migrations: {e}"),
+    };
+    let tabs: Vec<Span> = Screen::ALL
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let style = if *s == app.screen {
+                theme.selected()
+            } else {
+                Style::new()
+            };
+            [
+                Span::styled(format!(" {} {} ", i + 1, s.title()), style),
+                Span::raw(" "),
+            ]
+        })
+        .collect();
+    let alerts = app.alerts();
+    let alert_line = if alerts.is_empty() {
+        Line::styled(migrations, theme.dim())
+    } else {
+        Line::from(vec![
+            Span::styled(" ALERT ", theme.bad().add_modifier(Modifier::REVERSED)),
+            Span::styled(format!(" {}", alerts.join(" · ")), theme.bad()),
+        ])
+    };
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(format!(" {} ", app.env.name), env_style),
+            Span::raw(format!(" {}  ", app.env.target)),
+            connection,
+        ]),
+        alert_line,
+        Line::from(tabs),
+    ];
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+pub fn draw_footer(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    if let Some(flash) = &app.flash {
+        f.render_widget(
+            Paragraph::new(Line::styled(flash.clone(), theme.warn())),
+            area,
+        );
+        return;
+    }
+    let spans: Vec<Span> = app
+        .screen
+        .bindings()
+        .iter()
+        .chain(keymap::global_bindings())
+        .filter(|b| b.footer)
+        .flat_map(|b| {
+            [
+                Span::styled(format!(" {} ", b.label), theme.selected()),
+                Span::raw(format!(
+                    " {}  ",
+                    b.description.split(" (").next().unwrap_or("")
+                )),
+            ]
+        })
+        .collect();
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub fn draw_help(app: &App, f: &mut Frame, area: Rect) {
+    let mut lines = vec![Line::styled(
+        format!("{} screen", app.screen.title()),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let row = |b: &keymap::Binding| {
+        let keys: Vec<String> = b
+            .keys
+            .iter()
+            .map(|k| match k {
+                ratatui::crossterm::event::KeyCode::Char(c) => c.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        Line::raw(format!("  {:<12} {}", keys.join(" / "), b.description))
+    };
+    lines.extend(app.screen.bindings().iter().map(row));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Everywhere",
+        Style::new().add_modifier(Modifier::BOLD),
+    ));
+    lines.extend(keymap::global_bindings().iter().map(row));
+    lines.push(Line::raw("  Ctrl-C       quit (asks while a step runs)"));
+    let rect = centered(
+        area,
+        70.min(area.width),
+        (lines.len() as u16 + 2).min(area.height),
+    );
+    f.render_widget(Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Help · any key closes ")),
+        rect,
+    );
+}
