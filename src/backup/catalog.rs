@@ -71,6 +71,12 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity of `target`'s database, in `environment`, read now on a session of its own.
+    pub async fn of(target: &crate::target::DbTarget, environment: &str) -> Result<Identity> {
+        let session = crate::db::connect(&target.with_application_name("pgdeck-backup")).await?;
+        Identity::read(&session.client, environment).await
+    }
+
     /// The identity of the database `client` is connected to, in `environment`.
     pub async fn read(client: &tokio_postgres::Client, environment: &str) -> Result<Identity> {
         let row = client

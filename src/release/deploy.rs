@@ -70,9 +70,7 @@ pub enum BackupGate {
 /// environment's database taken in this environment on this server, younger than
 /// `backup_max_age`. The console shows it; deploy evaluates it again when it starts.
 pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
-    let session = crate::db::connect(&env.target.with_application_name("pgdeck")).await?;
-    let live = Identity::read(&session.client, &env.name).await?;
-    drop(session);
+    let live = Identity::of(&env.target, &env.name).await?;
     Ok(
         match backup::gate_choice(&env.backup.dir, &live, env.backup.max_age, Utc::now())? {
             GateChoice::Found(entry) => BackupGate::Found(entry),

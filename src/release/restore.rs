@@ -114,11 +114,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         }
     }
 
-    let live = {
-        let session =
-            crate::db::connect(&env.target.with_application_name("pgdeck-restore")).await?;
-        Identity::read(&session.client, &env.name).await?
-    };
+    let live = Identity::of(&env.target, &env.name).await?;
     if entry.database != live.database {
         return Err(Error::guarded(
             Guard::BackupIdentity,
