@@ -102,6 +102,17 @@ fn demo_port(home: &Path) -> u16 {
         .unwrap()
 }
 
+/// The demo's console session journal, as text.
+fn session_text(journal: &Path) -> String {
+    let session = std::fs::read_dir(journal.join("demo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    std::fs::read_to_string(session).unwrap()
+}
+
 /// Stops the demo cluster however the test ends.
 struct StopDemo(PathBuf);
 
@@ -198,13 +209,7 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     );
 
     // The journal holds the session, operator and confirmation included.
-    let session = std::fs::read_dir(journal.path().join("demo"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .unwrap();
-    let text = std::fs::read_to_string(session).unwrap();
+    let text = session_text(journal.path());
     assert!(text.contains("\"operator\":\"e2e-operator\""), "{text}");
     assert!(text.contains("\"event\":\"confirmed\""), "{text}");
     assert!(text.contains("staging run 17"), "{text}");
@@ -276,13 +281,7 @@ fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
         "{out:?}"
     );
     // The override is journaled with the reason typed, and what the rollback applied.
-    let session = std::fs::read_dir(journal.path().join("demo"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .unwrap();
-    let text = std::fs::read_to_string(session).unwrap();
+    let text = session_text(journal.path());
     assert!(
         text.contains("\"event\":\"override\"")
             && text.contains("INC-1: the rollback is the safer way back"),

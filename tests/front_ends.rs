@@ -7,7 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::release::{MemoryJournal, pgdeck_sessions};
+use common::release::{
+    MemoryJournal, hold_lock, until_pgdeck_is_gone, until_pgdeck_waits_for_a_lock,
+};
 use common::*;
 use pgdeck::checklist::{self, Checklist, Facts, State};
 use pgdeck::config::Overrides;
@@ -120,6 +122,36 @@ impl Setup {
 
     fn hooks_ran(&self) -> bool {
         self.hooks_log.exists()
+    }
+
+    /// A confirmed production deploy through both front ends: the CLI's end, the console's end
+    /// and the console's state after it.
+    async fn deploy_in_both(&self) -> (CliEnd, Result<String, Error>, App) {
+        let env = self.env("production");
+        let job = Job::Deploy(DeployRequest {
+            confirmation: Some(Confirmation::typed(&self.db.name)),
+            ..DeployRequest::default()
+        });
+        let (result, app) = console(&env, deploy_step(&env), job).await;
+        let cli = cli_end(self.cli("production", &["deploy", "--confirm", &self.db.name]));
+        (cli, result, app)
+    }
+
+    /// A confirmed production restore of `file` through both front ends.
+    async fn restore_in_both(&self, file: &str) -> (CliEnd, Result<String, Error>) {
+        let env = self.env("production");
+        let job = Job::Restore(RestoreRequest {
+            backup: file.to_owned(),
+            confirmation: Some(Confirmation::typed(&self.db.name)),
+            jobs: 1,
+            ..RestoreRequest::default()
+        });
+        let (result, _) = console(&env, Origin::Rollback, job).await;
+        let cli = cli_end(self.cli(
+            "production",
+            &["backup", "restore", file, "--confirm", &self.db.name],
+        ));
+        (cli, result)
     }
 }
 
@@ -238,12 +270,7 @@ async fn a_backup_moved_away_after_the_gate_was_shown_refuses_the_deploy_in_both
     ));
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::rename(s.backups.path().join(&file), elsewhere.path().join(&file)).unwrap();
-    let job = Job::Deploy(DeployRequest {
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        ..DeployRequest::default()
-    });
-    let (result, app) = console(&env, deploy_step(&env), job).await;
-    let cli = cli_end(s.cli("production", &["deploy", "--confirm", &s.db.name]));
+    let (cli, result, app) = s.deploy_in_both().await;
     same_refusal(&cli, &result, Guard::Backup);
     // The console shows the cause with its hint, and nothing ran.
     let State::Failed { cause } = app.checklist.state(match deploy_step(&env) {
@@ -267,13 +294,7 @@ async fn a_backup_changed_after_it_was_verified_refuses_the_deploy_in_both() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
-    let env = s.env("production");
-    let job = Job::Deploy(DeployRequest {
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        ..DeployRequest::default()
-    });
-    let (result, _) = console(&env, deploy_step(&env), job).await;
-    let cli = cli_end(s.cli("production", &["deploy", "--confirm", &s.db.name]));
+    let (cli, result, _) = s.deploy_in_both().await;
     same_refusal(&cli, &result, Guard::BackupIntegrity);
     assert!(!s.db.table_exists("t").await);
 }
@@ -283,15 +304,9 @@ async fn a_backup_of_another_environment_or_server_is_refused_to_production_in_b
     let s = Setup::new("fe_foreign").await;
     let staging = s.backup("staging", true);
     s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
-    let env = s.env("production");
 
     // The deploy gate.
-    let job = Job::Deploy(DeployRequest {
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        ..DeployRequest::default()
-    });
-    let (result, _) = console(&env, deploy_step(&env), job).await;
-    let cli = cli_end(s.cli("production", &["deploy", "--confirm", &s.db.name]));
+    let (cli, result, _) = s.deploy_in_both().await;
     same_refusal(&cli, &result, Guard::BackupIdentity);
     assert!(
         cli.cause
@@ -303,17 +318,7 @@ async fn a_backup_of_another_environment_or_server_is_refused_to_production_in_b
     );
 
     // The restore that replaced production's rows with staging's.
-    let job = Job::Restore(RestoreRequest {
-        backup: staging.clone(),
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        jobs: 1,
-        ..RestoreRequest::default()
-    });
-    let (result, _) = console(&env, Origin::Rollback, job).await;
-    let cli = cli_end(s.cli(
-        "production",
-        &["backup", "restore", &staging, "--confirm", &s.db.name],
-    ));
+    let (cli, result) = s.restore_in_both(&staging).await;
     same_refusal(&cli, &result, Guard::BackupIdentity);
 
     // Taken as production, on another server.
@@ -321,17 +326,7 @@ async fn a_backup_of_another_environment_or_server_is_refused_to_production_in_b
     s.edit_catalog(&other, |v| {
         v["system_identifier"] = "7000000000000000001".into();
     });
-    let job = Job::Restore(RestoreRequest {
-        backup: other.clone(),
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        jobs: 1,
-        ..RestoreRequest::default()
-    });
-    let (result, _) = console(&env, Origin::Rollback, job).await;
-    let cli = cli_end(s.cli(
-        "production",
-        &["backup", "restore", &other, "--confirm", &s.db.name],
-    ));
+    let (cli, result) = s.restore_in_both(&other).await;
     same_refusal(&cli, &result, Guard::BackupIdentity);
     assert!(
         cli.cause.as_deref().unwrap().contains("another server"),
@@ -382,30 +377,14 @@ async fn a_backup_with_an_empty_table_of_contents_opens_no_gate_and_restores_not
         });
     });
     s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
-    let env = s.env("production");
-    let job = Job::Deploy(DeployRequest {
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        ..DeployRequest::default()
-    });
-    let (result, _) = console(&env, deploy_step(&env), job).await;
-    let cli = cli_end(s.cli("production", &["deploy", "--confirm", &s.db.name]));
+    let (cli, result, _) = s.deploy_in_both().await;
     same_refusal(&cli, &result, Guard::Backup);
     assert!(
         cli.cause.as_deref().unwrap().contains("holds no objects"),
         "{:?}",
         cli.cause
     );
-    let job = Job::Restore(RestoreRequest {
-        backup: file.clone(),
-        confirmation: Some(Confirmation::typed(&s.db.name)),
-        jobs: 1,
-        ..RestoreRequest::default()
-    });
-    let (result, _) = console(&env, Origin::Rollback, job).await;
-    let cli = cli_end(s.cli(
-        "production",
-        &["backup", "restore", &file, "--confirm", &s.db.name],
-    ));
+    let (cli, result) = s.restore_in_both(&file).await;
     same_refusal(&cli, &result, Guard::BackupIntegrity);
 }
 
@@ -504,11 +483,7 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
     );
     let mut env = s.env("staging");
     env.deploy.lock_timeout = Duration::from_secs(120);
-    let holder = s.db.client().await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE \"User\" IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let holder = hold_lock(&s.db, "User").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (interval, _) = tokio::sync::watch::channel(Duration::from_secs(2));
     let session = tempfile::tempdir().unwrap();
@@ -525,23 +500,7 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
         origin,
         job: Job::Deploy(DeployRequest::default()),
     });
-    let probe = s.db.client().await;
-    wait_for(
-        "the migration to wait for its lock",
-        Duration::from_secs(30),
-        || async {
-            probe
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND application_name = 'pgdeck' AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    until_pgdeck_waits_for_a_lock(&s.db).await;
     // The console's x, confirmed.
     jobs.apply(Effect::Cancel(origin));
     let end = loop {
@@ -553,12 +512,7 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
     };
     let e = end.unwrap_err();
     assert_eq!(e.kind, pgdeck::error::ErrorKind::Cancelled, "{e:?}");
-    wait_for(
-        "pgdeck's sessions to end",
-        Duration::from_secs(2),
-        || async { pgdeck_sessions(&s.db).await == 0 },
-    )
-    .await;
+    until_pgdeck_is_gone(&s.db, Duration::from_secs(2)).await;
     drop(holder);
     assert!(
         !s.db

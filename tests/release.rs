@@ -712,37 +712,6 @@ async fn a_signal_is_confirmed_with_what_the_backend_does_now_and_refused_read_o
     assert!(cancelled.is_err(), "the query was cancelled");
 }
 
-/// A session holding `LOCK TABLE "User"` until it is dropped.
-async fn hold_lock(db: &TestDb) -> tokio_postgres::Client {
-    let holder = db.client().await;
-    holder
-        .batch_execute("BEGIN; LOCK TABLE \"User\" IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
-    holder
-}
-
-/// Waits until pgdeck's ALTER waits for its lock.
-async fn until_blocked(db: &TestDb) {
-    let probe = db.client().await;
-    wait_for(
-        "the migration to wait for its lock",
-        Duration::from_secs(30),
-        || async {
-            probe
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                     AND application_name = 'pgdeck' AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .map(|r| r.get::<_, i64>(0) == 1)
-                .unwrap_or(false)
-        },
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn a_cancelled_deploy_is_stopped_on_the_server_and_journals_what_was_and_was_not_applied() {
     let (db, m, backups) = applied("release_cancel").await;
@@ -754,7 +723,7 @@ async fn a_cancelled_deploy_is_stopped_on_the_server_and_journals_what_was_and_w
     let mut env = environment("development", &db, &m, backups.path());
     // Long enough that only the cancel can end the wait.
     env.deploy.lock_timeout = Duration::from_secs(120);
-    let holder = hold_lock(&db).await;
+    let holder = hold_lock(&db, "User").await;
     let cancel = CancellationToken::new();
     let run = {
         let (env, cancel) = (env.clone(), cancel.clone());
@@ -765,7 +734,7 @@ async fn a_cancelled_deploy_is_stopped_on_the_server_and_journals_what_was_and_w
             .await
         })
     };
-    until_blocked(&db).await;
+    until_pgdeck_waits_for_a_lock(&db).await;
     let cancelled_at = Instant::now();
     cancel.cancel();
     let ran = run.await.unwrap();
@@ -828,9 +797,9 @@ async fn sigint_to_a_headless_deploy_cancels_its_statement_on_the_server() {
         "ALTER TABLE \"User\" ADD COLUMN blocked text;",
     );
     let config = ConfigEnv::write(&db, &m, "development", "lock_timeout = \"120s\"");
-    let holder = hold_lock(&db).await;
+    let holder = hold_lock(&db, "User").await;
     let child = spawn(config.cmd(&["deploy"]));
-    until_blocked(&db).await;
+    until_pgdeck_waits_for_a_lock(&db).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

@@ -189,12 +189,17 @@ pub struct DeployOutcome {
 impl DeployOutcome {
     /// The applied migrations' names, comma-separated.
     pub fn applied_names(&self) -> String {
-        self.applied
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        names_of(&self.applied)
     }
+}
+
+/// Applied migrations' names, comma-separated.
+pub fn names_of(applied: &[AppliedMigration]) -> String {
+    applied
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 type Events<'a> = &'a UnboundedSender<DeployEvent>;

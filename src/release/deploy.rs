@@ -46,11 +46,7 @@ pub struct DeployReport {
 impl DeployReport {
     /// The applied migrations' names, comma-separated.
     pub fn applied_names(&self) -> String {
-        self.applied
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        migrate::deploy::names_of(&self.applied)
     }
 }
 

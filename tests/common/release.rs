@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pgdeck::backup::{self, BackupEntry, BackupFormat, CreateOptions};
 use pgdeck::error::Result;
@@ -10,7 +11,7 @@ use pgdeck::journal::{Entry, Event, Recorder};
 use pgdeck::release::{self, Context, Environment};
 use tokio_util::sync::CancellationToken;
 
-use super::{Migrations, TestDb};
+use super::{Migrations, TestDb, wait_for};
 
 /// The journal of a test: every entry, in order.
 #[derive(Default)]
@@ -132,4 +133,46 @@ pub async fn pgdeck_sessions(db: &TestDb) -> i64 {
          AND application_name LIKE 'pgdeck%' AND application_name <> 'pgdeck-test'",
     )
     .await
+}
+
+/// Waits, at most `within`, until none of pgdeck's sessions is left on the database.
+pub async fn until_pgdeck_is_gone(db: &TestDb, within: Duration) {
+    wait_for("pgdeck's sessions to end", within, || async {
+        pgdeck_sessions(db).await == 0
+    })
+    .await;
+}
+
+/// A session holding ACCESS EXCLUSIVE on `table` until it is dropped.
+pub async fn hold_lock(db: &TestDb, table: &str) -> tokio_postgres::Client {
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            pgdeck::db::quote_ident(table)
+        ))
+        .await
+        .unwrap();
+    holder
+}
+
+/// Waits until one of pgdeck's statements waits for a lock.
+pub async fn until_pgdeck_waits_for_a_lock(db: &TestDb) {
+    let probe = db.client().await;
+    wait_for(
+        "pgdeck's statement to wait for its lock",
+        Duration::from_secs(30),
+        || async {
+            probe
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'pgdeck' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
 }
