@@ -829,3 +829,67 @@ async fn sigint_to_a_headless_deploy_cancels_its_statement_on_the_server() {
             .any(|r| r.name == "20250102000000_blocked")
     );
 }
+
+#[tokio::test]
+async fn a_baseline_is_saved_only_of_a_healthy_system() {
+    let (db, m, backups) = applied("release_baseline").await;
+    let mut env = environment("development", &db, &m, backups.path());
+    env.health.window = Duration::from_millis(500);
+    env.health.probe_samples = 3;
+    let path = backups.path().join("baseline.json");
+    let healthy = workflow(&env, &never(), |ctx| {
+        let path = path.clone();
+        async move { release::capture_baseline(&ctx, None, &path).await }
+    })
+    .await;
+    let capture = healthy.result.unwrap();
+    assert_eq!(capture.saved.unwrap(), path);
+    assert!(path.exists());
+
+    // An endpoint that does not answer is an ALERT: no baseline of that.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    env.health.endpoints.push(pgdeck::health::Endpoint {
+        name: "api".into(),
+        url: format!("http://127.0.0.1:{port}/health").parse().unwrap(),
+        expect_status: None,
+        body_contains: None,
+        timeout: Duration::from_secs(1),
+        slow: Duration::from_secs(1),
+    });
+    let refused_path = backups.path().join("unhealthy.json");
+    let alert = workflow(&env, &never(), |ctx| {
+        let path = refused_path.clone();
+        async move { release::capture_baseline(&ctx, None, &path).await }
+    })
+    .await;
+    let capture = alert.result.unwrap();
+    assert_eq!(capture.report.verdict, pgdeck::health::Level::Alert);
+    let e = capture.saved.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused);
+    assert!(e.cause.contains("baseline not saved"), "{}", e.cause);
+    assert!(!refused_path.exists());
+}
+
+#[tokio::test]
+async fn the_sample_queries_run_read_only_and_say_which_failed() {
+    let (db, m, backups) = applied("release_samples").await;
+    let mut env = environment("development", &db, &m, backups.path());
+    env.backup.restore_checks = vec![
+        "SELECT count(*) FROM \"User\"".into(),
+        "SELECT count(*) FROM \"Missing\"".into(),
+        "INSERT INTO \"User\" VALUES (9, 'x') RETURNING id".into(),
+    ];
+    let ran = workflow(&env, &never(), |ctx| async move {
+        release::sample_queries(&ctx).await
+    })
+    .await;
+    let checks = ran.result.unwrap();
+    assert_eq!(checks[0].result, "2");
+    assert!(checks[0].ok);
+    assert_eq!(checks[1].result, "skipped: no such table");
+    assert!(!checks[2].ok, "{:?}", checks[2]);
+    assert!(checks[2].result.contains("read-only"), "{:?}", checks[2]);
+    assert_eq!(db.scalar::<i64>("SELECT count(*) FROM \"User\"").await, 2);
+}

@@ -16,6 +16,7 @@ use crate::events::with_events;
 use crate::journal::{self, Outcome};
 use crate::lint::plan::{Allow, Plan};
 use crate::migrate::deploy::AppliedMigration;
+use crate::migrate::script::TxMode;
 use crate::migrate::{
     self, DeployEvent, DeployOptions, MigrationState, MigrationsDir, StatusReport,
 };
@@ -97,7 +98,7 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
             pending.len(),
             env.target.dbname
         ),
-        lines: deploy_lines(env, &pending),
+        lines: deploy_lines(env, &dir, &pending),
         expect: None,
         scope: pending.clone(),
     };
@@ -136,11 +137,22 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
     .await
 }
 
-fn deploy_lines(env: &Environment, pending: &[String]) -> Vec<String> {
-    let mut lines = vec![format!("Applies to {}, in this order:", env.target)];
-    lines.extend(pending.iter().map(|n| format!("  {n}")));
+fn deploy_lines(env: &Environment, dir: &MigrationsDir, pending: &[String]) -> Vec<String> {
+    let mut lines = vec![format!("Applies to {}, in this order:", env.target.dbname)];
+    for name in pending {
+        let statement_by_statement = dir
+            .get(name)
+            .and_then(|m| migrate::deploy::statements_for(m).ok())
+            .is_some_and(|s| s.iter().any(|s| s.mode == TxMode::NoTransaction));
+        lines.push(if statement_by_statement {
+            format!("  {name} (no transaction: statement by statement)")
+        } else {
+            format!("  {name}")
+        });
+    }
     lines.push(format!(
-        "Each in its own transaction with lock_timeout {}, retried {} time(s).",
+        "Each with lock_timeout {}, retried {} time(s); a migration in a transaction is applied \
+         whole or not at all.",
         humantime::format_duration(env.deploy.lock_timeout),
         env.deploy.lock_retries
     ));
