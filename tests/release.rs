@@ -144,7 +144,10 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
         panic!("{e:?}");
     };
     assert_eq!(findings.len(), 1);
-    assert!(findings[0].ends_with("renaming-column"), "{findings:?}");
+    assert!(
+        findings[0].contains("renaming-column @"),
+        "bound to the file's content: {findings:?}"
+    );
     let acknowledged = vec![Allow::finding(
         &findings[0],
         "CHG-7: clients read both names",
@@ -167,7 +170,11 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
     .await;
     let ask = ran.refusal().ask().expect("a confirmation").clone();
     assert_eq!(ask.expect.as_deref(), Some(db.name.as_str()));
-    assert_eq!(ask.scope, ["20250102000000_rename"]);
+    assert_eq!(ask.scope.len(), 1);
+    assert!(
+        ask.scope[0].starts_with("20250102000000_rename sha256 "),
+        "bound to the migration's content: {ask:?}"
+    );
     assert!(
         ask.title.contains("Apply 1 pending migration(s)"),
         "{ask:?}"
@@ -892,4 +899,348 @@ async fn the_sample_queries_run_read_only_and_say_which_failed() {
     assert!(!checks[2].ok, "{:?}", checks[2]);
     assert!(checks[2].result.contains("read-only"), "{:?}", checks[2]);
     assert_eq!(db.scalar::<i64>("SELECT count(*) FROM \"User\"").await, 2);
+}
+
+/// A protected environment on a database with the first migration applied and a verified
+/// backup of it.
+async fn protected_with_backup(
+    test: &str,
+) -> (
+    TestDb,
+    Migrations,
+    tempfile::TempDir,
+    pgdeck::release::Environment,
+) {
+    let (db, m, backups) = applied(test).await;
+    let env = pgdeck::release::Environment {
+        protected: true,
+        ..environment("production", &db, &m, backups.path())
+    };
+    take_backup(&env, "production", true).await;
+    (db, m, backups, env)
+}
+
+#[tokio::test]
+async fn a_deploy_confirmation_holds_for_the_migrations_as_they_were_shown_not_their_names() {
+    let (db, m, _backups, env) = protected_with_backup("release_confirm_content").await;
+    m.add(
+        "20250102000000_c4",
+        "ALTER TABLE \"User\" ADD COLUMN c4 text;",
+    );
+    let probe = workflow(&env, &never(), |ctx| async move {
+        release::deploy(&ctx, &DeployRequest::default()).await
+    })
+    .await;
+    let ask = probe.refusal().ask().expect("a confirmation").clone();
+    // While the question is open, the file changes under the same name.
+    std::fs::write(m.file("20250102000000_c4"), "DELETE FROM \"User\";").unwrap();
+    let ran = workflow(&env, &never(), |ctx| {
+        let answer = Confirmation::answering(&ask, Some(db.name.clone()));
+        async move {
+            release::deploy(
+                &ctx,
+                &DeployRequest {
+                    confirmation: Some(answer),
+                    ..DeployRequest::default()
+                },
+            )
+            .await
+        }
+    })
+    .await;
+    let e = ran.refusal();
+    assert_eq!(e.guard, Some(Guard::Confirmation));
+    assert!(
+        e.cause.contains("what was confirmed changed"),
+        "{}",
+        e.cause
+    );
+    assert_eq!(db.scalar::<i64>("SELECT count(*) FROM \"User\"").await, 2);
+
+    // A name typed for another database is refused on any environment.
+    let dev = environment("development", &db, &m, _backups.path());
+    let wrong = workflow(&dev, &never(), |ctx| async move {
+        release::deploy(
+            &ctx,
+            &DeployRequest {
+                confirmation: Some(Confirmation::typed("the_other_db")),
+                ..DeployRequest::default()
+            },
+        )
+        .await
+    })
+    .await;
+    assert_eq!(wrong.refusal().guard, Some(Guard::Confirmation));
+    assert_eq!(db.scalar::<i64>("SELECT count(*) FROM \"User\"").await, 2);
+}
+
+#[tokio::test]
+async fn a_rollback_needs_a_persons_acknowledgement_whatever_its_down_sql_says_and_it_holds_from_run_to_run()
+ {
+    let (db, m, backups) = applied("release_rollback_ack").await;
+    m.add(
+        "20250102000000_add_note",
+        "ALTER TABLE \"User\" ADD COLUMN note text;",
+    );
+    std::fs::write(
+        m.file("20250102000000_add_note").with_file_name("down.sql"),
+        "-- pgdeck:allow ban-drop-column the author said so in October\nALTER TABLE \"User\" DROP COLUMN note;",
+    )
+    .unwrap();
+    let dev = environment("development", &db, &m, backups.path());
+    let deployed = workflow(&dev, &never(), |ctx| async move {
+        release::deploy(&ctx, &DeployRequest::default()).await
+    })
+    .await;
+    assert!(deployed.result.is_ok());
+    let env = pgdeck::release::Environment {
+        protected: true,
+        ..dev.clone()
+    };
+    let revert = |deploy: DeployRequest| {
+        let env = env.clone();
+        async move {
+            workflow(&env, &never(), |ctx| async move {
+                release::revert(
+                    &ctx,
+                    &RevertRequest {
+                        names: vec!["20250102000000_add_note".into()],
+                        deploy: Some(deploy),
+                    },
+                )
+                .await
+            })
+            .await
+        }
+    };
+    let without = || DeployRequest {
+        without_backup: Some("INC-8: the provider's snapshot".into()),
+        ..DeployRequest::default()
+    };
+    let first = revert(without()).await;
+    let e = first.refusal();
+    assert_eq!(
+        e.guard,
+        Some(Guard::Lint),
+        "the down.sql's own allow does not count"
+    );
+    let Some(Remedy::Acknowledge { findings }) = e
+        .remedies
+        .iter()
+        .find(|r| matches!(r, Remedy::Acknowledge { .. }))
+    else {
+        panic!("{e:?}");
+    };
+    // A second later, the same finding under the same key: the acknowledgement holds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let acknowledged = |confirmation| DeployRequest {
+        acknowledgements: findings
+            .iter()
+            .map(|f| Allow::finding(f, "INC-8: nothing reads note"))
+            .collect(),
+        confirmation,
+        ..without()
+    };
+    let second = revert(acknowledged(None)).await;
+    let ask = second
+        .refusal()
+        .ask()
+        .expect("a confirmation, the acknowledgement held")
+        .clone();
+    let done = revert(acknowledged(Some(Confirmation::answering(
+        &ask,
+        Some(db.name.clone()),
+    ))))
+    .await;
+    assert!(done.result.is_ok(), "{:?}", done.result);
+    assert!(done.journal.iter().any(|e| matches!(
+        e,
+        Event::Override { what, reason } if what.contains("ban-drop-column") && reason == "INC-8: nothing reads note"
+    )), "{:?}", done.journal);
+}
+
+#[tokio::test]
+async fn a_backup_that_no_longer_holds_gives_way_to_an_older_one_and_a_reason_covers_none() {
+    let (db, m, backups, env) = protected_with_backup("release_recheck").await;
+    let newer = take_backup(&env, "production", true).await;
+    m.add("20250102000000_t1", "CREATE TABLE t1 (id int);");
+    let flip = |file: &str| {
+        let path = backups.path().join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    flip(&newer.file);
+    let deploy = |req: DeployRequest| {
+        let env = env.clone();
+        async move {
+            workflow(&env, &never(), |ctx| async move {
+                release::deploy(&ctx, &req).await
+            })
+            .await
+        }
+    };
+    let typed = || Some(Confirmation::typed(&db.name));
+    let ran = deploy(DeployRequest {
+        confirmation: typed(),
+        ..DeployRequest::default()
+    })
+    .await;
+    let report = ran.result.as_ref().expect("the older backup held");
+    assert_ne!(report.backup.as_deref(), Some(newer.file.as_str()));
+    assert!(
+        ran.lines().contains("does not hold any more"),
+        "{}",
+        ran.lines()
+    );
+
+    // Now none holds: refused after the confirmation, and both are journaled.
+    m.add("20250103000000_t2", "CREATE TABLE t2 (id int);");
+    let older = report.backup.clone().unwrap();
+    flip(&older);
+    let ran = deploy(DeployRequest {
+        confirmation: typed(),
+        ..DeployRequest::default()
+    })
+    .await;
+    assert_eq!(ran.refusal().guard, Some(Guard::BackupIntegrity));
+    assert!(
+        matches!(
+            &ran.journal[..],
+            [
+                Event::Confirmed { .. },
+                Event::Released {
+                    outcome: Outcome::Failed,
+                    ..
+                }
+            ]
+        ),
+        "{:?}",
+        ran.journal
+    );
+    assert!(!db.table_exists("t2").await);
+    // The reason to go without one counts then.
+    let ran = deploy(DeployRequest {
+        confirmation: typed(),
+        without_backup: Some("INC-9: both dumps are damaged; the provider has a snapshot".into()),
+        ..DeployRequest::default()
+    })
+    .await;
+    assert!(ran.result.is_ok(), "{:?}", ran.result);
+    assert!(ran.journal.iter().any(|e| matches!(
+        e,
+        Event::Override { what, .. } if what.starts_with("deploy without a usable backup")
+    )));
+}
+
+#[tokio::test]
+async fn maintenance_mode_on_a_protected_environment_is_confirmed_with_the_name() {
+    let (db, m, backups) = applied("release_maintenance_hook").await;
+    let mut env = pgdeck::release::Environment {
+        protected: true,
+        ..environment("production", &db, &m, backups.path())
+    };
+    env.hooks
+        .commands
+        .insert("maintenance_on".into(), "echo offline".into());
+    let run = |confirmation: Option<Confirmation>| {
+        let env = env.clone();
+        async move {
+            workflow(&env, &never(), |ctx| async move {
+                release::run_hook(
+                    &ctx,
+                    &HookRequest {
+                        name: "maintenance_on".into(),
+                        migrations: Vec::new(),
+                        confirmation,
+                    },
+                )
+                .await
+            })
+            .await
+        }
+    };
+    let refused = run(Some(Confirmation::yes())).await;
+    assert_eq!(refused.refusal().guard, Some(Guard::Confirmation));
+    assert!(refused.journal.is_empty(), "it did not run");
+    let ran = run(Some(Confirmation::typed(&db.name))).await;
+    assert!(ran.result.unwrap().success());
+}
+
+#[tokio::test]
+async fn a_cancelled_restore_is_stopped_on_the_server_and_leaves_the_database_as_it_was() {
+    let (db, m, backups) = applied("release_restore_cancel").await;
+    db.exec(
+        "CREATE TABLE big (id int, v text); \
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1500000) g;",
+    )
+    .await;
+    let env = environment("development", &db, &m, backups.path());
+    let entry = take_backup(&env, "development", true).await;
+    db.exec("INSERT INTO \"User\" VALUES (7, 'after the backup')")
+        .await;
+    let cancel = CancellationToken::new();
+    let run = {
+        let (env, cancel, file) = (env.clone(), cancel.clone(), entry.file.clone());
+        tokio::spawn(async move {
+            workflow(&env, &cancel, |ctx| async move {
+                release::restore(
+                    &ctx,
+                    &RestoreRequest {
+                        backup: file,
+                        confirmation: Some(Confirmation::yes()),
+                        terminate_sessions: true,
+                        jobs: 1,
+                        ..RestoreRequest::default()
+                    },
+                )
+                .await
+            })
+            .await
+        })
+    };
+    // pg_restore is at work on the server (watched from another database: the restore
+    // terminates the sessions on its own).
+    let probe = pgdeck::db::connect(
+        &db.target
+            .with_database("postgres")
+            .with_application_name("pgdeck-test"),
+    )
+    .await
+    .unwrap()
+    .client;
+    wait_for("pg_restore to run", Duration::from_secs(60), || async {
+        probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%' \
+                 AND state = 'active'",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) > 0)
+            .unwrap_or(false)
+    })
+    .await;
+    cancel.cancel();
+    let ran = run.await.unwrap();
+    let e = ran.refusal();
+    assert_eq!(e.kind, ErrorKind::Cancelled, "{e:?}");
+    assert!(e.cause.contains("cancelled on the server"), "{}", e.cause);
+    let left: i64 = db
+        .scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%'",
+        )
+        .await;
+    assert_eq!(left, 0, "no pg_restore session is left on the server");
+    // One transaction, rolled back: the row written after the backup is still there.
+    assert_eq!(
+        db.scalar::<i64>("SELECT count(*) FROM \"User\" WHERE id = 7")
+            .await,
+        1
+    );
+    assert!(ran.journal.iter().any(|e| matches!(
+        e,
+        Event::Released { workflow, outcome: Outcome::Cancelled, .. } if workflow == "restore"
+    )));
 }

@@ -116,12 +116,27 @@ impl BackupEntry {
             )
             .with(Remedy::ListBackups)
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        let entry: BackupEntry = serde_json::from_str(&text).map_err(|e| {
             Error::input(
                 format!("catalog entry {} is unreadable: {e}", path.display()),
                 "restore it from version control or take a new backup",
             )
-        })
+        })?;
+        // `<file>.json` describes `<file>` beside it, and nothing else: a catalog naming another
+        // path (`../x`, `/etc/x`) would have pgdeck read, restore or delete outside its folder.
+        let beside = backup.file_name().and_then(|n| n.to_str());
+        if beside != Some(entry.file.as_str()) {
+            return Err(Error::input(
+                format!(
+                    "catalog entry {} names the file {:?}, not the {} beside it",
+                    path.display(),
+                    entry.file,
+                    beside.unwrap_or("?")
+                ),
+                "a catalog entry only describes the backup it is named after; remove or fix it",
+            ));
+        }
+        Ok(entry)
     }
 
     /// Writes the entry atomically (temporary file, fsync, rename).
@@ -223,11 +238,12 @@ pub fn list(dir: &Path) -> Result<Vec<(BackupEntry, bool)>> {
 /// What the deploy gate finds in a backup folder for a database.
 #[derive(Debug, Clone)]
 pub enum GateChoice {
-    /// The newest verified backup of this database, young enough.
-    Found(BackupEntry),
+    /// The verified backups of this database young enough, newest first (never empty): the
+    /// newest that still matches its checksum when the work starts is the one.
+    Found(Vec<BackupEntry>),
     /// Only backups that are foreign to it would do (another environment, server or database
     /// incarnation): the newest, and why it is foreign.
-    OnlyForeign(BackupEntry, String),
+    OnlyForeign(Box<BackupEntry>, String),
     /// Nothing would do; why, for the refusal to show.
     None(String),
 }
@@ -248,13 +264,18 @@ pub fn gate_choice(
         .filter(|(e, present)| *present && e.database == *database)
         .map(|(e, _)| e)
         .collect();
+    let usable: Vec<BackupEntry> = candidates
+        .iter()
+        .filter(|e| e.is_verified() && e.foreign_to(live).is_none() && young(e))
+        .map(|e| (*e).clone())
+        .collect();
+    if !usable.is_empty() {
+        return Ok(GateChoice::Found(usable));
+    }
     if let Some(ours) = candidates
         .iter()
         .find(|e| e.is_verified() && e.foreign_to(live).is_none())
     {
-        if young(ours) {
-            return Ok(GateChoice::Found((*ours).clone()));
-        }
         let age = (now - ours.finished_at).to_std().unwrap_or_default();
         return Ok(GateChoice::None(format!(
             "the newest verified backup of {database} ({}) is {} old, more than {}",
@@ -270,7 +291,7 @@ pub fn gate_choice(
     if let Some(foreign) = candidates.iter().find(|e| e.is_verified() && young(e)) {
         let why = foreign.foreign_to(live).unwrap_or_default();
         return Ok(GateChoice::OnlyForeign(
-            (*foreign).clone(),
+            Box::new((*foreign).clone()),
             format!(
                 "no verified backup of {database} from environment '{}' on this server in {}{}; \
                  {} does not count: {why}",
@@ -298,4 +319,34 @@ pub fn gate_choice(
         ),
     };
     Ok(GateChoice::None(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_catalog_entry_describes_only_the_file_it_is_named_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("precious.txt");
+        std::fs::write(&victim, "keep me").unwrap();
+        for named in ["../precious.txt", victim.to_str().unwrap(), "other.dump"] {
+            let json = serde_json::json!({
+                "file": named, "database": "app", "environment": "production", "source": "x",
+                "server_version": "15.0", "pg_dump_version": "15.0", "size_bytes": 1,
+                "sha256": "00", "started_at": "2026-12-01T00:00:00Z",
+                "finished_at": "2026-12-01T00:00:00Z", "toc_entries": 1, "migration_head": null,
+                "table_rows": {}, "verification": null
+            });
+            std::fs::write(dir.path().join("app.dump.json"), json.to_string()).unwrap();
+            let e = BackupEntry::load(&dir.path().join("app.dump")).unwrap_err();
+            assert!(e.cause.contains("names the file"), "{}", e.cause);
+            assert!(
+                list(dir.path()).unwrap().is_empty(),
+                "not listed, so never pruned"
+            );
+        }
+        assert!(victim.exists());
+    }
 }

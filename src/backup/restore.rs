@@ -9,6 +9,7 @@ use std::process::Stdio;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
 
 use super::catalog::BackupEntry;
 use super::{BackupEvent, tools};
@@ -18,6 +19,9 @@ use crate::target::DbTarget;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
+    /// Stops the restore: pg_restore's statements are cancelled on the server, so its
+    /// transaction rolls back there, not whenever the server notices the client is gone.
+    pub cancel: CancellationToken,
     /// Terminate other sessions on the database first (otherwise their presence refuses).
     pub terminate_sessions: bool,
     /// SQL queries whose results are shown after the restore (each returns one value).
@@ -41,6 +45,59 @@ pub struct OtherSession {
     pub pid: i32,
     /// Its application_name, else its user.
     pub name: String,
+}
+
+/// Cancels what the sessions named `app` run (pg_restore then stops with the error), and
+/// terminates any that are still there a few seconds later.
+async fn stop_on_the_server(target: &DbTarget, app: &str) {
+    const CANCEL: &str = "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity \
+                          WHERE application_name = $1";
+    const LEFT: &str = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+    const TERMINATE: &str = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                             WHERE application_name = $1";
+    let Ok(session) = db::connect(&target.with_application_name("pgdeck-restore")).await else {
+        return;
+    };
+    let count = |sql: &'static str| {
+        let client = &session.client;
+        async move {
+            client
+                .query_one(sql, &[&app])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+        }
+    };
+    count(CANCEL).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if count(LEFT).await == 0 {
+            return;
+        }
+    }
+    count(TERMINATE).await;
+}
+
+/// How many sessions named `app` are on the server.
+async fn sessions_named(target: &DbTarget, app: &str) -> Result<i64> {
+    let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
+    for _ in 0..50 {
+        let n: i64 = session
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .map_err(|e| query_error("looking for pg_restore's sessions", &e))?
+            .get(0);
+        if n == 0 {
+            return Ok(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(1)
 }
 
 /// The other client sessions on the target's database. With `terminate`, they are terminated;
@@ -136,16 +193,23 @@ pub async fn restore(
     let _ = events.send(BackupEvent::Step {
         what: format!("restoring {} ({} items)", entry.file, entry.toc_entries),
     });
-    let mut child = tools::command(&pg_restore, target)
-        .args([
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "--exit-on-error",
-            "--verbose",
-            "--dbname",
-            &target.dbname,
-        ])
+    // Its sessions carry a name of their own, so a cancellation can find them on the server.
+    let app = format!(
+        "pgdeck-restore-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let parallel = opts.jobs > 1;
+    let mut command = tools::command(&pg_restore, target);
+    command
+        .env("PGAPPNAME", &app)
+        .args(["--clean", "--if-exists", "--exit-on-error", "--verbose"]);
+    if parallel {
+        command.arg(format!("--jobs={}", opts.jobs));
+    } else {
+        command.arg("--single-transaction");
+    }
+    let mut child = command
+        .args(["--dbname", &target.dbname])
         .arg(backup)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -157,10 +221,20 @@ pub async fn restore(
             )
         })?;
     let mut last_error = String::new();
+    let mut cancelled = false;
     if let Some(err) = child.stderr.take() {
         let mut lines = BufReader::new(err).lines();
         let mut items = 0usize;
-        while let Ok(Some(line)) = lines.next_line().await {
+        loop {
+            let line = tokio::select! {
+                line = lines.next_line() => line,
+                () = opts.cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    stop_on_the_server(target, &app).await;
+                    continue;
+                }
+            };
+            let Ok(Some(line)) = line else { break };
             if line.starts_with("pg_restore: creating")
                 || line.starts_with("pg_restore: processing data")
             {
@@ -179,6 +253,26 @@ pub async fn restore(
         .wait()
         .await
         .map_err(|e| Error::runtime(format!("waiting for pg_restore: {e}"), "retry"))?;
+    if cancelled {
+        let gone = sessions_named(target, &app).await.is_ok_and(|n| n == 0);
+        let state = match (gone, parallel) {
+            (false, _) => "its session is still on the server; it rolls back when it ends",
+            (true, false) => {
+                "it was cancelled on the server and its transaction rolled back: the database is as it was"
+            }
+            (true, true) => {
+                "its workers were cancelled on the server; a parallel restore is not one transaction: the database may be partly restored"
+            }
+        };
+        return Err(Error::cancelled(
+            format!("restore of {} cancelled: {state}", entry.file),
+            if parallel {
+                "restore again before the application uses the database"
+            } else {
+                "the restore can simply run again"
+            },
+        ));
+    }
     if !status.success() {
         return Err(Error::runtime(
             format!(

@@ -194,7 +194,8 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
             };
             let report = output::confirmed(
                 json,
-                output::given(env, confirm),
+                output::given(confirm),
+                &job.cancel,
                 Printer::new(json),
                 |confirmation, tx| {
                     let req = RestoreRequest {

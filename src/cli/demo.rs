@@ -127,7 +127,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs, cancel: &CancellationToken) ->
         };
         return super::open_console(env, cancel).await;
     }
-    let job = super::Job::new(env.clone(), cancel.clone());
+    let job = super::Job::new(env.clone(), cancel.clone(), "demo");
     let mut printer = output::Printer::live(g.json);
     crate::events::with_events(
         |e| printer.take(e),

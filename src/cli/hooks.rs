@@ -71,7 +71,8 @@ pub async fn run(job: &Job, args: &HooksArgs, json: bool) -> Result<u8> {
         } => {
             let outcome = output::confirmed(
                 json,
-                output::given(env, confirm),
+                output::given(confirm),
+                &job.cancel,
                 Printer::new(json),
                 |confirmation, tx| {
                     let req = HookRequest {

@@ -55,7 +55,8 @@ pub async fn deploy(job: &Job, args: &DeployArgs, json: bool) -> Result<u8> {
     let request = deploy_request(args);
     let report = output::confirmed(
         json,
-        output::given(env, &args.confirm),
+        output::given(&args.confirm),
+        &job.cancel,
         Printer::new(json),
         |confirmation, tx| {
             let req = DeployRequest {
@@ -93,7 +94,6 @@ fn finish_deploy(env: &Environment, report: &DeployReport, json: bool) {
 }
 
 pub async fn resolve(job: &Job, args: &ResolveArgs, json: bool) -> Result<u8> {
-    let env = &job.env;
     let (name, how) = match (&args.applied, &args.rolled_back) {
         (Some(n), _) => (n.clone(), Resolution::Applied),
         (None, Some(n)) => (n.clone(), Resolution::RolledBack),
@@ -102,7 +102,8 @@ pub async fn resolve(job: &Job, args: &ResolveArgs, json: bool) -> Result<u8> {
     };
     output::confirmed(
         json,
-        output::given(env, &args.confirm),
+        output::given(&args.confirm),
+        &job.cancel,
         Printer::new(json),
         |confirmation, tx| {
             let req = ResolveRequest {
@@ -148,7 +149,8 @@ pub fn new(env: &Environment, name: &str, json: bool) -> Result<u8> {
 pub async fn reset(job: &Job, args: &ConfirmArgs, json: bool) -> Result<u8> {
     let report = output::confirmed(
         json,
-        output::given(&job.env, args),
+        output::given(args),
+        &job.cancel,
         Printer::new(json),
         |confirmation, tx| {
             let ctx = job.context(tx);
@@ -190,7 +192,8 @@ pub async fn revert(job: &Job, args: &RevertArgs, json: bool) -> Result<u8> {
     let request = deploy_request(&args.deploy_args);
     let report = output::confirmed(
         json,
-        output::given(env, &args.deploy_args.confirm),
+        output::given(&args.deploy_args.confirm),
+        &job.cancel,
         Printer::new(json),
         |confirmation, tx| {
             let req = RevertRequest {

@@ -208,7 +208,10 @@ pub fn main() -> ExitCode {
         }
     };
     let json = cli.global.json;
-    let code = match runtime.block_on(run_until_signalled(cli)) {
+    let result = runtime.block_on(run_until_signalled(cli));
+    // A question left open on the terminal (SIGINT while asking) is not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             if json {
@@ -270,11 +273,12 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn new(env: Environment, cancel: CancellationToken) -> Job {
+    pub fn new(env: Environment, cancel: CancellationToken, command: &str) -> Job {
         let journal = Arc::new(CommandJournal::new(
             &journal::default_dir(),
             &env.name,
             &env.target.to_string(),
+            command,
         ));
         Job {
             env,
@@ -299,7 +303,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
     let Some(command) = &cli.command else {
         return console(g, &cancel).await;
     };
-    let job = || environment(g).map(|env| Job::new(env, cancel.clone()));
+    let job = || environment(g).map(|env| Job::new(env, cancel.clone(), command.name()));
     let stoppable = |work| stop_on(work, &cancel);
     match command {
         Command::Status => stoppable(Box::pin(migrations::status(&environment(g)?, g.json))).await,
@@ -322,6 +326,29 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,
+    }
+}
+
+impl Command {
+    /// The subcommand's name, for the journal of what it did.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Deploy(_) => "deploy",
+            Command::Revert(_) => "revert",
+            Command::Console => "console",
+            Command::Resolve(_) => "resolve",
+            Command::Lint(_) => "lint",
+            Command::Plan(_) => "plan",
+            Command::Backup(_) => "backup",
+            Command::Monitor(_) => "monitor",
+            Command::Health(_) => "health",
+            Command::Hooks(_) => "hooks",
+            Command::Report(_) => "report",
+            Command::New { .. } => "new",
+            Command::Reset(_) => "reset",
+            Command::Demo(_) => "demo",
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::{ConfirmArgs, Job, exit};
 use crate::error::{Error, Result};
 use crate::monitor::watch::{Update, Watch};
 use crate::monitor::{Monitor, MonitorSettings, Pane, Signal, Snapshot};
-use crate::release::{self, Confirmation, Environment, SignalRequest};
+use crate::release::{self, Environment, SignalRequest};
 use crate::units::{human_bytes, human_count};
 
 #[derive(Debug, Clone, Args)]
@@ -67,22 +67,24 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
             MonitorAction::Cancel(t) => (Signal::Cancel, t, "cancel the query of"),
             MonitorAction::Terminate(t) => (Signal::Terminate, t, "terminate"),
         };
-        let given = match (&t.confirm.confirm, t.confirm.yes) {
-            (Some(name), _) => Some(Confirmation::typed(name)),
-            (None, true) => Some(Confirmation::yes()),
-            _ => None,
-        };
-        output::confirmed(json, given, Printer::new(json), |confirmation, tx| {
-            let req = SignalRequest {
-                pid: t.pid,
-                backend_start: t.backend_start,
-                signal,
-                confirmation,
-                read_only: args.read_only,
-            };
-            let ctx = job.context(tx);
-            async move { release::signal_backend(&ctx, &req).await }
-        })
+        let given = output::given(&t.confirm);
+        output::confirmed(
+            json,
+            given,
+            &job.cancel,
+            Printer::new(json),
+            |confirmation, tx| {
+                let req = SignalRequest {
+                    pid: t.pid,
+                    backend_start: t.backend_start,
+                    signal,
+                    confirmation,
+                    read_only: args.read_only,
+                };
+                let ctx = job.context(tx);
+                async move { release::signal_backend(&ctx, &req).await }
+            },
+        )
         .await?;
         if json {
             output::json(

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{ConfirmArgs, exit};
 use crate::backup::BackupEvent;
 use crate::error::{Ask, Error, Remedy, Result};
@@ -334,13 +336,13 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
     stderr(&line);
 }
 
-/// The confirmation the flags give: `--confirm DBNAME`, or `--yes` (which a protected
-/// environment does not take: there the name is typed, or asked for on the terminal).
-pub fn given(env: &Environment, args: &ConfirmArgs) -> Option<Confirmation> {
+/// The confirmation the flags give: `--confirm DBNAME`, or `--yes`. What it is worth is the
+/// workflow's to say (a protected environment wants the name).
+pub fn given(args: &ConfirmArgs) -> Option<Confirmation> {
     match (&args.confirm, args.yes) {
         (Some(name), _) => Some(Confirmation::typed(name)),
-        (None, true) if !env.protected => Some(Confirmation::yes()),
-        _ => None,
+        (None, true) => Some(Confirmation::yes()),
+        (None, false) => None,
     }
 }
 
@@ -354,6 +356,7 @@ fn interactive() -> bool {
 pub async fn confirmed<T, F, Fut>(
     json: bool,
     given: Option<Confirmation>,
+    cancel: &CancellationToken,
     mut printer: Printer,
     mut run: F,
 ) -> Result<T>
@@ -362,8 +365,12 @@ where
     Fut: Future<Output = Result<T>>,
 {
     let first = crate::events::with_events(|e| printer.take(e), |tx| run(given.clone(), tx)).await;
-    let ask = match &first {
-        Err(e) if given.is_none() && !json && interactive() => e.ask().cloned(),
+    // The terminal is asked when the flags said nothing, or a yes where the name is wanted.
+    let ask = match (&first, &given) {
+        (Err(e), None) if !json && interactive() => e.ask().cloned(),
+        (Err(e), Some(Confirmation { typed: None, .. })) if !json && interactive() => {
+            e.ask().filter(|a| a.expect.is_some()).cloned()
+        }
         _ => None,
     };
     let Some(ask) = ask else {
@@ -372,24 +379,28 @@ where
     };
     // What the refused run found is found again by the next one.
     printer.discard();
-    let answer = ask_on_terminal(&ask)?;
+    let answer = ask_on_terminal(&ask, cancel).await?;
     crate::events::with_events(|e| printer.take(e), |tx| run(Some(answer), tx)).await
 }
 
-fn ask_on_terminal(ask: &Ask) -> Result<Confirmation> {
+async fn ask_on_terminal(ask: &Ask, cancel: &CancellationToken) -> Result<Confirmation> {
     stderr(&ask.title);
     for line in &ask.lines {
         stderr(&format!("  {line}"));
     }
     match &ask.expect {
         Some(db) => {
-            let typed = read_answer(&format!(
-                "This environment is PROTECTED. Type the database name ({db}) to continue: "
-            ))?;
+            let typed = read_answer(
+                format!(
+                    "This environment is PROTECTED. Type the database name ({db}) to continue: "
+                ),
+                cancel,
+            )
+            .await?;
             Ok(Confirmation::answering(ask, Some(typed)))
         }
         None => {
-            let answer = read_answer("Continue? [y/N] ")?;
+            let answer = read_answer("Continue? [y/N] ".into(), cancel).await?;
             if matches!(answer.as_str(), "y" | "Y" | "yes") {
                 Ok(Confirmation::answering(ask, None))
             } else {
@@ -402,19 +413,34 @@ fn ask_on_terminal(ask: &Ask) -> Result<Confirmation> {
     }
 }
 
-fn read_answer(prompt: &str) -> Result<String> {
+/// Reads the answer off the terminal on a thread of its own, so SIGINT while the question is
+/// open ends the command at once (nothing has started).
+async fn read_answer(prompt: String, cancel: &CancellationToken) -> Result<String> {
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{}", scrub(prompt));
+    let _ = write!(err, "{}", scrub(&prompt));
     let _ = err.flush();
     drop(err);
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-        Error::runtime(
-            format!("cannot read the answer: {e}"),
-            "answer on the terminal",
-        )
-    })?;
-    Ok(line.trim().to_owned())
+    let read = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map(|_| line.trim().to_owned())
+    });
+    tokio::select! {
+        answer = read => match answer {
+            Ok(Ok(line)) => Ok(line),
+            Ok(Err(e)) => Err(Error::runtime(
+                format!("cannot read the answer: {e}"),
+                "answer on the terminal",
+            )),
+            Err(e) => Err(Error::runtime(format!("cannot read the answer: {e}"), "answer on the terminal")),
+        },
+        () = cancel.cancelled() => Err(Error::cancelled(
+            "interrupted at the question: nothing was done",
+            "",
+        )),
+    }
 }
 
 /// Prints a workflow's events on stderr as they come (JSON lines with --json). Until the work

@@ -72,6 +72,7 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
 pub struct Canceller {
     target: DbTarget,
     token: tokio_postgres::CancelToken,
+    backend_pid: i32,
 }
 
 impl Canceller {
@@ -79,7 +80,20 @@ impl Canceller {
         Canceller {
             target: target.clone(),
             token: session.client.cancel_token(),
+            backend_pid: session.backend_pid,
         }
+    }
+
+    /// Ends the session's backend from a session of its own: for a statement that does not
+    /// stop when cancelled. Its transaction rolls back.
+    pub async fn terminate(&self) -> Result<()> {
+        let other = connect(&self.target.with_application_name("pgdeck-cancel")).await?;
+        other
+            .client
+            .query_one("SELECT pg_terminate_backend($1)", &[&self.backend_pid])
+            .await
+            .map_err(|e| query_error("terminating the stuck session", &e))?;
+        Ok(())
     }
 
     pub async fn cancel(&self) -> Result<()> {

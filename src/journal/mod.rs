@@ -36,6 +36,9 @@ pub enum Event {
         /// Password redacted.
         database: String,
         pgdeck: String,
+        /// The headless command whose own session this is; None for a console session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<String>,
     },
     SessionResumed,
     StepStarted {
@@ -164,8 +167,18 @@ fn env_dir(dir: &Path, environment: &str) -> PathBuf {
 }
 
 impl Journal {
-    /// Starts a new session file for `environment` and records its start.
+    /// Starts a new console session file for `environment` and records its start.
     pub fn start(dir: &Path, environment: &str, database: &str, operator: &str) -> Result<Journal> {
+        Journal::open_new(dir, environment, database, operator, None)
+    }
+
+    fn open_new(
+        dir: &Path,
+        environment: &str,
+        database: &str,
+        operator: &str,
+        command: Option<&str>,
+    ) -> Result<Journal> {
         let folder = env_dir(dir, environment);
         std::fs::create_dir_all(&folder)
             .map_err(|e| io_error("cannot create the journal folder", &folder, &e))?;
@@ -190,6 +203,7 @@ impl Journal {
             environment: environment.to_owned(),
             database: database.to_owned(),
             pgdeck: env!("CARGO_PKG_VERSION").to_owned(),
+            command: command.map(str::to_owned),
         })?;
         Ok(j)
     }
@@ -274,20 +288,23 @@ impl Recorder for SharedJournal {
 
 /// The journal of one headless command: the environment's unfinished console session if there
 /// is one (so a console session sees what a script did meanwhile), else a session of its own,
-/// opened on the first entry and finished when the command ends.
+/// opened on the first entry and finished when the command ends. Another command's session is
+/// never joined.
 pub struct CommandJournal {
     dir: PathBuf,
     environment: String,
     database: String,
+    command: String,
     open: Mutex<Option<(Journal, bool)>>,
 }
 
 impl CommandJournal {
-    pub fn new(dir: &Path, environment: &str, database: &str) -> CommandJournal {
+    pub fn new(dir: &Path, environment: &str, database: &str, command: &str) -> CommandJournal {
         CommandJournal {
             dir: dir.to_owned(),
             environment: environment.to_owned(),
             database: database.to_owned(),
+            command: command.to_owned(),
             open: Mutex::new(None),
         }
     }
@@ -314,7 +331,13 @@ impl Recorder for CommandJournal {
                     )
                 }
                 None => (
-                    Journal::start(&self.dir, &self.environment, &self.database, &operator)?,
+                    Journal::open_new(
+                        &self.dir,
+                        &self.environment,
+                        &self.database,
+                        &operator,
+                        Some(&self.command),
+                    )?,
                     true,
                 ),
             });
@@ -391,16 +414,28 @@ pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The newest session of `environment` that did not finish, if any.
+/// The newest console session of `environment`, if it did not finish. Sessions of headless
+/// commands are passed over: they are not for a console to resume, nor for another command to
+/// write into.
 pub fn unfinished(dir: &Path, environment: &str) -> Result<Option<PathBuf>> {
-    for path in sessions(dir, environment)?.into_iter().take(1) {
+    for path in sessions(dir, environment)? {
         let entries = read(&path)?;
-        if !entries
+        if matches!(
+            entries.first().map(|e| &e.event),
+            Some(Event::SessionStarted {
+                command: Some(_),
+                ..
+            })
+        ) {
+            continue;
+        }
+        if entries
             .iter()
             .any(|e| matches!(e.event, Event::SessionFinished))
         {
-            return Ok(Some(path));
+            return Ok(None);
         }
+        return Ok(Some(path));
     }
     Ok(None)
 }
@@ -446,6 +481,49 @@ mod tests {
         assert_eq!(before.len(), 2);
         j.append(Event::SessionFinished).unwrap();
         assert_eq!(unfinished(dir.path(), "production").unwrap(), None);
+    }
+
+    #[test]
+    fn a_command_joins_a_console_session_but_never_another_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        // No console session: each command writes a session of its own, finished at its end.
+        let deploy = CommandJournal::new(dir.path(), "production", "db", "deploy");
+        deploy.record(Event::SessionResumed).unwrap();
+        let hooks = CommandJournal::new(dir.path(), "production", "db", "hooks");
+        hooks.record(Event::SessionResumed).unwrap();
+        drop(deploy);
+        drop(hooks);
+        let sessions = sessions(dir.path(), "production").unwrap();
+        assert_eq!(sessions.len(), 2, "{sessions:?}");
+        for s in &sessions {
+            let entries = read(s).unwrap();
+            assert!(matches!(
+                entries.first().map(|e| &e.event),
+                Some(Event::SessionStarted {
+                    command: Some(_),
+                    ..
+                })
+            ));
+            assert!(matches!(
+                entries.last().map(|e| &e.event),
+                Some(Event::SessionFinished)
+            ));
+        }
+        // A command's unfinished session is nobody's to resume or join.
+        let running = CommandJournal::new(dir.path(), "staging", "db", "deploy");
+        running.record(Event::SessionResumed).unwrap();
+        assert_eq!(unfinished(dir.path(), "staging").unwrap(), None);
+        // A console session is joined.
+        let console = Journal::start(dir.path(), "production", "db", "ana").unwrap();
+        let command = CommandJournal::new(dir.path(), "production", "db", "deploy");
+        command.record(Event::SessionResumed).unwrap();
+        drop(command);
+        let entries = read(console.path()).unwrap();
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(
+            unfinished(dir.path(), "production").unwrap(),
+            Some(console.path().to_owned())
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn markdown(entries: &[Entry]) -> String {
                 environment,
                 database,
                 pgdeck,
+                command,
             },
     }) = start
     {
@@ -25,6 +26,9 @@ pub fn markdown(entries: &[Entry]) -> String {
             "- Environment: **{environment}**\n- Database: `{database}`\n- Operator: {operator}\n- Started: {}\n",
             time(*at)
         ));
+        if let Some(command) = command {
+            out.push_str(&format!("- Headless command: pgdeck {command}\n"));
+        }
         if let Some(e) = end {
             let finished = entries
                 .iter()
@@ -167,6 +171,7 @@ mod tests {
                     environment: "production".into(),
                     database: "postgresql://app@db/app".into(),
                     pgdeck: "0.1.0".into(),
+                    command: None,
                 },
             ),
             e(

@@ -22,11 +22,17 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationPlan {
     pub name: String,
+    /// The migration file's checksum: an acknowledgement of one of its findings holds for
+    /// exactly this content.
+    pub checksum: String,
     pub transactional: bool,
     pub lint: FileLint,
     pub verdict: Verdict,
     /// Why it is refused, when it is.
     pub refusal: Option<String>,
+    /// DANGEROUS findings acknowledged by `-- pgdeck:allow` in the file: each `path:line:col
+    /// rule` with its reason.
+    pub acknowledged_in_file: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +43,8 @@ pub struct Plan {
 }
 
 /// An acknowledgement by a person: every finding of a rule (`--allow RULE --reason TEXT`), or
-/// exactly one finding, named by its [`finding_id`] (what the console's acknowledgement names).
+/// exactly one finding in exactly one version of its file, named by its [`finding_key`] (what
+/// the console's acknowledgement names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allow {
     pub rule: String,
@@ -55,19 +62,30 @@ impl Allow {
         }
     }
 
-    /// Exactly the finding `id` (`path:line:col rule`).
-    pub fn finding(id: &str, reason: &str) -> Allow {
+    /// Exactly the finding `key` (`path:line:col rule @checksum`).
+    pub fn finding(key: &str, reason: &str) -> Allow {
+        let id = key.split(" @").next().unwrap_or(key);
         Allow {
             rule: id.rsplit(' ').next().unwrap_or_default().to_owned(),
             reason: reason.to_owned(),
-            at: Some(id.to_owned()),
+            at: Some(key.to_owned()),
         }
     }
 }
 
-/// How a finding is named in refusals and acknowledgements: `path:line:col rule`.
+/// How a finding is named in refusals: `path:line:col rule`.
 pub fn finding_id(lint: &FileLint, f: &super::Finding) -> String {
     format!("{}:{}:{} {}", lint.path, f.line, f.column, f.rule)
+}
+
+/// How a finding is named when it is acknowledged: its id and the first 12 hex digits of its
+/// file's checksum, so the acknowledgement lapses when the file changes.
+pub fn finding_key(lint: &FileLint, f: &super::Finding, checksum: &str) -> String {
+    format!(
+        "{} @{}",
+        finding_id(lint, f),
+        &checksum[..checksum.len().min(12)]
+    )
 }
 
 impl Plan {
@@ -100,15 +118,27 @@ impl Plan {
             .iter()
             .map(|m| {
                 let mut lint = lint_sql(&m.script_path().display().to_string(), m.sql(), settings, &sizes);
+                // What the file acknowledges itself, before anyone else does.
+                let ids: Vec<String> = lint.findings.iter().map(|f| finding_id(&lint, f)).collect();
+                let mut acknowledged_in_file = Vec::new();
+                for (f, id) in lint.findings.iter().zip(ids) {
+                    if let Some(reason) = &f.acknowledged
+                        && f.severity == Severity::Dangerous
+                    {
+                        acknowledged_in_file.push((id, reason.clone()));
+                    }
+                }
                 for a in allows {
                     match &a.at {
                         None => lint.acknowledge(&a.rule, &a.reason),
-                        Some(id) => {
+                        Some(key) => {
                             let hit: Vec<usize> = lint
                                 .findings
                                 .iter()
                                 .enumerate()
-                                .filter(|(_, f)| f.acknowledged.is_none() && finding_id(&lint, f) == *id)
+                                .filter(|(_, f)| {
+                                    f.acknowledged.is_none() && finding_key(&lint, f, &m.checksum) == *key
+                                })
                                 .map(|(i, _)| i)
                                 .collect();
                             for i in hit {
@@ -134,10 +164,12 @@ impl Plan {
                 };
                 MigrationPlan {
                     name: m.name.clone(),
+                    checksum: m.checksum.clone(),
                     transactional,
                     lint,
                     verdict,
                     refusal,
+                    acknowledged_in_file,
                 }
             })
             .collect();
@@ -167,6 +199,28 @@ impl Plan {
                     .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
                     .map(move |f| finding_id(&m.lint, f))
             })
+            .collect()
+    }
+
+    /// The same findings as [`Plan::unacknowledged_dangerous`], as keys to acknowledge them by.
+    pub fn unacknowledged_dangerous_keys(&self) -> Vec<String> {
+        self.migrations
+            .iter()
+            .flat_map(|m| {
+                m.lint
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
+                    .map(move |f| finding_key(&m.lint, f, &m.checksum))
+            })
+            .collect()
+    }
+
+    /// DANGEROUS findings the files acknowledge themselves, with their reasons.
+    pub fn acknowledged_in_files(&self) -> Vec<(String, String)> {
+        self.migrations
+            .iter()
+            .flat_map(|m| m.acknowledged_in_file.iter().cloned())
             .collect()
     }
 }

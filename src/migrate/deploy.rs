@@ -409,9 +409,18 @@ async fn apply_in_transaction(
         let (error, statement) =
             match try_transaction(run, record, m, statements, opts, events).await {
                 Ok(()) => return Ok(()),
-                Err(Failure::Cancelled { statement }) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(cancelled_in_transaction(m, statement.as_ref()));
+                Err(Failure::Cancelled {
+                    statement,
+                    session_lost,
+                }) => {
+                    if !session_lost {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
+                    return Err(cancelled_in_transaction(
+                        m,
+                        statement.as_ref(),
+                        session_lost,
+                    ));
                 }
                 Err(Failure::Sql { error, statement }) => (error, statement),
             };
@@ -423,7 +432,7 @@ async fn apply_in_transaction(
                 DeployEvent::lock_timeout(m, attempt, attempts, delay),
             );
             if !run.pause(delay).await {
-                return Err(cancelled_in_transaction(m, None));
+                return Err(cancelled_in_transaction(m, None, false));
             }
             attempt += 1;
             continue;
@@ -483,9 +492,22 @@ async fn try_transaction(
             Ran::Cancelled => {
                 return Err(Failure::Cancelled {
                     statement: Some(s.clone()),
+                    session_lost: false,
+                });
+            }
+            Ran::Abandoned => {
+                return Err(Failure::Cancelled {
+                    statement: Some(s.clone()),
+                    session_lost: true,
                 });
             }
         }
+    }
+    if run.cancel.is_cancelled() {
+        return Err(Failure::Cancelled {
+            statement: None,
+            session_lost: false,
+        });
     }
     // Past this point the migration commits: a cancellation arriving now waits for the next one.
     // Sent together (the driver pipelines concurrent requests): if the INSERT fails the
@@ -504,6 +526,8 @@ async fn try_transaction(
 enum Stop {
     Sql(tokio_postgres::Error),
     Cancelled,
+    /// Cancelled, but it would not stop: its backend was terminated, and the session with it.
+    Abandoned,
 }
 
 async fn apply_statement_by_statement(
@@ -557,8 +581,25 @@ async fn apply_statement_by_statement(
                 }
                 Ran::Done(r) => break r.map_err(Stop::Sql),
                 Ran::Cancelled => break Err(Stop::Cancelled),
+                Ran::Abandoned => break Err(Stop::Abandoned),
             }
         };
+        if matches!(result, Err(Stop::Abandoned)) {
+            // Nothing more can be said on a terminated session: the ledger keeps the row as
+            // started and not finished, a failed migration for `resolve`.
+            return Err(Error::cancelled(
+                format!(
+                    "deploy cancelled during {} (no transaction) at statement {} of {total}: it did not stop within 10 s of the cancel request, so its session was terminated",
+                    m.name,
+                    i + 1
+                ),
+                "the statements before it were applied; check what the terminated one left, then record which",
+            )
+            .with(Remedy::Status)
+            .with(Remedy::Resolve {
+                migration: m.name.clone(),
+            }));
+        }
         let mut left_invalid = Vec::new();
         if let Some(table) = &s.concurrent_index_on {
             left_invalid = invalid_indexes(client, table)
@@ -580,7 +621,7 @@ async fn apply_statement_by_statement(
                     failure_logs(m, Some(s), e, attempt),
                     sql_failure(m, Some(s), e, attempt, false),
                 ),
-                Some(Stop::Cancelled) => (
+                Some(Stop::Cancelled | Stop::Abandoned) => (
                     format!(
                         "Migration: {}\nCancelled by the operator at statement {} of {} (line {}).\n",
                         m.name,
@@ -620,10 +661,17 @@ async fn apply_statement_by_statement(
                 ));
                 err.cause
                     .push_str(&format!("; index {} is left INVALID", invalid.join(", ")));
-                err.hint = format!(
-                    "run `{}`, fix the cause (e.g. duplicate values), then record the migration as rolled back and deploy again",
-                    drops.join(" "),
-                );
+                err.hint = if matches!(stop, Some(Stop::Cancelled)) {
+                    format!(
+                        "run `{}`, then record the migration as rolled back and deploy again",
+                        drops.join(" "),
+                    )
+                } else {
+                    format!(
+                        "run `{}`, fix the cause (e.g. duplicate values), then record the migration as rolled back and deploy again",
+                        drops.join(" "),
+                    )
+                };
                 err.remedies = vec![Remedy::ResolveRolledBack {
                     migration: m.name.clone(),
                 }];
@@ -641,13 +689,22 @@ async fn apply_statement_by_statement(
     ledger::finish(client, schema, &id, 1).await
 }
 
-fn cancelled_in_transaction(m: &LocalMigration, s: Option<&Statement>) -> Error {
+fn cancelled_in_transaction(
+    m: &LocalMigration,
+    s: Option<&Statement>,
+    session_lost: bool,
+) -> Error {
     let at = s
         .map(|s| format!(" at {}:{}", m.script_path().display(), s.line))
         .unwrap_or_default();
+    let how = if session_lost {
+        "it did not stop within 10 s of the cancel request, so its session was terminated and the server rolled it back"
+    } else {
+        "the server stopped it and rolled it back"
+    };
     Error::cancelled(
         format!(
-            "deploy cancelled during {}{at}: the server stopped it and rolled it back, nothing of it was applied",
+            "deploy cancelled during {}{at}: {how}, nothing of it was applied",
             m.name
         ),
         "deploy again to apply it and the rest",
@@ -661,6 +718,18 @@ fn cancelled_statement_by_statement(
     total: usize,
     nothing_applied: bool,
 ) -> Error {
+    if i == 0 && !nothing_applied {
+        return Error::cancelled(
+            format!(
+                "deploy cancelled during {} (no transaction) at its first statement: nothing else of it was applied",
+                m.name
+            ),
+            "clean up what the stopped statement left, then record the migration as rolled back",
+        )
+        .with(Remedy::ResolveRolledBack {
+            migration: m.name.clone(),
+        });
+    }
     if nothing_applied {
         return Error::cancelled(
             format!(
@@ -705,6 +774,8 @@ enum Failure {
     },
     Cancelled {
         statement: Option<Statement>,
+        /// The statement would not stop and its backend was terminated.
+        session_lost: bool,
     },
 }
 
@@ -1012,15 +1083,20 @@ struct Runner<'a> {
 
 /// How a statement ended.
 enum Ran {
+    /// It ran to its end (also when a cancellation came too late to stop it: it counts).
     Done(Result<(), tokio_postgres::Error>),
-    /// The operator cancelled it; the server stopped it (or it finished just before).
+    /// The operator cancelled it and the server stopped it, or it never started.
     Cancelled,
+    /// It did not stop within [`CANCEL_GRACE`] of the cancel request: its backend was
+    /// terminated, so the server rolled its transaction back, and the session is gone.
+    Abandoned,
 }
 
 impl Runner<'_> {
     /// Runs one statement; a cancellation sends PostgreSQL's cancel request and waits for the
     /// server to stop the statement, so it never keeps running (or waiting for its lock) after
-    /// pgdeck has given up on it.
+    /// pgdeck has given up on it. A statement that finished before the request reached it is
+    /// done, and said so.
     async fn exec(&self, sql: &str) -> Ran {
         if self.cancel.is_cancelled() {
             return Ran::Cancelled;
@@ -1032,10 +1108,14 @@ impl Runner<'_> {
             r = &mut run => Ran::Done(r),
             () = self.cancel.cancelled() => {
                 let _ = self.canceller.cancel().await;
-                // The server answers with "canceling statement due to user request", or the
-                // statement's own result if it finished first.
-                let _ = tokio::time::timeout(CANCEL_GRACE, run).await;
-                Ran::Cancelled
+                match tokio::time::timeout(CANCEL_GRACE, run).await {
+                    Ok(Err(e)) if db::sqlstate(&e) == Some(&SqlState::QUERY_CANCELED) => Ran::Cancelled,
+                    Ok(done) => Ran::Done(done),
+                    Err(_) => {
+                        let _ = self.canceller.terminate().await;
+                        Ran::Abandoned
+                    }
+                }
             }
         }
     }

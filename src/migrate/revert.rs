@@ -136,9 +136,9 @@ pub fn prepare(
             "wait a second and run revert again",
         ));
     }
+    // No time in it: planned now and written later, it is the same text.
     let mut up = format!(
-        "-- Forward rollback written by pgdeck revert at {}.\n-- It undoes, newest first: {}\n",
-        now.format("%Y-%m-%d %H:%M:%S UTC"),
+        "-- Forward rollback written by pgdeck revert.\n-- It undoes, newest first: {}\n",
         chosen
             .iter()
             .map(|c| c.0.as_str())
@@ -146,7 +146,10 @@ pub fn prepare(
             .join(", ")
     );
     for (name, down, _) in &chosen {
-        up.push_str(&format!("\n-- from {name}/down.sql\n{}\n", down.trim_end()));
+        up.push_str(&format!(
+            "\n-- from {name}/down.sql\n{}\n",
+            without_acknowledgements(down).trim_end()
+        ));
     }
     let mut redo = String::from(
         "-- Re-applies what the rollback undid, oldest first (the original migration.sql files).\n",
@@ -171,6 +174,15 @@ pub fn prepare(
             .map(|(name, _, sql)| (name, sql))
             .collect(),
     })
+}
+
+/// A down.sql's `-- pgdeck:allow` comments, made inert: whoever wrote the down.sql did not decide
+/// to run it now, so its DANGEROUS findings need the acknowledgement of the person who does.
+fn without_acknowledgements(down: &str) -> String {
+    down.replace(
+        "pgdeck:allow",
+        "pgdeck-allow-of-down.sql (not an acknowledgement here)",
+    )
 }
 
 /// Whether a script holds anything but comments and blank space.

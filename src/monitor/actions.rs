@@ -58,13 +58,21 @@ pub async fn signal_backend(
             "refresh the monitor and choose again",
         ));
     }
+    // Checked and sent in one statement: between a check and a second query the pid could be
+    // given to a new session.
     let sql = match signal {
-        Signal::Cancel => "SELECT pg_cancel_backend($1)",
-        Signal::Terminate => "SELECT pg_terminate_backend($1)",
+        Signal::Cancel => {
+            "SELECT coalesce((SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start = $2), false)"
+        }
+        Signal::Terminate => {
+            "SELECT coalesce((SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start = $2), false)"
+        }
     };
     let done: bool = session
         .client
-        .query_one(sql, &[&pid])
+        .query_one(sql, &[&pid, &started])
         .await
         .map_err(|e| query_error(&format!("{verb}ing backend {pid}"), &e))?
         .get(0);

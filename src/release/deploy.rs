@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
-use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm, reason};
+use super::{
+    Confirmation, Confirmed, Context, Environment, Event, Needs, Workflow, confirm, reason,
+};
 use crate::backup::{self, BackupEntry, GateChoice, Identity};
 use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
 use crate::events::with_events;
@@ -54,11 +56,15 @@ impl DeployReport {
 /// What the backup gate finds for an environment's database now.
 #[derive(Debug, Clone)]
 pub enum BackupGate {
-    /// The backup that satisfies it (its checksum is re-checked when a deploy starts).
-    Found(BackupEntry),
+    /// The backups that satisfy it, newest first (the newest whose checksum still holds when a
+    /// deploy starts is the one).
+    Found(Vec<BackupEntry>),
     /// Only a backup of another environment, server or database would: it, and why it does not
     /// count.
-    OnlyForeign { entry: BackupEntry, why: String },
+    OnlyForeign {
+        entry: Box<BackupEntry>,
+        why: String,
+    },
     /// Nothing would; why.
     Missing(String),
 }
@@ -70,7 +76,7 @@ pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
     let live = Identity::of(&env.target, &env.name).await?;
     Ok(
         match backup::gate_choice(&env.backup.dir, &live, env.backup.max_age, Utc::now())? {
-            GateChoice::Found(entry) => BackupGate::Found(entry),
+            GateChoice::Found(entries) => BackupGate::Found(entries),
             GateChoice::OnlyForeign(entry, why) => BackupGate::OnlyForeign { entry, why },
             GateChoice::None(why) => BackupGate::Missing(why),
         },
@@ -91,7 +97,7 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
     if pending.is_empty() {
         return Ok(DeployReport::default());
     }
-    let gates = Gates::evaluate(ctx, &dir, &pending, req).await?;
+    let mut gates = Gates::evaluate(ctx, &dir, &pending, req).await?;
     let ask = Ask {
         title: format!(
             "Apply {} pending migration(s) to {}",
@@ -100,15 +106,35 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
         ),
         lines: deploy_lines(env, &dir, &pending),
         expect: None,
-        scope: pending.clone(),
+        // The migrations as they are now: the same names with other content are not what was
+        // confirmed.
+        scope: pending
+            .iter()
+            .map(|n| match dir.get(n) {
+                Some(m) => format!("{n} sha256 {}", &m.checksum[..m.checksum.len().min(16)]),
+                None => n.clone(),
+            })
+            .collect(),
     };
-    confirm(
+    let confirmed = confirm(
         ctx,
         Needs::for_change(env, false),
         ask,
         req.confirmation.as_ref(),
     )?;
-    gates.recheck(ctx).await?;
+    if let Err(e) = gates.recheck(ctx).await {
+        // Confirmed, then refused: the journal has both.
+        confirmed.record(ctx);
+        record_release(
+            ctx,
+            Workflow::Deploy,
+            Outcome::Failed,
+            &e.cause,
+            &[],
+            &pending,
+        );
+        return Err(e);
+    }
     let notices = Notices {
         started: format!(
             "deploy started on {} ({}): {}",
@@ -130,7 +156,7 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
         Workflow::Deploy,
         dir,
         pending,
-        gates,
+        (gates, confirmed),
         req.lock_wait,
         notices,
     )
@@ -173,6 +199,12 @@ pub(super) fn refuse_failed(status: &StatusReport) -> Result<()> {
 /// journal when it does.
 #[derive(Debug, Default)]
 pub(super) struct Gates {
+    /// The backups that may satisfy the gate, newest first; the first whose file still holds
+    /// when the work starts is the one.
+    backups: Vec<BackupEntry>,
+    /// The reason to go ahead without one, if the operator gave it.
+    without_backup: Option<String>,
+    /// The backup that held, once re-checked.
     backup: Option<BackupEntry>,
     overrides: Vec<(String, String)>,
 }
@@ -215,11 +247,15 @@ impl Gates {
             "accepting a backup of another origin",
         )?;
         match backup_gate(env).await? {
-            BackupGate::Found(entry) => {
-                ctx.emit(Event::Checked(format!("verified backup: {}", entry.file)));
-                gates.backup = Some(entry);
+            BackupGate::Found(entries) => {
+                ctx.emit(Event::Checked(format!(
+                    "verified backup: {}",
+                    entries[0].file
+                )));
+                gates.backups = entries;
+                gates.without_backup = without;
             }
-            BackupGate::OnlyForeign { entry, why } => match (foreign, without) {
+            BackupGate::OnlyForeign { entry, why } => match (foreign, without.clone()) {
                 (Some(r), _) => {
                     ctx.emit(Event::Checked(format!(
                         "backup of another origin accepted: {}",
@@ -229,7 +265,8 @@ impl Gates {
                         format!("deploy gate satisfied by {} although {why}", entry.file),
                         r,
                     ));
-                    gates.backup = Some(entry);
+                    gates.backups = vec![*entry];
+                    gates.without_backup = without;
                 }
                 (None, Some(r)) => gates.overrides.push((
                     format!("deploy without a recent verified backup ({why})"),
@@ -260,6 +297,7 @@ impl Gates {
         let plan = Plan::build(Some(&env.target), dir, &names, &env.lint, &allows, true).await;
         let open = plan.unacknowledged_dangerous();
         if !open.is_empty() {
+            let keys = plan.unacknowledged_dangerous_keys();
             return Err(Error::guarded(
                 Guard::Lint,
                 format!(
@@ -272,7 +310,13 @@ impl Gates {
                  expand / contract alternative",
             )
             .with(Remedy::ReviewPlan)
-            .with(Remedy::Acknowledge { findings: open }));
+            .with(Remedy::Acknowledge { findings: keys }));
+        }
+        for (finding, reason) in plan.acknowledged_in_files() {
+            gates.overrides.push((
+                format!("deploy with a DANGEROUS finding acknowledged in its file: {finding}"),
+                reason,
+            ));
         }
         let mut by_reason: Vec<(String, Vec<String>)> = Vec::new();
         for a in &allows {
@@ -299,37 +343,61 @@ impl Gates {
     }
 
     /// Verified once is not enough: when the work starts, the accepted backup's file must still
-    /// be the one that was verified.
-    pub(super) async fn recheck(&self, ctx: &Context) -> Result<()> {
-        let Some(entry) = &self.backup else {
+    /// be the one that was verified. A backup that no longer holds gives way to the next older
+    /// one that does; with none left, the operator's reason to go without one, if given, counts.
+    pub(super) async fn recheck(&mut self, ctx: &Context) -> Result<()> {
+        if self.backups.is_empty() {
             return Ok(());
-        };
-        let path = ctx.env.backup.dir.join(&entry.file);
-        let checked = with_events(
-            |e| ctx.emit(Event::Backup(e)),
-            |tx| async move { backup::check_integrity(&path, entry, &tx).await },
-        )
-        .await;
-        match checked {
-            Ok(_) => {
-                ctx.emit(Event::Checked(format!(
-                    "{}: checksum and table of contents re-checked",
-                    entry.file
-                )));
-                Ok(())
-            }
-            Err(e) if e.kind == ErrorKind::Runtime => Err(e),
-            Err(e) => Err(Error::guarded(
-                Guard::BackupIntegrity,
-                format!(
-                    "deploy to protected environment '{}' refused: the verified backup no longer holds: {}",
-                    ctx.env.name, e.cause
-                ),
-                "a protected deploy needs a backup that can be restored",
-            )
-            .with(Remedy::TakeVerifiedBackup)
-            .with(Remedy::DeployWithoutBackup)),
         }
+        let mut failures = Vec::new();
+        for entry in std::mem::take(&mut self.backups) {
+            let path = ctx.env.backup.dir.join(&entry.file);
+            let checked = with_events(
+                |e| ctx.emit(Event::Backup(e)),
+                |tx| {
+                    let (path, entry) = (&path, &entry);
+                    async move { backup::check_integrity(path, entry, &tx).await }
+                },
+            )
+            .await;
+            match checked {
+                Ok(_) => {
+                    ctx.emit(Event::Checked(format!(
+                        "{}: checksum and table of contents re-checked",
+                        entry.file
+                    )));
+                    self.backup = Some(entry);
+                    return Ok(());
+                }
+                Err(e) if e.kind == ErrorKind::Runtime => return Err(e),
+                Err(e) => {
+                    ctx.emit(Event::Warning(format!(
+                        "{} does not hold any more: {}",
+                        entry.file, e.cause
+                    )));
+                    failures.push(e.cause);
+                }
+            }
+        }
+        let why = format!(
+            "the verified backup no longer holds: {}",
+            failures.join("; ")
+        );
+        if let Some(reason) = self.without_backup.take() {
+            self.overrides
+                .push((format!("deploy without a usable backup ({why})"), reason));
+            return Ok(());
+        }
+        Err(Error::guarded(
+            Guard::BackupIntegrity,
+            format!(
+                "deploy to protected environment '{}' refused: {why}",
+                ctx.env.name
+            ),
+            "a protected deploy needs a backup that can be restored",
+        )
+        .with(Remedy::TakeVerifiedBackup)
+        .with(Remedy::DeployWithoutBackup))
     }
 }
 
@@ -349,12 +417,13 @@ pub(super) async fn execute(
     workflow: Workflow,
     dir: MigrationsDir,
     pending: Vec<String>,
-    gates: Gates,
+    (gates, confirmed): (Gates, Confirmed),
     lock_wait: Option<Duration>,
     notices: Notices,
 ) -> Result<DeployReport> {
     let env = &ctx.env;
     ctx.check_cancelled(workflow.name())?;
+    confirmed.record(ctx);
     for (what, reason) in &gates.overrides {
         ctx.record_override(what.clone(), reason);
     }

@@ -18,8 +18,13 @@ pub struct HookRequest {
     pub confirmation: Option<Confirmation>,
 }
 
-/// Hooks that change what runs in production.
-const ACTS_ON_THE_APPLICATION: [&str; 2] = ["code_rollback", "restart"];
+/// Hooks that change what runs in production (maintenance mode takes it offline).
+const ACTS_ON_THE_APPLICATION: [&str; 4] = [
+    "code_rollback",
+    "restart",
+    "maintenance_on",
+    "maintenance_off",
+];
 
 /// Runs the hook the operator asked for. A hook that fails is an outcome, not an error: the
 /// caller decides what its failure means.
@@ -34,7 +39,7 @@ pub async fn run_hook(ctx: &Context, req: &HookRequest) -> Result<HookOutcome> {
     } else {
         Needs::Nothing
     };
-    confirm(
+    let confirmed = confirm(
         ctx,
         needs,
         Ask {
@@ -52,6 +57,7 @@ pub async fn run_hook(ctx: &Context, req: &HookRequest) -> Result<HookOutcome> {
         req.confirmation.as_ref(),
     )?;
     ctx.check_cancelled(&format!("hook {}", req.name))?;
+    confirmed.record(ctx);
     ctx.emit(Event::Started {
         workflow: Workflow::Hook,
         what: format!("hook {}", req.name),

@@ -261,15 +261,48 @@ impl Needs {
     }
 }
 
+/// A confirmation that held, to journal when the work starts (not before: a guard evaluated
+/// after it may still refuse).
+#[must_use]
+struct Confirmed(Option<String>);
+
+impl Confirmed {
+    fn record(self, ctx: &Context) {
+        if let Some(what) = self.0 {
+            ctx.record(journal::Event::Confirmed { what });
+        }
+    }
+}
+
 /// Checks the confirmation a request carries against what the work is now. Without one, or
 /// with one that does not fit, it refuses and says what to confirm: the front end asks and
-/// tries again. A confirmation that fits is journaled.
-fn confirm(ctx: &Context, needs: Needs, ask: Ask, given: Option<&Confirmation>) -> Result<()> {
+/// tries again. A name typed is checked on every environment: typing another database's name
+/// is a mistake worth stopping for.
+fn confirm(
+    ctx: &Context,
+    needs: Needs,
+    ask: Ask,
+    given: Option<&Confirmation>,
+) -> Result<Confirmed> {
+    let db = ctx.env.target.dbname.clone();
+    if let Some(Confirmation {
+        typed: Some(typed), ..
+    }) = given
+        && *typed != db
+        && needs != Needs::Name
+    {
+        return Err(Error::guarded(
+            Guard::Confirmation,
+            format!(
+                "the confirmation '{typed}' does not match the database '{db}'; nothing was done"
+            ),
+            "name the database this environment points at, or check the environment",
+        ));
+    }
     if needs == Needs::Nothing {
-        return Ok(());
+        return Ok(Confirmed(None));
     }
     let env = &ctx.env;
-    let db = env.target.dbname.clone();
     let ask = Ask {
         expect: (needs == Needs::Name).then(|| db.clone()),
         ..ask
@@ -320,8 +353,7 @@ fn confirm(ctx: &Context, needs: Needs, ask: Ask, given: Option<&Confirmation>) 
             ask,
         ));
     }
-    ctx.record(journal::Event::Confirmed { what: ask.title });
-    Ok(())
+    Ok(Confirmed(Some(ask.title)))
 }
 
 fn lowercase_first(text: &str) -> String {

@@ -4,9 +4,6 @@
 //! confirmed after reading what it loses. Then the maintenance hooks around it, the restore in
 //! one transaction, its checks, and what the migration status is afterwards.
 
-use std::path::Path;
-
-use chrono::Utc;
 use serde::Serialize;
 
 use super::deploy::record_release;
@@ -229,7 +226,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     for (what, reason) in &overrides {
         lines.push(format!("Override: {what} ({reason})."));
     }
-    confirm(
+    let confirmed = confirm(
         ctx,
         Needs::for_change(env, true),
         Ask {
@@ -242,6 +239,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     )?;
 
     ctx.check_cancelled("the restore")?;
+    confirmed.record(ctx);
     for (what, reason) in &overrides {
         ctx.record_override(what.clone(), reason);
     }
@@ -270,6 +268,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     ))
     .await;
     let opts = RestoreOptions {
+        cancel: ctx.cancel.clone(),
         terminate_sessions: req.terminate_sessions,
         checks: env.backup.restore_checks.clone(),
         jobs: req.jobs.max(1),
@@ -278,7 +277,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         |e| ctx.emit(Event::Backup(e)),
         |tx| {
             let (target, path, opts) = (&env.target, &path, &opts);
-            async move { restore_cancellable(ctx, target, path, opts, &tx).await }
+            async move { backup::restore(target, path, opts, &tx).await }
         },
     )
     .await;
@@ -364,33 +363,4 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
 fn has_maintenance_hooks(env: &Environment) -> bool {
     env.hooks.commands.contains_key("maintenance_on")
         && env.hooks.commands.contains_key("maintenance_off")
-}
-
-/// The restore, stopped when the operator cancels: pg_restore is killed and, since the restore
-/// is one transaction, the server rolls it back.
-async fn restore_cancellable(
-    ctx: &Context,
-    target: &crate::target::DbTarget,
-    path: &Path,
-    opts: &RestoreOptions,
-    tx: &tokio::sync::mpsc::UnboundedSender<backup::BackupEvent>,
-) -> Result<Vec<CheckResult>> {
-    let started = Utc::now();
-    tokio::select! {
-        r = backup::restore(target, path, opts, tx) => r,
-        () = ctx.cancel.cancelled() => {
-            let secs = (Utc::now() - started).num_seconds();
-            Err(if opts.jobs > 1 {
-                Error::cancelled(
-                    format!("restore cancelled after {secs}s: the pg_restore workers were stopped"),
-                    "a parallel restore is not one transaction: the database may be partly restored; restore again",
-                )
-            } else {
-                Error::cancelled(
-                    format!("restore cancelled after {secs}s: pg_restore was stopped and its transaction rolled back"),
-                    "the database is as it was before the restore",
-                )
-            })
-        }
-    }
 }

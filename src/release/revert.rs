@@ -76,19 +76,31 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
         .with(Remedy::Status));
     }
 
-    // The guards see the rollback as the one pending migration it will be.
+    // The guards see the rollback as the one pending migration it will be, under a name without
+    // the time it is written at: what they find (and what is acknowledged) stays the same from
+    // one run of this workflow to the next.
+    let mut candidate = rollback.migration.clone();
+    candidate.name = rollback
+        .name()
+        .split_once('_')
+        .map(|(_, rest)| rest.to_owned())
+        .unwrap_or_else(|| rollback.name().to_owned());
+    candidate.dir = dir.path.join(&candidate.name);
     let mut planned = dir.clone();
-    planned.migrations.push(rollback.migration.clone());
-    planned.migrations.sort_by(|a, b| a.name.cmp(&b.name));
-    let pending = vec![rollback.name().to_owned()];
-    let gates = Gates::evaluate(ctx, &planned, &pending, deploy).await?;
-    confirm(
+    let pending = vec![candidate.name.clone()];
+    planned.migrations.push(candidate);
+    let mut gates = Gates::evaluate(ctx, &planned, &pending, deploy).await?;
+    let confirmed = confirm(
         ctx,
         Needs::for_change(env, true),
         ask(env, &dir, &rollback, &req.names),
         deploy.confirmation.as_ref(),
     )?;
-    gates.recheck(ctx).await?;
+    if let Err(e) = gates.recheck(ctx).await {
+        confirmed.record(ctx);
+        record_release(ctx, Workflow::Revert, Outcome::Failed, &e.cause, &[], &[]);
+        return Err(e);
+    }
 
     // Written only now, and deployed exactly as confirmed.
     let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
@@ -109,7 +121,7 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
         Workflow::Revert,
         dir,
         vec![rollback.name().to_owned()],
-        gates,
+        (gates, confirmed),
         deploy.lock_wait,
         notices,
     )
@@ -227,7 +239,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
                 .into()
         }
     }];
-    confirm(
+    let confirmed = confirm(
         ctx,
         Needs::for_change(env, false),
         Ask {
@@ -239,6 +251,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
         req.confirmation.as_ref(),
     )?;
     ctx.check_cancelled("resolve")?;
+    confirmed.record(ctx);
     ctx.emit(Event::Started {
         workflow: Workflow::Resolve,
         what: title.clone(),
@@ -268,7 +281,7 @@ pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result
         .with(Remedy::OtherEnvironment));
     }
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    confirm(
+    let confirmed = confirm(
         ctx,
         Needs::Yes,
         Ask {
@@ -287,6 +300,7 @@ pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result
         confirmation,
     )?;
     ctx.check_cancelled("reset")?;
+    confirmed.record(ctx);
     ctx.emit(Event::Started {
         workflow: Workflow::Reset,
         what: format!("reset of schema \"{}\"", env.target.schema),

@@ -76,7 +76,7 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
     if req.signal == Signal::Terminate && b.transaction_seconds.is_some() {
         lines.push("Its open transaction rolls back.".into());
     }
-    confirm(
+    let confirmed = confirm(
         ctx,
         Needs::Yes,
         Ask {
@@ -94,6 +94,7 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
         b.application,
         b.query.chars().take(120).collect::<String>()
     );
+    confirmed.record(ctx);
     let workflow = Workflow::Signal;
     ctx.emit(super::Event::Started {
         workflow,

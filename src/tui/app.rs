@@ -597,6 +597,7 @@ impl App {
             }
             Then::Override { origin, job, which } => self.run(origin, job.overridden(which, text)),
             Then::Terminate { origin, job } => self.run(origin, job.terminating_sessions()),
+            Then::Run { origin, job } => self.run(origin, *job),
             Then::Acknowledge {
                 origin,
                 job,

@@ -467,11 +467,11 @@ pub fn monitor(runner: &Runner) {
 async fn refresh(env: &Environment, generation: u64) -> Refreshed {
     let view = load_view(env).await;
     let unacknowledged = match &view {
-        Ok(v) => v.plan.unacknowledged_dangerous(),
+        Ok(v) => v.plan.unacknowledged_dangerous_keys(),
         Err(_) => Vec::new(),
     };
     let verified_backup = match release::backup_gate(env).await {
-        Ok(BackupGate::Found(entry)) => Ok(entry.file),
+        Ok(BackupGate::Found(entries)) => Ok(entries[0].file.clone()),
         Ok(BackupGate::OnlyForeign { why, .. }) => Err(why),
         Ok(BackupGate::Missing(why)) => Err(why),
         Err(e) => Err(e.cause),

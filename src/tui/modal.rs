@@ -40,6 +40,11 @@ pub enum Then {
         origin: Origin,
         job: Box<Job>,
     },
+    /// Runs the job the operator chose.
+    Run {
+        origin: Origin,
+        job: Box<Job>,
+    },
     /// Acknowledges the pending DANGEROUS findings for the next deploy (the checklist's `a`).
     AcknowledgeFindings {
         findings: Vec<String>,

@@ -779,6 +779,7 @@ fn snapshot_rollback_and_journal_and_help() {
                 environment: "production".into(),
                 database: "postgresql://deploy:***@db/app".into(),
                 pgdeck: "0.1.0".into(),
+                command: None,
             },
         },
         Entry {

@@ -18,7 +18,7 @@ use crate::release::{DeployRequest, HookRequest, ResolveRequest, RestoreRequest,
 use crate::tui::app::{App, Effect};
 use crate::tui::jobs::{Job, Origin};
 use crate::tui::keymap::{Binding, Command, MOVE, bind};
-use crate::tui::modal::{Input, Modal, Then};
+use crate::tui::modal::{Choice, Input, Modal, Then};
 use crate::tui::theme::Theme;
 use crate::units::human_bytes;
 
@@ -70,7 +70,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(
         &[KeyCode::Char('u')],
         "u",
-        "resolve a failed migration as rolled back",
+        "resolve a failed migration (undone, or finished by hand)",
         Command::Resolve,
         true,
     ),
@@ -278,18 +278,52 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
             );
         }
         C::Resolve => {
-            let Some((name, _)) = failed_migrations(app).into_iter().next() else {
+            let Some((name, logs)) = failed_migrations(app).into_iter().next() else {
                 app.flash = Some("no failed migration to resolve".into());
                 return Vec::new();
             };
-            return app.run(
-                Origin::Rollback,
-                Job::Resolve(ResolveRequest {
-                    name,
-                    how: Resolution::RolledBack,
-                    confirmation: None,
-                }),
-            );
+            // Only the operator knows which it is: pgdeck cannot tell undone from finished.
+            let choice = |key: char, how: Resolution, label: &str, what: &str| Choice {
+                key,
+                label: label.to_owned(),
+                title: format!("Record {name} as {what}"),
+                lines: vec![label.to_owned()],
+                input: Input::Yes,
+                then: Then::Run {
+                    origin: Origin::Rollback,
+                    job: Box::new(Job::Resolve(ResolveRequest {
+                        name: name.clone(),
+                        how,
+                        confirmation: None,
+                    })),
+                },
+            };
+            app.modal = Some(Modal::new(
+                format!("Resolve {name}"),
+                vec![
+                    logs.unwrap_or_default()
+                        .lines()
+                        .find(|l| l.starts_with("ERROR"))
+                        .unwrap_or("it failed part-way")
+                        .to_owned(),
+                    "What happened to the statements it applied?".into(),
+                ],
+                Input::Choice(vec![
+                    choice(
+                        'r',
+                        Resolution::RolledBack,
+                        "they were undone (or never ran): deploy runs it again",
+                        "rolled back",
+                    ),
+                    choice(
+                        'a',
+                        Resolution::Applied,
+                        "it was finished by hand: deploy treats it as done",
+                        "applied",
+                    ),
+                ]),
+                Then::Close,
+            ));
         }
         C::CancelAction => {
             let Some(running) = app.rollback.running.clone() else {
@@ -366,7 +400,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     for (name, logs) in failed_migrations(app) {
         lines.push(Line::styled(
             format!(
-                "FAILED {name}: {} (u: resolve as rolled back once undone; or `pgdeck resolve --applied`)",
+                "FAILED {name}: {} (u: resolve it, once undone or finished by hand)",
                 logs.unwrap_or_default().lines().next().unwrap_or("")
             ),
             theme.bad(),
