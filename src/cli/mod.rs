@@ -245,7 +245,7 @@ async fn run_until_signalled(cli: Cli) -> Result<u8> {
         _ = term.recv() => "SIGTERM",
     };
     output::stderr(&format!(
-        "{which}: stopping; what runs on the server is cancelled and rolled back"
+        "{which}: stopping (a statement running on the server is cancelled there and rolled back)"
     ));
     cancel.cancel();
     let grace = tokio::time::sleep(std::time::Duration::from_secs(15));
@@ -359,7 +359,10 @@ pub(crate) async fn stop_on<'a>(
 ) -> Result<u8> {
     tokio::select! {
         r = work => r,
-        () = cancel.cancelled() => Err(Error::cancelled("interrupted; nothing was changed", "")),
+        () = cancel.cancelled() => Err(Error::cancelled(
+            "interrupted; nothing was changed",
+            "run it again when ready",
+        )),
     }
 }
 

@@ -438,7 +438,7 @@ async fn read_answer(prompt: String, cancel: &CancellationToken) -> Result<Strin
         },
         () = cancel.cancelled() => Err(Error::cancelled(
             "interrupted at the question: nothing was done",
-            "",
+            "run it again when ready",
         )),
     }
 }

@@ -649,7 +649,10 @@ async fn stop_on(
 ) -> Result<String> {
     tokio::select! {
         r = work => r,
-        () = cancel.cancelled() => Err(Error::cancelled("cancelled by the operator", "")),
+        () = cancel.cancelled() => Err(Error::cancelled(
+            "cancelled by the operator",
+            "run it again when ready",
+        )),
     }
 }
 
