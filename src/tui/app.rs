@@ -330,7 +330,11 @@ impl App {
             Origin::Step(i) => self.finish_step(i, outcome, text),
             Origin::Rollback => self.rollback_done(&job, outcome, &text),
             Origin::Monitor | Origin::Journal => {
-                self.flash = Some(text.lines().next().unwrap_or("").to_owned());
+                // The footer has one line: cause and hint both on it, and in the log.
+                self.flash = Some(text.replace('\n', " · "));
+                for line in text.lines() {
+                    self.rollback.log(format!("{}: {line}", job.title()));
+                }
             }
         }
         if let Err(e) = &result

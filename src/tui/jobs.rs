@@ -247,13 +247,13 @@ impl Jobs {
         match effect {
             Effect::Run { origin, job } => {
                 if self.running.contains_key(&origin) {
-                    let _ = self.runner.tx.send(Msg::Done {
+                    // The screens start one job at a time; this is a last line of defence.
+                    let _ = self.runner.tx.send(Msg::Line {
                         origin,
-                        job: Box::new(job),
-                        result: Err(Error::refused(
-                            "another job is still running there",
-                            "wait for it, or cancel it (x)",
-                        )),
+                        line: format!(
+                            "{} not started: another job is still running there",
+                            job.title()
+                        ),
                     });
                     return;
                 }
@@ -278,6 +278,11 @@ impl Jobs {
             }
             Effect::Quit => {}
         }
+    }
+
+    /// The job at `origin` sent its end: another may start there (its task is about to exit).
+    pub fn ended(&mut self, origin: Origin) {
+        self.running.remove(&origin);
     }
 
     /// A refresh ended: the pending one, if any, starts now.

@@ -115,6 +115,9 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         .map_err(draw_error);
     let fold = |app: &mut App, jobs: &mut jobs::Jobs, msg: Msg| {
         let refreshed = matches!(msg, Msg::Refreshed(_));
+        if let Msg::Done { origin, .. } = &msg {
+            jobs.ended(*origin);
+        }
         for effect in app.update(msg) {
             jobs.apply(effect);
         }
