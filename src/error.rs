@@ -84,8 +84,12 @@ pub enum Remedy {
     RestoreUnverified,
     /// Use a backup of another environment or server anyway, with a reason (journaled).
     AcceptForeignBackup,
-    /// Acknowledge DANGEROUS findings with a reason; each as `path:line:col rule`.
-    Acknowledge { findings: Vec<String> },
+    /// Acknowledge DANGEROUS findings with a reason: each by its key (`path:line:col rule
+    /// @checksum`), and what it is about, in words, for the person asked.
+    Acknowledge {
+        findings: Vec<String>,
+        details: Vec<String>,
+    },
     /// See each finding with its expand / contract alternative.
     ReviewPlan,
     /// Record the failed migration as applied (finished by hand) or rolled back (undone).

@@ -26,6 +26,37 @@ pub fn human_bytes(n: i64) -> String {
     }
 }
 
+/// A duration as an operator says it: "1 day", "2 h 30 min", "45 s", "500 ms".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{} ms", d.as_millis());
+    }
+    let (days, hours, minutes, seconds) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    let mut parts = Vec::new();
+    if days > 0 {
+        parts.push(format!("{days} day{}", if days == 1 { "" } else { "s" }));
+    }
+    if hours > 0 {
+        parts.push(format!("{hours} h"));
+    }
+    if minutes > 0 && days == 0 {
+        parts.push(format!("{minutes} min"));
+    }
+    if seconds > 0 && days == 0 && hours == 0 {
+        parts.push(format!("{seconds} s"));
+    }
+    if parts.is_empty() {
+        parts.push(format!("{days} day{}", if days == 1 { "" } else { "s" }));
+    }
+    parts.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +68,18 @@ mod tests {
         assert_eq!(human_count(1234), "1234");
         assert_eq!(human_count(12_345), "12k");
         assert_eq!(human_count(1_200_000), "1.2M");
+    }
+
+    #[test]
+    fn durations_read_like_an_operator_says_them() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 86_400 + 7200)),
+            "3 days 2 h"
+        );
+        assert_eq!(human_duration(Duration::from_secs(9000)), "2 h 30 min");
+        assert_eq!(human_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(human_duration(Duration::from_millis(1)), "1 ms");
     }
 }

@@ -645,7 +645,7 @@ async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
     let stale = run(config.cmd(&["deploy", "--confirm", &db.name]));
     stale.assert_clean_error(7);
     assert!(
-        stale.stderr.contains("old, more than 1ms"),
+        stale.stderr.contains("old, more than 1 ms"),
         "{}",
         stale.stderr
     );

@@ -136,7 +136,7 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
     let ran = deploy(DeployRequest::default()).await;
     let e = ran.refusal();
     assert_eq!(e.guard, Some(Guard::Lint));
-    let Some(Remedy::Acknowledge { findings }) = e
+    let Some(Remedy::Acknowledge { findings, details }) = e
         .remedies
         .iter()
         .find(|r| matches!(r, Remedy::Acknowledge { .. }))
@@ -144,6 +144,10 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
         panic!("{e:?}");
     };
     assert_eq!(findings.len(), 1);
+    assert!(
+        details[0].contains("RENAME COLUMN"),
+        "said in words, with its statement: {details:?}"
+    );
     assert!(
         findings[0].contains("renaming-column @"),
         "bound to the file's content: {findings:?}"
@@ -1024,13 +1028,14 @@ async fn a_rollback_needs_a_persons_acknowledgement_whatever_its_down_sql_says_a
         Some(Guard::Lint),
         "the down.sql's own allow does not count"
     );
-    let Some(Remedy::Acknowledge { findings }) = e
+    let Some(Remedy::Acknowledge { findings, details }) = e
         .remedies
         .iter()
         .find(|r| matches!(r, Remedy::Acknowledge { .. }))
     else {
         panic!("{e:?}");
     };
+    assert_eq!(details.len(), findings.len());
     // A second later, the same finding under the same key: the acknowledgement holds.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let acknowledged = |confirmation| DeployRequest {

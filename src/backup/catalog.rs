@@ -280,8 +280,8 @@ pub fn gate_choice(
         return Ok(GateChoice::None(format!(
             "the newest verified backup of {database} ({}) is {} old, more than {}",
             ours.file,
-            humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
-            humantime::format_duration(max_age)
+            crate::units::human_duration(std::time::Duration::from_secs(age.as_secs())),
+            crate::units::human_duration(max_age)
         )));
     }
     let unverified = candidates

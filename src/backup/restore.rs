@@ -110,17 +110,13 @@ pub async fn clear_sessions(target: &DbTarget, terminate: bool) -> Result<Vec<Ot
         return Ok(others);
     }
     if !terminate {
-        let names: Vec<String> = others
-            .iter()
-            .map(|o| format!("{} ({})", o.pid, o.name))
-            .collect();
         return Err(Error::guarded(
             Guard::Sessions,
             format!(
                 "{} other session(s) are using {}: {}",
                 others.len(),
                 target.dbname,
-                names.join(", ")
+                describe_sessions(&others)
             ),
             "stop the application first (maintenance mode), or terminate them as part of the restore",
         )
@@ -145,8 +141,10 @@ async fn sessions_besides(session: &db::Session) -> Result<Vec<OtherSession>> {
     Ok(session
         .client
         .query(
+            // pgdeck's monitor is a guest with short statement and lock timeouts: never in the way.
             "SELECT pid, coalesce(nullif(application_name, ''), usename::text, '?') FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+               AND application_name NOT LIKE 'pgdeck-monitor%' \
              ORDER BY pid",
             &[],
         )
@@ -179,17 +177,34 @@ pub fn workers_fit(entry: &BackupEntry, jobs: u32) -> Result<()> {
 /// backup may be restored here (verified, of this database); this re-checks that the file is
 /// still the one its catalog describes, clears the other sessions as `opts` says, restores in
 /// one transaction, then compares row counts and runs the checks.
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub checks: Vec<CheckResult>,
+    /// The sessions it terminated first, when asked to.
+    pub terminated: Vec<OtherSession>,
+}
+
 pub async fn restore(
     target: &DbTarget,
     backup: &Path,
     opts: &RestoreOptions,
     events: &UnboundedSender<BackupEvent>,
-) -> Result<Vec<CheckResult>> {
+) -> Result<Restored> {
     let entry = BackupEntry::load(backup)?;
     workers_fit(&entry, opts.jobs)?;
     // Verified once is not enough: the file must still be the one that was verified.
     let (pg_restore, _) = super::verify::check_file(backup, &entry, events).await?;
-    clear_sessions(target, opts.terminate_sessions).await?;
+    let terminated = clear_sessions(target, opts.terminate_sessions).await?;
+    if !terminated.is_empty() {
+        let _ = events.send(BackupEvent::Step {
+            what: format!(
+                "terminated {} other session(s): {}",
+                terminated.len(),
+                describe_sessions(&terminated)
+            ),
+        });
+    }
     let _ = events.send(BackupEvent::Step {
         what: format!("restoring {} ({} items)", entry.file, entry.toc_entries),
     });
@@ -326,7 +341,19 @@ pub async fn restore(
             "inspect the database before reopening it to traffic",
         ));
     }
-    Ok(results)
+    Ok(Restored {
+        checks: results,
+        terminated,
+    })
+}
+
+/// `pid (name), ...`
+pub fn describe_sessions(sessions: &[OtherSession]) -> String {
+    sessions
+        .iter()
+        .map(|o| format!("{} ({})", o.pid, o.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Runs the checks on a read-only session of their own with a 10 s statement timeout: the

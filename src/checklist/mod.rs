@@ -419,6 +419,15 @@ impl Checklist {
         }
         match &self.states[i] {
             State::Running { .. } => Err("already running".into()),
+            // An automated step runs again when asked (a backup taken anew, a deploy of what is
+            // pending again after a restore); a tick stays a tick.
+            State::Done { .. } if self.items[i].operation.is_some() => {
+                self.states[i] = State::Running {
+                    detail: "starting again".into(),
+                    fraction: None,
+                };
+                Ok(())
+            }
             s if s.is_complete() => Err("already done".into()),
             _ => {
                 self.states[i] = State::Running {

@@ -224,17 +224,23 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Runs the command; the first SIGINT or SIGTERM cancels its work, which then stops the way its
-/// room stops it (a deploy cancels its statement on the server and rolls back). A command that
-/// cannot stop cleanly is abandoned a few seconds later, its children killed on drop.
+/// Runs the command; the first SIGINT, SIGTERM or SIGHUP (the terminal gone, an SSH session
+/// dropped) cancels its work, which then stops the way its room stops it (a deploy cancels its
+/// statement on the server and rolls back; the console cancels its jobs and closes). A command
+/// that cannot stop cleanly is abandoned a few seconds later, its children killed on drop.
 async fn run_until_signalled(cli: Cli) -> Result<u8> {
     use tokio::signal::unix::{SignalKind, signal};
     let cancel = CancellationToken::new();
-    let (mut int, mut term) = match (
+    let console = matches!(
+        cli.command,
+        None | Some(Command::Console) | Some(Command::Demo(_))
+    );
+    let (mut int, mut term, mut hup) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(i), Ok(t)) => (i, t),
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
         _ => return run(cli, cancel).await,
     };
     let work = run(cli, cancel.clone());
@@ -243,11 +249,16 @@ async fn run_until_signalled(cli: Cli) -> Result<u8> {
         r = &mut work => return r,
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
     };
-    output::stderr(&format!(
-        "{which}: stopping (a statement running on the server is cancelled there and rolled back)"
-    ));
+    if !console {
+        // The console says it on its own screen, then restores the terminal.
+        output::stderr(&format!(
+            "{which}: stopping (a statement running on the server is cancelled there and rolled back)"
+        ));
+    }
     cancel.cancel();
+    // The console waits up to 10 s for its jobs to stop on the server.
     let grace = tokio::time::sleep(std::time::Duration::from_secs(15));
     tokio::select! {
         r = &mut work => match r {
@@ -261,6 +272,7 @@ async fn run_until_signalled(cli: Cli) -> Result<u8> {
         )),
         _ = int.recv() => Err(Error::cancelled(format!("{which} twice: abandoned"), "check what it left with `pgdeck status`")),
         _ = term.recv() => Err(Error::cancelled(format!("{which} twice: abandoned"), "check what it left with `pgdeck status`")),
+        _ = hup.recv() => Err(Error::cancelled(format!("{which} twice: abandoned"), "check what it left with `pgdeck status`")),
     }
 }
 

@@ -97,6 +97,32 @@ pub fn markdown(entries: &[Entry]) -> String {
                 },
                 humantime::format_duration(std::time::Duration::from_millis(*duration_ms))
             )),
+            Event::Released {
+                workflow,
+                outcome,
+                summary,
+                not_applied,
+                ..
+            } => {
+                let outcome_text = match outcome {
+                    Outcome::Ok => "done",
+                    Outcome::Failed => "**FAILED**",
+                    Outcome::Cancelled => "**cancelled**",
+                };
+                let mut detail = summary.clone();
+                if !not_applied.is_empty() {
+                    detail.push_str(&format!("; not applied: {}", not_applied.join(", ")));
+                }
+                if *outcome != Outcome::Ok {
+                    failures.push(format!("{workflow}: {detail}"));
+                }
+                out.push_str(&format!(
+                    "| {} | {} | {outcome_text} | | {} |\n",
+                    clock(e.at),
+                    cell(workflow),
+                    cell(&detail)
+                ));
+            }
             Event::StepTicked { title, note, .. } => out.push_str(&format!(
                 "| {} | {} | ticked by {} | | {} |\n",
                 clock(e.at),
@@ -202,7 +228,22 @@ mod tests {
                 },
             ),
         ];
+        let mut entries = entries;
+        entries.push(e(
+            90,
+            Event::Released {
+                workflow: "deploy".into(),
+                outcome: Outcome::Cancelled,
+                summary: "deploy cancelled during 20260102_y".into(),
+                applied: vec!["20260101_x".into()],
+                not_applied: vec!["20260102_y".into()],
+            },
+        ));
         let md = markdown(&entries);
+        assert!(
+            md.contains("| deploy | **cancelled** | | deploy cancelled during 20260102_y; not applied: 20260102_y |"),
+            "{md}"
+        );
         assert!(md.contains("- Environment: **production**"), "{md}");
         assert!(
             md.contains("| Backup created | done | 28s | app_production_20260101.dump, 1.2 GB |"),

@@ -216,6 +216,30 @@ impl Plan {
             .collect()
     }
 
+    /// The same findings, each said in words: the statement and what the rule says of it.
+    pub fn unacknowledged_dangerous_details(&self) -> Vec<String> {
+        self.migrations
+            .iter()
+            .flat_map(|m| {
+                m.lint
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
+                    .map(move |f| {
+                        let statement = f
+                            .statement
+                            .and_then(|i| m.lint.statements.get(i))
+                            .map(|s| format!(" `{}`", s.preview))
+                            .unwrap_or_default();
+                        format!(
+                            "{} line {}{statement}: {} ({})",
+                            m.name, f.line, f.message, f.rule
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// DANGEROUS findings the files acknowledge themselves, with their reasons.
     pub fn acknowledged_in_files(&self) -> Vec<(String, String)> {
         self.migrations

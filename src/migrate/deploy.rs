@@ -619,7 +619,7 @@ async fn apply_statement_by_statement(
             let (mut logs, mut err) = match &stop {
                 Some(Stop::Sql(e)) => (
                     failure_logs(m, Some(s), e, attempt),
-                    sql_failure(m, Some(s), e, attempt, false),
+                    sql_failure(m, Some(s), e, attempt, false).first_statement(i == 0, &m.name),
                 ),
                 Some(Stop::Cancelled | Stop::Abandoned) => (
                     format!(
@@ -863,6 +863,26 @@ fn failure_logs(
         }
     }
     logs
+}
+
+trait FirstStatement {
+    /// For a failure outside a transaction at its first statement: nothing before it ran.
+    fn first_statement(self, first: bool, name: &str) -> Self;
+}
+
+impl FirstStatement for Error {
+    fn first_statement(mut self, first: bool, name: &str) -> Error {
+        if first && self.kind == ErrorKind::MigrationFailed {
+            self.hint = "it failed at its first statement, so nothing before it ran; undo what that \
+                         statement may have left (a concurrent index build leaves an INVALID index), \
+                         then record which"
+                .into();
+            self.remedies = vec![Remedy::Resolve {
+                migration: name.to_owned(),
+            }];
+        }
+        self
+    }
 }
 
 fn sql_failure(

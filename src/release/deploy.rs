@@ -179,7 +179,7 @@ fn deploy_lines(env: &Environment, dir: &MigrationsDir, pending: &[String]) -> V
     lines.push(format!(
         "Each with lock_timeout {}, retried {} time(s); a migration in a transaction is applied \
          whole or not at all.",
-        humantime::format_duration(env.deploy.lock_timeout),
+        crate::units::human_duration(env.deploy.lock_timeout),
         env.deploy.lock_retries
     ));
     lines
@@ -233,7 +233,7 @@ impl Gates {
                 format!(
                     "a protected deploy needs a verified backup of this database, taken in this \
                      environment on this server, younger than {}",
-                    humantime::format_duration(env.backup.max_age)
+                    crate::units::human_duration(env.backup.max_age)
                 ),
             )
             .with(Remedy::TakeVerifiedBackup)
@@ -298,6 +298,7 @@ impl Gates {
         let open = plan.unacknowledged_dangerous();
         if !open.is_empty() {
             let keys = plan.unacknowledged_dangerous_keys();
+            let details = plan.unacknowledged_dangerous_details();
             return Err(Error::guarded(
                 Guard::Lint,
                 format!(
@@ -310,7 +311,10 @@ impl Gates {
                  expand / contract alternative",
             )
             .with(Remedy::ReviewPlan)
-            .with(Remedy::Acknowledge { findings: keys }));
+            .with(Remedy::Acknowledge {
+                findings: keys,
+                details,
+            }));
         }
         for (finding, reason) in plan.acknowledged_in_files() {
             gates.overrides.push((

@@ -48,7 +48,7 @@ pub async fn run_hook(ctx: &Context, req: &HookRequest) -> Result<HookOutcome> {
                 format!("Runs: {command}"),
                 format!(
                     "(timeout {}; its output is kept in the journal)",
-                    humantime::format_duration(env.hooks.timeout)
+                    crate::units::human_duration(env.hooks.timeout)
                 ),
             ],
             expect: None,

@@ -184,7 +184,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     let loss = match backup::loss_since(&env.target, &entry).await {
         Ok((gap, writes)) => format!(
             "{} of changes since it was taken{}",
-            humantime::format_duration(std::time::Duration::from_secs(
+            crate::units::human_duration(std::time::Duration::from_secs(
                 gap.num_seconds().max(0) as u64
             )),
             writes
@@ -262,6 +262,15 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         record_release(ctx, Workflow::Restore, Outcome::Failed, &e.cause, &[], &[]);
         return Err(e);
     }
+    if maintenance && !req.terminate_sessions {
+        // Maintenance mode closes the application's sessions, give or take a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline
+            && !backup::other_sessions(&env.target).await?.is_empty()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
     ctx.notify(&format!(
         "rollback started on {}: restoring {}",
         env.name, entry.file
@@ -281,8 +290,8 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         },
     )
     .await;
-    let checks = match restored {
-        Ok(checks) => checks,
+    let (checks, terminated) = match restored {
+        Ok(r) => (r.checks, r.terminated),
         Err(e) => {
             ctx.notify(&format!("rollback FAILED on {}: {}", env.name, e.cause))
                 .await;
@@ -331,10 +340,18 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         Workflow::Restore,
         Outcome::Ok,
         &format!(
-            "{} restored; {} check(s), {failed_checks} failed; {} migration(s) pending again",
+            "{} restored; {} check(s), {failed_checks} failed; {} migration(s) pending again{}",
             entry.file,
             checks.len(),
-            pending_again.len()
+            pending_again.len(),
+            if terminated.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; terminated first: {}",
+                    backup::describe_sessions(&terminated)
+                )
+            }
         ),
         &[],
         &[],

@@ -171,10 +171,10 @@ fn ask(env: &Environment, dir: &MigrationsDir, rollback: &Rollback, names: &[Str
     for change in crate::lint::data_losses(sql) {
         lost.push(match change {
             Change::DropColumn { table, column } => {
-                format!("the data written to column {column} of {table} since: this drops it")
+                format!("the data in column {column} of {table}: this drops the column")
             }
             Change::DropTable { table } => {
-                format!("the rows written to table {table} since: this drops it")
+                format!("the rows of table {table}: this drops the table")
             }
             _ => continue,
         });

@@ -27,6 +27,9 @@ use crate::monitor::watch::Update;
 use crate::monitor::{LongQuery, Pane};
 use crate::release::{Confirmation, Environment};
 
+/// The loop ticks once a second; the facts are read again this often.
+const REFRESH_EVERY_TICKS: u64 = 10;
+
 /// Everything that reaches the loop, from any producer.
 #[derive(Debug)]
 pub enum Msg {
@@ -99,6 +102,7 @@ pub struct App {
     pub dirty: bool,
     /// The generation of the newest refresh folded in.
     refreshed: u64,
+    ticks: u64,
     recorder: Option<SharedJournal>,
 }
 
@@ -128,6 +132,7 @@ impl App {
             should_quit: false,
             dirty: true,
             refreshed: 0,
+            ticks: 0,
             recorder: journal,
         }
     }
@@ -200,6 +205,12 @@ impl App {
                 self.dirty = self.checklist.running().is_some()
                     || self.monitor.stale.is_some()
                     || self.rollback.running.is_some();
+                // What the gates and screens show is read again now and then: a backup moved,
+                // a deploy by someone else, a migration that failed elsewhere.
+                self.ticks += 1;
+                if self.ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
+                    return vec![Effect::Refresh];
+                }
                 Vec::new()
             }
             Msg::Monitor(update) => {
@@ -764,11 +775,11 @@ fn answers(origin: Origin, job: &Job, e: &Error) -> Vec<Choice> {
                 "use the backup of another origin all the same",
                 Override::ForeignBackup,
             )),
-            Remedy::Acknowledge { findings } => Some(Choice {
+            Remedy::Acknowledge { findings, details } => Some(Choice {
                 key: 'a',
                 label: "acknowledge the DANGEROUS findings, with a reason".into(),
                 title: "Acknowledge DANGEROUS findings".into(),
-                lines: findings
+                lines: details
                     .iter()
                     .map(|f| format!("  {f}"))
                     .chain(std::iter::once(

@@ -147,11 +147,32 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
     }
     // Running jobs stop the way their rooms stop them: a statement on the server is cancelled
     // and rolled back before the console goes.
+    if app.checklist.running().is_some() || app.rollback.running.is_some() {
+        let _ = terminal.draw(|f| {
+            view::draw(&app, theme, f);
+            widgets::draw_notice(f, "stopping: cancelling what runs on the server…");
+        });
+    }
     jobs.shutdown(SHUTDOWN_GRACE).await;
+    // What they sent while stopping (their ends, what they journaled) is still folded in.
+    while let Ok(msg) = rx.try_recv() {
+        if matches!(
+            msg,
+            Msg::Done { .. } | Msg::Journaled(_) | Msg::Started { .. }
+        ) {
+            app.update(msg);
+        }
+    }
     ratatui::restore();
     let (done, total) = app.checklist.progress();
     if done == total {
         app.record(Event::SessionFinished);
+    }
+    if outcome.is_ok() && opts.stop.is_cancelled() {
+        return Err(Error::cancelled(
+            "the console was closed by a signal; running work was cancelled on the server first",
+            "open it again: the session resumes where it was",
+        ));
     }
     outcome
 }

@@ -4,7 +4,7 @@
 //! is decided by the workflow it is sent back to.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
@@ -159,27 +159,24 @@ impl Modal {
                 ]));
             }
         }
+        // What the operator types, and what is wrong with it, have rows of their own at the
+        // bottom: however the text above wraps, they stay in sight.
+        let mut bottom: Vec<Line> = Vec::new();
         if self.takes_text() {
-            lines.push(Line::raw(""));
-            lines.push(Line::from(vec![
+            bottom.push(Line::from(vec![
                 Span::styled("> ", theme.dim()),
                 Span::raw(self.text.clone()),
                 Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             ]));
         }
         if let Some(e) = &self.error {
-            lines.push(Line::styled(e.clone(), theme.bad()));
+            bottom.push(Line::styled(e.clone(), theme.bad()));
         }
-        // Lines wrap inside the border, at word boundaries: count the rows they take.
-        let inner = width.saturating_sub(2).max(1) as usize;
-        let rows: usize = lines
-            .iter()
-            .map(|l| {
-                let text: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
-                wrapped_rows(&text, inner)
-            })
-            .sum();
-        let height = (rows as u16 + 2).min(area.height);
+        let text = Paragraph::new(lines).wrap(Wrap { trim: false });
+        let inner_width = width.saturating_sub(2).max(1);
+        let bottom_rows = bottom.len() as u16 + u16::from(!bottom.is_empty());
+        let text_rows = text.line_count(inner_width) as u16;
+        let height = (text_rows + bottom_rows + 2).min(area.height);
         let rect = centered(area, width, height);
         f.render_widget(Clear, rect);
         let keys = match &self.input {
@@ -187,48 +184,19 @@ impl Modal {
             Input::Choice(_) => " a key above · Esc close ",
             _ => " Enter confirm · Esc cancel ",
         };
-        f.render_widget(
-            Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-                Block::bordered()
-                    .title(format!(" {} ", self.title))
-                    .title_bottom(keys)
-                    .border_style(theme.warn()),
-            ),
-            rect,
-        );
-    }
-}
-
-/// How many rows `text` takes when wrapped greedily at spaces into `width` columns (a word
-/// longer than the width is cut, as the paragraph does).
-fn wrapped_rows(text: &str, width: usize) -> usize {
-    let mut rows = 1;
-    let mut used = 0;
-    for word in text.split(' ') {
-        let len = word.chars().count();
-        let need = if used == 0 { len } else { used + 1 + len };
-        if need <= width {
-            used = need;
-        } else if len <= width {
-            rows += 1;
-            used = len;
-        } else {
-            // Cut across rows.
-            let extra = (len + if used == 0 { 0 } else { width - used }) / width;
-            rows += extra.max(1);
-            used = len % width;
+        let block = Block::bordered()
+            .title(format!(" {} ", self.title))
+            .title_bottom(keys)
+            .border_style(theme.warn());
+        let inner = block.inner(rect);
+        f.render_widget(block, rect);
+        let [text_area, bottom_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(bottom_rows)]).areas(inner);
+        f.render_widget(text, text_area);
+        if !bottom.is_empty() {
+            let mut rows = vec![Line::raw("")];
+            rows.extend(bottom);
+            f.render_widget(Paragraph::new(rows), bottom_area);
         }
-    }
-    rows
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rows_are_counted_as_words_wrap() {
-        assert_eq!(super::wrapped_rows("", 10), 1);
-        assert_eq!(super::wrapped_rows("abc def", 7), 1);
-        assert_eq!(super::wrapped_rows("abc defg", 7), 2);
-        assert_eq!(super::wrapped_rows("aaaa bbbb cccc", 9), 2);
     }
 }

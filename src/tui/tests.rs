@@ -875,6 +875,11 @@ async fn the_rollback_screen_reverts_exactly_the_marked_migrations_through_the_w
             Error::guarded(Guard::Lint, "1 DANGEROUS finding not acknowledged", "").with(
                 Remedy::Acknowledge {
                     findings: vec![finding.into()],
+                    details: vec![
+                        "rollback line 3 `ALTER TABLE \"QRCode\" DROP COLUMN \"used\"`: \
+                        Dropping a column may break existing clients. (ban-drop-column)"
+                            .into(),
+                    ],
                 },
             ),
         ),

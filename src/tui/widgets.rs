@@ -228,3 +228,24 @@ pub fn draw_help(app: &App, f: &mut Frame, area: Rect) {
         rect,
     );
 }
+
+/// A one-line notice over the screen's last row (the console closing).
+pub fn draw_notice(f: &mut Frame, text: &str) {
+    let area = f.area();
+    if area.height == 0 {
+        return;
+    }
+    let row = Rect {
+        y: area.y + area.height - 1,
+        height: 1,
+        ..area
+    };
+    f.render_widget(Clear, row);
+    f.render_widget(
+        Paragraph::new(Line::styled(
+            text.to_owned(),
+            Style::new().add_modifier(Modifier::REVERSED),
+        )),
+        row,
+    );
+}

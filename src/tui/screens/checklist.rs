@@ -297,7 +297,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             gauge = *fraction;
         }
         State::Done { summary } => {
-            detail.push(Line::styled("done", theme.good()));
+            detail.push(Line::styled("done (Enter runs it again)", theme.good()));
             detail.push(Line::raw(summary.clone()));
         }
         State::Ticked { note } => {
@@ -311,7 +311,12 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             detail.push(Line::raw(format!("note: {note}")));
         }
         State::Failed { cause } => {
-            detail.push(Line::styled("FAILED (Enter runs it again)", theme.bad()));
+            let label = if cause.starts_with("cancelled") {
+                "CANCELLED (Enter runs it again)"
+            } else {
+                "FAILED (Enter runs it again)"
+            };
+            detail.push(Line::styled(label, theme.bad()));
             // The cause and its hint, each on its own line: the hint stays on screen.
             for line in cause.lines() {
                 let style = if line.starts_with("hint: ") {

@@ -6,7 +6,7 @@ use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use crate::checklist::Operation;
 use crate::journal::Event;
@@ -42,6 +42,8 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     let visible = area.height.saturating_sub(2) as usize;
+    // Entries wrap (what a cancel did not apply is at the end of its line): show the newest
+    // that fit.
     let skip = app.journal.len().saturating_sub(visible);
     for e in app.journal.iter().skip(skip) {
         let (text, style) = match &e.event {
@@ -133,8 +135,24 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         Some(p) => format!(" Journal · {} ", p.display()),
         None => " Journal ".into(),
     };
+    let width = area.width.saturating_sub(2).max(1);
+    let mut shown: Vec<Line> = Vec::new();
+    let mut rows = 0;
+    for line in lines.into_iter().rev() {
+        let taken = Paragraph::new(line.clone())
+            .wrap(Wrap { trim: false })
+            .line_count(width);
+        if rows + taken > visible && !shown.is_empty() {
+            break;
+        }
+        rows += taken;
+        shown.push(line);
+    }
+    shown.reverse();
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(title)),
+        Paragraph::new(shown)
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(title)),
         area,
     );
 }

@@ -298,16 +298,22 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
                     })),
                 },
             };
+            let mut lines: Vec<String> = logs
+                .as_deref()
+                .unwrap_or("it failed part-way; its logs are empty")
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with("Migration:"))
+                .take(8)
+                .map(|l| format!("  {l}"))
+                .collect();
+            lines.push(
+                "Statements before the failing one ran outside a transaction and stay applied. \
+                 What became of them?"
+                    .into(),
+            );
             app.modal = Some(Modal::new(
                 format!("Resolve {name}"),
-                vec![
-                    logs.unwrap_or_default()
-                        .lines()
-                        .find(|l| l.starts_with("ERROR"))
-                        .unwrap_or("it failed part-way")
-                        .to_owned(),
-                    "What happened to the statements it applied?".into(),
-                ],
+                lines,
                 Input::Choice(vec![
                     choice(
                         'r',
@@ -401,7 +407,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         lines.push(Line::styled(
             format!(
                 "FAILED {name}: {} (u: resolve it, once undone or finished by hand)",
-                logs.unwrap_or_default().lines().next().unwrap_or("")
+                error_of(logs.as_deref())
             ),
             theme.bad(),
         ));
@@ -518,4 +524,13 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         )),
         log_area,
     );
+}
+
+/// The error line of a failed migration's logs.
+fn error_of(logs: Option<&str>) -> &str {
+    let logs = logs.unwrap_or_default();
+    logs.lines()
+        .find_map(|l| l.strip_prefix("ERROR: "))
+        .or_else(|| logs.lines().find(|l| !l.starts_with("Migration:")))
+        .unwrap_or("")
 }
