@@ -136,23 +136,6 @@ impl Setup {
         let cli = cli_end(self.cli("production", &["deploy", "--confirm", &self.db.name]));
         (cli, result, app)
     }
-
-    /// A confirmed production restore of `file` through both front ends.
-    async fn restore_in_both(&self, file: &str) -> (CliEnd, Result<String, Error>) {
-        let env = self.env("production");
-        let job = Job::Restore(RestoreRequest {
-            backup: file.to_owned(),
-            confirmation: Some(Confirmation::typed(&self.db.name)),
-            jobs: 1,
-            ..RestoreRequest::default()
-        });
-        let (result, _) = console(&env, Origin::Rollback, job).await;
-        let cli = cli_end(self.cli(
-            "production",
-            &["backup", "restore", file, "--confirm", &self.db.name],
-        ));
-        (cli, result)
-    }
 }
 
 /// What the CLI said: exit code, and the error's guard and cause from `--json`.
@@ -257,221 +240,328 @@ fn same_refusal(cli: &CliEnd, console: &Result<String, Error>, guard: Guard) {
     assert_eq!(cli.code, 7);
 }
 
-#[tokio::test]
-async fn a_backup_moved_away_after_the_gate_was_shown_refuses_the_deploy_in_both() {
-    let s = Setup::new("fe_moved").await;
-    let file = s.backup("production", true);
-    s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
-    let env = s.env("production");
-    // What the console's checklist showed: the gate open.
-    assert!(matches!(
-        release::backup_gate(&env).await.unwrap(),
-        BackupGate::Found(_)
-    ));
-    let elsewhere = tempfile::tempdir().unwrap();
-    std::fs::rename(s.backups.path().join(&file), elsewhere.path().join(&file)).unwrap();
-    let (cli, result, app) = s.deploy_in_both().await;
-    same_refusal(&cli, &result, Guard::Backup);
-    // The console shows the cause with its hint, and nothing ran.
-    let State::Failed { cause } = app.checklist.state(match deploy_step(&env) {
-        Origin::Step(i) => i,
-        _ => unreachable!(),
-    }) else {
-        panic!("the step is not failed");
-    };
-    assert!(cause.contains("hint: "), "{cause}");
-    assert!(!s.db.table_exists("t").await);
-    assert!(!s.hooks_ran());
+/// What both front ends do once a scenario is set.
+enum Act {
+    /// A confirmed deploy to production.
+    Deploy,
+    /// A confirmed restore of this backup into production.
+    Restore(String),
+    /// A confirmed forward rollback of this migration on production, without a backup (for
+    /// this reason).
+    Revert(&'static str),
+    /// A deploy to staging, with nothing pending.
+    DeployStaging,
 }
 
-#[tokio::test]
-async fn a_backup_changed_after_it_was_verified_refuses_the_deploy_in_both() {
-    let s = Setup::new("fe_changed").await;
-    let file = s.backup("production", true);
-    s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
-    let path = s.backups.path().join(&file);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&path, bytes).unwrap();
-    let (cli, result, _) = s.deploy_in_both().await;
-    same_refusal(&cli, &result, Guard::BackupIntegrity);
-    assert!(!s.db.table_exists("t").await);
+/// How both must end.
+enum Expect {
+    /// Refused by this guard, the cause saying this.
+    Refused(Guard, &'static str),
+    /// Nothing to do, and no hook run.
+    NothingToDeploy,
 }
 
-#[tokio::test]
-async fn a_backup_of_another_environment_or_server_is_refused_to_production_in_both() {
-    let s = Setup::new("fe_foreign").await;
-    let staging = s.backup("staging", true);
-    s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
+type Arrange =
+    for<'a> fn(&'a Setup) -> std::pin::Pin<Box<dyn std::future::Future<Output = Act> + 'a>>;
 
-    // The deploy gate.
-    let (cli, result, _) = s.deploy_in_both().await;
-    same_refusal(&cli, &result, Guard::BackupIdentity);
-    assert!(
-        cli.cause
-            .as_deref()
-            .unwrap()
-            .contains("taken in environment 'staging', not 'production'"),
-        "{:?}",
-        cli.cause
-    );
-
-    // The restore that replaced production's rows with staging's.
-    let (cli, result) = s.restore_in_both(&staging).await;
-    same_refusal(&cli, &result, Guard::BackupIdentity);
-
-    // Taken as production, on another server.
-    let other = s.backup("production", true);
-    s.edit_catalog(&other, |v| {
-        v["system_identifier"] = "7000000000000000001".into();
-    });
-    let (cli, result) = s.restore_in_both(&other).await;
-    same_refusal(&cli, &result, Guard::BackupIdentity);
-    assert!(
-        cli.cause.as_deref().unwrap().contains("another server"),
-        "{:?}",
-        cli.cause
-    );
-    assert_eq!(
-        s.db.scalar::<i64>("SELECT count(*) FROM \"User\"").await,
-        1,
-        "nothing was restored"
-    );
+struct Case {
+    name: &'static str,
+    arrange: Arrange,
+    expect: Expect,
 }
 
-#[tokio::test]
-async fn a_backup_with_an_empty_table_of_contents_opens_no_gate_and_restores_nothing_in_both() {
-    let s = Setup::new("fe_empty").await;
-    // A backup of another, empty database, filed under this one's name.
-    let empty_db = fresh_db("fe_empty_other").await;
-    let made = run({
-        let mut c = pgdeck_cmd();
-        c.arg("--database-url")
-            .arg(empty_db.url())
-            .args(["backup", "--dir"])
-            .arg(s.backups.path())
-            .args(["create", "--json"]);
-        c
-    });
-    assert_eq!(made.code, 0, "{made:?}");
-    let v: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
-    let file = v["backup"]["file"].as_str().unwrap().to_owned();
-    assert_eq!(v["backup"]["toc_entries"], 0);
-    let live = s.backup("production", false);
-    let identity: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(s.catalog(&live)).unwrap()).unwrap();
-    std::fs::remove_file(s.backups.path().join(&live)).unwrap();
-    // As an older pgdeck would have left it: verified, and looking like this database's.
-    s.edit_catalog(&file, |v| {
-        for key in [
-            "database",
-            "environment",
-            "system_identifier",
-            "database_oid",
-        ] {
-            v[key] = identity[key].clone();
-        }
-        v["verification"] = serde_json::json!({
-            "at": chrono::Utc::now(), "how": "checksum_and_toc", "details": "an older pgdeck"
+const T: &str = "CREATE TABLE t (id int);";
+
+/// The scenarios: each sets the scene, then the same act goes through the CLI binary and the
+/// console's job runner.
+const CASES: &[Case] = &[
+    Case {
+        name: "backup_moved_after_the_gate_was_shown",
+        arrange: |s| {
+            Box::pin(async move {
+                let file = s.backup("production", true);
+                s.m.add("20250102000000_t", T);
+                // What the console's checklist showed: the gate open.
+                assert!(matches!(
+                    release::backup_gate(&s.env("production")).await.unwrap(),
+                    BackupGate::Found(_)
+                ));
+                let elsewhere = s.backups.path().join("moved");
+                std::fs::create_dir(&elsewhere).unwrap();
+                std::fs::rename(s.backups.path().join(&file), elsewhere.join(&file)).unwrap();
+                Act::Deploy
+            })
+        },
+        expect: Expect::Refused(Guard::Backup, "no backup of"),
+    },
+    Case {
+        name: "backup_changed_after_it_was_verified",
+        arrange: |s| {
+            Box::pin(async move {
+                let file = s.backup("production", true);
+                s.m.add("20250102000000_t", T);
+                let path = s.backups.path().join(&file);
+                let mut bytes = std::fs::read(&path).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x01;
+                std::fs::write(&path, bytes).unwrap();
+                Act::Deploy
+            })
+        },
+        expect: Expect::Refused(Guard::BackupIntegrity, "no longer holds"),
+    },
+    Case {
+        name: "staging_backup_offered_to_a_production_deploy",
+        arrange: |s| {
+            Box::pin(async move {
+                s.backup("staging", true);
+                s.m.add("20250102000000_t", T);
+                Act::Deploy
+            })
+        },
+        expect: Expect::Refused(
+            Guard::BackupIdentity,
+            "taken in environment 'staging', not 'production'",
+        ),
+    },
+    Case {
+        name: "staging_backup_restored_into_production",
+        arrange: |s| Box::pin(async move { Act::Restore(s.backup("staging", true)) }),
+        expect: Expect::Refused(
+            Guard::BackupIdentity,
+            "taken in environment 'staging', not 'production'",
+        ),
+    },
+    Case {
+        name: "backup_of_another_server_restored",
+        arrange: |s| {
+            Box::pin(async move {
+                let other = s.backup("production", true);
+                s.edit_catalog(&other, |v| {
+                    v["system_identifier"] = "7000000000000000001".into();
+                });
+                Act::Restore(other)
+            })
+        },
+        expect: Expect::Refused(Guard::BackupIdentity, "taken on another server"),
+    },
+    Case {
+        name: "empty_backup_opens_no_gate",
+        arrange: |s| {
+            Box::pin(async move {
+                s.empty_backup_filed_as_production().await;
+                s.m.add("20250102000000_t", T);
+                Act::Deploy
+            })
+        },
+        expect: Expect::Refused(Guard::Backup, "holds no objects"),
+    },
+    Case {
+        name: "empty_backup_restores_nothing",
+        arrange: |s| {
+            Box::pin(async move { Act::Restore(s.empty_backup_filed_as_production().await) })
+        },
+        expect: Expect::Refused(Guard::BackupIntegrity, "holds no objects"),
+    },
+    Case {
+        name: "rollback_with_an_unacknowledged_dangerous_finding",
+        arrange: |s| {
+            Box::pin(async move {
+                s.m.add(
+                    "20250102000000_add_note",
+                    "ALTER TABLE \"User\" ADD COLUMN note text;",
+                );
+                std::fs::write(
+                    s.m.file("20250102000000_add_note")
+                        .with_file_name("down.sql"),
+                    "ALTER TABLE \"User\" DROP COLUMN note;",
+                )
+                .unwrap();
+                assert_eq!(run(s.cli("staging", &["deploy"])).code, 0);
+                let _ = std::fs::remove_file(&s.hooks_log);
+                Act::Revert("20250102000000_add_note")
+            })
+        },
+        expect: Expect::Refused(Guard::Lint, "ban-drop-column"),
+    },
+    Case {
+        name: "nothing_pending",
+        arrange: |_| Box::pin(async { Act::DeployStaging }),
+        expect: Expect::NothingToDeploy,
+    },
+];
+
+impl Setup {
+    /// A backup of another, empty database, filed under this one's name and identity, verified
+    /// as an older pgdeck would have left it.
+    async fn empty_backup_filed_as_production(&self) -> String {
+        let empty_db = fresh_db("fe_empty_other").await;
+        let made = run({
+            let mut c = pgdeck_cmd();
+            c.arg("--database-url")
+                .arg(empty_db.url())
+                .args(["backup", "--dir"])
+                .arg(self.backups.path())
+                .args(["create", "--json"]);
+            c
         });
-    });
-    s.m.add("20250102000000_t", "CREATE TABLE t (id int);");
-    let (cli, result, _) = s.deploy_in_both().await;
-    same_refusal(&cli, &result, Guard::Backup);
-    assert!(
-        cli.cause.as_deref().unwrap().contains("holds no objects"),
-        "{:?}",
-        cli.cause
-    );
-    let (cli, result) = s.restore_in_both(&file).await;
-    same_refusal(&cli, &result, Guard::BackupIntegrity);
+        assert_eq!(made.code, 0, "{made:?}");
+        let v: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+        let file = v["backup"]["file"].as_str().unwrap().to_owned();
+        assert_eq!(v["backup"]["toc_entries"], 0);
+        let live = self.backup("production", false);
+        let identity: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.catalog(&live)).unwrap()).unwrap();
+        std::fs::remove_file(self.backups.path().join(&live)).unwrap();
+        self.edit_catalog(&file, |v| {
+            for key in [
+                "database",
+                "environment",
+                "system_identifier",
+                "database_oid",
+            ] {
+                v[key] = identity[key].clone();
+            }
+            v["verification"] = serde_json::json!({
+                "at": chrono::Utc::now(), "how": "checksum_and_toc", "details": "an older pgdeck"
+            });
+        });
+        file
+    }
+
+    /// `act` through both front ends: the CLI's end, the console's end and state.
+    async fn both(&self, act: &Act) -> (Option<CliEnd>, Result<String, Error>, App) {
+        let db = self.db.name.as_str();
+        let typed = || Some(Confirmation::typed(db));
+        let prod = self.env("production");
+        match act {
+            Act::Deploy => {
+                let (cli, result, app) = self.deploy_in_both().await;
+                (Some(cli), result, app)
+            }
+            Act::Restore(file) => {
+                let job = Job::Restore(RestoreRequest {
+                    backup: file.clone(),
+                    confirmation: typed(),
+                    jobs: 1,
+                    ..RestoreRequest::default()
+                });
+                let (result, app) = console(&prod, Origin::Rollback, job).await;
+                let cli =
+                    cli_end(self.cli("production", &["backup", "restore", file, "--confirm", db]));
+                (Some(cli), result, app)
+            }
+            Act::Revert(name) => {
+                let reason = "INC-5: no backup, the provider's snapshot is the way back";
+                let job = Job::Revert(RevertRequest {
+                    names: vec![(*name).to_owned()],
+                    deploy: Some(DeployRequest {
+                        confirmation: typed(),
+                        without_backup: Some(reason.into()),
+                        ..DeployRequest::default()
+                    }),
+                });
+                let (result, app) = console(&prod, Origin::Rollback, job).await;
+                let cli = cli_end(self.cli(
+                    "production",
+                    &[
+                        "revert",
+                        name,
+                        "--deploy",
+                        "--confirm",
+                        db,
+                        "--without-backup",
+                        reason,
+                    ],
+                ));
+                (Some(cli), result, app)
+            }
+            Act::DeployStaging => {
+                let staging = self.env("staging");
+                let (result, app) = console(
+                    &staging,
+                    deploy_step(&staging),
+                    Job::Deploy(DeployRequest::default()),
+                )
+                .await;
+                let cli = run(self.cli("staging", &["deploy"]));
+                assert_eq!(cli.code, 0, "{cli:?}");
+                assert!(cli.stdout.contains("nothing to deploy"), "{}", cli.stdout);
+                (None, result, app)
+            }
+        }
+    }
 }
 
 #[tokio::test]
-async fn a_forward_rollback_with_an_unacknowledged_dangerous_finding_is_refused_in_both() {
-    let s = Setup::new("fe_rollback_lint").await;
-    s.m.add(
-        "20250102000000_add_note",
-        "ALTER TABLE \"User\" ADD COLUMN note text;",
-    );
-    std::fs::write(
-        s.m.file("20250102000000_add_note")
-            .with_file_name("down.sql"),
-        "ALTER TABLE \"User\" DROP COLUMN note;",
-    )
-    .unwrap();
-    assert_eq!(run(s.cli("staging", &["deploy"])).code, 0);
-    let env = s.env("production");
-    let reason = "INC-5: no backup, the provider's snapshot is the way back";
-    let job = Job::Revert(RevertRequest {
-        names: vec!["20250102000000_add_note".into()],
-        deploy: Some(DeployRequest {
-            confirmation: Some(Confirmation::typed(&s.db.name)),
-            without_backup: Some(reason.into()),
-            ..DeployRequest::default()
-        }),
-    });
-    let (result, app) = console(&env, Origin::Rollback, job).await;
-    let cli = cli_end(s.cli(
-        "production",
-        &[
-            "revert",
-            "20250102000000_add_note",
-            "--deploy",
-            "--confirm",
-            &s.db.name,
-            "--without-backup",
-            reason,
-        ],
-    ));
-    same_refusal(&cli, &result, Guard::Lint);
-    assert!(
-        cli.cause.as_deref().unwrap().contains("ban-drop-column"),
-        "{:?}",
-        cli.cause
-    );
-    // The console asks a person for the reason; it never acknowledges by itself.
-    let modal = app.modal.as_ref().expect("the refusal offers its answers");
-    assert!(
-        format!("{:?}", modal.input).contains("acknowledge"),
-        "{modal:?}"
-    );
-    let note: bool = s
-        .db
-        .scalar(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'User' AND column_name = 'note')",
-        )
-        .await;
-    assert!(note, "nothing was rolled back");
-    assert!(
-        !std::fs::read_dir(s.m.path())
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().contains("_rollback_")),
-        "no rollback migration was written"
-    );
-}
-
-#[tokio::test]
-async fn with_nothing_pending_no_hook_runs_in_either() {
-    let s = Setup::new("fe_nothing").await;
-    let env = s.env("staging");
-    let (result, _) = console(
-        &env,
-        deploy_step(&env),
-        Job::Deploy(DeployRequest::default()),
-    )
-    .await;
-    assert_eq!(result.unwrap(), "nothing to deploy");
-    let cli = run(s.cli("staging", &["deploy"]));
-    assert_eq!(cli.code, 0, "{cli:?}");
-    assert!(cli.stdout.contains("nothing to deploy"), "{}", cli.stdout);
-    assert!(
-        !s.hooks_ran(),
-        "{:?}",
-        std::fs::read_to_string(&s.hooks_log)
-    );
+async fn the_cli_and_the_console_end_every_scenario_the_same_way() {
+    for case in CASES {
+        let s = Setup::new(&format!("fe_{}", &case.name[..case.name.len().min(24)])).await;
+        let act = (case.arrange)(&s).await;
+        let users = s.db.scalar::<i64>("SELECT count(*) FROM \"User\"").await;
+        let (cli, console, app) = s.both(&act).await;
+        match &case.expect {
+            Expect::Refused(guard, says) => {
+                let cli = cli.expect("the CLI's end");
+                same_refusal(&cli, &console, *guard);
+                assert!(
+                    cli.cause.as_deref().unwrap_or_default().contains(says),
+                    "{}: {:?}",
+                    case.name,
+                    cli.cause
+                );
+                // The console shows the cause with its hint, where the job was started.
+                let shown = match &act {
+                    Act::Deploy => {
+                        match app
+                            .checklist
+                            .state(match deploy_step(&s.env("production")) {
+                                Origin::Step(i) => i,
+                                _ => unreachable!(),
+                            }) {
+                            State::Failed { cause } => cause.clone(),
+                            other => panic!("{}: the step is {other:?}", case.name),
+                        }
+                    }
+                    _ => app.rollback.log.join("\n"),
+                };
+                assert!(
+                    shown.contains(says) && shown.contains("hint: "),
+                    "{}: {shown}",
+                    case.name
+                );
+                // Nothing was applied, restored or written, and no hook ran.
+                assert!(!s.db.table_exists("t").await, "{}", case.name);
+                assert_eq!(
+                    s.db.scalar::<i64>("SELECT count(*) FROM \"User\"").await,
+                    users,
+                    "{}",
+                    case.name
+                );
+                assert!(!s.hooks_ran(), "{}", case.name);
+                assert!(
+                    !std::fs::read_dir(s.m.path())
+                        .unwrap()
+                        .flatten()
+                        .any(|e| e.file_name().to_string_lossy().contains("_rollback_")),
+                    "{}: no rollback migration was written",
+                    case.name
+                );
+            }
+            Expect::NothingToDeploy => {
+                assert_eq!(console.unwrap(), "nothing to deploy", "{}", case.name);
+                assert!(!s.hooks_ran(), "{}", case.name);
+            }
+        }
+        if let Act::Revert(_) = act {
+            // The console asks a person for the reason; it never acknowledges by itself.
+            let modal = app.modal.as_ref().expect("the refusal offers its answers");
+            assert!(
+                format!("{:?}", modal.input).contains("acknowledge"),
+                "{modal:?}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
