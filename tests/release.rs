@@ -26,6 +26,17 @@ fn never() -> CancellationToken {
     CancellationToken::new()
 }
 
+/// A deploy with `req` on `env`, as a front end would start it.
+async fn deploying(
+    env: &pgdeck::release::Environment,
+    req: DeployRequest,
+) -> Ran<pgdeck::release::DeployReport> {
+    workflow(env, &never(), |ctx| async move {
+        release::deploy(&ctx, &req).await
+    })
+    .await
+}
+
 /// A database with the first migration applied (so there is something to back up).
 async fn applied(test: &str) -> (TestDb, Migrations, tempfile::TempDir) {
     let db = fresh_db(test).await;
@@ -33,10 +44,7 @@ async fn applied(test: &str) -> (TestDb, Migrations, tempfile::TempDir) {
     m.add("20250101000000_users", USERS);
     let backups = tempfile::tempdir().unwrap();
     let env = environment("development", &db, &m, backups.path());
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let ran = deploying(&env, DeployRequest::default()).await;
     assert!(ran.result.is_ok(), "{:?}", ran.result);
     (db, m, backups)
 }
@@ -59,10 +67,7 @@ async fn a_deploy_applies_what_is_pending_and_journals_what_it_applied() {
             ),
         );
     }
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let ran = deploying(&env, DeployRequest::default()).await;
     let report = ran.result.as_ref().expect("deployed");
     assert_eq!(report.applied_names(), "20250102000000_note");
     // Started comes once every guard held, before the hooks and the engine.
@@ -89,10 +94,7 @@ async fn a_deploy_applies_what_is_pending_and_journals_what_it_applied() {
 
     // Nothing pending: no hook runs, nothing is journaled.
     std::fs::remove_file(&marker).unwrap();
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let ran = deploying(&env, DeployRequest::default()).await;
     assert!(ran.result.as_ref().unwrap().applied.is_empty());
     assert!(!marker.exists(), "no hook ran");
     assert!(ran.journal.is_empty(), "{:?}", ran.journal);
@@ -109,15 +111,7 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
         protected: true,
         ..environment("production", &db, &m, backups.path())
     };
-    let deploy = |req: DeployRequest| {
-        let env = env.clone();
-        async move {
-            workflow(&env, &never(), |ctx| async move {
-                release::deploy(&ctx, &req).await
-            })
-            .await
-        }
-    };
+    let deploy = |req: DeployRequest| deploying(&env, req);
 
     let ran = deploy(DeployRequest::default()).await;
     let e = ran.refusal();
@@ -339,10 +333,7 @@ async fn a_backup_whose_table_of_contents_is_empty_is_never_verified_nor_restore
             "at": "2026-12-01T00:00:00Z", "how": "checksum_and_toc", "details": "old"
         });
     });
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let ran = deploying(&env, DeployRequest::default()).await;
     let e = ran.refusal();
     assert_eq!(e.guard, Some(Guard::Backup));
     assert!(e.cause.contains("holds no objects"), "{}", e.cause);
@@ -376,17 +367,11 @@ async fn a_failed_migration_blocks_deploy_and_forward_rollback_before_any_hook_r
         "before_deploy".into(),
         format!("touch {}", marker.display()),
     );
-    let first = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let first = deploying(&env, DeployRequest::default()).await;
     assert_eq!(first.refusal().kind, ErrorKind::MigrationFailed);
     std::fs::remove_file(&marker).unwrap();
 
-    let again = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let again = deploying(&env, DeployRequest::default()).await;
     let e = again.refusal();
     assert_eq!(e.guard, Some(Guard::FailedMigration));
     assert!(e.remedies.contains(&Remedy::Resolve {
@@ -426,10 +411,7 @@ async fn a_forward_rollback_shows_its_sql_and_its_losses_and_deploys_exactly_its
     )
     .unwrap();
     let env = environment("development", &db, &m, backups.path());
-    let deployed = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let deployed = deploying(&env, DeployRequest::default()).await;
     assert!(deployed.result.is_ok());
     let request = |confirmation: Option<Confirmation>| RevertRequest {
         names: vec!["20250102000000_drop_phone".into()],
@@ -515,10 +497,7 @@ async fn a_restore_checks_the_backup_and_the_sessions_asks_with_the_loss_and_say
         "20250102000000_more",
         "INSERT INTO \"User\" VALUES (3, 'new');",
     );
-    let deployed = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let deployed = deploying(&env, DeployRequest::default()).await;
     assert!(deployed.result.is_ok());
     let restore = |req: RestoreRequest| {
         let env = env.clone();
@@ -632,10 +611,7 @@ async fn resolve_on_a_protected_environment_and_reset_anywhere_ask_and_reset_ref
         "CREATE INDEX CONCURRENTLY u_phone ON \"User\" (phone);\nSELECT 1/0;",
     );
     let env = environment("development", &db, &m, backups.path());
-    let failed = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let failed = deploying(&env, DeployRequest::default()).await;
     assert_eq!(failed.refusal().kind, ErrorKind::MigrationFailed);
     db.exec("DROP INDEX IF EXISTS u_phone").await;
 
@@ -762,12 +738,7 @@ async fn a_cancelled_deploy_is_stopped_on_the_server_and_journals_what_was_and_w
         e.hint
     );
     // Gone from the server, not left waiting behind the lock.
-    wait_for(
-        "pgdeck's sessions to end",
-        Duration::from_secs(2),
-        || async { pgdeck_sessions(&db).await == 0 },
-    )
-    .await;
+    until_pgdeck_is_gone(&db, Duration::from_secs(2)).await;
     assert!(cancelled_at.elapsed() < Duration::from_secs(3));
     assert!(
         ran.journal.iter().any(|ev| matches!(
@@ -790,10 +761,7 @@ async fn a_cancelled_deploy_is_stopped_on_the_server_and_journals_what_was_and_w
     );
     assert!(!ledger.iter().any(|r| r.name == "20250103000000_blocked"));
     assert!(db.table_exists("first").await);
-    let again = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let again = deploying(&env, DeployRequest::default()).await;
     assert_eq!(
         again.result.unwrap().applied_names(),
         "20250103000000_blocked"
@@ -825,12 +793,7 @@ async fn sigint_to_a_headless_deploy_cancels_its_statement_on_the_server() {
         "{}",
         r.stderr
     );
-    wait_for(
-        "pgdeck's sessions to end",
-        Duration::from_secs(2),
-        || async { pgdeck_sessions(&db).await == 0 },
-    )
-    .await;
+    until_pgdeck_is_gone(&db, Duration::from_secs(2)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(holder);
     assert!(
@@ -931,10 +894,7 @@ async fn a_deploy_confirmation_holds_for_the_migrations_as_they_were_shown_not_t
         "20250102000000_c4",
         "ALTER TABLE \"User\" ADD COLUMN c4 text;",
     );
-    let probe = workflow(&env, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let probe = deploying(&env, DeployRequest::default()).await;
     let ask = probe.refusal().ask().expect("a confirmation").clone();
     // While the question is open, the file changes under the same name.
     std::fs::write(m.file("20250102000000_c4"), "DELETE FROM \"User\";").unwrap();
@@ -992,10 +952,7 @@ async fn a_rollback_needs_a_persons_acknowledgement_whatever_its_down_sql_says_a
     )
     .unwrap();
     let dev = environment("development", &db, &m, backups.path());
-    let deployed = workflow(&dev, &never(), |ctx| async move {
-        release::deploy(&ctx, &DeployRequest::default()).await
-    })
-    .await;
+    let deployed = deploying(&dev, DeployRequest::default()).await;
     assert!(deployed.result.is_ok());
     let env = pgdeck::release::Environment {
         protected: true,
@@ -1077,15 +1034,7 @@ async fn a_backup_that_no_longer_holds_gives_way_to_an_older_one_and_a_reason_co
         std::fs::write(&path, bytes).unwrap();
     };
     flip(&newer.file);
-    let deploy = |req: DeployRequest| {
-        let env = env.clone();
-        async move {
-            workflow(&env, &never(), |ctx| async move {
-                release::deploy(&ctx, &req).await
-            })
-            .await
-        }
-    };
+    let deploy = |req: DeployRequest| deploying(&env, req);
     let typed = || Some(Confirmation::typed(&db.name));
     let ran = deploy(DeployRequest {
         confirmation: typed(),

@@ -187,55 +187,45 @@ impl Plan {
             .unwrap_or(Verdict::Ok)
     }
 
+    /// Every DANGEROUS finding nobody acknowledged, with the migration it is in.
+    fn open_dangerous(&self) -> impl Iterator<Item = (&MigrationPlan, &super::Finding)> {
+        self.migrations.iter().flat_map(|m| {
+            m.lint
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
+                .map(move |f| (m, f))
+        })
+    }
+
     /// Every DANGEROUS finding nobody acknowledged, with its file position: what the deploy gate
     /// names when it refuses.
     pub fn unacknowledged_dangerous(&self) -> Vec<String> {
-        self.migrations
-            .iter()
-            .flat_map(|m| {
-                m.lint
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
-                    .map(move |f| finding_id(&m.lint, f))
-            })
+        self.open_dangerous()
+            .map(|(m, f)| finding_id(&m.lint, f))
             .collect()
     }
 
-    /// The same findings as [`Plan::unacknowledged_dangerous`], as keys to acknowledge them by.
+    /// The same findings, as keys to acknowledge them by.
     pub fn unacknowledged_dangerous_keys(&self) -> Vec<String> {
-        self.migrations
-            .iter()
-            .flat_map(|m| {
-                m.lint
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
-                    .map(move |f| finding_key(&m.lint, f, &m.checksum))
-            })
+        self.open_dangerous()
+            .map(|(m, f)| finding_key(&m.lint, f, &m.checksum))
             .collect()
     }
 
     /// The same findings, each said in words: the statement and what the rule says of it.
     pub fn unacknowledged_dangerous_details(&self) -> Vec<String> {
-        self.migrations
-            .iter()
-            .flat_map(|m| {
-                m.lint
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity == Severity::Dangerous && f.acknowledged.is_none())
-                    .map(move |f| {
-                        let statement = f
-                            .statement
-                            .and_then(|i| m.lint.statements.get(i))
-                            .map(|s| format!(" `{}`", s.preview))
-                            .unwrap_or_default();
-                        format!(
-                            "{} line {}{statement}: {} ({})",
-                            m.name, f.line, f.message, f.rule
-                        )
-                    })
+        self.open_dangerous()
+            .map(|(m, f)| {
+                let statement = f
+                    .statement
+                    .and_then(|i| m.lint.statements.get(i))
+                    .map(|s| format!(" `{}`", s.preview))
+                    .unwrap_or_default();
+                format!(
+                    "{} line {}{statement}: {} ({})",
+                    m.name, f.line, f.message, f.rule
+                )
             })
             .collect()
     }
