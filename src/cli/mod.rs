@@ -139,7 +139,7 @@ pub struct ConfirmArgs {
     /// Do not ask; for scripts
     #[arg(long)]
     pub yes: bool,
-    /// On a protected environment: the database name, typed out
+    /// The database name, typed out: needed on a protected environment, checked on any
     #[arg(long, value_name = "DBNAME")]
     pub confirm: Option<String>,
 }
