@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::release::*;
 use common::*;
+use pgdeck::backup::BackupFormat;
 use pgdeck::error::{ErrorKind, Guard, Remedy};
 use pgdeck::journal::{Event, Outcome};
 use pgdeck::lint::plan::Allow;
@@ -1123,78 +1124,111 @@ async fn maintenance_mode_on_a_protected_environment_is_confirmed_with_the_name(
 }
 
 #[tokio::test]
-async fn a_cancelled_restore_is_stopped_on_the_server_and_leaves_the_database_as_it_was() {
+async fn a_cancelled_restore_is_stopped_on_the_server_and_the_application_returns_only_to_a_whole_database()
+ {
     let (db, m, backups) = applied("release_restore_cancel").await;
     db.exec(
         "CREATE TABLE big (id int, v text); \
-         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1500000) g;",
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 1500000) g; \
+         CREATE TABLE big2 (LIKE big); INSERT INTO big2 SELECT * FROM big;",
     )
     .await;
-    let env = environment("development", &db, &m, backups.path());
-    let entry = take_backup(&env, "development", true).await;
-    db.exec("INSERT INTO \"User\" VALUES (7, 'after the backup')")
+    let marker = backups.path().join("maintenance.log");
+    let mut env = environment("development", &db, &m, backups.path());
+    for hook in ["maintenance_on", "maintenance_off"] {
+        env.hooks.commands.insert(
+            hook.into(),
+            format!("echo $PGDECK_HOOK >> {}", marker.display()),
+        );
+    }
+    // One transaction rolls back whole, and the application comes back; two workers leave the
+    // database partly restored, and the application stays away from it.
+    for (format, jobs) in [(BackupFormat::Custom, 1), (BackupFormat::Directory, 2)] {
+        let _ = std::fs::remove_file(&marker);
+        let entry = take_backup_as(&env, "development", true, format).await;
+        let written = 6 + jobs as i64;
+        db.exec(&format!(
+            "INSERT INTO \"User\" VALUES ({written}, 'after the backup')"
+        ))
         .await;
-    let cancel = CancellationToken::new();
-    let run = {
-        let (env, cancel, file) = (env.clone(), cancel.clone(), entry.file.clone());
-        tokio::spawn(async move {
-            workflow(&env, &cancel, |ctx| async move {
-                release::restore(
-                    &ctx,
-                    &RestoreRequest {
-                        backup: file,
-                        confirmation: Some(Confirmation::yes()),
-                        terminate_sessions: true,
-                        jobs: 1,
-                        ..RestoreRequest::default()
-                    },
-                )
+        let cancel = CancellationToken::new();
+        let run = {
+            let (env, cancel, file) = (env.clone(), cancel.clone(), entry.file.clone());
+            tokio::spawn(async move {
+                workflow(&env, &cancel, |ctx| async move {
+                    release::restore(
+                        &ctx,
+                        &RestoreRequest {
+                            backup: file,
+                            confirmation: Some(Confirmation::yes()),
+                            terminate_sessions: true,
+                            jobs,
+                            ..RestoreRequest::default()
+                        },
+                    )
+                    .await
+                })
                 .await
             })
-            .await
-        })
-    };
-    // pg_restore is at work on the server (watched from another database: the restore
-    // terminates the sessions on its own).
-    let probe = pgdeck::db::connect(
-        &db.target
-            .with_database("postgres")
-            .with_application_name("pgdeck-test"),
-    )
-    .await
-    .unwrap()
-    .client;
-    wait_for("pg_restore to run", Duration::from_secs(60), || async {
-        probe
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%' \
-                 AND state = 'active'",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) > 0)
-            .unwrap_or(false)
-    })
-    .await;
-    cancel.cancel();
-    let ran = run.await.unwrap();
-    let e = ran.refusal();
-    assert_eq!(e.kind, ErrorKind::Cancelled, "{e:?}");
-    assert!(e.cause.contains("cancelled on the server"), "{}", e.cause);
-    let left: i64 = db
-        .scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%'",
+        };
+        // pg_restore is at work on the server (watched from another database: the restore
+        // terminates the sessions on its own).
+        let probe = pgdeck::db::connect(
+            &db.target
+                .with_database("postgres")
+                .with_application_name("pgdeck-test"),
         )
+        .await
+        .unwrap()
+        .client;
+        wait_for("pg_restore to copy", Duration::from_secs(60), || async {
+            probe
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%' \
+                     AND state = 'active' AND query LIKE 'COPY%'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) > 0)
+                .unwrap_or(false)
+        })
         .await;
-    assert_eq!(left, 0, "no pg_restore session is left on the server");
-    // One transaction, rolled back: the row written after the backup is still there.
-    assert_eq!(
-        db.scalar::<i64>("SELECT count(*) FROM \"User\" WHERE id = 7")
-            .await,
-        1
-    );
-    assert!(ran.journal.iter().any(|e| matches!(
-        e,
-        Event::Released { workflow, outcome: Outcome::Cancelled, .. } if workflow == "restore"
-    )));
+        cancel.cancel();
+        let ran = run.await.unwrap();
+        let e = ran.refusal();
+        assert_eq!(e.kind, ErrorKind::Cancelled, "{e:?}");
+        assert!(e.cause.contains("cancelled on the server"), "{}", e.cause);
+        let left: i64 = db
+            .scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck-restore-%'",
+            )
+            .await;
+        assert_eq!(left, 0, "no pg_restore session is left on the server");
+        assert!(ran.journal.iter().any(|e| matches!(
+            e,
+            Event::Released { workflow, outcome: Outcome::Cancelled, .. } if workflow == "restore"
+        )));
+        let hooks = std::fs::read_to_string(&marker).unwrap();
+        if jobs == 1 {
+            // Rolled back: the row written after the backup is still there.
+            assert_eq!(
+                db.scalar::<i64>(&format!(
+                    "SELECT count(*) FROM \"User\" WHERE id = {written}"
+                ))
+                .await,
+                1
+            );
+            assert_eq!(hooks, "maintenance_on\nmaintenance_off\n");
+        } else {
+            assert!(e.cause.contains("partly restored"), "{}", e.cause);
+            assert_eq!(hooks, "maintenance_on\n");
+            assert!(
+                ran.lines().contains(
+                    "the application stays in maintenance mode: the database is partly restored"
+                ),
+                "{}",
+                ran.lines()
+            );
+        }
+    }
 }

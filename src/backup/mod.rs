@@ -19,8 +19,8 @@ use crate::target::DbTarget;
 pub use catalog::{BackupEntry, GateChoice, Identity, Verification, VerifyHow, gate_choice};
 pub use create::{CreateOptions, create};
 pub use restore::{
-    CheckResult, OtherSession, RestoreOptions, Restored, clear_sessions, describe_sessions,
-    other_sessions, restore, run_checks, sample, workers_fit,
+    CheckResult, Left, OtherSession, RestoreFailed, RestoreOptions, Restored, clear_sessions,
+    describe_sessions, other_sessions, restore, run_checks, sample, workers_fit,
 };
 pub use verify::{check_file as check_integrity, verify};
 

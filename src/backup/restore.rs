@@ -1,5 +1,6 @@
 //! `backup restore`: the runbook's first rollback option. `pg_restore --clean --if-exists
-//! --single-transaction`, so a failed restore leaves the database as it was; other sessions are
+//! --single-transaction`, so a failed restore leaves the database as it was (with workers it is
+//! not one transaction, and a failure says the database is partly restored); other sessions are
 //! terminated only when asked; afterwards the recorded row counts of the largest tables and the
 //! configured checks are run.
 
@@ -173,10 +174,6 @@ pub fn workers_fit(entry: &BackupEntry, jobs: u32) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the target database's contents with `backup`. The caller has decided that this
-/// backup may be restored here (verified, of this database); this re-checks that the file is
-/// still the one its catalog describes, clears the other sessions as `opts` says, restores in
-/// one transaction, then compares row counts and runs the checks.
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
@@ -185,17 +182,55 @@ pub struct Restored {
     pub terminated: Vec<OtherSession>,
 }
 
+/// The state a restore that did not finish left the database in: what decides whether the
+/// application may come back onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Left {
+    /// Nothing was changed, or its one transaction rolled back.
+    AsItWas,
+    /// Its transaction is still on the server and rolls back when it ends.
+    RollingBack,
+    /// A parallel restore stopped part-way: some tables are restored, some empty or missing.
+    PartlyRestored,
+    /// It restored, and what it found afterwards is wrong.
+    Restored,
+}
+
+/// A restore that did not finish, and what it left.
+#[derive(Debug, Clone)]
+pub struct RestoreFailed {
+    pub error: Error,
+    pub left: Left,
+}
+
+impl Left {
+    fn with(self, error: Error) -> RestoreFailed {
+        RestoreFailed { error, left: self }
+    }
+}
+
+/// Replaces the target database's contents with `backup`. The caller has decided that this
+/// backup may be restored here (verified, of this database); this re-checks that the file is
+/// still the one its catalog describes, clears the other sessions as `opts` says, restores (in
+/// one transaction unless `opts.jobs` asks for workers), then compares row counts and runs the
+/// checks. When it does not finish, it says what it left.
 pub async fn restore(
     target: &DbTarget,
     backup: &Path,
     opts: &RestoreOptions,
     events: &UnboundedSender<BackupEvent>,
-) -> Result<Restored> {
-    let entry = BackupEntry::load(backup)?;
-    workers_fit(&entry, opts.jobs)?;
+) -> std::result::Result<Restored, RestoreFailed> {
+    let before = |error| Left::AsItWas.with(error);
+    let entry = BackupEntry::load(backup).map_err(before)?;
+    workers_fit(&entry, opts.jobs).map_err(before)?;
     // Verified once is not enough: the file must still be the one that was verified.
-    let (pg_restore, _) = super::verify::check_file(backup, &entry, events).await?;
-    let terminated = clear_sessions(target, opts.terminate_sessions).await?;
+    let (pg_restore, _) = super::verify::check_file(backup, &entry, events)
+        .await
+        .map_err(before)?;
+    let terminated = clear_sessions(target, opts.terminate_sessions)
+        .await
+        .map_err(before)?;
     if !terminated.is_empty() {
         let _ = events.send(BackupEvent::Step {
             what: format!(
@@ -230,10 +265,10 @@ pub async fn restore(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Error::runtime(
+            before(Error::runtime(
                 format!("cannot start pg_restore: {e}"),
                 "check the installation",
-            )
+            ))
         })?;
     let mut last_error = String::new();
     let mut cancelled = false;
@@ -264,41 +299,60 @@ pub async fn restore(
             }
         }
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| Error::runtime(format!("waiting for pg_restore: {e}"), "retry"))?;
+    let status = child.wait().await;
     if cancelled {
         let gone = sessions_named(target, &app).await.is_ok_and(|n| n == 0);
-        let state = match (gone, parallel) {
-            (false, _) => "its session is still on the server; it rolls back when it ends",
-            (true, false) => {
-                "it was cancelled on the server and its transaction rolled back: the database is as it was"
-            }
-            (true, true) => {
-                "its workers were cancelled on the server; a parallel restore is not one transaction: the database may be partly restored"
-            }
+        let (left, state) = match (gone, parallel) {
+            (false, _) => (
+                Left::RollingBack,
+                "its session is still on the server; it rolls back when it ends",
+            ),
+            (true, false) => (
+                Left::AsItWas,
+                "it was cancelled on the server and its transaction rolled back: the database is as it was",
+            ),
+            (true, true) => (
+                Left::PartlyRestored,
+                "its workers were cancelled on the server; a parallel restore is not one transaction: the database may be partly restored",
+            ),
         };
-        return Err(Error::cancelled(
+        return Err(left.with(Error::cancelled(
             format!("restore of {} cancelled: {state}", entry.file),
             if parallel {
                 "restore again before the application uses the database"
             } else {
                 "the restore can simply run again"
             },
-        ));
+        )));
     }
-    if !status.success() {
-        return Err(Error::runtime(
-            format!(
-                "the restore failed and was rolled back: {}",
-                last_error.trim_start_matches("pg_restore: error: ")
-            ),
-            "the database is as it was before; check the error, then retry",
-        ));
+    let why = last_error.trim_start_matches("pg_restore: error: ");
+    match status {
+        Ok(status) if status.success() => {}
+        _ if parallel => {
+            return Err(Left::PartlyRestored.with(Error::runtime(
+                format!("the parallel restore failed part-way: {why}; the database is partly restored"),
+                "restore again before the application uses the database (with one worker it runs as one transaction)",
+            )));
+        }
+        _ => {
+            return Err(Left::AsItWas.with(Error::runtime(
+                format!("the restore failed and was rolled back: {why}"),
+                "the database is as it was before; check the error, then retry",
+            )));
+        }
     }
+    let checks = check_restored(target, &entry, opts)
+        .await
+        .map_err(|e| Left::Restored.with(e))?;
+    Ok(Restored { checks, terminated })
+}
 
-    // Verification: recorded row counts of the largest tables, then the configured checks.
+/// After a restore: the recorded row counts of the largest tables, then the configured checks.
+async fn check_restored(
+    target: &DbTarget,
+    entry: &BackupEntry,
+    opts: &RestoreOptions,
+) -> Result<Vec<CheckResult>> {
     let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
     let mut results = Vec::new();
     let mut largest: Vec<(&String, &i64)> = entry.table_rows.iter().collect();
@@ -341,10 +395,7 @@ pub async fn restore(
             "inspect the database before reopening it to traffic",
         ));
     }
-    Ok(Restored {
-        checks: results,
-        terminated,
-    })
+    Ok(results)
 }
 
 /// `pid (name), ...`

@@ -5,10 +5,13 @@
 //! one transaction, its checks, and what the migration status is afterwards.
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::deploy::record_release;
 use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm, reason};
-use crate::backup::{self, BackupEntry, CheckResult, Identity, RestoreOptions};
+use crate::backup::{
+    self, BackupEntry, CheckResult, Identity, Left, RestoreFailed, RestoreOptions,
+};
 use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::journal::Outcome;
@@ -292,7 +295,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
     .await;
     let (checks, terminated) = match restored {
         Ok(r) => (r.checks, r.terminated),
-        Err(e) => {
+        Err(RestoreFailed { error: e, left }) => {
             ctx.notify(&format!("rollback FAILED on {}: {}", env.name, e.cause))
                 .await;
             let how = if e.kind == ErrorKind::Cancelled {
@@ -301,10 +304,8 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
                 Outcome::Failed
             };
             record_release(ctx, Workflow::Restore, how, &e.cause, &[], &[]);
-            // The restore is one transaction: unless it restored and its counts are wrong, the
-            // database is as it was, and the application may come back.
-            if maintenance && e.kind != ErrorKind::VerifyFailed {
-                let _ = super::hooks::if_configured(ctx, "maintenance_off", &[]).await;
+            if maintenance {
+                reopen_after_failure(ctx, left).await;
             }
             return Err(e);
         }
@@ -380,4 +381,37 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
 fn has_maintenance_hooks(env: &Environment) -> bool {
     env.hooks.commands.contains_key("maintenance_on")
         && env.hooks.commands.contains_key("maintenance_off")
+}
+
+/// After a restore that did not finish: the application comes back only onto a database that
+/// is as it was. The cancellation was the restore's, so the hook runs on a token of its own.
+async fn reopen_after_failure(ctx: &Context, left: Left) {
+    let stays = |why: &str| {
+        ctx.warn(format!(
+            "the application stays in maintenance mode: {why}; run the maintenance_off hook \
+             yourself once the database is right"
+        ))
+    };
+    match left {
+        Left::AsItWas => {}
+        Left::RollingBack => return stays("the restore's transaction is still rolling back"),
+        Left::PartlyRestored => return stays("the database is partly restored"),
+        Left::Restored => return stays("the restored database failed its checks"),
+    }
+    let after = Context {
+        cancel: CancellationToken::new(),
+        ..ctx.clone()
+    };
+    match super::hooks::if_configured(&after, "maintenance_off", &[]).await {
+        Ok(None) => {}
+        Ok(Some(o)) if o.success() => {}
+        Ok(Some(o)) => stays(&format!(
+            "its maintenance_off hook failed ({})",
+            o.describe()
+        )),
+        Err(e) => stays(&format!(
+            "its maintenance_off hook did not run: {}",
+            e.cause
+        )),
+    }
 }

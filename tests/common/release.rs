@@ -98,13 +98,27 @@ where
 
 /// A backup of `env`'s database taken in environment `taken_in`, verified when asked.
 pub async fn take_backup(env: &Environment, taken_in: &str, verify: bool) -> BackupEntry {
+    take_backup_as(env, taken_in, verify, BackupFormat::Custom).await
+}
+
+/// [`take_backup`] in `format` (a directory-format one is dumped by two workers).
+pub async fn take_backup_as(
+    env: &Environment,
+    taken_in: &str,
+    verify: bool,
+    format: BackupFormat,
+) -> BackupEntry {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = CreateOptions {
         dir: env.backup.dir.clone(),
         environment: taken_in.to_owned(),
         count_rows: true,
-        format: BackupFormat::Custom,
-        jobs: 1,
+        jobs: if format == BackupFormat::Directory {
+            2
+        } else {
+            1
+        },
+        format,
     };
     let entry = backup::create(&env.target, &opts, &tx)
         .await
