@@ -455,6 +455,37 @@ async fn a_forward_rollback_shows_its_sql_and_its_losses_and_deploys_exactly_its
         "nothing is written before it is confirmed"
     );
 
+    // Written, then not deployed (here the before_deploy hook refuses): the rollback is
+    // withdrawn, or the next deploy would apply it with whatever is pending by then.
+    let rollbacks = || {
+        std::fs::read_dir(m.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("_rollback_"))
+            .count()
+    };
+    let mut refusing = env.clone();
+    refusing
+        .hooks
+        .commands
+        .insert("before_deploy".into(), "echo not now; exit 1".into());
+    let ran =
+        workflow(&refusing, &never(), |ctx| {
+            let ask = ask.clone();
+            async move {
+                release::revert(&ctx, &request(Some(Confirmation::answering(&ask, None)))).await
+            }
+        })
+        .await;
+    let e = ran.refusal();
+    assert!(e.cause.contains("hook before_deploy ended"), "{}", e.cause);
+    assert!(
+        ran.lines().contains("it was not deployed"),
+        "{}",
+        ran.lines()
+    );
+    assert_eq!(rollbacks(), 0);
+
     let ran =
         workflow(&env, &never(), |ctx| {
             let ask = ask.clone();

@@ -27,6 +27,17 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// How work that ended with `e` ended.
+    pub fn of(e: &crate::error::Error) -> Outcome {
+        if e.kind == crate::error::ErrorKind::Cancelled {
+            Outcome::Cancelled
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -122,13 +122,13 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
         ask,
         req.confirmation.as_ref(),
     )?;
-    if let Err(e) = gates.recheck(ctx).await {
+    if let Err(e) = gates.recheck(ctx, Workflow::Deploy).await {
         // Confirmed, then refused: the journal has both.
         confirmed.record(ctx);
         record_release(
             ctx,
             Workflow::Deploy,
-            Outcome::Failed,
+            Outcome::of(&e),
             &e.cause,
             &[],
             &pending,
@@ -349,21 +349,23 @@ impl Gates {
     /// Verified once is not enough: when the work starts, the accepted backup's file must still
     /// be the one that was verified. A backup that no longer holds gives way to the next older
     /// one that does; with none left, the operator's reason to go without one, if given, counts.
-    pub(super) async fn recheck(&mut self, ctx: &Context) -> Result<()> {
+    pub(super) async fn recheck(&mut self, ctx: &Context, workflow: Workflow) -> Result<()> {
         if self.backups.is_empty() {
             return Ok(());
         }
         let mut failures = Vec::new();
         for entry in std::mem::take(&mut self.backups) {
             let path = ctx.env.backup.dir.join(&entry.file);
-            let checked = with_events(
-                |e| ctx.emit(Event::Backup(e)),
-                |tx| {
-                    let (path, entry) = (&path, &entry);
-                    async move { backup::check_integrity(path, entry, &tx).await }
-                },
-            )
-            .await;
+            let checked = tokio::select! {
+                checked = with_events(
+                    |e| ctx.emit(Event::Backup(e)),
+                    |tx| {
+                        let (path, entry) = (&path, &entry);
+                        async move { backup::check_integrity(path, entry, &tx).await }
+                    },
+                ) => checked,
+                () = ctx.cancel.cancelled() => return ctx.check_cancelled(workflow.name()),
+            };
             match checked {
                 Ok(_) => {
                     ctx.emit(Event::Checked(format!(
@@ -426,7 +428,11 @@ pub(super) async fn execute(
     notices: Notices,
 ) -> Result<DeployReport> {
     let env = &ctx.env;
-    ctx.check_cancelled(workflow.name())?;
+    if let Err(e) = ctx.check_cancelled(workflow.name()) {
+        confirmed.record(ctx);
+        record_release(ctx, workflow, Outcome::Cancelled, &e.cause, &[], &pending);
+        return Err(e);
+    }
     confirmed.record(ctx);
     for (what, reason) in &gates.overrides {
         ctx.record_override(what.clone(), reason);
@@ -480,11 +486,7 @@ pub(super) async fn execute(
     let outcome = match result {
         Ok(o) => o,
         Err(e) => {
-            let how = if e.kind == ErrorKind::Cancelled {
-                Outcome::Cancelled
-            } else {
-                Outcome::Failed
-            };
+            let how = Outcome::of(&e);
             let verb = if how == Outcome::Cancelled {
                 "CANCELLED"
             } else {

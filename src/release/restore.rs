@@ -12,7 +12,7 @@ use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm,
 use crate::backup::{
     self, BackupEntry, CheckResult, Identity, Left, RestoreFailed, RestoreOptions,
 };
-use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
+use crate::error::{Ask, Error, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::journal::Outcome;
 use crate::migrate::{self, MigrationsDir, StatusReport};
@@ -298,11 +298,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         Err(RestoreFailed { error: e, left }) => {
             ctx.notify(&format!("rollback FAILED on {}: {}", env.name, e.cause))
                 .await;
-            let how = if e.kind == ErrorKind::Cancelled {
-                Outcome::Cancelled
-            } else {
-                Outcome::Failed
-            };
+            let how = Outcome::of(&e);
             record_release(ctx, Workflow::Restore, how, &e.cause, &[], &[]);
             if maintenance {
                 reopen_after_failure(ctx, left).await;

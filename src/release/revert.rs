@@ -1,7 +1,7 @@
 //! Forward rollback (a migration written from `down.sql`, deployed under every guard of a
 //! deploy), and the ledger operations that change what deploy will do: resolve and reset.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -96,13 +96,17 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
         ask(env, &dir, &rollback, &req.names),
         deploy.confirmation.as_ref(),
     )?;
-    if let Err(e) = gates.recheck(ctx).await {
+    if let Err(e) = gates
+        .recheck(ctx, Workflow::Revert)
+        .await
+        .and_then(|()| ctx.check_cancelled(Workflow::Revert.name()))
+    {
         confirmed.record(ctx);
-        record_release(ctx, Workflow::Revert, Outcome::Failed, &e.cause, &[], &[]);
+        record_release(ctx, Workflow::Revert, Outcome::of(&e), &e.cause, &[], &[]);
         return Err(e);
     }
 
-    // Written only now, and deployed exactly as confirmed.
+    // Written only now, and deployed exactly as confirmed; withdrawn if it is not deployed.
     let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
     let folder = rollback.write()?;
     ctx.note(format!(
@@ -116,7 +120,7 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
         finished: |_, env: &Environment| format!("rollback finished on {}: reverted", env.name),
         failed: "rollback",
     };
-    let deployed = execute(
+    let deployed = match execute(
         ctx,
         Workflow::Revert,
         dir,
@@ -125,12 +129,49 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
         deploy.lock_wait,
         notices,
     )
-    .await?;
+    .await
+    {
+        Ok(deployed) => deployed,
+        Err(e) => {
+            withdraw(ctx, &folder, rollback.name()).await;
+            return Err(e);
+        }
+    };
     Ok(RevertReport {
         folder,
         name: rollback.name().to_owned(),
         deployed: Some(deployed),
     })
+}
+
+/// Removes a rollback migration that was written but never started: left on disk, the next
+/// deploy would apply it with whatever else is pending by then. One the server has a record of
+/// (failed part-way) stays, for `resolve`.
+async fn withdraw(ctx: &Context, folder: &Path, name: &str) {
+    let never_started = match MigrationsDir::load(&ctx.env.migrations_dir) {
+        Ok(dir) => migrate::status(&ctx.env.target, &dir)
+            .await
+            .map(|(report, _)| report.pending_names().contains(&name)),
+        Err(e) => Err(e),
+    };
+    match never_started {
+        Ok(true) => match std::fs::remove_dir_all(folder) {
+            Ok(()) => ctx.note(format!(
+                "removed {}: it was not deployed",
+                folder.display()
+            )),
+            Err(e) => ctx.warn(format!(
+                "{} was not deployed and could not be removed ({e}): remove it before the next deploy",
+                folder.display()
+            )),
+        },
+        Ok(false) => {}
+        Err(e) => ctx.warn(format!(
+            "{} may not have been deployed ({}): check `status` before the next deploy",
+            folder.display(),
+            e.cause
+        )),
+    }
 }
 
 /// The confirmation of a forward rollback: the SQL it runs, and what it cannot bring back.

@@ -332,11 +332,7 @@ impl App {
             Ok(s) => s.clone(),
             Err(e) => super::widgets::error_text(e),
         };
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(e) if e.kind == ErrorKind::Cancelled => Outcome::Cancelled,
-            Err(_) => Outcome::Failed,
-        };
+        let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         match origin {
             Origin::Step(i) => self.finish_step(i, outcome, text),
             Origin::Rollback => self.rollback_done(&job, outcome, &text),
