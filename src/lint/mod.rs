@@ -287,8 +287,16 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
 
     // squawk's rules and the validation pass each walk the whole tree: on a large file they are
     // the bulk of the work, so they run side by side (the parse's green tree is shared).
+    // squawk sees the file with its `-- squawk-ignore` comments made inert (same length, so every
+    // offset holds): pgdeck applies them itself once it knows each finding's severity.
+    let unignored = text
+        .contains("squawk-ignore")
+        .then(|| text.replace("squawk-ignore", "squawk_ignore"));
     let (violations, script) = std::thread::scope(|scope| {
-        let squawk = scope.spawn(|| linter.lint(&parse, text));
+        let squawk = scope.spawn(|| match &unignored {
+            Some(unignored) => linter.lint(&SourceFile::parse(unignored), unignored),
+            None => linter.lint(&parse, text),
+        });
         let script = Script::with_problems(statements, &parse, &lines);
         (squawk.join(), script)
     });
@@ -372,11 +380,9 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
                 reported = true;
             }
         }
-        let suppressed = covering.iter().any(|r| {
-            settings.exclude.contains(r) || ignores.iter().any(|ig| ig.covers(i, &r.to_string()))
-        });
+        let excluded = covering.iter().any(|r| settings.exclude.contains(r));
         // Like squawk, say nothing of a change to a table this migration created: it is new.
-        if reported || suppressed || new_before[i] {
+        if reported || excluded || new_before[i] {
             continue;
         }
         let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
@@ -467,6 +473,28 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         }
     }
     out.findings.extend(extra);
+    // `-- squawk-ignore` silences what needs care; a DANGEROUS finding stays until a person
+    // acknowledges it with a reason, which a deploy journals.
+    out.findings.retain_mut(|x| {
+        if !ignores.iter().any(|ig| ig.covers(x)) {
+            return true;
+        }
+        if x.acknowledged.is_some() {
+            return true;
+        }
+        if x.severity < Severity::Dangerous {
+            return false;
+        }
+        let kept = format!(
+            "kept: `-- squawk-ignore` does not silence a DANGEROUS finding; acknowledge it with `-- {ALLOW} {} <reason>`",
+            x.rule
+        );
+        x.adjustment = Some(match x.adjustment.take() {
+            Some(before) => format!("{before}; {kept}"),
+            None => kept,
+        });
+        true
+    });
     out.findings
         .sort_by_key(|f| (f.line, f.column, std::cmp::Reverse(f.severity)));
 
@@ -549,17 +577,26 @@ fn next_statement(script: &Script, offset: usize) -> Option<usize> {
 }
 
 /// A `-- squawk-ignore [rules]` (next statement) or `-- squawk-ignore-file [rules]` comment;
-/// no rules means all of them. squawk applies these to its own findings; pgdeck reads them too so
-/// that its own finding for the same change stays silent.
+/// no rules means all of them. pgdeck applies them, to squawk's findings and its own, once it
+/// knows their severity: they silence what needs care, never what is DANGEROUS.
 struct SquawkIgnore {
     statement: Option<usize>,
     rules: Vec<String>,
 }
 
 impl SquawkIgnore {
-    fn covers(&self, statement: usize, rule: &str) -> bool {
-        self.statement.is_none_or(|s| s == statement)
-            && (self.rules.is_empty() || self.rules.iter().any(|r| r == rule))
+    /// Whether it names the finding's rule (squawk's name or pgdeck's) where the finding is.
+    fn covers(&self, finding: &Finding) -> bool {
+        let here = match (self.statement, finding.statement) {
+            (None, _) => true,
+            (Some(at), Some(statement)) => at == statement,
+            (Some(_), None) => false,
+        };
+        here && (self.rules.is_empty()
+            || self
+                .rules
+                .iter()
+                .any(|r| rules::allows(r, &finding.rule) || rules::allows(&finding.rule, r)))
     }
 }
 

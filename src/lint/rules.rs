@@ -72,8 +72,8 @@ pub const HANDLED_BY_RUNNER: &[Rule] = &[Rule::TransactionNesting, Rule::BanUnco
 pub const TIMEOUT_RULES: &[Rule] = &[Rule::RequireLockTimeout, Rule::RequireStatementTimeout];
 
 /// The squawk rules that already cover one of pgdeck's own statement rules. Where one of them is
-/// enabled, pgdeck adds no finding of its own (squawk's is shown, or was deliberately ignored
-/// with `-- squawk-ignore`), and `pgdeck:allow` accepts either name.
+/// enabled, pgdeck adds no finding of its own (squawk's is shown), and `pgdeck:allow` and
+/// `-- squawk-ignore` accept either name.
 pub fn covered_by(pgdeck_rule: &str) -> &'static [Rule] {
     match pgdeck_rule {
         "drop-column" => &[Rule::BanDropColumn],

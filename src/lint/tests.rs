@@ -485,15 +485,45 @@ fn every_dangerous_change_carries_a_recipe_with_its_names() {
 }
 
 #[test]
-fn squawk_ignore_and_pgdeck_allow_are_honoured() {
-    let ignored =
-        lint("-- squawk-ignore ban-drop-column\nALTER TABLE \"User\" DROP COLUMN \"email\";");
-    assert_eq!(
-        ignored.worst_unacknowledged(),
-        None,
-        "{:#?}",
-        ignored.findings
-    );
+fn squawk_ignore_silences_what_needs_care_and_pgdeck_allow_acknowledges_with_a_reason() {
+    let care = "DROP INDEX \"User_email_key\";";
+    let rule = "require-concurrent-index-deletion";
+    assert!(lint(care).findings.iter().any(|f| f.rule == rule));
+    for ignore in [
+        format!("-- squawk-ignore {rule}"),
+        "-- squawk-ignore".into(),
+        "-- squawk-ignore-file".into(),
+    ] {
+        let ignored = lint(&format!("{ignore}\n{care}"));
+        assert!(
+            ignored.findings.iter().all(|f| f.rule != rule),
+            "{ignore}: {:#?}",
+            ignored.findings
+        );
+    }
+
+    // A comment without a reason does not wave a DANGEROUS change through: it stays, marked.
+    for ignore in [
+        "-- squawk-ignore ban-drop-column",
+        "-- squawk-ignore drop-column",
+        "-- squawk-ignore-file",
+    ] {
+        let kept = lint(&format!(
+            "{ignore}\nALTER TABLE \"User\" DROP COLUMN \"email\";"
+        ));
+        assert_eq!(kept.worst_unacknowledged(), Some(Dangerous), "{ignore}");
+        let f = kept
+            .findings
+            .iter()
+            .find(|f| f.severity == Dangerous)
+            .unwrap();
+        assert!(
+            f.adjustment
+                .as_deref()
+                .is_some_and(|a| a.contains("does not silence a DANGEROUS finding")),
+            "{ignore}: {f:#?}"
+        );
+    }
 
     for name in ["ban-drop-column", "drop-column"] {
         let allowed = lint(&format!(
