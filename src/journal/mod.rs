@@ -222,21 +222,9 @@ impl Journal {
     /// Reopens an unfinished session to go on with it; returns its entries so far.
     pub fn resume(path: &Path, operator: &str) -> Result<(Journal, Vec<Entry>)> {
         let entries = read(path)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(|e| io_error("cannot reopen journal", path, &e))?;
-        // An entry torn by a crash was never written: cut it off so new entries start on a line
-        // of their own.
-        let bytes = std::fs::read(path).map_err(|e| io_error("cannot read journal", path, &e))?;
-        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        if whole < bytes.len() {
-            file.set_len(whole as u64)
-                .map_err(|e| io_error("cannot repair journal", path, &e))?;
-        }
         let mut j = Journal {
             path: path.to_owned(),
-            file,
+            file: reopen(path)?,
             operator: operator.to_owned(),
         };
         j.append(Event::SessionResumed)?;
@@ -256,10 +244,15 @@ impl Journal {
         };
         let line = serde_json::to_string(&entry).unwrap_or_default();
         let line = format!("{}\n", scrub(&line));
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| io_error("cannot write journal", &self.path, &e))?;
+        let written = self.file.lock().and_then(|()| {
+            let written = self
+                .file
+                .write_all(line.as_bytes())
+                .and_then(|_| self.file.sync_data());
+            let _ = self.file.unlock();
+            written
+        });
+        written.map_err(|e| io_error("cannot write journal", &self.path, &e))?;
         Ok(entry)
     }
 }
@@ -327,20 +320,14 @@ impl Recorder for CommandJournal {
         if open.is_none() {
             let operator = operator();
             *open = Some(match unfinished(&self.dir, &self.environment)? {
-                Some(path) => {
-                    let file = OpenOptions::new()
-                        .append(true)
-                        .open(&path)
-                        .map_err(|e| io_error("cannot reopen journal", &path, &e))?;
-                    (
-                        Journal {
-                            path,
-                            file,
-                            operator,
-                        },
-                        false,
-                    )
-                }
+                Some(path) => (
+                    Journal {
+                        file: reopen(&path)?,
+                        path,
+                        operator,
+                    },
+                    false,
+                ),
                 None => (
                     Journal::open_new(
                         &self.dir,
@@ -385,6 +372,31 @@ pub fn write_report(journal: &Path, target: &Path) -> Result<()> {
 
 /// Every entry of a journal file. A last line cut short by a crash is left out; a damaged line
 /// elsewhere is an error naming it.
+/// Opens a session's file to append to. An entry torn by a crash was never written: it is cut
+/// off, so the next entry starts on a line of its own. Every writer appends under the file's
+/// lock, so a line without its end seen under the lock is torn, not being written.
+fn reopen(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_error("cannot reopen journal", path, &e))?;
+    file.lock()
+        .map_err(|e| io_error("cannot lock journal", path, &e))?;
+    let repaired = std::fs::read(path)
+        .map_err(|e| io_error("cannot read journal", path, &e))
+        .and_then(|bytes| {
+            let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            if whole == bytes.len() {
+                return Ok(());
+            }
+            file.set_len(whole as u64)
+                .map_err(|e| io_error("cannot repair journal", path, &e))
+        });
+    let _ = file.unlock();
+    repaired.map(|()| file)
+}
+
 pub fn read(path: &Path) -> Result<Vec<Entry>> {
     let text =
         std::fs::read_to_string(path).map_err(|e| io_error("cannot read journal", path, &e))?;
@@ -427,10 +439,12 @@ pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
 
 /// The newest console session of `environment`, if it did not finish. Sessions of headless
 /// commands are passed over: they are not for a console to resume, nor for another command to
-/// write into.
+/// write into. A damaged newest session is not resumed either: the next one starts afresh.
 pub fn unfinished(dir: &Path, environment: &str) -> Result<Option<PathBuf>> {
     for path in sessions(dir, environment)? {
-        let entries = read(&path)?;
+        let Ok(entries) = read(&path) else {
+            return Ok(None);
+        };
         if matches!(
             entries.first().map(|e| &e.event),
             Some(Event::SessionStarted {
@@ -535,6 +549,40 @@ mod tests {
             unfinished(dir.path(), "production").unwrap(),
             Some(console.path().to_owned())
         );
+
+        // The console crashed in the middle of a write: the torn entry is cut off, and the
+        // commands after it still journal, there.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(console.path())
+            .unwrap()
+            .write_all(b"{\"at\":\"2026-12-01T11:07:00Z\",\"event\":\"step_tic")
+            .unwrap();
+        for command in ["deploy", "hooks"] {
+            CommandJournal::new(dir.path(), "production", "db", command)
+                .record(Event::SessionResumed)
+                .unwrap();
+        }
+        let entries = read(console.path()).unwrap();
+        assert_eq!(entries.len(), 4, "{entries:?}");
+        assert!(
+            std::fs::read_to_string(console.path())
+                .unwrap()
+                .ends_with("}\n")
+        );
+
+        // A session damaged beyond a torn end is not joined: the next command starts its own.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(console.path())
+            .unwrap()
+            .write_all(b"not json\n")
+            .unwrap();
+        assert_eq!(unfinished(dir.path(), "production").unwrap(), None);
+        CommandJournal::new(dir.path(), "production", "db", "deploy")
+            .record(Event::SessionResumed)
+            .unwrap();
+        assert_eq!(super::sessions(dir.path(), "production").unwrap().len(), 4);
     }
 
     #[test]
