@@ -156,7 +156,13 @@ impl DbTarget {
             b.user = Some(decode(url.username())?);
         }
         if let Some(pw) = url.password() {
+            secret::remember_written(pw);
             b.password = Some(decode(pw)?);
+        }
+        for pair in url.query().unwrap_or_default().split('&') {
+            if let Some(pw) = pair.strip_prefix("password=") {
+                secret::remember_written(pw);
+            }
         }
         let path = url.path().trim_start_matches('/');
         if !path.is_empty() {

@@ -40,16 +40,38 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Remembers a password and the forms it takes in text pgdeck prints: escaped inside a JSON
+/// string (`--json`, the journal) and percent-encoded in a URL (a hook echoing its database URL).
 fn remember(value: &str) {
-    if value.len() < MIN_SCRUB_LEN {
+    remember_written(value);
+    remember_written(
+        &percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+    );
+}
+
+/// Remembers a password as it was written where pgdeck read it (percent-encoded in a database
+/// URL, maybe differently from how pgdeck would encode it), and that form inside a JSON string.
+pub fn remember_written(form: &str) {
+    if form.len() < MIN_SCRUB_LEN {
         return;
     }
     let mut known = KNOWN
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !known.iter().any(|k| k == value) {
-        known.push(value.to_owned());
+    let json = serde_json::to_string(form).unwrap_or_default();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|j| j.strip_suffix('"'))
+        .unwrap_or(form)
+        .to_owned();
+    for form in [form.to_owned(), json] {
+        if !known.contains(&form) {
+            known.push(form);
+        }
     }
+    // Longest first: a form that contains another is replaced whole.
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
 }
 
 /// Replaces every standalone occurrence of a known password in `text` with `***`. "Standalone"
@@ -118,5 +140,20 @@ mod tests {
             "auth failed: *** was rejected"
         );
         assert_eq!(scrub("postgresql://postgres@host"), "postgresql://***@host");
+    }
+
+    #[test]
+    fn a_password_is_scrubbed_percent_encoded_and_inside_json_strings() {
+        Secret::new("p@ss/w0rd-scrub");
+        assert_eq!(
+            scrub("url=postgresql://app:p%40ss%2Fw0rd%2Dscrub@db/app"),
+            "url=postgresql://app:***@db/app"
+        );
+        // Written as the operator wrote it, encoded otherwise than pgdeck would.
+        remember_written("p%40ss%2fw0rd-scrub");
+        assert_eq!(scrub("app:p%40ss%2fw0rd-scrub@db"), "app:***@db");
+        Secret::new("qu\"ote\\x9-scrub");
+        let json = serde_json::json!({ "output": "qu\"ote\\x9-scrub\n" }).to_string();
+        assert_eq!(scrub(&json), r#"{"output":"***\n"}"#);
     }
 }
