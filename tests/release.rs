@@ -1121,6 +1121,50 @@ async fn a_backup_that_no_longer_holds_gives_way_to_an_older_one_and_a_reason_co
 }
 
 #[tokio::test]
+async fn a_backup_that_is_a_link_or_a_pipe_is_never_read() {
+    let (db, m, backups, env) = protected_with_backup("release_backup_kinds").await;
+    let newer = take_backup(&env, "production", true).await;
+    // The very bytes, but elsewhere: the link is refused, and the older backup serves.
+    let outside = tempfile::tempdir().unwrap();
+    let linked = backups.path().join(&newer.file);
+    std::fs::rename(&linked, outside.path().join(&newer.file)).unwrap();
+    std::os::unix::fs::symlink(outside.path().join(&newer.file), &linked).unwrap();
+    m.add("20250102000000_t1", "CREATE TABLE t1 (id int);");
+    let typed = || DeployRequest {
+        confirmation: Some(Confirmation::typed(&db.name)),
+        ..DeployRequest::default()
+    };
+    let ran = deploying(&env, typed()).await;
+    let report = ran.result.as_ref().expect("the older backup held");
+    assert_ne!(report.backup.as_deref(), Some(newer.file.as_str()));
+    assert!(
+        ran.lines().contains("is a symbolic link"),
+        "{}",
+        ran.lines()
+    );
+
+    // A pipe where the older one was would hang a read: it is refused without one.
+    let older = backups.path().join(report.backup.as_deref().unwrap());
+    std::fs::remove_file(&older).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&older)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    m.add("20250103000000_t2", "CREATE TABLE t2 (id int);");
+    let ran = tokio::time::timeout(Duration::from_secs(60), deploying(&env, typed()))
+        .await
+        .expect("the pipe is never opened");
+    assert_eq!(ran.refusal().guard, Some(Guard::BackupIntegrity));
+    assert!(
+        ran.lines().contains("a pipe, socket or device"),
+        "{}",
+        ran.lines()
+    );
+    assert!(!db.table_exists("t2").await);
+}
+
+#[tokio::test]
 async fn maintenance_mode_on_a_protected_environment_is_confirmed_with_the_name() {
     let (db, m, backups) = applied("release_maintenance_hook").await;
     let mut env = pgdeck::release::Environment {

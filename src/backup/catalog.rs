@@ -105,6 +105,15 @@ impl BackupEntry {
 
     pub fn load(backup: &Path) -> Result<BackupEntry> {
         let path = Self::catalog_path(backup);
+        if path.symlink_metadata().is_ok_and(|m| !m.is_file()) {
+            return Err(Error::input(
+                format!(
+                    "catalog entry {} is not a file (a link, folder or pipe): it is not read",
+                    path.display()
+                ),
+                "a catalog entry is the file pgdeck wrote beside its backup; remove it",
+            ));
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::input(
                 format!(

@@ -89,6 +89,41 @@ pub enum BackupFormat {
     Directory,
 }
 
+/// What `path` is when it is not what pgdeck writes: a regular file, or a folder of regular
+/// files. A link would have pgdeck read or restore something outside the backup folder, and a
+/// pipe or a device would hang the read.
+fn not_plain(path: &Path) -> Option<String> {
+    let kind = |m: &std::fs::Metadata| {
+        let t = m.file_type();
+        if t.is_symlink() {
+            "a symbolic link"
+        } else if t.is_dir() {
+            "a folder"
+        } else if t.is_file() {
+            "a file"
+        } else {
+            "a pipe, socket or device"
+        }
+    };
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if meta.is_file() {
+        return None;
+    }
+    if !meta.is_dir() {
+        return Some(kind(&meta).into());
+    }
+    std::fs::read_dir(path).ok()?.flatten().find_map(|e| {
+        let m = e.path().symlink_metadata().ok()?;
+        (!m.is_file()).then(|| {
+            format!(
+                "a folder holding {} ({})",
+                kind(&m),
+                e.file_name().to_string_lossy()
+            )
+        })
+    })
+}
+
 /// Size and sha256 of a backup. A file's is its bytes'; a directory backup's is the sha256 of
 /// its manifest: one line `<name> <size> <sha256>` per file, in byte order of the names.
 fn content_digest(path: &Path) -> Result<(u64, String)> {

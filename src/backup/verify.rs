@@ -58,7 +58,7 @@ pub async fn check_file(
     entry: &BackupEntry,
     events: &UnboundedSender<BackupEvent>,
 ) -> Result<(tools::Tool, usize)> {
-    if !backup.exists() {
+    if backup.symlink_metadata().is_err() {
         return Err(failed(
             format!(
                 "the backup file {} is missing (its catalog entry is there)",
@@ -66,6 +66,16 @@ pub async fn check_file(
             ),
             "restore the file from where it was copied, or take a new backup",
         ));
+    }
+    if let Some(what) = super::not_plain(backup) {
+        return Err(failed(
+            format!(
+                "{} is {what}, not the backup pgdeck wrote: it is not read",
+                backup.display()
+            ),
+            "do not restore it; put the backup itself in the backup folder, or use another backup",
+        )
+        .with(Remedy::ListBackups));
     }
     let _ = events.send(BackupEvent::Step {
         what: "checksum".into(),
