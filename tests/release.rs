@@ -251,7 +251,13 @@ async fn the_backup_gate_counts_only_a_backup_of_this_database_environment_and_s
         }
     };
 
-    // The same database, backed up as staging.
+    // Its own backup is a month old, and the same database was backed up as staging since.
+    let old = take_backup(&env, "production", true).await;
+    edit_catalog(backups.path(), &old, |v| {
+        v["finished_at"] = (chrono::Utc::now() - chrono::Duration::days(30))
+            .to_rfc3339()
+            .into();
+    });
     let staging = take_backup(&env, "staging", true).await;
     let e = refusal(DeployRequest::default()).await;
     assert_eq!(e.guard, Some(Guard::BackupIdentity));
@@ -261,6 +267,7 @@ async fn the_backup_gate_counts_only_a_backup_of_this_database_environment_and_s
         "{}",
         e.cause
     );
+    assert!(e.cause.contains("30 days old"), "{}", e.cause);
     assert!(e.remedies.contains(&Remedy::AcceptForeignBackup));
 
     // Taken as production, but on another server.

@@ -281,29 +281,28 @@ pub fn gate_choice(
     if !usable.is_empty() {
         return Ok(GateChoice::Found(usable));
     }
-    if let Some(ours) = candidates
+    // One of its own too old: a young foreign one may still be accepted, with a reason.
+    let too_old = candidates
         .iter()
         .find(|e| e.is_verified() && e.foreign_to(live).is_none())
-    {
-        let age = (now - ours.finished_at).to_std().unwrap_or_default();
-        return Ok(GateChoice::None(format!(
-            "the newest verified backup of {database} ({}) is {} old, more than {}",
-            ours.file,
-            crate::units::human_duration(std::time::Duration::from_secs(age.as_secs())),
-            crate::units::human_duration(max_age)
-        )));
-    }
-    let unverified = candidates
-        .iter()
-        .filter(|e| !e.is_verified() && e.foreign_to(live).is_none())
-        .count();
+        .map(|ours| {
+            let age = (now - ours.finished_at).to_std().unwrap_or_default();
+            format!(
+                "the newest verified backup of {database} ({}) is {} old, more than {}",
+                ours.file,
+                crate::units::human_duration(std::time::Duration::from_secs(age.as_secs())),
+                crate::units::human_duration(max_age)
+            )
+        });
     if let Some(foreign) = candidates.iter().find(|e| e.is_verified() && young(e)) {
         let why = foreign.foreign_to(live).unwrap_or_default();
-        return Ok(GateChoice::OnlyForeign(
-            Box::new((*foreign).clone()),
+        let ours = too_old.unwrap_or_else(|| {
+            let unverified = candidates
+                .iter()
+                .filter(|e| !e.is_verified() && e.foreign_to(live).is_none())
+                .count();
             format!(
-                "no verified backup of {database} from environment '{}' on this server in {}{}; \
-                 {} does not count: {why}",
+                "no verified backup of {database} from environment '{}' on this server in {}{}",
                 live.environment,
                 dir.display(),
                 if unverified > 0 {
@@ -311,9 +310,15 @@ pub fn gate_choice(
                 } else {
                     String::new()
                 },
-                foreign.file
-            ),
+            )
+        });
+        return Ok(GateChoice::OnlyForeign(
+            Box::new((*foreign).clone()),
+            format!("{ours}; {} does not count: {why}", foreign.file),
         ));
+    }
+    if let Some(too_old) = too_old {
+        return Ok(GateChoice::None(too_old));
     }
     let why = match candidates.first() {
         None => format!("no backup of {database} in {}", dir.display()),
