@@ -225,6 +225,14 @@ async fn a_protected_deploy_refuses_until_each_guard_holds_then_asks_for_the_nam
         })
         .collect();
     assert_eq!(kinds, ["confirmed", "override", "released"]);
+    assert!(
+        matches!(
+            &ran.journal[0],
+            Event::Confirmed { what } if what.contains("20250102000000_rename sha256 ")
+        ),
+        "the journal says what exactly was confirmed: {:?}",
+        ran.journal[0]
+    );
     assert!(matches!(
         &ran.journal[1],
         Event::Override { what, reason } if what.contains("renaming-column") && reason.starts_with("CHG-7")

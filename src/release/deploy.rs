@@ -506,12 +506,23 @@ pub(super) async fn execute(
         backup: gates.backup.map(|b| b.file),
     };
     ctx.notify(&(notices.finished)(&report, env)).await;
+    // What it confirmed and did not apply, another run applied in the meantime (the engine
+    // deploys only what is still pending under the lock).
+    let meanwhile = if not_applied.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} applied by another run meanwhile: {}",
+            not_applied.len(),
+            not_applied.join(", ")
+        )
+    };
     record_release(
         ctx,
         workflow,
         Outcome::Ok,
         &format!(
-            "{} migration(s) applied: {}",
+            "{} migration(s) applied: {}{meanwhile}",
             report.applied.len(),
             report.applied_names()
         ),

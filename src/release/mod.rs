@@ -353,7 +353,12 @@ fn confirm(
             ask,
         ));
     }
-    Ok(Confirmed(Some(ask.title)))
+    // The journal says what exactly was confirmed: the work's title and what it is bound to.
+    Ok(Confirmed(Some(if ask.scope.is_empty() {
+        ask.title
+    } else {
+        format!("{} ({})", ask.title, ask.scope.join(", "))
+    })))
 }
 
 fn lowercase_first(text: &str) -> String {
