@@ -429,28 +429,38 @@ async fn a_forward_rollback_shows_its_sql_and_its_losses_and_deploys_exactly_its
     let env = environment("development", &db, &m, backups.path());
     let deployed = deploying(&env, DeployRequest::default()).await;
     assert!(deployed.result.is_ok());
-    let request = |confirmation: Option<Confirmation>| RevertRequest {
-        names: vec!["20250102000000_drop_phone".into()],
-        deploy: Some(DeployRequest {
-            confirmation,
-            ..DeployRequest::default()
-        }),
+    let revert = |env: &pgdeck::release::Environment, confirmation: Option<Confirmation>| {
+        let env = env.clone();
+        let request = RevertRequest {
+            names: vec!["20250102000000_drop_phone".into()],
+            deploy: Some(DeployRequest {
+                confirmation,
+                ..DeployRequest::default()
+            }),
+        };
+        async move {
+            workflow(&env, &never(), |ctx| async move {
+                release::revert(&ctx, &request).await
+            })
+            .await
+        }
+    };
+    let rollbacks = || {
+        std::fs::read_dir(m.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("_rollback_"))
+            .count()
     };
 
     // Another migration is pending: the rollback's deploy would apply it too.
     m.add("20250103000000_other", "CREATE TABLE other (id int);");
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::revert(&ctx, &request(None)).await
-    })
-    .await;
+    let ran = revert(&env, None).await;
     assert_eq!(ran.refusal().guard, Some(Guard::OtherPending));
     std::fs::remove_dir_all(m.path().join("20250103000000_other")).unwrap();
 
     // Destructive: it asks, even unprotected, with the down.sql and what it cannot bring back.
-    let ran = workflow(&env, &never(), |ctx| async move {
-        release::revert(&ctx, &request(None)).await
-    })
-    .await;
+    let ran = revert(&env, None).await;
     let ask = ran.refusal().ask().expect("a confirmation").clone();
     assert_eq!(ask.expect, None, "unprotected: a yes");
     let text = ask.lines.join("\n");
@@ -462,36 +472,17 @@ async fn a_forward_rollback_shows_its_sql_and_its_losses_and_deploys_exactly_its
         text.contains("the data of column phone of \"User\", dropped by 20250102000000_drop_phone"),
         "{text}"
     );
-    assert!(
-        !std::fs::read_dir(m.path())
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().contains("_rollback_")),
-        "nothing is written before it is confirmed"
-    );
+    assert_eq!(rollbacks(), 0, "nothing is written before it is confirmed");
+    let yes = || Some(Confirmation::answering(&ask, None));
 
     // Written, then not deployed (here the before_deploy hook refuses): the rollback is
     // withdrawn, or the next deploy would apply it with whatever is pending by then.
-    let rollbacks = || {
-        std::fs::read_dir(m.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains("_rollback_"))
-            .count()
-    };
     let mut refusing = env.clone();
     refusing
         .hooks
         .commands
         .insert("before_deploy".into(), "echo not now; exit 1".into());
-    let ran =
-        workflow(&refusing, &never(), |ctx| {
-            let ask = ask.clone();
-            async move {
-                release::revert(&ctx, &request(Some(Confirmation::answering(&ask, None)))).await
-            }
-        })
-        .await;
+    let ran = revert(&refusing, yes()).await;
     let e = ran.refusal();
     assert!(e.cause.contains("hook before_deploy ended"), "{}", e.cause);
     assert!(
@@ -501,14 +492,7 @@ async fn a_forward_rollback_shows_its_sql_and_its_losses_and_deploys_exactly_its
     );
     assert_eq!(rollbacks(), 0);
 
-    let ran =
-        workflow(&env, &never(), |ctx| {
-            let ask = ask.clone();
-            async move {
-                release::revert(&ctx, &request(Some(Confirmation::answering(&ask, None)))).await
-            }
-        })
-        .await;
+    let ran = revert(&env, yes()).await;
     let report = ran.result.as_ref().expect("reverted");
     assert!(report.name.contains("_rollback_drop_phone"), "{report:?}");
     assert_eq!(
