@@ -332,6 +332,9 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
             format!("      applied in {duration_ms} ms")
         }
         DeployEvent::MigrationFailed { name, .. } => format!("      {name} FAILED"),
+        DeployEvent::AlreadyApplied { name } => {
+            format!("      {name} was applied by another deploy meanwhile: not run again")
+        }
     };
     stderr(&line);
 }

@@ -50,6 +50,12 @@ impl Default for DeploySettings {
 /// Prisma's advisory lock key, so pgdeck and `prisma migrate deploy` exclude each other.
 pub const ADVISORY_LOCK_KEY: i64 = 72707369;
 
+/// The appliers' lock: taken inside each migration's own transaction before its first
+/// statement, so that two appliers never both find a migration unapplied and both run it, even
+/// when the session holding [`ADVISORY_LOCK_KEY`] was lost. Prisma's key in the two-key space,
+/// which never collides with the one-key lock held on the deploy's other session.
+const APPLIERS_LOCK: (i32, i32) = (ADVISORY_LOCK_KEY as i32, 1);
+
 /// How a deploy behaves.
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -148,6 +154,10 @@ pub enum DeployEvent {
         name: String,
         duration_ms: u64,
     },
+    /// Found applied when its turn came (another deploy applied it meanwhile): not run again.
+    AlreadyApplied {
+        name: String,
+    },
     MigrationFailed {
         name: String,
         error: String,
@@ -217,7 +227,7 @@ pub async fn deploy(
     events: Events<'_>,
 ) -> Result<DeployOutcome> {
     // Held for the whole run on its own session; dropping it at the end releases the lock.
-    let _lock = if opts.advisory_lock {
+    let lock = if opts.advisory_lock {
         Some(acquire_lock(target, opts.settings.lock_wait, &opts.cancel, events).await?)
     } else {
         None
@@ -228,16 +238,13 @@ pub async fn deploy(
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
+        lock_pid: lock.as_ref().map(|l| l.pid),
     };
     let schema = target.schema.as_str();
 
     let ledger = match Ledger::read(client, schema).await? {
         Some(l) => l,
-        None => {
-            ledger::create(client, schema).await?;
-            emit(events, DeployEvent::LedgerCreated);
-            Ledger::default()
-        }
+        None => create_ledger(client, schema, events).await?,
     };
     if let Some(failed) = ledger.failed().next() {
         return Err(failed_blocks_deploy(
@@ -322,7 +329,15 @@ pub async fn deploy(
             apply_statement_by_statement(&run, schema, m, &statements, opts, events).await
         };
         match result {
-            Ok(()) => {
+            Ok(Applied::Already) => {
+                emit(
+                    events,
+                    DeployEvent::AlreadyApplied {
+                        name: m.name.clone(),
+                    },
+                );
+            }
+            Ok(Applied::Now) => {
                 let duration_ms = started.elapsed().as_millis() as u64;
                 emit(
                     events,
@@ -344,7 +359,9 @@ pub async fn deploy(
                         error: e.cause.clone(),
                     },
                 );
-                if e.kind == ErrorKind::Cancelled && !outcome.applied.is_empty() {
+                if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Runtime)
+                    && !outcome.applied.is_empty()
+                {
                     e.hint = format!("applied before it: {}; {}", outcome.applied_names(), e.hint);
                 }
                 return Err(e);
@@ -352,6 +369,36 @@ pub async fn deploy(
         }
     }
     Ok(outcome)
+}
+
+/// Creates the ledger under the appliers' lock, so that deploys started together without the
+/// migration lock do not race to create it (the second would find the first one's table and
+/// refuse the schema as not empty); one that finds it made meanwhile reads it.
+async fn create_ledger(client: &Client, schema: &str, events: Events<'_>) -> Result<Ledger> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({}, {})",
+            APPLIERS_LOCK.0, APPLIERS_LOCK.1
+        ))
+        .await
+        .map_err(|e| query_error("creating _prisma_migrations", &e))?;
+    let made = async {
+        if ledger::exists(client, schema).await? {
+            return Ok(false);
+        }
+        ledger::create(client, schema).await.map(|()| true)
+    }
+    .await;
+    let end = if made.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client
+        .batch_execute(end)
+        .await
+        .map_err(|e| query_error("creating _prisma_migrations", &e))?;
+    if made? {
+        emit(events, DeployEvent::LedgerCreated);
+        return Ok(Ledger::default());
+    }
+    Ok(Ledger::read(client, schema).await?.unwrap_or_default())
 }
 
 /// The statements deploy will run for a migration, or why it refuses to run it.
@@ -400,15 +447,19 @@ async fn apply_in_transaction(
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
-) -> Result<()> {
+) -> Result<Applied> {
     let client = run.client;
     let attempts = opts.settings.lock_retries + 1;
     let mut attempt = 1;
     loop {
         let started_at = Utc::now();
         let (error, statement) =
-            match try_transaction(run, record, m, statements, opts, events).await {
-                Ok(()) => return Ok(()),
+            match try_transaction(run, schema, record, m, statements, opts, events).await {
+                Ok(applied) => return Ok(applied),
+                Err(Failure::Stop(e)) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(e);
+                }
                 Err(Failure::Cancelled {
                     statement,
                     session_lost,
@@ -464,19 +515,30 @@ async fn apply_in_transaction(
     }
 }
 
+/// Whether a migration ran now or was found applied when its turn came.
+enum Applied {
+    Now,
+    Already,
+}
+
 async fn try_transaction(
     run: &Runner<'_>,
+    schema: &str,
     record: &tokio_postgres::Statement,
     m: &LocalMigration,
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
-) -> Result<(), Failure> {
+) -> Result<Applied, Failure> {
     let client = run.client;
+    if !claim(run, schema, m).await? {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Ok(Applied::Already);
+    }
     // The timeout is a number from the config, not user text.
     client
         .batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
+            "SET LOCAL lock_timeout = {}",
             opts.settings.lock_timeout.as_millis()
         ))
         .await
@@ -519,7 +581,89 @@ async fn try_transaction(
     futures_util::future::try_join(insert, commit)
         .await
         .map_err(Failure::sql(None))?;
-    Ok(())
+    Ok(Applied::Now)
+}
+
+/// Opens the transaction a migration starts in and proves, before its first statement, that it
+/// is this deploy's to apply: under the appliers' lock, the deploy still holds the migration
+/// lock, and the migration's row, read now rather than when the deploy began, says it is not
+/// applied. False: another deploy applied it meanwhile. The transaction stays open either way.
+async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<bool, Failure> {
+    // READ COMMITTED whatever the database's default: the row is read in a snapshot taken after
+    // the lock is granted, so it sees what the applier before committed.
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({}, {})",
+        APPLIERS_LOCK.0, APPLIERS_LOCK.1
+    );
+    match run.exec(&begin).await {
+        Ran::Done(r) => r.map_err(Failure::sql(None))?,
+        Ran::Cancelled => {
+            return Err(Failure::Cancelled {
+                statement: None,
+                session_lost: false,
+            });
+        }
+        Ran::Abandoned => {
+            return Err(Failure::Cancelled {
+                statement: None,
+                session_lost: true,
+            });
+        }
+    }
+    // Both read together (the driver pipelines them): one round trip.
+    let held = async {
+        match run.lock_pid {
+            Some(pid) => holds_lock(run.client, pid).await,
+            None => Ok(true),
+        }
+    };
+    let (held, standing) =
+        futures_util::future::try_join(held, ledger::standing(run.client, schema, &m.name))
+            .await
+            .map_err(Failure::Stop)?;
+    if let (false, Some(pid)) = (held, run.lock_pid) {
+        return Err(Failure::Stop(lock_lost(m, pid)));
+    }
+    match standing {
+        ledger::Standing::Unapplied => Ok(true),
+        ledger::Standing::Applied => Ok(false),
+        ledger::Standing::Unfinished { started_at } => Err(Failure::Stop(Error::new(
+            ErrorKind::MigrationFailed,
+            format!(
+                "migration {} was started at {} by another deploy while this one ran, and is not finished: this deploy did not apply it",
+                m.name,
+                started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            "another deploy is applying it, or it failed there: wait, look at its status, and resolve it if it failed",
+        )
+        .with(Remedy::Status))),
+    }
+}
+
+/// Whether the session `pid` still holds the migration lock.
+async fn holds_lock(client: &Client, pid: i32) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+               AND classid = 0 AND objid = $2 AND objsubid = 1 AND pid = $1 \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            &[&pid, &(ADVISORY_LOCK_KEY as u32)],
+        )
+        .await
+        .map_err(|e| query_error("checking the migration lock", &e))?
+        .get(0))
+}
+
+fn lock_lost(m: &LocalMigration, pid: i32) -> Error {
+    Error::runtime(
+        format!(
+            "the migration lock was lost before {}: the session holding it (pid {pid}) ended or was terminated, so another deploy may be running; {} was not started",
+            m.name, m.name
+        ),
+        "check `status` and who is deploying now, then deploy again",
+    )
+    .with(Remedy::Status)
+    .with(Remedy::Deploy)
 }
 
 /// Why a statement of a migration without a transaction did not complete.
@@ -537,9 +681,28 @@ async fn apply_statement_by_statement(
     statements: &[Statement],
     opts: &DeployOptions,
     events: Events<'_>,
-) -> Result<()> {
+) -> Result<Applied> {
     let client = run.client;
+    let total = statements.len();
+    // Its started row is written under the same proof as a transactional migration's.
+    let claimed = claim(run, schema, m).await;
+    if !matches!(claimed, Ok(true)) {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    match claimed {
+        Ok(true) => {}
+        Ok(false) => return Ok(Applied::Already),
+        Err(Failure::Stop(e)) => return Err(e),
+        Err(Failure::Cancelled { .. }) => {
+            return Err(cancelled_statement_by_statement(m, 0, total, true));
+        }
+        Err(Failure::Sql { error, .. }) => return Err(sql_failure(m, None, &error, 1, true)),
+    }
     let id = ledger::insert_started(client, schema, &m.name, &m.checksum).await?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| query_error("recording the migration start", &e))?;
     client
         .query_one(
             "SELECT set_config('lock_timeout', $1, false)",
@@ -547,7 +710,6 @@ async fn apply_statement_by_statement(
         )
         .await
         .map_err(|e| query_error("setting lock_timeout", &e))?;
-    let total = statements.len();
     for (i, s) in statements.iter().enumerate() {
         emit(events, DeployEvent::statement_started(m, i, total, s));
         let invalid_before = match &s.concurrent_index_on {
@@ -686,7 +848,8 @@ async fn apply_statement_by_statement(
         }
     }
     let _ = client.batch_execute("RESET lock_timeout").await;
-    ledger::finish(client, schema, &id, 1).await
+    ledger::finish(client, schema, &id, 1).await?;
+    Ok(Applied::Now)
 }
 
 fn cancelled_in_transaction(
@@ -777,6 +940,9 @@ enum Failure {
         /// The statement would not stop and its backend was terminated.
         session_lost: bool,
     },
+    /// It is not this deploy's to apply (the lock was lost, another deploy started it): nothing
+    /// of it ran, and there is no attempt to record.
+    Stop(Error),
 }
 
 impl Failure {
@@ -975,6 +1141,35 @@ pub fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
     })
 }
 
+/// The session holding the migration lock for a whole deploy; dropping it releases the lock.
+struct LockSession {
+    _client: Client,
+    /// Its backend, which each migration's transaction checks still holds the lock.
+    pid: i32,
+}
+
+/// A role's or database's `statement_timeout`, `idle_in_transaction_session_timeout` or
+/// `idle_session_timeout` would end the lock's session while the deploy runs (it sits idle
+/// between checks), and the lock with it: this session sets them off for itself. A server too
+/// old for one of them has nothing to turn off.
+async fn immune_to_timeouts(client: &Client) -> Result<()> {
+    for setting in [
+        "statement_timeout",
+        "idle_in_transaction_session_timeout",
+        "idle_session_timeout",
+    ] {
+        match client
+            .query_one("SELECT set_config($1, '0', false)", &[&setting])
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if db::sqlstate(&e) == Some(&SqlState::UNDEFINED_OBJECT) => {}
+            Err(e) => return Err(query_error("preparing the migration lock's session", &e)),
+        }
+    }
+    Ok(())
+}
+
 /// Session-level advisory lock on its own connection, polled so the wait can be bounded and the
 /// holder named.
 async fn acquire_lock(
@@ -982,9 +1177,11 @@ async fn acquire_lock(
     wait: Duration,
     cancel: &CancellationToken,
     events: Events<'_>,
-) -> Result<Client> {
+) -> Result<LockSession> {
     let session = db::connect(target).await?;
+    let pid = session.backend_pid;
     let client = session.client;
+    immune_to_timeouts(&client).await?;
     let started = Instant::now();
     let mut announced: Option<Option<i32>> = None;
     loop {
@@ -1002,7 +1199,10 @@ async fn acquire_lock(
                     },
                 );
             }
-            return Ok(client);
+            return Ok(LockSession {
+                _client: client,
+                pid,
+            });
         }
         let holder = lock_holder(&client).await?;
         let pid = holder.as_ref().map(|h| h.pid);
@@ -1099,6 +1299,8 @@ struct Runner<'a> {
     client: &'a Client,
     canceller: db::Canceller,
     cancel: &'a CancellationToken,
+    /// The backend holding the migration lock for this deploy, when it takes one.
+    lock_pid: Option<i32>,
 }
 
 /// How a statement ended.

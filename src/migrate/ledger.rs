@@ -172,6 +172,38 @@ CREATE TABLE IF NOT EXISTS {table} (
         .map_err(|e| query_error("creating _prisma_migrations", &e))
 }
 
+/// What the ledger says of one migration at this moment: what an applier holding the appliers'
+/// lock reads before the migration's first statement, whatever it read when the deploy began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No live row: it may be applied.
+    Unapplied,
+    /// A finished row: it is applied already.
+    Applied,
+    /// A row neither finished nor rolled back: being applied by someone else, or failed.
+    Unfinished { started_at: DateTime<Utc> },
+}
+
+pub async fn standing(client: &impl GenericClient, schema: &str, name: &str) -> Result<Standing> {
+    let sql = format!(
+        "SELECT finished_at IS NOT NULL, started_at FROM {} \
+         WHERE migration_name = $1 AND rolled_back_at IS NULL \
+         ORDER BY finished_at IS NULL DESC, started_at DESC LIMIT 1",
+        table(schema)
+    );
+    let row = client
+        .query_opt(&sql, &[&name])
+        .await
+        .map_err(|e| query_error("reading the migration's row", &e))?;
+    Ok(match row {
+        None => Standing::Unapplied,
+        Some(r) if r.get::<_, bool>(0) => Standing::Applied,
+        Some(r) => Standing::Unfinished {
+            started_at: r.get(1),
+        },
+    })
+}
+
 /// Inserts a row for a migration that is starting (`finished_at` NULL). Returns its id.
 pub async fn insert_started(
     client: &impl GenericClient,

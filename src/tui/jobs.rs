@@ -434,6 +434,9 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
             DeployEvent::MigrationFailed { name, error } => {
                 vec![line(format!("{name} FAILED: {error}"))]
             }
+            DeployEvent::AlreadyApplied { name } => vec![line(format!(
+                "{name} was applied by another deploy meanwhile: not run again"
+            ))],
             DeployEvent::EditedAfterApply { name } => vec![line(format!(
                 "warning: {name} was edited after it was applied"
             ))],
