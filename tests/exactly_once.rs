@@ -174,4 +174,64 @@ async fn without_the_advisory_lock_concurrent_deploys_still_apply_each_migration
             .any(|r| r.stderr.contains("applied by another deploy meanwhile")),
         "{runs:?}"
     );
+    assert!(
+        runs.iter().all(|r| r
+            .stderr
+            .contains("warning: PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set")),
+        "{runs:?}"
+    );
+}
+
+#[tokio::test]
+async fn resolve_and_reset_wait_for_a_deploy_under_way() {
+    let db = fresh_db("once_resolve_reset").await;
+    let m = counted();
+    let under_way = || async {
+        wait_for(
+            "the deploy to be under way",
+            Duration::from_secs(30),
+            || async { count_runs(&db).await >= 3 },
+        )
+        .await;
+    };
+
+    // Recorded as applied while the deploy is at m3: it waits, then finds m15 applied by the
+    // deploy, which ran it once.
+    let deploy = spawn(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    under_way().await;
+    let resolve = run(pgdeck(
+        &db,
+        m.path(),
+        &["resolve", "--applied", "20250101000015_m15"],
+    ));
+    let deploy = Run::from(deploy.wait_with_output().unwrap());
+    assert_eq!(deploy.code, 0, "{deploy:?}");
+    assert!(
+        resolve
+            .stderr
+            .contains("waiting for the migration lock held by"),
+        "{resolve:?}"
+    );
+    assert!(
+        resolve.stderr.contains("already recorded as applied"),
+        "{resolve:?}"
+    );
+    assert_eq!(twice(&db).await, Vec::<String>::new());
+
+    // A reset while a deploy runs waits for it, then drops and deploys everything again.
+    db.exec("DROP TABLE runs; DELETE FROM _prisma_migrations")
+        .await;
+    let deploy = spawn(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    under_way().await;
+    let reset = run(pgdeck(&db, m.path(), &["reset", "--yes"]));
+    let deploy = Run::from(deploy.wait_with_output().unwrap());
+    assert_eq!(deploy.code, 0, "{deploy:?}");
+    assert_eq!(reset.code, 0, "{reset:?}");
+    assert!(
+        reset
+            .stderr
+            .contains("waiting for the migration lock held by"),
+        "{reset:?}"
+    );
+    assert_eq!(twice(&db).await, Vec::<String>::new());
 }

@@ -15,8 +15,8 @@ use pgdeck::lint::plan::Allow;
 use pgdeck::migrate::Resolution;
 use pgdeck::monitor::Signal;
 use pgdeck::release::{
-    self, Confirmation, DeployRequest, HookRequest, Maintenance, ResolveRequest, RestoreRequest,
-    RevertRequest, SignalRequest,
+    self, Confirmation, DeployRequest, HookRequest, Maintenance, ResetRequest, ResolveRequest,
+    RestoreRequest, RevertRequest, SignalRequest,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -658,6 +658,7 @@ async fn resolve_on_a_protected_environment_and_reset_anywhere_ask_and_reset_ref
                     name: "20250102000000_concurrent".into(),
                     how: Resolution::RolledBack,
                     confirmation,
+                    lock_wait: None,
                 },
             )
             .await
@@ -671,12 +672,18 @@ async fn resolve_on_a_protected_environment_and_reset_anywhere_ask_and_reset_ref
 
     let reset = workflow(&production, &never(), |ctx| {
         let db = db.name.clone();
-        async move { release::reset(&ctx, Some(&Confirmation::typed(&db))).await }
+        async move {
+            let req = ResetRequest {
+                confirmation: Some(Confirmation::typed(&db)),
+                ..ResetRequest::default()
+            };
+            release::reset(&ctx, &req).await
+        }
     })
     .await;
     assert_eq!(reset.refusal().guard, Some(Guard::Protected));
     let asks = workflow(&env, &never(), |ctx| async move {
-        release::reset(&ctx, None).await
+        release::reset(&ctx, &ResetRequest::default()).await
     })
     .await;
     assert_eq!(asks.refusal().guard, Some(Guard::Confirmation));

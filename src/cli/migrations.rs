@@ -2,16 +2,14 @@
 //! resolve and reset are the release room's workflows: the flags become their requests, their
 //! events are printed, and a missing confirmation is asked for on a terminal.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::output::{self, Printer};
-use super::{ConfirmArgs, DeployArgs, Job, ResolveArgs, RevertArgs, exit};
+use super::{DeployArgs, Job, ResetArgs, ResolveArgs, RevertArgs, exit};
 use crate::error::Result;
 use crate::migrate::{self, MigrationsDir, Resolution, Verdict};
 use crate::release::{
-    self, DeployReport, DeployRequest, Environment, ResolveRequest, RevertRequest,
+    self, DeployReport, DeployRequest, Environment, ResetRequest, ResolveRequest, RevertRequest,
 };
 
 pub async fn status(env: &Environment, json: bool) -> Result<u8> {
@@ -46,7 +44,7 @@ fn deploy_request(args: &DeployArgs) -> DeployRequest {
         acknowledgements: args.allow.allows(),
         without_backup: args.without_backup.clone(),
         foreign_backup: args.accept_foreign_backup.clone(),
-        lock_wait: args.lock_wait.map(Duration::from_secs),
+        lock_wait: args.lock.wait(),
     }
 }
 
@@ -110,6 +108,7 @@ pub async fn resolve(job: &Job, args: &ResolveArgs, json: bool) -> Result<u8> {
                 name: name.clone(),
                 how,
                 confirmation,
+                lock_wait: args.lock.wait(),
             };
             let ctx = job.context(tx);
             async move { release::resolve(&ctx, &req).await }
@@ -146,15 +145,19 @@ pub fn new(env: &Environment, name: &str, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub async fn reset(job: &Job, args: &ConfirmArgs, json: bool) -> Result<u8> {
+pub async fn reset(job: &Job, args: &ResetArgs, json: bool) -> Result<u8> {
     let report = output::confirmed(
         json,
-        output::given(args),
+        output::given(&args.confirm),
         &job.cancel,
         Printer::new(json),
         |confirmation, tx| {
+            let req = ResetRequest {
+                confirmation,
+                lock_wait: args.lock.wait(),
+            };
             let ctx = job.context(tx);
-            async move { release::reset(&ctx, confirmation.as_ref()).await }
+            async move { release::reset(&ctx, &req).await }
         },
     )
     .await?;

@@ -129,7 +129,7 @@ pub enum Command {
         name: String,
     },
     /// Drop and recreate the schema, then deploy every migration (never on a protected environment)
-    Reset(ConfirmArgs),
+    Reset(ResetArgs),
     /// Start (or reuse) a local sandbox PostgreSQL with the sample migrations deployed
     Demo(demo::DemoArgs),
 }
@@ -150,9 +150,8 @@ pub struct DeployArgs {
     pub confirm: ConfirmArgs,
     #[command(flatten)]
     pub allow: lint::AllowArgs,
-    /// Seconds to wait for another deploy's migration lock (default from config, else 60)
-    #[arg(long, value_name = "SECS")]
-    pub lock_wait: Option<u64>,
+    #[command(flatten)]
+    pub lock: LockWaitArgs,
     /// On a protected environment: deploy without a recent verified backup, for this reason
     #[arg(long, value_name = "REASON")]
     pub without_backup: Option<String>,
@@ -160,6 +159,27 @@ pub struct DeployArgs {
     /// database of the same name satisfy the backup gate, for this reason
     #[arg(long, value_name = "REASON")]
     pub accept_foreign_backup: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockWaitArgs {
+    /// Seconds to wait for another deploy's migration lock (default from config, else 60)
+    #[arg(long, value_name = "SECS")]
+    pub lock_wait: Option<u64>,
+}
+
+impl LockWaitArgs {
+    pub fn wait(&self) -> Option<std::time::Duration> {
+        self.lock_wait.map(std::time::Duration::from_secs)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    #[command(flatten)]
+    pub lock: LockWaitArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +205,8 @@ pub struct ResolveArgs {
     pub rolled_back: Option<String>,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
+    #[command(flatten)]
+    pub lock: LockWaitArgs,
 }
 
 /// Parses the command line, runs the command, prints errors as cause + hint, returns the exit code.

@@ -280,6 +280,7 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
         return;
     }
     let line = match event {
+        DeployEvent::LockDisabled => format!("warning: {}", crate::migrate::deploy::LOCK_DISABLED),
         DeployEvent::WaitingForLock { holder: Some(h) } => {
             format!("waiting for the migration lock held by {h}")
         }

@@ -51,10 +51,19 @@ impl Default for DeploySettings {
 pub const ADVISORY_LOCK_KEY: i64 = 72707369;
 
 /// The appliers' lock: taken inside each migration's own transaction before its first
-/// statement, so that two appliers never both find a migration unapplied and both run it, even
-/// when the session holding [`ADVISORY_LOCK_KEY`] was lost. Prisma's key in the two-key space,
-/// which never collides with the one-key lock held on the deploy's other session.
-const APPLIERS_LOCK: (i32, i32) = (ADVISORY_LOCK_KEY as i32, 1);
+/// statement (and by `resolve` and `reset` around their writes), so that two appliers never
+/// both find a migration unapplied and both run it, even when the session holding
+/// [`ADVISORY_LOCK_KEY`] was lost. Prisma's key in the two-key space, which never collides with
+/// the one-key lock held on the deploy's other session.
+pub const APPLIERS_LOCK: (i32, i32) = (ADVISORY_LOCK_KEY as i32, 1);
+
+/// `SELECT pg_advisory_xact_lock(...)` of [`APPLIERS_LOCK`], for inside a transaction.
+pub fn appliers_lock_sql() -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock({}, {})",
+        APPLIERS_LOCK.0, APPLIERS_LOCK.1
+    )
+}
 
 /// How a deploy behaves.
 #[derive(Debug, Clone)]
@@ -117,6 +126,8 @@ impl std::fmt::Display for LockHolder {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DeployEvent {
+    /// `PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK` is set: the migration lock is not taken.
+    LockDisabled,
     WaitingForLock {
         holder: Option<LockHolder>,
     },
@@ -219,26 +230,54 @@ fn emit(events: Events<'_>, event: DeployEvent) {
     let _ = events.send(event);
 }
 
-/// Applies every pending migration of `dir` to `target`.
+/// What [`DeployEvent::LockDisabled`] means, in words.
+pub const LOCK_DISABLED: &str = "PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: the migration lock \
+    is not taken, so another deploy may run at the same time; each migration still checks, just \
+    before it runs, that it is not applied yet";
+
+/// Takes the migration lock for a deploy, `resolve` or `reset`, waiting as `opts` says and
+/// naming the holder meanwhile; held until the returned session drops. None when
+/// `PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK` turned it off, which is said as an event.
+pub async fn lock(
+    target: &DbTarget,
+    opts: &DeployOptions,
+    events: Events<'_>,
+) -> Result<Option<MigrationLock>> {
+    if !opts.advisory_lock {
+        emit(events, DeployEvent::LockDisabled);
+        return Ok(None);
+    }
+    acquire_lock(target, opts.settings.lock_wait, &opts.cancel, events)
+        .await
+        .map(Some)
+}
+
+/// Applies every pending migration of `dir` to `target`, under the migration lock.
 pub async fn deploy(
     target: &DbTarget,
     dir: &MigrationsDir,
     opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<DeployOutcome> {
-    // Held for the whole run on its own session; dropping it at the end releases the lock.
-    let lock = if opts.advisory_lock {
-        Some(acquire_lock(target, opts.settings.lock_wait, &opts.cancel, events).await?)
-    } else {
-        None
-    };
+    let lock = lock(target, opts, events).await?;
+    deploy_holding(target, dir, opts, lock.as_ref(), events).await
+}
+
+/// [`deploy`] for a caller that holds the migration lock already (`reset`).
+pub async fn deploy_holding(
+    target: &DbTarget,
+    dir: &MigrationsDir,
+    opts: &DeployOptions,
+    lock: Option<&MigrationLock>,
+    events: Events<'_>,
+) -> Result<DeployOutcome> {
     let session = db::connect(target).await?;
     let client = &session.client;
     let run = Runner {
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
-        lock_pid: lock.as_ref().map(|l| l.pid),
+        lock_pid: lock.map(|l| l.pid),
     };
     let schema = target.schema.as_str();
 
@@ -376,10 +415,7 @@ pub async fn deploy(
 /// refuse the schema as not empty); one that finds it made meanwhile reads it.
 async fn create_ledger(client: &Client, schema: &str, events: Events<'_>) -> Result<Ledger> {
     client
-        .batch_execute(&format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({}, {})",
-            APPLIERS_LOCK.0, APPLIERS_LOCK.1
-        ))
+        .batch_execute(&format!("BEGIN; {}", appliers_lock_sql()))
         .await
         .map_err(|e| query_error("creating _prisma_migrations", &e))?;
     let made = async {
@@ -592,8 +628,8 @@ async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<boo
     // READ COMMITTED whatever the database's default: the row is read in a snapshot taken after
     // the lock is granted, so it sees what the applier before committed.
     let begin = format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({}, {})",
-        APPLIERS_LOCK.0, APPLIERS_LOCK.1
+        "BEGIN ISOLATION LEVEL READ COMMITTED; {}",
+        appliers_lock_sql()
     );
     match run.exec(&begin).await {
         Ran::Done(r) => r.map_err(Failure::sql(None))?,
@@ -1142,7 +1178,7 @@ pub fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
 }
 
 /// The session holding the migration lock for a whole deploy; dropping it releases the lock.
-struct LockSession {
+pub struct MigrationLock {
     _client: Client,
     /// Its backend, which each migration's transaction checks still holds the lock.
     pid: i32,
@@ -1177,7 +1213,7 @@ async fn acquire_lock(
     wait: Duration,
     cancel: &CancellationToken,
     events: Events<'_>,
-) -> Result<LockSession> {
+) -> Result<MigrationLock> {
     let session = db::connect(target).await?;
     let pid = session.backend_pid;
     let client = session.client;
@@ -1199,7 +1235,7 @@ async fn acquire_lock(
                     },
                 );
             }
-            return Ok(LockSession {
+            return Ok(MigrationLock {
                 _client: client,
                 pid,
             });

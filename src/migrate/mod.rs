@@ -36,16 +36,40 @@ pub enum Resolution {
     RolledBack,
 }
 
-/// Prisma's `migrate resolve`, with its refusals.
+/// Prisma's `migrate resolve`, with its refusals. Under the migration lock, as deploy is (a
+/// deploy under way finishes first), and its reads and writes in one transaction under the
+/// appliers' lock.
 pub async fn resolve(
     target: &DbTarget,
     dir: &MigrationsDir,
     name: &str,
     how: Resolution,
+    opts: &DeployOptions,
+    events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
 ) -> Result<()> {
-    let session = db::connect(target).await?;
-    let client = &session.client;
-    let schema = target.schema.as_str();
+    let _lock = deploy::lock(target, opts, events).await?;
+    let mut session = db::connect(target).await?;
+    let tx = session
+        .client
+        .transaction()
+        .await
+        .map_err(|e| query_error("starting the resolve", &e))?;
+    tx.batch_execute(&deploy::appliers_lock_sql())
+        .await
+        .map_err(|e| query_error("taking the appliers' lock", &e))?;
+    record_resolution(&tx, &target.schema, dir, name, how).await?;
+    tx.commit()
+        .await
+        .map_err(|e| query_error("recording the resolution", &e))
+}
+
+async fn record_resolution(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+    dir: &MigrationsDir,
+    name: &str,
+    how: Resolution,
+) -> Result<()> {
     match how {
         Resolution::Applied => {
             let local = dir.get(name).ok_or_else(|| {
@@ -119,7 +143,8 @@ pub async fn resolve(
     }
 }
 
-/// Drops and recreates the schema, then deploys everything. Whether that is allowed here is the
+/// Drops and recreates the schema, then deploys everything, all under one hold of the
+/// migration lock (a deploy under way finishes first). Whether that is allowed here is the
 /// caller's guard (the release room refuses it on a protected environment).
 pub async fn reset(
     target: &DbTarget,
@@ -127,15 +152,17 @@ pub async fn reset(
     opts: &DeployOptions,
     events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
 ) -> Result<DeployOutcome> {
+    let lock = deploy::lock(target, opts, events).await?;
     let session = db::connect(target).await?;
     let s = quote_ident(&target.schema);
     session
         .client
         .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s};"
+            "BEGIN; {}; DROP SCHEMA IF EXISTS {s} CASCADE; CREATE SCHEMA {s}; COMMIT;",
+            deploy::appliers_lock_sql()
         ))
         .await
         .map_err(|e| query_error("dropping and recreating the schema", &e))?;
     drop(session);
-    deploy(target, dir, opts, events).await
+    deploy::deploy_holding(target, dir, opts, lock.as_ref(), events).await
 }

@@ -31,7 +31,9 @@ pub use checks::{BaselineCapture, capture_baseline, health, sample_queries};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
 pub use restore::{Maintenance, RestoreReport, RestoreRequest, newest_backup, restore};
-pub use revert::{ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert};
+pub use revert::{
+    ResetRequest, ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert,
+};
 pub use sessions::{SignalRequest, signal_backend};
 
 /// One environment, resolved and validated: everything a command needs to act on it.

@@ -2,6 +2,7 @@
 //! deploy), and the ledger operations that change what deploy will do: resolve and reset.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -257,6 +258,29 @@ pub struct ResolveRequest {
     pub name: String,
     pub how: Resolution,
     pub confirmation: Option<Confirmation>,
+    /// How long to wait for a deploy's migration lock (default: the environment's).
+    pub lock_wait: Option<Duration>,
+}
+
+/// Drop and recreate the schema, then deploy everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResetRequest {
+    pub confirmation: Option<Confirmation>,
+    /// How long to wait for a deploy's migration lock (default: the environment's).
+    pub lock_wait: Option<Duration>,
+}
+
+/// The engine's options for `resolve` and `reset`: the environment's deploy settings, the
+/// request's lock wait, the workflow's cancel.
+fn lock_options(ctx: &Context, lock_wait: Option<Duration>) -> DeployOptions {
+    let mut settings = ctx.env.deploy.clone();
+    if let Some(wait) = lock_wait {
+        settings.lock_wait = wait;
+    }
+    DeployOptions {
+        cancel: ctx.cancel.clone(),
+        ..DeployOptions::new(settings)
+    }
 }
 
 /// Records a failed (or unrecorded) migration as applied or rolled back: nothing on an
@@ -297,7 +321,16 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
         workflow: Workflow::Resolve,
         what: title.clone(),
     });
-    match migrate::resolve(&env.target, &dir, &req.name, req.how).await {
+    let opts = lock_options(ctx, req.lock_wait);
+    let resolved = with_events(
+        |e| ctx.emit(Event::Deploy(e)),
+        |tx| {
+            let (target, dir, opts) = (&env.target, &dir, &opts);
+            async move { migrate::resolve(target, dir, &req.name, req.how, opts, &tx).await }
+        },
+    )
+    .await;
+    match resolved {
         Ok(()) => {
             record_release(ctx, Workflow::Resolve, Outcome::Ok, &title, &[], &[]);
             Ok(())
@@ -311,7 +344,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
 
 /// Drops and recreates the schema, then deploys everything. Never on a protected environment,
 /// whatever is confirmed.
-pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result<DeployReport> {
+pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
     let env = &ctx.env;
     if env.protected {
         return Err(Error::guarded(
@@ -338,7 +371,7 @@ pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result
             expect: None,
             scope: Vec::new(),
         },
-        confirmation,
+        req.confirmation.as_ref(),
     )?;
     ctx.check_cancelled("reset")?;
     confirmed.record(ctx);
@@ -346,10 +379,7 @@ pub async fn reset(ctx: &Context, confirmation: Option<&Confirmation>) -> Result
         workflow: Workflow::Reset,
         what: format!("reset of schema \"{}\"", env.target.schema),
     });
-    let opts = DeployOptions {
-        cancel: ctx.cancel.clone(),
-        ..DeployOptions::new(env.deploy.clone())
-    };
+    let opts = lock_options(ctx, req.lock_wait);
     let result = with_events(
         |e| ctx.emit(Event::Deploy(e)),
         |tx| {

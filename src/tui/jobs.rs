@@ -434,6 +434,10 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
             DeployEvent::MigrationFailed { name, error } => {
                 vec![line(format!("{name} FAILED: {error}"))]
             }
+            DeployEvent::LockDisabled => vec![line(format!(
+                "warning: {}",
+                crate::migrate::deploy::LOCK_DISABLED
+            ))],
             DeployEvent::AlreadyApplied { name } => vec![line(format!(
                 "{name} was applied by another deploy meanwhile: not run again"
             ))],

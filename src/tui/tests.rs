@@ -991,6 +991,7 @@ fn a_refusal_without_a_console_answer_shows_no_choices() {
             name: "m".into(),
             how: crate::migrate::Resolution::RolledBack,
             confirmation: None,
+            lock_wait: None,
         }),
         Err(Error::new(ErrorKind::Refused, "m is not failed", "").with(Remedy::Status)),
     );

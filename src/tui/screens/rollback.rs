@@ -295,6 +295,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
                         name: name.clone(),
                         how,
                         confirmation: None,
+                        lock_wait: None,
                     })),
                 },
             };
