@@ -196,12 +196,14 @@ fn metrics_drive_ok_warn_and_alert_against_the_baseline() {
     let db = futures_block_on(fresh_db("health_verdicts"));
     let m = Migrations::new();
     let app = App::start();
-    let cfg = config(&db, &m, &app, "");
     let baseline = m.path().join("baseline.json");
     let baseline_arg = baseline.to_str().unwrap();
 
     // Healthy: the baseline is captured and holds what was measured.
-    let (code, v) = health(&cfg, &["--save-baseline", baseline_arg]);
+    let (code, v) = health(
+        &config(&db, &m, &app, ""),
+        &["--save-baseline", baseline_arg],
+    );
     assert_eq!(code, i32::from(exit::OK), "{v:#}");
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&baseline).unwrap()).unwrap();
     assert_eq!(saved["error_rate"], 0.0);
@@ -209,6 +211,12 @@ fn metrics_drive_ok_warn_and_alert_against_the_baseline() {
     assert!((0.04..0.05).contains(&base_p95), "{saved:#}");
     assert!(saved["probes_p95_ms"]["SELECT 1"].as_f64().is_some());
     assert!(saved["endpoints_ms"]["api"].as_f64().is_some());
+
+    // The verdicts below are the metrics' alone: a sub-10 ms probe on a loaded machine can be
+    // several times its baseline, which the probe test covers on its own.
+    let cfg = config(&db, &m, &app, "probes = []");
+    let (code, v) = health(&cfg, &["--save-baseline", baseline_arg]);
+    assert_eq!(code, i32::from(exit::OK), "{v:#}");
     let (code, v) = health(&cfg, &["--baseline", baseline_arg]);
     assert_eq!(code, i32::from(exit::OK), "{v:#}");
     assert!(v["report"]["compared_with"].is_string());
