@@ -728,3 +728,51 @@ async fn a_backend_terminated_mid_migration_is_a_runtime_error_and_nothing_is_ap
     assert_eq!(run(pgdeck(&db, m.path(), &["deploy", "--yes"])).code, 0);
     assert!(db.table_exists("created_before").await);
 }
+
+#[tokio::test]
+async fn prisma_parity_a_failed_row_counts_no_steps_and_an_edited_migration_is_named_with_nothing_pending()
+ {
+    let db = fresh_db("deploy_parity").await;
+    let m = Migrations::new();
+    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    let r = run(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // Edited after it was applied, with nothing pending: said, and never re-applied.
+    m.add("20250101000000_a", "CREATE TABLE a (id int, edited int);");
+    let r = run(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("warning: 20250101000000_a was edited after it was applied"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("nothing to deploy"), "{r:?}");
+    let json = run(pgdeck(&db, m.path(), &["deploy", "--yes", "--json"]));
+    assert!(
+        json.stderr.contains("\"event\":\"edited_after_apply\""),
+        "{}",
+        json.stderr
+    );
+
+    // Prisma leaves applied_steps_count at 0 on a failed migration; the logs say how far it got.
+    m.add(
+        "20250102000000_dupes",
+        "CREATE TABLE codes (v int);\nINSERT INTO codes VALUES (1), (1);\n\
+         CREATE UNIQUE INDEX CONCURRENTLY codes_v ON codes (v);\n",
+    );
+    let r = run(pgdeck(&db, m.path(), &["deploy", "--yes"]));
+    r.assert_clean_error(4);
+    let rows = db.ledger().await;
+    let failed = rows
+        .iter()
+        .find(|r| r.name == "20250102000000_dupes")
+        .unwrap();
+    assert!(!failed.finished && !failed.rolled_back, "{failed:?}");
+    assert_eq!(failed.steps, 0, "{failed:?}");
+    assert!(
+        failed.logs.contains("Statements applied before it: 2 of 3"),
+        "{}",
+        failed.logs
+    );
+}

@@ -273,13 +273,18 @@ pub async fn deploy_holding(
 ) -> Result<DeployOutcome> {
     let session = db::connect(target).await?;
     let client = &session.client;
+    let schema = target.schema.as_str();
     let run = Runner {
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
         lock_pid: lock.map(|l| l.pid),
+        search_path: db::quote_ident(schema),
+        set_search_path: client
+            .prepare("SELECT pg_catalog.set_config('search_path', $1, false)")
+            .await
+            .map_err(|e| query_error("preparing the session", &e))?,
     };
-    let schema = target.schema.as_str();
 
     let ledger = match Ledger::read(client, schema).await? {
         Some(l) => l,
@@ -442,6 +447,18 @@ pub fn statements_for(m: &LocalMigration) -> Result<Vec<Statement>> {
     let sql = m.sql();
     let script = Script::parse(sql);
     let file = m.script_path();
+    if let Some(s) = script.statements.iter().find(|s| s.two_phase) {
+        return Err(Error::input(
+            format!(
+                "{}:{}:{}: two-phase commit in a migration ({}) would move its work out of the migration's transaction, or end another transaction",
+                file.display(),
+                s.line,
+                s.column,
+                s.preview(40)
+            ),
+            "remove it: a migration is applied and recorded in one transaction of its own; nothing was run",
+        ));
+    }
     if let Some(s) = script.statements.iter().find(|s| s.aborts_transaction) {
         return Err(Error::input(
             format!(
@@ -467,7 +484,7 @@ pub fn statements_for(m: &LocalMigration) -> Result<Vec<Statement>> {
                 p.column,
                 p.message
             ),
-            "fix the syntax; a script with CONCURRENTLY, VACUUM or BEGIN/COMMIT must parse so pgdeck can run it safely",
+            "fix the syntax; a script with CONCURRENTLY, VACUUM, BEGIN/COMMIT or two-phase commit must parse so pgdeck can run it safely",
         ));
     }
     // The parser did not understand everything, but nothing needs special handling: let the
@@ -610,11 +627,16 @@ async fn try_transaction(
     // Past this point the migration commits: a cancellation arriving now waits for the next one.
     // Sent together (the driver pipelines concurrent requests): if the INSERT fails the
     // transaction is aborted and the COMMIT behind it only rolls back.
+    // The row is written as the connecting role and without a statement_timeout, whatever the
+    // migration set (the INSERT names its table and functions by schema, so search_path does
+    // not matter).
     let id = Uuid::new_v4().to_string();
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&id, &m.checksum, &m.name];
+    let own_role = client
+        .batch_execute("SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL statement_timeout = 0");
     let insert = client.execute(record, &params);
     let commit = client.batch_execute("COMMIT");
-    futures_util::future::try_join(insert, commit)
+    futures_util::future::try_join3(own_role, insert, commit)
         .await
         .map_err(Failure::sql(None))?;
     Ok(Applied::Now)
@@ -626,12 +648,21 @@ async fn try_transaction(
 /// applied. False: another deploy applied it meanwhile. The transaction stays open either way.
 async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<bool, Failure> {
     // READ COMMITTED whatever the database's default: the row is read in a snapshot taken after
-    // the lock is granted, so it sees what the applier before committed.
+    // the lock is granted, so it sees what the applier before committed. The session is reset
+    // first, in a request of its own (sent together), so that the reset outlives this
+    // migration's transaction whether it commits or not.
     let begin = format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED; {}",
         appliers_lock_sql()
     );
-    match run.exec(&begin).await {
+    let (reset, began) = tokio::join!(biased; run.reset_session(), run.exec(&begin));
+    if let Err(e) = reset {
+        return Err(Failure::Stop(query_error(
+            &format!("resetting the session before {}", m.name),
+            &e,
+        )));
+    }
+    match began {
         Ran::Done(r) => r.map_err(Failure::sql(None))?,
         Ran::Cancelled => {
             return Err(Failure::Cancelled {
@@ -812,7 +843,6 @@ async fn apply_statement_by_statement(
             Ok(()) => None,
         };
         if let Some((stop, invalid)) = problem {
-            let steps = i as i32;
             let nothing_applied = i == 0 && invalid.is_empty();
             let (mut logs, mut err) = match &stop {
                 Some(Stop::Sql(e)) => (
@@ -874,16 +904,22 @@ async fn apply_statement_by_statement(
                     migration: m.name.clone(),
                 }];
             }
-            ledger::record_failure(client, schema, &id, &logs, steps).await?;
+            logs.push_str(&format!("\nStatements applied before it: {i} of {total}\n"));
+            // What the migration set stays out of the ledger write.
+            run.reset_session()
+                .await
+                .map_err(|e| query_error("resetting the session", &e))?;
+            ledger::record_failure(client, schema, &id, &logs).await?;
             if matches!(stop, Some(Stop::Cancelled)) && nothing_applied {
                 // Nothing of it ran: recorded as a rolled-back attempt, it simply deploys again.
                 ledger::mark_rolled_back(client, schema, &id).await?;
             }
-            let _ = client.batch_execute("RESET lock_timeout").await;
             return Err(err);
         }
     }
-    let _ = client.batch_execute("RESET lock_timeout").await;
+    run.reset_session()
+        .await
+        .map_err(|e| query_error("resetting the session", &e))?;
     ledger::finish(client, schema, &id, 1).await?;
     Ok(Applied::Now)
 }
@@ -1337,7 +1373,17 @@ struct Runner<'a> {
     cancel: &'a CancellationToken,
     /// The backend holding the migration lock for this deploy, when it takes one.
     lock_pid: Option<i32>,
+    /// The target's schema, quoted, as the session's search_path.
+    search_path: String,
+    set_search_path: tokio_postgres::Statement,
 }
+
+/// Undoes whatever a migration left in its session: the role, every setting (RESET ALL goes
+/// back to the role's and database's defaults), temporary tables, sequence caches, LISTENs,
+/// cursors held open and session advisory locks (the migration lock is held on a session of
+/// its own). [`Runner::reset_session`] then sets the target's search_path again.
+const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP; \
+     DISCARD SEQUENCES; UNLISTEN *; CLOSE ALL; SELECT pg_catalog.pg_advisory_unlock_all()";
 
 /// How a statement ended.
 enum Ran {
@@ -1376,6 +1422,15 @@ impl Runner<'_> {
                 }
             }
         }
+    }
+
+    /// Puts the session back as it was when the deploy connected: nothing one migration set
+    /// reaches the next one or a ledger write. Two requests sent together.
+    async fn reset_session(&self) -> Result<(), tokio_postgres::Error> {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.search_path];
+        let reset = self.client.batch_execute(RESET_SESSION);
+        let path = self.client.query_one(&self.set_search_path, &params);
+        futures_util::future::try_join(reset, path).await.map(drop)
     }
 
     /// Sleeps, unless cancelled first (then false).

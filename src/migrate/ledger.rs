@@ -214,7 +214,7 @@ pub async fn insert_started(
     let id = Uuid::new_v4().to_string();
     let sql = format!(
         "INSERT INTO {} (id, checksum, migration_name, started_at, applied_steps_count) \
-         VALUES ($1, $2, $3, clock_timestamp(), 0)",
+         VALUES ($1, $2, $3, pg_catalog.clock_timestamp(), 0)",
         table(schema)
     );
     client
@@ -230,7 +230,7 @@ pub async fn insert_started(
 pub fn insert_finished_sql(schema: &str) -> String {
     format!(
         "INSERT INTO {} (id, checksum, migration_name, started_at, finished_at, applied_steps_count) \
-         VALUES ($1, $2, $3, now(), clock_timestamp(), 1)",
+         VALUES ($1, $2, $3, pg_catalog.now(), pg_catalog.clock_timestamp(), 1)",
         table(schema)
     )
 }
@@ -238,7 +238,7 @@ pub fn insert_finished_sql(schema: &str) -> String {
 /// Marks a started row finished with the number of steps it ran.
 pub async fn finish(client: &impl GenericClient, schema: &str, id: &str, steps: i32) -> Result<()> {
     let sql = format!(
-        "UPDATE {} SET finished_at = clock_timestamp(), applied_steps_count = $2 WHERE id = $1",
+        "UPDATE {} SET finished_at = pg_catalog.clock_timestamp(), applied_steps_count = $2 WHERE id = $1",
         table(schema)
     );
     client
@@ -249,20 +249,17 @@ pub async fn finish(client: &impl GenericClient, schema: &str, id: &str, steps: 
 }
 
 /// Records the error of a started row and leaves it failed (Prisma's semantics for a migration
-/// whose partial effects may remain).
+/// whose partial effects may remain). Like Prisma, only the logs: `applied_steps_count` stays 0
+/// until the migration's one step succeeds; the logs say how far it got.
 pub async fn record_failure(
     client: &impl GenericClient,
     schema: &str,
     id: &str,
     logs: &str,
-    steps: i32,
 ) -> Result<()> {
-    let sql = format!(
-        "UPDATE {} SET logs = $2, applied_steps_count = $3 WHERE id = $1",
-        table(schema)
-    );
+    let sql = format!("UPDATE {} SET logs = $2 WHERE id = $1", table(schema));
     client
-        .execute(&sql, &[&id, &logs, &steps])
+        .execute(&sql, &[&id, &logs])
         .await
         .map_err(|e| query_error("recording the migration failure", &e))?;
     Ok(())
@@ -280,7 +277,7 @@ pub async fn insert_rolled_back_attempt(
 ) -> Result<()> {
     let sql = format!(
         "INSERT INTO {} (id, checksum, migration_name, logs, started_at, rolled_back_at, \
-         applied_steps_count) VALUES ($1, $2, $3, $4, $5, clock_timestamp(), 0)",
+         applied_steps_count) VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), 0)",
         table(schema)
     );
     let id = Uuid::new_v4().to_string();
@@ -313,7 +310,7 @@ pub async fn insert_applied(
 
 pub async fn mark_rolled_back(client: &impl GenericClient, schema: &str, id: &str) -> Result<()> {
     let sql = format!(
-        "UPDATE {} SET rolled_back_at = now() WHERE id = $1",
+        "UPDATE {} SET rolled_back_at = pg_catalog.now() WHERE id = $1",
         table(schema)
     );
     client

@@ -30,7 +30,11 @@ pub struct Statement {
     /// these are folded into it rather than sent (sending COMMIT would end it early).
     pub transaction_control: bool,
     /// ROLLBACK / ABORT written into the file: it would discard the migration's own transaction.
+    /// (ROLLBACK TO SAVEPOINT does not, and runs as written.)
     pub aborts_transaction: bool,
+    /// PREPARE TRANSACTION, COMMIT PREPARED or ROLLBACK PREPARED: two-phase commit hands the
+    /// migration's work to a prepared transaction outside its own, or ends someone else's.
+    pub two_phase: bool,
     /// For CREATE INDEX CONCURRENTLY and REINDEX ... CONCURRENTLY: the table (or index) as
     /// written, so that an index left invalid by a failure can be found afterwards.
     pub concurrent_index_on: Option<String>,
@@ -65,8 +69,8 @@ pub struct Script {
     /// parser's best effort and [`Script::whole`] is the safe way to run the file.
     pub problems: Vec<SyntaxProblem>,
     /// Whether the text has a keyword (CONCURRENTLY, VACUUM) that may need to run outside a
-    /// transaction, judged from tokens: the cautious answer for a script the parser did not
-    /// fully understand.
+    /// transaction, or one of two-phase commit (PREPARED), judged from tokens: the cautious
+    /// answer for a script the parser did not fully understand.
     pub mentions_non_transactional: bool,
 }
 
@@ -117,7 +121,7 @@ impl Script {
             && parse.tree().syntax().descendants_with_tokens().any(|t| {
                 matches!(
                     t.kind(),
-                    SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW
+                    SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW | SyntaxKind::PREPARED_KW
                 )
             });
         Script {
@@ -145,6 +149,7 @@ impl Script {
             mode: TxMode::Transaction,
             transaction_control: false,
             aborts_transaction: false,
+            two_phase: false,
             concurrent_index_on: None,
         }
     }
@@ -221,8 +226,20 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
         line,
         column,
         mode,
-        transaction_control: matches!(stmt, ast::Stmt::Begin(_) | ast::Stmt::Commit(_)),
-        aborts_transaction: matches!(stmt, ast::Stmt::Rollback(_)),
+        transaction_control: matches!(
+            stmt,
+            ast::Stmt::Begin(_) | ast::Stmt::Commit(ast::Commit::CommitTransaction(_))
+        ),
+        aborts_transaction: matches!(
+            stmt,
+            ast::Stmt::Rollback(ast::Rollback::RollbackTransaction(_))
+        ),
+        two_phase: matches!(
+            stmt,
+            ast::Stmt::PrepareTransaction(_)
+                | ast::Stmt::Commit(ast::Commit::CommitPrepared(_))
+                | ast::Stmt::Rollback(ast::Rollback::RollbackPrepared(_))
+        ),
         concurrent_index_on,
     }
 }
@@ -352,15 +369,29 @@ mod tests {
 
     #[test]
     fn transaction_control_written_in_the_file_is_marked() {
-        let script = Script::parse("BEGIN;\nCREATE TYPE r AS ENUM ('a');\nCOMMIT;\nROLLBACK;");
+        let script = Script::parse(
+            "BEGIN;\nCREATE TYPE r AS ENUM ('a');\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\nCOMMIT;\n\
+             ROLLBACK;\nPREPARE TRANSACTION 'x';\nCOMMIT PREPARED 'x';\nROLLBACK PREPARED 'x';",
+        );
+        assert!(script.problems.is_empty(), "{:?}", script.problems);
         let marks: Vec<_> = script
             .statements
             .iter()
-            .map(|s| (s.transaction_control, s.aborts_transaction))
+            .map(|s| (s.transaction_control, s.aborts_transaction, s.two_phase))
             .collect();
         assert_eq!(
             marks,
-            [(true, false), (false, false), (true, false), (false, true)]
+            [
+                (true, false, false),
+                (false, false, false),
+                (false, false, false),
+                (false, false, false),
+                (true, false, false),
+                (false, true, false),
+                (false, false, true),
+                (false, false, true),
+                (false, false, true),
+            ]
         );
     }
 

@@ -95,6 +95,14 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
         .map(|n| n.to_string())
         .collect();
     if pending.is_empty() {
+        // What deploy would say on the way: an edited migration is never re-applied.
+        for m in &status.migrations {
+            if matches!(m.state, migrate::MigrationState::Edited { .. }) {
+                ctx.emit(Event::Deploy(DeployEvent::EditedAfterApply {
+                    name: m.name.clone(),
+                }));
+            }
+        }
         return Ok(DeployReport::default());
     }
     let mut gates = Gates::evaluate(ctx, &dir, &pending, req).await?;
