@@ -238,3 +238,89 @@ fn json_errors_are_machine_readable_too() {
     assert_eq!(v["exit_code"], 2);
     assert!(v["hint"].as_str().unwrap().contains("--migrations"));
 }
+
+#[test]
+fn numbers_that_would_turn_safety_off_or_panic_are_refused_with_the_settings_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgresql://app@127.0.0.1:1/app";
+    let configs = [
+        ("lock_timeout = \"500us\"", "environments.dev.lock_timeout"),
+        ("lock_timeout = \"30d\"", "environments.dev.lock_timeout"),
+        (
+            "blocking_timeout = \"0.5us\"",
+            "environments.dev.blocking_timeout",
+        ),
+        ("lock_retries = 4294967295", "environments.dev.lock_retries"),
+        ("lock_wait = \"0s\"", "environments.dev.lock_wait"),
+        (
+            "backup_max_age = \"1ms\"",
+            "environments.dev.backup_max_age",
+        ),
+        (
+            "backup_retention_days = 0",
+            "environments.dev.backup_retention_days",
+        ),
+        (
+            "[environments.dev.health]\np95_warn_ratio = nan",
+            "environments.dev.health.p95_warn_ratio",
+        ),
+        (
+            "[environments.dev.health]\nerrors_per_minute_alert = inf",
+            "environments.dev.health.errors_per_minute_alert",
+        ),
+        (
+            "[environments.dev.health]\nprobe_samples = 0",
+            "environments.dev.health.probe_samples",
+        ),
+        (
+            "[environments.dev.health]\nprobe_timeout = \"100ns\"",
+            "environments.dev.health.probe_timeout",
+        ),
+        (
+            "[environments.dev.hooks]\ntimeout = \"100000d\"",
+            "environments.dev.hooks.timeout",
+        ),
+        (
+            "[environments.dev.lint]\nlarge_table_size = \"99999999999999999999TB\"",
+            "environments.dev.lint.large_table_size",
+        ),
+    ];
+    for (i, (setting, name)) in configs.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(
+            &path,
+            format!("[environments.dev]\ndatabase_url = \"{url}\"\n{setting}\n"),
+        )
+        .unwrap();
+        let mut cmd = pgdeck_cmd();
+        cmd.args(["--config", path.to_str().unwrap(), "status"]);
+        let r = run(cmd);
+        r.assert_clean_error(code(exit::USAGE));
+        assert!(r.stderr.contains(name), "{setting}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("out of range") || r.stderr.contains("not a size"),
+            "{setting}: {}",
+            r.stderr
+        );
+    }
+    for (args, flag) in [
+        (
+            &["monitor", "--once", "--long-query", "1e400"][..],
+            "--long-query",
+        ),
+        (&["monitor", "--watch", "--interval", "inf"], "--interval"),
+        (&["monitor", "--watch", "--interval", "0"], "--interval"),
+        (&["monitor", "--once", "--top", "0"], "--top"),
+        (&["health", "--window", "NaN"], "--window"),
+        (
+            &["deploy", "--lock-wait", "18446744073709551616"],
+            "--lock-wait",
+        ),
+    ] {
+        let mut cmd = pgdeck_cmd();
+        cmd.args(["--database-url", url]).args(args);
+        let r = run(cmd);
+        r.assert_clean_error(code(exit::USAGE));
+        assert!(r.stderr.contains(flag), "{args:?}: {}", r.stderr);
+    }
+}

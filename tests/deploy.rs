@@ -636,16 +636,17 @@ async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
         &m,
         "production",
         &format!(
-            "protected = true\nbackup_dir = \"{}\"\nbackup_max_age = \"1ms\"",
+            "protected = true\nbackup_dir = \"{}\"\nbackup_max_age = \"1s\"",
             backups.display()
         ),
     );
     assert_eq!(run(config.cmd(&["backup", "create"])).code, 0);
     assert_eq!(run(config.cmd(&["backup", "verify"])).code, 0);
+    std::thread::sleep(Duration::from_millis(1100));
     let stale = run(config.cmd(&["deploy", "--confirm", &db.name]));
     stale.assert_clean_error(7);
     assert!(
-        stale.stderr.contains("old, more than 1 ms"),
+        stale.stderr.contains("old, more than 1 s"),
         "{}",
         stale.stderr
     );

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::output::{self, Printer};
 use super::{Job, exit};
-use crate::error::{Error, Result};
+use crate::config::limits;
+use crate::error::Result;
 use crate::health::{Baseline, Level, Report};
 use crate::release::{self, Environment};
 
@@ -22,21 +23,13 @@ pub struct HealthArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
     pub save_baseline: Option<PathBuf>,
     /// Seconds between the two metric scrapes, over which the probes run (default from config, else 15)
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = limits::seconds_in(limits::WINDOW_SECS))]
     pub window: Option<f64>,
 }
 
 pub async fn run(job: &Job, args: &HealthArgs, json: bool) -> Result<u8> {
     let env = &job.env;
-    let window = match args.window {
-        Some(w) if !(w > 0.0 && w <= 3600.0) => {
-            return Err(Error::input(
-                format!("--window {w} is out of range"),
-                "give seconds between 0 and 3600, e.g. --window 15",
-            ));
-        }
-        w => w.map(Duration::from_secs_f64),
-    };
+    let window = args.window.map(Duration::from_secs_f64);
     let baseline = args.baseline.as_deref().map(Baseline::load).transpose()?;
     let mut printer = Printer::live(json);
     if let Some(path) = &args.save_baseline {

@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Overrides};
+use crate::config::{self, Overrides, limits};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{self, CommandJournal, Recorder};
 use crate::release::{self, Environment};
@@ -164,7 +164,7 @@ pub struct DeployArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LockWaitArgs {
     /// Seconds to wait for another deploy's migration lock (default from config, else 60)
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = limits::whole_in(limits::LOCK_WAIT_SECS))]
     pub lock_wait: Option<u64>,
 }
 

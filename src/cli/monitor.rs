@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::output::{self, Printer};
 use super::{ConfirmArgs, Job, exit};
+use crate::config::limits;
 use crate::error::{Error, Result};
 use crate::monitor::watch::{Update, Watch};
 use crate::monitor::{Monitor, MonitorSettings, Pane, Signal, Snapshot};
@@ -24,16 +25,19 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub watch: bool,
     /// Seconds between samples with --watch
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 2.0,
+          value_parser = limits::seconds_in(limits::MONITOR_INTERVAL_SECS))]
     pub interval: f64,
     /// Stop after this many samples with --watch (default: until interrupted)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = limits::whole_in(limits::MONITOR_COUNT))]
     pub count: Option<u64>,
     /// Long-running threshold in seconds (default 5, the runbook's)
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0,
+          value_parser = limits::seconds_in(limits::LONG_QUERY_SECS))]
     pub long_query: f64,
     /// How many of the largest tables to show
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = limits::whole_in(limits::MONITOR_TOP))]
     pub top: usize,
     /// Never cancel or terminate anything (also `read_only = true` in the environment)
     #[arg(long, global = true)]
@@ -102,7 +106,7 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
         ));
     }
     let settings = MonitorSettings {
-        long_query: Duration::from_secs_f64(args.long_query.max(0.0)),
+        long_query: Duration::from_secs_f64(args.long_query),
         top_tables: args.top,
         ..MonitorSettings::default()
     };
@@ -124,7 +128,7 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
 /// Samples until `--count` or until SIGINT / SIGTERM, which is how a watch ends: exit 0.
 async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: bool) -> Result<u8> {
     let env = &job.env;
-    let interval = Duration::from_secs_f64(args.interval.max(0.1));
+    let interval = Duration::from_secs_f64(args.interval);
     let mut watcher = Watch::new(&env.target, settings.clone());
     let mut samples = 0u64;
     loop {

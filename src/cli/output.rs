@@ -281,6 +281,27 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
     }
     let line = match event {
         DeployEvent::LockDisabled => format!("warning: {}", crate::migrate::deploy::LOCK_DISABLED),
+        DeployEvent::WatchdogOff => format!("warning: {}", crate::migrate::deploy::WATCHDOG_OFF),
+        DeployEvent::Blocking {
+            name,
+            attempt,
+            attempts,
+            victims,
+            longest_wait_ms,
+            blocking_timeout_ms,
+            retry_in_ms,
+        } => format!(
+            "      {}",
+            crate::migrate::deploy::describe_blocking(
+                name,
+                *victims,
+                *longest_wait_ms,
+                *blocking_timeout_ms,
+                *attempt,
+                *attempts,
+                *retry_in_ms
+            )
+        ),
         DeployEvent::WaitingForLock { holder: Some(h) } => {
             format!("waiting for the migration lock held by {h}")
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod limits;
+
 use crate::backup::BackupSettings;
 use crate::checklist::{ChecklistSettings, ExtraItem};
 use crate::error::{Error, Result};
@@ -46,6 +48,8 @@ struct EnvironmentFile {
     #[serde(default)]
     protected: bool,
     lock_timeout: Option<String>,
+    /// The lock-queue watchdog's bound; "off" turns it off.
+    blocking_timeout: Option<String>,
     lock_retries: Option<u32>,
     lock_wait: Option<String>,
     #[serde(default)]
@@ -216,31 +220,46 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         if let Some(t) = &env.lock_timeout {
             deploy.lock_timeout = match t.as_str() {
                 "off" | "0" => Duration::ZERO,
-                t => parse_duration(&name, "lock_timeout", t)?,
+                t => parse_duration(&name, "lock_timeout", t, &limits::LOCK_TIMEOUT)?,
             };
         }
+        // The watchdog follows lock_timeout unless set; with lock_timeout off it keeps the
+        // default bound: turning it off takes its own explicit "off".
+        deploy.blocking_timeout = match env.blocking_timeout.as_deref() {
+            Some("off") => None,
+            Some(t) => Some(parse_duration(
+                &name,
+                "blocking_timeout",
+                t,
+                &limits::BLOCKING_TIMEOUT,
+            )?),
+            None if deploy.lock_timeout.is_zero() => DeploySettings::default().blocking_timeout,
+            None => Some(deploy.lock_timeout),
+        };
         lint = lint_settings(&name, &env.lint)?;
         if let Some(d) = &env.backup_dir {
             backup.dir = d.clone();
         }
         if let Some(n) = env.backup_retention_days {
-            backup.retention_days = n;
+            backup.retention_days =
+                within(&name, "backup_retention_days", n, &limits::RETENTION_DAYS)?;
         }
         if let Some(n) = env.backup_keep_verified {
-            backup.keep_verified = n;
+            backup.keep_verified =
+                within(&name, "backup_keep_verified", n, &limits::KEEP_VERIFIED)?;
         }
         if let Some(t) = &env.backup_max_age {
-            backup.max_age = parse_duration(&name, "backup_max_age", t)?;
+            backup.max_age = parse_duration(&name, "backup_max_age", t, &limits::BACKUP_MAX_AGE)?;
         }
         read_only = env.read_only;
         if let Some(c) = &env.restore_checks {
             backup.restore_checks = c.clone();
         }
         if let Some(t) = &env.lock_wait {
-            deploy.lock_wait = parse_duration(&name, "lock_wait", t)?;
+            deploy.lock_wait = parse_duration(&name, "lock_wait", t, &limits::LOCK_WAIT)?;
         }
         if let Some(n) = env.lock_retries {
-            deploy.lock_retries = n;
+            deploy.lock_retries = within(&name, "lock_retries", n, &limits::LOCK_RETRIES)?;
         }
         health = health_settings(&name, &env.health, vars)?;
         probes = env.health.probes.clone();
@@ -416,24 +435,37 @@ fn lint_settings(env: &str, file: &LintFile) -> Result<LintSettings> {
         ..LintSettings::default()
     };
     if let Some(rows) = file.large_table_rows {
-        s.large_rows = rows;
+        s.large_rows = within(
+            env,
+            "lint.large_table_rows",
+            rows,
+            &limits::LARGE_TABLE_ROWS,
+        )?;
     }
     if let Some(size) = &file.large_table_size {
-        s.large_bytes = parse_size(size).ok_or_else(|| {
-            Error::input(
-                format!("environments.{env}.lint.large_table_size = \"{size}\" is not a size"),
-                "write sizes like \"500MB\" or \"2GB\"",
-            )
-        })?;
+        s.large_bytes = parse_size(size)
+            .filter(|b| limits::LARGE_TABLE_BYTES.contains(b))
+            .ok_or_else(|| {
+                Error::input(
+                    format!(
+                        "environments.{env}.lint.large_table_size = \"{size}\" is not a size up to 1 PB"
+                    ),
+                    "write sizes like \"500MB\" or \"2GB\"",
+                )
+            })?;
     }
     Ok(s)
 }
 
 fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<HealthSettings> {
     let key = |k: &str| format!("health.{k}");
-    let duration = |k: &str, v: &Option<String>, default: Duration| -> Result<Duration> {
+    let duration = |k: &str,
+                    v: &Option<String>,
+                    range: &std::ops::RangeInclusive<Duration>,
+                    default: Duration|
+     -> Result<Duration> {
         v.as_deref()
-            .map(|t| parse_duration(env, &key(k), t))
+            .map(|t| parse_duration(env, &key(k), t, range))
             .unwrap_or(Ok(default))
     };
     let url = |k: &str, text: &str| -> Result<url::Url> {
@@ -448,12 +480,22 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
             })
     };
     let mut s = HealthSettings {
-        window: duration("window", &file.window, Duration::from_secs(15))?,
-        probe_timeout: duration("probe_timeout", &file.probe_timeout, Duration::from_secs(2))?,
+        window: duration(
+            "window",
+            &file.window,
+            &limits::HEALTH_WINDOW,
+            Duration::from_secs(15),
+        )?,
+        probe_timeout: duration(
+            "probe_timeout",
+            &file.probe_timeout,
+            &limits::REQUEST_TIMEOUT,
+            Duration::from_secs(2),
+        )?,
         ..HealthSettings::default()
     };
     if let Some(n) = file.probe_samples {
-        s.probe_samples = n.max(1);
+        s.probe_samples = within(env, "health.probe_samples", n, &limits::PROBE_SAMPLES)?;
     }
     for (i, e) in file.endpoints.iter().enumerate() {
         let u = url(&format!("endpoints[{i}].url"), &e.url)?;
@@ -463,10 +505,30 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
                 .clone()
                 .unwrap_or_else(|| u.host_str().unwrap_or("endpoint").to_owned()),
             url: u,
-            expect_status: e.expect_status,
+            expect_status: e
+                .expect_status
+                .map(|c| {
+                    within(
+                        env,
+                        "health.endpoints.expect_status",
+                        c,
+                        &limits::HTTP_STATUS,
+                    )
+                })
+                .transpose()?,
             body_contains: e.body_contains.clone(),
-            timeout: duration("endpoints.timeout", &e.timeout, Duration::from_secs(5))?,
-            slow: duration("endpoints.slow", &e.slow, Duration::from_secs(1))?,
+            timeout: duration(
+                "endpoints.timeout",
+                &e.timeout,
+                &limits::REQUEST_TIMEOUT,
+                Duration::from_secs(5),
+            )?,
+            slow: duration(
+                "endpoints.slow",
+                &e.slow,
+                &limits::REQUEST_TIMEOUT,
+                Duration::from_secs(1),
+            )?,
         });
     }
     if let Some(m) = &file.metrics {
@@ -495,7 +557,12 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
                     .unwrap_or_else(|| "http_request_duration_seconds".into()),
             )
             .filter(|n| !n.is_empty()),
-            timeout: duration("metrics.timeout", &m.timeout, Duration::from_secs(5))?,
+            timeout: duration(
+                "metrics.timeout",
+                &m.timeout,
+                &limits::REQUEST_TIMEOUT,
+                Duration::from_secs(5),
+            )?,
             bearer_token,
         });
     }
@@ -530,17 +597,45 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
         "connections_alert_pct",
         t.connections_alert,
     )?;
-    t.errors_per_minute_warn = file
-        .errors_per_minute_warn
-        .unwrap_or(t.errors_per_minute_warn);
-    t.errors_per_minute_alert = file
-        .errors_per_minute_alert
-        .unwrap_or(t.errors_per_minute_alert);
-    t.latency_warn_ratio = file.p95_warn_ratio.unwrap_or(t.latency_warn_ratio);
-    t.latency_alert_ratio = file.p95_alert_ratio.unwrap_or(t.latency_alert_ratio);
+    let number = |v: Option<f64>, k: &str, range, default: f64| -> Result<f64> {
+        v.map(|n| {
+            limits::number(n, range).map_err(|why| {
+                Error::input(
+                    format!("environments.{env}.health.{k} {why}"),
+                    "see config/pgdeck.toml for the health thresholds",
+                )
+            })
+        })
+        .unwrap_or(Ok(default))
+    };
+    t.errors_per_minute_warn = number(
+        file.errors_per_minute_warn,
+        "errors_per_minute_warn",
+        &limits::ERRORS_PER_MINUTE,
+        t.errors_per_minute_warn,
+    )?;
+    t.errors_per_minute_alert = number(
+        file.errors_per_minute_alert,
+        "errors_per_minute_alert",
+        &limits::ERRORS_PER_MINUTE,
+        t.errors_per_minute_alert,
+    )?;
+    t.latency_warn_ratio = number(
+        file.p95_warn_ratio,
+        "p95_warn_ratio",
+        &limits::LATENCY_RATIO,
+        t.latency_warn_ratio,
+    )?;
+    t.latency_alert_ratio = number(
+        file.p95_alert_ratio,
+        "p95_alert_ratio",
+        &limits::LATENCY_RATIO,
+        t.latency_alert_ratio,
+    )?;
     t.latency_min_increase = duration(
         "p95_min_increase",
         &file.p95_min_increase,
+        &limits::P95_MIN_INCREASE,
         t.latency_min_increase,
     )?;
     Ok(s)
@@ -549,7 +644,7 @@ fn health_settings(env: &str, file: &HealthFile, vars: &dyn Vars) -> Result<Heal
 fn hook_settings(env: &str, file: &HooksFile, vars: &dyn Vars) -> Result<HookSettings> {
     let mut s = HookSettings::default();
     if let Some(t) = &file.timeout {
-        s.timeout = parse_duration(env, "hooks.timeout", t)?;
+        s.timeout = parse_duration(env, "hooks.timeout", t, &limits::HOOK_TIMEOUT)?;
     }
     let named = [
         ("before_deploy", &file.before_deploy),
@@ -585,7 +680,11 @@ fn hook_settings(env: &str, file: &HooksFile, vars: &dyn Vars) -> Result<HookSet
         }
         s.webhook = Some(Webhook {
             url: crate::target::secret::Secret::new(url),
-            retries: file.webhook_retries.unwrap_or(3),
+            retries: file
+                .webhook_retries
+                .map(|n| within(env, "hooks.webhook_retries", n, &limits::WEBHOOK_RETRIES))
+                .transpose()?
+                .unwrap_or(3),
             backoff: Duration::from_millis(500),
         });
     }
@@ -611,11 +710,31 @@ fn parse_size(text: &str) -> Option<i64> {
     Some((n * mult) as i64)
 }
 
-fn parse_duration(env: &str, key: &str, text: &str) -> Result<Duration> {
-    humantime::parse_duration(text).map_err(|e| {
+fn parse_duration(
+    env: &str,
+    key: &str,
+    text: &str,
+    range: &std::ops::RangeInclusive<Duration>,
+) -> Result<Duration> {
+    limits::duration(text, range).map_err(|why| {
         Error::input(
-            format!("environments.{env}.{key} = \"{text}\" is not a duration: {e}"),
-            "write durations like \"5s\", \"500ms\" or \"2m\"",
+            format!("environments.{env}.{key} = \"{text}\" {why}"),
+            "see config/pgdeck.toml for each setting's meaning and default",
+        )
+    })
+}
+
+/// A whole number from the file within its range.
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    env: &str,
+    key: &str,
+    v: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<T> {
+    limits::whole(v, range).map_err(|why| {
+        Error::input(
+            format!("environments.{env}.{key} {why}"),
+            "see config/pgdeck.toml for each setting's meaning and default",
         )
     })
 }

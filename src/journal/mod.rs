@@ -103,6 +103,16 @@ pub enum Event {
         duration_ms: u64,
         output: String,
     },
+    /// The lock-queue watchdog stopped a migration: sessions had queued behind its locks past
+    /// `blocking_timeout`. It was rolled back (and retried when attempts were left).
+    MigrationStopped {
+        migration: String,
+        attempt: u32,
+        attempts: u32,
+        victims: usize,
+        longest_wait_ms: u64,
+        blocking_timeout_ms: u64,
+    },
     SessionFinished,
 }
 

@@ -123,6 +123,19 @@ pub fn markdown(entries: &[Entry]) -> String {
                     cell(&detail)
                 ));
             }
+            Event::MigrationStopped {
+                migration,
+                attempt,
+                attempts,
+                victims,
+                longest_wait_ms,
+                ..
+            } => out.push_str(&format!(
+                "| {} | {} | stopped by the watchdog (attempt {attempt} of {attempts}) | | {victims} session(s) queued behind it, the longest {:.1}s |\n",
+                clock(e.at),
+                cell(migration),
+                *longest_wait_ms as f64 / 1000.0
+            )),
             Event::StepTicked { title, note, .. } => out.push_str(&format!(
                 "| {} | {} | ticked by {} | | {} |\n",
                 clock(e.at),

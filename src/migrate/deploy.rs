@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
 use super::script::{Script, Statement, TxMode, line_col};
+use super::watchdog::{Blocked, Watchdog};
 use crate::db::{self, query_error};
 use crate::error::{Error, ErrorKind, Guard, Remedy, Result};
 use crate::target::DbTarget;
@@ -35,6 +36,10 @@ pub struct DeploySettings {
     pub lock_retries: u32,
     /// How long to wait for another deploy's migration lock before giving up.
     pub lock_wait: Duration,
+    /// The lock-queue watchdog's bound: the longest an application session may wait behind a
+    /// migration's locks before its statement is cancelled, the migration rolled back and
+    /// retried like a lock timeout. `None` turns the watchdog off (warned on every deploy).
+    pub blocking_timeout: Option<Duration>,
 }
 
 impl Default for DeploySettings {
@@ -43,6 +48,7 @@ impl Default for DeploySettings {
             lock_timeout: Duration::from_secs(5),
             lock_retries: 3,
             lock_wait: Duration::from_secs(60),
+            blocking_timeout: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -161,6 +167,20 @@ pub enum DeployEvent {
         attempts: u32,
         retry_in_ms: u64,
     },
+    /// `blocking_timeout = "off"`: nothing bounds how long traffic queues behind a migration.
+    WatchdogOff,
+    /// The watchdog cancelled a migration's statement: application sessions had queued behind
+    /// its locks past `blocking_timeout`. Rolled back; retried in `retry_in_ms` unless that was
+    /// the last attempt.
+    Blocking {
+        name: String,
+        attempt: u32,
+        attempts: u32,
+        victims: usize,
+        longest_wait_ms: u64,
+        blocking_timeout_ms: u64,
+        retry_in_ms: Option<u64>,
+    },
     MigrationApplied {
         name: String,
         duration_ms: u64,
@@ -183,6 +203,24 @@ impl DeployEvent {
             total,
             line: s.line,
             preview: s.preview(72),
+        }
+    }
+
+    fn blocking(
+        m: &LocalMigration,
+        b: &Blocked,
+        attempt: u32,
+        attempts: u32,
+        retry: Option<Duration>,
+    ) -> Self {
+        DeployEvent::Blocking {
+            name: m.name.clone(),
+            attempt,
+            attempts,
+            victims: b.victims,
+            longest_wait_ms: b.longest.as_millis() as u64,
+            blocking_timeout_ms: b.bound.as_millis() as u64,
+            retry_in_ms: retry.map(|d| d.as_millis() as u64),
         }
     }
 
@@ -235,6 +273,31 @@ pub const LOCK_DISABLED: &str = "PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: the
     is not taken, so another deploy may run at the same time; each migration still checks, just \
     before it runs, that it is not applied yet";
 
+/// What [`DeployEvent::WatchdogOff`] means, in words.
+pub const WATCHDOG_OFF: &str = "blocking_timeout is off: nothing bounds how long application \
+    sessions queue behind a migration's locks (lock_timeout bounds each single wait only)";
+
+/// A [`DeployEvent::Blocking`] in words, for the CLI and the console alike.
+pub fn describe_blocking(
+    name: &str,
+    victims: usize,
+    longest_wait_ms: u64,
+    blocking_timeout_ms: u64,
+    attempt: u32,
+    attempts: u32,
+    retry_in_ms: Option<u64>,
+) -> String {
+    let then = match retry_in_ms {
+        Some(ms) => format!("retrying in {:.1}s", ms as f64 / 1000.0),
+        None => "no attempts left".into(),
+    };
+    format!(
+        "{name} stopped and rolled back (attempt {attempt} of {attempts}): {victims} session(s) queued behind its locks, the longest {:.1}s, past blocking_timeout {:.1}s; {then}",
+        longest_wait_ms as f64 / 1000.0,
+        blocking_timeout_ms as f64 / 1000.0
+    )
+}
+
 /// Takes the migration lock for a deploy, `resolve` or `reset`, waiting as `opts` says and
 /// naming the holder meanwhile; held until the returned session drops. None when
 /// `PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK` turned it off, which is said as an event.
@@ -274,10 +337,19 @@ pub async fn deploy_holding(
     let session = db::connect(target).await?;
     let client = &session.client;
     let schema = target.schema.as_str();
+    let watchdog = match opts.settings.blocking_timeout {
+        Some(bound) => Some(Watchdog::start(target, bound).await?),
+        None => {
+            emit(events, DeployEvent::WatchdogOff);
+            None
+        }
+    };
     let run = Runner {
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
+        backend_pid: session.backend_pid,
+        watchdog: watchdog.as_ref(),
         lock_pid: lock.map(|l| l.pid),
         search_path: db::quote_ident(schema),
         set_search_path: client
@@ -526,6 +598,44 @@ async fn apply_in_transaction(
                         session_lost,
                     ));
                 }
+                Err(Failure::Blocking { blocked, statement }) => {
+                    // The cancel aborted the transaction; this ends it.
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    if attempt < attempts {
+                        let delay = backoff(opts.retry_backoff, attempt);
+                        emit(
+                            events,
+                            DeployEvent::blocking(m, &blocked, attempt, attempts, Some(delay)),
+                        );
+                        if !run.pause(delay).await {
+                            return Err(cancelled_in_transaction(m, None, false));
+                        }
+                        attempt += 1;
+                        continue;
+                    }
+                    emit(
+                        events,
+                        DeployEvent::blocking(m, &blocked, attempt, attempts, None),
+                    );
+                    let mut err = blocking_failure(m, Some(&statement), &blocked, attempt);
+                    let logs = blocking_logs(m, Some(&statement), &blocked, attempt);
+                    if let Err(record) = ledger::insert_rolled_back_attempt(
+                        client,
+                        schema,
+                        &m.name,
+                        &m.checksum,
+                        started_at,
+                        &logs,
+                    )
+                    .await
+                    {
+                        err.hint = format!(
+                            "{} (the failed attempt could not be recorded: {})",
+                            err.hint, record.cause
+                        );
+                    }
+                    return Err(err);
+                }
                 Err(Failure::Sql { error, statement }) => (error, statement),
             };
         let _ = client.batch_execute("ROLLBACK").await;
@@ -602,8 +712,14 @@ async fn try_transaction(
             continue;
         }
         emit(events, DeployEvent::statement_started(m, i, total, s));
-        match run.exec(&s.text).await {
+        match run.exec(&s.text, true).await {
             Ran::Done(result) => result.map_err(Failure::sql(Some(s)))?,
+            Ran::Blocking(blocked) => {
+                return Err(Failure::Blocking {
+                    blocked,
+                    statement: s.clone(),
+                });
+            }
             Ran::Cancelled => {
                 return Err(Failure::Cancelled {
                     statement: Some(s.clone()),
@@ -655,7 +771,7 @@ async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<boo
         "BEGIN ISOLATION LEVEL READ COMMITTED; {}",
         appliers_lock_sql()
     );
-    let (reset, began) = tokio::join!(biased; run.reset_session(), run.exec(&begin));
+    let (reset, began) = tokio::join!(biased; run.reset_session(), run.exec(&begin, false));
     if let Err(e) = reset {
         return Err(Failure::Stop(query_error(
             &format!("resetting the session before {}", m.name),
@@ -664,7 +780,7 @@ async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<boo
     }
     match began {
         Ran::Done(r) => r.map_err(Failure::sql(None))?,
-        Ran::Cancelled => {
+        Ran::Cancelled | Ran::Blocking(_) => {
             return Err(Failure::Cancelled {
                 statement: None,
                 session_lost: false,
@@ -736,6 +852,8 @@ fn lock_lost(m: &LocalMigration, pid: i32) -> Error {
 /// Why a statement of a migration without a transaction did not complete.
 enum Stop {
     Sql(tokio_postgres::Error),
+    /// The watchdog stopped it on every attempt.
+    Blocking(Blocked),
     Cancelled,
     /// Cancelled, but it would not stop: its backend was terminated, and the session with it.
     Abandoned,
@@ -760,7 +878,7 @@ async fn apply_statement_by_statement(
         Ok(true) => {}
         Ok(false) => return Ok(Applied::Already),
         Err(Failure::Stop(e)) => return Err(e),
-        Err(Failure::Cancelled { .. }) => {
+        Err(Failure::Cancelled { .. } | Failure::Blocking { .. }) => {
             return Err(cancelled_statement_by_statement(m, 0, total, true));
         }
         Err(Failure::Sql { error, .. }) => return Err(sql_failure(m, None, &error, 1, true)),
@@ -770,43 +888,60 @@ async fn apply_statement_by_statement(
         .batch_execute("COMMIT")
         .await
         .map_err(|e| query_error("recording the migration start", &e))?;
-    client
-        .query_one(
-            "SELECT set_config('lock_timeout', $1, false)",
-            &[&format!("{}ms", opts.settings.lock_timeout.as_millis())],
-        )
-        .await
-        .map_err(|e| query_error("setting lock_timeout", &e))?;
+    let lock_timeout = format!("{}ms", opts.settings.lock_timeout.as_millis());
+    let set_lock_timeout = |value: &str| {
+        let value = value.to_owned();
+        async move {
+            client
+                .query_one("SELECT set_config('lock_timeout', $1, false)", &[&value])
+                .await
+                .map(drop)
+                .map_err(|e| query_error("setting lock_timeout", &e))
+        }
+    };
+    let attempts = opts.settings.lock_retries + 1;
     for (i, s) in statements.iter().enumerate() {
         emit(events, DeployEvent::statement_started(m, i, total, s));
         let invalid_before = match &s.concurrent_index_on {
             Some(table) => invalid_indexes(client, table).await?,
             None => Vec::new(),
         };
+        // A CONCURRENTLY form waits for every older transaction, which lock_timeout would turn
+        // into a failure (and an INVALID index); it blocks no one, so it is not watched either.
+        set_lock_timeout(if s.concurrently { "0" } else { &lock_timeout }).await?;
         let mut attempt = 1;
         let result = loop {
-            match run.exec(&s.text).await {
-                // A plain statement that timed out waiting for its lock did nothing and can be
-                // retried; a concurrent build that timed out may have left an invalid index.
-                Ran::Done(Err(e))
-                    if is_lock_timeout(&e)
-                        && s.concurrent_index_on.is_none()
-                        && attempt <= opts.settings.lock_retries =>
-                {
+            match run.exec(&s.text, !s.concurrently).await {
+                // A plain statement that timed out waiting for its lock, or that the watchdog
+                // stopped, did nothing and can be retried.
+                Ran::Done(Err(e)) if is_lock_timeout(&e) && attempt < attempts => {
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
-                        DeployEvent::lock_timeout(
-                            m,
-                            attempt,
-                            opts.settings.lock_retries + 1,
-                            delay,
-                        ),
+                        DeployEvent::lock_timeout(m, attempt, attempts, delay),
                     );
                     if !run.pause(delay).await {
                         break Err(Stop::Cancelled);
                     }
                     attempt += 1;
+                }
+                Ran::Blocking(b) if attempt < attempts => {
+                    let delay = backoff(opts.retry_backoff, attempt);
+                    emit(
+                        events,
+                        DeployEvent::blocking(m, &b, attempt, attempts, Some(delay)),
+                    );
+                    if !run.pause(delay).await {
+                        break Err(Stop::Cancelled);
+                    }
+                    attempt += 1;
+                }
+                Ran::Blocking(b) => {
+                    emit(
+                        events,
+                        DeployEvent::blocking(m, &b, attempt, attempts, None),
+                    );
+                    break Err(Stop::Blocking(b));
                 }
                 Ran::Done(r) => break r.map_err(Stop::Sql),
                 Ran::Cancelled => break Err(Stop::Cancelled),
@@ -845,6 +980,22 @@ async fn apply_statement_by_statement(
         if let Some((stop, invalid)) = problem {
             let nothing_applied = i == 0 && invalid.is_empty();
             let (mut logs, mut err) = match &stop {
+                Some(Stop::Blocking(b)) => (
+                    blocking_logs(m, Some(s), b, attempt),
+                    if nothing_applied {
+                        blocking_failure(m, Some(s), b, attempt)
+                    } else {
+                        let mut e = blocking_failure(m, Some(s), b, attempt);
+                        e.hint = format!(
+                            "the statements before it were applied; {}; then record the migration as applied once it is finished by hand",
+                            e.hint
+                        );
+                        e.remedies = vec![Remedy::Resolve {
+                            migration: m.name.clone(),
+                        }];
+                        e
+                    },
+                ),
                 Some(Stop::Sql(e)) => (
                     failure_logs(m, Some(s), e, attempt),
                     sql_failure(m, Some(s), e, attempt, false).first_statement(i == 0, &m.name),
@@ -889,16 +1040,16 @@ async fn apply_statement_by_statement(
                 ));
                 err.cause
                     .push_str(&format!("; index {} is left INVALID", invalid.join(", ")));
-                err.hint = if matches!(stop, Some(Stop::Cancelled)) {
-                    format!(
+                err.hint = match &stop {
+                    Some(Stop::Sql(e)) => format!(
+                        "run `{}`, {}, then record the migration as rolled back and deploy again",
+                        drops.join(" "),
+                        index_failure_fix(e)
+                    ),
+                    _ => format!(
                         "run `{}`, then record the migration as rolled back and deploy again",
                         drops.join(" "),
-                    )
-                } else {
-                    format!(
-                        "run `{}`, fix the cause (e.g. duplicate values), then record the migration as rolled back and deploy again",
-                        drops.join(" "),
-                    )
+                    ),
                 };
                 err.remedies = vec![Remedy::ResolveRolledBack {
                     migration: m.name.clone(),
@@ -910,7 +1061,7 @@ async fn apply_statement_by_statement(
                 .await
                 .map_err(|e| query_error("resetting the session", &e))?;
             ledger::record_failure(client, schema, &id, &logs).await?;
-            if matches!(stop, Some(Stop::Cancelled)) && nothing_applied {
+            if matches!(stop, Some(Stop::Cancelled | Stop::Blocking(_))) && nothing_applied {
                 // Nothing of it ran: recorded as a rolled-back attempt, it simply deploys again.
                 ledger::mark_rolled_back(client, schema, &id).await?;
             }
@@ -988,6 +1139,34 @@ fn cancelled_statement_by_statement(
     })
 }
 
+/// What to do about the server's reason a concurrent index build failed, in its own words.
+fn index_failure_fix(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return "deploy again once the server is reachable".into();
+    };
+    let said = match db.detail() {
+        Some(d) => format!("{} ({d})", db.message()),
+        None => db.message().to_owned(),
+    };
+    match db.code() {
+        c if *c == SqlState::UNIQUE_VIOLATION => {
+            format!("remove the duplicate values the server named ({said})")
+        }
+        c if *c == SqlState::T_R_DEADLOCK_DETECTED => {
+            format!("deploy again when the other session's work is done: {said}")
+        }
+        c if *c == SqlState::QUERY_CANCELED => format!(
+            "it was cancelled by a statement_timeout on the role or database, or by another session ({said}); lift that for the build"
+        ),
+        c if *c == SqlState::LOCK_NOT_AVAILABLE => {
+            format!(
+                "a lock_timeout set on the role or database stopped it ({said}); lift that for the build"
+            )
+        }
+        _ => format!("fix what the server reported: {said}"),
+    }
+}
+
 /// Invalid indexes on a table (as written in the script), as qualified names.
 async fn invalid_indexes(client: &Client, table: &str) -> Result<Vec<String>> {
     let rows = client
@@ -1011,6 +1190,11 @@ enum Failure {
         statement: Option<Statement>,
         /// The statement would not stop and its backend was terminated.
         session_lost: bool,
+    },
+    /// The watchdog stopped it: sessions queued behind its locks past `blocking_timeout`.
+    Blocking {
+        blocked: Blocked,
+        statement: Statement,
     },
     /// It is not this deploy's to apply (the lock was lost, another deploy started it): nothing
     /// of it ran, and there is no attempt to record.
@@ -1196,6 +1380,59 @@ fn sql_failure(
     .with(remedy)
 }
 
+/// The watchdog stopped a migration on its last attempt.
+fn blocking_failure(
+    m: &LocalMigration,
+    s: Option<&Statement>,
+    b: &Blocked,
+    attempts: u32,
+) -> Error {
+    let at = s
+        .map(|s| format!(" at {}:{}", m.script_path().display(), s.line))
+        .unwrap_or_default();
+    Error::new(
+        ErrorKind::LockTimeout,
+        format!(
+            "migration {} was stopped after {attempts} attempt(s){at}: {} session(s) queued behind its locks, the longest for {:.1}s (blocking_timeout {:.1}s); nothing of it was applied",
+            m.name,
+            b.victims,
+            b.longest.as_secs_f64(),
+            b.bound.as_secs_f64()
+        ),
+        "it holds its locks too long while traffic needs those tables: split it into smaller \
+         migrations, deploy at a quieter time, or raise blocking_timeout / lock_retries in pgdeck.toml",
+    )
+    .with(Remedy::Monitor)
+    .with(Remedy::Deploy)
+}
+
+fn blocking_logs(m: &LocalMigration, s: Option<&Statement>, b: &Blocked, attempts: u32) -> String {
+    let mut logs = format!(
+        "Migration: {}
+",
+        m.name
+    );
+    if let Some(s) = s {
+        logs.push_str(&format!(
+            "Position: migration.sql line {}
+Statement: {}
+",
+            s.line,
+            s.preview(200)
+        ));
+    }
+    logs.push_str(&format!(
+        "Attempts: {attempts}
+
+Stopped by pgdeck's lock-queue watchdog: {} session(s) waited behind the migration's locks, the longest {:.1}s (blocking_timeout {:.1}s). Rolled back.
+",
+        b.victims,
+        b.longest.as_secs_f64(),
+        b.bound.as_secs_f64()
+    ));
+    logs
+}
+
 /// A failed migration that blocks every deploy until it is resolved.
 pub fn failed_blocks_deploy(name: &str, started_at: DateTime<Utc>) -> Error {
     Error::new(
@@ -1224,7 +1461,7 @@ pub struct MigrationLock {
 /// `idle_session_timeout` would end the lock's session while the deploy runs (it sits idle
 /// between checks), and the lock with it: this session sets them off for itself. A server too
 /// old for one of them has nothing to turn off.
-async fn immune_to_timeouts(client: &Client) -> Result<()> {
+pub(super) async fn immune_to_timeouts(client: &Client) -> Result<()> {
     for setting in [
         "statement_timeout",
         "idle_in_transaction_session_timeout",
@@ -1371,6 +1608,9 @@ struct Runner<'a> {
     client: &'a Client,
     canceller: db::Canceller,
     cancel: &'a CancellationToken,
+    /// The deploy session's backend, which the watchdog watches.
+    backend_pid: i32,
+    watchdog: Option<&'a Watchdog>,
     /// The backend holding the migration lock for this deploy, when it takes one.
     lock_pid: Option<i32>,
     /// The target's schema, quoted, as the session's search_path.
@@ -1391,6 +1631,8 @@ enum Ran {
     Done(Result<(), tokio_postgres::Error>),
     /// The operator cancelled it and the server stopped it, or it never started.
     Cancelled,
+    /// The watchdog found sessions queued behind it past the bound; the server stopped it.
+    Blocking(Blocked),
     /// It did not stop within [`CANCEL_GRACE`] of the cancel request: its backend was
     /// terminated, so the server rolled its transaction back, and the session is gone.
     Abandoned,
@@ -1401,25 +1643,37 @@ impl Runner<'_> {
     /// server to stop the statement, so it never keeps running (or waiting for its lock) after
     /// pgdeck has given up on it. A statement that finished before the request reached it is
     /// done, and said so.
-    async fn exec(&self, sql: &str) -> Ran {
+    ///
+    /// `watched`: the lock-queue watchdog (when on) stops it the same way once a session has
+    /// queued behind the migration's locks past the bound.
+    async fn exec(&self, sql: &str, watched: bool) -> Ran {
         if self.cancel.is_cancelled() {
             return Ran::Cancelled;
         }
         let run = self.client.batch_execute(sql);
         tokio::pin!(run);
-        tokio::select! {
+        let watch = async {
+            match self.watchdog.filter(|_| watched) {
+                Some(w) => w.watch(self.backend_pid).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = tokio::select! {
             biased;
-            r = &mut run => Ran::Done(r),
-            () = self.cancel.cancelled() => {
-                let _ = self.canceller.cancel().await;
-                match tokio::time::timeout(CANCEL_GRACE, run).await {
-                    Ok(Err(e)) if db::sqlstate(&e) == Some(&SqlState::QUERY_CANCELED) => Ran::Cancelled,
-                    Ok(done) => Ran::Done(done),
-                    Err(_) => {
-                        let _ = self.canceller.terminate().await;
-                        Ran::Abandoned
-                    }
-                }
+            r = &mut run => return Ran::Done(r),
+            () = self.cancel.cancelled() => None,
+            blocked = watch => Some(blocked),
+        };
+        let _ = self.canceller.cancel().await;
+        match tokio::time::timeout(CANCEL_GRACE, run).await {
+            Ok(Err(e)) if db::sqlstate(&e) == Some(&SqlState::QUERY_CANCELED) => match stopped {
+                Some(blocked) => Ran::Blocking(blocked),
+                None => Ran::Cancelled,
+            },
+            Ok(done) => Ran::Done(done),
+            Err(_) => {
+                let _ = self.canceller.terminate().await;
+                Ran::Abandoned
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod revert;
 pub mod script;
 pub mod status;
+pub mod watchdog;
 
 use crate::db::{self, query_error, quote_ident};
 use crate::error::{Error, Remedy, Result};

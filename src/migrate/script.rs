@@ -38,6 +38,10 @@ pub struct Statement {
     /// For CREATE INDEX CONCURRENTLY and REINDEX ... CONCURRENTLY: the table (or index) as
     /// written, so that an index left invalid by a failure can be found afterwards.
     pub concurrent_index_on: Option<String>,
+    /// A CONCURRENTLY form (index build, drop or reindex, DETACH PARTITION): it takes no lock
+    /// that blocks reads or writes, but waits for every older transaction, so it runs without
+    /// `lock_timeout` and unwatched by the lock-queue watchdog.
+    pub concurrently: bool,
 }
 
 impl Statement {
@@ -151,6 +155,7 @@ impl Script {
             aborts_transaction: false,
             two_phase: false,
             concurrent_index_on: None,
+            concurrently: false,
         }
     }
 }
@@ -220,6 +225,12 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
         | ast::Stmt::DropSubscription(_) => (TxMode::NoTransaction, None),
         _ => (TxMode::Transaction, None),
     };
+    let concurrently = match stmt {
+        ast::Stmt::CreateIndex(ci) => ci.concurrently_token().is_some(),
+        ast::Stmt::DropIndex(di) => di.concurrently_token().is_some(),
+        ast::Stmt::Reindex(_) | ast::Stmt::AlterTable(_) => has_concurrently(),
+        _ => false,
+    };
     Statement {
         text: sql[start..end.max(start)].to_owned(),
         offset: start,
@@ -241,6 +252,7 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
                 | ast::Stmt::Rollback(ast::Rollback::RollbackPrepared(_))
         ),
         concurrent_index_on,
+        concurrently,
     }
 }
 

@@ -478,7 +478,7 @@ pub(super) async fn execute(
             if let DeployEvent::MigrationApplied { name, .. } = &e {
                 applied.push(name.clone());
             }
-            ctx.emit(Event::Deploy(e));
+            ctx.deploy_event(e);
         },
         |tx| {
             let (target, dir, opts) = (&env.target, &dir, &opts);

@@ -181,6 +181,30 @@ impl Context {
         }
     }
 
+    /// Shows a deploy engine event; a migration the watchdog stopped is journaled too.
+    fn deploy_event(&self, e: DeployEvent) {
+        if let DeployEvent::Blocking {
+            name,
+            attempt,
+            attempts,
+            victims,
+            longest_wait_ms,
+            blocking_timeout_ms,
+            ..
+        } = &e
+        {
+            self.record(journal::Event::MigrationStopped {
+                migration: name.clone(),
+                attempt: *attempt,
+                attempts: *attempts,
+                victims: *victims,
+                longest_wait_ms: *longest_wait_ms,
+                blocking_timeout_ms: *blocking_timeout_ms,
+            });
+        }
+        self.emit(Event::Deploy(e));
+    }
+
     fn record_override(&self, what: impl Into<String>, reason: &str) {
         self.record(journal::Event::Override {
             what: what.into(),

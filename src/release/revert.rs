@@ -323,7 +323,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
     });
     let opts = lock_options(ctx, req.lock_wait);
     let resolved = with_events(
-        |e| ctx.emit(Event::Deploy(e)),
+        |e| ctx.deploy_event(e),
         |tx| {
             let (target, dir, opts) = (&env.target, &dir, &opts);
             async move { migrate::resolve(target, dir, &req.name, req.how, opts, &tx).await }
@@ -381,7 +381,7 @@ pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
     });
     let opts = lock_options(ctx, req.lock_wait);
     let result = with_events(
-        |e| ctx.emit(Event::Deploy(e)),
+        |e| ctx.deploy_event(e),
         |tx| {
             let (target, dir, opts) = (&env.target, &dir, &opts);
             async move { migrate::reset(target, dir, opts, &tx).await }

@@ -438,6 +438,30 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
                 "warning: {}",
                 crate::migrate::deploy::LOCK_DISABLED
             ))],
+            DeployEvent::WatchdogOff => vec![line(format!(
+                "warning: {}",
+                crate::migrate::deploy::WATCHDOG_OFF
+            ))],
+            DeployEvent::Blocking {
+                name,
+                attempt,
+                attempts,
+                victims,
+                longest_wait_ms,
+                blocking_timeout_ms,
+                retry_in_ms,
+            } => {
+                let text = crate::migrate::deploy::describe_blocking(
+                    &name,
+                    victims,
+                    longest_wait_ms,
+                    blocking_timeout_ms,
+                    attempt,
+                    attempts,
+                    retry_in_ms,
+                );
+                vec![progress(text.clone(), None), line(text)]
+            }
             DeployEvent::AlreadyApplied { name } => vec![line(format!(
                 "{name} was applied by another deploy meanwhile: not run again"
             ))],

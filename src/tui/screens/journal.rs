@@ -124,6 +124,26 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                     theme.bad()
                 },
             ),
+            Event::MigrationStopped {
+                migration,
+                attempt,
+                attempts,
+                victims,
+                longest_wait_ms,
+                blocking_timeout_ms,
+            } => (
+                crate::migrate::deploy::describe_blocking(
+                    migration,
+                    *victims,
+                    *longest_wait_ms,
+                    *blocking_timeout_ms,
+                    *attempt,
+                    *attempts,
+                    None,
+                )
+                .replace("; no attempts left", ""),
+                theme.bad(),
+            ),
             Event::SessionFinished => ("session finished".into(), Style::new()),
         };
         lines.push(Line::styled(
