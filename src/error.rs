@@ -25,6 +25,10 @@ pub enum ErrorKind {
     /// The operator stopped it (the console's cancel, SIGINT or SIGTERM); what ran was rolled
     /// back on the server.
     Cancelled,
+    /// The server stopped a migration for a reason outside its SQL: a statement_timeout, a
+    /// cancel or termination by another session, an idle timeout, a shutdown, exhausted
+    /// resources.
+    Interrupted,
 }
 
 /// The guard that refused a release workflow.

@@ -687,7 +687,7 @@ async fn a_stale_backup_does_not_open_the_gate_but_a_stated_reason_does() {
 }
 
 #[tokio::test]
-async fn a_backend_terminated_mid_migration_is_a_runtime_error_and_nothing_is_applied() {
+async fn a_backend_terminated_mid_migration_is_named_and_nothing_is_applied() {
     let db = fresh_db("deploy_terminated").await;
     let m = Migrations::new();
     m.add(
@@ -713,10 +713,10 @@ async fn a_backend_terminated_mid_migration_is_a_runtime_error_and_nothing_is_ap
     )
     .await;
     let r = Run::from(child.wait_with_output().unwrap());
-    r.assert_clean_error(1);
+    r.assert_clean_error(14);
     assert!(
         r.stderr
-            .contains("lost the connection while applying 20250101000000_slow"),
+            .contains("the server ended the deploy's session during 20250101000000_slow"),
         "{}",
         r.stderr
     );

@@ -59,6 +59,9 @@ pub mod exit {
     /// Stopped by SIGINT or SIGTERM: what ran on the server was cancelled and rolled back; the
     /// error says what was applied and what was not.
     pub const CANCELLED: u8 = 13;
+    /// The server stopped a migration for a reason outside its SQL (statement_timeout, a cancel
+    /// or termination by another session, an idle timeout, a shutdown, exhausted resources).
+    pub const INTERRUPTED: u8 = 14;
 }
 
 #[derive(Debug, Parser)]
@@ -445,6 +448,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Refused => exit::REFUSED,
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
         ErrorKind::Cancelled => exit::CANCELLED,
+        ErrorKind::Interrupted => exit::INTERRUPTED,
     }
 }
 

@@ -18,6 +18,10 @@ pub struct Session {
     pub client: Client,
     pub backend_pid: i32,
     pub server_version: String,
+    /// Why the server ended the session, when it said so while no request was waiting (an
+    /// `idle_in_transaction_session_timeout`, a termination between statements): the request
+    /// after it only sees a closed connection.
+    pub ended: Ended,
 }
 
 /// Connects, sets `search_path` to the target's schema, and reads the backend pid and version.
@@ -38,16 +42,17 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
     }
 
     // libpq ignores sslmode on unix sockets; so do we.
-    let client = if matches!(target.host, Host::Socket(_)) || target.sslmode == SslMode::Disable {
-        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        open(target, &cfg, NoTls).await?
-    } else {
-        cfg.ssl_mode(match target.sslmode {
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
-        open(target, &cfg, tls::connector(target)?).await?
-    };
+    let (client, ended) =
+        if matches!(target.host, Host::Socket(_)) || target.sslmode == SslMode::Disable {
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            open(target, &cfg, NoTls).await?
+        } else {
+            cfg.ssl_mode(match target.sslmode {
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+            open(target, &cfg, tls::connector(target)?).await?
+        };
 
     let row = client
         .query_one(
@@ -61,6 +66,7 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
         client,
         backend_pid: row.get(0),
         server_version: row.get(1),
+        ended,
     })
 }
 
@@ -114,8 +120,19 @@ impl Canceller {
     }
 }
 
+/// The server's last word on a session, if it ended it with one.
+#[derive(Clone, Default)]
+pub struct Ended(std::sync::Arc<std::sync::Mutex<Option<(SqlState, String)>>>);
+
+impl Ended {
+    /// The SQLSTATE and message the server ended the session with.
+    pub fn reason(&self) -> Option<(SqlState, String)> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
+}
+
 /// Connects and leaves the driver's connection task running until the client is dropped.
-async fn open<T>(target: &DbTarget, cfg: &tokio_postgres::Config, tls: T) -> Result<Client>
+async fn open<T>(target: &DbTarget, cfg: &tokio_postgres::Config, tls: T) -> Result<(Client, Ended)>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
@@ -124,10 +141,17 @@ where
         .connect(tls)
         .await
         .map_err(|e| connect_error(target, &e))?;
+    let ended = Ended::default();
+    let slot = ended.clone();
     tokio::spawn(async move {
-        let _ = conn.await;
+        if let Err(e) = conn.await
+            && let Some(db) = e.as_db_error()
+            && let Ok(mut last) = slot.0.lock()
+        {
+            *last = Some((db.code().clone(), db.message().to_owned()));
+        }
     });
-    Ok(client)
+    Ok((client, ended))
 }
 
 /// Quotes an identifier for SQL text, doubling embedded double quotes. Values never go through

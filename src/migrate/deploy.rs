@@ -344,11 +344,19 @@ pub async fn deploy_holding(
             None
         }
     };
+    let statement_timeout: String = client
+        .query_one("SELECT current_setting('statement_timeout')", &[])
+        .await
+        .map_err(|e| query_error("preparing the session", &e))?
+        .get(0);
     let run = Runner {
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
         backend_pid: session.backend_pid,
+        target,
+        ended: session.ended.clone(),
+        statement_timeout,
         watchdog: watchdog.as_ref(),
         lock_pid: lock.map(|l| l.pid),
         search_path: db::quote_ident(schema),
@@ -475,8 +483,13 @@ pub async fn deploy_holding(
                         error: e.cause.clone(),
                     },
                 );
-                if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Runtime)
-                    && !outcome.applied.is_empty()
+                if matches!(
+                    e.kind,
+                    ErrorKind::Cancelled
+                        | ErrorKind::Runtime
+                        | ErrorKind::Interrupted
+                        | ErrorKind::LockTimeout
+                ) && !outcome.applied.is_empty()
                 {
                     e.hint = format!("applied before it: {}; {}", outcome.applied_names(), e.hint);
                 }
@@ -578,68 +591,88 @@ async fn apply_in_transaction(
     let mut attempt = 1;
     loop {
         let started_at = Utc::now();
-        let (error, statement) =
-            match try_transaction(run, schema, record, m, statements, opts, events).await {
-                Ok(applied) => return Ok(applied),
-                Err(Failure::Stop(e)) => {
+        let (error, statement) = match try_transaction(
+            run, schema, record, m, statements, opts, events,
+        )
+        .await
+        {
+            Ok(applied) => return Ok(applied),
+            Err(Failure::Stop(e)) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+            Err(Failure::Cancelled {
+                statement,
+                session_lost,
+            }) => {
+                if !session_lost {
                     let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(e);
                 }
-                Err(Failure::Cancelled {
-                    statement,
+                return Err(cancelled_in_transaction(
+                    m,
+                    statement.as_ref(),
                     session_lost,
-                }) => {
-                    if !session_lost {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                    }
-                    return Err(cancelled_in_transaction(
-                        m,
-                        statement.as_ref(),
-                        session_lost,
-                    ));
-                }
-                Err(Failure::Blocking { blocked, statement }) => {
-                    // The cancel aborted the transaction; this ends it.
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    if attempt < attempts {
-                        let delay = backoff(opts.retry_backoff, attempt);
-                        emit(
-                            events,
-                            DeployEvent::blocking(m, &blocked, attempt, attempts, Some(delay)),
-                        );
-                        if !run.pause(delay).await {
-                            return Err(cancelled_in_transaction(m, None, false));
-                        }
-                        attempt += 1;
-                        continue;
-                    }
+                ));
+            }
+            Err(Failure::Blocking { blocked, statement }) => {
+                // The cancel aborted the transaction; this ends it.
+                let _ = client.batch_execute("ROLLBACK").await;
+                if attempt < attempts {
+                    let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
-                        DeployEvent::blocking(m, &blocked, attempt, attempts, None),
+                        DeployEvent::blocking(m, &blocked, attempt, attempts, Some(delay)),
                     );
-                    let mut err = blocking_failure(m, Some(&statement), &blocked, attempt);
-                    let logs = blocking_logs(m, Some(&statement), &blocked, attempt);
-                    if let Err(record) = ledger::insert_rolled_back_attempt(
-                        client,
-                        schema,
-                        &m.name,
-                        &m.checksum,
-                        started_at,
-                        &logs,
-                    )
-                    .await
-                    {
-                        err.hint = format!(
-                            "{} (the failed attempt could not be recorded: {})",
-                            err.hint, record.cause
-                        );
+                    if !run.pause(delay).await {
+                        return Err(cancelled_in_transaction(m, None, false));
                     }
-                    return Err(err);
+                    attempt += 1;
+                    continue;
                 }
-                Err(Failure::Sql { error, statement }) => (error, statement),
-            };
+                emit(
+                    events,
+                    DeployEvent::blocking(m, &blocked, attempt, attempts, None),
+                );
+                let mut err = blocking_failure(m, Some(&statement), &blocked, attempt);
+                let logs = blocking_logs(m, Some(&statement), &blocked, attempt);
+                if let Err(record) = ledger::insert_rolled_back_attempt(
+                    client,
+                    schema,
+                    &m.name,
+                    &m.checksum,
+                    started_at,
+                    &logs,
+                )
+                .await
+                {
+                    err.hint = format!(
+                        "{} (the failed attempt could not be recorded: {})",
+                        err.hint, record.cause
+                    );
+                }
+                return Err(err);
+            }
+            Err(Failure::Commit(error)) => {
+                let stop = run.server_stop(&error);
+                if stop.is_some_and(ServerStop::ends_session) {
+                    // The COMMIT may have reached the server before the session ended.
+                    return Err(Error::runtime(
+                            format!(
+                                "the deploy's session ended while {} was committing ({}): it may or may not be applied",
+                                m.name,
+                                describe(&error).1
+                            ),
+                            "check `status`: it shows the migration as applied if the commit went through; deploy again either way",
+                        )
+                        .with(Remedy::Status)
+                        .with(Remedy::Deploy));
+                }
+                (error, None)
+            }
+            Err(Failure::Sql { error, statement }) => (error, statement),
+        };
         let _ = client.batch_execute("ROLLBACK").await;
-        if is_lock_timeout(&error) && attempt < attempts {
+        if is_lock_conflict(&error) && attempt < attempts {
             let delay = backoff(opts.retry_backoff, attempt);
             emit(
                 events,
@@ -651,24 +684,24 @@ async fn apply_in_transaction(
             attempt += 1;
             continue;
         }
-        let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true);
-        if err.kind == ErrorKind::Runtime {
-            // The connection is gone: there is nothing to record the attempt with, and the
-            // server rolled the migration back.
-            return Err(err);
-        }
+        let stop = run.server_stop(&error);
+        let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true, stop, run);
         let logs = failure_logs(m, statement.as_ref(), &error, attempt);
-        // The failure is what matters; if recording it fails too, say so in the hint.
-        if let Err(record) = ledger::insert_rolled_back_attempt(
-            client,
-            schema,
-            &m.name,
-            &m.checksum,
-            started_at,
-            &logs,
-        )
-        .await
-        {
+        // The failure is what matters; if recording it fails too, say so in the hint. A
+        // session the server ended is replaced by a new one for the record.
+        let recorded = async {
+            let ledger = run.ledger_session(stop).await?;
+            ledger::insert_rolled_back_attempt(
+                ledger.client(),
+                schema,
+                &m.name,
+                &m.checksum,
+                started_at,
+                &logs,
+            )
+            .await
+        };
+        if let Err(record) = recorded.await {
             err.hint = format!(
                 "{} (the failed attempt could not be recorded: {})",
                 err.hint, record.cause
@@ -754,7 +787,7 @@ async fn try_transaction(
     let commit = client.batch_execute("COMMIT");
     futures_util::future::try_join3(own_role, insert, commit)
         .await
-        .map_err(Failure::sql(None))?;
+        .map_err(Failure::Commit)?;
     Ok(Applied::Now)
 }
 
@@ -881,7 +914,10 @@ async fn apply_statement_by_statement(
         Err(Failure::Cancelled { .. } | Failure::Blocking { .. }) => {
             return Err(cancelled_statement_by_statement(m, 0, total, true));
         }
-        Err(Failure::Sql { error, .. }) => return Err(sql_failure(m, None, &error, 1, true)),
+        Err(Failure::Sql { error, .. } | Failure::Commit(error)) => {
+            let stop = run.server_stop(&error);
+            return Err(sql_failure(m, None, &error, 1, true, stop, run));
+        }
     }
     let id = ledger::insert_started(client, schema, &m.name, &m.checksum).await?;
     client
@@ -914,7 +950,7 @@ async fn apply_statement_by_statement(
             match run.exec(&s.text, !s.concurrently).await {
                 // A plain statement that timed out waiting for its lock, or that the watchdog
                 // stopped, did nothing and can be retried.
-                Ran::Done(Err(e)) if is_lock_timeout(&e) && attempt < attempts => {
+                Ran::Done(Err(e)) if is_lock_conflict(&e) && attempt < attempts => {
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
@@ -998,7 +1034,8 @@ async fn apply_statement_by_statement(
                 ),
                 Some(Stop::Sql(e)) => (
                     failure_logs(m, Some(s), e, attempt),
-                    sql_failure(m, Some(s), e, attempt, false).first_statement(i == 0, &m.name),
+                    sql_failure(m, Some(s), e, attempt, false, run.server_stop(e), run)
+                        .first_statement(i == 0, &m.name),
                 ),
                 Some(Stop::Cancelled | Stop::Abandoned) => (
                     format!(
@@ -1056,14 +1093,28 @@ async fn apply_statement_by_statement(
                 }];
             }
             logs.push_str(&format!("\nStatements applied before it: {i} of {total}\n"));
-            // What the migration set stays out of the ledger write.
-            run.reset_session()
-                .await
-                .map_err(|e| query_error("resetting the session", &e))?;
-            ledger::record_failure(client, schema, &id, &logs).await?;
-            if matches!(stop, Some(Stop::Cancelled | Stop::Blocking(_))) && nothing_applied {
-                // Nothing of it ran: recorded as a rolled-back attempt, it simply deploys again.
-                ledger::mark_rolled_back(client, schema, &id).await?;
+            let server_stop = match &stop {
+                Some(Stop::Sql(e)) => run.server_stop(e),
+                _ => None,
+            };
+            // Nothing of it ran, stopped by something other than its SQL: recorded as a
+            // rolled-back attempt, it simply deploys again.
+            let undone = nothing_applied
+                && (matches!(stop, Some(Stop::Cancelled | Stop::Blocking(_)))
+                    || server_stop.is_some());
+            let recorded = async {
+                let ledger = run.ledger_session(server_stop).await?;
+                ledger::record_failure(ledger.client(), schema, &id, &logs).await?;
+                if undone {
+                    ledger::mark_rolled_back(ledger.client(), schema, &id).await?;
+                }
+                Ok::<(), Error>(())
+            };
+            if let Err(record) = recorded.await {
+                err.hint = format!(
+                    "{} (the failure could not be recorded: {}; the ledger shows the migration as started)",
+                    err.hint, record.cause
+                );
             }
             return Err(err);
         }
@@ -1191,6 +1242,8 @@ enum Failure {
         /// The statement would not stop and its backend was terminated.
         session_lost: bool,
     },
+    /// Writing its row and committing failed.
+    Commit(tokio_postgres::Error),
     /// The watchdog stopped it: sessions queued behind its locks past `blocking_timeout`.
     Blocking {
         blocked: Blocked,
@@ -1212,6 +1265,37 @@ impl Failure {
 
 fn is_lock_timeout(e: &tokio_postgres::Error) -> bool {
     db::sqlstate(e) == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// A lock timeout or a deadlock: the migration did nothing and may simply be tried again.
+fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
+    is_lock_timeout(e) || db::sqlstate(e) == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// Why the server stopped a migration, when the cause is not in its SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerStop {
+    /// The role's or database's `statement_timeout`.
+    StatementTimeout,
+    /// `pg_cancel_backend` from another session.
+    CancelledElsewhere,
+    /// `idle_in_transaction_session_timeout` ended the session.
+    IdleInTransaction,
+    /// `pg_terminate_backend`, or a server shutdown, ended the session.
+    Terminated,
+    /// Out of disk, memory or another server resource, or an I/O error on the server.
+    Resources,
+    /// The connection broke (network, crash) without a word from the server.
+    Lost,
+}
+
+impl ServerStop {
+    fn ends_session(self) -> bool {
+        matches!(
+            self,
+            ServerStop::IdleInTransaction | ServerStop::Terminated | ServerStop::Lost
+        )
+    }
 }
 
 fn backoff(base: Duration, attempt: u32) -> Duration {
@@ -1313,35 +1397,31 @@ fn sql_failure(
     e: &tokio_postgres::Error,
     attempts: u32,
     rolled_back: bool,
+    stop: Option<ServerStop>,
+    run: &Runner<'_>,
 ) -> Error {
-    let (code, message) = describe(e);
+    let (code, message) = match (e.as_db_error(), run.ended.reason()) {
+        (None, Some((code, message))) => (code.code().to_owned(), message),
+        _ => describe(e),
+    };
     let at = match error_location(m, s, e) {
         Some((l, c)) => format!("{}:{l}:{c}", m.script_path().display()),
         None => m.script_path().display().to_string(),
     };
-    let lost = e.is_closed()
-        || e.as_db_error().is_some_and(|d| {
-            let class = &d.code().code()[..2];
-            class == "08" || class == "57"
-        });
-    if lost {
-        let cause = format!("lost the connection while applying {}: {message}", m.name);
-        return if rolled_back {
-            Error::runtime(
-                cause,
-                "the server rolled the migration back; once the server is reachable, deploy again",
-            )
-            .with(Remedy::Deploy)
-        } else {
-            Error::runtime(
-                cause,
-                "statements before the interruption may be applied; check the status, then resolve the failed migration",
-            )
-            .with(Remedy::Status)
-            .with(Remedy::Resolve {
-                migration: m.name.clone(),
-            })
-        };
+    if let Some(stop) = stop {
+        return stopped_by_server(m, &at, stop, &message, &code, rolled_back, run);
+    }
+    if db::sqlstate(e) == Some(&SqlState::T_R_DEADLOCK_DETECTED) {
+        return Error::new(
+            ErrorKind::LockTimeout,
+            format!(
+                "migration {} deadlocked with another session on each of {attempts} attempt(s) at {at}: {message}",
+                m.name
+            ),
+            "another session takes the same locks in the other order: deploy again when its work is done",
+        )
+        .with(Remedy::Monitor)
+        .with(Remedy::Deploy);
     }
     if is_lock_timeout(e) {
         return Error::new(
@@ -1378,6 +1458,82 @@ fn sql_failure(
         hint,
     )
     .with(remedy)
+}
+
+/// A migration the server stopped for a reason outside its SQL.
+fn stopped_by_server(
+    m: &LocalMigration,
+    at: &str,
+    stop: ServerStop,
+    message: &str,
+    code: &str,
+    rolled_back: bool,
+    run: &Runner<'_>,
+) -> Error {
+    let name = &m.name;
+    let (cause, why) = match stop {
+        ServerStop::StatementTimeout => (
+            format!(
+                "migration {name} was stopped by statement_timeout ({}, set for the role or database) at {at}",
+                run.statement_timeout
+            ),
+            "it runs longer than the role's or database's statement_timeout allows: raise it for \
+             the deploying role (ALTER ROLE ... SET statement_timeout), or split the migration",
+        ),
+        ServerStop::CancelledElsewhere => (
+            format!("migration {name} was cancelled by another session at {at}: {message}"),
+            "someone ran pg_cancel_backend on the deploy (an operator, or a script that cancels \
+             long queries): find out who",
+        ),
+        ServerStop::IdleInTransaction => (
+            format!(
+                "the server ended the deploy's session during {name} by idle_in_transaction_session_timeout: {message}"
+            ),
+            "the session sat idle inside the migration's transaction longer than the role's or \
+             database's idle_in_transaction_session_timeout (a slow network, a paused pgdeck): \
+             raise it for the deploying role",
+        ),
+        ServerStop::Terminated => (
+            format!(
+                "the server ended the deploy's session during {name} (pg_terminate_backend, or a server shutdown): {message}"
+            ),
+            "find out who terminated it or why the server went down",
+        ),
+        ServerStop::Resources => (
+            format!("the server could not apply {name} at {at}: {message} (SQLSTATE {code})"),
+            "this is the server's condition, not the migration's SQL: free the disk, memory or \
+             connections it names",
+        ),
+        ServerStop::Lost => (
+            format!("lost the connection while applying {name}: {message}"),
+            "once the server is reachable",
+        ),
+    };
+    let kind = if stop == ServerStop::Lost {
+        ErrorKind::Runtime
+    } else {
+        ErrorKind::Interrupted
+    };
+    if rolled_back {
+        Error::new(
+            kind,
+            format!("{cause}; the server rolled it back, nothing of it was applied"),
+            format!("{why}; then deploy again"),
+        )
+        .with(Remedy::Deploy)
+    } else {
+        Error::new(
+            kind,
+            cause,
+            format!(
+                "{why}; the statements before it were applied: check the status, finish or undo them by hand, then record which"
+            ),
+        )
+        .with(Remedy::Status)
+        .with(Remedy::Resolve {
+            migration: m.name.clone(),
+        })
+    }
 }
 
 /// The watchdog stopped a migration on its last attempt.
@@ -1610,6 +1766,11 @@ struct Runner<'a> {
     cancel: &'a CancellationToken,
     /// The deploy session's backend, which the watchdog watches.
     backend_pid: i32,
+    target: &'a DbTarget,
+    /// What the server said when it ended the session, if it did.
+    ended: db::Ended,
+    /// The role's or database's statement_timeout, as the session started with it ("0": none).
+    statement_timeout: String,
     watchdog: Option<&'a Watchdog>,
     /// The backend holding the migration lock for this deploy, when it takes one.
     lock_pid: Option<i32>,
@@ -1624,6 +1785,21 @@ struct Runner<'a> {
 /// its own). [`Runner::reset_session`] then sets the target's search_path again.
 const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP; \
      DISCARD SEQUENCES; UNLISTEN *; CLOSE ALL; SELECT pg_catalog.pg_advisory_unlock_all()";
+
+/// The session a failure is recorded with.
+enum LedgerSession<'a> {
+    Same(&'a Client),
+    Fresh(db::Session),
+}
+
+impl LedgerSession<'_> {
+    fn client(&self) -> &Client {
+        match self {
+            LedgerSession::Same(c) => c,
+            LedgerSession::Fresh(s) => &s.client,
+        }
+    }
+}
 
 /// How a statement ended.
 enum Ran {
@@ -1676,6 +1852,54 @@ impl Runner<'_> {
                 Ran::Abandoned
             }
         }
+    }
+
+    /// Why the server stopped a statement, when it is not the SQL's fault.
+    fn server_stop(&self, e: &tokio_postgres::Error) -> Option<ServerStop> {
+        let (code, message) = match e.as_db_error() {
+            Some(db) => (db.code().clone(), db.message().to_owned()),
+            // The request after the server's last word only sees a closed connection.
+            None => match self.ended.reason() {
+                Some(said) => said,
+                None => return Some(ServerStop::Lost),
+            },
+        };
+        let class = &code.code()[..2];
+        Some(match code {
+            c if c == SqlState::QUERY_CANCELED => {
+                // PostgreSQL's message (unless translated) says which; a translated one with a
+                // statement_timeout in force is taken as the timeout.
+                if message.contains("statement timeout") {
+                    ServerStop::StatementTimeout
+                } else if message.contains("user request") || self.statement_timeout == "0" {
+                    ServerStop::CancelledElsewhere
+                } else {
+                    ServerStop::StatementTimeout
+                }
+            }
+            c if c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => {
+                ServerStop::IdleInTransaction
+            }
+            c if c == SqlState::ADMIN_SHUTDOWN || c == SqlState::IDLE_SESSION_TIMEOUT => {
+                ServerStop::Terminated
+            }
+            _ if class == "53" || class == "58" => ServerStop::Resources,
+            _ if class == "08" || class == "57" => ServerStop::Lost,
+            _ => return None,
+        })
+    }
+
+    /// A session to write the ledger with after a failure: this one, or a new one when the
+    /// server ended it.
+    async fn ledger_session(&self, stop: Option<ServerStop>) -> Result<LedgerSession<'_>> {
+        if stop.is_some_and(ServerStop::ends_session) || self.client.is_closed() {
+            return Ok(LedgerSession::Fresh(db::connect(self.target).await?));
+        }
+        // What the migration set stays out of the ledger write.
+        self.reset_session()
+            .await
+            .map_err(|e| query_error("resetting the session", &e))?;
+        Ok(LedgerSession::Same(self.client))
     }
 
     /// Puts the session back as it was when the deploy connected: nothing one migration set
