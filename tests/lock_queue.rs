@@ -66,8 +66,16 @@ fn setup(cfg: &ConfigEnv, m: &Migrations, sql: &str) {
     assert_eq!(r.code, 0, "{r:?}");
 }
 
+/// A session of the application's own role, which has no pg_read_all_stats: the watchdog
+/// must see its waits all the same.
 async fn app_session(db: &TestDb, name: &str) -> Client {
-    let c = db.client().await;
+    db.exec(
+        "DO $$ BEGIN CREATE ROLE pgdeck_test_app LOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO pgdeck_test_app",
+    )
+    .await;
+    let c = db.client_as("pgdeck_test_app").await;
     c.batch_execute(&format!("SET application_name = '{name}'"))
         .await
         .unwrap();

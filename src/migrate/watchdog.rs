@@ -18,7 +18,7 @@ use crate::target::DbTarget;
 /// Who waited behind a migration when the watchdog stopped it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blocked {
-    /// Client sessions waiting behind it, directly or through another waiter.
+    /// Sessions waiting behind it, directly or through another waiter.
     pub victims: usize,
     /// The longest of their waits, as the server measured it.
     pub longest: Duration,
@@ -78,21 +78,26 @@ impl Watchdog {
     }
 }
 
-/// Client backends waiting for a lock behind `$1`, transitively: pg_blocking_pids names the
-/// holders and the waiters queued ahead. A wait starts at pg_locks.waitstart (PostgreSQL 14 and
-/// later), else at the statement's start. Other appliers waiting for the appliers' lock are
-/// deploys, not traffic, and are not counted.
+/// Sessions waiting for a lock behind `$1`, transitively: pg_blocking_pids names the holders
+/// and the waiters queued ahead. Read from pg_locks, which every role sees in full
+/// (pg_stat_activity hides other roles' waits from a role without pg_read_all_stats, and the
+/// application's role is rarely the deploy's). A wait starts at pg_locks.waitstart (PostgreSQL
+/// 14 and later), else at the statement's start where that is visible. Other appliers waiting
+/// for the appliers' or the migration lock are deploys, not traffic, and are not counted.
 fn victims_sql(server_version_num: i32) -> String {
-    let since = if server_version_num >= 140000 {
-        "coalesce(l.waitstart, a.query_start)"
+    let (since, join) = if server_version_num >= 140000 {
+        ("l.waitstart", "")
     } else {
-        "a.query_start"
+        (
+            "a.query_start",
+            "LEFT JOIN pg_stat_activity a ON a.pid = l.pid",
+        )
     };
     format!(
         "WITH RECURSIVE waiting AS ( \
-           SELECT a.pid, pg_blocking_pids(a.pid) AS blockers, {since} AS since \
-           FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted \
-           WHERE a.backend_type = 'client backend' AND a.wait_event_type = 'Lock' \
+           SELECT l.pid, pg_blocking_pids(l.pid) AS blockers, {since} AS since \
+           FROM pg_locks l {join} \
+           WHERE NOT l.granted AND l.pid IS NOT NULL \
              AND NOT (l.locktype = 'advisory' AND l.classid = {} AND l.objid = {} AND l.objsubid = 2) \
              AND NOT (l.locktype = 'advisory' AND l.classid = 0 AND l.objid = {} AND l.objsubid = 1) \
          ), victims AS ( \

@@ -96,6 +96,17 @@ impl TestDb {
             .client
     }
 
+    /// A session as another role (trust authentication lets any role in), for traffic that is
+    /// not the deploy's own.
+    pub async fn client_as(&self, user: &str) -> tokio_postgres::Client {
+        let mut target = self.target.with_application_name("pgdeck-test");
+        target.user = user.to_owned();
+        db::connect(&target)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {} as {user}: {}", self.name, e.cause))
+            .client
+    }
+
     pub async fn exec(&self, sql: &str) {
         self.client()
             .await
