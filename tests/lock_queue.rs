@@ -286,3 +286,88 @@ async fn a_concurrent_index_build_waits_for_old_transactions_without_lock_timeou
         .await;
     assert!(valid);
 }
+
+#[tokio::test]
+async fn many_short_statements_are_watched_as_closely_as_one_long_one() {
+    let db = fresh_db("lock_queue_short_statements").await;
+    let m = Migrations::new();
+    let cfg = ConfigEnv::write(
+        &db,
+        &m,
+        "dev",
+        "blocking_timeout = \"1s\"\nlock_retries = 1\n",
+    );
+    setup(&cfg, &m, "CREATE TABLE busy (id int);");
+    let sleeps = "SELECT pg_sleep(0.05);\n".repeat(60);
+    m.add(
+        "20250101000000_many_short",
+        &format!("ALTER TABLE busy ADD COLUMN a int;\n{sleeps}"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = reader(app_session(&db, "reader").await, "busy", stop.clone());
+    let r = tokio::task::spawn_blocking(move || run(cfg.cmd(&["deploy"])))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let longest = reader.await.unwrap();
+    eprintln!("longest reader wait: {:.2}s", longest.as_secs_f64());
+    // Stopped by the watchdog each time, never mistaken for someone else's cancel.
+    r.assert_clean_error(6);
+    assert!(
+        r.stderr.contains("was stopped after 2 attempt(s)")
+            && !r.stderr.contains("cancelled by another session"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        longest < Duration::from_secs(2),
+        "a reader waited {longest:?}"
+    );
+}
+
+#[tokio::test]
+async fn another_sessions_concurrent_build_waiting_for_the_migration_is_not_a_victim() {
+    let db = fresh_db("lock_queue_other_build").await;
+    let m = Migrations::new();
+    let cfg = ConfigEnv::write(&db, &m, "dev", "blocking_timeout = \"1s\"\n");
+    setup(
+        &cfg,
+        &m,
+        "CREATE TABLE mine (id int); CREATE TABLE theirs (id int);",
+    );
+    m.add(
+        "20250101000000_long",
+        "ALTER TABLE mine ADD COLUMN a int;\nSELECT pg_sleep(3);\n",
+    );
+    let child = spawn(cfg.cmd(&["deploy"]));
+    let admin = db.client().await;
+    wait_for("the migration to run", Duration::from_secs(30), || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'SELECT pg_sleep(3)%'",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    // Waits for the migration's transaction to end, blocking no one.
+    let builder = db.client().await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("CREATE INDEX CONCURRENTLY theirs_id ON theirs (id)")
+            .await
+    });
+    let r = tokio::task::spawn_blocking(move || Run::from(child.wait_with_output().unwrap()))
+        .await
+        .unwrap();
+    build.await.unwrap().unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !r.stderr.contains("stopped and rolled back"),
+        "{}",
+        r.stderr
+    );
+}

@@ -282,6 +282,10 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
     let line = match event {
         DeployEvent::LockDisabled => format!("warning: {}", crate::migrate::deploy::LOCK_DISABLED),
         DeployEvent::WatchdogOff => format!("warning: {}", crate::migrate::deploy::WATCHDOG_OFF),
+        DeployEvent::WatchdogLost { cause } => format!(
+            "warning: {}: {cause}",
+            crate::migrate::deploy::WATCHDOG_LOST
+        ),
         DeployEvent::Blocking {
             name,
             attempt,

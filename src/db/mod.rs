@@ -102,7 +102,21 @@ impl Canceller {
         Ok(())
     }
 
+    /// Cancels the session's statement. First with pg_cancel_backend from a session of its
+    /// own: it has signalled the backend when it returns, so a statement that ends just before
+    /// the signal leaves it to be dropped by the idle backend. The protocol's cancel request,
+    /// the fallback (e.g. when no connection slot is left), is only sent by then and may still
+    /// be on its way when the next request starts.
     pub async fn cancel(&self) -> Result<()> {
+        if let Ok(other) = connect(&self.target.with_application_name("pgdeck-cancel")).await
+            && let Ok(row) = other
+                .client
+                .query_one("SELECT pg_cancel_backend($1)", &[&self.backend_pid])
+                .await
+            && row.get::<_, bool>(0)
+        {
+            return Ok(());
+        }
         let sent = if matches!(self.target.host, Host::Socket(_))
             || self.target.sslmode == SslMode::Disable
         {

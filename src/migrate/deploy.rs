@@ -8,6 +8,7 @@
 //! statements PostgreSQL refuses in a transaction runs statement by statement with Prisma's
 //! semantics: a started row that stays failed until resolved if anything goes wrong.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -169,6 +170,11 @@ pub enum DeployEvent {
     },
     /// `blocking_timeout = "off"`: nothing bounds how long traffic queues behind a migration.
     WatchdogOff,
+    /// The watchdog lost its session and could not open another: the rest of the deploy is
+    /// unwatched.
+    WatchdogLost {
+        cause: String,
+    },
     /// The watchdog cancelled a migration's statement: application sessions had queued behind
     /// its locks past `blocking_timeout`. Rolled back; retried in `retry_in_ms` unless that was
     /// the last attempt.
@@ -277,6 +283,10 @@ pub const LOCK_DISABLED: &str = "PRISMA_SCHEMA_DISABLE_ADVISORY_LOCK is set: the
 pub const WATCHDOG_OFF: &str = "blocking_timeout is off: nothing bounds how long application \
     sessions queue behind a migration's locks (lock_timeout bounds each single wait only)";
 
+/// What [`DeployEvent::WatchdogLost`] means, in words.
+pub const WATCHDOG_LOST: &str = "the lock-queue watchdog lost its session and could not open \
+    another, so the rest of this deploy is unwatched (lock_timeout still bounds each wait)";
+
 /// A [`DeployEvent::Blocking`] in words, for the CLI and the console alike.
 pub fn describe_blocking(
     name: &str,
@@ -344,19 +354,26 @@ pub async fn deploy_holding(
             None
         }
     };
-    let statement_timeout: String = client
-        .query_one("SELECT current_setting('statement_timeout')", &[])
+    let row = client
+        .query_one(
+            "SELECT current_setting('statement_timeout'), current_setting('server_version_num')::int",
+            &[],
+        )
         .await
-        .map_err(|e| query_error("preparing the session", &e))?
-        .get(0);
+        .map_err(|e| query_error("preparing the session", &e))?;
+    let statement_timeout: String = row.get(0);
+    let reset_sql = reset_session_sql(row.get(1));
     let run = Runner {
         client,
         canceller: db::Canceller::of(&session, target),
         cancel: &opts.cancel,
         backend_pid: session.backend_pid,
+        unwatched: AtomicBool::new(false),
+        events,
         target,
         ended: session.ended.clone(),
         statement_timeout,
+        reset_sql,
         watchdog: watchdog.as_ref(),
         lock_pid: lock.map(|l| l.pid),
         search_path: db::quote_ident(schema),
@@ -544,6 +561,17 @@ pub fn statements_for(m: &LocalMigration) -> Result<Vec<Statement>> {
             "remove it: a migration is applied and recorded in one transaction of its own; nothing was run",
         ));
     }
+    if let Some(s) = script.statements.iter().find(|s| s.copy_from_stdin) {
+        return Err(Error::input(
+            format!(
+                "{}:{}:{}: COPY ... FROM STDIN waits for data that a migration cannot send",
+                file.display(),
+                s.line,
+                s.column
+            ),
+            "write the rows as INSERT statements, or COPY from a file on the database server; nothing was run",
+        ));
+    }
     if let Some(s) = script.statements.iter().find(|s| s.aborts_transaction) {
         return Err(Error::input(
             format!(
@@ -654,8 +682,9 @@ async fn apply_in_transaction(
             }
             Err(Failure::Commit(error)) => {
                 let stop = run.server_stop(&error);
-                if stop.is_some_and(ServerStop::ends_session) {
-                    // The COMMIT may have reached the server before the session ended.
+                // An idle-in-transaction timeout ended the session before the COMMIT came; any
+                // other end may have come after the COMMIT reached the server.
+                if stop.is_some_and(|s| s.ends_session() && s != ServerStop::IdleInTransaction) {
                     return Err(Error::runtime(
                             format!(
                                 "the deploy's session ended while {} was committing ({}): it may or may not be applied",
@@ -950,7 +979,10 @@ async fn apply_statement_by_statement(
             match run.exec(&s.text, !s.concurrently).await {
                 // A plain statement that timed out waiting for its lock, or that the watchdog
                 // stopped, did nothing and can be retried.
-                Ran::Done(Err(e)) if is_lock_conflict(&e) && attempt < attempts => {
+                // (A concurrent build that failed may have left an INVALID index: never retried.)
+                Ran::Done(Err(e))
+                    if is_lock_conflict(&e) && !s.concurrently && attempt < attempts =>
+                {
                     let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
@@ -1000,13 +1032,27 @@ async fn apply_statement_by_statement(
                 migration: m.name.clone(),
             }));
         }
+        let server_stop = match &result {
+            Err(Stop::Sql(e)) => run.server_stop(e),
+            _ => None,
+        };
         let mut left_invalid = Vec::new();
+        let mut unchecked = None;
         if let Some(table) = &s.concurrent_index_on {
-            left_invalid = invalid_indexes(client, table)
-                .await?
-                .into_iter()
-                .filter(|i| !invalid_before.contains(i))
-                .collect();
+            // On a new session when the server ended this one.
+            let found = async {
+                let ledger = run.ledger_session(server_stop).await?;
+                invalid_indexes(ledger.client(), table).await
+            };
+            match found.await {
+                Ok(found) => {
+                    left_invalid = found
+                        .into_iter()
+                        .filter(|i| !invalid_before.contains(i))
+                        .collect();
+                }
+                Err(e) => unchecked = Some(format!("{table}: {}", e.cause)),
+            }
         }
         let problem = match result {
             Err(stop) => Some((Some(stop), left_invalid)),
@@ -1014,7 +1060,13 @@ async fn apply_statement_by_statement(
             Ok(()) => None,
         };
         if let Some((stop, invalid)) = problem {
-            let nothing_applied = i == 0 && invalid.is_empty();
+            let nothing_applied = i == 0 && invalid.is_empty() && unchecked.is_none();
+            // Nothing of it ran, stopped by something other than its SQL, and surely stopped
+            // (a lost connection leaves the statement maybe running): recorded as a rolled-back
+            // attempt, it simply deploys again.
+            let undone = nothing_applied
+                && (matches!(stop, Some(Stop::Cancelled | Stop::Blocking(_)))
+                    || server_stop.is_some_and(|s| s != ServerStop::Lost));
             let (mut logs, mut err) = match &stop {
                 Some(Stop::Blocking(b)) => (
                     blocking_logs(m, Some(s), b, attempt),
@@ -1032,11 +1084,17 @@ async fn apply_statement_by_statement(
                         e
                     },
                 ),
-                Some(Stop::Sql(e)) => (
-                    failure_logs(m, Some(s), e, attempt),
-                    sql_failure(m, Some(s), e, attempt, false, run.server_stop(e), run)
-                        .first_statement(i == 0, &m.name),
-                ),
+                Some(Stop::Sql(e)) => {
+                    let err = sql_failure(m, Some(s), e, attempt, undone, server_stop, run);
+                    (
+                        failure_logs(m, Some(s), e, attempt),
+                        if undone {
+                            err
+                        } else {
+                            err.first_statement(i == 0, &m.name)
+                        },
+                    )
+                }
                 Some(Stop::Cancelled | Stop::Abandoned) => (
                     format!(
                         "Migration: {}\nCancelled by the operator at statement {} of {} (line {}).\n",
@@ -1092,16 +1150,13 @@ async fn apply_statement_by_statement(
                     migration: m.name.clone(),
                 }];
             }
+            if let Some(why) = &unchecked {
+                err.hint = format!(
+                    "{} (whether it left an INVALID index could not be checked: {why})",
+                    err.hint
+                );
+            }
             logs.push_str(&format!("\nStatements applied before it: {i} of {total}\n"));
-            let server_stop = match &stop {
-                Some(Stop::Sql(e)) => run.server_stop(e),
-                _ => None,
-            };
-            // Nothing of it ran, stopped by something other than its SQL: recorded as a
-            // rolled-back attempt, it simply deploys again.
-            let undone = nothing_applied
-                && (matches!(stop, Some(Stop::Cancelled | Stop::Blocking(_)))
-                    || server_stop.is_some());
             let recorded = async {
                 let ledger = run.ledger_session(server_stop).await?;
                 ledger::record_failure(ledger.client(), schema, &id, &logs).await?;
@@ -1378,7 +1433,12 @@ trait FirstStatement {
 
 impl FirstStatement for Error {
     fn first_statement(mut self, first: bool, name: &str) -> Error {
-        if first && self.kind == ErrorKind::MigrationFailed {
+        if first
+            && matches!(
+                self.kind,
+                ErrorKind::MigrationFailed | ErrorKind::Runtime | ErrorKind::Interrupted
+            )
+        {
             self.hint = "it failed at its first statement, so nothing before it ran; undo what that \
                          statement may have left (a concurrent index build leaves an INVALID index), \
                          then record which"
@@ -1472,6 +1532,12 @@ fn stopped_by_server(
 ) -> Error {
     let name = &m.name;
     let (cause, why) = match stop {
+        ServerStop::StatementTimeout if run.statement_timeout == "0" => (
+            format!(
+                "migration {name} was stopped by a statement_timeout it sets itself at {at} (the role and database set none)"
+            ),
+            "raise or remove the SET statement_timeout in migration.sql",
+        ),
         ServerStop::StatementTimeout => (
             format!(
                 "migration {name} was stopped by statement_timeout ({}, set for the role or database) at {at}",
@@ -1509,10 +1575,11 @@ fn stopped_by_server(
             "once the server is reachable",
         ),
     };
-    let kind = if stop == ServerStop::Lost {
-        ErrorKind::Runtime
-    } else {
-        ErrorKind::Interrupted
+    let kind = match stop {
+        ServerStop::Lost => ErrorKind::Runtime,
+        // The migration's own SET: the cause is in its SQL after all.
+        ServerStop::StatementTimeout if run.statement_timeout == "0" => ErrorKind::MigrationFailed,
+        _ => ErrorKind::Interrupted,
     };
     if rolled_back {
         Error::new(
@@ -1766,11 +1833,16 @@ struct Runner<'a> {
     cancel: &'a CancellationToken,
     /// The deploy session's backend, which the watchdog watches.
     backend_pid: i32,
+    /// Set once the watchdog lost its session for good.
+    unwatched: AtomicBool,
+    events: Events<'a>,
     target: &'a DbTarget,
     /// What the server said when it ended the session, if it did.
     ended: db::Ended,
     /// The role's or database's statement_timeout, as the session started with it ("0": none).
     statement_timeout: String,
+    /// [`reset_session_sql`] for this server.
+    reset_sql: String,
     watchdog: Option<&'a Watchdog>,
     /// The backend holding the migration lock for this deploy, when it takes one.
     lock_pid: Option<i32>,
@@ -1783,8 +1855,18 @@ struct Runner<'a> {
 /// back to the role's and database's defaults), temporary tables, sequence caches, LISTENs,
 /// cursors held open and session advisory locks (the migration lock is held on a session of
 /// its own). [`Runner::reset_session`] then sets the target's search_path again.
-const RESET_SESSION: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP; \
-     DISCARD SEQUENCES; UNLISTEN *; CLOSE ALL; SELECT pg_catalog.pg_advisory_unlock_all()";
+///
+/// The deploy's session also keeps out of the role's `idle_session_timeout` (PostgreSQL 14 and
+/// later): it sits idle between attempts, for up to half a minute of backoff.
+fn reset_session_sql(server_version_num: i32) -> String {
+    let mut sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP; DISCARD SEQUENCES; \
+                   UNLISTEN *; CLOSE ALL; SELECT pg_catalog.pg_advisory_unlock_all()"
+        .to_owned();
+    if server_version_num >= 140000 {
+        sql.push_str("; SET idle_session_timeout = 0");
+    }
+    sql
+}
 
 /// The session a failure is recorded with.
 enum LedgerSession<'a> {
@@ -1828,9 +1910,20 @@ impl Runner<'_> {
         }
         let run = self.client.batch_execute(sql);
         tokio::pin!(run);
+        let watchdog = self
+            .watchdog
+            .filter(|_| watched && !self.unwatched.load(Ordering::Relaxed));
         let watch = async {
-            match self.watchdog.filter(|_| watched) {
-                Some(w) => w.watch(self.backend_pid).await,
+            match watchdog {
+                Some(w) => match w.watch(self.backend_pid).await {
+                    Ok(blocked) => blocked,
+                    Err(cause) => {
+                        // Said once; the deploy goes on as with the watchdog off.
+                        self.unwatched.store(true, Ordering::Relaxed);
+                        emit(self.events, DeployEvent::WatchdogLost { cause });
+                        std::future::pending().await
+                    }
+                },
                 None => std::future::pending().await,
             }
         };
@@ -1840,7 +1933,15 @@ impl Runner<'_> {
             () = self.cancel.cancelled() => None,
             blocked = watch => Some(blocked),
         };
-        let _ = self.canceller.cancel().await;
+        // The watchdog's own session cancels with pg_cancel_backend, which has signalled the
+        // backend when it returns; else a session of its own does (see db::Canceller).
+        let cancelled = match self.watchdog {
+            Some(w) => w.cancel(self.backend_pid).await,
+            None => false,
+        };
+        if !cancelled {
+            let _ = self.canceller.cancel().await;
+        }
         match tokio::time::timeout(CANCEL_GRACE, run).await {
             Ok(Err(e)) if db::sqlstate(&e) == Some(&SqlState::QUERY_CANCELED) => match stopped {
                 Some(blocked) => Ran::Blocking(blocked),
@@ -1861,7 +1962,12 @@ impl Runner<'_> {
             // The request after the server's last word only sees a closed connection.
             None => match self.ended.reason() {
                 Some(said) => said,
-                None => return Some(ServerStop::Lost),
+                None if e.is_closed() || self.client.is_closed() => {
+                    return Some(ServerStop::Lost);
+                }
+                // A client-side error on a live connection (an unexpected message): no cause
+                // from the server to name.
+                None => return None,
             },
         };
         let class = &code.code()[..2];
@@ -1883,7 +1989,10 @@ impl Runner<'_> {
             c if c == SqlState::ADMIN_SHUTDOWN || c == SqlState::IDLE_SESSION_TIMEOUT => {
                 ServerStop::Terminated
             }
-            _ if class == "53" || class == "58" => ServerStop::Resources,
+            // Class 58 also holds "file not found" for a COPY or a function: that is the SQL's.
+            c if class == "53" || c == SqlState::SYSTEM_ERROR || c == SqlState::IO_ERROR => {
+                ServerStop::Resources
+            }
             _ if class == "08" || class == "57" => ServerStop::Lost,
             _ => return None,
         })
@@ -1906,7 +2015,7 @@ impl Runner<'_> {
     /// reaches the next one or a ledger write. Two requests sent together.
     async fn reset_session(&self) -> Result<(), tokio_postgres::Error> {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.search_path];
-        let reset = self.client.batch_execute(RESET_SESSION);
+        let reset = self.client.batch_execute(&self.reset_sql);
         let path = self.client.query_one(&self.set_search_path, &params);
         futures_util::future::try_join(reset, path).await.map(drop)
     }

@@ -42,6 +42,8 @@ pub struct Statement {
     /// that blocks reads or writes, but waits for every older transaction, so it runs without
     /// `lock_timeout` and unwatched by the lock-queue watchdog.
     pub concurrently: bool,
+    /// COPY ... FROM STDIN: it waits for data a migration cannot send.
+    pub copy_from_stdin: bool,
 }
 
 impl Statement {
@@ -156,6 +158,7 @@ impl Script {
             two_phase: false,
             concurrent_index_on: None,
             concurrently: false,
+            copy_from_stdin: false,
         }
     }
 }
@@ -253,6 +256,8 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
         ),
         concurrent_index_on,
         concurrently,
+        copy_from_stdin: matches!(stmt, ast::Stmt::Copy(_))
+            && has_token(node, SyntaxKind::STDIN_KW),
     }
 }
 

@@ -442,6 +442,10 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
                 "warning: {}",
                 crate::migrate::deploy::WATCHDOG_OFF
             ))],
+            DeployEvent::WatchdogLost { cause } => vec![line(format!(
+                "warning: {}: {cause}",
+                crate::migrate::deploy::WATCHDOG_LOST
+            ))],
             DeployEvent::Blocking {
                 name,
                 attempt,
