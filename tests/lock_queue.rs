@@ -371,3 +371,67 @@ async fn another_sessions_concurrent_build_waiting_for_the_migration_is_not_a_vi
         r.stderr
     );
 }
+
+#[tokio::test]
+async fn a_watchdog_whose_session_is_terminated_opens_another_and_keeps_the_bound() {
+    let db = fresh_db("lock_queue_watchdog_lost").await;
+    let m = Migrations::new();
+    let cfg = ConfigEnv::write(
+        &db,
+        &m,
+        "dev",
+        "blocking_timeout = \"1s\"\nlock_retries = 0\n",
+    );
+    setup(&cfg, &m, "CREATE TABLE busy (id int);");
+    m.add(
+        "20250101000000_slow_under_lock",
+        "ALTER TABLE busy ADD COLUMN a int;\nSELECT pg_sleep(5);\n",
+    );
+    let child = spawn(cfg.cmd(&["deploy"]));
+    let admin = db.client().await;
+    wait_for("the migration to run", Duration::from_secs(30), || async {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'SELECT pg_sleep(5)%'",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    wait_for(
+        "the watchdog's session to be terminated",
+        Duration::from_secs(30),
+        || async {
+            admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = 'pgdeck-watchdog'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = reader(app_session(&db, "reader").await, "busy", stop.clone());
+    let r = tokio::task::spawn_blocking(move || Run::from(child.wait_with_output().unwrap()))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let longest = reader.await.unwrap();
+    r.assert_clean_error(6);
+    assert!(
+        r.stderr.contains("was stopped after 1 attempt(s)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        longest < Duration::from_secs(2),
+        "a reader waited {longest:?}"
+    );
+}
