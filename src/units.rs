@@ -83,3 +83,39 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(1)), "1 ms");
     }
 }
+
+/// Text safe to put on a terminal: control characters (an escape sequence in a folder name, a
+/// server message, a hook's output) are shown escaped, `\u{1b}[31m`, instead of being obeyed.
+/// Newlines and tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_are_shown_not_obeyed() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            printable("red\x1b[31m!\r\x07"),
+            "red\\u{1b}[31m!\\u{d}\\u{7}"
+        );
+        assert_eq!(printable("\u{9b}2J"), "\\u{9b}2J");
+    }
+}

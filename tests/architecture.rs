@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("events", 0),
     ("checklist", 0),
     ("target", 1),
+    ("files", 0),
     ("db", 2),
     ("journal", 2),
     ("migrate", 3),

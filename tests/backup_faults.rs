@@ -116,3 +116,122 @@ async fn the_server_going_away_mid_dump_keeps_nothing() {
     assert!(r.stderr.contains("nothing was kept"), "{}", r.stderr);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
 }
+
+#[tokio::test]
+async fn a_signal_mid_dump_stops_pg_dump_and_its_workers_and_keeps_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for (signal, format) in [(Signal::SIGINT, "directory"), (Signal::SIGTERM, "custom")] {
+        let db = fresh_db("backup_signal").await;
+        db.exec(
+            "CREATE TABLE a AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 300000) g; \
+             CREATE TABLE b AS SELECT * FROM a;",
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let m = Migrations::new();
+        let mut args = vec![
+            "backup",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "create",
+            "--format",
+            format,
+        ];
+        if format == "directory" {
+            args.extend(["--jobs", "2"]);
+        }
+        let child = spawn(pgdeck(&db, m.path(), &args));
+        let admin = db.client().await;
+        wait_for("pg_dump to copy", Duration::from_secs(30), || async {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'pgdeck-backup' AND query LIKE 'COPY%'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) >= 1)
+                .unwrap_or(false)
+        })
+        .await;
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let r = Run::from(child.wait_with_output().unwrap());
+        r.assert_clean_error(i32::from(exit::CANCELLED));
+        assert!(
+            r.stderr.contains("backup cancelled"),
+            "{signal}: {}",
+            r.stderr
+        );
+        assert!(
+            names(dir.path()).is_empty(),
+            "{signal}: {:?}",
+            names(dir.path())
+        );
+        // No pg_dump (nor a worker of it) is left connected.
+        wait_for(
+            "pg_dump's sessions to end",
+            Duration::from_secs(10),
+            || async {
+                admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'pgdeck-backup'",
+                        &[],
+                    )
+                    .await
+                    .map(|r| r.get::<_, i64>(0) == 0)
+                    .unwrap_or(false)
+            },
+        )
+        .await;
+    }
+}
+
+#[test]
+fn leftovers_of_an_interrupted_backup_are_listed_and_pruned_once_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("app_dev_20250101_000000.dump.partial");
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let stale_dir = dir.path().join("app_dev_20250101_000001.dir.partial");
+    std::fs::create_dir(&stale_dir).unwrap();
+    std::fs::write(stale_dir.join("toc.dat"), "x").unwrap();
+    let fresh = dir.path().join("app_dev_20250101_000002.dump.partial");
+    std::fs::write(&fresh, "being written").unwrap();
+    let old = std::process::Command::new("touch")
+        .args(["-d", "1 hour ago"])
+        .arg(&stale)
+        .arg(&stale_dir)
+        .arg(stale_dir.join("toc.dat"))
+        .status()
+        .unwrap();
+    assert!(old.success());
+    let backup = |args: &[&str]| {
+        let mut cmd = pgdeck_cmd();
+        cmd.args([
+            "--database-url",
+            "postgresql://app@127.0.0.1:1/app",
+            "backup",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .args(args);
+        run(cmd)
+    };
+    let list = backup(&["list"]);
+    assert_eq!(list.code, 0, "{list:?}");
+    assert!(
+        list.stdout
+            .contains("leftover app_dev_20250101_000000.dump.partial")
+            && list.stdout.contains("an interrupted backup")
+            && list.stdout.contains("a backup may be writing it now"),
+        "{}",
+        list.stdout
+    );
+    let pruned = backup(&["prune", "--yes"]);
+    assert_eq!(pruned.code, 0, "{pruned:?}");
+    assert!(
+        !stale.exists() && !stale_dir.exists() && fresh.exists(),
+        "{pruned:?}"
+    );
+}

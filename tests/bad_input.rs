@@ -324,3 +324,18 @@ fn numbers_that_would_turn_safety_off_or_panic_are_refused_with_the_settings_nam
         assert!(r.stderr.contains(flag), "{args:?}: {}", r.stderr);
     }
 }
+
+#[tokio::test]
+async fn hidden_entries_in_the_migrations_folder_are_skipped_as_prisma_skips_them() {
+    let db = fresh_db("hidden_entries").await;
+    let m = Migrations::new();
+    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    std::fs::create_dir_all(m.path().join(".git/objects")).unwrap();
+    std::fs::create_dir(m.path().join(".DS_Store")).unwrap();
+    std::fs::create_dir(m.path().join(".20250102000000_editor_swap")).unwrap();
+    let r = run(pgdeck(&db, m.path(), &["status"]));
+    assert_eq!(r.code, i32::from(exit::PENDING), "{r:?}");
+    let r = run(pgdeck(&db, m.path(), &["deploy"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(db.ledger().await.len(), 1);
+}

@@ -306,6 +306,106 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
     let mut c = pgdeck(&db, Path::new("/nonexistent/migrations"), &["status"]);
     c.arg("--json");
     case("folder: missing folder", c, exit::USAGE, "");
+
+    // Hostile files: links that leave the folder, pipes in place of files.
+    let secret = dir.join("credentials.txt");
+    std::fs::write(&secret, "aws_secret_access_key=corpus-leak-7f3a").unwrap();
+    let m = folder_with(&[("20250101000000_ok", b"CREATE TABLE corpus_never (id int);")]);
+    let linked = m.path().join("20250102000000_linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(&secret, linked.join("migration.sql")).unwrap();
+    case(
+        "folder: migration.sql linked outside the folder",
+        deploy(&m),
+        exit::USAGE,
+        "outside",
+    );
+    keep.push(m);
+    let fifo = |path: &Path| nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    for (name, file) in [
+        ("folder: migration.sql is a FIFO", "migration.sql"),
+        ("folder: down.sql is a FIFO", "down.sql"),
+    ] {
+        let m = folder_with(&[("20250101000000_ok", b"CREATE TABLE corpus_never (id int);")]);
+        let folder = m.path().join("20250102000000_piped");
+        std::fs::create_dir(&folder).unwrap();
+        if file == "down.sql" {
+            std::fs::write(folder.join("migration.sql"), "SELECT 1;").unwrap();
+        }
+        fifo(&folder.join(file));
+        case(name, deploy(&m), exit::USAGE, "named pipe (FIFO)");
+        keep.push(m);
+    }
+    let m = folder_with(&[("20250101000000_ok", b"CREATE TABLE corpus_never (id int);")]);
+    let _ = std::fs::remove_file(m.path().join("migration_lock.toml"));
+    fifo(&m.path().join("migration_lock.toml"));
+    case(
+        "folder: migration_lock.toml is a FIFO",
+        deploy(&m),
+        exit::USAGE,
+        "named pipe (FIFO)",
+    );
+    keep.push(m);
+    let m = folder_with(&[(
+        "20250101000000_red\x1b[31m",
+        b"CREATE TABLE corpus_never (id int);",
+    )]);
+    case(
+        "folder: a control character in a folder name",
+        deploy(&m),
+        exit::USAGE,
+        "control character",
+    );
+    keep.push(m);
+    let piped_config = dir.join("piped.toml");
+    fifo(&piped_config);
+    let mut c = pgdeck_cmd();
+    c.arg("--config").arg(&piped_config).arg("status");
+    case(
+        "config: the file is a FIFO",
+        c,
+        exit::USAGE,
+        "named pipe (FIFO)",
+    );
+    let piped_ca = dir.join("piped-ca.pem");
+    fifo(&piped_ca);
+    case(
+        "url: sslrootcert is a FIFO",
+        url_cmd(
+            &format!(
+                "postgresql://app@127.0.0.1:1/app?sslmode=verify-full&sslrootcert={}",
+                piped_ca.display()
+            ),
+            e,
+        ),
+        exit::USAGE,
+        "named pipe (FIFO)",
+    );
+    case(
+        "url: one slash after the scheme",
+        url_cmd("postgresql:/app:Corpus-Pw-91@prod.example.com/app", e),
+        exit::USAGE,
+        "does not start with postgresql://",
+    );
+    for (name, url, says) in [
+        (
+            "url: empty schema",
+            "postgresql://app@127.0.0.1:1/app?schema=",
+            "is empty",
+        ),
+        (
+            "url: pg_temp schema",
+            "postgresql://app@127.0.0.1:1/app?schema=pg_temp",
+            "system schema",
+        ),
+        (
+            "url: schema over 63 bytes",
+            "postgresql://app@127.0.0.1:1/app?schema=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "63 bytes",
+        ),
+    ] {
+        case(name, url_cmd(url, e), exit::USAGE, says);
+    }
     let m = folder_with(&[(
         "20250101000000_bad_sql",
         b"CREATE TABLE corpus_never (id int);\nCREAT TABLE oops (id int);",
@@ -564,6 +664,12 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
         } else {
             None
         };
+        let problem = problem.or_else(|| {
+            ["corpus-leak-7f3a", "Corpus-Pw-91", "\x1b["]
+                .iter()
+                .find(|leak| r.stderr.contains(**leak) || r.stdout.contains(**leak))
+                .map(|leak| format!("printed {leak:?}"))
+        });
         if let Some(p) = problem {
             failures.push(format!(
                 "{}: {p}\n--- stdout\n{}--- stderr\n{}",

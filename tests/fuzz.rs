@@ -137,6 +137,54 @@ proptest! {
     }
 
     #[test]
+    fn a_migrations_folder_is_read_or_refused_with_an_input_error(
+        entries in proptest::collection::vec(
+            (
+                prop_oneof![
+                    "[0-9]{14}_[a-z_]{1,10}",
+                    "\\PC{1,20}",
+                    "\\.[a-z]{1,6}",
+                    "[0-9]{14}_[a-z]{1,4}[\\x00-\\x1f\\x7f]",
+                ],
+                proptest::collection::vec(any::<u8>(), 0..64),
+                0u8..5,
+            ),
+            0..6,
+        ),
+        lock in proptest::option::of("\\PC{0,40}"),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(lock) = &lock {
+            std::fs::write(dir.path().join("migration_lock.toml"), lock).unwrap();
+        }
+        for (name, bytes, shape) in &entries {
+            // Names the file system refuses (a '/', a NUL) are not a folder's to hold.
+            if name.contains('/') || name.contains('\0') || name == "." || name == ".." {
+                continue;
+            }
+            let folder = dir.path().join(name);
+            if std::fs::create_dir(&folder).is_err() {
+                continue;
+            }
+            let script = folder.join("migration.sql");
+            match shape {
+                0 => std::fs::write(&script, bytes).unwrap(),
+                1 => {
+                    std::fs::write(&script, bytes).unwrap();
+                    std::fs::write(folder.join("down.sql"), bytes).unwrap();
+                }
+                2 => nix::unistd::mkfifo(&script, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                3 => std::os::unix::fs::symlink("/etc/hostname", &script).unwrap(),
+                _ => {}
+            }
+        }
+        match pgdeck::migrate::MigrationsDir::load(dir.path()) {
+            Ok(d) => prop_assert!(d.migrations.iter().all(|m| !m.name.starts_with('.'))),
+            Err(e) => prop_assert_eq!(e.kind, pgdeck::error::ErrorKind::Input, "{}", e.cause),
+        }
+    }
+
+    #[test]
     fn a_url_is_parsed_or_refused_with_an_input_error(url in prop_oneof![
         "\\PC{0,80}",
         "postgres(ql)?://[a-z:@%]{0,12}[a-z0-9.\\[\\]:]{0,15}(/[a-z%]{0,8})?(\\?[a-z_=&%]{0,30})?",

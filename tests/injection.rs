@@ -29,8 +29,10 @@ async fn hostile_schema_migration_and_table_names_never_become_sql() {
     )
     .unwrap();
 
-    // The schema comes from ?schema= (percent-encoded, as in a real URL).
-    let encoded: String = url::form_urlencoded::byte_serialize(EVIL.as_bytes()).collect();
+    // The schema comes from ?schema= (percent-encoded, as in a real URL; libpq reads no '+' as
+    // a space).
+    let encoded =
+        percent_encoding::utf8_percent_encode(EVIL, percent_encoding::NON_ALPHANUMERIC).to_string();
     let url = format!(
         "{}&schema={encoded}",
         db.url().split("&schema=").next().unwrap()

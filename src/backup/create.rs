@@ -29,6 +29,8 @@ pub struct CreateOptions {
     pub format: BackupFormat,
     /// Parallel pg_dump workers (directory format only).
     pub jobs: u32,
+    /// Stops the backup: pg_dump and its workers are ended, the partial file removed.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// A file-name-safe version of a database or environment name.
@@ -152,7 +154,10 @@ pub async fn create(
     command
         .args(["--verbose", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // A group of its own, so that its -j workers end with it, and a terminal's SIGINT
+        // reaches pgdeck, which stops it, rather than pg_dump alone.
+        .process_group(0);
     match opts.format {
         BackupFormat::Custom => {
             command.arg("--format=custom").stdout(Stdio::piped());
@@ -295,11 +300,23 @@ pub async fn create(
         Ok::<_, Error>(rows)
     };
 
-    let (copied, last_error, rows) = tokio::join!(copy, log, counts);
+    let work = async { tokio::join!(copy, log, counts) };
+    let (copied, last_error, rows) = tokio::select! {
+        done = work => done,
+        () = opts.cancel.cancelled() => {
+            tools::end_group(&mut child).await;
+            // The partial file goes when this returns; the snapshot's session with it.
+            return Err(Error::cancelled(
+                "backup cancelled: pg_dump and its workers were stopped and the partial file removed; nothing was kept",
+                "take the backup again",
+            )
+            .with(Remedy::TakeBackup));
+        }
+    };
     let copied = match copied {
         Ok(c) => c,
         Err(e) => {
-            let _ = child.kill().await;
+            tools::end_group(&mut child).await;
             return Err(e);
         }
     };
@@ -308,6 +325,13 @@ pub async fn create(
         .await
         .map_err(|e| Error::runtime(format!("waiting for pg_dump: {e}"), "see the error above"))?;
     if !status.success() {
+        // Counting a table the role cannot read aborts the snapshot's transaction, and pg_dump
+        // then reports only "could not import the requested snapshot": the count's error is
+        // the cause.
+        if let Err(mut e) = rows {
+            e.cause = format!("the backup failed, nothing was kept: {}", e.cause);
+            return Err(e.with(Remedy::TakeBackup));
+        }
         let cause = if last_error.is_empty() {
             format!("pg_dump exited with {status}")
         } else {

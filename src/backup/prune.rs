@@ -78,3 +78,81 @@ pub fn apply(dir: &Path, decisions: &[PruneDecision]) -> Result<usize> {
     }
     Ok(deleted)
 }
+
+/// What an interrupted backup left behind (a power cut, a SIGKILL): a `.partial` dump or
+/// folder, or a catalog entry's `.json.tmp`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Leftover {
+    pub file: String,
+    pub bytes: u64,
+    pub modified: DateTime<Utc>,
+    /// Untouched for [`LEFTOVER_AGE`]: no backup is still writing it, so prune removes it.
+    pub stale: bool,
+}
+
+/// How long a partial file must sit unchanged before prune takes it for a crash's leftover
+/// rather than a backup running now.
+pub const LEFTOVER_AGE: Duration = Duration::minutes(15);
+
+/// The leftovers in `dir`, oldest first. Only plain entries are looked at (a link is not
+/// followed), and only by name inside the folder.
+pub fn leftovers(dir: &Path, now: DateTime<Utc>) -> Vec<Leftover> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Leftover> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_owned();
+            if !(file.ends_with(".partial") || file.ends_with(".json.tmp")) {
+                return None;
+            }
+            let meta = e.path().symlink_metadata().ok()?;
+            if !(meta.is_file() || meta.is_dir()) {
+                return None;
+            }
+            let (bytes, newest) = if meta.is_dir() {
+                std::fs::read_dir(e.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|f| f.path().symlink_metadata().ok())
+                    .fold((0, meta.modified().ok()), |(b, t), m| {
+                        (b + m.len(), t.max(m.modified().ok()))
+                    })
+            } else {
+                (meta.len(), meta.modified().ok())
+            };
+            let modified: DateTime<Utc> = newest?.into();
+            Some(Leftover {
+                file,
+                bytes,
+                modified,
+                stale: now - modified >= LEFTOVER_AGE,
+            })
+        })
+        .collect();
+    out.sort_by_key(|l| l.modified);
+    out
+}
+
+/// Removes the stale leftovers; returns how many.
+pub fn remove_leftovers(dir: &Path, leftovers: &[Leftover]) -> Result<usize> {
+    let mut removed = 0;
+    for l in leftovers.iter().filter(|l| l.stale) {
+        let path = dir.join(&l.file);
+        let done = match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => continue,
+        };
+        done.map_err(|e| {
+            Error::runtime(
+                format!("cannot delete {}: {e}", path.display()),
+                "check permissions",
+            )
+        })?;
+        removed += 1;
+    }
+    Ok(removed)
+}

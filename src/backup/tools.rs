@@ -138,3 +138,24 @@ pub fn command(tool: &Tool, target: &DbTarget) -> Command {
     }
     cmd
 }
+
+/// Ends a child started in a process group of its own, and everything in that group (pg_dump's
+/// `-j` workers, a hook's pipeline): SIGTERM, then SIGKILL after 5 s; waits for the child.
+pub async fn end_group(child: &mut tokio::process::Child) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    let Some(pid) = child.id() else {
+        return;
+    };
+    let group = Pid::from_raw(pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // Workers that outlived their parent.
+    let _ = killpg(group, Signal::SIGKILL);
+}

@@ -106,6 +106,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                     Format::Directory => BackupFormat::Directory,
                 },
                 jobs: *jobs,
+                cancel: job.cancel.clone(),
             };
             let entry = with_progress(json, |tx| async move {
                 backup::create(&env.target, &opts, &tx).await
@@ -154,16 +155,34 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
         }
         BackupCommand::List => {
             let entries = catalog::list(&dir)?;
+            let leftovers = prune::leftovers(&dir, chrono::Utc::now());
             if json {
                 let list: Vec<_> = entries
                     .iter()
                     .map(|(e, present)| json!({ "backup": e, "file_present": present }))
                     .collect();
-                output::json(&json!({ "ok": true, "dir": dir, "backups": list }));
-            } else if entries.is_empty() {
-                output::stdout(&format!("no backups in {}", dir.display()));
+                output::json(
+                    &json!({ "ok": true, "dir": dir, "backups": list, "leftovers": leftovers }),
+                );
             } else {
-                output::stdout(&list_table(&entries));
+                if entries.is_empty() {
+                    output::stdout(&format!("no backups in {}", dir.display()));
+                } else {
+                    output::stdout(&list_table(&entries));
+                }
+                for l in &leftovers {
+                    output::stdout(&format!(
+                        "leftover {}: {}, last written {}{}",
+                        l.file,
+                        crate::units::human_bytes(l.bytes as i64),
+                        l.modified.format("%Y-%m-%d %H:%M:%S UTC"),
+                        if l.stale {
+                            " (an interrupted backup: `pgdeck backup prune --yes` removes it)"
+                        } else {
+                            " (a backup may be writing it now)"
+                        }
+                    ));
+                }
             }
             Ok(exit::OK)
         }
@@ -247,17 +266,33 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                 env.backup.keep_verified,
                 chrono::Utc::now(),
             )?;
-            let deleted = if *yes {
-                prune::apply(&dir, &decisions)?
+            let leftovers = prune::leftovers(&dir, chrono::Utc::now());
+            let (deleted, removed) = if *yes {
+                (
+                    prune::apply(&dir, &decisions)?,
+                    prune::remove_leftovers(&dir, &leftovers)?,
+                )
             } else {
-                0
+                (0, 0)
             };
             if json {
-                output::json(
-                    &json!({ "ok": true, "deleted": deleted, "applied": yes, "decisions": decisions }),
-                );
+                output::json(&json!({
+                    "ok": true,
+                    "deleted": deleted,
+                    "applied": yes,
+                    "decisions": decisions,
+                    "leftovers": leftovers,
+                    "leftovers_removed": removed,
+                }));
             } else {
                 let mut text = String::new();
+                for l in leftovers.iter().filter(|l| l.stale) {
+                    let verb = if *yes { "removed" } else { "would remove" };
+                    text.push_str(&format!(
+                        "  {verb:<12} {}  (left by an interrupted backup)\n",
+                        l.file
+                    ));
+                }
                 for d in &decisions {
                     let verb = match (d.delete, yes) {
                         (true, true) => "deleted",
@@ -300,10 +335,14 @@ fn newest(dir: &std::path::Path, database: &str, environment: &str) -> Result<Pa
 }
 
 impl BackupArgs {
-    /// Restore stops itself when cancelled (pg_restore stopped, its transaction rolled back);
+    /// Restore and create stop themselves when cancelled (pg_restore stopped and its
+    /// transaction rolled back; pg_dump's process group ended and the partial file removed);
     /// the rest only read, or clean up after themselves when dropped.
     pub fn stops_itself(&self) -> bool {
-        matches!(self.command, BackupCommand::Restore { .. })
+        matches!(
+            self.command,
+            BackupCommand::Restore { .. } | BackupCommand::Create { .. }
+        )
     }
 }
 

@@ -229,7 +229,7 @@ fn sql_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn read_input(path: PathBuf) -> Input {
-    let text = match std::fs::read(&path) {
+    let text = match crate::files::read(&path, None) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
             Error::input(
                 format!(

@@ -16,14 +16,14 @@ use crate::error::{Ask, Error, Remedy, Result};
 use crate::migrate::{DeployEvent, MigrationState, StatusReport};
 use crate::release::{self, Confirmation, Environment};
 use crate::target::secret::scrub;
-use crate::units::human_bytes;
+use crate::units::{human_bytes, printable};
 
 pub fn error(e: &Error) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", scrub(&e.cause));
+    let _ = writeln!(err, "error: {}", printable(&scrub(&e.cause)));
     let hint = hint(e);
     if !hint.is_empty() {
-        let _ = writeln!(err, "hint: {}", scrub(&hint));
+        let _ = writeln!(err, "hint: {}", printable(&scrub(&hint)));
     }
 }
 
@@ -104,14 +104,16 @@ pub fn remedy(r: &Remedy) -> String {
     }
 }
 
+/// A line on stdout: passwords scrubbed, control characters shown escaped.
 pub fn stdout(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", scrub(text));
+    let _ = writeln!(out, "{}", printable(&scrub(text)));
 }
 
+/// A line on stderr: passwords scrubbed, control characters shown escaped.
 pub fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{}", scrub(text));
+    let _ = writeln!(err, "{}", printable(&scrub(text)));
 }
 
 pub fn json(value: &serde_json::Value) {
@@ -446,7 +448,7 @@ async fn ask_on_terminal(ask: &Ask, cancel: &CancellationToken) -> Result<Confir
 /// open ends the command at once (nothing has started).
 async fn read_answer(prompt: String, cancel: &CancellationToken) -> Result<String> {
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{}", scrub(&prompt));
+    let _ = write!(err, "{}", printable(&scrub(&prompt)));
     let _ = err.flush();
     drop(err);
     let read = tokio::task::spawn_blocking(|| {

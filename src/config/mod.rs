@@ -160,28 +160,34 @@ struct LintFile {
 /// The config file that applies, by DESIGN's lookup order: `--config`, `$PGDECK_CONFIG`,
 /// `./pgdeck.toml`, `./config/pgdeck.toml`, then the user config dir.
 pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Option<PathBuf>> {
+    let refused = |path: &Path, e: crate::files::Refused| {
+        Error::input(
+            format!("config file {} is not read: {e}", path.display()),
+            "point at the pgdeck.toml file itself",
+        )
+    };
     if let Some(path) = explicit {
-        return if path.is_file() {
-            Ok(Some(path.to_owned()))
-        } else {
-            Err(Error::input(
+        return match crate::files::regular(path) {
+            Ok(true) => Ok(Some(path.to_owned())),
+            Ok(false) => Err(Error::input(
                 format!("config file {} does not exist", path.display()),
                 "check the --config path",
-            ))
+            )),
+            Err(e) => Err(refused(path, e)),
         };
     }
     if let Some(path) = vars.var("PGDECK_CONFIG") {
         let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(Some(path))
-        } else {
-            Err(Error::input(
+        return match crate::files::regular(&path) {
+            Ok(true) => Ok(Some(path)),
+            Ok(false) => Err(Error::input(
                 format!(
                     "PGDECK_CONFIG names {}, which does not exist",
                     path.display()
                 ),
                 "fix or unset PGDECK_CONFIG",
-            ))
+            )),
+            Err(e) => Err(refused(&path, e)),
         };
     }
     let mut candidates = vec![
@@ -343,10 +349,10 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::files::read_to_string(path, None).map_err(|e| {
         Error::input(
             format!("cannot read config file {}: {e}", path.display()),
-            "check the file exists, is readable and is UTF-8",
+            "check the file exists, is a regular file, is readable and is UTF-8",
         )
     })?;
     toml::from_str(&text).map_err(|e| {

@@ -260,6 +260,15 @@ fn connect_error(target: &DbTarget, err: &tokio_postgres::Error) -> Error {
         return Error::runtime(cause, hint);
     }
     let detail = flatten(err);
+    if detail.contains("password missing") {
+        return Error::runtime(
+            format!(
+                "{server} asks for a password for user '{}', and none was given",
+                target.user
+            ),
+            "give it in the URL (percent-encoded), in PGPASSWORD, or in ~/.pgpass (mode 0600)",
+        );
+    }
     let hint = if detail.contains("certificate") || detail.contains("TLS") || detail.contains("tls")
     {
         "check sslmode and sslrootcert: verify-full needs the CA that signed the server's certificate \

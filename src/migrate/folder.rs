@@ -95,8 +95,23 @@ impl MigrationsDir {
             })?;
             // Loose files (the lock file, READMEs) are not migrations; symlinked folders are. An
             // entry that cannot even be looked at (a symlink loop, a dangling link) is refused
-            // rather than skipped: it may be a migration that would silently go missing.
+            // rather than skipped: it may be a migration that would silently go missing. Hidden
+            // entries (.git, .DS_Store, an editor's swap folder) are skipped, as Prisma does.
             let p = entry.path();
+            let name = entry.file_name();
+            if name.as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            if let Some(c) = name.to_string_lossy().chars().find(|c| c.is_control()) {
+                return Err(Error::input(
+                    format!(
+                        "the migrations folder holds an entry whose name has a control character ({:?}): {}",
+                        c,
+                        name.to_string_lossy().escape_debug()
+                    ),
+                    "rename it to <timestamp>_<name> using letters, digits and _",
+                ));
+            }
             match std::fs::metadata(&p) {
                 Ok(meta) if meta.is_dir() => dirs.push(p),
                 Ok(_) => {}
@@ -119,7 +134,7 @@ impl MigrationsDir {
         });
         let migrations = dirs
             .iter()
-            .map(|d| load_migration(d))
+            .map(|d| load_migration(path, d))
             .collect::<Result<Vec<_>>>()?;
         Ok(MigrationsDir {
             path: path.to_owned(),
@@ -132,7 +147,24 @@ impl MigrationsDir {
     }
 }
 
-fn load_migration(dir: &Path) -> Result<LocalMigration> {
+/// Reads a migration's file: a regular file whose real path is inside the migrations folder.
+/// `Ok(None)` when it does not exist.
+fn read_inside(root: &Path, path: &Path) -> Result<Option<Vec<u8>>> {
+    match crate::files::read(path, Some(root)) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e @ crate::files::Refused::Io(_)) => Err(Error::input(
+            format!("cannot read {}: {e}", path.display()),
+            "check the file's permissions",
+        )),
+        Err(e) => Err(Error::input(
+            format!("{} is not read: {e}", path.display()),
+            "a migration's files are regular files inside the migrations folder: replace it with the file itself",
+        )),
+    }
+}
+
+fn load_migration(root: &Path, dir: &Path) -> Result<LocalMigration> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -144,13 +176,11 @@ fn load_migration(dir: &Path) -> Result<LocalMigration> {
         })?
         .to_owned();
     let script_path = dir.join("migration.sql");
-    let script = std::fs::read(&script_path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            "every migration folder needs a migration.sql: add it, or move the folder out of the migrations folder"
-        } else {
-            "check the file's permissions"
-        };
-        Error::input(format!("cannot read {}: {e}", script_path.display()), hint)
+    let script = read_inside(root, &script_path)?.ok_or_else(|| {
+        Error::input(
+            format!("cannot read {}: no such file", script_path.display()),
+            "every migration folder needs a migration.sql: add it, or move the folder out of the migrations folder",
+        )
     })?;
     if let Err(e) = std::str::from_utf8(&script) {
         return Err(Error::input(
@@ -173,20 +203,14 @@ fn load_migration(dir: &Path) -> Result<LocalMigration> {
         ));
     }
     let down_path = dir.join("down.sql");
-    let down = match std::fs::read(&down_path) {
-        Ok(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
+    let down = match read_inside(root, &down_path)? {
+        Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
             Error::input(
                 format!("{} is not valid UTF-8", down_path.display()),
                 "save the file as UTF-8",
             )
         })?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(Error::input(
-                format!("cannot read {}: {e}", down_path.display()),
-                "check the file's permissions",
-            ));
-        }
+        None => None,
     };
     Ok(LocalMigration {
         checksum: hex::encode(Sha256::digest(&script)),
@@ -199,16 +223,15 @@ fn load_migration(dir: &Path) -> Result<LocalMigration> {
 
 fn check_lock_file(dir: &Path) -> Result<()> {
     let path = dir.join(LOCK_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Error::input(
-                format!("cannot read {}: {e}", path.display()),
-                "check the file's permissions",
-            ));
-        }
+    let Some(bytes) = read_inside(dir, &path)? else {
+        return Ok(());
     };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::input(
+            format!("{} is not valid UTF-8", path.display()),
+            "restore Prisma's three-line file: provider = \"postgresql\"",
+        )
+    })?;
     #[derive(serde::Deserialize)]
     struct Lock {
         provider: Option<String>,

@@ -129,7 +129,23 @@ impl DbTarget {
     /// Builds a target from a `postgres://` or `postgresql://` URL; libpq variables fill what the
     /// URL leaves out, then `~/.pgpass` supplies a missing password.
     pub fn from_url(raw: &str, vars: &dyn Vars) -> Result<DbTarget> {
-        let url = url::Url::parse(raw.trim()).map_err(|e| {
+        let raw = raw.trim();
+        // libpq takes only scheme://: with one slash the authority (and its password) would
+        // become the database name, and pgdeck would connect somewhere else.
+        let scheme_end = raw.find(':').unwrap_or(raw.len());
+        if matches!(&raw[..scheme_end], "postgres" | "postgresql")
+            && !raw[scheme_end..].starts_with("://")
+        {
+            return Err(Error::input(
+                format!(
+                    "the database URL is malformed: {} does not start with {}://",
+                    redact_malformed(raw),
+                    &raw[..scheme_end]
+                ),
+                "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE (two slashes after the scheme)",
+            ));
+        }
+        let url = url::Url::parse(raw).map_err(|e| {
             Error::input(
                 format!("the database URL is malformed: {e}"),
                 "expected postgresql://USER:PASSWORD@HOST:PORT/DATABASE?schema=SCHEMA \
@@ -168,9 +184,17 @@ impl DbTarget {
         if !path.is_empty() {
             b.dbname = Some(decode(path)?);
         }
-        for (key, value) in url.query_pairs() {
-            let value = value.into_owned();
-            match key.as_ref() {
+        // Percent-decoded as libpq does: a '+' stays a '+' (form encoding would make it a space).
+        for pair in url
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(key)?;
+            let value = decode(value)?;
+            match key.as_str() {
                 "host" => b.host = Some(value),
                 "port" => b.port = Some(value),
                 "user" => b.user = Some(value),
@@ -306,6 +330,46 @@ impl fmt::Debug for DbTarget {
     }
 }
 
+/// A URL that failed to parse, with what may be its password masked: between the last ':' and
+/// the last '@' before the path.
+fn redact_malformed(raw: &str) -> String {
+    let Some(at) = raw.rfind('@') else {
+        return raw.to_owned();
+    };
+    let scheme_end = raw.find(':').map(|i| i + 1).unwrap_or(0);
+    match raw[scheme_end..at].rfind(':') {
+        Some(colon) => {
+            let colon = scheme_end + colon;
+            secret::remember_written(&raw[colon + 1..at]);
+            format!("{}***{}", &raw[..=colon], &raw[at..])
+        }
+        None => raw.to_owned(),
+    }
+}
+
+/// Prisma's `?schema=` must name a schema pgdeck can create and use: not empty, at most 63
+/// bytes (PostgreSQL would cut it), no NUL, not a temporary or system schema.
+fn check_schema(schema: &str) -> Result<()> {
+    let why = if schema.is_empty() {
+        Some("is empty")
+    } else if schema.len() > 63 {
+        Some("is longer than PostgreSQL's 63 bytes")
+    } else if schema.contains('\0') {
+        Some("holds a NUL character")
+    } else if schema.starts_with("pg_") || schema == "information_schema" {
+        Some("is a system schema (pg_* and information_schema are PostgreSQL's own)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::input(
+            format!("the database URL's schema {schema:?} {why}"),
+            "name the application's schema, e.g. ?schema=public",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn decode(s: &str) -> Result<String> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
@@ -342,6 +406,9 @@ struct Builder {
 
 impl Builder {
     fn finish(self, vars: &dyn Vars) -> Result<DbTarget> {
+        if let Some(schema) = &self.schema {
+            check_schema(schema)?;
+        }
         let host_text = self
             .host
             .or_else(|| vars.var("PGHOST"))
@@ -436,7 +503,8 @@ fn pgpass_lookup(vars: &dyn Vars, host: &Host, port: u16, db: &str, user: &str) 
             return None;
         }
     }
-    let text = std::fs::read_to_string(&path).ok()?;
+    // A FIFO or device in its place would block the connection: not read, like a missing file.
+    let text = crate::files::read_to_string(&path, None).ok()?;
     let host_text = match host {
         // libpq matches socket connections against "localhost".
         Host::Socket(_) => "localhost".to_owned(),
@@ -501,6 +569,52 @@ mod tests {
         assert_eq!(t.dbname, "shop");
         assert_eq!(t.schema, "billing");
         assert_eq!(t.sslmode, SslMode::Require);
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded_as_libpq_does() {
+        let t = DbTarget::from_url(
+            "postgresql://app@h/db?schema=x+y&password=a+b%2Bc&application_name=my%20app",
+            &vars(&[]),
+        )
+        .unwrap();
+        assert_eq!(t.schema, "x+y");
+        assert_eq!(t.password().unwrap().expose(), "a+b+c");
+        assert_eq!(t.application_name, "my app");
+    }
+
+    #[test]
+    fn a_url_with_one_slash_is_refused_with_its_password_masked() {
+        let e = DbTarget::from_url(
+            "postgresql:/app:Typo-Pw-42@prod.example.com/app",
+            &vars(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Input);
+        assert!(!e.cause.contains("Typo-Pw-42"), "{}", e.cause);
+        assert!(
+            e.cause.contains("postgresql:/app:***@prod.example.com/app"),
+            "{}",
+            e.cause
+        );
+        assert!(DbTarget::from_url("postgres:app@h/db", &vars(&[])).is_err());
+    }
+
+    #[test]
+    fn a_schema_pgdeck_cannot_use_is_refused() {
+        for bad in [
+            "",
+            "pg_temp",
+            "pg_catalog",
+            "information_schema",
+            &"s".repeat(64),
+        ] {
+            let url = format!("postgresql://app@h/db?schema={bad}");
+            let e = DbTarget::from_url(&url, &vars(&[])).unwrap_err();
+            assert_eq!(e.kind, crate::error::ErrorKind::Input, "{bad:?}");
+        }
+        let ok = format!("postgresql://app@h/db?schema={}", "s".repeat(63));
+        assert!(DbTarget::from_url(&ok, &vars(&[])).is_ok());
     }
 
     #[test]

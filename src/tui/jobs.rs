@@ -349,12 +349,17 @@ fn spawn_job(runner: Runner, origin: Origin, job: Job, token: CancellationToken)
 /// The loop's messages for one event of a workflow.
 fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
     use release::Event as E;
+    // Shown escaped: the terminal would drop a control character without a trace.
+    let shown = |text: String| crate::units::printable(&text).into_owned();
     let progress = |detail: String, fraction: Option<f64>| Msg::Progress {
         origin,
-        detail,
+        detail: shown(detail),
         fraction,
     };
-    let line = |line: String| Msg::Line { origin, line };
+    let line = |line: String| Msg::Line {
+        origin,
+        line: shown(line),
+    };
     match event {
         E::Started { .. } => vec![Msg::Started { origin }],
         E::Checked(what) | E::Note(what) => vec![line(what)],
@@ -707,6 +712,7 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
                 count_rows: true,
                 format: BackupFormat::Custom,
                 jobs: 1,
+                cancel: ctx.cancel.clone(),
             };
             let entry = with_events(
                 |e| ctx.events.send(release::Event::Backup(e)).unwrap_or(()),

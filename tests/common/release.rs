@@ -119,6 +119,7 @@ pub async fn take_backup_as(
             1
         },
         format,
+        cancel: Default::default(),
     };
     let entry = backup::create(&env.target, &opts, &tx)
         .await
