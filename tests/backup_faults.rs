@@ -235,3 +235,34 @@ fn leftovers_of_an_interrupted_backup_are_listed_and_pruned_once_stale() {
         "{pruned:?}"
     );
 }
+
+#[tokio::test]
+async fn a_table_the_role_cannot_read_is_named_as_the_cause_of_a_failed_backup() {
+    let db = fresh_db("backup_permission").await;
+    db.exec(
+        "DO $$ BEGIN CREATE ROLE pgdeck_test_dumper LOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+         CREATE TABLE open_rows (id int); CREATE TABLE closed_rows (id int); \
+         INSERT INTO closed_rows VALUES (1); \
+         GRANT SELECT ON open_rows TO pgdeck_test_dumper",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = db
+        .url()
+        .replace("user=postgres", "user=pgdeck_test_dumper");
+    assert_ne!(url, db.url(), "the test URL names its user");
+    let mut cmd = pgdeck_cmd();
+    cmd.args(["--database-url", &url, "backup", "--dir"])
+        .arg(dir.path())
+        .arg("create");
+    let r = run(cmd);
+    r.assert_clean_error(i32::from(exit::RUNTIME));
+    assert!(
+        r.stderr.contains("permission denied") && r.stderr.contains("closed_rows"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("could not import"), "{}", r.stderr);
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
