@@ -226,3 +226,99 @@ async fn no_command_prints_stores_or_passes_on_the_password() {
         "the argv watch saw no pgdeck or pg_dump process"
     );
 }
+
+#[tokio::test]
+async fn a_password_that_needs_percent_encoding_is_hidden_in_every_form() {
+    let Some(sandbox) = sandbox() else {
+        eprintln!(
+            "PGDECK_TEST_DATABASE_URL is set: the server's roles are not ours to configure, so this case is not checked"
+        );
+        return;
+    };
+    const RAW: &str = "Enc@de:d/Pw#%+9x";
+    let db = fresh_db("secrets_encoded").await;
+    db.exec(&format!(
+        "DO $$ BEGIN CREATE ROLE secret_encoder LOGIN SUPERUSER PASSWORD '{RAW}'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"
+    ))
+    .await;
+    let m = Migrations::new();
+    m.add("20250101000000_init", "CREATE TABLE enc_t (id int);");
+    let work = tempfile::tempdir().unwrap();
+    let hook_out = work.path().join("hook.txt");
+    let config = work.path().join("pgdeck.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[environments.prod]\ndatabase_url_env = \"PGDECK_SECRET_URL\"\nbackup_dir = \"{}\"\n\
+             [environments.prod.hooks]\nsmoke_test = \"env > {out}; echo $PGDECK_SECRET_URL\"\n",
+            work.path().join("backups").display(),
+            out = hook_out.display()
+        ),
+    )
+    .unwrap();
+    // Encoded as an operator might write it: upper- and lower-case escapes.
+    let forms = [
+        "Enc%40de%3Ad%2FPw%23%25%2B9x",
+        "Enc%40de%3ad%2fPw%23%25%2b9x",
+    ];
+    let mut leaks = Vec::new();
+    for written in forms {
+        let url = format!(
+            "postgresql://secret_encoder:{written}@127.0.0.1:{}/{}?sslmode=disable",
+            sandbox.port(),
+            db.name
+        );
+        for args in [
+            vec!["status"],
+            vec!["deploy", "--yes"],
+            vec!["hooks", "run", "smoke_test"],
+            vec!["backup", "create"],
+            vec!["status", "--json"],
+        ] {
+            let mut c = pgdeck_cmd();
+            c.arg("--config")
+                .arg(&config)
+                .args(["--env", "prod", "--migrations"])
+                .arg(m.path())
+                .args(&args)
+                .env("PGDECK_SECRET_URL", &url)
+                .env("PGDECK_JOURNAL_DIR", work.path().join("journal"));
+            let r = run(c);
+            assert!(r.code == 0 || r.code == 3, "{written} {args:?}: {r:?}");
+            for form in [RAW, written] {
+                if r.stdout.contains(form) || r.stderr.contains(form) {
+                    leaks.push(format!("{written} {args:?} printed {form}: {r:?}"));
+                }
+            }
+        }
+        let env = std::fs::read_to_string(&hook_out).unwrap();
+        for form in [RAW, written, "PGDECK_SECRET_URL="] {
+            if env.contains(form) {
+                leaks.push(format!("{written}: the hook's environment held {form}"));
+            }
+        }
+    }
+    for entry in walk(work.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        for form in [RAW, forms[0], forms[1]] {
+            if text.contains(form) {
+                leaks.push(format!("file {} holds {form}", entry.display()));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
