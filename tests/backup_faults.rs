@@ -248,9 +248,7 @@ async fn a_table_the_role_cannot_read_is_named_as_the_cause_of_a_failed_backup()
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let url = db
-        .url()
-        .replace("user=postgres", "user=pgdeck_test_dumper");
+    let url = db.url().replace("user=postgres", "user=pgdeck_test_dumper");
     assert_ne!(url, db.url(), "the test URL names its user");
     let mut cmd = pgdeck_cmd();
     cmd.args(["--database-url", &url, "backup", "--dir"])
@@ -265,4 +263,49 @@ async fn a_table_the_role_cannot_read_is_named_as_the_cause_of_a_failed_backup()
     );
     assert!(!r.stderr.contains("could not import"), "{}", r.stderr);
     assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+#[tokio::test]
+async fn a_signal_during_a_restore_test_drops_the_scratch_database() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let db = fresh_db("backup_signal_verify").await;
+    db.exec(
+        "CREATE TABLE a AS SELECT g AS id, repeat(md5(g::text), 8) AS v FROM generate_series(1, 400000) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = Migrations::new();
+    let d = dir.path().to_str().unwrap();
+    let made = run(pgdeck(&db, m.path(), &["backup", "--dir", d, "create"]));
+    assert_eq!(made.code, 0, "{made:?}");
+    let child = spawn(pgdeck(
+        &db,
+        m.path(),
+        &["backup", "--dir", d, "verify", "--restore-test"],
+    ));
+    let admin = db.client().await;
+    let scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgdeck\\_verify\\_%'";
+    wait_for(
+        "the restore test to start",
+        Duration::from_secs(30),
+        || async {
+            admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgdeck\\_verify\\_%' \
+                 AND query LIKE 'COPY%'",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) >= 1)
+            .unwrap_or(false)
+        },
+    )
+    .await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    r.assert_clean_error(i32::from(exit::CANCELLED));
+    assert!(r.stderr.contains("restore test cancelled"), "{}", r.stderr);
+    let left: i64 = admin.query_one(scratch, &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "a scratch database was left behind");
 }

@@ -337,7 +337,7 @@ async fn a_backup_whose_table_of_contents_is_empty_is_never_verified_nor_restore
     let empty = take_backup(&env, "production", false).await;
     assert_eq!(empty.toc_entries, 0);
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let e = pgdeck::backup::verify(&env.target, &backups.path().join(&empty.file), false, &tx)
+    let e = pgdeck::backup::verify(&env.target, &backups.path().join(&empty.file), None, &tx)
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::VerifyFailed);
@@ -549,7 +549,7 @@ async fn a_restore_checks_the_backup_and_the_sessions_asks_with_the_loss_and_say
     assert_eq!(e.guard, Some(Guard::BackupIntegrity));
     assert!(e.remedies.contains(&Remedy::RestoreUnverified));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    pgdeck::backup::verify(&env.target, &backups.path().join(&entry.file), false, &tx)
+    pgdeck::backup::verify(&env.target, &backups.path().join(&entry.file), None, &tx)
         .await
         .unwrap();
 

@@ -20,21 +20,24 @@ fn failed(cause: String, hint: &str) -> Error {
 }
 
 /// Verifies `backup` (a path to the backup file); `target` is the server to restore-test on.
+/// `restore_test`: also restore it into a scratch database, stopped by this token (pg_restore
+/// killed, the scratch database dropped).
 pub async fn verify(
     target: &DbTarget,
     backup: &Path,
-    restore_test: bool,
+    restore_test: Option<&tokio_util::sync::CancellationToken>,
     events: &UnboundedSender<BackupEvent>,
 ) -> Result<BackupEntry> {
     let mut entry = BackupEntry::load(backup)?;
     let (pg_restore, toc) = check_file(backup, &entry, events).await?;
     let mut how = VerifyHow::ChecksumAndToc;
     let mut details = format!("sha256 and size match; pg_restore --list read {toc} entries");
-    if restore_test {
+    if let Some(cancel) = restore_test {
         let _ = events.send(BackupEvent::Step {
             what: "restore test".into(),
         });
-        let checked = restore_test_into_scratch(target, &pg_restore, backup, &entry).await?;
+        let checked =
+            restore_test_into_scratch(target, &pg_restore, backup, &entry, cancel).await?;
         how = VerifyHow::RestoreTest;
         details.push_str(&format!(
             "; restored into a scratch database, {checked} table row counts match"
@@ -132,6 +135,7 @@ async fn restore_test_into_scratch(
     pg_restore: &tools::Tool,
     backup: &Path,
     entry: &BackupEntry,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<usize> {
     let scratch = format!(
         "pgdeck_verify_{}",
@@ -148,7 +152,7 @@ async fn restore_test_into_scratch(
                 &e,
             )
         })?;
-    let result = async {
+    let work = async {
         let scratch_target = target.with_database(&scratch);
         let out = tools::command(pg_restore, &scratch_target)
             .args([
@@ -203,8 +207,15 @@ async fn restore_test_into_scratch(
             ));
         }
         Ok(entry.table_rows.len())
-    }
-    .await;
+    };
+    // Cancelled: dropping the work kills pg_restore; the scratch database goes all the same.
+    let result = tokio::select! {
+        r = work => r,
+        () = cancel.cancelled() => Err(Error::cancelled(
+            "restore test cancelled: pg_restore was stopped and the scratch database dropped; the backup's verification is unchanged",
+            "run the restore test again",
+        )),
+    };
     let _ = admin
         .client
         .batch_execute(&format!(

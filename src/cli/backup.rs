@@ -140,7 +140,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                 Some(n) => backup::locate(&dir, n)?,
                 None => newest(&dir, &env.target.dbname, &env.name)?,
             };
-            let restore_test = *restore_test;
+            let restore_test = restore_test.then_some(&job.cancel);
             let entry = with_progress(json, |tx| async move {
                 backup::verify(&env.target, &path, restore_test, &tx).await
             })
@@ -335,13 +335,18 @@ fn newest(dir: &std::path::Path, database: &str, environment: &str) -> Result<Pa
 }
 
 impl BackupArgs {
-    /// Restore and create stop themselves when cancelled (pg_restore stopped and its
-    /// transaction rolled back; pg_dump's process group ended and the partial file removed);
-    /// the rest only read, or clean up after themselves when dropped.
+    /// Restore, create and the restore test stop themselves when cancelled (pg_restore stopped
+    /// and its transaction rolled back; pg_dump's process group ended and the partial file
+    /// removed; the scratch database dropped); the rest only read.
     pub fn stops_itself(&self) -> bool {
         matches!(
             self.command,
-            BackupCommand::Restore { .. } | BackupCommand::Create { .. }
+            BackupCommand::Restore { .. }
+                | BackupCommand::Create { .. }
+                | BackupCommand::Verify {
+                    restore_test: true,
+                    ..
+                }
         )
     }
 }

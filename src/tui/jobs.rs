@@ -763,7 +763,7 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
                 |e| ctx.events.send(release::Event::Backup(e)).unwrap_or(()),
                 |tx| {
                     let (target, path) = (&env.target, &path);
-                    async move { backup::verify(target, path, false, &tx).await }
+                    async move { backup::verify(target, path, None, &tx).await }
                 },
             )
             .await?;

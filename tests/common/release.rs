@@ -127,7 +127,7 @@ pub async fn take_backup_as(
     if !verify {
         return entry;
     }
-    backup::verify(&env.target, &env.backup.dir.join(&entry.file), false, &tx)
+    backup::verify(&env.target, &env.backup.dir.join(&entry.file), None, &tx)
         .await
         .unwrap_or_else(|e| panic!("verify: {} ({})", e.cause, e.hint))
 }
