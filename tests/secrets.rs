@@ -322,3 +322,42 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_missing_password_is_named_as_such() {
+    let Some(sandbox) = sandbox() else {
+        eprintln!(
+            "PGDECK_TEST_DATABASE_URL is set: the server's roles are not ours to configure, so this case is not checked"
+        );
+        return;
+    };
+    let db = fresh_db("secrets_missing").await;
+    db.exec(
+        "DO $$ BEGIN CREATE ROLE secret_forgetter LOGIN PASSWORD 'Forgotten-Pw-55'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;",
+    )
+    .await;
+    let m = Migrations::new();
+    let mut c = pgdeck_cmd();
+    c.args([
+        "--database-url",
+        &format!(
+            "postgresql://secret_forgetter@127.0.0.1:{}/{}?sslmode=disable",
+            sandbox.port(),
+            db.name
+        ),
+        "--migrations",
+        m.path().to_str().unwrap(),
+        "status",
+    ]);
+    let r = run(c);
+    r.assert_clean_error(1);
+    assert!(
+        r.stderr
+            .contains("asks for a password for user 'secret_forgetter'")
+            && r.stderr.contains("PGPASSWORD")
+            && !r.stderr.contains("is PostgreSQL running"),
+        "{}",
+        r.stderr
+    );
+}
