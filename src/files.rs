@@ -95,6 +95,32 @@ pub fn read(path: &Path, inside: Option<&Path>) -> Result<Vec<u8>, Refused> {
     Ok(bytes)
 }
 
+/// Opens a regular file for reading (following symlinks), without blocking: a FIFO or device
+/// in its place is refused, also one swapped in after a check elsewhere.
+pub fn open(path: &Path) -> Result<std::fs::File, Refused> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(Refused::of)?;
+    let meta = file.metadata().map_err(Refused::Io)?;
+    if !meta.is_file() {
+        return Err(Refused::NotRegular(kind(meta.file_type())));
+    }
+    Ok(file)
+}
+
+/// Refuses to write to `path` when something other than a regular file is there (a FIFO would
+/// block the write, a device would take it); a missing file is fine.
+pub fn writable(path: &Path) -> Result<(), Refused> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => Err(Refused::NotRegular(kind(m.file_type()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Refused::Io(e)),
+    }
+}
+
 /// [`read`] as UTF-8 text.
 pub fn read_to_string(path: &Path, inside: Option<&Path>) -> Result<String, Refused> {
     String::from_utf8(read(path, inside)?).map_err(|e| {

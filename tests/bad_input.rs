@@ -339,3 +339,123 @@ async fn hidden_entries_in_the_migrations_folder_are_skipped_as_prisma_skips_the
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(db.ledger().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_fifo_in_the_journal_folder_never_hangs_a_deploy() {
+    let db = fresh_db("journal_fifo").await;
+    let m = Migrations::new();
+    m.add("20250101000000_a", "CREATE TABLE a (id int);");
+    let journal = tempfile::tempdir().unwrap();
+    std::fs::create_dir(journal.path().join("default")).unwrap();
+    nix::unistd::mkfifo(
+        &journal.path().join("default/zzzz.jsonl"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    let mut cmd = pgdeck(&db, m.path(), &["deploy"]);
+    cmd.env("PGDECK_JOURNAL_DIR", journal.path());
+    let mut child = spawn(cmd);
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("deploy hung on a FIFO in the journal folder");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(db.table_exists("a").await);
+}
+
+#[tokio::test]
+async fn json_output_stays_valid_json_with_control_characters_in_server_messages() {
+    let db = fresh_db("json_c1").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_raise",
+        "DO $$ BEGIN RAISE EXCEPTION E'bad \\u009b2J \\x7f \\x1b[31m end'; END $$;",
+    );
+    let r = run(pgdeck(&db, m.path(), &["--json", "deploy"]));
+    assert_eq!(r.code, i32::from(exit::FAILED), "{r:?}");
+    for text in [&r.stdout, &r.stderr] {
+        assert!(
+            !text.contains('\u{9b}') && !text.contains('\u{7f}') && !text.contains('\u{1b}'),
+            "raw control characters: {text:?}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad \u{9b}2J \u{7f} \u{1b}[31m end"),
+        "{v}"
+    );
+    // The event lines on stderr are JSON too (the error is repeated there for a human).
+    for line in r.stderr.lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
+
+#[test]
+fn a_hook_that_prints_bytes_that_are_not_utf8_runs_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgdeck.toml");
+    std::fs::write(
+        &config,
+        "[environments.dev]\ndatabase_url = \"postgresql://app@127.0.0.1:1/app\"\n\
+         [environments.dev.hooks]\nsmoke_test = \"printf 'caf\\\\351\\\\n'; seq 1 100000; echo finished-ok\"\n",
+    )
+    .unwrap();
+    let mut cmd = pgdeck_cmd();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["hooks", "run", "smoke_test"]);
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("finished-ok"), "{}", r.stderr);
+}
+
+#[test]
+fn a_looked_up_config_that_is_not_a_file_is_refused_not_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    nix::unistd::mkfifo(
+        &dir.path().join("pgdeck.toml"),
+        nix::sys::stat::Mode::S_IRWXU,
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/pgdeck.toml"),
+        "[environments.other]\ndatabase_url = \"postgresql://app@127.0.0.1:1/app\"\n",
+    )
+    .unwrap();
+    let mut cmd = pgdeck_cmd();
+    cmd.current_dir(dir.path()).arg("status");
+    let r = run(cmd);
+    r.assert_clean_error(i32::from(exit::USAGE));
+    assert!(r.stderr.contains("named pipe"), "{}", r.stderr);
+}
+
+#[test]
+fn a_catalog_entry_without_a_name_never_reaches_outside_the_folder() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("bk4");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(".json"), "{}").unwrap();
+    std::fs::write(parent.path().join("bk4.json"), "{\"file\": \"bk4\"}").unwrap();
+    let mut cmd = pgdeck_cmd();
+    cmd.args([
+        "--database-url",
+        "postgresql://app@127.0.0.1:1/app",
+        "backup",
+        "--dir",
+    ])
+    .arg(&dir)
+    .arg("list");
+    let r = run(cmd);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("no backups"), "{}", r.stdout);
+}

@@ -321,6 +321,17 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
         "outside",
     );
     keep.push(m);
+    let m = folder_with(&[("20250101000000_ok", b"CREATE TABLE corpus_never (id int);")]);
+    let linked = m.path().join("20250102000000_linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink(&secret, linked.join("migration.sql")).unwrap();
+    case(
+        "lint: a folder's migration.sql linked outside it",
+        pgdeck(&db, e, &["lint", m.path().to_str().unwrap()]),
+        exit::USAGE,
+        "outside",
+    );
+    keep.push(m);
     let fifo = |path: &Path| nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
     for (name, file) in [
         ("folder: migration.sql is a FIFO", "migration.sql"),
@@ -388,6 +399,26 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
         "does not start with postgresql://",
     );
     for (name, url, says) in [
+        (
+            "url: one slash, scheme in capitals",
+            "POSTGRESQL:/postgres:Corpus-Pw-91@prod.example.com/t3",
+            "does not start with postgresql://",
+        ),
+        (
+            "url: one slash, password in the query",
+            "postgresql:/t3?host=/tmp&password=Corpus-Pw-91",
+            "password=***",
+        ),
+        (
+            "url: one slash, a colon in the password",
+            "postgresql:/app:pa:Corpus-Pw-91@h/db",
+            "postgresql:/app:***@h/db",
+        ),
+        (
+            "url: a NUL in the database name",
+            "postgresql://app@127.0.0.1:1/a%00b",
+            "NUL character",
+        ),
         (
             "url: empty schema",
             "postgresql://app@127.0.0.1:1/app?schema=",
@@ -638,6 +669,7 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
 
     let total = cases.len();
     assert!(total >= 40, "the corpus has {total} cases");
+    eprintln!("bad-input corpus: {total} cases");
     let mut failures = Vec::new();
     for c in cases {
         let r = run(c.cmd);

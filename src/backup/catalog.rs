@@ -114,7 +114,7 @@ impl BackupEntry {
                 "a catalog entry is the file pgdeck wrote beside its backup; remove it",
             ));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::files::read_to_string(&path, None).map_err(|e| {
             Error::input(
                 format!(
                     "no catalog entry for {} ({}: {e})",
@@ -231,8 +231,12 @@ pub fn list(dir: &Path) -> Result<Vec<(BackupEntry, bool)>> {
     let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        // A catalog entry is `<backup file>.json` for a plain name: not `.json` alone, nothing
+        // hidden (which `dir.join` would turn into the folder itself or its parent).
         if let Some(file) = name.strip_suffix(".json")
             && !name.ends_with(".json.tmp")
+            && !file.is_empty()
+            && !file.starts_with('.')
         {
             let backup = dir.join(file);
             if let Ok(entry) = BackupEntry::load(&backup) {

@@ -131,9 +131,9 @@ pub async fn create(
         started_at.format("%Y%m%d_%H%M%S")
     );
     let mut n = 2;
-    while opts.dir.join(&file_name).exists()
-        || opts.dir.join(format!("{file_name}.partial")).exists()
-    {
+    // A name is taken by anything there, a dangling link included (`exists` follows links).
+    let taken = |p: std::path::PathBuf| p.symlink_metadata().is_ok();
+    while taken(opts.dir.join(&file_name)) || taken(opts.dir.join(format!("{file_name}.partial"))) {
         file_name = format!(
             "{}_{}_{}_{n}.{ext}",
             file_safe(&target.dbname),
@@ -222,7 +222,12 @@ pub async fn create(
         }
         let mut out = stdout
             .ok_or_else(|| Error::runtime("pg_dump has no output pipe", "report this as a bug"))?;
-        let mut file = tokio::fs::File::create(partial.path())
+        // A new file, never one a link planted meanwhile leads to.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(partial.path())
             .await
             .map_err(|e| write_error(partial.path(), &e))?;
         let mut hasher = Sha256::new();

@@ -191,9 +191,10 @@ fn inputs(env: &Environment, paths: &[PathBuf]) -> Result<Vec<Input>> {
                     "pass .sql files, a folder of them, or a Prisma migrations folder",
                 ));
             }
-            out.extend(found.into_iter().map(read_input));
+            // Files found in a folder stay inside it, as deploy's do.
+            out.extend(found.into_iter().map(|f| read_input(f, Some(path))));
         } else if path.exists() {
-            out.push(read_input(path.clone()));
+            out.push(read_input(path.clone(), None));
         } else {
             return Err(Error::input(
                 format!("{} does not exist", path.display()),
@@ -214,6 +215,10 @@ fn sql_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     })?;
     let mut files = Vec::new();
     for entry in entries.flatten() {
+        // Hidden entries (.git, an editor's files) are skipped, as the migrations folder's are.
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         let p = entry.path();
         if p.is_dir() && p.join("migration.sql").is_file() {
             files.push(p.join("migration.sql"));
@@ -228,8 +233,8 @@ fn sql_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn read_input(path: PathBuf) -> Input {
-    let text = match crate::files::read(&path, None) {
+fn read_input(path: PathBuf, inside: Option<&Path>) -> Input {
+    let text = match crate::files::read(&path, inside) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
             Error::input(
                 format!(

@@ -139,7 +139,7 @@ async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: b
         match update {
             Update::Fresh { snapshot } => {
                 if json {
-                    output::stdout(
+                    output::json_stdout(
                         &serde_json::to_string(&json!({ "update": "fresh", "snapshot": snapshot }))
                             .unwrap_or_default(),
                     );
@@ -153,7 +153,7 @@ async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: b
             }
             stale @ Update::Stale { .. } => {
                 if json {
-                    output::stdout(&serde_json::to_string(&stale).unwrap_or_default());
+                    output::json_stdout(&serde_json::to_string(&stale).unwrap_or_default());
                 } else if let Update::Stale {
                     age_seconds,
                     cause,

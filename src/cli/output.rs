@@ -36,7 +36,7 @@ pub fn error_json(e: &Error) {
         "remedies": e.remedies,
         "exit_code": super::exit_code(e),
     });
-    println!("{}", scrub(&v.to_string()));
+    json_stdout(&v.to_string());
 }
 
 /// The hint, with each remedy worded as what to type here.
@@ -117,7 +117,33 @@ pub fn stderr(text: &str) {
 }
 
 pub fn json(value: &serde_json::Value) {
-    stdout(&serde_json::to_string_pretty(value).unwrap_or_default());
+    json_stdout(&serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// Serialised JSON on stdout: passwords scrubbed, and the control characters JSON lets through
+/// raw (DEL and the C1 range, which a terminal may obey) written as `\u` escapes, so it stays
+/// valid JSON that says the same.
+pub fn json_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", json_printable(&scrub(text)));
+}
+
+/// [`json_stdout`] on stderr (event lines with --json).
+pub fn json_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", json_printable(&scrub(text)));
+}
+
+fn json_printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Clap's own rendering is several lines; keep its first line as the cause and point at --help.
@@ -278,7 +304,7 @@ fn first_error(logs: &Option<String>) -> String {
 /// One line of deploy progress for a human, or a JSON line.
 pub fn deploy_event(event: &DeployEvent, json: bool) {
     if json {
-        stderr(&serde_json::to_string(event).unwrap_or_default());
+        json_stderr(&serde_json::to_string(event).unwrap_or_default());
         return;
     }
     let line = match event {
@@ -545,7 +571,7 @@ impl Printer {
                 E::Warning(text) => serde_json::json!({"event": "warning", "text": text}),
                 E::Journaled(entry) => serde_json::json!({"event": "journaled", "entry": entry}),
             };
-            stderr(&value.to_string());
+            json_stderr(&value.to_string());
             return;
         }
         match event {
@@ -590,7 +616,7 @@ impl BackupProgress {
 
     pub fn print(&mut self, event: &BackupEvent) {
         if self.json {
-            stderr(&serde_json::to_string(event).unwrap_or_default());
+            json_stderr(&serde_json::to_string(event).unwrap_or_default());
             return;
         }
         match event {

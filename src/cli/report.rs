@@ -43,6 +43,12 @@ pub fn run(env: &Environment, args: &ReportArgs) -> Result<u8> {
     let text = journal::markdown(&entries);
     match &args.output {
         Some(out) => {
+            crate::files::writable(out).map_err(|e| {
+                Error::input(
+                    format!("cannot write {}: {e}", out.display()),
+                    "write the report to a regular file",
+                )
+            })?;
             std::fs::write(out, &text).map_err(|e| {
                 Error::runtime(
                     format!("cannot write {}: {e}", out.display()),

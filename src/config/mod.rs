@@ -197,7 +197,16 @@ pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Opti
     if let Some(dirs) = directories::ProjectDirs::from("dev", "pgdeck", "pgdeck") {
         candidates.push(dirs.config_dir().join("pgdeck.toml"));
     }
-    Ok(candidates.into_iter().find(|p| p.is_file()))
+    // Looked up, so a missing one is skipped; one that is there but is not a file is refused
+    // rather than passed over for the next (which would silently be another config).
+    for p in candidates {
+        match crate::files::regular(&p) {
+            Ok(true) => return Ok(Some(p)),
+            Ok(false) => {}
+            Err(e) => return Err(refused(&p, e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Resolves the environment a command acts on.

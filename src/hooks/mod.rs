@@ -161,10 +161,18 @@ pub async fn run(
     {
         let tx = tx.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
+            // Read to the end whatever the bytes: a reader that stopped at an invalid UTF-8
+            // byte would close the pipe and kill the hook with SIGPIPE.
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let _ = tx.send(text.trim_end_matches(['\n', '\r']).to_owned());
+                    }
                 }
             }
         });

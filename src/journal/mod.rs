@@ -7,6 +7,7 @@ mod report;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -386,15 +387,29 @@ pub fn write_report(journal: &Path, target: &Path) -> Result<()> {
 /// off, so the next entry starts on a line of its own. Every writer appends under the file's
 /// lock, so a line without its end seen under the lock is torn, not being written.
 fn reopen(path: &Path) -> Result<File> {
+    if let Err(e) = crate::files::writable(path) {
+        return Err(io_error(
+            "cannot reopen journal",
+            path,
+            &std::io::Error::other(e.to_string()),
+        ));
+    }
     let file = OpenOptions::new()
         .read(true)
         .append(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| io_error("cannot reopen journal", path, &e))?;
     file.lock()
         .map_err(|e| io_error("cannot lock journal", path, &e))?;
-    let repaired = std::fs::read(path)
-        .map_err(|e| io_error("cannot read journal", path, &e))
+    let repaired = crate::files::read(path, None)
+        .map_err(|e| {
+            io_error(
+                "cannot read journal",
+                path,
+                &std::io::Error::other(e.to_string()),
+            )
+        })
         .and_then(|bytes| {
             let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             if whole == bytes.len() {
@@ -408,8 +423,13 @@ fn reopen(path: &Path) -> Result<File> {
 }
 
 pub fn read(path: &Path) -> Result<Vec<Entry>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| io_error("cannot read journal", path, &e))?;
+    let text = crate::files::read_to_string(path, None).map_err(|e| {
+        io_error(
+            "cannot read journal",
+            path,
+            &std::io::Error::other(e.to_string()),
+        )
+    })?;
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {

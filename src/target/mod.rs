@@ -133,14 +133,15 @@ impl DbTarget {
         // libpq takes only scheme://: with one slash the authority (and its password) would
         // become the database name, and pgdeck would connect somewhere else.
         let scheme_end = raw.find(':').unwrap_or(raw.len());
-        if matches!(&raw[..scheme_end], "postgres" | "postgresql")
+        let scheme = raw[..scheme_end].to_ascii_lowercase();
+        if matches!(scheme.as_str(), "postgres" | "postgresql")
             && !raw[scheme_end..].starts_with("://")
         {
             return Err(Error::input(
                 format!(
                     "the database URL is malformed: {} does not start with {}://",
                     redact_malformed(raw),
-                    &raw[..scheme_end]
+                    scheme
                 ),
                 "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE (two slashes after the scheme)",
             ));
@@ -333,18 +334,43 @@ impl fmt::Debug for DbTarget {
 /// A URL that failed to parse, with what may be its password masked: between the last ':' and
 /// the last '@' before the path.
 fn redact_malformed(raw: &str) -> String {
-    let Some(at) = raw.rfind('@') else {
-        return raw.to_owned();
-    };
     let scheme_end = raw.find(':').map(|i| i + 1).unwrap_or(0);
-    match raw[scheme_end..at].rfind(':') {
-        Some(colon) => {
-            let colon = scheme_end + colon;
-            secret::remember_written(&raw[colon + 1..at]);
-            format!("{}***{}", &raw[..=colon], &raw[at..])
+    let (head, query) = match raw.find('?') {
+        Some(q) => (&raw[..q], Some(&raw[q..])),
+        None => (raw, None),
+    };
+    // The user info: after the scheme's slashes, before the last '@'; libpq takes the password
+    // from the first ':' in it.
+    let mut shown = match head.rfind('@').filter(|at| *at >= scheme_end) {
+        Some(at) => {
+            let start = scheme_end + head[scheme_end..at].len()
+                - head[scheme_end..at].trim_start_matches('/').len();
+            match head[start..at].find(':') {
+                Some(colon) => {
+                    let colon = start + colon;
+                    secret::remember_written(&head[colon + 1..at]);
+                    format!("{}***{}", &head[..=colon], &head[at..])
+                }
+                None => head.to_owned(),
+            }
         }
-        None => raw.to_owned(),
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query[1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case("password") => {
+                    secret::remember_written(v);
+                    format!("{k}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
+    shown
 }
 
 /// Prisma's `?schema=` must name a schema pgdeck can create and use: not empty, at most 63
@@ -371,7 +397,7 @@ fn check_schema(schema: &str) -> Result<()> {
 }
 
 fn decode(s: &str) -> Result<String> {
-    percent_encoding::percent_decode_str(s)
+    let decoded = percent_encoding::percent_decode_str(s)
         .decode_utf8()
         .map(|v| v.into_owned())
         .map_err(|_| {
@@ -379,7 +405,14 @@ fn decode(s: &str) -> Result<String> {
                 "the database URL has a component that is not valid UTF-8 once decoded",
                 "percent-encode special characters as UTF-8",
             )
-        })
+        })?;
+    if decoded.contains('\0') {
+        return Err(Error::input(
+            "the database URL holds a NUL character (%00), which no PostgreSQL name or value can",
+            "remove the %00 from the URL",
+        ));
+    }
+    Ok(decoded)
 }
 
 fn encode(s: &str) -> String {
