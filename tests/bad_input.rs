@@ -459,3 +459,25 @@ fn a_catalog_entry_without_a_name_never_reaches_outside_the_folder() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("no backups"), "{}", r.stdout);
 }
+
+#[test]
+fn a_watch_that_never_got_a_sample_is_no_success() {
+    let mut cmd = pgdeck_cmd();
+    cmd.args([
+        "--database-url",
+        "postgresql://app@127.0.0.1:1/app",
+        "monitor",
+        "--watch",
+        "--count",
+        "2",
+        "--interval",
+        "0.1",
+    ]);
+    let r = run(cmd);
+    r.assert_clean_error(i32::from(exit::RUNTIME));
+    assert!(
+        r.stderr.contains("no sample in 2 attempt(s)"),
+        "{}",
+        r.stderr
+    );
+}

@@ -232,6 +232,52 @@ async fn cancel_checks_the_backend_start_and_read_only_mode_blocks_it() {
         "{}",
         wrong.stderr
     );
+    // Checked before anything is asked: without --yes it is the same refusal, not a question.
+    let unasked = run(pgdeck(
+        &db,
+        m.path(),
+        &[
+            "monitor",
+            "terminate",
+            &pid_text,
+            "--backend-start",
+            "2001-01-01 00:00:00.000001+00",
+        ],
+    ));
+    unasked.assert_clean_error(i32::from(exit::REFUSED));
+    assert!(
+        unasked.stderr.contains("now belongs to another backend"),
+        "{}",
+        unasked.stderr
+    );
+    // The timestamp as psql prints backend_start is understood.
+    let as_psql: String = watcher
+        .query_one(
+            "SELECT backend_start::text FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let read_only_psql = run(pgdeck(
+        &db,
+        m.path(),
+        &[
+            "monitor",
+            "--read-only",
+            "cancel",
+            &pid_text,
+            "--backend-start",
+            &as_psql,
+            "--yes",
+        ],
+    ));
+    read_only_psql.assert_clean_error(i32::from(exit::REFUSED));
+    assert!(
+        read_only_psql.stderr.contains("read-only mode"),
+        "{as_psql}: {}",
+        read_only_psql.stderr
+    );
 
     let read_only = run(pgdeck(
         &db,

@@ -57,11 +57,35 @@ pub enum MonitorAction {
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     pub pid: i32,
-    /// The backend's start time as the monitor shows it (RFC 3339): guards against a reused pid
-    #[arg(long, value_name = "TIMESTAMP")]
+    /// The backend's start time as the monitor shows it (RFC 3339) or as psql prints
+    /// pg_stat_activity.backend_start (`2026-12-01 07:23:32.993419+00`): guards against a reused
+    /// pid
+    #[arg(long, value_name = "TIMESTAMP", value_parser = backend_start)]
     pub backend_start: DateTime<Utc>,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
+}
+
+/// RFC 3339, or PostgreSQL's own text form of a timestamptz (a space for the `T`, an offset of
+/// hours alone such as `+00`).
+fn backend_start(text: &str) -> std::result::Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    // `+00` / `-05` / `+05:30`: chrono wants the minutes.
+    let padded = match text.rfind(['+', '-']) {
+        Some(i) if i > 10 && text[i + 1..].len() == 2 => format!("{text}:00"),
+        _ => text.to_owned(),
+    };
+    for format in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%:z"] {
+        if let Ok(t) = DateTime::parse_from_str(&padded, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    Err(format!(
+        "'{text}' is not a timestamp: give backend_start as the monitor shows it (RFC 3339) or as psql prints it (2026-12-01 07:23:32.993419+00)"
+    ))
 }
 
 pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
@@ -125,17 +149,25 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Samples until `--count` or until SIGINT / SIGTERM, which is how a watch ends: exit 0.
+/// Samples until `--count` or until SIGINT / SIGTERM, which is how a watch ends: exit 0 (exit 1
+/// when `--count` attempts brought not one sample).
 async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: bool) -> Result<u8> {
     let env = &job.env;
     let interval = Duration::from_secs_f64(args.interval);
     let mut watcher = Watch::new(&env.target, settings.clone());
     let mut samples = 0u64;
+    let mut fresh = 0u64;
+    let mut last_cause = String::new();
     loop {
         let update = tokio::select! {
             u = watcher.tick() => u,
             () = job.cancel.cancelled() => return Ok(exit::OK),
         };
+        if let Update::Stale { cause, .. } = &update {
+            last_cause = cause.clone();
+        } else {
+            fresh += 1;
+        }
         match update {
             Update::Fresh { snapshot } => {
                 if json {
@@ -174,6 +206,13 @@ async fn watch(job: &Job, args: &MonitorArgs, settings: MonitorSettings, json: b
         }
         samples += 1;
         if args.count.is_some_and(|n| samples >= n) {
+            if fresh == 0 {
+                // Not one sample: the watch saw nothing, which is no success.
+                return Err(Error::runtime(
+                    format!("no sample in {samples} attempt(s): {last_cause}"),
+                    "check that the server is up and reachable, then watch again",
+                ));
+            }
             return Ok(exit::OK);
         }
         tokio::select! {

@@ -15,6 +15,12 @@ pub enum Signal {
     Terminate,
 }
 
+/// Whether a backend's start (as pg_stat_activity has it) is the one given: compared at the
+/// microsecond precision pg_stat_activity has.
+pub fn same_backend_start(started: Option<DateTime<Utc>>, given: DateTime<Utc>) -> bool {
+    started.is_some_and(|s| (s - given).num_microseconds().is_some_and(|d| d.abs() < 1))
+}
+
 /// Sends `signal` to `pid` if it is still the backend that started at `backend_start`. Whether
 /// it may be sent at all (read-only mode, a confirmation) is the release room's guard.
 pub async fn signal_backend(
@@ -43,13 +49,7 @@ pub async fn signal_backend(
         ));
     };
     let started: Option<DateTime<Utc>> = row.get(0);
-    // pg_stat_activity has microsecond precision; compare at that precision.
-    let same = started.is_some_and(|s| {
-        (s - backend_start)
-            .num_microseconds()
-            .is_some_and(|d| d.abs() < 1)
-    });
-    if !same {
+    if !same_backend_start(started, backend_start) {
         return Err(Error::refused(
             format!(
                 "pid {pid} now belongs to another backend (started {}), not the one you chose",

@@ -324,7 +324,7 @@ pub struct TableSize {
     pub toast_bytes: i64,
     pub index_bytes: i64,
     pub total_bytes: i64,
-    /// Growth since the previous sample, when there was one.
+    /// Growth since the previous exact sample, when there was one and this one is exact too.
     pub growth_bytes: Option<i64>,
     /// Sizes from the catalog's page counts: the table holds or awaits ACCESS EXCLUSIVE, and
     /// asking its size would queue the monitor behind that lock.
@@ -363,15 +363,20 @@ pub async fn table_sizes(
             let rows: i64 = r.get(1);
             let (heap, toast, index): (i64, i64, i64) = (r.get(3), r.get(4), r.get(5));
             let total = heap + toast + index;
+            let estimated: bool = r.get(2);
             TableSize {
-                growth_bytes: previous.get(&name).map(|p| total - p),
+                // Page counts against a measured size would show a growth (or a shrink) that
+                // did not happen.
+                growth_bytes: (!estimated)
+                    .then(|| previous.get(&name).map(|p| total - p))
+                    .flatten(),
                 name,
                 rows_estimate: (rows >= 0).then_some(rows),
                 heap_bytes: heap,
                 toast_bytes: toast,
                 index_bytes: index,
                 total_bytes: total,
-                estimated: r.get(2),
+                estimated,
             }
         })
         .collect();

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use crate::db::{self, query_error};
 use crate::error::Result;
 use crate::target::DbTarget;
-pub use actions::{Backend, Signal, backend, signal_backend};
+pub use actions::{Backend, Signal, backend, same_backend_start, signal_backend};
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
 pub use host::{Host, HostProbe};
 
@@ -148,11 +148,20 @@ impl Monitor {
         ))
         .await;
         if let Pane::Ok(s) = &tables {
-            self.previous_sizes = s
+            // An estimate (a locked table's page counts) is no base for growth: the last exact
+            // size stays the one to compare with.
+            let mut sizes: std::collections::HashMap<String, i64> = s
                 .data
                 .iter()
+                .filter(|t| !t.estimated)
                 .map(|t| (t.name.clone(), t.total_bytes))
                 .collect();
+            for t in s.data.iter().filter(|t| t.estimated) {
+                if let Some(exact) = self.previous_sizes.get(&t.name) {
+                    sizes.insert(t.name.clone(), *exact);
+                }
+            }
+            self.previous_sizes = sizes;
         }
         let progress = timed(collectors::progress(c, self.sees_all)).await;
         let host = self.host.as_mut().map(|h| h.sample());

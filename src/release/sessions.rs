@@ -43,6 +43,21 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
             "nothing to do; refresh the monitor",
         ));
     };
+    // The backend chosen, before anything is asked: a pid given to a new session since is
+    // refused now, not after the operator confirmed.
+    if !monitor::same_backend_start(b.backend_start, req.backend_start) {
+        return Err(Error::refused(
+            format!(
+                "pid {} now belongs to another backend (started {}), not the one started {}",
+                req.pid,
+                b.backend_start
+                    .map(|s| s.to_rfc3339())
+                    .unwrap_or_else(|| "at an unknown time".into()),
+                req.backend_start.to_rfc3339()
+            ),
+            "refresh the monitor and choose again",
+        ));
+    }
     let seconds = |s: Option<f64>| s.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "-".into());
     let mut lines = vec![
         format!(
