@@ -98,6 +98,14 @@ async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl
         // The sandbox runs on this machine: host metrics are shown; CPU needs a second reading.
         let host = &s["host"];
         assert!(host["postgres_processes"].as_u64().unwrap() >= 10, "{host}");
+        // This cluster's processes only (the postmaster and its children), whatever other
+        // clusters run on the machine: about what pg_stat_activity lists, plus the postmaster.
+        let listed: i64 = db.scalar("SELECT count(*) FROM pg_stat_activity").await;
+        let counted = host["postgres_processes"].as_u64().unwrap() as i64;
+        assert!(
+            counted <= listed + 5,
+            "{counted} processes counted, {listed} in pg_stat_activity"
+        );
         assert!(host["memory_total_bytes"].as_u64().unwrap() > 0, "{host}");
         assert!(host["cpu_percent"].is_null(), "{host}");
     }

@@ -31,6 +31,10 @@ pub struct HostProbe {
     system: System,
     primed: bool,
     last: Option<(Instant, Host)>,
+    /// A backend of the server watched (the monitor's own session): its parent is the
+    /// postmaster, whose children are this cluster's processes and no other cluster's.
+    backend_pid: Option<u32>,
+    postmaster: Option<sysinfo::Pid>,
 }
 
 /// Whether `target`'s server is on this machine, where its processes can be seen.
@@ -47,6 +51,16 @@ impl HostProbe {
             system: System::new(),
             primed: false,
             last: None,
+            backend_pid: None,
+            postmaster: None,
+        }
+    }
+
+    /// Counts only the processes of the cluster `backend_pid` (a session of it) belongs to.
+    pub fn of_backend(backend_pid: i32) -> HostProbe {
+        HostProbe {
+            backend_pid: u32::try_from(backend_pid).ok(),
+            ..HostProbe::new()
         }
     }
 
@@ -76,11 +90,23 @@ impl HostProbe {
                 .without_tasks(),
         );
         let cpus = self.system.cpus().len().max(1) as f32;
+        if self.postmaster.is_none() {
+            self.postmaster = self
+                .backend_pid
+                .and_then(|pid| self.system.process(sysinfo::Pid::from_u32(pid)))
+                .and_then(|backend| backend.parent());
+        }
+        let postmaster = self.postmaster;
+        // The watched cluster's postmaster and its children; by name only when the backend is
+        // not to be seen here (another machine behind a forwarded port).
         let postgres: Vec<_> = self
             .system
             .processes()
             .values()
-            .filter(|p| p.name() == "postgres")
+            .filter(|p| match postmaster {
+                Some(pm) => p.pid() == pm || p.parent() == Some(pm),
+                None => p.name() == "postgres",
+            })
             .collect();
         let primed = self.primed;
         self.primed = true;

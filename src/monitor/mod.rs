@@ -116,7 +116,7 @@ impl Monitor {
             server_version: session.server_version,
             sees_all,
             previous_sizes: Default::default(),
-            host: host::is_local(target).then(host::HostProbe::new),
+            host: host::is_local(target).then(|| host::HostProbe::of_backend(session.backend_pid)),
         })
     }
 
