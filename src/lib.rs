@@ -12,7 +12,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
-pub mod files;
 pub mod health;
 pub mod hooks;
 pub mod journal;

@@ -59,6 +59,27 @@ fn server_side_waits(
     })
 }
 
+/// Waits until a session of this database runs a statement starting with `prefix`.
+async fn running(admin: &Client, prefix: &str) {
+    let like = format!("{prefix}%");
+    wait_for(
+        &format!("{prefix} to run"),
+        Duration::from_secs(30),
+        || async {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND query LIKE $1",
+                    &[&like],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+}
+
 /// Deploys `sql` as the first migration: the tables the test works on.
 fn setup(cfg: &ConfigEnv, m: &Migrations, sql: &str) {
     m.add("20240101000000_setup", sql);
@@ -341,18 +362,7 @@ async fn another_sessions_concurrent_build_waiting_for_the_migration_is_not_a_vi
     );
     let child = spawn(cfg.cmd(&["deploy"]));
     let admin = db.client().await;
-    wait_for("the migration to run", Duration::from_secs(30), || async {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query LIKE 'SELECT pg_sleep(3)%'",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    running(&admin, "SELECT pg_sleep(3)").await;
     // Waits for the migration's transaction to end, blocking no one.
     let builder = db.client().await;
     let build = tokio::spawn(async move {
@@ -389,18 +399,7 @@ async fn a_watchdog_whose_session_is_terminated_opens_another_and_keeps_the_boun
     );
     let child = spawn(cfg.cmd(&["deploy"]));
     let admin = db.client().await;
-    wait_for("the migration to run", Duration::from_secs(30), || async {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query LIKE 'SELECT pg_sleep(5)%'",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0) == 1)
-            .unwrap_or(false)
-    })
-    .await;
+    running(&admin, "SELECT pg_sleep(5)").await;
     wait_for(
         "the watchdog's session to be terminated",
         Duration::from_secs(30),

@@ -114,7 +114,7 @@ impl BackupEntry {
                 "a catalog entry is the file pgdeck wrote beside its backup; remove it",
             ));
         }
-        let text = crate::files::read_to_string(&path, None).map_err(|e| {
+        let text = crate::db::files::read_to_string(&path, None).map_err(|e| {
             Error::input(
                 format!(
                     "no catalog entry for {} ({}: {e})",

@@ -130,7 +130,7 @@ fn content_digest(path: &Path) -> Result<(u64, String)> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let file_digest = |p: &Path| -> Result<(u64, String)> {
-        let mut f = crate::files::open(p).map_err(|e| {
+        let mut f = crate::db::files::open(p).map_err(|e| {
             Error::runtime(
                 format!("cannot open {}: {e}", p.display()),
                 "check permissions",

@@ -234,7 +234,7 @@ fn sql_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn read_input(path: PathBuf, inside: Option<&Path>) -> Input {
-    let text = match crate::files::read(&path, inside) {
+    let text = match crate::db::files::read(&path, inside) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
             Error::input(
                 format!(

@@ -308,32 +308,10 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
         return;
     }
     let line = match event {
-        DeployEvent::LockDisabled => format!("warning: {}", crate::migrate::deploy::LOCK_DISABLED),
-        DeployEvent::WatchdogOff => format!("warning: {}", crate::migrate::deploy::WATCHDOG_OFF),
-        DeployEvent::WatchdogLost { cause } => format!(
-            "warning: {}: {cause}",
-            crate::migrate::deploy::WATCHDOG_LOST
-        ),
-        DeployEvent::Blocking {
-            name,
-            attempt,
-            attempts,
-            victims,
-            longest_wait_ms,
-            blocking_timeout_ms,
-            retry_in_ms,
-        } => format!(
-            "      {}",
-            crate::migrate::deploy::describe_blocking(
-                name,
-                *victims,
-                *longest_wait_ms,
-                *blocking_timeout_ms,
-                *attempt,
-                *attempts,
-                *retry_in_ms
-            )
-        ),
+        DeployEvent::LockDisabled | DeployEvent::WatchdogOff | DeployEvent::WatchdogLost { .. } => {
+            event.said().unwrap_or_default()
+        }
+        DeployEvent::Blocking { .. } => format!("      {}", event.said().unwrap_or_default()),
         DeployEvent::WaitingForLock { holder: Some(h) } => {
             format!("waiting for the migration lock held by {h}")
         }

@@ -43,7 +43,7 @@ pub fn run(env: &Environment, args: &ReportArgs) -> Result<u8> {
     let text = journal::markdown(&entries);
     match &args.output {
         Some(out) => {
-            crate::files::writable(out).map_err(|e| {
+            crate::db::files::writable(out).map_err(|e| {
                 Error::input(
                     format!("cannot write {}: {e}", out.display()),
                     "write the report to a regular file",

@@ -160,14 +160,14 @@ struct LintFile {
 /// The config file that applies, by DESIGN's lookup order: `--config`, `$PGDECK_CONFIG`,
 /// `./pgdeck.toml`, `./config/pgdeck.toml`, then the user config dir.
 pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Option<PathBuf>> {
-    let refused = |path: &Path, e: crate::files::Refused| {
+    let refused = |path: &Path, e: crate::db::files::Refused| {
         Error::input(
             format!("config file {} is not read: {e}", path.display()),
             "point at the pgdeck.toml file itself",
         )
     };
     if let Some(path) = explicit {
-        return match crate::files::regular(path) {
+        return match crate::db::files::regular(path) {
             Ok(true) => Ok(Some(path.to_owned())),
             Ok(false) => Err(Error::input(
                 format!("config file {} does not exist", path.display()),
@@ -178,7 +178,7 @@ pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Opti
     }
     if let Some(path) = vars.var("PGDECK_CONFIG") {
         let path = PathBuf::from(path);
-        return match crate::files::regular(&path) {
+        return match crate::db::files::regular(&path) {
             Ok(true) => Ok(Some(path)),
             Ok(false) => Err(Error::input(
                 format!(
@@ -200,7 +200,7 @@ pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Opti
     // Looked up, so a missing one is skipped; one that is there but is not a file is refused
     // rather than passed over for the next (which would silently be another config).
     for p in candidates {
-        match crate::files::regular(&p) {
+        match crate::db::files::regular(&p) {
             Ok(true) => return Ok(Some(p)),
             Ok(false) => {}
             Err(e) => return Err(refused(&p, e)),
@@ -358,7 +358,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
 }
 
 fn read_config(path: &Path) -> Result<FileConfig> {
-    let text = crate::files::read_to_string(path, None).map_err(|e| {
+    let text = crate::db::files::read_to_string(path, None).map_err(|e| {
         Error::input(
             format!("cannot read config file {}: {e}", path.display()),
             "check the file exists, is a regular file, is readable and is UTF-8",

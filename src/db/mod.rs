@@ -2,6 +2,7 @@
 //! search_path, and turning driver errors into one-line causes with hints. Also the throwaway
 //! clusters of [`sandbox`]. No business logic lives here.
 
+pub mod files;
 pub mod sandbox;
 mod tls;
 

@@ -61,7 +61,7 @@ fn root_store(target: &DbTarget) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     match path {
         Some(p) if p.as_os_str() != "system" => {
-            let pem = crate::files::read(&p, None).map_err(|e| {
+            let pem = crate::db::files::read(&p, None).map_err(|e| {
                 Error::input(
                     format!("cannot read sslrootcert {}: {e}", p.display()),
                     "point sslrootcert at the PEM file of the CA that signed the server certificate",

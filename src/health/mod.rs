@@ -157,7 +157,7 @@ const BASELINE_VERSION: u32 = 1;
 
 impl Baseline {
     pub fn load(path: &Path) -> Result<Baseline> {
-        let text = crate::files::read_to_string(path, None).map_err(|e| {
+        let text = crate::db::files::read_to_string(path, None).map_err(|e| {
             Error::input(
                 format!("cannot read baseline {}: {e}", path.display()),
                 "capture one before the deploy, while the system is healthy",

@@ -387,7 +387,7 @@ pub fn write_report(journal: &Path, target: &Path) -> Result<()> {
 /// off, so the next entry starts on a line of its own. Every writer appends under the file's
 /// lock, so a line without its end seen under the lock is torn, not being written.
 fn reopen(path: &Path) -> Result<File> {
-    if let Err(e) = crate::files::writable(path) {
+    if let Err(e) = crate::db::files::writable(path) {
         return Err(io_error(
             "cannot reopen journal",
             path,
@@ -402,7 +402,7 @@ fn reopen(path: &Path) -> Result<File> {
         .map_err(|e| io_error("cannot reopen journal", path, &e))?;
     file.lock()
         .map_err(|e| io_error("cannot lock journal", path, &e))?;
-    let repaired = crate::files::read(path, None)
+    let repaired = crate::db::files::read(path, None)
         .map_err(|e| {
             io_error(
                 "cannot read journal",
@@ -423,7 +423,7 @@ fn reopen(path: &Path) -> Result<File> {
 }
 
 pub fn read(path: &Path) -> Result<Vec<Entry>> {
-    let text = crate::files::read_to_string(path, None).map_err(|e| {
+    let text = crate::db::files::read_to_string(path, None).map_err(|e| {
         io_error(
             "cannot read journal",
             path,

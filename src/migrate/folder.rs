@@ -150,10 +150,10 @@ impl MigrationsDir {
 /// Reads a migration's file: a regular file whose real path is inside the migrations folder.
 /// `Ok(None)` when it does not exist.
 fn read_inside(root: &Path, path: &Path) -> Result<Option<Vec<u8>>> {
-    match crate::files::read(path, Some(root)) {
+    match crate::db::files::read(path, Some(root)) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e @ crate::files::Refused::Io(_)) => Err(Error::input(
+        Err(e @ crate::db::files::Refused::Io(_)) => Err(Error::input(
             format!("cannot read {}: {e}", path.display()),
             "check the file's permissions",
         )),

@@ -3,6 +3,7 @@
 //! it reports through return values and progress events and never prints.
 
 pub mod deploy;
+mod failure;
 pub mod folder;
 pub mod ledger;
 pub mod revert;

@@ -537,7 +537,10 @@ fn pgpass_lookup(vars: &dyn Vars, host: &Host, port: u16, db: &str, user: &str) 
         }
     }
     // A FIFO or device in its place would block the connection: not read, like a missing file.
-    let text = crate::files::read_to_string(&path, None).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
     let host_text = match host {
         // libpq matches socket connections against "localhost".
         Host::Socket(_) => "localhost".to_owned(),

@@ -439,36 +439,11 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
             DeployEvent::MigrationFailed { name, error } => {
                 vec![line(format!("{name} FAILED: {error}"))]
             }
-            DeployEvent::LockDisabled => vec![line(format!(
-                "warning: {}",
-                crate::migrate::deploy::LOCK_DISABLED
-            ))],
-            DeployEvent::WatchdogOff => vec![line(format!(
-                "warning: {}",
-                crate::migrate::deploy::WATCHDOG_OFF
-            ))],
-            DeployEvent::WatchdogLost { cause } => vec![line(format!(
-                "warning: {}: {cause}",
-                crate::migrate::deploy::WATCHDOG_LOST
-            ))],
-            DeployEvent::Blocking {
-                name,
-                attempt,
-                attempts,
-                victims,
-                longest_wait_ms,
-                blocking_timeout_ms,
-                retry_in_ms,
-            } => {
-                let text = crate::migrate::deploy::describe_blocking(
-                    &name,
-                    victims,
-                    longest_wait_ms,
-                    blocking_timeout_ms,
-                    attempt,
-                    attempts,
-                    retry_in_ms,
-                );
+            d @ (DeployEvent::LockDisabled
+            | DeployEvent::WatchdogOff
+            | DeployEvent::WatchdogLost { .. }) => vec![line(d.said().unwrap_or_default())],
+            d @ DeployEvent::Blocking { .. } => {
+                let text = d.said().unwrap_or_default();
                 vec![progress(text.clone(), None), line(text)]
             }
             DeployEvent::AlreadyApplied { name } => vec![line(format!(
