@@ -333,6 +333,7 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
             total,
             transactional,
             statements,
+            ..
         } => format!(
             "[{index}/{total}] {name} ({}, {statements} statement{})",
             if *transactional {
@@ -350,6 +351,21 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
             ..
         } => {
             format!("      {index}/{total} line {line}: {preview}")
+        }
+        DeployEvent::Waiting {
+            waited_ms,
+            holders,
+            changed,
+        } => {
+            if !changed {
+                return;
+            }
+            let each: Vec<String> = holders.iter().map(|h| h.describe()).collect();
+            format!(
+                "      waiting {:.1}s for a lock held by {}",
+                *waited_ms as f64 / 1000.0,
+                each.join("; ")
+            )
         }
         DeployEvent::LockTimeout {
             name,

@@ -34,10 +34,12 @@ pub async fn run(
 ) -> Result<Vec<ProbeResult>> {
     let session = db::connect(&target.with_application_name("pgdeck-health")).await?;
     let c = &session.client;
+    // lock_timeout fires first: a probe stuck behind a lock is then said to be, rather than
+    // merely slow (statement_timeout would stop it at the same moment with no reason given).
     c.batch_execute(&format!(
         "SET default_transaction_read_only = on; SET statement_timeout = {}; SET lock_timeout = {}",
-        timeout.as_millis().max(1),
-        timeout.as_millis().max(1)
+        timeout.as_millis().max(2),
+        (timeout.as_millis() * 3 / 4).max(1)
     ))
     .await
     .map_err(|e| query_error("preparing the probe session", &e))?;

@@ -29,6 +29,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// In words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "FAILED",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
     /// How work that ended with `e` ended.
     pub fn of(e: &crate::error::Error) -> Outcome {
         if e.kind == crate::error::ErrorKind::Cancelled {

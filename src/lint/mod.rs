@@ -33,6 +33,7 @@ impl Severity {
 
 pub mod catalog;
 pub mod plan;
+pub mod report;
 
 use std::collections::{HashMap, HashSet};
 

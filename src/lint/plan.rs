@@ -19,6 +19,17 @@ pub enum Verdict {
     Refused,
 }
 
+impl Verdict {
+    /// In words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::NeedsAcknowledgement => "needs acknowledgement",
+            Verdict::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationPlan {
     pub name: String,

@@ -29,7 +29,7 @@ use super::failure::{
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
 use super::script::{Script, Statement, TxMode};
-use super::watchdog::{Blocked, Watchdog};
+use super::watchdog::{Blocked, Holder, Waiting, Watchdog};
 use crate::db::{self, query_error};
 use crate::error::{Error, ErrorKind, Guard, Remedy, Result};
 use crate::target::DbTarget;
@@ -160,6 +160,10 @@ pub enum DeployEvent {
         total: usize,
         transactional: bool,
         statements: usize,
+        /// Attempts it gets (lock timeouts and watchdog stops are retried).
+        attempts: u32,
+        /// The deploy session's backend: the one that takes the migration's locks.
+        backend_pid: i32,
     },
     StatementStarted {
         name: String,
@@ -167,6 +171,14 @@ pub enum DeployEvent {
         total: usize,
         line: usize,
         preview: String,
+    },
+    /// The statement waits for a lock; who holds it (the head of the queue first). Sent when
+    /// that changes and about once a second while it waits, when the watchdog is on.
+    Waiting {
+        waited_ms: u64,
+        holders: Vec<Holder>,
+        /// Not the holders of the previous event.
+        changed: bool,
     },
     LockTimeout {
         name: String,
@@ -402,6 +414,7 @@ pub async fn deploy_holding(
         cancel: &opts.cancel,
         backend_pid: session.backend_pid,
         unwatched: AtomicBool::new(false),
+        waited_for: std::sync::Mutex::new(Vec::new()),
         events,
         target,
         ended: session.ended.clone(),
@@ -494,6 +507,8 @@ pub async fn deploy_holding(
                 total,
                 transactional,
                 statements: statements.len(),
+                attempts: opts.settings.lock_retries + 1,
+                backend_pid: run.backend_pid,
             },
         );
         let started = Instant::now();
@@ -1388,6 +1403,9 @@ pub(super) struct Runner<'a> {
     backend_pid: i32,
     /// Set once the watchdog lost its session for good.
     unwatched: AtomicBool,
+    /// Who the last statement waited for, as the watchdog last saw it: a lock timeout names
+    /// them.
+    pub(super) waited_for: std::sync::Mutex<Vec<Holder>>,
     events: Events<'a>,
     target: &'a DbTarget,
     /// What the server said when it ended the session, if it did.
@@ -1466,9 +1484,25 @@ impl Runner<'_> {
         let watchdog = self
             .watchdog
             .filter(|_| watched && !self.unwatched.load(Ordering::Relaxed));
+        if let Ok(mut w) = self.waited_for.lock() {
+            w.clear();
+        }
+        let on_wait = |w: Waiting| {
+            if let Ok(mut last) = self.waited_for.lock() {
+                last.clone_from(&w.holders);
+            }
+            emit(
+                self.events,
+                DeployEvent::Waiting {
+                    waited_ms: w.waited.as_millis() as u64,
+                    holders: w.holders,
+                    changed: w.changed,
+                },
+            );
+        };
         let watch = async {
             match watchdog {
-                Some(w) => match w.watch(self.backend_pid).await {
+                Some(w) => match w.watch(self.backend_pid, &on_wait).await {
                     Ok(blocked) => blocked,
                     Err(cause) => {
                         // Said once; the deploy goes on as with the watchdog off.

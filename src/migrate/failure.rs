@@ -274,14 +274,37 @@ pub(super) fn sql_failure(
         .with(Remedy::Deploy);
     }
     if is_lock_timeout(e) {
+        let holders = run.waited_for.lock().map(|h| h.clone()).unwrap_or_default();
+        let (waited, hint) = match holders.iter().find(|h| !h.waiting).or(holders.first()) {
+            Some(h) => (
+                format!("; it waited for {}", h.describe()),
+                format!(
+                    "let pid {} finish, or end it (`pgdeck monitor terminate {} --backend-start '{}'`; {}), \
+                     then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)",
+                    h.pid,
+                    h.pid,
+                    h.backend_start.to_rfc3339(),
+                    if h.cancel_helps() {
+                        "cancelling its query may be enough"
+                    } else {
+                        "it is idle in its transaction: cancelling does nothing, only terminating helps"
+                    }
+                ),
+            ),
+            None => (
+                String::new(),
+                "a long-running transaction holds a conflicting lock on the table: let it finish or \
+                 cancel it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)"
+                    .to_owned(),
+            ),
+        };
         return Error::new(
             ErrorKind::LockTimeout,
             format!(
-                "migration {} could not get its lock within lock_timeout after {attempts} attempt(s) at {at}",
+                "migration {} could not get its lock within lock_timeout after {attempts} attempt(s) at {at}{waited}",
                 m.name
             ),
-            "a long-running transaction holds a conflicting lock on the table: let it finish or \
-             cancel it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)",
+            hint,
         )
         .with(Remedy::Monitor)
         .with(Remedy::Deploy);

@@ -57,6 +57,18 @@ pub enum Verdict {
     Failed,
 }
 
+impl Verdict {
+    /// In words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::UpToDate => "up to date",
+            Verdict::Pending => "migrations pending",
+            Verdict::Drift => "drift: the database and the folder disagree",
+            Verdict::Failed => "a migration failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub ledger_exists: bool,

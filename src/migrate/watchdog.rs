@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::deploy::{ADVISORY_LOCK_KEY, APPLIERS_LOCK};
@@ -26,10 +28,72 @@ pub struct Blocked {
     pub bound: Duration,
 }
 
+/// A session a migration's statement waits for: directly, or at the head of the queue the
+/// statement waits in (`waiting` false: the root, the one to end).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Holder {
+    pub pid: i32,
+    /// With the pid, identifies the backend for a terminate.
+    pub backend_start: DateTime<Utc>,
+    pub user: String,
+    pub application: String,
+    /// pg_stat_activity's state ("idle in transaction", "active"); empty when hidden from the
+    /// deploy's role.
+    pub state: String,
+    pub state_seconds: f64,
+    /// How long its transaction has been open.
+    pub transaction_seconds: Option<f64>,
+    pub query: String,
+    /// Itself waiting for a lock: not the root of the queue.
+    pub waiting: bool,
+}
+
+impl Holder {
+    /// One line: who, in what state for how long, doing what.
+    pub fn describe(&self) -> String {
+        let app = if self.application.is_empty() {
+            "no application_name".to_owned()
+        } else {
+            self.application.clone()
+        };
+        let state = match self.state.as_str() {
+            "" => "state hidden (needs pg_read_all_stats)".to_owned(),
+            s => format!("{s} for {:.0}s", self.state_seconds),
+        };
+        let query: String = self.query.chars().take(80).collect();
+        let mut out = format!("pid {} ({}, {app}), {state}", self.pid, self.user);
+        if self.waiting {
+            out.push_str(", itself waiting");
+        }
+        if !query.is_empty() {
+            out.push_str(&format!(": {query}"));
+        }
+        out
+    }
+
+    /// Whether cancelling its statement would release its locks: an idle transaction has no
+    /// statement to cancel, only terminating ends it.
+    pub fn cancel_helps(&self) -> bool {
+        !self.state.starts_with("idle")
+    }
+}
+
+/// What a statement is waiting for, as seen by one look.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Waiting {
+    /// Since the watchdog first saw it wait.
+    pub waited: Duration,
+    pub holders: Vec<Holder>,
+    /// The holders are not those of the previous look (a front end that prints lines says
+    /// only these).
+    pub changed: bool,
+}
+
 /// The watchdog's session, reopened when it is lost.
 struct Looker {
     client: Client,
     victims: tokio_postgres::Statement,
+    holders: tokio_postgres::Statement,
 }
 
 /// The lock-queue watchdog of one deploy.
@@ -62,7 +126,16 @@ impl Watchdog {
     /// Resolves once a session has waited behind `pid` past the bound: `Ok`. A watchdog that
     /// lost its session and cannot open another resolves with the reason (`Err`), once; the
     /// deploy says so and goes on unwatched. Never resolves otherwise.
-    pub async fn watch(&self, pid: i32) -> std::result::Result<Blocked, String> {
+    ///
+    /// While `pid` itself waits for a lock, `on_wait` hears who it waits for: when that changes,
+    /// and at most once a second otherwise.
+    pub async fn watch(
+        &self,
+        pid: i32,
+        on_wait: &(dyn Fn(Waiting) + Sync),
+    ) -> std::result::Result<Blocked, String> {
+        let mut waiting_since: Option<Instant> = None;
+        let mut told: Option<(Instant, Vec<i32>)> = None;
         loop {
             let due = self
                 .last_look
@@ -84,6 +157,30 @@ impl Watchdog {
                 }
             }
             let Some(l) = looker.as_ref() else { continue };
+            if let Ok(rows) = l.client.query(&l.holders, &[&pid]).await {
+                let mut holders: Vec<Holder> = rows.iter().map(holder).collect();
+                // The head of the queue first: ending it is what frees the statement.
+                holders.sort_by_key(|h| h.waiting);
+                if holders.is_empty() {
+                    waiting_since = None;
+                } else {
+                    let since = *waiting_since.get_or_insert_with(Instant::now);
+                    let pids: Vec<i32> = holders.iter().map(|h| h.pid).collect();
+                    let changed = told.as_ref().is_none_or(|(_, was)| *was != pids);
+                    let due = changed
+                        || told
+                            .as_ref()
+                            .is_some_and(|(at, _)| at.elapsed() >= Duration::from_secs(1));
+                    if due {
+                        told = Some((Instant::now(), pids));
+                        on_wait(Waiting {
+                            waited: since.elapsed(),
+                            holders,
+                            changed,
+                        });
+                    }
+                }
+            }
             let Ok(row) = l.client.query_one(&l.victims, &[&pid]).await else {
                 continue;
             };
@@ -131,7 +228,51 @@ impl Looker {
             .prepare(&victims_sql(version))
             .await
             .map_err(|e| query_error("starting the lock-queue watchdog", &e))?;
-        Ok((Looker { client, victims }, version))
+        let holders = client
+            .prepare(HOLDERS_SQL)
+            .await
+            .map_err(|e| query_error("starting the lock-queue watchdog", &e))?;
+        Ok((
+            Looker {
+                client,
+                victims,
+                holders,
+            },
+            version,
+        ))
+    }
+}
+
+/// The sessions `$1` waits for, and those they wait for in turn, up to the head of the queue.
+/// pg_blocking_pids names the holders of conflicting locks and the waiters queued ahead; it
+/// is asked only while `$1` has a lock not granted.
+const HOLDERS_SQL: &str = "WITH RECURSIVE chain(pid, depth) AS ( \
+       SELECT unnest(pg_catalog.pg_blocking_pids($1)), 1 \
+       WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE pid = $1 AND NOT granted) \
+       UNION \
+       SELECT unnest(pg_catalog.pg_blocking_pids(c.pid)), c.depth + 1 FROM chain c WHERE c.depth < 4 \
+     ) \
+     SELECT DISTINCT ON (a.pid) a.pid, a.backend_start, coalesce(a.usename::text, ''), \
+            coalesce(a.application_name, ''), coalesce(a.state, ''), \
+            coalesce(extract(epoch FROM clock_timestamp() - a.state_change), 0)::float8, \
+            extract(epoch FROM clock_timestamp() - a.xact_start)::float8, \
+            left(coalesce(a.query, ''), 500), a.wait_event_type IS NOT DISTINCT FROM 'Lock' \
+     FROM chain c JOIN pg_catalog.pg_stat_activity a ON a.pid = c.pid \
+     WHERE c.pid <> $1 \
+     ORDER BY a.pid";
+
+fn holder(r: &tokio_postgres::Row) -> Holder {
+    let query: String = r.get(7);
+    Holder {
+        pid: r.get(0),
+        backend_start: r.get::<_, Option<DateTime<Utc>>>(1).unwrap_or_default(),
+        user: r.get(2),
+        application: r.get(3),
+        state: r.get(4),
+        state_seconds: r.get(5),
+        transaction_seconds: r.get(6),
+        query: query.split_whitespace().collect::<Vec<_>>().join(" "),
+        waiting: r.get(8),
     }
 }
 

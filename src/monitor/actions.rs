@@ -100,6 +100,22 @@ pub struct Backend {
     /// Seconds the current (or last) query has run, and the open transaction.
     pub query_seconds: Option<f64>,
     pub transaction_seconds: Option<f64>,
+    /// Every lock it holds or waits for.
+    pub locks: Vec<BackendLock>,
+    /// The sessions it waits for (pg_blocking_pids).
+    pub blocked_by: Vec<i32>,
+    /// The sessions waiting for it.
+    pub blocking: Vec<i32>,
+}
+
+/// One lock of a backend, from pg_locks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendLock {
+    pub locktype: String,
+    pub mode: String,
+    pub granted: bool,
+    /// The relation, when it is one.
+    pub relation: Option<String>,
 }
 
 /// The backend `pid`, read now; None when it is gone.
@@ -117,7 +133,39 @@ pub async fn backend(target: &DbTarget, pid: i32) -> Result<Option<Backend>> {
         )
         .await
         .map_err(|e| query_error("looking up the backend", &e))?;
-    Ok(row.map(|r| Backend {
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let locks = session
+        .client
+        .query(
+            "SELECT locktype, mode, granted, \
+                    CASE WHEN relation IS NULL THEN NULL ELSE relation::regclass::text END \
+             FROM pg_locks WHERE pid = $1 \
+             ORDER BY granted, locktype = 'relation' DESC, mode",
+            &[&pid],
+        )
+        .await
+        .map_err(|e| query_error("reading the backend's locks", &e))?
+        .iter()
+        .map(|l| BackendLock {
+            locktype: l.get(0),
+            mode: l.get(1),
+            granted: l.get(2),
+            relation: l.get(3),
+        })
+        .collect();
+    let chain = session
+        .client
+        .query_one(
+            "SELECT pg_blocking_pids($1), \
+                    coalesce(array(SELECT a.pid FROM pg_stat_activity a \
+                                   WHERE $1 = ANY(pg_blocking_pids(a.pid)) ORDER BY a.pid), '{}')",
+            &[&pid],
+        )
+        .await
+        .map_err(|e| query_error("reading the backend's lock queue", &e))?;
+    Ok(Some(Backend {
         pid,
         backend_start: r.get(0),
         user: r.get(1),
@@ -127,5 +175,8 @@ pub async fn backend(target: &DbTarget, pid: i32) -> Result<Option<Backend>> {
         query: r.get(5),
         query_seconds: r.get(6),
         transaction_seconds: r.get(7),
+        locks,
+        blocked_by: chain.get(0),
+        blocking: chain.get(1),
     }))
 }

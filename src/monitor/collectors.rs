@@ -178,6 +178,8 @@ pub struct Blocker {
     pub user: String,
     pub application: String,
     pub state: String,
+    /// How long it has been in that state (an idle transaction's idle time).
+    pub state_seconds: f64,
     pub query: String,
     pub victims: Vec<Victim>,
 }
@@ -186,6 +188,10 @@ pub struct Blocker {
 #[derive(Debug, Clone, Serialize)]
 pub struct Victim {
     pub pid: i32,
+    /// With the pid, identifies the backend for cancel / terminate.
+    pub backend_start: DateTime<Utc>,
+    pub user: String,
+    pub application: String,
     /// The sessions it waits for directly.
     pub blocked_by: Vec<i32>,
     pub lock_mode: Option<String>,
@@ -288,6 +294,9 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
                 frontier.push(v.pid);
                 victims.push(Victim {
                     pid: v.pid,
+                    backend_start: v.backend_start,
+                    user: v.user.clone(),
+                    application: v.application.clone(),
                     blocked_by: v.blockers.clone(),
                     lock_mode: v.mode.clone(),
                     relation: v.relation.clone(),
@@ -308,6 +317,7 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
             user: root.user.clone(),
             application: root.application.clone(),
             state: root.state.clone(),
+            state_seconds: root.waiting,
             query: root.query.split_whitespace().collect::<Vec<_>>().join(" "),
             victims,
         });

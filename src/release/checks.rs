@@ -40,6 +40,49 @@ pub async fn health(
     Ok(report)
 }
 
+/// Health sampled again and again until cancelled, each report handed to `on_report` as it
+/// comes, `pause` apart (each run itself spans the health window). The team hears when the
+/// verdict turns to ALERT, not on every sample in alert. A run that cannot reach the server
+/// is a report too (its checks say why), so the front end never shows an old verdict as
+/// current.
+pub async fn watch_health(
+    ctx: &Context,
+    baseline: Option<&Baseline>,
+    pause: Duration,
+    mut on_report: impl FnMut(Report),
+) {
+    let env = &ctx.env;
+    let mut was_alert = false;
+    loop {
+        let report = tokio::select! {
+            r = health::run(&env.name, &env.target, &env.health, baseline) => r,
+            () = ctx.cancel.cancelled() => return,
+        };
+        match report {
+            Ok(report) => {
+                let alert = report.verdict == Level::Alert;
+                if alert && !was_alert {
+                    let worst: Vec<String> = report
+                        .checks
+                        .iter()
+                        .filter(|c| c.level == Level::Alert)
+                        .map(|c| format!("{} {}", c.name, c.value))
+                        .collect();
+                    ctx.notify(&format!("ALERT on {}: {}", env.name, worst.join("; ")))
+                        .await;
+                }
+                was_alert = alert;
+                on_report(report);
+            }
+            Err(e) => ctx.warn(format!("health sample: {}", e.cause)),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = ctx.cancel.cancelled() => return,
+        }
+    }
+}
+
 /// What capturing a baseline did: the measurements, and where they were saved or why not.
 #[derive(Debug, Clone)]
 pub struct BaselineCapture {

@@ -27,7 +27,7 @@ use crate::journal::{self, Recorder};
 use crate::lint::LintSettings;
 use crate::migrate::{DeployEvent, DeploySettings};
 use crate::target::DbTarget;
-pub use checks::{BaselineCapture, capture_baseline, health, sample_queries};
+pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
 pub use restore::{Maintenance, RestoreReport, RestoreRequest, newest_backup, restore};

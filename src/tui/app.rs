@@ -8,9 +8,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::Utc;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
-use super::jobs::{Job, Origin, Override, Refreshed};
+use super::deploying::Deploying;
+use super::jobs::{Job, Origin, Override, PlanText, Refreshed};
 use super::keymap::{self, Command};
 use super::modal::{Choice, Input, Modal, Then};
 use super::screens::checklist::{Acknowledgement, ChecklistView};
@@ -34,6 +35,8 @@ const REFRESH_EVERY_TICKS: u64 = 10;
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// The wheel, or a left click.
+    Mouse(MouseEvent),
     Resize,
     Tick,
     Monitor(Box<Update>),
@@ -44,6 +47,15 @@ pub enum Msg {
         detail: String,
         fraction: Option<f64>,
     },
+    /// A deploy's event, for the state of what it does (`Deploying`).
+    Deploy {
+        origin: Origin,
+        event: Box<crate::migrate::DeployEvent>,
+    },
+    /// The backend the Monitor's detail view asked for (none: it is gone).
+    Inspected(Result<Option<Box<crate::monitor::Backend>>, String>),
+    /// The plan, worded, for the plan view.
+    Plan(Box<PlanText>),
     /// A line of a job's output (a check that held, a hook's output, a retry).
     Line {
         origin: Origin,
@@ -78,6 +90,8 @@ pub enum Effect {
     /// Reload migrations, status, plan, gate facts and the newest backup.
     Refresh,
     SetInterval(Duration),
+    /// Sample health in the background (true) or stop (false).
+    LiveHealth(bool),
     Quit,
 }
 
@@ -90,12 +104,24 @@ pub struct App {
     pub migrations: MigrationsScreen,
     pub rollback: RollbackView,
     pub health: Option<Box<Report>>,
+    /// The whole plan on screen, over the screen on show.
+    pub plan_view: Option<PlanView>,
+    /// Health is sampled in the background (from the Deploy step until the report).
+    pub health_live: bool,
+    /// Another console holds this session: nothing is run or recorded from this one.
+    pub read_only: Option<String>,
+    /// The deploy or forward rollback running, and where it was started.
+    pub deploying: Option<(Origin, Deploying)>,
     /// Recent p95 latencies (µs) of the database probe, for the sparkline.
     pub probe_history: VecDeque<u64>,
     pub journal: Vec<Entry>,
     pub journal_path: Option<std::path::PathBuf>,
     pub modal: Option<Modal>,
     pub help: bool,
+    /// The filter typed for each screen's list (`/`), by `Screen::ALL` index.
+    pub filters: [String; 5],
+    /// Keys go to the filter of the screen on show.
+    pub filtering: bool,
     pub flash: Option<String>,
     pub should_quit: bool,
     /// Repaint needed.
@@ -123,11 +149,17 @@ impl App {
             migrations: MigrationsScreen::default(),
             rollback: RollbackView::new(),
             health: None,
+            deploying: None,
+            plan_view: None,
+            health_live: false,
+            read_only: None,
             probe_history: VecDeque::new(),
             journal: entries,
             journal_path,
             modal: None,
             help: false,
+            filters: Default::default(),
+            filtering: false,
             flash: None,
             should_quit: false,
             dirty: true,
@@ -156,24 +188,52 @@ impl App {
         self.journal.push(entry);
     }
 
-    /// Alerts for the header: a health check in alert, connections over the threshold, a
-    /// migration waiting for ACCESS EXCLUSIVE with sessions queued behind it.
+    /// Alerts for the header: the server unreachable; connections over the threshold, a
+    /// migration waiting for ACCESS EXCLUSIVE with sessions queued behind it (marked stale when
+    /// they come from an old sample); this console's deploy waiting for a lock; health in
+    /// alert, with the time of its sample.
     pub fn alerts(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
         let mut out = Vec::new();
+        let stale = self
+            .monitor
+            .stale_label(now)
+            .map(|s| format!("({s}) "))
+            .unwrap_or_default();
+        let own_pid = self.deploying.as_ref().and_then(|(_, d)| d.backend_pid);
+        if let Some((_, d)) = &self.deploying
+            && (d.waits_for(now).is_some() || d.attempt > 1)
+        {
+            // Steady across its retries: the deploy is in trouble until it ends.
+            out.push(match d.root_blocker(now) {
+                Some(h) => format!(
+                    "deploy waits for a lock held by pid {} (attempt {} of {})",
+                    h.pid, d.attempt, d.attempts
+                ),
+                None => format!(
+                    "deploy retrying for its locks (attempt {} of {})",
+                    d.attempt, d.attempts
+                ),
+            });
+        }
         if let Some(s) = &self.monitor.last {
             if let Pane::Ok(c) = &s.connections
                 && c.data.utilisation > 0.8
             {
                 out.push(format!(
-                    "connections {:.0} % of usable",
+                    "{stale}connections {:.0} % of usable",
                     c.data.utilisation * 100.0
                 ));
             }
             if let Pane::Ok(b) = &s.blocking {
                 for root in &b.data.roots {
-                    for v in root.victims.iter().filter(|v| v.ddl_access_exclusive) {
+                    for v in root
+                        .victims
+                        .iter()
+                        .filter(|v| v.ddl_access_exclusive && Some(v.pid) != own_pid)
+                    {
                         out.push(format!(
-                            "DDL pid {} waits for ACCESS EXCLUSIVE, {} queued",
+                            "{stale}DDL pid {} waits for ACCESS EXCLUSIVE, {} queued",
                             v.pid, v.queued_behind
                         ));
                     }
@@ -183,9 +243,62 @@ impl App {
         if let Some(h) = &self.health
             && h.verdict == Level::Alert
         {
-            out.push("health ALERT".into());
+            let worst: Vec<String> = h
+                .checks
+                .iter()
+                .filter(|c| c.level == Level::Alert)
+                .map(|c| c.name.clone())
+                .collect();
+            out.push(format!(
+                "health ALERT at {}: {}",
+                h.at.format("%H:%M:%S"),
+                worst.join(", ")
+            ));
         }
         out
+    }
+
+    /// The filter typed for `screen`'s list, or "".
+    pub fn filter_of(&self, screen: Screen) -> &str {
+        let i = Screen::ALL.iter().position(|s| *s == screen).unwrap_or(0);
+        &self.filters[i]
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        let i = Screen::ALL
+            .iter()
+            .position(|s| *s == self.screen)
+            .unwrap_or(0);
+        &mut self.filters[i]
+    }
+
+    /// Esc on a screen with nothing open: the filter goes.
+    pub fn clear_filter(&mut self) {
+        self.filter_mut().clear();
+        self.filtering = false;
+    }
+
+    /// A key while the filter is typed.
+    fn filter_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Esc => self.clear_filter(),
+            KeyCode::Enter => self.filtering = false,
+            KeyCode::Backspace => {
+                self.filter_mut().pop();
+            }
+            KeyCode::Char(c)
+                if !key.modifiers.contains(KeyModifiers::CONTROL)
+                    && self.filter_mut().chars().count() < 100 =>
+            {
+                self.filter_mut().push(c);
+            }
+            _ => {}
+        }
+        // The selections start over on the filtered list.
+        self.monitor.selected = 0;
+        self.monitor.lock_selected = 0;
+        self.migrations.selected = 0;
+        Vec::new()
     }
 
     pub fn long_queries(&self) -> &[LongQuery] {
@@ -199,11 +312,13 @@ impl App {
         self.dirty = true;
         match msg {
             Msg::Key(key) => self.key(key),
+            Msg::Mouse(m) => self.mouse(m),
             Msg::Resize => Vec::new(),
             Msg::Tick => {
                 // Ages and clocks move; repaint only when something shows them.
                 self.dirty = self.checklist.running().is_some()
-                    || self.monitor.stale.is_some()
+                    || self.monitor.unreachable.is_some()
+                    || self.deploying.is_some()
                     || self.rollback.running.is_some();
                 // What the gates and screens show is read again now and then: a backup moved,
                 // a deploy by someone else, a migration that failed elsewhere.
@@ -245,7 +360,38 @@ impl App {
                 match origin {
                     Origin::Step(i) => self.checklist.progress_of(i, detail, fraction),
                     Origin::Rollback => self.rollback.running_detail = Some(detail),
-                    Origin::Monitor | Origin::Journal => {}
+                    Origin::Monitor | Origin::Journal | Origin::Inspect => {}
+                }
+                Vec::new()
+            }
+            Msg::Plan(plan) => {
+                self.plan_view = Some(PlanView::of(&plan.text));
+                Vec::new()
+            }
+            Msg::Inspected(result) => {
+                use super::screens::monitor::Detail;
+                if let Some(d) = &self.monitor.detail {
+                    let pid = d.pid();
+                    self.monitor.detail = Some(match result {
+                        Ok(Some(b)) if b.pid == pid => Detail::Loaded(b),
+                        Ok(Some(_)) => return Vec::new(),
+                        Ok(None) => Detail::Failed {
+                            pid,
+                            cause: format!("backend {pid} no longer exists"),
+                        },
+                        Err(cause) => Detail::Failed { pid, cause },
+                    });
+                }
+                Vec::new()
+            }
+            Msg::Deploy { origin, event } => {
+                match &mut self.deploying {
+                    Some((o, d)) if *o == origin => d.fold(&event),
+                    other => {
+                        let mut d = Deploying::default();
+                        d.fold(&event);
+                        *other = Some((origin, d));
+                    }
                 }
                 Vec::new()
             }
@@ -253,6 +399,7 @@ impl App {
                 match origin {
                     Origin::Step(_) => self.steps.log(line),
                     Origin::Rollback | Origin::Monitor | Origin::Journal => self.rollback.log(line),
+                    Origin::Inspect => {}
                 }
                 Vec::new()
             }
@@ -294,6 +441,20 @@ impl App {
 
     /// Starts a job; a checklist step shows it running.
     pub fn run(&mut self, origin: Origin, job: Job) -> Vec<Effect> {
+        if let Some(holder) = &self.read_only
+            && !matches!(job, Job::Inspect { .. })
+        {
+            self.flash = Some(format!(
+                "read-only: {holder} has this session open; nothing runs from this console"
+            ));
+            return Vec::new();
+        }
+        let mut effects = Vec::new();
+        if matches!(job, Job::Deploy(_)) && matches!(origin, Origin::Step(_)) && !self.health_live {
+            // From the deploy until the report, health is watched without being asked.
+            self.health_live = true;
+            effects.push(Effect::LiveHealth(true));
+        }
         match origin {
             Origin::Step(i) => {
                 if let Err(why) = self.checklist.start(i) {
@@ -308,20 +469,55 @@ impl App {
                 self.rollback.running = Some(job.title());
                 self.rollback.running_detail = None;
             }
-            Origin::Monitor | Origin::Journal => {}
+            Origin::Monitor | Origin::Journal | Origin::Inspect => {}
         }
-        vec![Effect::Run { origin, job }]
+        effects.push(Effect::Run { origin, job });
+        effects
+    }
+
+    /// A key while the plan is on screen: it scrolls, and closing it ends the review.
+    fn plan_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(pv) = self.plan_view.as_mut() else {
+            return Vec::new();
+        };
+        match keymap::lookup(self.screen, &key) {
+            Some(Command::Move(m)) => {
+                pv.scroll = m.apply(pv.scroll, pv.lines.len());
+                Vec::new()
+            }
+            Some(Command::Back | Command::Activate | Command::Quit) => {
+                if let Some(pv) = self.plan_view.take()
+                    && let Some((i, outcome, text)) = pv.pending
+                {
+                    self.finish_step(i, outcome, text);
+                }
+                Vec::new()
+            }
+            _ => {
+                self.flash = Some("the plan is open: j/k scroll it, Esc or Enter closes it".into());
+                Vec::new()
+            }
+        }
     }
 
     /// A job ended. A refusal for want of a confirmation asks for it; a refusal an override,
     /// an acknowledgement or terminating sessions can answer offers that; anything else is
     /// shown with its hint and journaled.
     fn done(&mut self, origin: Origin, job: Job, result: Result<String, Error>) -> Vec<Effect> {
+        if self.deploying.as_ref().is_some_and(|(o, _)| *o == origin) {
+            self.deploying = None;
+        }
         if let Err(e) = &result
             && let Some(ask) = e.ask()
         {
             self.abandon(origin);
-            self.modal = Some(Modal::confirmation(origin, job, ask.clone()));
+            let mut modal = Modal::confirmation(origin, job, ask.clone());
+            if origin == Origin::Monitor
+                && let Some(note) = super::screens::monitor::stale_note(self)
+            {
+                modal.lines.insert(0, note);
+            }
+            self.modal = Some(modal);
             return Vec::new();
         }
         let answers = match &result {
@@ -333,9 +529,35 @@ impl App {
             Err(e) => super::widgets::error_text(e),
         };
         let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
+        let mut effects = vec![Effect::Refresh];
+        if job == Job::WriteReport && outcome == Outcome::Ok && self.health_live {
+            self.health_live = false;
+            effects.push(Effect::LiveHealth(false));
+        }
         match origin {
+            Origin::Step(i) if job == Job::Plan && self.plan_view.is_some() => {
+                // Reviewed once it was shown: the step ends when the plan is closed.
+                if let Some(pv) = self.plan_view.as_mut() {
+                    pv.pending = Some((i, outcome, text));
+                }
+                self.checklist.progress_of(
+                    i,
+                    "the plan is on screen: read it; Esc or Enter closes it and ends this step"
+                        .into(),
+                    None,
+                );
+            }
             Origin::Step(i) => self.finish_step(i, outcome, text),
             Origin::Rollback => self.rollback_done(&job, outcome, &text),
+            Origin::Inspect => {
+                if let (Err(e), Some(d)) = (&result, &self.monitor.detail) {
+                    self.monitor.detail = Some(super::screens::monitor::Detail::Failed {
+                        pid: d.pid(),
+                        cause: super::widgets::error_text(e),
+                    });
+                }
+                return Vec::new();
+            }
             Origin::Monitor | Origin::Journal => {
                 // The footer has one line: cause and hint both on it, and in the log.
                 self.flash = Some(text.replace('\n', " · "));
@@ -359,7 +581,7 @@ impl App {
                 Then::Close,
             ));
         }
-        vec![Effect::Refresh]
+        effects
     }
 
     /// A job that asked for a confirmation is no longer running.
@@ -373,7 +595,7 @@ impl App {
                 self.rollback.running = None;
                 self.rollback.running_detail = None;
             }
-            Origin::Monitor | Origin::Journal => {}
+            Origin::Monitor | Origin::Journal | Origin::Inspect => {}
         }
     }
 
@@ -467,10 +689,43 @@ impl App {
             self.help = false;
             return Vec::new();
         }
+        if self.filtering {
+            return self.filter_key(key);
+        }
+        if self.plan_view.is_some() {
+            return self.plan_key(key);
+        }
         let Some(command) = keymap::lookup(self.screen, &key) else {
             return Vec::new();
         };
         self.command(command)
+    }
+
+    /// The wheel moves the list in focus; a click on a tab opens its screen.
+    fn mouse(&mut self, m: MouseEvent) -> Vec<Effect> {
+        if self.modal.is_some() || self.help {
+            return Vec::new();
+        }
+        match m.kind {
+            MouseEventKind::ScrollDown => self.command(Command::Move(keymap::Motion::Down)),
+            MouseEventKind::ScrollUp => self.command(Command::Move(keymap::Motion::Up)),
+            _ if m.row == 2 => {
+                // The tabs as the header draws them: " 1 Checklist " and a space.
+                let mut x = 0u16;
+                for (i, s) in Screen::ALL.iter().enumerate() {
+                    let w = format!(" {} {} ", i + 1, s.title()).chars().count() as u16;
+                    if m.column >= x && m.column < x + w {
+                        return self.command(Command::Screen(i));
+                    }
+                    x += w + 1;
+                }
+                Vec::new()
+            }
+            _ => {
+                self.dirty = false;
+                Vec::new()
+            }
+        }
     }
 
     pub fn command(&mut self, command: Command) -> Vec<Effect> {
@@ -479,6 +734,10 @@ impl App {
             C::Quit => self.ask_quit(),
             C::Help => {
                 self.help = true;
+                Vec::new()
+            }
+            C::Filter => {
+                self.filtering = true;
                 Vec::new()
             }
             C::Screen(n) => {
@@ -497,6 +756,10 @@ impl App {
                     (i + n - 1) % n
                 };
                 self.screen = Screen::ALL[next];
+                Vec::new()
+            }
+            C::Back if self.screen != Screen::Monitor => {
+                self.clear_filter();
                 Vec::new()
             }
             other => match self.screen {
@@ -549,11 +812,20 @@ impl App {
         }
         let typed = match (&modal.input, key.code) {
             (Input::Yes, KeyCode::Char('y' | 'Y')) => None,
-            (Input::Yes, _) => return Vec::new(),
+            (Input::Yes, _) => {
+                modal.error = Some("press y to go ahead, or Esc to leave it".into());
+                return Vec::new();
+            }
             (Input::Choice(choices), KeyCode::Char(c)) => {
                 let Some(choice) = choices.iter().find(|ch| ch.key == c).cloned() else {
+                    modal.error = Some(format!("'{c}' is not one of the keys above; Esc closes"));
                     return Vec::new();
                 };
+                if choice.lines.is_empty() {
+                    // Nothing more to ask here: the workflow asks what it needs.
+                    self.modal = None;
+                    return self.answered(choice.then, String::new());
+                }
                 self.modal = Some(Modal::new(
                     choice.title,
                     choice.lines,
@@ -733,6 +1005,25 @@ impl App {
         }
         let (done, _) = self.checklist.progress();
         self.steps.selected = done.min(self.checklist.items.len() - 1);
+    }
+}
+
+/// The plan on screen, and the step its closing ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanView {
+    pub lines: Vec<String>,
+    pub scroll: usize,
+    /// The Lint and plan step, its outcome and summary: recorded once the plan was closed.
+    pub pending: Option<(usize, Outcome, String)>,
+}
+
+impl PlanView {
+    pub fn of(text: &str) -> PlanView {
+        PlanView {
+            lines: text.lines().map(str::to_owned).collect(),
+            scroll: 0,
+            pending: None,
+        }
     }
 }
 

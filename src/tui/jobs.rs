@@ -43,6 +43,8 @@ pub enum Origin {
     Monitor,
     /// The Journal screen's report.
     Journal,
+    /// The Monitor's detail view reading a backend.
+    Inspect,
 }
 
 /// What a job does: a checklist operation, or a release workflow with its request.
@@ -64,6 +66,10 @@ pub enum Job {
     Restore(RestoreRequest),
     Resolve(ResolveRequest),
     Signal(SignalRequest),
+    /// Read a backend for the Monitor's detail view: its query, its locks, who it waits for.
+    Inspect {
+        pid: i32,
+    },
 }
 
 /// An override a refusal can be answered with, a reason given.
@@ -118,6 +124,7 @@ impl Job {
             Job::Restore(r) => format!("restore of {}", r.backup),
             Job::Resolve(r) => format!("resolve {}", r.name),
             Job::Signal(r) => format!("{:?} backend {}", r.signal, r.pid).to_lowercase(),
+            Job::Inspect { pid } => format!("reading backend {pid}"),
         }
     }
 
@@ -180,12 +187,21 @@ impl Job {
     }
 }
 
+/// The whole plan in words, for the plan view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanText {
+    pub text: String,
+    pub verdict: crate::lint::plan::Verdict,
+}
+
 /// The migrations screen's data, loaded off the loop.
 #[derive(Debug, Clone)]
 pub struct MigrationsView {
     pub dir: MigrationsDir,
     pub status: StatusReport,
     pub plan: Plan,
+    /// Each down.sql's own findings, by migration.
+    pub down_lints: std::collections::HashMap<String, crate::lint::FileLint>,
 }
 
 /// One refresh of what the gates and the screens show.
@@ -228,6 +244,8 @@ pub struct Jobs {
     refresh_running: bool,
     refresh_pending: bool,
     generation: u64,
+    /// The background health sampling, while it runs.
+    live_health: Option<CancellationToken>,
 }
 
 impl Jobs {
@@ -238,6 +256,7 @@ impl Jobs {
             refresh_running: false,
             refresh_pending: false,
             generation: 0,
+            live_health: None,
         }
     }
 
@@ -276,6 +295,17 @@ impl Jobs {
             Effect::SetInterval(d) => {
                 let _ = self.runner.interval.send(d);
             }
+            Effect::LiveHealth(true) if self.live_health.is_none() => {
+                let token = self.runner.root.child_token();
+                live_health(self.runner.clone(), token.clone());
+                self.live_health = Some(token);
+            }
+            Effect::LiveHealth(false) => {
+                if let Some(t) = self.live_health.take() {
+                    t.cancel();
+                }
+            }
+            Effect::LiveHealth(true) => {}
             Effect::Quit => {}
         }
     }
@@ -399,64 +429,122 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
                 elapsed_ms as f64 / 1000.0
             ))],
         },
-        E::Deploy(e) => match e {
-            DeployEvent::MigrationStarted {
-                name, index, total, ..
-            } => vec![progress(
-                format!("[{index}/{total}] {name}"),
-                Some((index - 1) as f64 / total.max(1) as f64),
-            )],
-            DeployEvent::StatementStarted {
-                name,
-                index,
-                total,
-                preview,
-                ..
-            } => vec![progress(
-                format!("{name} statement {index}/{total}: {preview}"),
-                None,
-            )],
-            DeployEvent::WaitingForLock { holder } => {
-                let text = format!(
-                    "waiting for the migration lock{}",
-                    holder.map(|h| format!(" held by {h}")).unwrap_or_default()
-                );
-                vec![progress(text.clone(), None), line(text)]
-            }
-            DeployEvent::LockTimeout {
-                name,
-                attempt,
-                attempts,
-                retry_in_ms,
-            } => {
-                let text =
-                    format!("{name}: lock_timeout, retry {attempt}/{attempts} in {retry_in_ms} ms");
-                vec![progress(text.clone(), None), line(text)]
-            }
-            DeployEvent::MigrationApplied { name, duration_ms } => {
-                vec![line(format!("applied {name} in {duration_ms} ms"))]
-            }
-            DeployEvent::MigrationFailed { name, error } => {
-                vec![line(format!("{name} FAILED: {error}"))]
-            }
-            d @ (DeployEvent::LockDisabled
-            | DeployEvent::WatchdogOff
-            | DeployEvent::WatchdogLost { .. }) => vec![line(d.said().unwrap_or_default())],
-            d @ DeployEvent::Blocking { .. } => {
-                let text = d.said().unwrap_or_default();
-                vec![progress(text.clone(), None), line(text)]
-            }
-            DeployEvent::AlreadyApplied { name } => vec![line(format!(
-                "{name} was applied by another deploy meanwhile: not run again"
-            ))],
-            DeployEvent::EditedAfterApply { name } => vec![line(format!(
-                "warning: {name} was edited after it was applied"
-            ))],
-            DeployEvent::LockAcquired { .. }
-            | DeployEvent::LedgerCreated
-            | DeployEvent::Pending { .. } => Vec::new(),
-        },
+        E::Deploy(e) => {
+            let state = Msg::Deploy {
+                origin,
+                event: Box::new(e.clone()),
+            };
+            let mut out = deploy_messages(e, progress, line);
+            out.insert(0, state);
+            out
+        }
     }
+}
+
+/// The progress and log lines of a deploy event (its state goes separately, as `Msg::Deploy`).
+fn deploy_messages(
+    e: DeployEvent,
+    progress: impl Fn(String, Option<f64>) -> Msg,
+    line: impl Fn(String) -> Msg,
+) -> Vec<Msg> {
+    match e {
+        DeployEvent::MigrationStarted {
+            name, index, total, ..
+        } => vec![progress(
+            format!("[{index}/{total}] {name}"),
+            Some((index - 1) as f64 / total.max(1) as f64),
+        )],
+        DeployEvent::Waiting {
+            holders, changed, ..
+        } => {
+            if !changed {
+                return Vec::new();
+            }
+            let each: Vec<String> = holders.iter().map(|h| h.describe()).collect();
+            vec![line(format!(
+                "waiting for a lock held by {}",
+                each.join("; ")
+            ))]
+        }
+        DeployEvent::StatementStarted {
+            name,
+            index,
+            total,
+            preview,
+            ..
+        } => vec![progress(
+            format!("{name} statement {index}/{total}: {preview}"),
+            None,
+        )],
+        DeployEvent::WaitingForLock { holder } => {
+            let text = format!(
+                "waiting for the migration lock{}",
+                holder.map(|h| format!(" held by {h}")).unwrap_or_default()
+            );
+            vec![progress(text.clone(), None), line(text)]
+        }
+        DeployEvent::LockTimeout {
+            name,
+            attempt,
+            attempts,
+            retry_in_ms,
+        } => {
+            let text =
+                format!("{name}: lock_timeout, retry {attempt}/{attempts} in {retry_in_ms} ms");
+            vec![progress(text.clone(), None), line(text)]
+        }
+        DeployEvent::MigrationApplied { name, duration_ms } => {
+            vec![line(format!("applied {name} in {duration_ms} ms"))]
+        }
+        DeployEvent::MigrationFailed { name, error } => {
+            vec![line(format!("{name} FAILED: {error}"))]
+        }
+        d @ (DeployEvent::LockDisabled
+        | DeployEvent::WatchdogOff
+        | DeployEvent::WatchdogLost { .. }) => vec![line(d.said().unwrap_or_default())],
+        d @ DeployEvent::Blocking { .. } => {
+            let text = d.said().unwrap_or_default();
+            vec![progress(text.clone(), None), line(text)]
+        }
+        DeployEvent::AlreadyApplied { name } => vec![line(format!(
+            "{name} was applied by another deploy meanwhile: not run again"
+        ))],
+        DeployEvent::EditedAfterApply { name } => vec![line(format!(
+            "warning: {name} was edited after it was applied"
+        ))],
+        DeployEvent::LockAcquired { .. }
+        | DeployEvent::LedgerCreated
+        | DeployEvent::Pending { .. } => Vec::new(),
+    }
+}
+
+/// Pause between background health samples (each spans the health window itself).
+const LIVE_HEALTH_PAUSE: Duration = Duration::from_secs(5);
+
+/// Health sampled in the background during the release, compared with the session's baseline.
+fn live_health(runner: Runner, token: CancellationToken) {
+    tokio::spawn(async move {
+        let (etx, mut erx) = unbounded_channel::<release::Event>();
+        let forward = {
+            let tx = runner.tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = erx.recv().await {
+                    for msg in messages(Origin::Monitor, event) {
+                        let _ = tx.send(msg);
+                    }
+                }
+            })
+        };
+        let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
+        let baseline = Baseline::load(&runner.baseline_path()).ok();
+        let tx = runner.tx.clone();
+        release::watch_health(&ctx, baseline.as_ref(), LIVE_HEALTH_PAUSE, |report| {
+            let _ = tx.send(Msg::Health(Box::new(report)));
+        })
+        .await;
+        drop(ctx);
+        let _ = forward.await;
+    });
 }
 
 /// The monitor: one Watch, sampled at the chosen interval, until the console closes.
@@ -529,7 +617,27 @@ async fn load_view(env: &Environment) -> Result<MigrationsView> {
         env.protected,
     )
     .await;
-    Ok(MigrationsView { dir, status, plan })
+    let down_lints = dir
+        .migrations
+        .iter()
+        .filter_map(|m| {
+            let down = m.down.as_ref()?;
+            let path = m.script_path().with_file_name("down.sql");
+            let lint = crate::lint::lint_sql(
+                &path.display().to_string(),
+                down,
+                &env.lint,
+                &crate::lint::Sizes::default(),
+            );
+            Some((m.name.clone(), lint))
+        })
+        .collect();
+    Ok(MigrationsView {
+        dir,
+        status,
+        plan,
+        down_lints,
+    })
 }
 
 /// Runs one job; its summary, or why it did not run or failed.
@@ -587,6 +695,18 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                     format!("{} recorded as rolled back; deploy runs it again", req.name)
                 }
             })
+        }
+        Job::Inspect { pid } => {
+            let found = crate::monitor::backend(&ctx.env.target, *pid).await;
+            let said = match &found {
+                Ok(Some(_)) => Ok(format!("backend {pid} read")),
+                Ok(None) => Ok(format!("backend {pid} no longer exists")),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = runner.tx.send(Msg::Inspected(
+                found.map(|b| b.map(Box::new)).map_err(|e| e.cause),
+            ));
+            said
         }
         Job::Signal(req) => {
             release::signal_backend(ctx, req).await?;
@@ -758,9 +878,32 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
                 .iter()
                 .map(|m| m.lint.findings.len())
                 .sum();
+            let heading = format!(
+                "Plan for {} (environment {}{})",
+                env.target,
+                env.name,
+                if env.protected { ", protected" } else { "" }
+            );
+            let text = crate::lint::report::render_plan(&heading, &view.plan, &view.dir);
+            let _ = runner
+                .tx
+                .send(Msg::Plan(Box::new(PlanText { text, verdict })));
+            if verdict == crate::lint::plan::Verdict::Refused {
+                let why: Vec<String> = view
+                    .plan
+                    .migrations
+                    .iter()
+                    .filter_map(|m| m.refusal.as_ref().map(|r| format!("{}: {r}", m.name)))
+                    .collect();
+                return Err(Error::runtime(
+                    format!("the plan is refused: {}", why.join("; ")),
+                    "deploy would refuse it: fix the migration, then review the plan again",
+                ));
+            }
             Ok(format!(
-                "{} pending, {findings} finding(s), verdict {verdict:?}{}",
+                "{} pending, {findings} finding(s), verdict {}{}",
                 view.plan.migrations.len(),
+                verdict.label(),
                 if open.is_empty() {
                     String::new()
                 } else {
@@ -798,7 +941,7 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
                     status.migrations.len()
                 )),
                 v => Err(Error::runtime(
-                    format!("status is {v:?}"),
+                    format!("status: {}", v.label()),
                     "see the Migrations screen",
                 )),
             }

@@ -5,6 +5,7 @@
 //! restored on every exit path, and on panic by ratatui's hook.
 
 pub mod app;
+pub mod deploying;
 pub mod jobs;
 pub mod keymap;
 pub mod modal;
@@ -20,7 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::crossterm::event::{
+    self, Event as TermEvent, KeyEventKind, MouseButton, MouseEventKind,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -108,6 +111,12 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
 
     let _ = color_eyre::install();
     let mut terminal = ratatui::init();
+    mouse(true);
+    let restore_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        mouse(false);
+        restore_hook(info);
+    }));
     let theme = Theme::from_env();
     let mut outcome = terminal
         .draw(|f| view::draw(&app, theme, f))
@@ -163,6 +172,7 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
             app.update(msg);
         }
     }
+    mouse(false);
     ratatui::restore();
     let (done, total) = app.checklist.progress();
     if done == total {
@@ -184,13 +194,30 @@ fn draw_error(e: std::io::Error) -> Error {
     )
 }
 
-/// Keys and resizes, read on a thread of their own (crossterm's read blocks).
+/// The wheel and clicks reach the console (`false`: the terminal gets them back).
+fn mouse(on: bool) {
+    use ratatui::crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    let mut out = std::io::stdout();
+    let _ = if on {
+        ratatui::crossterm::execute!(out, EnableMouseCapture)
+    } else {
+        ratatui::crossterm::execute!(out, DisableMouseCapture)
+    };
+}
+
+/// Keys, the mouse and resizes, read on a thread of their own (crossterm's read blocks).
 fn spawn_input(tx: mpsc::UnboundedSender<Msg>) {
     std::thread::spawn(move || {
         loop {
             let msg = match event::read() {
                 Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => Msg::Key(k),
                 Ok(TermEvent::Resize(..)) => Msg::Resize,
+                Ok(TermEvent::Mouse(m)) => match m.kind {
+                    MouseEventKind::ScrollUp
+                    | MouseEventKind::ScrollDown
+                    | MouseEventKind::Down(MouseButton::Left) => Msg::Mouse(m),
+                    _ => continue,
+                },
                 Ok(_) => continue,
                 Err(_) => return,
             };

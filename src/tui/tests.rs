@@ -127,10 +127,14 @@ fn busy_snapshot(utilisation_total: i64) -> Snapshot {
                 user: "reporting".into(),
                 application: "metabase".into(),
                 state: "active".into(),
+                state_seconds: 312.0,
                 query: "SELECT count(*) FROM orders".into(),
                 victims: vec![
                     Victim {
                         pid: 5001,
+                        backend_start: t(-30),
+                        user: "deploy".into(),
+                        application: "pgdeck".into(),
                         blocked_by: vec![4242],
                         lock_mode: Some("AccessExclusiveLock".into()),
                         relation: Some("orders".into()),
@@ -141,6 +145,9 @@ fn busy_snapshot(utilisation_total: i64) -> Snapshot {
                     },
                     Victim {
                         pid: 5002,
+                        backend_start: t(-100),
+                        user: "app".into(),
+                        application: "web".into(),
                         blocked_by: vec![5001],
                         lock_mode: Some("AccessShareLock".into()),
                         relation: Some("orders".into()),
@@ -204,6 +211,7 @@ fn no_migrations() -> MigrationsView {
             migrations: Vec::new(),
             sizes_unavailable: None,
         },
+        down_lints: Default::default(),
     }
 }
 
@@ -322,13 +330,18 @@ fn a_protected_deploy_asks_what_the_workflow_asks_and_sends_the_answer_back() {
     refreshed(&mut a, protected_facts(&[]));
     let effects = a.update(key(KeyCode::Enter));
     let job = Job::Deploy(DeployRequest::default());
+    // From the deploy on, health is sampled in the background.
     assert_eq!(
         effects,
-        vec![Effect::Run {
-            origin: Origin::Step(deploy),
-            job: job.clone()
-        }]
+        vec![
+            Effect::LiveHealth(true),
+            Effect::Run {
+                origin: Origin::Step(deploy),
+                job: job.clone()
+            }
+        ]
     );
+    assert!(a.health_live);
     // The workflow checked its guards and asks for the name, saying what it will do.
     let ask = asks(
         "Apply 2 pending migration(s) to app",
@@ -387,15 +400,16 @@ fn acknowledged_findings_travel_with_the_deploy_and_are_journaled() {
     // A refresh does not bring the acknowledged finding back.
     refreshed(&mut a, protected_facts(&[finding]));
     assert_eq!(a.checklist.state(deploy), &State::Ready);
+    let effects = a.update(key(KeyCode::Enter));
     assert_eq!(
-        a.update(key(KeyCode::Enter)),
-        vec![Effect::Run {
+        effects.last(),
+        Some(&Effect::Run {
             origin: Origin::Step(deploy),
             job: Job::Deploy(DeployRequest {
                 acknowledgements: vec![Allow::finding(finding, "CHG-7 clients updated")],
                 ..DeployRequest::default()
             })
-        }]
+        })
     );
     assert!(a.journal.iter().any(|e| matches!(
         &e.event,
@@ -738,7 +752,12 @@ async fn snapshot_migrations_with_findings_and_down_sql() {
     refreshed_with(
         &mut a,
         Facts::default(),
-        Ok(Some(MigrationsView { dir, status, plan })),
+        Ok(Some(MigrationsView {
+            dir,
+            status,
+            plan,
+            down_lints: Default::default(),
+        })),
     );
     a.update(key(KeyCode::Char('3')));
     a.update(key(KeyCode::Char('j')));
@@ -827,7 +846,12 @@ async fn migrations_view(applied: usize) -> MigrationsView {
     }
     let plan =
         crate::lint::plan::Plan::build(None, &dir, &[], &Default::default(), &[], false).await;
-    MigrationsView { dir, status, plan }
+    MigrationsView {
+        dir,
+        status,
+        plan,
+        down_lints: Default::default(),
+    }
 }
 
 #[tokio::test]

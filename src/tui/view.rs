@@ -37,6 +37,9 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame) {
         Screen::Rollback => screens::rollback::draw(app, theme, f, body),
         Screen::Journal => screens::journal::draw(app, theme, f, body),
     }
+    if let Some(pv) = &app.plan_view {
+        widgets::draw_plan(pv, theme, f, body);
+    }
     widgets::draw_footer(app, theme, f, footer);
     if app.help {
         widgets::draw_help(app, f, area);

@@ -2,7 +2,7 @@
 //! how the console words the core's remedies (a key or a step here, where the CLI names a flag).
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
@@ -103,19 +103,37 @@ pub fn error_text(e: &Error) -> String {
 }
 
 pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let now = std::time::Instant::now();
     let env_style = if app.env.protected {
         theme.bad().add_modifier(Modifier::REVERSED)
     } else {
         theme.good().add_modifier(Modifier::BOLD)
     };
-    let connection = match (&app.monitor.last, &app.monitor.stale) {
-        (_, Some(s)) => Span::styled(s.clone(), theme.bad()),
+    let mut first = Vec::new();
+    // Unreachable goes first: at 80 columns the end of the line is cut off.
+    if let Some(u) = &app.monitor.unreachable {
+        first.push(Span::styled(
+            format!(" {} ", u.said(now)),
+            theme.bad().add_modifier(Modifier::REVERSED),
+        ));
+        first.push(Span::raw(" "));
+    }
+    first.push(Span::styled(format!(" {} ", app.env.name), env_style));
+    if app.read_only.is_some() {
+        first.push(Span::styled(
+            " READ-ONLY ",
+            theme.warn().add_modifier(Modifier::REVERSED),
+        ));
+    }
+    first.push(Span::raw(format!(" {}  ", app.env.target)));
+    first.push(match (&app.monitor.last, &app.monitor.unreachable) {
+        (_, Some(u)) => Span::styled(u.cause.clone(), theme.bad()),
         (Some(s), None) => Span::styled(
             format!("connected, PostgreSQL {}", s.server_version),
             theme.good(),
         ),
         (None, None) => Span::styled("connecting…", theme.dim()),
-    };
+    });
     let migrations = match &app.migrations.data {
         Ok(Some(m)) => {
             let applied = m
@@ -154,16 +172,134 @@ pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             Span::styled(format!(" {}", alerts.join(" · ")), theme.bad()),
         ])
     };
-    let lines = vec![
-        Line::from(vec![
-            Span::styled(format!(" {} ", app.env.name), env_style),
-            Span::raw(format!(" {}  ", app.env.target)),
-            connection,
-        ]),
-        alert_line,
-        Line::from(tabs),
-    ];
+    let lines = vec![Line::from(first), alert_line, Line::from(tabs)];
     f.render_widget(Paragraph::new(lines), area);
+}
+
+/// The Health pane: the verdict and when it was measured, the probe's sparkline, and the
+/// checks a release watches (error rate, 5xx, p95 against the baseline, the probe).
+pub fn draw_health(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let now = chrono::Utc::now();
+    let title = match &app.health {
+        Some(h) => {
+            let age = (now - h.at).num_seconds().max(0);
+            vec![
+                Span::raw(" Health: "),
+                Span::styled(h.verdict.label(), level_style(theme, h.verdict)),
+                Span::raw(format!(" · {} ({age}s ago)", h.at.format("%H:%M:%S"))),
+                Span::styled(
+                    if app.health_live {
+                        " · live "
+                    } else {
+                        " · one run "
+                    },
+                    theme.dim(),
+                ),
+            ]
+        }
+        None => vec![Span::raw(if app.health_live {
+            " Health: first sample running… "
+        } else {
+            " Health: not checked yet "
+        })],
+    };
+    let block = Block::bordered().title(Line::from(title));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(h) = &app.health else {
+        f.render_widget(
+            Paragraph::new(
+                "runs in the background from the Deploy step on; the health step runs it once",
+            )
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .style(theme.dim()),
+            inner,
+        );
+        return;
+    };
+    let watched = [
+        "db_probe",
+        "error_rate",
+        "errors_5xx",
+        "latency_p95",
+        "endpoint",
+    ];
+    let mut lines: Vec<Line> = h
+        .checks
+        .iter()
+        .filter(|c| watched.contains(&c.kind))
+        .map(|c| {
+            Line::styled(
+                format!("{} {}", c.name, c.value),
+                level_style(theme, c.level),
+            )
+        })
+        .collect();
+    let history: Vec<u64> = app.probe_history.iter().copied().collect();
+    let spark_rows = u16::from(!history.is_empty() && inner.height > lines.len() as u16);
+    let [text, spark] = Layout::vertical([
+        ratatui::layout::Constraint::Min(0),
+        ratatui::layout::Constraint::Length(spark_rows),
+    ])
+    .areas(inner);
+    if lines.is_empty() {
+        lines.push(Line::styled("no checks configured", theme.dim()));
+    }
+    f.render_widget(Paragraph::new(lines), text);
+    if spark_rows > 0 {
+        f.render_widget(
+            ratatui::widgets::Sparkline::default()
+                .data(&history)
+                .style(theme.good()),
+            spark,
+        );
+    }
+}
+
+/// The whole plan, over the screen's body: findings wrapped, DANGEROUS and refusals marked.
+pub fn draw_plan(pv: &super::app::PlanView, theme: Theme, f: &mut Frame, area: Rect) {
+    let lines: Vec<Line> = pv
+        .lines
+        .iter()
+        .map(|l| {
+            let style = if l.contains("DANGEROUS") || l.contains("REFUSED") {
+                theme.bad()
+            } else if l.contains("NEEDS") || l.contains("needs care") {
+                theme.warn()
+            } else if l.starts_with('[') || l.starts_with("Plan for") {
+                theme.bold()
+            } else {
+                Style::new()
+            };
+            Line::styled(l.clone(), style)
+        })
+        .collect();
+    let title = if pv.pending.is_some() {
+        " Plan · j/k PgUp/PgDn scroll · Esc or Enter: reviewed "
+    } else {
+        " Plan · j/k PgUp/PgDn scroll · Esc or Enter closes "
+    };
+    f.render_widget(Clear, area);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .scroll((pv.scroll.min(u16::MAX as usize) as u16, 0))
+            .block(Block::bordered().title(title).border_style(theme.warn())),
+        area,
+    );
+}
+
+/// A key as the help names it.
+pub fn key_name(k: &ratatui::crossterm::event::KeyCode) -> String {
+    use ratatui::crossterm::event::KeyCode as K;
+    match k {
+        K::Char(' ') => "Space".into(),
+        K::Char(c) => c.to_string(),
+        K::BackTab => "S-Tab".into(),
+        K::PageUp => "PgUp".into(),
+        K::PageDown => "PgDn".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 pub fn draw_footer(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
@@ -174,22 +310,44 @@ pub fn draw_footer(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         );
         return;
     }
-    let spans: Vec<Span> = app
+    if app.filtering {
+        f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(" / ", theme.selected()),
+                Span::raw(format!(" {}_", app.filter_of(app.screen))),
+                Span::styled("  Enter keep · Esc clear", theme.dim()),
+            ])),
+            area,
+        );
+        return;
+    }
+    // The screen's most important keys first, as many as fit; `?` lists them all.
+    let help = [
+        Span::styled(" ? ", theme.selected()),
+        Span::raw(" all keys "),
+    ];
+    let room = (area.width as usize).saturating_sub(help.iter().map(Span::width).sum());
+    let mut spans: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for b in app
         .screen
         .bindings()
         .iter()
+        .chain(keymap::nav_bindings())
         .chain(keymap::global_bindings())
-        .filter(|b| b.footer)
-        .flat_map(|b| {
-            [
-                Span::styled(format!(" {} ", b.label), theme.selected()),
-                Span::raw(format!(
-                    " {}  ",
-                    b.description.split(" (").next().unwrap_or("")
-                )),
-            ]
-        })
-        .collect();
+        .filter(|b| !b.footer.is_empty() && b.command != keymap::Command::Help)
+    {
+        let key = Span::styled(format!(" {} ", b.label), theme.selected());
+        let text = Span::raw(format!(" {}  ", b.footer));
+        let w = key.width() + text.width();
+        if used + w > room {
+            break;
+        }
+        used += w;
+        spans.push(key);
+        spans.push(text);
+    }
+    spans.extend(help);
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -199,32 +357,36 @@ pub fn draw_help(app: &App, f: &mut Frame, area: Rect) {
         Style::new().add_modifier(Modifier::BOLD),
     )];
     let row = |b: &keymap::Binding| {
-        let keys: Vec<String> = b
-            .keys
-            .iter()
-            .map(|k| match k {
-                ratatui::crossterm::event::KeyCode::Char(c) => c.to_string(),
-                other => format!("{other:?}"),
-            })
-            .collect();
+        let keys: Vec<String> = b.keys.iter().map(key_name).collect();
         Line::raw(format!("  {:<12} {}", keys.join(" / "), b.description))
     };
     lines.extend(app.screen.bindings().iter().map(row));
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        "Lists and text",
+        Style::new().add_modifier(Modifier::BOLD),
+    ));
+    lines.extend(keymap::nav_bindings().iter().map(row));
+    lines.push(Line::raw(
+        "  wheel        scroll; a click on a tab opens its screen",
+    ));
     lines.push(Line::raw(""));
     lines.push(Line::styled(
         "Everywhere",
         Style::new().add_modifier(Modifier::BOLD),
     ));
     lines.extend(keymap::global_bindings().iter().map(row));
-    lines.push(Line::raw("  Ctrl-C       quit (asks while a step runs)"));
+    lines.push(Line::raw("  Ctrl-C       quit (asks while work runs)"));
     let rect = centered(
         area,
-        70.min(area.width),
+        76.min(area.width),
         (lines.len() as u16 + 2).min(area.height),
     );
     f.render_widget(Clear, rect);
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Help · any key closes ")),
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::bordered().title(" Help · any key closes ")),
         rect,
     );
 }

@@ -12,43 +12,51 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
 
 use crate::checklist::{Operation, Phase, State};
+use crate::monitor::Signal;
+use crate::release::SignalRequest;
 use crate::tui::app::{App, Effect};
+use crate::tui::deploying::Deploying;
 use crate::tui::jobs::{Job, Origin};
-use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::keymap::{Binding, Command, bind};
 use crate::tui::modal::{Input, Modal, Then};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::level_style;
 
 pub const BINDINGS: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
     bind(
         &[KeyCode::Enter],
         "Enter",
         "run the step / tick it",
         Command::Activate,
-        true,
+        "run/tick",
     ),
     bind(
         &[KeyCode::Char('s')],
         "s",
         "skip an optional step (with a note)",
         Command::Skip,
-        true,
+        "skip",
     ),
     bind(
         &[KeyCode::Char('a')],
         "a",
         "acknowledge DANGEROUS findings (with a reason)",
         Command::Acknowledge,
-        true,
+        "acknowledge",
     ),
     bind(
         &[KeyCode::Char('x')],
         "x",
         "cancel the running step",
         Command::CancelStep,
-        true,
+        "cancel",
+    ),
+    bind(
+        &[KeyCode::Char('K')],
+        "K",
+        "terminate the session a running deploy waits for",
+        Command::Terminate,
+        "",
     ),
 ];
 
@@ -103,8 +111,7 @@ impl ChecklistView {
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
     let n = app.checklist.items.len();
     match command {
-        Command::Down => app.steps.selected = (app.steps.selected + 1).min(n - 1),
-        Command::Up => app.steps.selected = app.steps.selected.saturating_sub(1),
+        Command::Move(motion) => app.steps.selected = motion.apply(app.steps.selected, n),
         Command::Activate => return activate(app),
         Command::Skip => {
             let i = app.steps.selected;
@@ -140,6 +147,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
                 ));
             }
         }
+        Command::Terminate => return terminate_blocker(app),
         Command::CancelStep => {
             let Some(i) = app.checklist.running() else {
                 app.flash = Some("no step is running".into());
@@ -163,6 +171,30 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
         _ => {}
     }
     Vec::new()
+}
+
+/// K: end the session at the head of the queue a running deploy waits in. The signal workflow
+/// checks the backend is still the one seen and asks for the confirmation.
+pub fn terminate_blocker(app: &mut App) -> Vec<Effect> {
+    let root = app
+        .deploying
+        .as_ref()
+        .and_then(|(_, d)| d.root_blocker(Instant::now()))
+        .cloned();
+    let Some(root) = root else {
+        app.flash = Some("no running deploy waits for a lock".into());
+        return Vec::new();
+    };
+    app.run(
+        Origin::Monitor,
+        Job::Signal(SignalRequest {
+            pid: root.pid,
+            backend_start: root.backend_start,
+            signal: Signal::Terminate,
+            confirmation: None,
+            read_only: false,
+        }),
+    )
 }
 
 /// Enter: run an automated item, tick a manual one.
@@ -203,6 +235,46 @@ fn activate(app: &mut App) -> Vec<Effect> {
             app.run(Origin::Step(i), job)
         }
     }
+}
+
+/// A running deploy: where it is, and while it waits for a lock, who holds it and how to end
+/// that.
+pub fn deploying_lines(d: &Deploying, theme: Theme, now: Instant) -> Vec<Line<'static>> {
+    let mut out = vec![Line::raw(d.headline())];
+    if !d.preview.is_empty() {
+        out.push(Line::styled(d.preview.clone(), theme.dim()));
+    }
+    if let Some((holders, waited)) = d.waits_for(now) {
+        out.push(Line::styled(
+            format!(
+                "WAITING {:.0}s for a lock held by {} session(s):",
+                waited.as_secs_f64(),
+                holders.len()
+            ),
+            theme.bad(),
+        ));
+        for h in holders {
+            out.push(Line::styled(format!("  {}", h.describe()), theme.warn()));
+        }
+        if let Some(root) = d.root_blocker(now) {
+            out.push(Line::styled(
+                format!(
+                    "K: terminate pid {} (its transaction rolls back){}",
+                    root.pid,
+                    if root.cancel_helps() {
+                        ""
+                    } else {
+                        "; it is idle in its transaction, so cancelling would not help"
+                    }
+                ),
+                theme.bold(),
+            ));
+        }
+    }
+    if let Some(r) = &d.retried {
+        out.push(Line::styled(r.clone(), theme.warn()));
+    }
+    out
 }
 
 fn icon(state: &State) -> &'static str {
@@ -293,8 +365,20 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             fraction,
         } => {
             detail.push(Line::styled("running…", theme.warn()));
-            detail.push(Line::raw(d.clone()));
-            gauge = *fraction;
+            match app
+                .deploying
+                .as_ref()
+                .filter(|(o, _)| *o == Origin::Step(app.steps.selected))
+            {
+                Some((_, dep)) => {
+                    detail.extend(deploying_lines(dep, theme, Instant::now()));
+                    gauge = dep.fraction().or(*fraction);
+                }
+                None => {
+                    detail.push(Line::raw(d.clone()));
+                    gauge = *fraction;
+                }
+            }
         }
         State::Done { summary } => {
             detail.push(Line::styled("done (Enter runs it again)", theme.good()));

@@ -20,7 +20,7 @@ pub const BINDINGS: &[Binding] = &[bind(
     "w",
     "write the release report",
     Command::WriteReport,
-    true,
+    "report",
 )];
 
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {

@@ -6,23 +6,43 @@ use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use crate::migrate::MigrationState;
-use crate::tui::app::{App, Effect};
+use crate::tui::app::{App, Effect, PlanView};
 use crate::tui::jobs::MigrationsView;
-use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::keymap::{Binding, Command, bind};
+use crate::tui::screens::Screen;
 use crate::tui::theme::Theme;
 
 pub const BINDINGS: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
     bind(
         &[KeyCode::Char('d')],
         "d",
-        "show migration.sql / down.sql",
+        "show migration.sql / down.sql, each with its own findings",
         Command::ToggleDown,
-        true,
+        "sql/down",
+    ),
+    bind(
+        &[KeyCode::Char('p')],
+        "p",
+        "the whole plan of the pending migrations",
+        Command::Activate,
+        "plan",
+    ),
+    bind(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "h/l",
+        "focus the list / the SQL (then j/k scroll it)",
+        Command::Left,
+        "focus",
+    ),
+    bind(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "l / Right",
+        "focus the SQL",
+        Command::Right,
+        "",
     ),
 ];
 
@@ -32,6 +52,9 @@ pub struct MigrationsScreen {
     pub data: Result<Option<Box<MigrationsView>>, String>,
     pub selected: usize,
     pub show_down: bool,
+    /// The SQL pane has the focus: j/k scroll it.
+    pub on_text: bool,
+    pub scroll: usize,
 }
 
 impl Default for MigrationsScreen {
@@ -40,6 +63,8 @@ impl Default for MigrationsScreen {
             data: Ok(None),
             selected: 0,
             show_down: false,
+            on_text: false,
+            scroll: 0,
         }
     }
 }
@@ -50,17 +75,43 @@ impl MigrationsScreen {
     }
 }
 
+/// The migrations as listed: those matching the filter.
+fn listed(app: &App) -> Vec<&crate::migrate::status::MigrationStatus> {
+    let filter = app.filter_of(Screen::Migrations).to_lowercase();
+    match app.migrations.view() {
+        Some(v) => v
+            .status
+            .migrations
+            .iter()
+            .filter(|m| filter.is_empty() || m.name.to_lowercase().contains(&filter))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
-    let n = app
-        .migrations
-        .view()
-        .map(|v| v.status.migrations.len())
-        .unwrap_or(0);
-    let m = &mut app.migrations;
+    let n = listed(app).len();
     match command {
-        Command::Down => m.selected = (m.selected + 1).min(n.saturating_sub(1)),
-        Command::Up => m.selected = m.selected.saturating_sub(1),
-        Command::ToggleDown => m.show_down = !m.show_down,
+        Command::Move(motion) if app.migrations.on_text => {
+            app.migrations.scroll = motion.apply(app.migrations.scroll, 10_000);
+        }
+        Command::Move(motion) => {
+            app.migrations.selected = motion.apply(app.migrations.selected, n);
+            app.migrations.scroll = 0;
+        }
+        Command::Left | Command::Right => app.migrations.on_text = command == Command::Right,
+        Command::ToggleDown => {
+            app.migrations.show_down = !app.migrations.show_down;
+            app.migrations.scroll = 0;
+        }
+        Command::Activate => match app.migrations.view() {
+            Some(v) => {
+                let heading = format!("Plan for {} (environment {})", app.env.target, app.env.name);
+                let text = crate::lint::report::render_plan(&heading, &v.plan, &v.dir);
+                app.plan_view = Some(PlanView::of(&text));
+            }
+            None => app.flash = Some("the migrations are not loaded yet".into()),
+        },
         _ => {}
     }
     Vec::new()
@@ -80,16 +131,24 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         Err(e) => {
             f.render_widget(
                 Paragraph::new(Line::styled(format!("error: {e}"), theme.bad()))
+                    .wrap(Wrap { trim: false })
                     .block(Block::bordered().title(" Migrations ")),
                 area,
             );
             return;
         }
     };
+    let list_width = (area.width / 3).clamp(28, 46);
     let [list_area, sql_area] =
-        Layout::horizontal([Constraint::Length(46), Constraint::Min(0)]).areas(area);
+        Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(area);
+    let shown = listed(app);
+    let visible = list_area.height.saturating_sub(2) as usize;
+    let start = app
+        .migrations
+        .selected
+        .saturating_sub(visible.saturating_sub(1));
     let mut lines = Vec::new();
-    for (i, m) in view.status.migrations.iter().enumerate() {
+    for (i, m) in shown.iter().enumerate().skip(start).take(visible) {
         let (icon, style) = match &m.state {
             MigrationState::Applied { .. } => ("✓", theme.good()),
             MigrationState::Pending => ("·", Style::new()),
@@ -103,43 +162,70 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         } else {
             style
         };
+        let width = list_width.saturating_sub(4) as usize;
         lines.push(Line::styled(
-            format!("{icon} {}", m.name.chars().take(42).collect::<String>()),
+            format!("{icon} {}", m.name.chars().take(width).collect::<String>()),
             style,
         ));
     }
-    let verdict = format!(" Migrations · plan: {:?} ", view.plan.verdict());
+    if shown.is_empty() {
+        lines.push(Line::styled("no migration matches", theme.dim()));
+    }
+    let filter = app.filter_of(Screen::Migrations);
+    let verdict = format!(
+        " Migrations · plan: {}{} ",
+        view.plan.verdict().label(),
+        if filter.is_empty() {
+            String::new()
+        } else {
+            format!(" · /{filter}")
+        }
+    );
+    let focus = |on: bool| if on { theme.bold() } else { Style::new() };
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(verdict)),
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(verdict)
+                .border_style(focus(!app.migrations.on_text)),
+        ),
         list_area,
     );
 
-    let Some(selected) = view.status.migrations.get(app.migrations.selected) else {
+    let Some(selected) = shown.get(app.migrations.selected) else {
         f.render_widget(Block::bordered(), sql_area);
         return;
     };
     let local = view.dir.get(&selected.name);
-    let plan = view
-        .plan
-        .migrations
-        .iter()
-        .find(|p| p.name == selected.name);
+    // Each file with its own findings: the plan's for migration.sql, down.sql's own for it.
+    let findings = if app.migrations.show_down {
+        view.down_lints.get(&selected.name)
+    } else {
+        view.plan
+            .migrations
+            .iter()
+            .find(|p| p.name == selected.name)
+            .map(|p| &p.lint)
+    };
     let mut text = Text::default();
-    if let Some(p) = plan {
-        for finding in &p.lint.findings {
+    if let Some(lint) = findings {
+        for finding in &lint.findings {
             let style = match finding.severity {
                 crate::lint::Severity::Dangerous => theme.bad(),
                 _ => theme.warn(),
             };
             text.push_line(Line::styled(
                 format!(
-                    "{}:{} {:?} {}: {}",
-                    finding.line, finding.column, finding.severity, finding.rule, finding.message
+                    "{}:{} {} {}: {}",
+                    finding.line,
+                    finding.column,
+                    finding.severity.label(),
+                    finding.rule,
+                    finding.message
                 ),
                 style,
             ));
         }
-        if !p.lint.findings.is_empty() {
+        if !lint.findings.is_empty() {
             text.push_line(Line::raw(""));
         }
     }
@@ -157,7 +243,14 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         text.push_line(highlight(line, theme));
     }
     f.render_widget(
-        Paragraph::new(text).block(Block::bordered().title(format!(" {} {title} ", selected.name))),
+        Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .scroll((app.migrations.scroll.min(u16::MAX as usize) as u16, 0))
+            .block(
+                Block::bordered()
+                    .title(format!(" {} {title} ", selected.name))
+                    .border_style(focus(app.migrations.on_text)),
+            ),
         sql_area,
     );
 }

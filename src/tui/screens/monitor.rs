@@ -1,80 +1,195 @@
-//! The Monitor screen: connections against the usable maximum, the health probe's sparkline,
-//! long-running queries (cancel, terminate), the lock queue with DDL flagged, the largest
-//! tables. It keeps showing the last sample, marked stale, while the server is away.
+//! The Monitor screen: connections against the usable maximum, live health with its sparkline,
+//! long-running queries (sorted, filtered, idle transactions shown or not), the lock queue with
+//! DDL flagged, the largest tables. Either list can be focused, a row opened in a detail view
+//! (the full query, every lock of that backend, its blocking chain) and cancelled or
+//! terminated. pgdeck's own sessions are marked. While the server is away it keeps the last
+//! sample, dimmed and marked with its age.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::text::Line;
-use ratatui::widgets::{Block, Gauge, Paragraph, Sparkline};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Gauge, Paragraph, Wrap};
 
 use crate::monitor::watch::Update;
-use crate::monitor::{Pane, Signal, Snapshot};
+use crate::monitor::{Backend, Blocker, LongQuery, Pane, Signal, Snapshot, Victim};
 use crate::release::SignalRequest;
 use crate::tui::app::{App, Effect};
+use crate::tui::deploying::session_state;
 use crate::tui::jobs::{Job, Origin};
-use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::keymap::{Binding, Command, bind};
+use crate::tui::modal::{Choice, Input, Modal, Then};
 use crate::tui::screens::Screen;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::pane_state;
+use crate::tui::widgets::{self, pane_state};
 use crate::units::human_bytes;
 
 pub const BINDINGS: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
+    bind(
+        &[KeyCode::Enter],
+        "Enter",
+        "details: the full query, its locks, its blocking chain",
+        Command::Activate,
+        "details",
+    ),
     bind(
         &[KeyCode::Char('c')],
         "c",
-        "cancel the selected query",
+        "cancel the selected session's query",
         Command::Cancel,
-        true,
+        "cancel",
     ),
     bind(
         &[KeyCode::Char('K')],
         "K",
-        "terminate the selected backend",
+        "terminate the selected session (its transaction rolls back)",
         Command::Terminate,
-        true,
+        "terminate",
+    ),
+    bind(
+        &[KeyCode::Left, KeyCode::Char('h')],
+        "h/l",
+        "focus the long-running list / the lock queue",
+        Command::Left,
+        "focus",
+    ),
+    bind(
+        &[KeyCode::Right, KeyCode::Char('l')],
+        "l / Right",
+        "focus the lock queue",
+        Command::Right,
+        "",
+    ),
+    bind(
+        &[KeyCode::Char('s')],
+        "s",
+        "sort long-running by age, user or state",
+        Command::Sort,
+        "sort",
+    ),
+    bind(
+        &[KeyCode::Char('i')],
+        "i",
+        "show / hide idle-in-transaction sessions",
+        Command::ToggleIdle,
+        "",
     ),
     bind(
         &[KeyCode::Char('p')],
         "p",
-        "pause / resume",
+        "pause / resume sampling",
         Command::Pause,
-        true,
+        "",
     ),
     bind(
         &[KeyCode::Char('+')],
-        "+/-",
-        "refresh faster / slower",
+        "+",
+        "sample more often (down to every 0.5 s)",
         Command::Faster,
-        true,
+        "",
     ),
     bind(
         &[KeyCode::Char('-')],
-        "",
-        "refresh slower",
+        "-",
+        "sample less often (up to every 30 s)",
         Command::Slower,
-        false,
+        "",
     ),
     bind(
         &[KeyCode::Char('r')],
         "r",
         "to the Rollback screen",
         Command::ToRollback,
-        true,
+        "",
     ),
 ];
+
+/// How the long-running list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    Age,
+    User,
+    State,
+}
+
+impl Sort {
+    fn next(self) -> Sort {
+        match self {
+            Sort::Age => Sort::User,
+            Sort::User => Sort::State,
+            Sort::State => Sort::Age,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Sort::Age => "age",
+            Sort::User => "user",
+            Sort::State => "state",
+        }
+    }
+}
+
+/// The monitor could not sample: since when, and why.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    /// How old the last good sample was when this was heard (none: never had one).
+    pub age_seconds: Option<f64>,
+    pub heard: Instant,
+    pub cause: String,
+}
+
+impl Unreachable {
+    /// Seconds since the last good sample, as of `now`.
+    pub fn age(&self, now: Instant) -> Option<f64> {
+        self.age_seconds
+            .map(|a| a + now.saturating_duration_since(self.heard).as_secs_f64())
+    }
+
+    /// `server unreachable for 12s`, for the header and the panes.
+    pub fn said(&self, now: Instant) -> String {
+        match self.age(now) {
+            Some(a) => format!("server unreachable for {a:.0}s"),
+            None => "server unreachable".into(),
+        }
+    }
+}
+
+/// The detail view of one backend.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    Loading { pid: i32 },
+    Loaded(Box<Backend>),
+    Failed { pid: i32, cause: String },
+}
+
+impl Detail {
+    pub fn pid(&self) -> i32 {
+        match self {
+            Detail::Loading { pid } | Detail::Failed { pid, .. } => *pid,
+            Detail::Loaded(b) => b.pid,
+        }
+    }
+}
 
 /// The monitor pane's view of the collector.
 #[derive(Debug, Clone)]
 pub struct MonitorView {
     pub last: Option<Box<Snapshot>>,
-    pub stale: Option<String>,
+    pub unreachable: Option<Unreachable>,
     pub selected: usize,
+    /// The lock queue has the focus.
+    pub on_locks: bool,
+    pub lock_selected: usize,
+    pub sort: Sort,
+    pub hide_idle: bool,
+    pub detail: Option<Detail>,
+    pub detail_scroll: usize,
     pub paused: bool,
     pub interval: Duration,
 }
@@ -83,8 +198,14 @@ impl Default for MonitorView {
     fn default() -> Self {
         MonitorView {
             last: None,
-            stale: None,
+            unreachable: None,
             selected: 0,
+            on_locks: false,
+            lock_selected: 0,
+            sort: Sort::default(),
+            hide_idle: false,
+            detail: None,
+            detail_scroll: 0,
             paused: false,
             interval: Duration::from_secs(2),
         }
@@ -100,51 +221,268 @@ impl MonitorView {
         match update {
             Update::Fresh { snapshot } => {
                 self.last = Some(snapshot);
-                self.stale = None;
+                self.unreachable = None;
             }
             Update::Stale {
                 age_seconds, cause, ..
             } => {
-                self.stale = Some(match age_seconds {
-                    Some(a) => format!("STALE {a:.0}s: {cause}"),
-                    None => format!("no data: {cause}"),
+                self.unreachable = Some(Unreachable {
+                    age_seconds,
+                    heard: Instant::now(),
+                    cause,
                 });
             }
         }
-        let n = match self.last.as_deref().map(|s| &s.long_running) {
-            Some(Pane::Ok(s)) => s.data.len(),
-            _ => 0,
-        };
-        self.selected = self.selected.min(n.saturating_sub(1));
+    }
+
+    /// `STALE 12s` while the data on show is old; none while it is fresh.
+    pub fn stale_label(&self, now: Instant) -> Option<String> {
+        let u = self.unreachable.as_ref()?;
+        Some(match u.age(now) {
+            Some(a) => format!("STALE {a:.0}s"),
+            None => "NO DATA".into(),
+        })
     }
 }
 
+/// A row of the lock queue: a session at the head, or one waiting behind it.
+pub struct LockRow<'a> {
+    pub root: &'a Blocker,
+    pub victim: Option<&'a Victim>,
+}
+
+impl LockRow<'_> {
+    pub fn pid(&self) -> i32 {
+        self.victim.map_or(self.root.pid, |v| v.pid)
+    }
+
+    fn backend_start(&self) -> DateTime<Utc> {
+        self.victim
+            .map_or(self.root.backend_start, |v| v.backend_start)
+    }
+
+    fn application(&self) -> &str {
+        self.victim
+            .map_or(self.root.application.as_str(), |v| v.application.as_str())
+    }
+
+    fn text(&self) -> String {
+        match self.victim {
+            None => format!(
+                "pid {} {} ({} {:.0}s) blocks {}: {}",
+                self.root.pid,
+                self.root.user,
+                self.root.state,
+                self.root.state_seconds,
+                self.root.victims.len(),
+                self.root.query
+            ),
+            Some(v) => format!(
+                "  └ pid {} {} waits {:.0}s {}{}: {}",
+                v.pid,
+                v.user,
+                v.waiting_seconds,
+                v.lock_mode.clone().unwrap_or_default(),
+                if v.ddl_access_exclusive {
+                    format!(" DDL, {} queued behind", v.queued_behind)
+                } else {
+                    String::new()
+                },
+                v.query
+            ),
+        }
+    }
+}
+
+fn matches(filter: &str, fields: &[&str]) -> bool {
+    filter.is_empty()
+        || fields
+            .iter()
+            .any(|f| f.to_lowercase().contains(&filter.to_lowercase()))
+}
+
+/// The long-running list as shown: idle transactions hidden or not, filtered, sorted.
+pub fn rows(app: &App) -> Vec<&LongQuery> {
+    let filter = app.filter_of(Screen::Monitor);
+    let mut rows: Vec<&LongQuery> = app
+        .long_queries()
+        .iter()
+        .filter(|q| !(app.monitor.hide_idle && q.state.starts_with("idle")))
+        .filter(|q| {
+            matches(
+                filter,
+                &[
+                    &q.pid.to_string(),
+                    &q.user,
+                    &q.application,
+                    &q.state,
+                    &q.query_line,
+                ],
+            )
+        })
+        .collect();
+    let age = |q: &LongQuery| q.query_seconds.max(q.transaction_seconds);
+    match app.monitor.sort {
+        Sort::Age => rows.sort_by(|a, b| age(b).total_cmp(&age(a))),
+        Sort::User => rows.sort_by(|a, b| a.user.cmp(&b.user).then(age(b).total_cmp(&age(a)))),
+        Sort::State => rows.sort_by(|a, b| {
+            session_state(&a.state, a.wait_event.as_deref())
+                .cmp(&session_state(&b.state, b.wait_event.as_deref()))
+                .then(age(b).total_cmp(&age(a)))
+        }),
+    }
+    rows
+}
+
+/// The lock queue as shown, filtered: each head with the sessions behind it.
+pub fn lock_rows(app: &App) -> Vec<LockRow<'_>> {
+    let filter = app.filter_of(Screen::Monitor);
+    let Some(Pane::Ok(b)) = app.monitor.last.as_deref().map(|s| &s.blocking) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for root in &b.data.roots {
+        out.push(LockRow { root, victim: None });
+        out.extend(root.victims.iter().map(|v| LockRow {
+            root,
+            victim: Some(v),
+        }));
+    }
+    out.retain(|r| matches(filter, &[&r.text(), r.application()]));
+    out
+}
+
+/// Whether a session is one of pgdeck's: the deploy running from this console, or one of its
+/// named sessions (monitor, health, watchdog, backup).
+pub fn pgdecks(app: &App, pid: i32, application: &str) -> Option<&'static str> {
+    let deploying = app
+        .deploying
+        .as_ref()
+        .and_then(|(_, d)| d.backend_pid)
+        .is_some_and(|p| p == pid);
+    if deploying {
+        Some("pgdeck deploy")
+    } else if application.starts_with("pgdeck") {
+        Some("pgdeck")
+    } else {
+        None
+    }
+}
+
+/// The session an action is aimed at: the selected row of the list in focus, or the one in the
+/// detail view. (pid, backend_start, state)
+fn aimed(app: &App) -> Option<(i32, DateTime<Utc>, String)> {
+    if let Some(d) = &app.monitor.detail {
+        return match d {
+            Detail::Loaded(b) => b.backend_start.map(|s| (b.pid, s, b.state.clone())),
+            _ => None,
+        };
+    }
+    if app.monitor.on_locks {
+        let rows = lock_rows(app);
+        let r = rows.get(app.monitor.lock_selected)?;
+        let state = match r.victim {
+            None => r.root.state.clone(),
+            Some(_) => "active".into(),
+        };
+        return Some((r.pid(), r.backend_start(), state));
+    }
+    let rows = rows(app);
+    let q = rows.get(app.monitor.selected)?;
+    Some((q.pid, q.backend_start, q.state.clone()))
+}
+
+fn signal(pid: i32, backend_start: DateTime<Utc>, signal: Signal) -> Job {
+    Job::Signal(SignalRequest {
+        pid,
+        backend_start,
+        signal,
+        confirmation: None,
+        read_only: false,
+    })
+}
+
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
-    let n = app.long_queries().len();
     match command {
-        Command::Down => app.monitor.selected = (app.monitor.selected + 1).min(n.saturating_sub(1)),
-        Command::Up => app.monitor.selected = app.monitor.selected.saturating_sub(1),
+        Command::Move(motion) => {
+            if app.monitor.detail.is_some() {
+                app.monitor.detail_scroll = motion.apply(app.monitor.detail_scroll, 500);
+            } else if app.monitor.on_locks {
+                let n = lock_rows(app).len();
+                app.monitor.lock_selected = motion.apply(app.monitor.lock_selected, n);
+            } else {
+                let n = rows(app).len();
+                app.monitor.selected = motion.apply(app.monitor.selected, n);
+            }
+        }
+        Command::Left | Command::Right => app.monitor.on_locks = command == Command::Right,
+        Command::Activate => {
+            let Some((pid, _, _)) = aimed(app) else {
+                app.flash = Some("no session selected".into());
+                return Vec::new();
+            };
+            app.monitor.detail = Some(Detail::Loading { pid });
+            app.monitor.detail_scroll = 0;
+            return app.run(Origin::Inspect, Job::Inspect { pid });
+        }
+        Command::Back => {
+            // The detail view closes first; then the filter goes.
+            let closed = app.monitor.detail.take();
+            if closed.is_none() {
+                app.clear_filter();
+            }
+        }
         Command::Cancel | Command::Terminate => {
-            let signal = if command == Command::Cancel {
+            let Some((pid, start, state)) = aimed(app) else {
+                app.flash = Some("no session selected".into());
+                return Vec::new();
+            };
+            if command == Command::Cancel && state.starts_with("idle") {
+                // A cancel would be answered "sent" and change nothing: say so, offer the one
+                // thing that helps.
+                let stale = stale_note(app);
+                let mut lines = vec![format!(
+                    "pid {pid} is {state}: it runs no query, so a cancel has nothing to stop and \
+                     its locks stay held. Only terminating the session ends its transaction."
+                )];
+                lines.extend(stale);
+                app.modal = Some(Modal::new(
+                    format!("Cancel cannot help pid {pid}"),
+                    lines,
+                    Input::Choice(vec![Choice {
+                        key: 'K',
+                        label: "terminate it instead (its transaction rolls back)".into(),
+                        then: Then::Run {
+                            origin: Origin::Monitor,
+                            job: Box::new(signal(pid, start, Signal::Terminate)),
+                        },
+                        input: Input::Yes,
+                        title: String::new(),
+                        lines: Vec::new(),
+                    }]),
+                    Then::Close,
+                ));
+                return Vec::new();
+            }
+            let which = if command == Command::Cancel {
                 Signal::Cancel
             } else {
                 Signal::Terminate
             };
-            let Some(q) = app.long_queries().get(app.monitor.selected).cloned() else {
-                app.flash = Some("no long-running query selected".into());
-                return Vec::new();
-            };
             // The workflow looks the backend up now and asks with what it finds.
-            return app.run(
-                Origin::Monitor,
-                Job::Signal(SignalRequest {
-                    pid: q.pid,
-                    backend_start: q.backend_start,
-                    signal,
-                    confirmation: None,
-                    read_only: false,
-                }),
-            );
+            return app.run(Origin::Monitor, signal(pid, start, which));
+        }
+        Command::Sort => {
+            app.monitor.sort = app.monitor.sort.next();
+            app.monitor.selected = 0;
+            app.flash = Some(format!(
+                "long-running sorted by {}",
+                app.monitor.sort.label()
+            ));
+        }
+        Command::ToggleIdle => {
+            app.monitor.hide_idle = !app.monitor.hide_idle;
+            app.monitor.selected = 0;
         }
         Command::Pause => app.monitor.paused = !app.monitor.paused,
         Command::Faster | Command::Slower => {
@@ -163,38 +501,70 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
     Vec::new()
 }
 
+/// A line for a modal shown over old data, if the data is old.
+pub fn stale_note(app: &App) -> Option<String> {
+    let u = app.monitor.unreachable.as_ref()?;
+    Some(format!(
+        "What the Monitor shows is stale: {} ({}). The session may have changed since.",
+        u.said(Instant::now()),
+        u.cause
+    ))
+}
+
+/// Every line and span of a stale pane, dimmed.
+fn dim_all(lines: &mut [Line<'_>], theme: Theme) {
+    for l in lines {
+        l.style = theme.dim();
+        for s in &mut l.spans {
+            s.style = theme.dim();
+        }
+    }
+}
+
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    let now = Instant::now();
     let Some(s) = &app.monitor.last else {
-        let text = app
-            .monitor
-            .stale
-            .clone()
-            .unwrap_or_else(|| "loading: connecting the monitor…".into());
+        let text = match &app.monitor.unreachable {
+            Some(u) => Line::styled(format!("{}: {}", u.said(now), u.cause), theme.bad()),
+            None => Line::raw("loading: connecting the monitor…"),
+        };
         f.render_widget(
-            Paragraph::new(text).block(Block::bordered().title(" Monitor ")),
+            Paragraph::new(text)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" Monitor ")),
             area,
         );
         return;
     };
+    if let Some(d) = &app.monitor.detail {
+        draw_detail(app, d, theme, f, area);
+        return;
+    }
+    let stale = app.monitor.stale_label(now);
+    let tag = stale.as_ref().map(|s| format!(" {s} ")).unwrap_or_default();
+    let locks = lock_rows(app);
+    let table_rows = match &s.tables {
+        Pane::Ok(t) => t.data.len(),
+        _ => 1,
+    };
+    // The lock queue grows with its victims, up to what leaves the long-running list its
+    // header and a few rows.
+    let room = area.height.saturating_sub(5 + 6);
+    let bottom = ((locks.len().max(table_rows).max(2) + 2) as u16).clamp(4.min(room), room);
     let [top, queries, bottom] = Layout::vertical([
         Constraint::Length(5),
         Constraint::Min(6),
-        Constraint::Length(8),
+        Constraint::Length(bottom),
     ])
     .areas(area);
     let [conn_area, health_area] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
 
     // Connections.
-    let stale = app
-        .monitor
-        .stale
-        .as_ref()
-        .map(|s| format!(" {s} "))
-        .unwrap_or_default();
-    let paused = if app.monitor.paused { " PAUSED " } else { "" };
+    let paused = if app.monitor.paused { " PAUSED" } else { "" };
     let conn_block = Block::bordered().title(format!(
-        " Connections · every {:.1}s{paused}{stale}",
+        " Connections · {} · every {:.1}s{paused}{tag}",
+        s.at.format("%H:%M:%S"),
         app.monitor.interval.as_secs_f64()
     ));
     let inner = conn_block.inner(conn_area);
@@ -203,7 +573,9 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         Pane::Ok(c) => {
             let c = &c.data;
             let [g, t] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-            let style = if c.utilisation > 0.8 {
+            let style = if stale.is_some() {
+                theme.dim()
+            } else if c.utilisation > 0.8 {
                 theme.bad()
             } else {
                 theme.good()
@@ -221,45 +593,29 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 g,
             );
             let states: Vec<String> = c.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            f.render_widget(
-                Paragraph::new(vec![
-                    Line::raw(states.join(", ")),
-                    Line::raw(format!("waiting on locks: {}", c.waiting_on_locks)),
-                ]),
-                t,
-            );
+            let mut lines = vec![
+                Line::raw(states.join(", ")),
+                Line::raw(format!("waiting on locks: {}", c.waiting_on_locks)),
+            ];
+            if stale.is_some() {
+                dim_all(&mut lines, theme);
+            }
+            f.render_widget(Paragraph::new(lines), t);
         }
         other => f.render_widget(Paragraph::new(pane_state(other).unwrap_or_default()), inner),
     }
 
-    // Health.
-    let health_block = Block::bordered().title(match &app.health {
-        Some(h) => format!(" Health: {} ", h.verdict.label()),
-        None => " Health: not checked yet ".into(),
-    });
-    let inner = health_block.inner(health_area);
-    f.render_widget(health_block, health_area);
-    let history: Vec<u64> = app.probe_history.iter().copied().collect();
-    if history.is_empty() {
-        f.render_widget(
-            Paragraph::new("run the health step to start the probe history").style(theme.dim()),
-            inner,
-        );
-    } else {
-        let [l, sp] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-        let last = history.last().copied().unwrap_or(0) as f64 / 1000.0;
-        f.render_widget(Paragraph::new(format!("probe p95 {last:.2} ms")), l);
-        f.render_widget(Sparkline::default().data(&history).style(theme.good()), sp);
-    }
+    widgets::draw_health(app, theme, f, health_area);
 
     // Long-running queries.
+    let shown = rows(app);
     let mut lines = Vec::new();
     match &s.long_running {
-        Pane::Ok(q) => {
+        Pane::Ok(_) => {
             lines.push(Line::styled(
                 format!(
                     "{:>7} {:<12} {:>7} {:<22} query",
-                    "pid", "user", "age", "state/wait"
+                    "pid", "user", "age", "state / wait"
                 ),
                 theme.dim(),
             ));
@@ -268,85 +624,146 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 .monitor
                 .selected
                 .saturating_sub(visible.saturating_sub(1));
-            for (i, q) in q.data.iter().enumerate().skip(start).take(visible) {
-                let wait = q.wait_event.clone().unwrap_or_else(|| q.state.clone());
+            for (i, q) in shown.iter().enumerate().skip(start).take(visible) {
+                let state = session_state(&q.state, q.wait_event.as_deref());
+                let mine = pgdecks(app, q.pid, &q.application)
+                    .map(|m| format!("[{m}] "))
+                    .unwrap_or_default();
                 let line = format!(
-                    "{:>7} {:<12} {:>6.0}s {:<22} {}",
+                    "{:>7} {:<12} {:>6.0}s {:<22} {mine}{}",
                     q.pid,
                     q.user.chars().take(12).collect::<String>(),
                     q.query_seconds.max(q.transaction_seconds),
-                    wait.chars().take(22).collect::<String>(),
+                    state.chars().take(22).collect::<String>(),
                     q.query_line
                 );
-                let style = if i == app.monitor.selected {
+                let style = if i == app.monitor.selected && !app.monitor.on_locks {
                     theme.selected()
+                } else if !mine.is_empty() {
+                    theme.warn()
                 } else {
                     Style::new()
                 };
                 lines.push(Line::styled(line, style));
             }
-            if q.data.is_empty() {
+            if shown.is_empty() {
                 lines.push(Line::styled(
-                    "nothing running longer than the threshold",
+                    if app.long_queries().is_empty() {
+                        "nothing running longer than the threshold"
+                    } else {
+                        "no session matches the filter"
+                    },
                     theme.dim(),
                 ));
             }
         }
         other => lines.push(Line::raw(pane_state(other).unwrap_or_default())),
     }
-    let n = app.long_queries().len();
+    if stale.is_some() {
+        dim_all(&mut lines, theme);
+    }
+    let filter = app.filter_of(Screen::Monitor);
+    let title = format!(
+        " Long-running ({}{}) · by {}{}{}{tag}",
+        shown.len(),
+        if shown.len() == app.long_queries().len() {
+            String::new()
+        } else {
+            format!(" of {}", app.long_queries().len())
+        },
+        app.monitor.sort.label(),
+        if app.monitor.hide_idle {
+            " · idle hidden"
+        } else {
+            ""
+        },
+        if filter.is_empty() {
+            String::new()
+        } else {
+            format!(" · /{filter}")
+        },
+    );
+    let focus = |on: bool| {
+        if on { theme.bold() } else { Style::new() }
+    };
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(format!(" Long-running ({n}) "))),
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(title)
+                .border_style(focus(!app.monitor.on_locks)),
+        ),
         queries,
     );
 
     let [locks_area, tables_area] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
     let mut lines = Vec::new();
     match &s.blocking {
-        Pane::Ok(b) => {
-            if b.data.roots.is_empty() {
+        Pane::Ok(_) => {
+            if locks.is_empty() {
                 lines.push(Line::styled("no lock queue", theme.dim()));
             }
-            for root in &b.data.roots {
+            let visible = locks_area.height.saturating_sub(2) as usize;
+            let start = if app.monitor.on_locks {
+                app.monitor
+                    .lock_selected
+                    .saturating_sub(visible.saturating_sub(2))
+            } else {
+                0
+            };
+            let more = locks.len().saturating_sub(start + visible);
+            let take = if more > 0 {
+                visible.saturating_sub(1)
+            } else {
+                visible
+            };
+            for (i, r) in locks.iter().enumerate().skip(start).take(take) {
+                let mine = pgdecks(app, r.pid(), r.application())
+                    .map(|m| format!(" [{m}]"))
+                    .unwrap_or_default();
+                let style = if app.monitor.on_locks && i == app.monitor.lock_selected {
+                    theme.selected()
+                } else if r.victim.is_none() {
+                    theme.warn()
+                } else if r.victim.is_some_and(|v| v.ddl_access_exclusive) {
+                    theme.bad()
+                } else {
+                    Style::new()
+                };
+                let text = r.text();
+                // The mark goes after the pid, where it cannot be cut off.
+                let text = match text.find(&format!("pid {}", r.pid())) {
+                    Some(at) => {
+                        let end = at + format!("pid {}", r.pid()).len();
+                        format!("{}{mine}{}", &text[..end], &text[end..])
+                    }
+                    None => text,
+                };
+                lines.push(Line::styled(text, style));
+            }
+            let hidden = locks.len().saturating_sub(start + take);
+            if hidden > 0 {
                 lines.push(Line::styled(
-                    format!(
-                        "pid {} ({}) blocks {}: {}",
-                        root.pid,
-                        root.state,
-                        root.victims.len(),
-                        root.query
-                    ),
-                    theme.warn(),
+                    format!("+{hidden} more (l: focus, j/k: scroll)"),
+                    theme.bold(),
                 ));
-                for v in &root.victims {
-                    let style = if v.ddl_access_exclusive {
-                        theme.bad()
-                    } else {
-                        Style::new()
-                    };
-                    let ddl = if v.ddl_access_exclusive {
-                        format!(" DDL, {} queued behind", v.queued_behind)
-                    } else {
-                        String::new()
-                    };
-                    lines.push(Line::styled(
-                        format!(
-                            "  └ pid {} waits {:.0}s {}{ddl}: {}",
-                            v.pid,
-                            v.waiting_seconds,
-                            v.lock_mode.clone().unwrap_or_default(),
-                            v.query
-                        ),
-                        style,
-                    ));
-                }
             }
         }
         other => lines.push(Line::raw(pane_state(other).unwrap_or_default())),
     }
+    if stale.is_some() {
+        dim_all(&mut lines, theme);
+    }
+    let waiting = match &s.blocking {
+        Pane::Ok(b) => b.data.waiting,
+        _ => 0,
+    };
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Lock queue ")),
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(format!(" Lock queue ({waiting} waiting){tag}"))
+                .border_style(focus(app.monitor.on_locks)),
+        ),
         locks_area,
     );
     let mut lines = Vec::new();
@@ -378,8 +795,145 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         }
         other => lines.push(Line::raw(pane_state(other).unwrap_or_default())),
     }
+    if stale.is_some() {
+        dim_all(&mut lines, theme);
+    }
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Largest tables ")),
+        Paragraph::new(lines).block(Block::bordered().title(format!(" Largest tables{tag}"))),
         tables_area,
     );
+}
+
+/// The chain of sessions `pid` waits behind, from the lock queue: its blockers, theirs, up to
+/// the head.
+fn chain_of(app: &App, pid: i32) -> Vec<String> {
+    let Some(Pane::Ok(b)) = app.monitor.last.as_deref().map(|s| &s.blocking) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut at = pid;
+    for _ in 0..8 {
+        let Some((root, v)) = b
+            .data
+            .roots
+            .iter()
+            .find_map(|r| r.victims.iter().find(|v| v.pid == at).map(|v| (r, v)))
+        else {
+            break;
+        };
+        let Some(next) = v.blocked_by.first().copied() else {
+            break;
+        };
+        if next == root.pid {
+            out.push(format!(
+                "waits for pid {} {} ({} {:.0}s): {}",
+                root.pid, root.user, root.state, root.state_seconds, root.query
+            ));
+            break;
+        }
+        out.push(format!("waits for pid {next}, itself waiting"));
+        at = next;
+    }
+    if let Some(root) = b.data.roots.iter().find(|r| r.pid == pid) {
+        out.push(format!(
+            "heads a queue of {} session(s)",
+            root.victims.len()
+        ));
+    }
+    out
+}
+
+fn draw_detail(app: &App, d: &Detail, theme: Theme, f: &mut Frame, area: Rect) {
+    let mut lines: Vec<Line> = Vec::new();
+    match d {
+        Detail::Loading { pid } => lines.push(Line::raw(format!("reading backend {pid}…"))),
+        Detail::Failed { cause, .. } => lines.push(Line::styled(cause.clone(), theme.bad())),
+        Detail::Loaded(b) => {
+            let mine = pgdecks(app, b.pid, &b.application)
+                .map(|m| format!("  [{m}]"))
+                .unwrap_or_default();
+            let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.0}s"));
+            lines.push(Line::styled(
+                format!(
+                    "pid {}  user {}  application {}{mine}",
+                    b.pid,
+                    if b.user.is_empty() { "-" } else { &b.user },
+                    if b.application.is_empty() {
+                        "-"
+                    } else {
+                        &b.application
+                    }
+                ),
+                theme.bold(),
+            ));
+            lines.push(Line::raw(format!(
+                "state: {}  query running {}  transaction open {}",
+                session_state(&b.state, b.wait_event.as_deref()),
+                secs(b.query_seconds),
+                secs(b.transaction_seconds)
+            )));
+            if b.state.starts_with("idle in transaction") {
+                lines.push(Line::styled(
+                    "idle in its transaction: c (cancel) cannot help, K (terminate) ends it",
+                    theme.warn(),
+                ));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Query", theme.bold()));
+            for l in b.query.lines() {
+                lines.push(Line::raw(l.to_owned()));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                format!("Locks ({})", b.locks.len()),
+                theme.bold(),
+            ));
+            for l in &b.locks {
+                lines.push(Line::styled(
+                    format!(
+                        "  {:<8} {:<24} {:<10} {}",
+                        if l.granted { "held" } else { "WAITING" },
+                        l.mode,
+                        l.locktype,
+                        l.relation.clone().unwrap_or_default()
+                    ),
+                    if l.granted { Style::new() } else { theme.bad() },
+                ));
+            }
+            lines.push(Line::raw(""));
+            lines.push(Line::styled("Blocking chain", theme.bold()));
+            if b.blocked_by.is_empty() && b.blocking.is_empty() {
+                lines.push(Line::raw("  waits for no one, and no one waits for it"));
+            }
+            if !b.blocked_by.is_empty() {
+                lines.push(Line::raw(format!("  waits for: {}", pids(&b.blocked_by))));
+            }
+            for c in chain_of(app, b.pid) {
+                lines.push(Line::raw(format!("  {c}")));
+            }
+            if !b.blocking.is_empty() {
+                lines.push(Line::raw(format!("  waited for by: {}", pids(&b.blocking))));
+            }
+        }
+    }
+    if let Some(note) = stale_note(app) {
+        lines.insert(0, Line::styled(note, theme.bad()));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .scroll((app.monitor.detail_scroll.min(u16::MAX as usize) as u16, 0))
+            .block(Block::bordered().title(vec![
+                Span::raw(format!(" Backend {} ", d.pid())),
+                Span::styled("· c cancel · K terminate · Esc back ", theme.dim()),
+            ])),
+        area,
+    );
+}
+
+fn pids(list: &[i32]) -> String {
+    list.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

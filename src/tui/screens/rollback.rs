@@ -17,69 +17,67 @@ use crate::migrate::{MigrationState, Resolution};
 use crate::release::{DeployRequest, HookRequest, ResolveRequest, RestoreRequest, RevertRequest};
 use crate::tui::app::{App, Effect};
 use crate::tui::jobs::{Job, Origin};
-use crate::tui::keymap::{Binding, Command, MOVE, bind};
+use crate::tui::keymap::{Binding, Command, bind};
 use crate::tui::modal::{Choice, Input, Modal, Then};
 use crate::tui::theme::Theme;
 use crate::units::human_bytes;
 
 pub const BINDINGS: &[Binding] = &[
-    MOVE[0],
-    MOVE[1],
     bind(
         &[KeyCode::Left, KeyCode::Char('h')],
         "h/l",
         "migrations / emergency checklist",
         Command::Left,
-        false,
+        "",
     ),
     bind(
         &[KeyCode::Right, KeyCode::Char('l')],
         "",
         "emergency checklist",
         Command::Right,
-        false,
+        "",
     ),
     bind(
         &[KeyCode::Char(' ')],
         "Space",
         "mark a migration / tick an item",
         Command::Mark,
-        true,
+        "mark/tick",
     ),
     bind(
         &[KeyCode::Char('f')],
         "f",
         "forward rollback of the marked (or newest) migrations",
         Command::ForwardRollback,
-        true,
+        "forward",
     ),
     bind(
         &[KeyCode::Char('b')],
         "b",
         "restore the newest verified backup",
         Command::Restore,
-        true,
+        "restore",
     ),
     bind(
         &[KeyCode::Char('c')],
         "c",
         "code rollback hook",
         Command::CodeRollback,
-        true,
+        "code",
     ),
     bind(
         &[KeyCode::Char('u')],
         "u",
         "resolve a failed migration (undone, or finished by hand)",
         Command::Resolve,
-        true,
+        "resolve",
     ),
     bind(
         &[KeyCode::Char('x')],
         "x",
         "cancel the running action",
         Command::CancelAction,
-        false,
+        "",
     ),
 ];
 
@@ -191,7 +189,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
     }
     match command {
         C::Left | C::Right => app.rollback.on_checklist = command == C::Right,
-        C::Down | C::Up => {
+        C::Move(motion) => {
             let n = revertible(app).len();
             let r = &mut app.rollback;
             let (sel, len) = if r.on_checklist {
@@ -199,13 +197,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
             } else {
                 (&mut r.selected, n)
             };
-            if len > 0 {
-                *sel = if command == C::Down {
-                    (*sel + 1).min(len - 1)
-                } else {
-                    sel.saturating_sub(1)
-                };
-            }
+            *sel = motion.apply(*sel, len);
         }
         C::Mark => {
             if app.rollback.on_checklist {
