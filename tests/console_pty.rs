@@ -145,7 +145,12 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     step(&mut c, "\r", 1); // backup
     assert!(c.text().contains("[x] Backup created"), "{}", c.text());
     step(&mut c, "\r", 2); // verify
-    step(&mut c, "\r", 3); // lint and plan
+    // Lint and plan: the whole plan is shown, and the step ends once it was read.
+    c.keys("\r");
+    c.wait_for("Esc or Enter: reviewed");
+    c.wait_for("Plan for");
+    c.wait_for("overall: ok");
+    step(&mut c, "\r", 3);
     step(&mut c, "\rstaging run 17\r", 4);
     step(&mut c, "\r\r", 5); // integration tests, no note
     step(&mut c, "\r", 6); // every pending migration has a down.sql
@@ -183,7 +188,7 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     let _ = sleeper.wait();
 
     c.keys("5");
-    c.wait_for("Deploy migrations: Ok");
+    c.wait_for("Deploy migrations: ok");
     c.keys("q");
     let start = Instant::now();
     let status = loop {
@@ -213,6 +218,154 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     assert!(text.contains("\"operator\":\"e2e-operator\""), "{text}");
     assert!(text.contains("\"event\":\"confirmed\""), "{text}");
     assert!(text.contains("staging run 17"), "{text}");
+}
+
+/// psql as an application session would be: a transaction left open on a table, idle.
+fn idle_transaction_on(home: &Path, table: &str) -> std::process::Child {
+    let port = demo_port(home);
+    let mut psql = std::process::Command::new("psql")
+        .args(["-X", "-q", "-d", "pgdeck_demo", "-U", "postgres", "-p"])
+        .arg(port.to_string())
+        .arg("-h")
+        .arg(home.join("cluster"))
+        .env("PGAPPNAME", "incident-psql")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let stdin = psql.stdin.as_mut().unwrap();
+    writeln!(stdin, "BEGIN; SELECT 1 FROM \"{table}\" LIMIT 1;").unwrap();
+    stdin.flush().unwrap();
+    psql
+}
+
+/// The sessions of `application` on the demo cluster, as psql counts them.
+fn sessions_of(home: &Path, application: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-d",
+            "pgdeck_demo",
+            "-U",
+            "postgres",
+            "-p",
+        ])
+        .arg(demo_port(home).to_string())
+        .arg("-h")
+        .arg(home.join("cluster"))
+        .arg("-c")
+        .arg(format!(
+            "SELECT state FROM pg_stat_activity WHERE application_name = '{application}'"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_it_is_terminated() {
+    let home = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let _stop = StopDemo(home.path().to_owned());
+    let mut c = Console::start(home.path(), journal.path());
+    c.wait_for("Checklist 0/20");
+    c.wait_for("1 applied, 2 pending");
+    let step = |c: &mut Console, keys: &str, done: usize| {
+        c.keys(keys);
+        c.wait_for(&format!("Checklist {done}/20"));
+    };
+    step(&mut c, "\r", 1); // backup
+    step(&mut c, "\r", 2); // verify
+    c.keys("\r");
+    c.wait_for("Esc or Enter: reviewed");
+    step(&mut c, "\r", 3); // the plan, read
+    step(&mut c, "\r\r", 4);
+    step(&mut c, "\r\r", 5);
+    step(&mut c, "\r", 6);
+    step(&mut c, "\r\r", 7);
+    step(&mut c, "\r", 8); // baseline
+    step(&mut c, "sdaytime demo\r", 9);
+    step(&mut c, "snot needed\r", 10);
+
+    // An application session holds a transaction open on the table the migration alters.
+    let mut blocker = idle_transaction_on(home.path(), "QRCode");
+    let start = Instant::now();
+    while sessions_of(home.path(), "incident-psql") != "idle in transaction" {
+        assert!(start.elapsed() < TIMEOUT, "the blocker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.keys("\r");
+    c.wait_for("type the database name (pgdeck_demo)");
+    c.keys("pgdeck_demo\r");
+    // The step says who it waits for, with its state, and how to end it.
+    c.wait_for("WAITING");
+    c.wait_for("idle in transaction");
+    c.wait_for("incident-psql");
+    c.wait_for("K: terminate pid");
+    c.wait_for("ALERT");
+    c.wait_for("deploy waits for a lock held by pid");
+    let screen = c.text();
+    assert!(
+        screen.contains("cancelling would not help"),
+        "the step should say a cancel cannot help an idle transaction:\n{screen}"
+    );
+    // K asks about the session as it is now; y ends it.
+    c.keys("K");
+    c.wait_for("Terminate backend");
+    c.wait_for("Its open transaction rolls back.");
+    c.keys("y");
+    c.wait_for("Checklist 11/20");
+    c.wait_for("3 applied, 0 pending");
+    let start = Instant::now();
+    while blocker.try_wait().unwrap().is_none()
+        && !sessions_of(home.path(), "incident-psql").is_empty()
+    {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the blocker's session is still there"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    c.keys("5");
+    c.wait_for("Deploy migrations: ok");
+    c.keys("q");
+    let start = Instant::now();
+    while c.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < TIMEOUT, "pgdeck did not exit after q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The journal has every step with its outcome, the terminate among them.
+    let entries: Vec<serde_json::Value> = session_text(journal.path())
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished = |step: &str| {
+        entries
+            .iter()
+            .any(|e| e["event"] == "step_finished" && e["step"] == step && e["outcome"] == "ok")
+    };
+    for step in ["backup", "verify_backup", "plan", "baseline", "deploy"] {
+        assert!(
+            finished(step),
+            "no ok step_finished for {step}: {entries:#?}"
+        );
+    }
+    assert!(
+        entries.iter().any(|e| e["event"] == "released"
+            && e["outcome"] == "ok"
+            && e["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("terminate backend"))),
+        "the terminate and its outcome are journaled: {entries:#?}"
+    );
 }
 
 #[test]

@@ -54,6 +54,12 @@ pub enum Msg {
     },
     /// The backend the Monitor's detail view asked for (none: it is gone).
     Inspected(Result<Option<Box<crate::monitor::Backend>>, String>),
+    /// Something changed in the migrations folder.
+    FolderChanged,
+    /// A restore ended: the migrations it made pending again.
+    Restored {
+        pending_again: Vec<String>,
+    },
     /// The plan, worded, for the plan view.
     Plan(Box<PlanText>),
     /// A line of a job's output (a check that held, a hook's output, a retry).
@@ -104,6 +110,8 @@ pub struct App {
     pub migrations: MigrationsScreen,
     pub rollback: RollbackView,
     pub health: Option<Box<Report>>,
+    /// Migrations a restore made pending again (the next deploy would apply them again).
+    pub pending_again: Vec<String>,
     /// The whole plan on screen, over the screen on show.
     pub plan_view: Option<PlanView>,
     /// Health is sampled in the background (from the Deploy step until the report).
@@ -115,6 +123,8 @@ pub struct App {
     /// Recent p95 latencies (µs) of the database probe, for the sparkline.
     pub probe_history: VecDeque<u64>,
     pub journal: Vec<Entry>,
+    /// The Journal screen's window ends at this entry (none: it follows the newest).
+    pub journal_selected: Option<usize>,
     pub journal_path: Option<std::path::PathBuf>,
     pub modal: Option<Modal>,
     pub help: bool,
@@ -151,10 +161,12 @@ impl App {
             health: None,
             deploying: None,
             plan_view: None,
+            pending_again: Vec::new(),
             health_live: false,
             read_only: None,
             probe_history: VecDeque::new(),
             journal: entries,
+            journal_selected: None,
             journal_path,
             modal: None,
             help: false,
@@ -215,6 +227,12 @@ impl App {
                     d.attempt, d.attempts
                 ),
             });
+        }
+        if !self.pending_again.is_empty() {
+            out.push(format!(
+                "after the restore, pending again: {}",
+                self.pending_again.join(", ")
+            ));
         }
         if let Some(s) = &self.monitor.last {
             if let Pane::Ok(c) = &s.connections
@@ -362,6 +380,11 @@ impl App {
                     Origin::Rollback => self.rollback.running_detail = Some(detail),
                     Origin::Monitor | Origin::Journal | Origin::Inspect => {}
                 }
+                Vec::new()
+            }
+            Msg::FolderChanged => vec![Effect::Refresh],
+            Msg::Restored { pending_again } => {
+                self.pending_again = pending_again;
                 Vec::new()
             }
             Msg::Plan(plan) => {
@@ -530,6 +553,9 @@ impl App {
         };
         let outcome = result.as_ref().map_or_else(Outcome::of, |_| Outcome::Ok);
         let mut effects = vec![Effect::Refresh];
+        if matches!(job, Job::Deploy(_)) && outcome == Outcome::Ok {
+            self.pending_again.clear();
+        }
         if job == Job::WriteReport && outcome == Outcome::Ok && self.health_live {
             self.health_live = false;
             effects.push(Effect::LiveHealth(false));

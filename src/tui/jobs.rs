@@ -547,6 +547,26 @@ fn live_health(runner: Runner, token: CancellationToken) {
     });
 }
 
+/// New and edited migrations appear without a restart: the folder is watched, and a change
+/// asks for a refresh (refreshes are single flight, so a burst of writes costs one or two
+/// reads). None when the folder cannot be watched: the periodic refresh still sees changes.
+pub fn watch_folder(runner: &Runner) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let tx = runner.tx.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res
+            && !matches!(e.kind, notify::EventKind::Access(_))
+        {
+            let _ = tx.send(Msg::FolderChanged);
+        }
+    })
+    .ok()?;
+    watcher
+        .watch(&runner.env.migrations_dir, notify::RecursiveMode::Recursive)
+        .ok()?;
+    Some(watcher)
+}
+
 /// The monitor: one Watch, sampled at the chosen interval, until the console closes.
 pub fn monitor(runner: &Runner) {
     let runner = runner.clone();
@@ -673,6 +693,9 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
         }
         Job::Restore(req) => {
             let report = release::restore(ctx, req).await?;
+            let _ = runner.tx.send(Msg::Restored {
+                pending_again: report.pending_again.clone(),
+            });
             let failed = report.checks.iter().filter(|c| !c.ok).count();
             let mut summary = format!(
                 "{} restored; {} check(s), {failed} failed",

@@ -168,7 +168,7 @@ const NAV: &[Binding] = &[
     bind(
         &[KeyCode::Down, KeyCode::Char('j')],
         "j/k",
-        "move down / up",
+        "move down",
         Command::Move(Motion::Down),
         "move",
     ),

@@ -89,6 +89,7 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         root: CancellationToken::new(),
     };
     jobs::monitor(&runner);
+    let _watcher = jobs::watch_folder(&runner);
     let mut jobs = jobs::Jobs::new(runner);
     jobs.apply(Effect::Refresh);
     spawn_input(tx.clone());

@@ -310,6 +310,20 @@ pub fn draw_footer(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         );
         return;
     }
+    if app.plan_view.is_some() {
+        f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(" j/k ", theme.selected()),
+                Span::raw(" scroll  "),
+                Span::styled(" PgUp/PgDn ", theme.selected()),
+                Span::raw(" a page  "),
+                Span::styled(" Esc/Enter ", theme.selected()),
+                Span::raw(" close the plan"),
+            ])),
+            area,
+        );
+        return;
+    }
     if app.filtering {
         f.render_widget(
             Paragraph::new(Line::from(vec![
@@ -366,17 +380,27 @@ pub fn draw_help(app: &App, f: &mut Frame, area: Rect) {
         "Lists and text",
         Style::new().add_modifier(Modifier::BOLD),
     ));
-    lines.extend(keymap::nav_bindings().iter().map(row));
-    lines.push(Line::raw(
-        "  wheel        scroll; a click on a tab opens its screen",
-    ));
+    for l in [
+        "  j/k Down/Up  move · PgDn/PgUp a page · g/G Home/End top / bottom",
+        "  /            filter the list (Enter keeps it, Esc clears it)",
+        "  Esc          back: close the detail, the plan or the filter",
+        "  wheel        scroll · a click on a tab opens its screen",
+    ] {
+        lines.push(Line::raw(l));
+    }
     lines.push(Line::raw(""));
     lines.push(Line::styled(
         "Everywhere",
         Style::new().add_modifier(Modifier::BOLD),
     ));
-    lines.extend(keymap::global_bindings().iter().map(row));
-    lines.push(Line::raw("  Ctrl-C       quit (asks while work runs)"));
+    for l in [
+        "  1-5          Checklist, Monitor, Migrations, Rollback, Journal",
+        "  Tab / S-Tab  next / previous screen",
+        "  q  Ctrl-C    quit (asks while work runs)",
+        "  ?            this help",
+    ] {
+        lines.push(Line::raw(l));
+    }
     let rect = centered(
         area,
         76.min(area.width),

@@ -432,6 +432,17 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ));
         }
     }
+    if item.operation == Some(Operation::Deploy) && !app.pending_again.is_empty() {
+        detail.push(Line::raw(""));
+        detail.push(Line::styled(
+            format!(
+                "A restore made these pending again: {}. Deploying now applies them again; fix \
+                 or remove them first (Migrations screen, 3).",
+                app.pending_again.join(", ")
+            ),
+            theme.bad(),
+        ));
+    }
     if !c.facts.unacknowledged.is_empty() {
         detail.push(Line::raw(""));
         detail.push(Line::styled(

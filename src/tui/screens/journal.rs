@@ -24,6 +24,14 @@ pub const BINDINGS: &[Binding] = &[bind(
 )];
 
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
+    if let Command::Move(motion) = command {
+        // From following the newest entry, a move starts at it.
+        let n = app.journal.len();
+        let at = app.journal_selected.unwrap_or(n.saturating_sub(1));
+        let next = motion.apply(at, n);
+        app.journal_selected = if next + 1 >= n { None } else { Some(next) };
+        return Vec::new();
+    }
     if command == Command::WriteReport
         && let Some(i) = app.checklist.index_of("report")
     {
@@ -42,10 +50,15 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     let visible = area.height.saturating_sub(2) as usize;
-    // Entries wrap (what a cancel did not apply is at the end of its line): show the newest
-    // that fit.
-    let skip = app.journal.len().saturating_sub(visible);
-    for e in app.journal.iter().skip(skip) {
+    let filter = app
+        .filter_of(crate::tui::screens::Screen::Journal)
+        .to_lowercase();
+    // Entries wrap, whole: the window ends at the selected entry (the newest while following).
+    let end = app
+        .journal_selected
+        .map_or(app.journal.len(), |i| (i + 1).min(app.journal.len()));
+    let skip = end.saturating_sub(visible.max(1) * 4);
+    for e in app.journal.iter().take(end).skip(skip) {
         let (text, style) = match &e.event {
             Event::SessionStarted {
                 environment,
@@ -65,7 +78,8 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 ..
             } => (
                 format!(
-                    "{title}: {outcome:?} in {:.1}s: {summary}",
+                    "{title}: {} in {:.1}s: {summary}",
+                    outcome.label(),
                     *duration_ms as f64 / 1000.0
                 ),
                 if *outcome == crate::journal::Outcome::Ok {
@@ -95,7 +109,8 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 ..
             } => (
                 format!(
-                    "{workflow}: {outcome:?}: {summary}{}",
+                    "{workflow}: {}: {summary}{}",
+                    outcome.label(),
                     if not_applied.is_empty() {
                         String::new()
                     } else {
@@ -146,14 +161,19 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ),
             Event::SessionFinished => ("session finished".into(), Style::new()),
         };
-        lines.push(Line::styled(
-            format!("{} {:<10} {text}", e.at.format("%H:%M:%S"), e.operator),
-            style,
-        ));
+        let line = format!("{} {:<10} {text}", e.at.format("%H:%M:%S"), e.operator);
+        if !filter.is_empty() && !line.to_lowercase().contains(&filter) {
+            continue;
+        }
+        lines.push(Line::styled(line, style));
     }
+    let position = match app.journal_selected {
+        None => "newest".to_owned(),
+        Some(i) => format!("entry {} of {}", i + 1, app.journal.len()),
+    };
     let title = match &app.journal_path {
-        Some(p) => format!(" Journal · {} ", p.display()),
-        None => " Journal ".into(),
+        Some(p) => format!(" Journal · {position} · {} ", p.display()),
+        None => format!(" Journal · {position} "),
     };
     let width = area.width.saturating_sub(2).max(1);
     let mut shown: Vec<Line> = Vec::new();

@@ -348,15 +348,19 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let r = &app.rollback;
-    let [situation_area, lists_area, log_area] = Layout::vertical([
-        Constraint::Length(7),
-        Constraint::Min(6),
-        Constraint::Length(8),
-    ])
-    .areas(area);
 
     // The situation first.
     let mut lines = Vec::new();
+    if !app.pending_again.is_empty() {
+        lines.push(Line::styled(
+            format!(
+                "AFTER THE RESTORE, PENDING AGAIN: {}. The next deploy applies them again: fix or \
+                 remove them from the folder first (the Migrations screen shows them).",
+                app.pending_again.join(", ")
+            ),
+            theme.bad(),
+        ));
+    }
     let last_release = app.journal.iter().rev().find_map(|e| match &e.event {
         Event::Released {
             workflow,
@@ -365,11 +369,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ..
         } if workflow != "signal a backend" => Some(format!(
             "last {workflow} {} at {}: {summary}",
-            match outcome {
-                crate::journal::Outcome::Ok => "ok",
-                crate::journal::Outcome::Failed => "FAILED",
-                crate::journal::Outcome::Cancelled => "cancelled",
-            },
+            outcome.label(),
             e.at.format("%H:%M:%S")
         )),
         _ => None,
@@ -437,12 +437,21 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             theme.warn(),
         ));
     }
-    f.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(" Rollback: the situation ")),
-        situation_area,
-    );
+    let situation = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::bordered().title(" Rollback: the situation "));
+    // As tall as it needs, leaving the lists five rows and the output four.
+    let wanted = situation.line_count(area.width) as u16;
+    let room = area
+        .height
+        .saturating_sub(5 + (area.height / 4).clamp(4, 10));
+    let [situation_area, lists_area, log_area] = Layout::vertical([
+        Constraint::Length(wanted.clamp(3, room.max(3))),
+        Constraint::Min(5),
+        Constraint::Length((area.height / 4).clamp(4, 10)),
+    ])
+    .areas(area);
+    f.render_widget(situation, situation_area);
 
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
@@ -462,7 +471,13 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             theme.warn(),
         ));
     }
-    for (i, name) in revertible.iter().enumerate() {
+    let visible = left.height.saturating_sub(2) as usize;
+    let skip = if r.on_checklist {
+        0
+    } else {
+        r.selected.saturating_sub(visible.saturating_sub(1))
+    };
+    for (i, name) in revertible.iter().enumerate().skip(skip).take(visible) {
         let mark = if r.marked.contains(name) {
             "[x]"
         } else {
@@ -484,7 +499,15 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         left,
     );
     let mut lines = Vec::new();
-    for (i, (title, note)) in r.emergency.iter().enumerate() {
+    let visible = right.height.saturating_sub(2) as usize;
+    let skip = if r.on_checklist {
+        r.emergency_selected
+            .saturating_sub(visible.saturating_sub(1))
+    } else {
+        0
+    };
+    let done = r.emergency.iter().filter(|(_, n)| n.is_some()).count();
+    for (i, (title, note)) in r.emergency.iter().enumerate().skip(skip).take(visible) {
         let mark = if note.is_some() { "[x]" } else { "[ ]" };
         let style = if r.on_checklist && i == r.emergency_selected {
             theme.selected()
@@ -498,7 +521,10 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(lines).block(
             Block::bordered()
-                .title(" Emergency checklist ")
+                .title(format!(
+                    " Emergency checklist {done}/{} ",
+                    r.emergency.len()
+                ))
                 .title_style(focus(r.on_checklist)),
         ),
         right,
