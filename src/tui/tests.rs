@@ -1050,3 +1050,377 @@ fn every_size_from_tiny_to_large_draws_without_panicking() {
         }
     }
 }
+
+/// The screen with its colours: the text, then each row's styled runs (`col-col style`), so a
+/// snapshot shows what is red, reversed or dimmed and not only what is written.
+fn render_styled(app: &App, width: u16, height: u16) -> String {
+    use ratatui::style::{Color, Modifier, Style};
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|f| view::draw(app, Theme { color: true }, f))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    let mut styles = String::new();
+    let describe = |s: Style| {
+        let mut parts = Vec::new();
+        if let Some(c) = s.fg.filter(|c| *c != Color::Reset) {
+            parts.push(format!("{c:?}"));
+        }
+        if let Some(c) = s.bg.filter(|c| *c != Color::Reset) {
+            parts.push(format!("on {c:?}"));
+        }
+        for (m, name) in [
+            (Modifier::BOLD, "bold"),
+            (Modifier::REVERSED, "reversed"),
+            (Modifier::DIM, "dim"),
+        ] {
+            if s.add_modifier.contains(m) {
+                parts.push(name.to_owned());
+            }
+        }
+        parts.join(" ")
+    };
+    for y in 0..buffer.area.height {
+        let line: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol())
+            .collect();
+        text.push_str(line.trim_end());
+        text.push('\n');
+        let mut runs = Vec::new();
+        let mut x = 0;
+        while x < buffer.area.width {
+            let s = describe(buffer[(x, y)].style());
+            let start = x;
+            while x < buffer.area.width && describe(buffer[(x, y)].style()) == s {
+                x += 1;
+            }
+            if !s.is_empty() {
+                runs.push(format!("{start}-{} {s}", x - 1));
+            }
+        }
+        if !runs.is_empty() {
+            styles.push_str(&format!("{y:>2}: {}\n", runs.join(", ")));
+        }
+    }
+    format!("{text}--- styles (row: columns style)\n{styles}")
+}
+
+fn stale(a: &mut App, age: Option<f64>) {
+    a.update(Msg::Monitor(Box::new(Update::Stale {
+        last_at: age.map(|_| t(0)),
+        age_seconds: age,
+        cause: "connection refused".into(),
+        attempt: 3,
+        retry_in_ms: 2000,
+    })));
+}
+
+#[test]
+fn snapshots_with_colour_protected_alert_stale_unreachable_at_80x24_and_120x40() {
+    for (w, h) in [(80, 24), (120, 40)] {
+        // A protected environment: its name reversed in red on every screen.
+        let a = app(true);
+        insta::assert_snapshot!(format!("colour_protected_{w}x{h}"), render_styled(&a, w, h));
+
+        // An alert: connections past the threshold, a DDL with sessions queued behind it.
+        let mut a = app(true);
+        a.update(key(KeyCode::Char('2')));
+        a.update(Msg::Monitor(Box::new(Update::Fresh {
+            snapshot: Box::new(busy_snapshot(90)),
+        })));
+        insta::assert_snapshot!(format!("colour_alert_{w}x{h}"), render_styled(&a, w, h));
+
+        // Stale: the last sample kept, dimmed, with its age; the alerts from it marked stale.
+        stale(&mut a, Some(12.0));
+        let screen = render_styled(&a, w, h);
+        assert!(
+            screen.starts_with(" server unreachable for 12s "),
+            "{screen}"
+        );
+        assert!(screen.contains("(STALE 12s) connections"), "{screen}");
+        insta::assert_snapshot!(format!("colour_stale_{w}x{h}"), screen);
+
+        // Unreachable from the start: no sample at all, the cause in the pane.
+        let mut a = app(false);
+        a.update(key(KeyCode::Char('2')));
+        stale(&mut a, None);
+        let screen = render_styled(&a, w, h);
+        assert!(screen.starts_with(" server unreachable "), "{screen}");
+        insta::assert_snapshot!(format!("colour_unreachable_{w}x{h}"), screen);
+    }
+}
+
+fn long_query(pid: i32, user: &str, state: &str, secs: f64, query: &str) -> LongQuery {
+    LongQuery {
+        pid,
+        backend_start: t(-1000),
+        user: user.into(),
+        application: "web".into(),
+        client: "10.0.0.9".into(),
+        wait_event: (state == "idle in transaction").then(|| "Client:ClientRead".into()),
+        state: state.into(),
+        query_seconds: secs,
+        transaction_seconds: secs,
+        query_line: query.into(),
+        query: query.into(),
+    }
+}
+
+fn monitor_with(a: &mut App, rows: Vec<LongQuery>) {
+    let mut s = busy_snapshot(10);
+    s.long_running = sample(rows);
+    a.update(Msg::Monitor(Box::new(Update::Fresh {
+        snapshot: Box::new(s),
+    })));
+}
+
+#[test]
+fn the_filter_narrows_the_focused_list_and_esc_clears_it() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('2')));
+    monitor_with(
+        &mut a,
+        vec![
+            long_query(
+                101,
+                "reporting",
+                "active",
+                300.0,
+                "SELECT count(*) FROM orders",
+            ),
+            long_query(
+                102,
+                "app",
+                "idle in transaction",
+                90.0,
+                "UPDATE users SET x = 1",
+            ),
+            long_query(103, "reporting", "active", 20.0, "SELECT * FROM invoices"),
+        ],
+    );
+    a.update(key(KeyCode::Char('/')));
+    assert!(a.filtering);
+    typed(&mut a, "invoice");
+    a.update(key(KeyCode::Enter));
+    assert!(!a.filtering);
+    let pids: Vec<i32> = super::screens::monitor::rows(&a)
+        .iter()
+        .map(|q| q.pid)
+        .collect();
+    assert_eq!(pids, vec![103]);
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("Long-running (1 of 3)"), "{screen}");
+    assert!(screen.contains("/invoice"), "{screen}");
+    // Keys act on the filtered list: K aims at 103, the only one shown.
+    let effects = a.update(key(KeyCode::Char('K')));
+    assert!(
+        matches!(&effects[..], [Effect::Run { job: Job::Signal(r), .. }] if r.pid == 103),
+        "{effects:?}"
+    );
+    a.update(key(KeyCode::Esc));
+    assert_eq!(super::screens::monitor::rows(&a).len(), 3);
+    // Sorting by user, then hiding idle transactions.
+    a.update(key(KeyCode::Char('s')));
+    let users: Vec<&str> = super::screens::monitor::rows(&a)
+        .iter()
+        .map(|q| q.user.as_str())
+        .collect();
+    assert_eq!(users, vec!["app", "reporting", "reporting"]);
+    a.update(key(KeyCode::Char('i')));
+    assert!(
+        super::screens::monitor::rows(&a)
+            .iter()
+            .all(|q| q.state == "active")
+    );
+}
+
+#[test]
+fn cancel_on_an_idle_transaction_says_it_cannot_help_and_offers_terminate() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('2')));
+    monitor_with(
+        &mut a,
+        vec![long_query(
+            102,
+            "app",
+            "idle in transaction",
+            90.0,
+            "UPDATE users SET x = 1",
+        )],
+    );
+    // The state column reads as a person says it, not as the wait event.
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("idle in transaction"), "{screen}");
+    assert!(!screen.contains("Client:ClientRead"), "{screen}");
+    assert!(a.update(key(KeyCode::Char('c'))).is_empty());
+    let modal = a.modal.as_ref().unwrap();
+    assert!(modal.title.contains("Cancel cannot help"), "{modal:?}");
+    // A wrong key says so; K runs the terminate, which asks with what the backend does now.
+    a.update(key(KeyCode::Char('x')));
+    assert!(a.modal.as_ref().unwrap().error.is_some());
+    let effects = a.update(key(KeyCode::Char('K')));
+    assert!(
+        matches!(&effects[..], [Effect::Run { origin: Origin::Monitor, job: Job::Signal(r) }]
+            if r.pid == 102 && r.signal == Signal::Terminate),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn every_list_scrolls_and_the_selection_stays_on_screen_at_80x24() {
+    // The emergency checklist: eight j and the selected item is still drawn.
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('4')));
+    a.update(key(KeyCode::Char('l')));
+    for _ in 0..8 {
+        a.update(key(KeyCode::Char('j')));
+    }
+    assert_eq!(a.rollback.emergency_selected, 8);
+    let screen = render(&a, 80, 24);
+    assert!(screen.contains("Critical user flows verified"), "{screen}");
+    // G and g, PgDn and PgUp on the checklist.
+    a.update(key(KeyCode::Char('1')));
+    a.update(key(KeyCode::Char('G')));
+    assert_eq!(a.steps.selected, a.checklist.items.len() - 1);
+    assert!(render(&a, 80, 24).contains("Release report written"));
+    a.update(key(KeyCode::PageUp));
+    assert_eq!(a.steps.selected, a.checklist.items.len() - 11);
+    a.update(key(KeyCode::Home));
+    assert_eq!(a.steps.selected, 0);
+    // The journal follows the newest entry until moved, then keeps its place.
+    for i in 0..60 {
+        a.record(Event::Confirmed {
+            what: format!("entry {i}"),
+        });
+    }
+    a.update(key(KeyCode::Char('5')));
+    assert!(render(&a, 80, 24).contains("entry 59"));
+    a.update(key(KeyCode::PageUp));
+    a.update(key(KeyCode::PageUp));
+    let screen = render(&a, 80, 24);
+    assert!(
+        screen.contains("entry 39") && !screen.contains("entry 59"),
+        "{screen}"
+    );
+    a.update(key(KeyCode::End));
+    assert_eq!(a.journal_selected, None);
+    // The mouse wheel moves like j/k.
+    a.update(key(KeyCode::Char('1')));
+    a.update(Msg::Mouse(ratatui::crossterm::event::MouseEvent {
+        kind: ratatui::crossterm::event::MouseEventKind::ScrollDown,
+        column: 10,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(a.steps.selected, 1);
+    // A click on a tab opens its screen.
+    a.update(Msg::Mouse(ratatui::crossterm::event::MouseEvent {
+        kind: ratatui::crossterm::event::MouseEventKind::Down(
+            ratatui::crossterm::event::MouseButton::Left,
+        ),
+        column: 16,
+        row: 2,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(a.screen, Screen::Monitor);
+}
+
+#[test]
+fn the_detail_view_shows_the_full_query_every_lock_and_the_blocking_chain() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('2')));
+    a.update(Msg::Monitor(Box::new(Update::Fresh {
+        snapshot: Box::new(busy_snapshot(10)),
+    })));
+    // The lock queue focused, its second row (the DDL waiting behind 4242) opened.
+    a.update(key(KeyCode::Char('l')));
+    a.update(key(KeyCode::Char('j')));
+    let effects = a.update(key(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::Run {
+            origin: Origin::Inspect,
+            job: Job::Inspect { pid: 5001 }
+        }]
+    );
+    assert!(render(&a, 120, 40).contains("reading backend 5001"));
+    a.update(Msg::Inspected(Ok(Some(Box::new(
+        crate::monitor::Backend {
+            pid: 5001,
+            backend_start: Some(t(-30)),
+            user: "deploy".into(),
+            application: "pgdeck".into(),
+            state: "active".into(),
+            wait_event: Some("Lock:relation".into()),
+            query: "ALTER TABLE orders\n  ADD COLUMN note text".into(),
+            query_seconds: Some(4.0),
+            transaction_seconds: Some(4.0),
+            locks: vec![
+                crate::monitor::BackendLock {
+                    locktype: "relation".into(),
+                    mode: "AccessExclusiveLock".into(),
+                    granted: false,
+                    relation: Some("orders".into()),
+                },
+                crate::monitor::BackendLock {
+                    locktype: "virtualxid".into(),
+                    mode: "ExclusiveLock".into(),
+                    granted: true,
+                    relation: None,
+                },
+            ],
+            blocked_by: vec![4242],
+            blocking: vec![5002],
+        },
+    )))));
+    let screen = render(&a, 120, 40);
+    for want in [
+        "Backend 5001",
+        "[pgdeck]",
+        "ADD COLUMN note text",
+        "Locks (2)",
+        "WAITING  AccessExclusiveLock",
+        "waits for pid 4242 reporting (active 312s)",
+        "waited for by: 5002",
+    ] {
+        assert!(screen.contains(want), "{want:?} not in:\n{screen}");
+    }
+    insta::assert_snapshot!("monitor_detail", screen);
+    // Esc goes back to the lists.
+    a.update(key(KeyCode::Esc));
+    assert!(a.monitor.detail.is_none());
+    assert!(render(&a, 120, 40).contains("Lock queue"));
+}
+
+#[test]
+fn the_plan_step_ends_only_once_the_plan_was_shown_and_closed() {
+    let mut a = app(false);
+    let plan = a.checklist.index_of("plan").unwrap();
+    for _ in 0..2 {
+        let i = a.steps.selected;
+        let job = Job::of(a.checklist.items[i].operation.unwrap());
+        a.update(key(KeyCode::Enter));
+        done(&mut a, Origin::Step(i), job, Ok("done".into()));
+    }
+    assert_eq!(a.steps.selected, plan);
+    a.update(key(KeyCode::Enter));
+    a.update(Msg::Plan(Box::new(super::jobs::PlanText {
+        text: "Plan for app\n\n[1/1] m  verdict: NEEDS ACKNOWLEDGEMENT\nline 3\n".into(),
+        verdict: crate::lint::plan::Verdict::NeedsAcknowledgement,
+    })));
+    done(
+        &mut a,
+        Origin::Step(plan),
+        Job::Plan,
+        Ok("1 pending".into()),
+    );
+    assert!(matches!(a.checklist.state(plan), State::Running { .. }));
+    let screen = render(&a, 80, 24);
+    assert!(screen.contains("Esc or Enter: reviewed"), "{screen}");
+    a.update(key(KeyCode::Char('j')));
+    assert_eq!(a.plan_view.as_ref().unwrap().scroll, 1);
+    a.update(key(KeyCode::Esc));
+    assert!(a.plan_view.is_none());
+    assert!(matches!(a.checklist.state(plan), State::Done { .. }));
+}
