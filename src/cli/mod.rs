@@ -359,7 +359,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::Monitor(args) => monitor::run(&job()?, args, g.json).await,
         Command::Health(args) => health::run(&job()?, args, g.json).await,
         Command::Hooks(args) => hooks::run(&job()?, args, g.json).await,
-        Command::Report(args) => report::run(&environment(g)?, args),
+        Command::Report(args) => report::run(g, args),
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,

@@ -467,6 +467,29 @@ pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The environments with at least one session in the journal folder: each one's folder name
+/// (its name, made file-safe), how many sessions it has and its newest session's file.
+pub fn environments(dir: &Path) -> Result<Vec<(String, usize, PathBuf)>> {
+    let folders = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("cannot read the journal folder", dir, &e)),
+    };
+    let mut out = Vec::new();
+    for folder in folders.flatten() {
+        if !folder.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = folder.file_name().to_string_lossy().into_owned();
+        let found = sessions(dir, &name)?;
+        if let Some(newest) = found.first() {
+            out.push((name, found.len(), newest.clone()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The newest console session of `environment`, if it did not finish. Sessions of headless
 /// commands are passed over: they are not for a console to resume, nor for another command to
 /// write into. A damaged newest session is not resumed either: the next one starts afresh.
