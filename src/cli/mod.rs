@@ -41,7 +41,8 @@ pub mod exit {
     pub const FAILED: u8 = 4;
     /// `status`: a migration was edited after it was applied, or is missing locally.
     pub const DRIFT: u8 = 5;
-    /// Gave up waiting for the migration lock or a table lock.
+    /// Gave up waiting for the migration lock or a table lock; or the console session to
+    /// resume is open in another console.
     pub const LOCK: u8 = 6;
     /// A guard refused: protected environment, missing confirmation, non-empty schema,
     /// unacknowledged DANGEROUS findings on a protected environment.
@@ -444,7 +445,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Input => exit::USAGE,
         ErrorKind::Runtime => exit::RUNTIME,
         ErrorKind::MigrationFailed => exit::FAILED,
-        ErrorKind::LockTimeout => exit::LOCK,
+        ErrorKind::LockTimeout | ErrorKind::SessionHeld => exit::LOCK,
         ErrorKind::Refused => exit::REFUSED,
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
         ErrorKind::Cancelled => exit::CANCELLED,

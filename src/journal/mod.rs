@@ -3,6 +3,7 @@
 //! the entry being written. Sessions that never finished can be resumed; any session renders as a
 //! Markdown release report.
 
+mod hold;
 mod report;
 
 use std::fs::{File, OpenOptions};
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::target::secret::scrub;
+pub use hold::{Holder, held_by};
 pub use report::markdown;
 
 /// How a step ended.
@@ -140,6 +142,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     operator: String,
+    /// A console's own session is held for as long as it is open; a headless command writing
+    /// into one holds nothing.
+    _hold: Option<hold::SessionHold>,
 }
 
 /// The journal folder: `$PGDECK_JOURNAL_DIR`, else `journal/` in the user data dir.
@@ -189,9 +194,12 @@ fn env_dir(dir: &Path, environment: &str) -> PathBuf {
 }
 
 impl Journal {
-    /// Starts a new console session file for `environment` and records its start.
+    /// Starts a new console session file for `environment` and records its start. The session
+    /// is held (see [`Journal::resume`]) for as long as the Journal lives.
     pub fn start(dir: &Path, environment: &str, database: &str, operator: &str) -> Result<Journal> {
-        Journal::open_new(dir, environment, database, operator, None)
+        let mut j = Journal::open_new(dir, environment, database, operator, None)?;
+        j._hold = Some(hold::SessionHold::take(&j.path, operator)?);
+        Ok(j)
     }
 
     fn open_new(
@@ -220,6 +228,7 @@ impl Journal {
             path,
             file,
             operator: operator.to_owned(),
+            _hold: None,
         };
         j.append(Event::SessionStarted {
             environment: environment.to_owned(),
@@ -230,13 +239,18 @@ impl Journal {
         Ok(j)
     }
 
-    /// Reopens an unfinished session to go on with it; returns its entries so far.
+    /// Reopens an unfinished session to go on with it; returns its entries so far. The session
+    /// is held for as long as the Journal lives: while it is, another console's `resume` fails
+    /// with [`ErrorKind::SessionHeld`](crate::error::ErrorKind::SessionHeld) naming the holder
+    /// (see [`held_by`]), and can only [`read`] it. Headless commands still journal into it.
     pub fn resume(path: &Path, operator: &str) -> Result<(Journal, Vec<Entry>)> {
+        let hold = hold::SessionHold::take(path, operator)?;
         let entries = read(path)?;
         let mut j = Journal {
             path: path.to_owned(),
             file: reopen(path)?,
             operator: operator.to_owned(),
+            _hold: Some(hold),
         };
         j.append(Event::SessionResumed)?;
         Ok((j, entries))
@@ -336,6 +350,7 @@ impl Recorder for CommandJournal {
                         file: reopen(&path)?,
                         path,
                         operator,
+                        _hold: None,
                     },
                     false,
                 ),
@@ -555,6 +570,8 @@ mod tests {
         assert_eq!(entries[0].operator, "ana");
         assert!(matches!(entries[1].event, Event::StepTicked { .. }));
 
+        // The console that wrote it is gone.
+        drop(j);
         let (mut j, before) = Journal::resume(&path, "ben").unwrap();
         assert_eq!(before.len(), 2);
         j.append(Event::SessionFinished).unwrap();
@@ -636,6 +653,48 @@ mod tests {
             .record(Event::SessionResumed)
             .unwrap();
         assert_eq!(super::sessions(dir.path(), "production").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_session_open_in_one_console_cannot_be_resumed_in_another_but_can_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Journal::start(dir.path(), "production", "db", "ana").unwrap();
+        let path = first.path().to_owned();
+        let holder = held_by(&path).expect("held by the console that started it");
+        assert_eq!(holder.operator.as_deref(), Some("ana"));
+        assert_eq!(holder.pid, Some(std::process::id()));
+
+        let err = match Journal::resume(&path, "ben") {
+            Err(e) => e,
+            Ok(_) => panic!("resumed a session another console holds"),
+        };
+        assert_eq!(err.kind, crate::error::ErrorKind::SessionHeld);
+        assert!(err.cause.contains("ana (pid "), "{}", err.cause);
+        // Refused before writing anything: the session reads as it was.
+        let entries = read(&path).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+
+        // A headless command still journals into the held session, without waiting.
+        CommandJournal::new(dir.path(), "production", "db", "deploy")
+            .record(Event::Confirmed {
+                what: "deploy 1 migration".into(),
+            })
+            .unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+
+        // Once that console is gone, the session is free to resume, and then held again.
+        drop(first);
+        assert_eq!(held_by(&path), None);
+        let (resumed, before) = Journal::resume(&path, "ben").unwrap();
+        assert_eq!(before.len(), 2);
+        assert_eq!(
+            held_by(&path).and_then(|h| h.operator).as_deref(),
+            Some("ben")
+        );
+        let again = Journal::resume(&path, "chloe").err().map(|e| e.kind);
+        assert_eq!(again, Some(crate::error::ErrorKind::SessionHeld));
+        drop(resumed);
+        assert!(Journal::resume(&path, "chloe").is_ok());
     }
 
     #[test]
