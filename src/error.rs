@@ -18,6 +18,9 @@ pub enum ErrorKind {
     MigrationFailed,
     /// Waited too long for the migration lock or for a table lock.
     LockTimeout,
+    /// A console session is open in another console (`journal::held_by` names who): it can be
+    /// read, not resumed.
+    SessionHeld,
     /// A guard refused: protected environment, missing confirmation, non-empty schema.
     Refused,
     /// A backup failed verification: checksum, table of contents or restore test.

@@ -526,3 +526,145 @@ async fn a_directory_backup_dumps_and_restores_in_parallel_and_its_files_are_che
     .assert_clean_error(code(exit::USAGE));
     backup(&db, &m, dir.path(), &["create", "--jobs", "2"]).assert_clean_error(code(exit::USAGE));
 }
+
+/// The events of one `backup create`, taken in process.
+async fn create_events(
+    db: &TestDb,
+    dir: &Path,
+    format: pgdeck::backup::BackupFormat,
+    jobs: u32,
+) -> Vec<pgdeck::backup::BackupEvent> {
+    let opts = pgdeck::backup::CreateOptions {
+        dir: dir.to_owned(),
+        environment: "default".into(),
+        count_rows: true,
+        format,
+        jobs,
+        cancel: tokio_util::sync::CancellationToken::new(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    pgdeck::backup::create(&db.target, &opts, &tx)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    events
+}
+
+/// Progress as it means something: tables counted as they finish, from 0 to all of them, the
+/// bytes, tables and fraction never going back, the fraction under 1 until the backup is
+/// finished, and an ETA only after some seconds of data.
+fn assert_honest_progress(events: &[pgdeck::backup::BackupEvent], tables: usize) {
+    use pgdeck::backup::BackupEvent as E;
+    assert!(
+        matches!(events.first(), Some(E::Started { tables: t, .. }) if *t == tables),
+        "{events:?}"
+    );
+    let Some(E::Finished { bytes, .. }) = events.last() else {
+        panic!("not finished last: {events:?}");
+    };
+    let progress: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            E::Progress {
+                bytes_written,
+                estimated_bytes,
+                tables_done,
+                tables_total,
+                fraction,
+                elapsed_ms,
+                eta_ms,
+            } => Some((
+                *bytes_written,
+                *estimated_bytes,
+                *tables_done,
+                *tables_total,
+                *fraction,
+                *elapsed_ms,
+                *eta_ms,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        progress.len() > tables,
+        "one event per table at least: {progress:?}"
+    );
+    assert_eq!(progress[0].2, 0, "no table is done before pg_dump starts");
+    assert_eq!(progress[0].4, 0.0);
+    for w in progress.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        assert!(
+            b.0 >= a.0 && b.2 >= a.2 && b.4 >= a.4,
+            "went back: {a:?} -> {b:?}"
+        );
+    }
+    for p in &progress {
+        assert_eq!(p.3, tables);
+        assert!(p.4 < 1.0, "full before the backup finished: {p:?}");
+        assert!(p.1 >= p.0, "written past the estimate: {p:?}");
+        if p.6.is_some() {
+            assert!(p.5 >= 2000, "an ETA after less than 2 s: {p:?}");
+        }
+    }
+    // Tables finish one at a time, not all at once.
+    let mut counts: Vec<usize> = progress.iter().map(|p| p.2).collect();
+    counts.dedup();
+    assert_eq!(counts, (0..=tables).collect::<Vec<_>>(), "{progress:?}");
+    let last = progress.last().unwrap();
+    assert_eq!(
+        (last.0, last.1, last.6),
+        (*bytes, *bytes, None),
+        "the size is known once pg_dump is done"
+    );
+}
+
+#[tokio::test]
+async fn backup_progress_counts_tables_as_they_finish_and_is_never_full_before_the_end() {
+    let db = fresh_db("backup_progress").await;
+    // Tables of different sizes and kinds of data, the biggest last (as the sample app's "User"
+    // sorts last), so that a table counted when it starts would show all done early.
+    db.exec(
+        "CREATE TABLE a_empty (id int);
+         CREATE TABLE b_small (id int PRIMARY KEY, v text);
+         INSERT INTO b_small SELECT g, 'v' || g FROM generate_series(1, 100) g;
+         CREATE TABLE c_numbers AS SELECT g AS id, (random() * 1e9)::bigint AS n, now() - random() * interval '1 year' AS at FROM generate_series(1, 150000) g;
+         CREATE TABLE d_text AS SELECT g AS id, md5(g::text) || md5((g + 1)::text) AS v FROM generate_series(1, 300000) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = create_events(&db, dir.path(), pgdeck::backup::BackupFormat::Custom, 1).await;
+    assert_honest_progress(&events, 4);
+    // The estimate made before pg_dump started is of the right order for this data.
+    let (
+        Some(pgdeck::backup::BackupEvent::Started {
+            estimated_bytes, ..
+        }),
+        Some(pgdeck::backup::BackupEvent::Finished { bytes, .. }),
+    ) = (events.first(), events.last())
+    else {
+        unreachable!()
+    };
+    let ratio = *estimated_bytes as f64 / *bytes as f64;
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "estimated {estimated_bytes}, wrote {bytes}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_directory_backup_progress_counts_each_workers_finished_table() {
+    let db = fresh_db("backup_progress_parallel").await;
+    db.exec(
+        "CREATE TABLE a_empty (id int);
+         CREATE TABLE b_small AS SELECT g AS id FROM generate_series(1, 100) g;
+         CREATE TABLE c_text AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100000) g;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let events = create_events(&db, dir.path(), pgdeck::backup::BackupFormat::Directory, 2).await;
+    assert_honest_progress(&events, 3);
+}

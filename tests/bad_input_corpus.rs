@@ -658,7 +658,7 @@ async fn every_bad_input_gets_a_clear_error_and_the_documented_exit_code() {
             c
         },
         exit::USAGE,
-        "no console session",
+        "no session of environment",
     );
     case(
         "args: console outside a terminal",

@@ -3,7 +3,7 @@
 //! `<file>.partial` (sha256 computed on the way), is fsynced and renamed when complete; any
 //! failure removes the partial file and leaves the catalog and earlier backups untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::{BackupEntry, Identity};
+use super::progress::DumpProgress;
 use super::{BackupEvent, BackupFormat, PartialFile, content_digest, tools};
 use crate::db::{self, query_error, quote_ident};
 use crate::error::{Error, Remedy, Result};
@@ -85,7 +86,10 @@ pub async fn create(
     let writes_at_start = super::write_counter(client).await;
     let tables: Vec<(String, String, i64)> = client
         .query(
-            "SELECT n.nspname, c.relname, pg_relation_size(c.oid) FROM pg_class c \
+            // Heap + TOAST, without indexes: what the dump holds the data of.
+            "SELECT n.nspname, c.relname, pg_relation_size(c.oid) \
+                    + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0::oid)::regclass), 0) \
+             FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
@@ -144,15 +148,25 @@ pub async fn create(
     }
     let final_path = opts.dir.join(&file_name);
     let partial = PartialFile::new(opts.dir.join(format!("{file_name}.partial")));
+    let mut progress = DumpProgress::new(
+        tables
+            .iter()
+            .map(|(s, t, b)| (format!("{s}.{t}"), u64::try_from(*b).unwrap_or(0))),
+        opts.format == BackupFormat::Directory && opts.jobs > 1,
+    );
     let _ = events.send(BackupEvent::Started {
         file: file_name.clone(),
         database_bytes: db_bytes,
         tables: tables.len(),
+        estimated_bytes: progress.initial_estimate(),
     });
 
     let mut command = tools::command(&pg_dump, target);
     command
         .args(["--verbose", "--no-password"])
+        // Progress is read from its messages, which must not be translated.
+        .env_remove("LC_ALL")
+        .env("LC_MESSAGES", "C")
         .arg(format!("--snapshot={snapshot}"))
         .stderr(Stdio::piped())
         // A group of its own, so that its -j workers end with it, and a terminal's SIGINT
@@ -179,110 +193,92 @@ pub async fn create(
     })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-
-    let sizes: HashMap<String, i64> = tables
-        .iter()
-        .map(|(s, t, b)| (format!("{s}.{t}"), *b))
-        .collect();
-    let total_bytes: i64 = sizes.values().sum::<i64>().max(1);
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let started = Instant::now();
 
-    let progress = |written: u64, tables_done: usize, bytes_done: i64| {
-        let fraction = (bytes_done as f64 / total_bytes as f64).min(1.0);
-        let elapsed = started.elapsed();
-        let eta_ms = (fraction > 0.02)
-            .then(|| (elapsed.as_secs_f64() * (1.0 - fraction) / fraction * 1000.0) as u64);
-        BackupEvent::Progress {
-            bytes_written: written,
-            tables_done,
-            tables_total: sizes.len(),
-            fraction,
-            elapsed_ms: elapsed.as_millis() as u64,
-            eta_ms,
-        }
-    };
-    let dump_finished = std::sync::atomic::AtomicBool::new(false);
-    let copy = async {
-        if opts.format == BackupFormat::Directory {
-            // pg_dump's workers write the files themselves; watch the folder grow, then digest it.
-            let (mut tables_done, mut bytes_done) = (0usize, 0i64);
-            while !dump_finished.load(std::sync::atomic::Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                while let Ok(table) = done_rx.try_recv() {
-                    tables_done += 1;
-                    bytes_done += sizes.get(&table).copied().unwrap_or(0);
-                }
-                let _ = events.send(progress(dir_size(partial.path()), tables_done, bytes_done));
-            }
-            let path = partial.path().to_owned();
-            return tokio::task::spawn_blocking(move || content_digest(&path))
-                .await
-                .map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))?;
-        }
-        let mut out = stdout
-            .ok_or_else(|| Error::runtime("pg_dump has no output pipe", "report this as a bug"))?;
+    let dump = async {
         // A new file, never one a link planted meanwhile leads to.
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(partial.path())
-            .await
-            .map_err(|e| write_error(partial.path(), &e))?;
+        let mut file = match opts.format {
+            BackupFormat::Custom => Some(
+                tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(partial.path())
+                    .await
+                    .map_err(|e| write_error(partial.path(), &e))?,
+            ),
+            // pg_dump's workers write the files themselves; the folder is watched as it grows.
+            BackupFormat::Directory => None,
+        };
+        let mut out = stdout;
+        let mut lines = stderr.map(|e| BufReader::new(e).lines());
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut written: u64 = 0;
-        let (mut tables_done, mut bytes_done) = (0usize, 0i64);
-        let mut last_event = Instant::now();
-        loop {
-            let n = out.read(&mut buf).await.map_err(|e| {
-                Error::runtime(
-                    format!("reading pg_dump's output: {e}"),
-                    "see the error above",
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])
-                .await
-                .map_err(|e| write_error(partial.path(), &e))?;
-            written += n as u64;
-            while let Ok(table) = done_rx.try_recv() {
-                tables_done += 1;
-                bytes_done += sizes.get(&table).copied().unwrap_or(0);
-            }
-            if last_event.elapsed() >= Duration::from_millis(500) {
-                last_event = Instant::now();
-                let _ = events.send(progress(written, tables_done, bytes_done));
-            }
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| write_error(partial.path(), &e))?;
-        Ok::<_, Error>((written, hex::encode(hasher.finalize())))
-    };
-
-    let log = async {
         let mut last_error = String::new();
-        if let Some(err) = stderr {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.strip_prefix("pg_dump: dumping contents of table ") {
-                    let _ = done_tx.send(rest.trim_matches('"').to_owned());
-                } else if line.contains("error:")
-                    || line.contains("FATAL")
-                    || line.contains("could not")
-                {
-                    last_error = line.clone();
+        let every = Duration::from_millis(500);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let _ = events.send(progress.event(0, started.elapsed()));
+        while out.is_some() || lines.is_some() {
+            tokio::select! {
+                n = read_some(&mut out, &mut buf) => {
+                    let n = n.map_err(|e| {
+                        Error::runtime(format!("reading pg_dump's output: {e}"), "see the error above")
+                    })?;
+                    if n == 0 {
+                        out = None;
+                        continue;
+                    }
+                    hasher.update(&buf[..n]);
+                    if let Some(f) = file.as_mut() {
+                        f.write_all(&buf[..n])
+                            .await
+                            .map_err(|e| write_error(partial.path(), &e))?;
+                    }
+                    written += n as u64;
+                }
+                line = next_line(&mut lines) => {
+                    let Some(line) = line else {
+                        lines = None;
+                        continue;
+                    };
+                    if file.is_none() {
+                        written = dir_size(partial.path());
+                    }
+                    if progress.line(&line, written, started.elapsed()) {
+                        // A table moved along: shown at once, not at the next tick.
+                        let _ = events.send(progress.event(written, started.elapsed()));
+                    } else if line.contains("error:")
+                        || line.contains("FATAL")
+                        || line.contains("could not")
+                    {
+                        last_error = line;
+                    }
+                }
+                _ = tick.tick() => {
+                    if file.is_none() {
+                        written = dir_size(partial.path());
+                    }
+                    let _ = events.send(progress.event(written, started.elapsed()));
                 }
             }
         }
-        drop(done_tx);
-        dump_finished.store(true, std::sync::atomic::Ordering::Relaxed);
-        last_error
+        let digest = match file {
+            Some(f) => {
+                f.sync_all()
+                    .await
+                    .map_err(|e| write_error(partial.path(), &e))?;
+                (written, hex::encode(hasher.finalize()))
+            }
+            None => {
+                let path = partial.path().to_owned();
+                tokio::task::spawn_blocking(move || content_digest(&path))
+                    .await
+                    .map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))??
+            }
+        };
+        Ok::<_, Error>((digest, last_error))
     };
 
     let counts = async {
@@ -305,8 +301,8 @@ pub async fn create(
         Ok::<_, Error>(rows)
     };
 
-    let work = async { tokio::join!(copy, log, counts) };
-    let (copied, last_error, rows) = tokio::select! {
+    let work = async { tokio::join!(dump, counts) };
+    let (dumped, rows) = tokio::select! {
         done = work => done,
         () = opts.cancel.cancelled() => {
             tools::end_group(&mut child).await;
@@ -318,7 +314,7 @@ pub async fn create(
             .with(Remedy::TakeBackup));
         }
     };
-    let copied = match copied {
+    let (copied, last_error) = match dumped {
         Ok(c) => c,
         Err(e) => {
             tools::end_group(&mut child).await;
@@ -355,6 +351,8 @@ pub async fn create(
     let _ = client.batch_execute("COMMIT").await;
 
     let (size_bytes, sha256) = copied;
+    progress.ended(size_bytes);
+    let _ = events.send(progress.event(size_bytes, started.elapsed()));
     std::fs::rename(partial.path(), &final_path).map_err(|e| write_error(&final_path, &e))?;
     partial.disarm();
     if let Ok(dir) = std::fs::File::open(&opts.dir) {
@@ -394,6 +392,28 @@ pub async fn create(
         elapsed_ms: started.elapsed().as_millis() as u64,
     });
     Ok(entry)
+}
+
+/// Reads what pg_dump writes to stdout, if it writes there; never ready otherwise.
+async fn read_some(
+    out: &mut Option<tokio::process::ChildStdout>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match out {
+        Some(out) => out.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next line of pg_dump's stderr (None at its end, or when it cannot be read); never ready
+/// once it ended.
+async fn next_line(
+    lines: &mut Option<tokio::io::Lines<BufReader<tokio::process::ChildStderr>>>,
+) -> Option<String> {
+    match lines {
+        Some(lines) => lines.next_line().await.ok().flatten(),
+        None => std::future::pending().await,
+    }
 }
 
 fn dir_size(dir: &Path) -> u64 {

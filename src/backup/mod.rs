@@ -4,6 +4,7 @@
 
 pub mod catalog;
 mod create;
+mod progress;
 pub mod prune;
 mod restore;
 mod tools;
@@ -59,13 +60,23 @@ pub enum BackupEvent {
         file: String,
         database_bytes: i64,
         tables: usize,
+        /// The dump's size as guessed from the tables' sizes before pg_dump starts.
+        estimated_bytes: u64,
     },
+    /// Sent when a table starts or ends and at least every half second while pg_dump runs, and
+    /// once more when it has exited (all tables done) before the dump is checked.
     Progress {
         bytes_written: u64,
+        /// The dump's estimated size, refined as tables finish (at least `bytes_written`; exact
+        /// once pg_dump has exited).
+        estimated_bytes: u64,
+        /// Tables whose data pg_dump has finished writing.
         tables_done: usize,
         tables_total: usize,
+        /// `bytes_written` against the estimate: never decreasing, and under 1 until `Finished`.
         fraction: f64,
         elapsed_ms: u64,
+        /// Time left at the data rate so far; None until there is a rate to speak of.
         eta_ms: Option<u64>,
     },
     Finished {

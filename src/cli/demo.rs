@@ -16,6 +16,9 @@ use crate::release::{self, Environment};
 
 const DEMO_DB: &str = "pgdeck_demo";
 
+/// The demo's environment: its journal sessions are under this name.
+pub const ENVIRONMENT: &str = "demo";
+
 /// The sample migrations shipped in the repository's `migrations/`, built into the binary so the
 /// demo works from any directory.
 const SAMPLES: &[(&str, &str)] = &[
@@ -106,7 +109,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs, cancel: &CancellationToken) ->
     }
     let env = Environment {
         migrations_dir,
-        ..Environment::new("demo", sandbox.target(DEMO_DB))
+        ..Environment::new(ENVIRONMENT, sandbox.target(DEMO_DB))
     };
     use std::io::IsTerminal as _;
     if std::io::stdout().is_terminal() && !g.json {

@@ -41,7 +41,8 @@ pub mod exit {
     pub const FAILED: u8 = 4;
     /// `status`: a migration was edited after it was applied, or is missing locally.
     pub const DRIFT: u8 = 5;
-    /// Gave up waiting for the migration lock or a table lock.
+    /// Gave up waiting for the migration lock or a table lock; or the console session to
+    /// resume is open in another console.
     pub const LOCK: u8 = 6;
     /// A guard refused: protected environment, missing confirmation, non-empty schema,
     /// unacknowledged DANGEROUS findings on a protected environment.
@@ -359,7 +360,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::Monitor(args) => monitor::run(&job()?, args, g.json).await,
         Command::Health(args) => health::run(&job()?, args, g.json).await,
         Command::Hooks(args) => hooks::run(&job()?, args, g.json).await,
-        Command::Report(args) => report::run(&environment(g)?, args),
+        Command::Report(args) => report::run(g, args),
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,
@@ -444,7 +445,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Input => exit::USAGE,
         ErrorKind::Runtime => exit::RUNTIME,
         ErrorKind::MigrationFailed => exit::FAILED,
-        ErrorKind::LockTimeout => exit::LOCK,
+        ErrorKind::LockTimeout | ErrorKind::SessionHeld => exit::LOCK,
         ErrorKind::Refused => exit::REFUSED,
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
         ErrorKind::Cancelled => exit::CANCELLED,

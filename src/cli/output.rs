@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::error::{Ask, Error, Remedy, Result};
 use crate::migrate::{DeployEvent, MigrationState, StatusReport};
 use crate::release::{self, Confirmation, Environment};
 use crate::target::secret::scrub;
-use crate::units::{human_bytes, printable};
+use crate::units::{human_bytes, human_duration, printable};
 
 pub fn error(e: &Error) {
     let mut err = std::io::stderr().lock();
@@ -618,32 +618,21 @@ impl BackupProgress {
                 file,
                 database_bytes,
                 tables,
+                estimated_bytes,
             } => stderr(&format!(
-                "dumping {} tables ({} on disk) into {file}",
+                "dumping {} tables ({} on disk, a dump of about {}) into {file}",
                 tables,
-                human_bytes(*database_bytes)
+                human_bytes(*database_bytes),
+                human_bytes(*estimated_bytes as i64)
             )),
-            BackupEvent::Progress {
-                bytes_written,
-                tables_done,
-                tables_total,
-                fraction,
-                elapsed_ms,
-                eta_ms,
-            } => {
+            BackupEvent::Progress { .. } => {
                 if !self.tty && self.last.elapsed().as_secs() < 5 {
                     return;
                 }
                 self.last = Instant::now();
-                let eta = eta_ms
-                    .map(|e| format!(", ETA {}s", e / 1000))
-                    .unwrap_or_default();
-                let line = format!(
-                    "  {:>5.1}%  {} written, {tables_done}/{tables_total} tables, {}s elapsed{eta}",
-                    fraction * 100.0,
-                    human_bytes(*bytes_written as i64),
-                    elapsed_ms / 1000
-                );
+                let Some(line) = progress_line(event) else {
+                    return;
+                };
                 if self.tty {
                     eprint!("\r{line}   ");
                 } else {
@@ -664,5 +653,73 @@ impl BackupProgress {
             }
             BackupEvent::Step { what } => stderr(&format!("  {what}")),
         }
+    }
+}
+
+/// One line for a backup's progress: a bar from the fraction, bytes written against the
+/// estimate, tables done, time elapsed and, once there is one, the ETA.
+fn progress_line(event: &BackupEvent) -> Option<String> {
+    let BackupEvent::Progress {
+        bytes_written,
+        estimated_bytes,
+        tables_done,
+        tables_total,
+        fraction,
+        elapsed_ms,
+        eta_ms,
+    } = event
+    else {
+        return None;
+    };
+    const WIDTH: usize = 20;
+    let filled = ((fraction.clamp(0.0, 1.0) * WIDTH as f64) as usize).min(WIDTH);
+    let eta = eta_ms
+        .map(|e| format!(", ETA {}", human_duration(Duration::from_millis(e))))
+        .unwrap_or_default();
+    Some(format!(
+        "  [{}{}] {:>3.0}%  {} of ~{}, {tables_done}/{tables_total} tables, {} elapsed{eta}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        // Floored, so that a dump still running never reads 100 %.
+        (fraction * 100.0).floor(),
+        human_bytes(*bytes_written as i64),
+        human_bytes(*estimated_bytes as i64),
+        human_duration(Duration::from_millis(*elapsed_ms)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(fraction: f64, eta_ms: Option<u64>) -> BackupEvent {
+        BackupEvent::Progress {
+            bytes_written: 8 << 20,
+            estimated_bytes: 20 << 20,
+            tables_done: 2,
+            tables_total: 5,
+            fraction,
+            elapsed_ms: 4_200,
+            eta_ms,
+        }
+    }
+
+    #[test]
+    fn the_progress_line_has_a_bar_bytes_against_the_estimate_tables_and_a_known_eta() {
+        assert_eq!(
+            progress_line(&event(0.4, Some(6_300))).unwrap(),
+            "  [########............]  40%  8.0 MB of ~20.0 MB, 2/5 tables, 4 s elapsed, ETA 6 s"
+        );
+        assert_eq!(
+            progress_line(&event(0.4, None)).unwrap(),
+            "  [########............]  40%  8.0 MB of ~20.0 MB, 2/5 tables, 4 s elapsed"
+        );
+    }
+
+    #[test]
+    fn a_dump_still_running_never_reads_full() {
+        let line = progress_line(&event(0.999, None)).unwrap();
+        assert!(line.contains(" 99%"), "{line}");
+        assert!(!line.contains("100%"), "{line}");
     }
 }

@@ -210,6 +210,30 @@ pub fn find_config_file(explicit: Option<&Path>, vars: &dyn Vars) -> Result<Opti
 }
 
 /// Resolves the environment a command acts on.
+/// How the environment was named, for what needs only its name (the journal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentChoice {
+    /// By `--env` or `$PGDECK_ENV`, whether or not a config file defines it.
+    Requested(String),
+    /// By the config file (`default_environment`, its only one, or `development`).
+    Configured(String),
+    /// Neither: no config file and no request (a run on `DATABASE_URL` / libpq variables).
+    Unconfigured,
+}
+
+/// The environment's name only, without reading its connection: see [`EnvironmentChoice`].
+pub fn environment_name(overrides: &Overrides, vars: &dyn Vars) -> Result<EnvironmentChoice> {
+    if let Some(name) = overrides.env.clone().or_else(|| vars.var("PGDECK_ENV")) {
+        return Ok(EnvironmentChoice::Requested(name));
+    }
+    let Some(file) = find_config_file(overrides.config.as_deref(), vars)? else {
+        return Ok(EnvironmentChoice::Unconfigured);
+    };
+    let parsed = read_config(&file)?;
+    let (name, _) = choose_environment(Some(&parsed), overrides, vars, Some(&file))?;
+    Ok(EnvironmentChoice::Configured(name))
+}
+
 pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let file = find_config_file(overrides.config.as_deref(), vars)?;
     let parsed = match &file {

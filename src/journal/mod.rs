@@ -3,6 +3,7 @@
 //! the entry being written. Sessions that never finished can be resumed; any session renders as a
 //! Markdown release report.
 
+mod hold;
 mod report;
 
 use std::fs::{File, OpenOptions};
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::target::secret::scrub;
+pub use hold::{Holder, held_by};
 pub use report::markdown;
 
 /// How a step ended.
@@ -149,6 +151,9 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     operator: String,
+    /// A console's own session is held for as long as it is open; a headless command writing
+    /// into one holds nothing.
+    _hold: Option<hold::SessionHold>,
 }
 
 /// The journal folder: `$PGDECK_JOURNAL_DIR`, else `journal/` in the user data dir.
@@ -198,9 +203,12 @@ fn env_dir(dir: &Path, environment: &str) -> PathBuf {
 }
 
 impl Journal {
-    /// Starts a new console session file for `environment` and records its start.
+    /// Starts a new console session file for `environment` and records its start. The session
+    /// is held (see [`Journal::resume`]) for as long as the Journal lives.
     pub fn start(dir: &Path, environment: &str, database: &str, operator: &str) -> Result<Journal> {
-        Journal::open_new(dir, environment, database, operator, None)
+        let mut j = Journal::open_new(dir, environment, database, operator, None)?;
+        j._hold = Some(hold::SessionHold::take(&j.path, operator)?);
+        Ok(j)
     }
 
     fn open_new(
@@ -229,6 +237,7 @@ impl Journal {
             path,
             file,
             operator: operator.to_owned(),
+            _hold: None,
         };
         j.append(Event::SessionStarted {
             environment: environment.to_owned(),
@@ -239,13 +248,18 @@ impl Journal {
         Ok(j)
     }
 
-    /// Reopens an unfinished session to go on with it; returns its entries so far.
+    /// Reopens an unfinished session to go on with it; returns its entries so far. The session
+    /// is held for as long as the Journal lives: while it is, another console's `resume` fails
+    /// with [`ErrorKind::SessionHeld`](crate::error::ErrorKind::SessionHeld) naming the holder
+    /// (see [`held_by`]), and can only [`read`] it. Headless commands still journal into it.
     pub fn resume(path: &Path, operator: &str) -> Result<(Journal, Vec<Entry>)> {
+        let hold = hold::SessionHold::take(path, operator)?;
         let entries = read(path)?;
         let mut j = Journal {
             path: path.to_owned(),
             file: reopen(path)?,
             operator: operator.to_owned(),
+            _hold: Some(hold),
         };
         j.append(Event::SessionResumed)?;
         Ok((j, entries))
@@ -345,6 +359,7 @@ impl Recorder for CommandJournal {
                         file: reopen(&path)?,
                         path,
                         operator,
+                        _hold: None,
                     },
                     false,
                 ),
@@ -476,6 +491,29 @@ pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The environments with at least one session in the journal folder: each one's folder name
+/// (its name, made file-safe), how many sessions it has and its newest session's file.
+pub fn environments(dir: &Path) -> Result<Vec<(String, usize, PathBuf)>> {
+    let folders = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("cannot read the journal folder", dir, &e)),
+    };
+    let mut out = Vec::new();
+    for folder in folders.flatten() {
+        if !folder.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let name = folder.file_name().to_string_lossy().into_owned();
+        let found = sessions(dir, &name)?;
+        if let Some(newest) = found.first() {
+            out.push((name, found.len(), newest.clone()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The newest console session of `environment`, if it did not finish. Sessions of headless
 /// commands are passed over: they are not for a console to resume, nor for another command to
 /// write into. A damaged newest session is not resumed either: the next one starts afresh.
@@ -541,6 +579,8 @@ mod tests {
         assert_eq!(entries[0].operator, "ana");
         assert!(matches!(entries[1].event, Event::StepTicked { .. }));
 
+        // The console that wrote it is gone.
+        drop(j);
         let (mut j, before) = Journal::resume(&path, "ben").unwrap();
         assert_eq!(before.len(), 2);
         j.append(Event::SessionFinished).unwrap();
@@ -622,6 +662,48 @@ mod tests {
             .record(Event::SessionResumed)
             .unwrap();
         assert_eq!(super::sessions(dir.path(), "production").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_session_open_in_one_console_cannot_be_resumed_in_another_but_can_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Journal::start(dir.path(), "production", "db", "ana").unwrap();
+        let path = first.path().to_owned();
+        let holder = held_by(&path).expect("held by the console that started it");
+        assert_eq!(holder.operator.as_deref(), Some("ana"));
+        assert_eq!(holder.pid, Some(std::process::id()));
+
+        let err = match Journal::resume(&path, "ben") {
+            Err(e) => e,
+            Ok(_) => panic!("resumed a session another console holds"),
+        };
+        assert_eq!(err.kind, crate::error::ErrorKind::SessionHeld);
+        assert!(err.cause.contains("ana (pid "), "{}", err.cause);
+        // Refused before writing anything: the session reads as it was.
+        let entries = read(&path).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+
+        // A headless command still journals into the held session, without waiting.
+        CommandJournal::new(dir.path(), "production", "db", "deploy")
+            .record(Event::Confirmed {
+                what: "deploy 1 migration".into(),
+            })
+            .unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+
+        // Once that console is gone, the session is free to resume, and then held again.
+        drop(first);
+        assert_eq!(held_by(&path), None);
+        let (resumed, before) = Journal::resume(&path, "ben").unwrap();
+        assert_eq!(before.len(), 2);
+        assert_eq!(
+            held_by(&path).and_then(|h| h.operator).as_deref(),
+            Some("ben")
+        );
+        let again = Journal::resume(&path, "chloe").err().map(|e| e.kind);
+        assert_eq!(again, Some(crate::error::ErrorKind::SessionHeld));
+        drop(resumed);
+        assert!(Journal::resume(&path, "chloe").is_ok());
     }
 
     #[test]
