@@ -442,3 +442,51 @@ fn an_operator_reverts_the_newest_migration_from_the_rollback_screen() {
     );
     assert!(text.contains("\"event\":\"released\""), "{text}");
 }
+
+#[test]
+fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let _stop = StopDemo(home.path().to_owned());
+    let mut first = Console::start(home.path(), journal.path());
+    first.wait_for("Checklist 0/20");
+    first.keys("\r");
+    first.wait_for("Checklist 1/20");
+
+    // The same demo, the same unfinished session: watched, not driven.
+    let mut second = Console::start_with(home.path(), journal.path(), &["demo"]);
+    second.wait_for("READ-ONLY");
+    second.wait_for("has this session open");
+    second.wait_for("Checklist 1/20");
+    second.keys("\r");
+    second.wait_for("nothing runs from this console");
+    assert!(
+        second.text().contains("Checklist 1/20"),
+        "{}",
+        second.text()
+    );
+    second.keys("q");
+    let start = Instant::now();
+    while second.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < TIMEOUT, "the second console did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The first goes on as before, and its journal has nothing from the second.
+    first.keys("\r");
+    first.wait_for("Checklist 2/20");
+    first.keys("q");
+    let start = Instant::now();
+    while first.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < TIMEOUT, "pgdeck did not exit after q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = session_text(journal.path());
+    assert_eq!(
+        text.matches("\"event\":\"session_resumed\"").count(),
+        0,
+        "{text}"
+    );
+}

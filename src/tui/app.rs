@@ -468,7 +468,7 @@ impl App {
             && !matches!(job, Job::Inspect { .. })
         {
             self.flash = Some(format!(
-                "read-only: {holder} has this session open; nothing runs from this console"
+                "read-only: nothing runs from this console ({holder} has this session)"
             ));
             return Vec::new();
         }

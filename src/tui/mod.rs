@@ -58,8 +58,6 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         ));
     }
     let operator = journal::operator();
-    let (journal, resumed) = open_journal(&env, &opts, &operator)?;
-    let journal = SharedJournal::new(journal);
     let facts = Facts {
         protected: env.protected,
         ..Facts::default()
@@ -72,17 +70,40 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         )
     })?;
     let checklist = Checklist::new(items, facts);
-    let session_file = journal.path();
-    let mut app = App::new(env.clone(), checklist, Some(journal.clone()));
-    if let Some(entries) = &resumed {
-        app.restore_from(entries);
-    }
+    let (mut app, recorder, session_file): (App, Arc<dyn journal::Recorder>, _) =
+        match open_journal(&env, &opts, &operator)? {
+            Opened::Own(journal, resumed) => {
+                let journal = SharedJournal::new(journal);
+                let session_file = journal.path();
+                let mut app = App::new(env.clone(), checklist, Some(journal.clone()));
+                if let Some(entries) = &resumed {
+                    app.restore_from(entries);
+                }
+                (app, Arc::new(journal), session_file)
+            }
+            Opened::Held {
+                path,
+                entries,
+                holder,
+            } => {
+                // Another console drives this session: this one watches, and runs nothing.
+                let mut app = App::new(env.clone(), checklist, None);
+                app.journal = entries.clone();
+                app.journal_path = Some(path.clone());
+                app.restore_from(&entries);
+                app.read_only = Some(holder.to_string());
+                app.flash = Some(format!(
+                    "read-only: {holder} has this session open; nothing runs from here"
+                ));
+                (app, Arc::new(HeldElsewhere(holder)), path)
+            }
+        };
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (interval, _) = tokio::sync::watch::channel(app.monitor.interval);
     let runner = jobs::Runner {
         env,
-        journal: Arc::new(journal),
+        journal: recorder,
         tx: tx.clone(),
         session_file,
         interval,
@@ -229,20 +250,53 @@ fn spawn_input(tx: mpsc::UnboundedSender<Msg>) {
     });
 }
 
-/// A new session, or the unfinished one resumed (asked on the terminal before the screen opens).
-fn open_journal(
-    env: &Environment,
-    opts: &Options,
-    operator: &str,
-) -> Result<(Journal, Option<Vec<journal::Entry>>)> {
+/// The session the console opens.
+enum Opened {
+    /// Its own: new, or the unfinished one resumed (with what it held).
+    Own(Journal, Option<Vec<journal::Entry>>),
+    /// The unfinished session another console holds: read, never written.
+    Held {
+        path: std::path::PathBuf,
+        entries: Vec<journal::Entry>,
+        holder: journal::Holder,
+    },
+}
+
+/// Refuses every append: the session belongs to another console.
+struct HeldElsewhere(journal::Holder);
+
+impl journal::Recorder for HeldElsewhere {
+    fn record(&self, _event: Event) -> Result<journal::Entry> {
+        Err(Error::new(
+            crate::error::ErrorKind::SessionHeld,
+            format!(
+                "{} has this session open: this console only reads it",
+                self.0
+            ),
+            "act from that console, or close it and open this one again",
+        ))
+    }
+}
+
+/// A new session, or the unfinished one resumed (asked on the terminal before the screen
+/// opens), or, when another console holds it, that one to watch.
+fn open_journal(env: &Environment, opts: &Options, operator: &str) -> Result<Opened> {
     if let Some(path) = journal::unfinished(&opts.journal_dir, &env.name)? {
+        if let Some(holder) = journal::held_by(&path) {
+            let entries = journal::read(&path)?;
+            return Ok(Opened::Held {
+                path,
+                entries,
+                holder,
+            });
+        }
         let resume = match opts.resume {
             Some(r) => r,
             None => ask_resume(&path)?,
         };
         if resume {
             let (j, entries) = Journal::resume(&path, operator)?;
-            return Ok((j, Some(entries)));
+            return Ok(Opened::Own(j, Some(entries)));
         }
     }
     let j = Journal::start(
@@ -251,7 +305,7 @@ fn open_journal(
         &env.target.to_string(),
         operator,
     )?;
-    Ok((j, None))
+    Ok(Opened::Own(j, None))
 }
 
 fn ask_resume(path: &Path) -> Result<bool> {
