@@ -363,7 +363,7 @@ fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_
             && e["outcome"] == "ok"
             && e["summary"]
                 .as_str()
-                .is_some_and(|s| s.starts_with("terminate backend"))),
+                .is_some_and(|s| s.starts_with("terminated backend"))),
         "the terminate and its outcome are journaled: {entries:#?}"
     );
 }

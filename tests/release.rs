@@ -574,13 +574,30 @@ async fn a_restore_checks_the_backup_and_the_sessions_asks_with_the_loss_and_say
     assert!(text.contains("maintenance_on hook runs first"), "{text}");
     assert!(!marker.exists(), "nothing ran before the confirmation");
 
+    let clock = std::time::Instant::now();
     let ran = restore(RestoreRequest {
         terminate_sessions: true,
         confirmation: Some(Confirmation::answering(&ask, None)),
         ..base.clone()
     })
     .await;
+    let wall = clock.elapsed().as_millis() as u64;
     let report = ran.result.as_ref().expect("restored");
+    // Journaled with how long it really ran, from its start to its end.
+    let took = ran.journal.iter().find_map(|e| match e {
+        Event::Released {
+            workflow,
+            outcome: Outcome::Ok,
+            duration_ms,
+            ..
+        } if workflow == "restore" => Some(*duration_ms),
+        _ => None,
+    });
+    assert!(
+        matches!(took, Some(Some(ms)) if ms > 0 && ms <= wall),
+        "{took:?} of {wall} ms: {:?}",
+        ran.journal
+    );
     assert_eq!(report.pending_again, ["20250102000000_more"]);
     assert!(ran.lines().contains("pending again"), "{}", ran.lines());
     assert_eq!(
@@ -735,6 +752,101 @@ async fn a_signal_is_confirmed_with_what_the_backend_does_now_and_refused_read_o
     assert!(ran.result.is_ok(), "{:?}", ran.result);
     let cancelled = sleeping.await.unwrap();
     assert!(cancelled.is_err(), "the query was cancelled");
+    let released = |ran: &Ran<()>| {
+        ran.journal
+            .iter()
+            .find_map(|e| match e {
+                Event::Released {
+                    workflow,
+                    outcome,
+                    summary,
+                    ..
+                } if workflow == "signal a backend" => Some((*outcome, summary.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("not journaled: {:?}", ran.journal))
+    };
+    let (outcome, summary) = released(&ran);
+    assert_eq!(outcome, Outcome::Ok);
+    assert!(
+        summary.starts_with(&format!("cancelled the query of backend {pid} "))
+            && summary.contains("pg_sleep(30)"),
+        "{summary}"
+    );
+
+    // Once the backend has ended, a signal finds it gone and sends nothing.
+    let watcher = db.client().await;
+    wait_for(
+        "the sleeper's session to end",
+        Duration::from_secs(10),
+        || async {
+            watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 0)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let gone = pgdeck::monitor::signal_backend(&db.target, pid, started, Signal::Terminate).await;
+    assert!(
+        matches!(gone, Ok(pgdeck::monitor::Signalled::Gone)),
+        "{gone:?}"
+    );
+
+    // A process the server does not signal (pg_terminate_backend returns false): failed, and
+    // the journal says why.
+    let checkpointer = db.client().await;
+    let (pid, started): (i32, chrono::DateTime<chrono::Utc>) = {
+        let r = checkpointer
+            .query_one(
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let ran = signal(
+        env.clone(),
+        SignalRequest {
+            pid,
+            backend_start: started,
+            signal: Signal::Terminate,
+            confirmation: Some(Confirmation::yes()),
+            read_only: false,
+        },
+    )
+    .await;
+    let e = ran.result.as_ref().expect_err("not terminated");
+    assert!(
+        e.cause.contains("pg_terminate_backend returned false"),
+        "{}",
+        e.cause
+    );
+    let (outcome, summary) = released(&ran);
+    assert_eq!(outcome, Outcome::Failed);
+    assert!(
+        summary.starts_with(&format!("terminate backend {pid} "))
+            && summary
+                .contains("failed: the server sent nothing (pg_terminate_backend returned false"),
+        "{summary}"
+    );
+    assert_eq!(
+        checkpointer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid]
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        1,
+        "still there"
+    );
 }
 
 #[tokio::test]

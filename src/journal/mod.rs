@@ -81,6 +81,14 @@ pub enum Event {
         title: String,
         note: Option<String>,
     },
+    /// An optional item skipped by the operator, with why it is not needed this time. Journals
+    /// written before this event have a tick titled "<title> (skipped)" instead: read both
+    /// through [`Event::skipped`].
+    StepSkipped {
+        step: String,
+        title: String,
+        note: String,
+    },
     /// A typed confirmation of a destructive action.
     Confirmed {
         what: String,
@@ -105,6 +113,11 @@ pub enum Event {
         applied: Vec<String>,
         #[serde(default)]
         not_applied: Vec<String>,
+        /// How long the work ran, from its start (every guard passed) to its end; None when it
+        /// never started (refused or cancelled after the confirmation), and in journals written
+        /// before durations were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
     },
     /// A configured hook ran.
     HookRan {
@@ -126,6 +139,35 @@ pub enum Event {
         blocking_timeout_ms: u64,
     },
     SessionFinished,
+}
+
+/// A skipped checklist step, however the journal wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped<'a> {
+    pub step: &'a str,
+    pub title: &'a str,
+    pub note: &'a str,
+}
+
+/// How journals before [`Event::StepSkipped`] marked a skip: in the tick's title.
+const OLD_SKIP_SUFFIX: &str = " (skipped)";
+
+impl Event {
+    /// The skipped step this entry records: a [`Event::StepSkipped`], or the tick titled
+    /// "<title> (skipped)" that journals written before it have instead.
+    pub fn skipped(&self) -> Option<Skipped<'_>> {
+        match self {
+            Event::StepSkipped { step, title, note } => Some(Skipped { step, title, note }),
+            Event::StepTicked { step, title, note } => {
+                title.strip_suffix(OLD_SKIP_SUFFIX).map(|title| Skipped {
+                    step,
+                    title,
+                    note: note.as_deref().unwrap_or(""),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How a hook ended, in words: "exit 0", "exit 3", "timed out" or "killed".
@@ -704,6 +746,67 @@ mod tests {
         assert_eq!(again, Some(crate::error::ErrorKind::SessionHeld));
         drop(resumed);
         assert!(Journal::resume(&path, "chloe").is_ok());
+    }
+
+    #[test]
+    fn a_skip_is_its_own_event_and_old_skipped_ticks_still_read_as_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::start(dir.path(), "staging", "db", "ana").unwrap();
+        j.append(Event::StepSkipped {
+            step: "team_notified".into(),
+            title: "Team notified".into(),
+            note: "nobody on call".into(),
+        })
+        .unwrap();
+        // A line as a journal written before StepSkipped has it.
+        let path = j.path().to_owned();
+        drop(j);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(
+                b"{\"at\":\"2026-12-01T11:07:00Z\",\"operator\":\"ben\",\"event\":\"step_ticked\",\"step\":\"integration_tests\",\"title\":\"Integration tests passed (skipped)\",\"note\":\"no suite\"}\n",
+            )
+            .unwrap();
+        let entries = read(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"event\":\"step_skipped\""), "{text}");
+        let skips: Vec<Skipped> = entries.iter().filter_map(|e| e.event.skipped()).collect();
+        assert_eq!(
+            skips,
+            [
+                Skipped {
+                    step: "team_notified",
+                    title: "Team notified",
+                    note: "nobody on call"
+                },
+                Skipped {
+                    step: "integration_tests",
+                    title: "Integration tests passed",
+                    note: "no suite"
+                }
+            ]
+        );
+        let tick = Event::StepTicked {
+            step: "changelog".into(),
+            title: "Changelog written".into(),
+            note: None,
+        };
+        assert_eq!(tick.skipped(), None);
+    }
+
+    #[test]
+    fn a_release_written_before_durations_reads_without_one() {
+        let line = r#"{"at":"2026-12-01T11:07:00Z","operator":"ana","event":"released","workflow":"restore","outcome":"ok","summary":"x restored","applied":[],"not_applied":[]}"#;
+        let entry: Entry = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            entry.event,
+            Event::Released {
+                duration_ms: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn markdown(entries: &[Entry]) -> String {
                     "| {} | {} | {outcome_text} | {} | {} |\n",
                     clock(e.at),
                     cell(title),
-                    humantime::format_duration(std::time::Duration::from_millis(*duration_ms)),
+                    took(*duration_ms),
                     cell(summary)
                 ));
             }
@@ -95,13 +95,14 @@ pub fn markdown(entries: &[Entry]) -> String {
                     d if *exit_code == Some(0) => d,
                     d => format!("**{d}**"),
                 },
-                humantime::format_duration(std::time::Duration::from_millis(*duration_ms))
+                took(*duration_ms)
             )),
             Event::Released {
                 workflow,
                 outcome,
                 summary,
                 not_applied,
+                duration_ms,
                 ..
             } => {
                 let outcome_text = match outcome {
@@ -117,9 +118,11 @@ pub fn markdown(entries: &[Entry]) -> String {
                     failures.push(format!("{workflow}: {detail}"));
                 }
                 out.push_str(&format!(
-                    "| {} | {} | {outcome_text} | | {} |\n",
+                    "| {} | {} | {outcome_text} |{}| {} |\n",
                     clock(e.at),
                     cell(workflow),
+                    // Journals written before durations were recorded have none.
+                    duration_ms.map_or(" ".into(), |d| format!(" {} ", took(d))),
                     cell(&detail)
                 ));
             }
@@ -136,6 +139,17 @@ pub fn markdown(entries: &[Entry]) -> String {
                 cell(migration),
                 *longest_wait_ms as f64 / 1000.0
             )),
+            event if event.skipped().is_some() => {
+                if let Some(skip) = event.skipped() {
+                    out.push_str(&format!(
+                        "| {} | {} | skipped by {} | | {} |\n",
+                        clock(e.at),
+                        cell(skip.title),
+                        e.operator,
+                        cell(skip.note)
+                    ));
+                }
+            }
             Event::StepTicked { title, note, .. } => out.push_str(&format!(
                 "| {} | {} | ticked by {} | | {} |\n",
                 clock(e.at),
@@ -175,6 +189,11 @@ pub fn markdown(entries: &[Entry]) -> String {
         }
     }
     out
+}
+
+/// A duration for the "took" column.
+fn took(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -250,6 +269,7 @@ mod tests {
                 summary: "deploy cancelled during 20260102_y".into(),
                 applied: vec!["20260101_x".into()],
                 not_applied: vec!["20260102_y".into()],
+                duration_ms: None,
             },
         ));
         let md = markdown(&entries);
@@ -269,5 +289,73 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- Last entry: "), "{md}");
+    }
+
+    #[test]
+    fn a_skipped_step_reads_as_skipped_in_either_form_and_a_release_says_how_long_it_took() {
+        let t = |s: i64| Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap();
+        let e = |s, event| Entry {
+            at: t(s),
+            operator: "ana".into(),
+            event,
+        };
+        let entries = vec![
+            e(
+                10,
+                Event::StepSkipped {
+                    step: "team_notified".into(),
+                    title: "Team notified".into(),
+                    note: "nobody on call tonight".into(),
+                },
+            ),
+            // As journals written before StepSkipped have it.
+            e(
+                20,
+                Event::StepTicked {
+                    step: "integration_tests".into(),
+                    title: "Integration tests passed (skipped)".into(),
+                    note: Some("no suite for this service".into()),
+                },
+            ),
+            e(
+                30,
+                Event::StepTicked {
+                    step: "changelog".into(),
+                    title: "Changelog written".into(),
+                    note: None,
+                },
+            ),
+            e(
+                40,
+                Event::Released {
+                    workflow: "restore".into(),
+                    outcome: Outcome::Ok,
+                    summary: "app.dump restored".into(),
+                    applied: vec![],
+                    not_applied: vec![],
+                    duration_ms: Some(83_000),
+                },
+            ),
+        ];
+        let md = markdown(&entries);
+        assert!(
+            md.contains("| Team notified | skipped by ana | | nobody on call tonight |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| Integration tests passed | skipped by ana | | no suite for this service |"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("(skipped)"), "{md}");
+        assert!(
+            md.contains("| Changelog written | ticked by ana | |  |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| restore | done | 1m 23s | app.dump restored |"),
+            "{md}"
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Cancel and terminate, aimed at a backend by pid AND backend_start: a pid can be reused by a
 //! new session between the moment the operator saw it and the moment they act.
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 
 use crate::db::{self, query_error};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::target::DbTarget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,69 +23,105 @@ pub fn same_backend_start(started: Option<DateTime<Utc>>, given: DateTime<Utc>) 
     started.is_some_and(|s| (s - given).num_microseconds().is_some_and(|d| d.abs() < 1))
 }
 
-/// Sends `signal` to `pid` if it is still the backend that started at `backend_start`. Whether
-/// it may be sent at all (read-only mode, a confirmation) is the release room's guard.
+/// What became of a signal to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    /// A cancel: the backend runs that query no more (or was running none). A terminate: the
+    /// session has ended.
+    Done,
+    /// The chosen backend had ended, or its pid belonged to another session, when the signal
+    /// was to be sent: nothing was sent.
+    Gone,
+    /// The server sent nothing: `pg_cancel_backend` / `pg_terminate_backend` returned false (the
+    /// pid is not a backend it signals, e.g. an auxiliary process such as the checkpointer).
+    NotSent,
+    /// Sent, but the query still runs (a cancel) or the session still lives (a terminate) this
+    /// long after.
+    StillRunning(Duration),
+}
+
+/// How long a signal's effect is waited for before it is called [`Signalled::StillRunning`].
+pub const SIGNAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends `signal` to `pid` if it is still the backend that started at `backend_start`, then
+/// waits (up to [`SIGNAL_WAIT`]) for it to take effect. Whether it may be sent at all
+/// (read-only mode, a confirmation) is the release room's guard; an error is a failure to ask
+/// the server (no connection, no privilege).
 pub async fn signal_backend(
     target: &DbTarget,
     pid: i32,
     backend_start: DateTime<Utc>,
     signal: Signal,
-) -> Result<()> {
-    let verb = match signal {
-        Signal::Cancel => "cancel",
-        Signal::Terminate => "terminate",
+) -> Result<Signalled> {
+    let doing = match signal {
+        Signal::Cancel => "cancelling",
+        Signal::Terminate => "terminating",
     };
     let session = db::connect(&target.with_application_name("pgdeck-monitor-action")).await?;
-    let row = session
-        .client
+    let client = &session.client;
+    let row = client
         .query_opt(
             "SELECT backend_start FROM pg_stat_activity WHERE pid = $1",
             &[&pid],
         )
         .await
         .map_err(|e| query_error("looking up the backend", &e))?;
-    let Some(row) = row else {
-        return Err(Error::refused(
-            format!("backend {pid} no longer exists"),
-            "nothing to do; refresh the monitor",
-        ));
-    };
-    let started: Option<DateTime<Utc>> = row.get(0);
+    let started: Option<DateTime<Utc>> = row.and_then(|r| r.get(0));
     if !same_backend_start(started, backend_start) {
-        return Err(Error::refused(
-            format!(
-                "pid {pid} now belongs to another backend (started {}), not the one you chose",
-                started.map(|s| s.to_rfc3339()).unwrap_or_default()
-            ),
-            "refresh the monitor and choose again",
-        ));
+        return Ok(Signalled::Gone);
     }
     // Checked and sent in one statement: between a check and a second query the pid could be
-    // given to a new session.
+    // given to a new session. No row: the backend ended in between.
     let sql = match signal {
         Signal::Cancel => {
-            "SELECT coalesce((SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
-             WHERE pid = $1 AND backend_start = $2), false)"
+            "SELECT pg_cancel_backend(pid), state = 'active', query_start FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start = $2"
         }
         Signal::Terminate => {
-            "SELECT coalesce((SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE pid = $1 AND backend_start = $2), false)"
+            "SELECT pg_terminate_backend(pid), state = 'active', query_start FROM pg_stat_activity \
+             WHERE pid = $1 AND backend_start = $2"
         }
     };
-    let done: bool = session
-        .client
-        .query_one(sql, &[&pid, &started])
+    let Some(sent) = client
+        .query_opt(sql, &[&pid, &started])
         .await
-        .map_err(|e| query_error(&format!("{verb}ing backend {pid}"), &e))?
-        .get(0);
-    if done {
-        Ok(())
-    } else {
-        Err(Error::runtime(
-            format!("the server did not {verb} backend {pid}"),
-            "it may have just ended; refresh the monitor",
-        ))
+        .map_err(|e| query_error(&format!("{doing} backend {pid}"), &e))?
+    else {
+        return Ok(Signalled::Gone);
+    };
+    if !sent.get::<_, bool>(0) {
+        return Ok(Signalled::NotSent);
     }
+    let active: Option<bool> = sent.get(1);
+    let query_start: Option<DateTime<Utc>> = sent.get(2);
+    if signal == Signal::Cancel && active != Some(true) {
+        // No query was running: there was nothing for the cancel to stop.
+        return Ok(Signalled::Done);
+    }
+    let since = Instant::now();
+    while since.elapsed() < SIGNAL_WAIT {
+        let now = client
+            .query_opt(
+                "SELECT state = 'active', query_start FROM pg_stat_activity \
+                 WHERE pid = $1 AND backend_start = $2",
+                &[&pid, &started],
+            )
+            .await
+            .map_err(|e| query_error(&format!("watching backend {pid} after {doing} it"), &e))?;
+        let done = match (&now, signal) {
+            (None, _) => true,
+            (Some(_), Signal::Terminate) => false,
+            (Some(r), Signal::Cancel) => {
+                r.get::<_, Option<bool>>(0) != Some(true)
+                    || r.get::<_, Option<DateTime<Utc>>>(1) != query_start
+            }
+        };
+        if done {
+            return Ok(Signalled::Done);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Signalled::StillRunning(since.elapsed()))
 }
 
 /// A backend as it is now, for a confirmation to name.

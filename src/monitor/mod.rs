@@ -17,7 +17,10 @@ use tokio_postgres::Client;
 use crate::db::{self, query_error};
 use crate::error::Result;
 use crate::target::DbTarget;
-pub use actions::{Backend, BackendLock, Signal, backend, same_backend_start, signal_backend};
+pub use actions::{
+    Backend, BackendLock, SIGNAL_WAIT, Signal, Signalled, backend, same_backend_start,
+    signal_backend,
+};
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
 pub use host::{Host, HostProbe};
 

@@ -565,5 +565,6 @@ pub(super) fn record_release(
         summary: summary.to_owned(),
         applied: applied.to_vec(),
         not_applied: not_applied.to_vec(),
+        duration_ms: ctx.work_duration().map(|d| d.as_millis() as u64),
     });
 }

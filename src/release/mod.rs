@@ -13,7 +13,8 @@ mod revert;
 mod sessions;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -142,6 +143,8 @@ pub struct Context {
     pub events: UnboundedSender<Event>,
     /// Stops the work; what is running on the server is cancelled there.
     pub cancel: CancellationToken,
+    /// When the work began (its `Started` event), for the duration its journal entry records.
+    work_started: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Context {
@@ -156,12 +159,24 @@ impl Context {
             journal,
             events,
             cancel,
+            work_started: Arc::default(),
         }
     }
 
     fn emit(&self, event: Event) {
+        if matches!(event, Event::Started { .. }) {
+            *self.work_started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
         // Nobody listening is no reason to stop.
         let _ = self.events.send(event);
+    }
+
+    /// How long the work has run since its `Started` event; None before it started.
+    fn work_duration(&self) -> Option<std::time::Duration> {
+        self.work_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
     }
 
     fn note(&self, text: impl Into<String>) {

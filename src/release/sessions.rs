@@ -1,6 +1,8 @@
 //! Cancel or terminate a backend: confirmed with what the backend is doing now (not what a
 //! screen showed a while ago), refused in read-only mode, aimed by pid and backend_start so a
-//! reused pid is never hit, and journaled.
+//! reused pid is never hit, and journaled with what became of it: done (the query stopped, the
+//! session ended), or failed and why (the backend was gone, the server sent nothing, it still
+//! runs after the wait, the role may not).
 
 use chrono::{DateTime, Utc};
 
@@ -8,7 +10,7 @@ use super::deploy::record_release;
 use super::{Confirmation, Context, Needs, Workflow, confirm};
 use crate::error::{Ask, Error, Guard, Remedy, Result};
 use crate::journal::Outcome;
-use crate::monitor::{self, Signal};
+use crate::monitor::{self, Signal, Signalled};
 
 /// A signal to a backend, with the operator's decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,26 +104,88 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
         },
         req.confirmation.as_ref(),
     )?;
-    let what = format!(
-        "{verb} backend {} ({}, {}): {}",
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let who = format!(
+        "backend {} ({}, {})",
         req.pid,
-        b.user,
-        b.application,
-        b.query.chars().take(120).collect::<String>()
+        or_dash(&b.user),
+        or_dash(&b.application)
     );
+    let query: String = b.query.chars().take(120).collect();
     confirmed.record(ctx);
     let workflow = Workflow::Signal;
     ctx.emit(super::Event::Started {
         workflow,
-        what: what.clone(),
+        what: format!("{verb} {who}"),
     });
-    match monitor::signal_backend(&env.target, req.pid, req.backend_start, req.signal).await {
-        Ok(()) => {
-            record_release(ctx, workflow, Outcome::Ok, &what, &[], &[]);
+    let sent = monitor::signal_backend(&env.target, req.pid, req.backend_start, req.signal).await;
+    let function = match req.signal {
+        Signal::Cancel => "pg_cancel_backend",
+        Signal::Terminate => "pg_terminate_backend",
+    };
+    let record_failure = |why: &str| {
+        record_release(
+            ctx,
+            workflow,
+            Outcome::Failed,
+            &format!("{verb} {who} failed: {why}; its query: {query}"),
+            &[],
+            &[],
+        );
+    };
+    let failed = |why: String, hint: &str| {
+        record_failure(&why);
+        Error::runtime(format!("{verb} backend {}: {why}", req.pid), hint)
+    };
+    match sent {
+        Ok(Signalled::Done) => {
+            let done = match req.signal {
+                Signal::Cancel => format!("cancelled the query of {who}: {query}"),
+                Signal::Terminate => format!("terminated {who}; its query: {query}"),
+            };
+            record_release(ctx, workflow, Outcome::Ok, &done, &[], &[]);
             Ok(())
         }
+        Ok(Signalled::Gone) => {
+            let why = "nothing was sent: the backend had ended, or its pid now belongs to another session";
+            record_failure(why);
+            Err(Error::refused(
+                format!("{verb} backend {}: {why}", req.pid),
+                "nothing to do; refresh the monitor",
+            ))
+        }
+        Ok(Signalled::NotSent) => Err(failed(
+            format!(
+                "the server sent nothing ({function} returned false: not a backend it signals)"
+            ),
+            "the server log says why; an auxiliary process (checkpointer, WAL writer) cannot be signalled",
+        )),
+        Ok(Signalled::StillRunning(waited)) => Err(failed(
+            format!(
+                "{} {:.0} s after {function}",
+                match req.signal {
+                    Signal::Cancel => "its query still runs",
+                    Signal::Terminate => "it still runs",
+                },
+                waited.as_secs_f64()
+            ),
+            match req.signal {
+                Signal::Cancel => {
+                    "it may be where a cancel does not reach (a system call, an extension); terminate it, or see the server log"
+                }
+                Signal::Terminate => {
+                    "it may be where a signal does not reach (a system call, an extension); see the server log, and the host's processes"
+                }
+            },
+        )),
         Err(e) => {
-            record_release(ctx, workflow, Outcome::Failed, &e.cause, &[], &[]);
+            record_failure(&e.cause);
             Err(e)
         }
     }

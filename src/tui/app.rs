@@ -938,11 +938,11 @@ impl App {
                     return Vec::new();
                 }
                 let item = &self.checklist.items[index];
-                let (step, title) = (item.id.clone(), format!("{} (skipped)", item.title));
-                self.record(Event::StepTicked {
+                let (step, title) = (item.id.clone(), item.title.clone());
+                self.record(Event::StepSkipped {
                     step,
                     title,
-                    note: Some(text),
+                    note: text,
                 });
                 self.steps.selected = (index + 1).min(self.checklist.items.len() - 1);
                 Vec::new()
@@ -987,6 +987,15 @@ impl App {
     /// session's journal.
     pub fn restore_from(&mut self, entries: &[Entry]) {
         for e in entries {
+            if let Some(skip) = e.event.skipped() {
+                self.checklist.restore(
+                    skip.step,
+                    State::Skipped {
+                        note: skip.note.to_owned(),
+                    },
+                );
+                continue;
+            }
             match &e.event {
                 Event::StepFinished {
                     step,
@@ -999,23 +1008,15 @@ impl App {
                         summary: summary.clone(),
                     },
                 ),
-                Event::StepTicked { step, note, title } => {
+                Event::StepTicked { step, note, .. } => {
                     if let Some(i) = rollback::emergency_index(step) {
                         if let Some(item) = self.rollback.emergency.get_mut(i) {
                             item.1 = Some(note.clone().unwrap_or_else(|| "ticked".into()));
                         }
                         continue;
                     }
-                    self.checklist.restore(
-                        step,
-                        if title.ends_with("(skipped)") {
-                            State::Skipped {
-                                note: note.clone().unwrap_or_default(),
-                            }
-                        } else {
-                            State::Ticked { note: note.clone() }
-                        },
-                    )
+                    self.checklist
+                        .restore(step, State::Ticked { note: note.clone() })
                 }
                 Event::Acknowledged { findings, reason } => match &mut self.steps.acknowledged {
                     Some(a) if a.reason == *reason => a.findings.extend(findings.clone()),

@@ -409,14 +409,20 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
         E::Backup(e) => match e {
             BackupEvent::Progress {
                 bytes_written,
+                estimated_bytes,
                 tables_done,
                 tables_total,
                 fraction,
+                eta_ms,
                 ..
             } => vec![progress(
                 format!(
-                    "{} written, {tables_done}/{tables_total} tables",
-                    human_bytes(bytes_written as i64)
+                    "{} of ~{} written, {tables_done}/{tables_total} tables done{}",
+                    human_bytes(bytes_written as i64),
+                    human_bytes(estimated_bytes as i64),
+                    eta_ms
+                        .map(|ms| format!(", about {}s left", ms.div_ceil(1000)))
+                        .unwrap_or_default()
                 ),
                 Some(fraction),
             )],
@@ -733,7 +739,12 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
         }
         Job::Signal(req) => {
             release::signal_backend(ctx, req).await?;
-            Ok(format!("{:?} sent to backend {}", req.signal, req.pid))
+            Ok(match req.signal {
+                crate::monitor::Signal::Cancel => {
+                    format!("the query of backend {} was cancelled", req.pid)
+                }
+                crate::monitor::Signal::Terminate => format!("backend {} ended", req.pid),
+            })
         }
         Job::Hook(req) => {
             let outcome = release::run_hook(ctx, req).await?;

@@ -819,6 +819,7 @@ fn snapshot_rollback_and_journal_and_help() {
                 summary: "deploy cancelled during 20251105000000_add_qrcode_used_by_index".into(),
                 applied: vec!["20251029000000_add_stripe_webhook_event".into()],
                 not_applied: vec!["20251105000000_add_qrcode_used_by_index".into()],
+                duration_ms: None,
             },
         },
     ];

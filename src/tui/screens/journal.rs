@@ -95,6 +95,9 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 ),
                 theme.good(),
             ),
+            Event::StepSkipped { title, note, .. } => {
+                (format!("{title}: skipped ({note})"), theme.dim())
+            }
             Event::Confirmed { what } => (format!("confirmed: {what}"), theme.warn()),
             Event::Override { what, reason } => (format!("OVERRIDE {what}: {reason}"), theme.bad()),
             Event::Acknowledged { findings, reason } => (
