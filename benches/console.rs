@@ -1,7 +1,8 @@
 //! The console's costs: the time to draw one frame of the Monitor screen with 1,000 rows in the
 //! long-running pane (target at most 2 ms), and the real console's idle CPU at a 1 s refresh
-//! (target at most 1 % of a core) and memory (target at most 40 MB RSS), measured from /proc
-//! while it runs in a pseudo-terminal against a sandbox. Run with `cargo bench --bench console`.
+//! (target at most 1 % of a core; at most 2 % with health sampled in the background) and
+//! memory (target at most 40 MB RSS), measured from /proc while it runs in a pseudo-terminal
+//! against a sandbox. Run with `cargo bench --bench console`.
 
 use std::io::Read;
 use std::path::Path;
@@ -147,20 +148,24 @@ fn idle_bench() {
     // The Monitor screen, refreshing every second ('+' halves the default 2 s).
     std::io::Write::write_all(&mut writer, b"2+").expect("keys");
     std::thread::sleep(Duration::from_secs(3));
-    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(IDLE_SECONDS));
-    let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
-    let rss = rss_kb(pid);
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu = (cpu1 - cpu0) as f64 / ticks_per_sec / elapsed.as_secs_f64() * 100.0;
+    let cpu = idle_cpu(pid);
     println!(
         "console idle on the Monitor screen at a 1 s refresh for {IDLE_SECONDS}s: {cpu:.2} % of a core (target at most 1 %): {}",
         if cpu <= 1.0 { "met" } else { "MISSED" }
     );
+    let rss = rss_kb(pid);
     println!(
         "console memory: {:.1} MB RSS (target at most 40 MB): {}",
         rss as f64 / 1024.0,
         if rss <= 40 * 1024 { "met" } else { "MISSED" }
+    );
+    // Health sampled in the background, as from the Deploy step on ('H').
+    std::io::Write::write_all(&mut writer, b"H").expect("keys");
+    std::thread::sleep(Duration::from_secs(3));
+    let cpu = idle_cpu(pid);
+    println!(
+        "console idle with background health sampling for {IDLE_SECONDS}s: {cpu:.2} % of a core (target at most 2 %): {}",
+        if cpu <= 2.0 { "met" } else { "MISSED" }
     );
     std::io::Write::write_all(&mut writer, b"q").expect("quit");
     let start = Instant::now();
@@ -168,6 +173,15 @@ fn idle_bench() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
+}
+
+/// The share of a core `pid` used over IDLE_SECONDS.
+fn idle_cpu(pid: u32) -> f64 {
+    let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(IDLE_SECONDS));
+    let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    (cpu1 - cpu0) as f64 / ticks_per_sec / elapsed.as_secs_f64() * 100.0
 }
 
 /// utime + stime of a process, in clock ticks.

@@ -457,7 +457,11 @@ impl App {
                 origin,
                 job,
                 result,
-            } => self.done(origin, *job, result),
+            } => {
+                let effects = self.done(origin, *job, result);
+                self.refresh_quit_modal();
+                effects
+            }
             Msg::Stop => self.quit(),
         }
     }
@@ -798,25 +802,41 @@ impl App {
         }
     }
 
-    fn ask_quit(&mut self) -> Vec<Effect> {
-        let running: Vec<String> = self
-            .checklist
+    /// What runs now, by name: a step (not one whose plan waits to be closed), a Rollback
+    /// action.
+    fn running_work(&self) -> Vec<String> {
+        let reviewing = self
+            .plan_view
+            .as_ref()
+            .and_then(|p| p.pending.as_ref())
+            .map(|(i, _, _)| *i);
+        self.checklist
             .running()
+            .filter(|i| Some(*i) != reviewing)
             .map(|i| self.checklist.items[i].title.clone())
             .into_iter()
             .chain(self.rollback.running.clone())
-            .collect();
+            .collect()
+    }
+
+    /// The quit modal, kept true while it is open: work that ends meanwhile is no longer named.
+    fn refresh_quit_modal(&mut self) {
+        if self.modal.as_ref().is_some_and(|m| m.then == Then::Quit) {
+            let running = self.running_work();
+            if let Some(m) = self.modal.as_mut() {
+                m.lines = quit_lines(&running);
+            }
+        }
+    }
+
+    fn ask_quit(&mut self) -> Vec<Effect> {
+        let running = self.running_work();
         if running.is_empty() {
             return self.quit();
         }
         self.modal = Some(Modal::new(
             "Quit while work runs?",
-            vec![
-                format!("{} is still running.", running.join(" and ")),
-                "Quitting cancels it: a statement running on the server is cancelled and its \
-                 migration rolled back before the console closes."
-                    .into(),
-            ],
+            quit_lines(&running),
             Input::Yes,
             Then::Quit,
         ));
@@ -1033,6 +1053,18 @@ impl App {
         let (done, _) = self.checklist.progress();
         self.steps.selected = done.min(self.checklist.items.len() - 1);
     }
+}
+
+fn quit_lines(running: &[String]) -> Vec<String> {
+    if running.is_empty() {
+        return vec!["Nothing runs any more: y quits.".into()];
+    }
+    vec![
+        format!("{} is still running.", running.join(" and ")),
+        "Quitting cancels it: a statement running on the server is cancelled and its \
+         migration rolled back before the console closes."
+            .into(),
+    ]
 }
 
 /// The plan on screen, and the step its closing ends.

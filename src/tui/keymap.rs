@@ -43,6 +43,8 @@ pub enum Command {
     Sort,
     /// Show or hide idle-in-transaction sessions.
     ToggleIdle,
+    /// Sample health in the background, or stop.
+    ToggleLiveHealth,
 }
 
 /// How a selection moves.

@@ -289,8 +289,10 @@ fn icon(state: &State) -> &'static str {
 }
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    // The list as wide as its longest title needs (44 at most), the detail the rest.
+    let list_width = 44.min(area.width / 2 + 4);
     let [list_area, detail_area] =
-        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+        Layout::horizontal([Constraint::Length(list_width), Constraint::Min(0)]).areas(area);
     let c = &app.checklist;
     let mut lines = Vec::new();
     let mut selected_line = 0;

@@ -79,6 +79,13 @@ pub const BINDINGS: &[Binding] = &[
         "",
     ),
     bind(
+        &[KeyCode::Char('H')],
+        "H",
+        "health in the background: on / off (on by itself from the Deploy step)",
+        Command::ToggleLiveHealth,
+        "",
+    ),
+    bind(
         &[KeyCode::Char('p')],
         "p",
         "pause / resume sampling",
@@ -483,6 +490,10 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
         Command::ToggleIdle => {
             app.monitor.hide_idle = !app.monitor.hide_idle;
             app.monitor.selected = 0;
+        }
+        Command::ToggleLiveHealth => {
+            app.health_live = !app.health_live;
+            return vec![Effect::LiveHealth(app.health_live)];
         }
         Command::Pause => app.monitor.paused = !app.monitor.paused,
         Command::Faster | Command::Slower => {
