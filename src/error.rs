@@ -119,6 +119,13 @@ pub enum Remedy {
     WaitLonger,
     /// See who holds locks and blocks whom.
     Monitor,
+    /// End the session that holds the lock (pid and backend_start, RFC 3339): a cancel does
+    /// nothing to an idle transaction.
+    EndSession {
+        pid: i32,
+        backend_start: String,
+        idle: bool,
+    },
     /// Capture a health baseline while the system is healthy.
     SaveBaseline,
     /// Point at the migrations folder.
@@ -187,6 +194,12 @@ impl Error {
     /// Adds a remedy.
     pub fn with(mut self, remedy: Remedy) -> Self {
         self.remedies.push(remedy);
+        self
+    }
+
+    /// Adds the remedies given (none, or one).
+    pub fn with_all(mut self, remedies: impl IntoIterator<Item = Remedy>) -> Self {
+        self.remedies.extend(remedies);
         self
     }
 

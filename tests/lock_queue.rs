@@ -434,3 +434,55 @@ async fn a_watchdog_whose_session_is_terminated_opens_another_and_keeps_the_boun
         "a reader waited {longest:?}"
     );
 }
+
+#[tokio::test]
+async fn a_deploy_waiting_for_a_lock_names_who_holds_it_and_a_lock_timeout_says_how_to_end_it() {
+    let db = fresh_db("lock_queue_names_the_holder").await;
+    let m = Migrations::new();
+    let cfg = ConfigEnv::write(
+        &db,
+        &m,
+        "dev",
+        "lock_timeout = \"1500ms\"\nlock_retries = 1\n",
+    );
+    setup(&cfg, &m, "CREATE TABLE t1 (id int);");
+    m.add("20250101000000_alter", "ALTER TABLE t1 ADD COLUMN a int;\n");
+    // An application session that read the table and went idle in its transaction.
+    let app = app_session(&db, "billing-worker").await;
+    app.batch_execute("BEGIN; SELECT count(*) FROM t1")
+        .await
+        .unwrap();
+
+    let cmd = cfg.cmd(&["deploy", "--yes"]);
+    let r = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
+    let pid: i32 = db
+        .scalar("SELECT pid FROM pg_stat_activity WHERE application_name = 'billing-worker'")
+        .await;
+    assert_eq!(r.code, 6, "{r:?}");
+    // While it waited, the deploy said for whom, in words.
+    let waiting = format!(
+        "for a lock held by pid {pid} (pgdeck_test_app, billing-worker), idle in transaction"
+    );
+    assert!(r.stderr.contains(&waiting), "{}", r.stderr);
+    // The failure names it, and how to end it: a cancel would not help an idle transaction.
+    assert!(
+        r.stderr.contains(&format!(
+            "it waited for pid {pid} (pgdeck_test_app, billing-worker), idle in transaction"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("`pgdeck monitor terminate {pid} --backend-start "))
+            && r.stderr.contains("a cancel would not help"),
+        "{}",
+        r.stderr
+    );
+    // Nothing of it was applied.
+    let added: i64 = db
+        .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't1' AND column_name = 'a'")
+        .await;
+    assert_eq!(added, 0);
+    app.batch_execute("ROLLBACK").await.unwrap();
+}

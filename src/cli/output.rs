@@ -92,6 +92,18 @@ pub fn remedy(r: &Remedy) -> String {
         Remedy::TerminateSessions => "--terminate-sessions".into(),
         Remedy::WaitLonger => "raise --lock-wait".into(),
         Remedy::Monitor => "`pgdeck monitor --once` shows who holds the lock".into(),
+        Remedy::EndSession {
+            pid,
+            backend_start,
+            idle,
+        } => format!(
+            "`pgdeck monitor terminate {pid} --backend-start {backend_start}` ends it{}",
+            if *idle {
+                " (it is idle in its transaction: a cancel would not help)"
+            } else {
+                ""
+            }
+        ),
         Remedy::SaveBaseline => "`pgdeck health --save-baseline FILE`".into(),
         Remedy::MigrationsFolder => "--migrations DIR, or `migrations` in pgdeck.toml".into(),
         Remedy::NewMigration => "`pgdeck new NAME` creates the first".into(),

@@ -275,29 +275,24 @@ pub(super) fn sql_failure(
     }
     if is_lock_timeout(e) {
         let holders = run.waited_for.lock().map(|h| h.clone()).unwrap_or_default();
-        let (waited, hint) = match holders.iter().find(|h| !h.waiting).or(holders.first()) {
-            Some(h) => (
-                format!("; it waited for {}", h.describe()),
-                format!(
-                    "let pid {} finish, or end it (`pgdeck monitor terminate {} --backend-start '{}'`; {}), \
-                     then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)",
-                    h.pid,
-                    h.pid,
-                    h.backend_start.to_rfc3339(),
-                    if h.cancel_helps() {
-                        "cancelling its query may be enough"
-                    } else {
-                        "it is idle in its transaction: cancelling does nothing, only terminating helps"
-                    }
-                ),
+        let blocker = holders.iter().find(|h| !h.waiting).or(holders.first());
+        let waited = blocker
+            .map(|h| format!("; it waited for {}", h.describe()))
+            .unwrap_or_default();
+        let hint = match blocker {
+            Some(h) => format!(
+                "let pid {} finish or end it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)",
+                h.pid
             ),
-            None => (
-                String::new(),
-                "a long-running transaction holds a conflicting lock on the table: let it finish or \
-                 cancel it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)"
-                    .to_owned(),
-            ),
+            None => "a long-running transaction holds a conflicting lock on the table: let it finish or \
+                     cancel it, then deploy again (or raise lock_timeout / lock_retries in pgdeck.toml)"
+                .to_owned(),
         };
+        let end = blocker.map(|h| Remedy::EndSession {
+            pid: h.pid,
+            backend_start: h.backend_start.to_rfc3339(),
+            idle: !h.cancel_helps(),
+        });
         return Error::new(
             ErrorKind::LockTimeout,
             format!(
@@ -306,6 +301,7 @@ pub(super) fn sql_failure(
             ),
             hint,
         )
+        .with_all(end)
         .with(Remedy::Monitor)
         .with(Remedy::Deploy);
     }

@@ -67,6 +67,14 @@ pub fn remedy(r: &Remedy) -> String {
         Remedy::TerminateSessions => "t: terminate them as part of the restore".into(),
         Remedy::WaitLonger => "raise lock_wait for the environment in pgdeck.toml".into(),
         Remedy::Monitor => "the Monitor screen (2) shows who holds the lock".into(),
+        Remedy::EndSession { pid, idle, .. } => format!(
+            "K on the Monitor (2) terminates pid {pid}{}",
+            if *idle {
+                " (idle in its transaction: a cancel would not help)"
+            } else {
+                ""
+            }
+        ),
         Remedy::SaveBaseline => "run the checklist's baseline step".into(),
         Remedy::MigrationsFolder => "set migrations for the environment in pgdeck.toml".into(),
         Remedy::NewMigration => "create one with `pgdeck new NAME`".into(),
