@@ -491,6 +491,21 @@ impl Checklist {
     }
 
     /// Restores a state from the journal of a resumed session.
+    /// Opens item `i` and every later one again: what they checked no longer holds (a restore
+    /// undid the deploy, the deploy failed, the migrations changed since the plan was read).
+    /// A running item is left to end. How many were open again.
+    pub fn reopen_from(&mut self, i: usize) -> usize {
+        let mut opened = 0;
+        for j in i..self.items.len() {
+            if self.states[j].is_complete() || matches!(self.states[j], State::Failed { .. }) {
+                self.states[j] = State::Ready;
+                opened += 1;
+            }
+        }
+        self.relock();
+        opened
+    }
+
     pub fn restore(&mut self, id: &str, state: State) {
         if let Some(i) = self.index_of(id) {
             self.states[i] = state;
@@ -502,6 +517,21 @@ impl Checklist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reopening_from_an_item_opens_it_and_everything_after_it() {
+        let mut c = list(false);
+        let deploy = c.index_of("deploy").unwrap();
+        for i in 0..c.items.len() {
+            c.states[i] = State::Done {
+                summary: "done".into(),
+            };
+        }
+        assert_eq!(c.reopen_from(deploy), c.items.len() - deploy);
+        assert!(c.states[deploy - 1].is_complete());
+        assert_eq!(c.states[deploy], State::Ready);
+        assert!(matches!(c.states[deploy + 1], State::Locked(_)));
+    }
 
     fn list(protected: bool) -> Checklist {
         Checklist::new(

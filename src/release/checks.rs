@@ -43,13 +43,12 @@ pub async fn health(
 /// Health sampled again and again until cancelled, each report handed to `on_report` as it
 /// comes, `pause` apart (each run itself spans the health window). The team hears when the
 /// verdict turns to ALERT, not on every sample in alert. A run that cannot reach the server
-/// is a report too (its checks say why), so the front end never shows an old verdict as
-/// current.
+/// is handed over as its error, so the front end never shows an old verdict as current.
 pub async fn watch_health(
     ctx: &Context,
     baseline: Option<&Baseline>,
     pause: Duration,
-    mut on_report: impl FnMut(Report),
+    mut on_report: impl FnMut(std::result::Result<Report, Error>),
 ) {
     let env = &ctx.env;
     let mut was_alert = false;
@@ -72,9 +71,9 @@ pub async fn watch_health(
                         .await;
                 }
                 was_alert = alert;
-                on_report(report);
+                on_report(Ok(report));
             }
-            Err(e) => ctx.warn(format!("health sample: {}", e.cause)),
+            Err(e) => on_report(Err(e)),
         }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}

@@ -72,6 +72,8 @@ pub enum Msg {
         origin: Origin,
     },
     Health(Box<Report>),
+    /// A background health sample could not be taken.
+    HealthFailed(String),
     /// An entry a workflow appended to the session's journal.
     Journaled(Box<Entry>),
     /// A job ended: its summary, or the error (a refusal says what would satisfy it).
@@ -110,6 +112,10 @@ pub struct App {
     pub migrations: MigrationsScreen,
     pub rollback: RollbackView,
     pub health: Option<Box<Report>>,
+    /// Why the last background health sample failed, and when (cleared by the next report).
+    pub health_failed: Option<(String, chrono::DateTime<Utc>)>,
+    /// The pending migrations when the plan was read: another set needs another review.
+    pub reviewed_pending: Option<Vec<String>>,
     /// Migrations a restore made pending again (the next deploy would apply them again).
     pub pending_again: Vec<String>,
     /// The whole plan on screen, over the screen on show.
@@ -159,9 +165,11 @@ impl App {
             migrations: MigrationsScreen::default(),
             rollback: RollbackView::new(),
             health: None,
+            health_failed: None,
             deploying: None,
             plan_view: None,
             pending_again: Vec::new(),
+            reviewed_pending: None,
             health_live: false,
             read_only: None,
             probe_history: VecDeque::new(),
@@ -276,6 +284,21 @@ impl App {
         out
     }
 
+    /// The pending migrations as last read.
+    fn pending_names(&self) -> Option<Vec<String>> {
+        self.migrations
+            .view()
+            .map(|v| v.status.pending_names().iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Says in the journal and the footer that steps were opened again, and why.
+    fn record_reopened(&mut self, from: usize, why: &str) {
+        let title = self.checklist.items[from].title.clone();
+        let text = format!("{why}: '{title}' and the steps after it are open again");
+        self.flash = Some(text.clone());
+        self.steps.log(text);
+    }
+
     /// The filter typed for `screen`'s list, or "".
     pub fn filter_of(&self, screen: Screen) -> &str {
         let i = Screen::ALL.iter().position(|s| *s == screen).unwrap_or(0);
@@ -368,6 +391,40 @@ impl App {
                 self.checklist.set_facts(facts);
                 self.migrations.data = migrations.map(Some);
                 self.rollback.backup = backup;
+                if let (Some(reviewed), Some(now), Some(plan)) = (
+                    &self.reviewed_pending,
+                    self.pending_names(),
+                    self.checklist.index_of("plan"),
+                ) && *reviewed != now
+                    && self.checklist.state(plan).is_complete()
+                {
+                    let new: Vec<&String> =
+                        now.iter().filter(|n| !reviewed.contains(n)).collect();
+                    self.reviewed_pending = None;
+                    let deploying = self
+                        .checklist
+                        .running()
+                        .is_some_and(|r| Some(r) == self.checklist.index_of("deploy"));
+                    if !deploying && self.checklist.reopen_from(plan) > 0 {
+                        self.record_reopened(
+                            plan,
+                            &format!(
+                                "the pending migrations changed since the plan was read{}",
+                                if new.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(
+                                        " (new: {})",
+                                        new.iter()
+                                            .map(|s| s.as_str())
+                                            .collect::<Vec<_>>()
+                                            .join(", ")
+                                    )
+                                }
+                            ),
+                        );
+                    }
+                }
                 Vec::new()
             }
             Msg::Progress {
@@ -384,6 +441,13 @@ impl App {
             }
             Msg::FolderChanged => vec![Effect::Refresh],
             Msg::Restored { pending_again } => {
+                // What the deploy and the checks after it saw is gone with the restore.
+                if !pending_again.is_empty()
+                    && let Some(d) = self.checklist.index_of("deploy")
+                    && self.checklist.reopen_from(d) > 0
+                {
+                    self.record_reopened(d, "the restore undid the deploy");
+                }
                 self.pending_again = pending_again;
                 Vec::new()
             }
@@ -434,7 +498,12 @@ impl App {
                 }
                 Vec::new()
             }
+            Msg::HealthFailed(cause) => {
+                self.health_failed = Some((cause, Utc::now()));
+                Vec::new()
+            }
             Msg::Health(report) => {
+                self.health_failed = None;
                 if let Some(p) = report
                     .measured
                     .probes_p95_ms
@@ -477,6 +546,10 @@ impl App {
             return Vec::new();
         }
         let mut effects = Vec::new();
+        if matches!(job, Job::Restore(_)) && self.health_live {
+            // Its session would be one of those in the restore's way.
+            effects.push(Effect::LiveHealth(false));
+        }
         if matches!(job, Job::Deploy(_)) && matches!(origin, Origin::Step(_)) && !self.health_live {
             // From the deploy until the report, health is watched without being asked.
             self.health_live = true;
@@ -560,12 +633,25 @@ impl App {
         if matches!(job, Job::Deploy(_)) && outcome == Outcome::Ok {
             self.pending_again.clear();
         }
+        if matches!(job, Job::Deploy(_))
+            && outcome != Outcome::Ok
+            && let Origin::Step(i) = origin
+            && i + 1 < self.checklist.items.len()
+            && self.checklist.reopen_from(i + 1) > 0
+        {
+            self.record_reopened(i + 1, "the deploy did not complete");
+        }
+        if matches!(job, Job::Restore(_)) && self.health_live {
+            // Its own health session was paused for the restore.
+            effects.push(Effect::LiveHealth(true));
+        }
         if job == Job::WriteReport && outcome == Outcome::Ok && self.health_live {
             self.health_live = false;
             effects.push(Effect::LiveHealth(false));
         }
         match origin {
             Origin::Step(i) if job == Job::Plan && self.plan_view.is_some() => {
+                self.reviewed_pending = self.pending_names();
                 // Reviewed once it was shown: the step ends when the plan is closed.
                 if let Some(pv) = self.plan_view.as_mut() {
                     pv.pending = Some((i, outcome, text));
@@ -1017,6 +1103,17 @@ impl App {
                 continue;
             }
             match &e.event {
+                // A later run that failed or was cancelled undoes what an earlier one did: a
+                // cancelled deploy is not done, nor is what was checked after it.
+                Event::StepFinished {
+                    step,
+                    outcome: Outcome::Failed | Outcome::Cancelled,
+                    ..
+                } => {
+                    if let Some(i) = self.checklist.index_of(step) {
+                        self.checklist.reopen_from(i);
+                    }
+                }
                 Event::StepFinished {
                     step,
                     outcome: Outcome::Ok,

@@ -544,8 +544,11 @@ fn live_health(runner: Runner, token: CancellationToken) {
         let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
         let baseline = Baseline::load(&runner.baseline_path()).ok();
         let tx = runner.tx.clone();
-        release::watch_health(&ctx, baseline.as_ref(), LIVE_HEALTH_PAUSE, |report| {
-            let _ = tx.send(Msg::Health(Box::new(report)));
+        release::watch_health(&ctx, baseline.as_ref(), LIVE_HEALTH_PAUSE, |sample| {
+            let _ = tx.send(match sample {
+                Ok(report) => Msg::Health(Box::new(report)),
+                Err(e) => Msg::HealthFailed(e.cause),
+            });
         })
         .await;
         drop(ctx);

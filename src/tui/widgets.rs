@@ -188,8 +188,16 @@ pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
 /// checks a release watches (error rate, 5xx, p95 against the baseline, the probe).
 pub fn draw_health(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let now = chrono::Utc::now();
-    let title = match &app.health {
-        Some(h) => {
+    let title = match (&app.health, &app.health_failed) {
+        (_, Some((cause, at))) => vec![
+            Span::styled(" Health: NO SAMPLE ", theme.bad()),
+            Span::raw(format!(
+                "· {} · last one failed: {} ",
+                at.format("%H:%M:%S"),
+                cause.chars().take(60).collect::<String>()
+            )),
+        ],
+        (Some(h), None) => {
             let age = (now - h.at).num_seconds().max(0);
             vec![
                 Span::raw(" Health: "),
@@ -205,12 +213,14 @@ pub fn draw_health(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 ),
             ]
         }
-        None => vec![Span::raw(if app.health_live {
+        (None, None) => vec![Span::raw(if app.health_live {
             " Health: first sample running… "
         } else {
             " Health: not checked yet "
         })],
     };
+    // Old news stays readable, dimmed: the server is away or the last sample failed.
+    let stale = app.health_failed.is_some() || app.monitor.unreachable.is_some();
     let block = Block::bordered().title(Line::from(title));
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -225,6 +235,7 @@ pub fn draw_health(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         );
         return;
     };
+    // What is not ok first, whatever it is; then what a release watches.
     let watched = [
         "db_probe",
         "error_rate",
@@ -232,14 +243,22 @@ pub fn draw_health(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         "latency_p95",
         "endpoint",
     ];
-    let mut lines: Vec<Line> = h
+    let mut checks: Vec<&crate::health::Check> = h
         .checks
         .iter()
-        .filter(|c| watched.contains(&c.kind))
+        .filter(|c| c.level != Level::Ok || watched.contains(&c.kind))
+        .collect();
+    checks.sort_by_key(|c| std::cmp::Reverse(c.level));
+    let mut lines: Vec<Line> = checks
+        .iter()
         .map(|c| {
             Line::styled(
                 format!("{} {}", c.name, c.value),
-                level_style(theme, c.level),
+                if stale {
+                    theme.dim()
+                } else {
+                    level_style(theme, c.level)
+                },
             )
         })
         .collect();
