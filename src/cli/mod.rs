@@ -9,6 +9,7 @@ mod demo;
 mod health;
 mod hooks;
 mod lint;
+mod logs;
 mod migrations;
 mod monitor;
 mod output;

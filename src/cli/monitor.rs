@@ -1,4 +1,5 @@
-//! `pgdeck monitor --once`: every pane once; `pgdeck monitor cancel|terminate PID`.
+//! `pgdeck monitor --once`: every pane once; `pgdeck monitor cancel|terminate PID`; `pgdeck
+//! monitor logs` (in `logs`).
 
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ pub enum MonitorAction {
     Cancel(Target),
     /// End a backend's session; its transaction rolls back (pg_terminate_backend)
     Terminate(Target),
+    /// Follow the application's log (app_log / app_log_command) or, with --server, the
+    /// server's own, printing each line classified and the alert past log_alert_per_minute;
+    /// until SIGINT / SIGTERM
+    Logs(super::logs::LogsArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +99,7 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
         let (signal, t, verb) = match action {
             MonitorAction::Cancel(t) => (Signal::Cancel, t, "cancel the query of"),
             MonitorAction::Terminate(t) => (Signal::Terminate, t, "terminate"),
+            MonitorAction::Logs(logs) => return super::logs::run(job, logs, json).await,
         };
         let given = output::given(&t.confirm);
         output::confirmed(
@@ -125,7 +131,7 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
     }
     if !args.once && !args.watch {
         return Err(Error::input(
-            "monitor needs --once or --watch (or an action: cancel, terminate)",
+            "monitor needs --once or --watch (or an action: cancel, terminate, logs)",
             "run `pgdeck monitor --once` for one snapshot of every pane",
         ));
     }

@@ -38,6 +38,8 @@ pub const WEBHOOK_RETRIES: RangeInclusive<u32> = 0..=20;
 pub const HTTP_STATUS: RangeInclusive<u16> = 100..=599;
 pub const LATENCY_RATIO: RangeInclusive<f64> = 1.0..=1000.0;
 pub const ERRORS_PER_MINUTE: RangeInclusive<f64> = 0.0..=1e9;
+/// Error lines a minute in a followed log; 0 alerts on the first.
+pub const LOG_ALERT_PER_MINUTE: RangeInclusive<u32> = 0..=1_000_000;
 pub const LARGE_TABLE_ROWS: RangeInclusive<i64> = 0..=1_000_000_000_000;
 /// 1 PiB.
 pub const LARGE_TABLE_BYTES: RangeInclusive<i64> = 0..=(1 << 50);
@@ -50,6 +52,8 @@ pub const LONG_QUERY_SECS: RangeInclusive<f64> = 0.0..=30.0 * DAY as f64;
 pub const WINDOW_SECS: RangeInclusive<f64> = 1.0..=HOUR as f64;
 pub const MONITOR_TOP: RangeInclusive<usize> = 1..=1000;
 pub const MONITOR_COUNT: RangeInclusive<u64> = 1..=u32::MAX as u64;
+/// `monitor logs --lines`: no more than the log pane keeps.
+pub const LOG_CONTEXT_LINES: RangeInclusive<usize> = 0..=500;
 
 /// A duration as written in the file (humantime: "5s", "500ms", "2m"), within `range`. The
 /// error is the reason alone; the caller names the setting.

@@ -16,6 +16,7 @@ use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
 use crate::migrate::DeploySettings;
+use crate::monitor::logs::{AppLog, LogSettings};
 use crate::release::Environment;
 use crate::target::{DbTarget, SslMode, Vars};
 use squawk_linter::Rule;
@@ -70,6 +71,12 @@ struct EnvironmentFile {
     checklist: ChecklistFile,
     #[serde(default)]
     hooks: HooksFile,
+    /// The application's log file, followed like `tail -F`.
+    app_log: Option<PathBuf>,
+    /// Or a command whose output is the application's log (`kubectl logs -f deploy/api`).
+    app_log_command: Option<String>,
+    /// Error lines per minute in a followed log past which it alerts.
+    log_alert_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +256,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
     let mut health = HealthSettings::default();
     let mut checklist = ChecklistSettings::default();
     let mut hooks = HookSettings::default();
+    let mut logs = LogSettings::default();
     let mut probes = None;
     let mut protected = false;
     let mut migrations = None;
@@ -307,6 +315,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
             extra: env.checklist.extra.clone(),
         };
         hooks = hook_settings(&name, &env.hooks, vars)?;
+        logs = log_settings(&name, env)?;
         crate::checklist::items(&checklist, &[]).map_err(|e| {
             Error::input(
                 format!("environments.{name}.checklist: {e}"),
@@ -376,6 +385,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
         health,
         checklist,
         hooks,
+        logs,
         read_only,
         source: file,
     })
@@ -730,6 +740,45 @@ fn hook_settings(env: &str, file: &HooksFile, vars: &dyn Vars) -> Result<HookSet
     Ok(s)
 }
 
+fn log_settings(env: &str, file: &EnvironmentFile) -> Result<LogSettings> {
+    let app_log = match (&file.app_log, &file.app_log_command) {
+        (Some(_), Some(_)) => {
+            return Err(Error::input(
+                format!("environment '{env}' sets both app_log and app_log_command"),
+                "keep one of them: app_log follows a file, app_log_command a command's output",
+            ));
+        }
+        (Some(path), None) if path.as_os_str().is_empty() => {
+            return Err(Error::input(
+                format!("environments.{env}.app_log is empty"),
+                "name the application's log file, e.g. app_log = \"logs/application.log\"",
+            ));
+        }
+        (Some(path), None) => Some(AppLog::File(path.clone())),
+        (None, Some(c)) if c.trim().is_empty() => {
+            return Err(Error::input(
+                format!("environments.{env}.app_log_command is empty"),
+                "give the command that prints the log, e.g. app_log_command = \"kubectl logs -f --tail=20 deploy/api\"",
+            ));
+        }
+        (None, Some(c)) => Some(AppLog::Command(c.clone())),
+        (None, None) => None,
+    };
+    let mut s = LogSettings {
+        app_log,
+        ..LogSettings::default()
+    };
+    if let Some(n) = file.log_alert_per_minute {
+        s.alert_per_minute = within(
+            env,
+            "log_alert_per_minute",
+            n,
+            &limits::LOG_ALERT_PER_MINUTE,
+        )?;
+    }
+    Ok(s)
+}
+
 /// "500MB", "2 GB", "1024kB", "4096" (bytes); units are powers of 1024, as PostgreSQL's.
 fn parse_size(text: &str) -> Option<i64> {
     let t = text.trim();
@@ -853,6 +902,13 @@ mod tests {
         );
         assert!(!format!("{:?}", env.hooks).contains("secret-path"));
         assert_eq!(env.checklist.extra.len(), 1);
+        assert_eq!(
+            env.logs.app_log,
+            Some(AppLog::Command(
+                "kubectl logs -f --tail=20 deploy/api".into()
+            ))
+        );
+        assert_eq!(env.logs.alert_per_minute, 10);
         let m = h.metrics.as_ref().unwrap();
         assert_eq!(m.requests, "http_requests_total");
         assert!(!format!("{m:?}").contains("metrics-token-123"));
@@ -961,6 +1017,43 @@ mod tests {
             "{}",
             err.cause
         );
+    }
+
+    #[test]
+    fn the_application_log_is_a_file_or_a_command_never_both() {
+        let (_d, path) = write_config(
+            "[environments.dev]\napp_log = \"logs/application.log\"\nlog_alert_per_minute = 0\n",
+        );
+        let env = resolve_with(&path, None).unwrap();
+        assert_eq!(
+            env.logs.app_log,
+            Some(AppLog::File(PathBuf::from("logs/application.log")))
+        );
+        assert_eq!(env.logs.alert_per_minute, 0);
+        let (_d, path) = write_config("[environments.dev]\n");
+        let env = resolve_with(&path, None).unwrap();
+        assert_eq!(env.logs, LogSettings::default());
+
+        let cases = [
+            (
+                "app_log = \"a.log\"\napp_log_command = \"tail -f a.log\"",
+                "sets both app_log and app_log_command",
+            ),
+            ("app_log = \"\"", "app_log is empty"),
+            ("app_log_command = \"  \"", "app_log_command is empty"),
+            (
+                "log_alert_per_minute = 1000001",
+                "log_alert_per_minute = 1000001 is out of range",
+            ),
+            ("log_alert_per_minute = -1", "invalid value"),
+            ("log_alert_per_minute = 2.5", "invalid type"),
+        ];
+        for (settings, expected) in cases {
+            let (_d, path) = write_config(&format!("[environments.dev]\n{settings}\n"));
+            let err = resolve_with(&path, None).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Input, "{settings}");
+            assert!(err.cause.contains(expected), "{settings}: {}", err.cause);
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Connecting to PostgreSQL: TLS by `sslmode`, `application_name`, timeouts, the schema's
 //! search_path, and turning driver errors into one-line causes with hints. Also the throwaway
-//! clusters of [`sandbox`]. No business logic lives here.
+//! clusters of [`sandbox`], the safe file reading of [`files`] and the shell commands of
+//! [`process`] the rooms above share. No business logic lives here.
 
 pub mod files;
+pub mod process;
 pub mod sandbox;
 mod tls;
 

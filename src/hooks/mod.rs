@@ -4,11 +4,9 @@
 //! backoff, never in the operator's way.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -115,91 +113,40 @@ pub async fn run(
         )
     })?;
     let started = Instant::now();
-    let mut cmd = tokio::process::Command::new("sh");
-    // A hook is the team's script, not a database client: it gets the release's context, never
-    // a password (PGPASSWORD, or a URL variable holding one).
-    cmd.env_remove("PGPASSWORD");
-    for (key, value) in std::env::vars_os() {
-        if crate::target::secret::holds_known(&value.to_string_lossy()) {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
-        .arg("-c")
-        .arg(command)
-        .env("PGDECK_ENV", ctx.environment)
-        .env("PGDECK_DATABASE", ctx.database)
-        .env("PGDECK_MIGRATIONS", ctx.migrations.join(" "))
-        .env("PGDECK_HOOK", name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout stops everything it started.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            Error::runtime(
-                format!("cannot start hook {name}: {e}"),
-                "check that sh exists and the command is right",
-            )
-        })?;
-    let pid = child.id();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    for stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            // Read to the end whatever the bytes: a reader that stopped at an invalid UTF-8
-            // byte would close the pipe and kill the hook with SIGPIPE.
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line);
-                        let _ = tx.send(text.trim_end_matches(['\n', '\r']).to_owned());
-                    }
-                }
-            }
-        });
-    }
-    drop(tx);
+    let migrations = ctx.migrations.join(" ");
+    // Its own process group, so a timeout stops everything it started.
+    let crate::db::process::Running {
+        output: mut written,
+        process: mut child,
+    } = crate::db::process::spawn_shell(
+        command,
+        &[
+            ("PGDECK_ENV", ctx.environment),
+            ("PGDECK_DATABASE", ctx.database),
+            ("PGDECK_MIGRATIONS", &migrations),
+            ("PGDECK_HOOK", name),
+        ],
+    )
+    .map_err(|e| {
+        Error::runtime(
+            format!("cannot start hook {name}: {e}"),
+            "check that sh exists and the command is right",
+        )
+    })?;
     let mut output = String::new();
     let deadline = tokio::time::sleep(settings.timeout);
     tokio::pin!(deadline);
     let mut timed_out = false;
     let mut cancelled = false;
     let mut open = true;
-    // Everything the hook started goes, not only the shell.
-    let kill_group = |child: &mut tokio::process::Child| {
-        if let Some(pid) = pid {
-            let group = nix::unistd::Pid::from_raw(-(pid as i32));
-            let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = child.start_kill();
-    };
     let status = loop {
         tokio::select! {
-            line = rx.recv(), if open => match line {
+            line = written.line(), if open => match line {
                 Some(line) => {
                     if let Some(l) = lines {
-                        let _ = l.send(line.clone());
+                        let _ = l.send(line.text.clone());
                     }
-                    output.push_str(&line);
+                    output.push_str(&line.text);
                     output.push('\n');
                     if output.len() > 2 * MAX_OUTPUT {
                         output = tail(&output, MAX_OUTPUT);
@@ -207,16 +154,15 @@ pub async fn run(
                 }
                 None => open = false,
             },
-            status = child.wait(), if !open => break status.ok(),
+            status = child.wait(), if !open => break status,
             _ = &mut deadline, if !timed_out => {
                 timed_out = true;
-                kill_group(&mut child);
-                break child.wait().await.ok();
+                // Everything the hook started goes, not only the shell.
+                break child.kill().await;
             }
             () = cancel.cancelled(), if !cancelled => {
                 cancelled = true;
-                kill_group(&mut child);
-                break child.wait().await.ok();
+                break child.kill().await;
             }
         }
     };

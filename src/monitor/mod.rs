@@ -1,11 +1,13 @@
 //! The data behind the live panes: a guest connection to the server (read-only,
 //! `application_name=pgdeck-monitor`, statement_timeout, short lock_timeout, left out of its own
 //! views) and collectors that each run one query and return typed rows with their own cost.
-//! Nothing here draws; the CLI prints samples, the console renders them.
+//! The [`logs`] follow the application's log and the server's own. Nothing here draws; the CLI
+//! prints samples, the console renders them.
 
 mod actions;
 mod collectors;
 pub mod host;
+pub mod logs;
 pub mod watch;
 
 use std::time::{Duration, Instant};
@@ -95,15 +97,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub async fn connect(target: &DbTarget) -> Result<Monitor> {
-        let session = db::connect(&target.with_application_name("pgdeck-monitor")).await?;
-        session
-            .client
-            .batch_execute(
-                "SET default_transaction_read_only = on; SET statement_timeout = '2s'; \
-                 SET lock_timeout = '200ms'; SET idle_in_transaction_session_timeout = '10s'",
-            )
-            .await
-            .map_err(|e| query_error("preparing the monitor session", &e))?;
+        let session = guest(target).await?;
         let sees_all: bool = session
             .client
             .query_one(
@@ -180,6 +174,21 @@ impl Monitor {
             host,
         }
     }
+}
+
+/// The monitor's kind of session: read-only, `application_name=pgdeck-monitor` (which its own
+/// views leave out), a 2 s statement timeout and a 200 ms lock timeout.
+async fn guest(target: &DbTarget) -> Result<db::Session> {
+    let session = db::connect(&target.with_application_name("pgdeck-monitor")).await?;
+    session
+        .client
+        .batch_execute(
+            "SET default_transaction_read_only = on; SET statement_timeout = '2s'; \
+             SET lock_timeout = '200ms'; SET idle_in_transaction_session_timeout = '10s'",
+        )
+        .await
+        .map_err(|e| query_error("preparing the monitor session", &e))?;
+    Ok(session)
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = Result<Option<T>>>) -> Pane<T> {

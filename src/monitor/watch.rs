@@ -105,7 +105,7 @@ impl Watch {
 }
 
 /// 250 ms, doubling, at most 2 s.
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(250)
         .saturating_mul(1 << attempt.saturating_sub(1).min(5))
         .min(MAX_BACKOFF)

@@ -27,6 +27,7 @@ use crate::hooks::{HookOutcome, HookSettings};
 use crate::journal::{self, Recorder};
 use crate::lint::LintSettings;
 use crate::migrate::{DeployEvent, DeploySettings};
+use crate::monitor::logs::LogSettings;
 use crate::target::DbTarget;
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
@@ -50,6 +51,8 @@ pub struct Environment {
     pub health: HealthSettings,
     pub checklist: ChecklistSettings,
     pub hooks: HookSettings,
+    /// The application log the log pane follows, and its alert.
+    pub logs: LogSettings,
     /// The monitor never cancels or terminates sessions here.
     pub read_only: bool,
     /// The config file it came from, if any.
@@ -71,6 +74,7 @@ impl Environment {
             health: HealthSettings::default(),
             checklist: ChecklistSettings::default(),
             hooks: HookSettings::default(),
+            logs: LogSettings::default(),
             read_only: false,
             source: None,
         }
