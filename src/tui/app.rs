@@ -15,6 +15,7 @@ use super::jobs::{Job, Origin, Override, PlanText, Refreshed};
 use super::keymap::{self, Command};
 use super::modal::{Choice, Input, Modal, Then};
 use super::screens::checklist::{Acknowledgement, ChecklistView};
+use super::screens::logs::{LogsView, Which};
 use super::screens::migrations::MigrationsScreen;
 use super::screens::monitor::MonitorView;
 use super::screens::rollback::{self, RollbackView};
@@ -54,6 +55,11 @@ pub enum Msg {
     },
     /// The backend the Monitor's detail view asked for (none: it is gone).
     Inspected(Result<Option<Box<crate::monitor::Backend>>, String>),
+    /// A log follower's news.
+    Log {
+        which: Which,
+        update: Box<crate::monitor::logs::LogUpdate>,
+    },
     /// Something changed in the migrations folder.
     FolderChanged,
     /// A restore ended: the migrations it made pending again.
@@ -124,6 +130,8 @@ pub struct App {
     pub health_live: bool,
     /// Another console holds this session: nothing is run or recorded from this one.
     pub read_only: Option<String>,
+    /// The application and server logs.
+    pub logs: LogsView,
     /// The deploy or forward rollback running, and where it was started.
     pub deploying: Option<(Origin, Deploying)>,
     /// Recent p95 latencies (µs) of the database probe, for the sparkline.
@@ -135,7 +143,7 @@ pub struct App {
     pub modal: Option<Modal>,
     pub help: bool,
     /// The filter typed for each screen's list (`/`), by `Screen::ALL` index.
-    pub filters: [String; 5],
+    pub filters: [String; 6],
     /// Keys go to the filter of the screen on show.
     pub filtering: bool,
     pub flash: Option<String>,
@@ -152,6 +160,7 @@ impl App {
     pub fn new(env: Environment, checklist: Checklist, journal: Option<SharedJournal>) -> App {
         let n = checklist.items.len();
         let journal_path = journal.as_ref().map(|j| j.path());
+        let logs = LogsView::new(env.logs.app_log.is_some(), env.logs.alert_per_minute);
         let entries = journal_path
             .as_deref()
             .and_then(|p| crate::journal::read(p).ok())
@@ -166,6 +175,7 @@ impl App {
             rollback: RollbackView::new(),
             health: None,
             health_failed: None,
+            logs,
             deploying: None,
             plan_view: None,
             pending_again: Vec::new(),
@@ -266,6 +276,7 @@ impl App {
                 }
             }
         }
+        out.extend(self.logs.alerts());
         if let Some(h) = &self.health
             && h.verdict == Level::Alert
         {
@@ -286,9 +297,13 @@ impl App {
 
     /// The pending migrations as last read.
     fn pending_names(&self) -> Option<Vec<String>> {
-        self.migrations
-            .view()
-            .map(|v| v.status.pending_names().iter().map(|s| s.to_string()).collect())
+        self.migrations.view().map(|v| {
+            v.status
+                .pending_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        })
     }
 
     /// Says in the journal and the footer that steps were opened again, and why.
@@ -358,6 +373,8 @@ impl App {
             Msg::Tick => {
                 // Ages and clocks move; repaint only when something shows them.
                 self.dirty = self.checklist.running().is_some()
+                    || self.screen == Screen::Logs
+                    || !self.logs.alerts().is_empty()
                     || self.monitor.unreachable.is_some()
                     || self.deploying.is_some()
                     || self.rollback.running.is_some();
@@ -398,8 +415,7 @@ impl App {
                 ) && *reviewed != now
                     && self.checklist.state(plan).is_complete()
                 {
-                    let new: Vec<&String> =
-                        now.iter().filter(|n| !reviewed.contains(n)).collect();
+                    let new: Vec<&String> = now.iter().filter(|n| !reviewed.contains(n)).collect();
                     self.reviewed_pending = None;
                     let deploying = self
                         .checklist
@@ -440,6 +456,14 @@ impl App {
                 Vec::new()
             }
             Msg::FolderChanged => vec![Effect::Refresh],
+            Msg::Log { which, update } => {
+                if let Some(t) = self.logs.tail_mut(which) {
+                    t.apply(*update);
+                }
+                // Lines arrive often: drawn when on show or when they change the alerts.
+                self.dirty = self.screen == Screen::Logs || !self.logs.alerts().is_empty();
+                Vec::new()
+            }
             Msg::Restored { pending_again } => {
                 // What the deploy and the checks after it saw is gone with the restore.
                 if !pending_again.is_empty()
@@ -884,6 +908,7 @@ impl App {
                 Screen::Migrations => screens::migrations::command(self, other),
                 Screen::Rollback => screens::rollback::command(self, other),
                 Screen::Journal => screens::journal::command(self, other),
+                Screen::Logs => screens::logs::command(self, other),
             },
         }
     }

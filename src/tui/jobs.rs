@@ -524,6 +524,37 @@ fn deploy_messages(
     }
 }
 
+/// The application log (when the environment names one) and the server's log, followed until
+/// the console closes; their news reaches the loop as `Msg::Log`.
+pub fn follow_logs(runner: &Runner) {
+    use super::screens::logs::Which;
+    use crate::monitor::logs::{self, LogSource};
+    let mut sources = vec![(Which::Server, LogSource::Server(runner.env.target.clone()))];
+    if let Some(app_log) = &runner.env.logs.app_log {
+        sources.push((Which::App, LogSource::App(app_log.clone())));
+    }
+    for (which, source) in sources {
+        let (utx, mut urx) = unbounded_channel();
+        let settings = runner.env.logs.clone();
+        let cancel = runner.root.child_token();
+        tokio::spawn(logs::follow(source, settings, utx, cancel));
+        let tx = runner.tx.clone();
+        tokio::spawn(async move {
+            while let Some(update) = urx.recv().await {
+                if tx
+                    .send(Msg::Log {
+                        which,
+                        update: Box::new(update),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 /// Pause between background health samples (each spans the health window itself).
 const LIVE_HEALTH_PAUSE: Duration = Duration::from_secs(5);
 

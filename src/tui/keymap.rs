@@ -163,6 +163,7 @@ const GLOBAL: &[Binding] = &[
         Command::Screen(4),
         "",
     ),
+    bind(&[KeyCode::Char('6')], "6", "Logs", Command::Screen(5), ""),
 ];
 
 /// Moving in the list or text in focus, and filtering it: the same on every screen.

@@ -111,6 +111,7 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
     };
     jobs::monitor(&runner);
     let _watcher = jobs::watch_folder(&runner);
+    jobs::follow_logs(&runner);
     let mut jobs = jobs::Jobs::new(runner);
     jobs.apply(Effect::Refresh);
     spawn_input(tx.clone());

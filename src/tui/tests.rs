@@ -1425,3 +1425,89 @@ fn the_plan_step_ends_only_once_the_plan_was_shown_and_closed() {
     assert!(a.plan_view.is_none());
     assert!(matches!(a.checklist.state(plan), State::Done { .. }));
 }
+
+#[tokio::test]
+async fn the_log_pane_follows_a_file_counts_its_errors_per_minute_and_raises_the_alert() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("application.log");
+    std::fs::write(&path, "").unwrap();
+    let mut environment = env(false);
+    environment.logs = crate::monitor::logs::LogSettings {
+        app_log: Some(crate::monitor::logs::AppLog::File(path.clone())),
+        alert_per_minute: 3,
+        poll: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    let mut a = App::new(
+        environment.clone(),
+        Checklist::new(checklist::default_items(), Facts::default()),
+        None,
+    );
+    a.update(key(KeyCode::Char('6')));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::monitor::logs::follow(
+        crate::monitor::logs::LogSource::App(crate::monitor::logs::AppLog::File(path.clone())),
+        environment.logs.clone(),
+        tx,
+        cancel.clone(),
+    ));
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    // Folds what the follower sends until the screen shows `want`.
+    async fn until(
+        a: &mut App,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::monitor::logs::LogUpdate>,
+        want: &str,
+    ) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let screen = render(a, 120, 40);
+            if screen.contains(want) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{want:?} never appeared:\n{screen}"
+            );
+            if let Ok(Some(u)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await
+            {
+                a.update(Msg::Log {
+                    which: super::screens::logs::Which::App,
+                    update: Box::new(u),
+                });
+            }
+        }
+    }
+    until(&mut a, &mut rx, "application.log").await;
+    append("12:00:01 INFO GET /health 200\n12:00:02 ERROR payment failed: card declined\n");
+    append("12:00:03 ERROR payment failed: timeout\n");
+    let screen = until(&mut a, &mut rx, "errors last 60s: 2").await;
+    assert!(
+        screen.contains("ERROR    12:00:02 ERROR payment failed: card declined"),
+        "{screen}"
+    );
+    assert!(screen.contains("GET /health 200"), "{screen}");
+    assert!(
+        !screen.contains("ALERT"),
+        "two errors a minute are under the threshold:\n{screen}"
+    );
+    // Past the threshold, the header raises the alert.
+    append("12:00:04 ERROR db timeout\n12:00:05 Traceback (most recent call last):\n");
+    let screen = until(&mut a, &mut rx, "errors last 60s: 4").await;
+    assert!(
+        screen
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("ALERT") && l.contains("application log")),
+        "{screen}"
+    );
+    cancel.cancel();
+}

@@ -36,6 +36,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame) {
         Screen::Migrations => screens::migrations::draw(app, theme, f, body),
         Screen::Rollback => screens::rollback::draw(app, theme, f, body),
         Screen::Journal => screens::journal::draw(app, theme, f, body),
+        Screen::Logs => screens::logs::draw(app, theme, f, body),
     }
     if let Some(pv) = &app.plan_view {
         widgets::draw_plan(pv, theme, f, body);

@@ -421,7 +421,7 @@ pub fn draw_help(app: &App, f: &mut Frame, area: Rect) {
         Style::new().add_modifier(Modifier::BOLD),
     ));
     for l in [
-        "  1-5          Checklist, Monitor, Migrations, Rollback, Journal",
+        "  1-6          Checklist, Monitor, Migrations, Rollback, Journal, Logs",
         "  Tab / S-Tab  next / previous screen",
         "  q  Ctrl-C    quit (asks while work runs)",
         "  ?            this help",

@@ -3,6 +3,7 @@
 
 pub mod checklist;
 pub mod journal;
+pub mod logs;
 pub mod migrations;
 pub mod monitor;
 pub mod rollback;
@@ -16,15 +17,17 @@ pub enum Screen {
     Migrations,
     Rollback,
     Journal,
+    Logs,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 5] = [
+    pub const ALL: [Screen; 6] = [
         Screen::Checklist,
         Screen::Monitor,
         Screen::Migrations,
         Screen::Rollback,
         Screen::Journal,
+        Screen::Logs,
     ];
 
     pub fn title(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Screen {
             Screen::Migrations => "Migrations",
             Screen::Rollback => "Rollback",
             Screen::Journal => "Journal",
+            Screen::Logs => "Logs",
         }
     }
 
@@ -45,6 +49,7 @@ impl Screen {
             Screen::Migrations => migrations::BINDINGS,
             Screen::Rollback => rollback::BINDINGS,
             Screen::Journal => journal::BINDINGS,
+            Screen::Logs => logs::BINDINGS,
         }
     }
 }
