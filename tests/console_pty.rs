@@ -147,7 +147,7 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     step(&mut c, "\r", 2); // verify
     // Lint and plan: the whole plan is shown, and the step ends once it was read.
     c.keys("\r");
-    c.wait_for("Esc or Enter: reviewed");
+    c.wait_for("Enter: reviewed");
     c.wait_for("Plan for");
     c.wait_for("overall: ok");
     step(&mut c, "\r", 3);
@@ -282,7 +282,7 @@ fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_
     step(&mut c, "\r", 1); // backup
     step(&mut c, "\r", 2); // verify
     c.keys("\r");
-    c.wait_for("Esc or Enter: reviewed");
+    c.wait_for("Enter: reviewed");
     step(&mut c, "\r", 3); // the plan, read
     step(&mut c, "\r\r", 4);
     step(&mut c, "\r\r", 5);

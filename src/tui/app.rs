@@ -387,8 +387,17 @@ impl App {
                 Vec::new()
             }
             Msg::Monitor(update) => {
+                let fresh = matches!(*update, Update::Fresh { .. });
                 self.monitor.fold(*update);
-                Vec::new()
+                // An open detail view is read again with each sample: it never shows a
+                // backend as it was minutes ago.
+                match &self.monitor.detail {
+                    Some(d) if fresh && self.screen == Screen::Monitor => {
+                        let pid = d.pid();
+                        self.run(Origin::Inspect, Job::Inspect { pid })
+                    }
+                    _ => Vec::new(),
+                }
             }
             Msg::Refreshed(r) => {
                 // Single flight keeps them in order; this keeps an older one from ever winning.
@@ -408,37 +417,34 @@ impl App {
                 self.checklist.set_facts(facts);
                 self.migrations.data = migrations.map(Some);
                 self.rollback.backup = backup;
+                // A migration pending now that was not in the plan read needs another
+                // review; the reviewed ones being applied does not.
                 if let (Some(reviewed), Some(now), Some(plan)) = (
                     &self.reviewed_pending,
                     self.pending_names(),
                     self.checklist.index_of("plan"),
-                ) && *reviewed != now
-                    && self.checklist.state(plan).is_complete()
+                ) && self.checklist.state(plan).is_complete()
                 {
-                    let new: Vec<&String> = now.iter().filter(|n| !reviewed.contains(n)).collect();
-                    self.reviewed_pending = None;
+                    let new: Vec<String> = now
+                        .iter()
+                        .filter(|n| !reviewed.contains(n))
+                        .cloned()
+                        .collect();
                     let deploying = self
                         .checklist
                         .running()
                         .is_some_and(|r| Some(r) == self.checklist.index_of("deploy"));
-                    if !deploying && self.checklist.reopen_from(plan) > 0 {
-                        self.record_reopened(
-                            plan,
-                            &format!(
-                                "the pending migrations changed since the plan was read{}",
-                                if new.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!(
-                                        " (new: {})",
-                                        new.iter()
-                                            .map(|s| s.as_str())
-                                            .collect::<Vec<_>>()
-                                            .join(", ")
-                                    )
-                                }
-                            ),
-                        );
+                    if !new.is_empty() && !deploying {
+                        self.reviewed_pending = None;
+                        if self.checklist.reopen_from(plan) > 0 {
+                            self.record_reopened(
+                                plan,
+                                &format!(
+                                    "migrations not in the plan read are pending: {}",
+                                    new.join(", ")
+                                ),
+                            );
+                        }
                     }
                 }
                 Vec::new()
@@ -483,6 +489,7 @@ impl App {
                 use super::screens::monitor::Detail;
                 if let Some(d) = &self.monitor.detail {
                     let pid = d.pid();
+                    self.monitor.detail_at = Some(Utc::now());
                     self.monitor.detail = Some(match result {
                         Ok(Some(b)) if b.pid == pid => Detail::Loaded(b),
                         Ok(Some(_)) => return Vec::new(),
@@ -609,11 +616,23 @@ impl App {
                 pv.scroll = m.apply(pv.scroll, pv.lines.len());
                 Vec::new()
             }
-            Some(Command::Back | Command::Activate | Command::Quit) => {
+            Some(Command::Activate) => {
                 if let Some(pv) = self.plan_view.take()
                     && let Some((i, outcome, text)) = pv.pending
                 {
                     self.finish_step(i, outcome, text);
+                }
+                Vec::new()
+            }
+            Some(Command::Back | Command::Quit) => {
+                // Closed unread: the review step is not done.
+                if let Some(pv) = self.plan_view.take()
+                    && let Some((i, _, _)) = pv.pending
+                {
+                    self.checklist.abandon(i);
+                    self.steps.stopped(i);
+                    self.flash =
+                        Some("plan closed without review: Enter on the step shows it again".into());
                 }
                 Vec::new()
             }
@@ -640,6 +659,20 @@ impl App {
                 && let Some(note) = super::screens::monitor::stale_note(self)
             {
                 modal.lines.insert(0, note);
+            }
+            if let Job::Signal(r) = &job_pid_of(&modal)
+                && self
+                    .deploying
+                    .as_ref()
+                    .and_then(|(_, d)| d.backend_pid)
+                    .is_some_and(|p| p == r.pid)
+            {
+                modal.lines.insert(
+                    0,
+                    "This is this console's own deploy: ending its session stops the deploy \
+                     (x on its step cancels it cleanly, its migration rolled back)."
+                        .into(),
+                );
             }
             self.modal = Some(modal);
             return Vec::new();
@@ -1187,6 +1220,14 @@ fn quit_lines(running: &[String]) -> Vec<String> {
          migration rolled back before the console closes."
             .into(),
     ]
+}
+
+/// The job a confirmation modal runs again, if it is one.
+fn job_pid_of(modal: &Modal) -> Job {
+    match &modal.then {
+        Then::Confirm { job, .. } => (**job).clone(),
+        _ => Job::Status,
+    }
 }
 
 /// The plan on screen, and the step its closing ends.

@@ -163,9 +163,18 @@ impl Modal {
         // bottom: however the text above wraps, they stay in sight.
         let mut bottom: Vec<Line> = Vec::new();
         if self.takes_text() {
+            // The end of what is typed stays in sight, however long it gets.
+            let room = (width as usize).saturating_sub(6).max(1);
+            let typed = self.text.chars().count();
+            let shown: String = if typed > room {
+                let tail: String = self.text.chars().skip(typed - room + 1).collect();
+                format!("…{tail}")
+            } else {
+                self.text.clone()
+            };
             bottom.push(Line::from(vec![
                 Span::styled("> ", theme.dim()),
-                Span::raw(self.text.clone()),
+                Span::raw(shown),
                 Span::styled("_", Style::new().add_modifier(Modifier::SLOW_BLINK)),
             ]));
         }

@@ -1375,9 +1375,12 @@ fn the_detail_view_shows_the_full_query_every_lock_and_the_blocking_chain() {
             blocking: vec![5002],
         },
     )))));
+    assert!(a.monitor.detail_at.is_some());
+    // The time it was read, fixed for the snapshot.
+    a.monitor.detail_at = Some(t(0));
     let screen = render(&a, 120, 40);
     for want in [
-        "Backend 5001",
+        "Backend 5001 · as of",
         "[pgdeck]",
         "ADD COLUMN note text",
         "Locks (2)",
@@ -1418,10 +1421,26 @@ fn the_plan_step_ends_only_once_the_plan_was_shown_and_closed() {
     );
     assert!(matches!(a.checklist.state(plan), State::Running { .. }));
     let screen = render(&a, 80, 24);
-    assert!(screen.contains("Esc or Enter: reviewed"), "{screen}");
+    assert!(screen.contains("Enter: reviewed"), "{screen}");
     a.update(key(KeyCode::Char('j')));
     assert_eq!(a.plan_view.as_ref().unwrap().scroll, 1);
+    // Esc closes it unread: the review is not done.
     a.update(key(KeyCode::Esc));
+    assert!(a.plan_view.is_none());
+    assert_eq!(a.checklist.state(plan), &State::Ready);
+    // Shown again and closed with Enter: reviewed.
+    a.update(key(KeyCode::Enter));
+    a.update(Msg::Plan(Box::new(super::jobs::PlanText {
+        text: "Plan for app\n".into(),
+        verdict: crate::lint::plan::Verdict::Ok,
+    })));
+    done(
+        &mut a,
+        Origin::Step(plan),
+        Job::Plan,
+        Ok("1 pending".into()),
+    );
+    a.update(key(KeyCode::Enter));
     assert!(a.plan_view.is_none());
     assert!(matches!(a.checklist.state(plan), State::Done { .. }));
 }
@@ -1510,4 +1529,55 @@ async fn the_log_pane_follows_a_file_counts_its_errors_per_minute_and_raises_the
         "{screen}"
     );
     cancel.cancel();
+}
+
+#[tokio::test]
+async fn steps_that_no_longer_hold_open_again_a_new_migration_the_review_a_restore_the_deploy() {
+    let mut a = app(false);
+    // Two pending when the plan was read; the review and everything up to the deploy done.
+    refreshed_with(&mut a, Facts::default(), Ok(Some(migrations_view(1).await)));
+    let plan = a.checklist.index_of("plan").unwrap();
+    let deploy = a.checklist.index_of("deploy").unwrap();
+    for i in 0..=deploy + 1 {
+        a.checklist.restore(
+            &a.checklist.items[i].id.clone(),
+            State::Done {
+                summary: "done".into(),
+            },
+        );
+    }
+    a.reviewed_pending = Some(
+        a.migrations.view().unwrap().status.pending_names()[..1]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    // A refresh finds a pending migration the plan did not show: the review opens again.
+    refreshed_with(&mut a, Facts::default(), Ok(Some(migrations_view(1).await)));
+    assert_eq!(a.checklist.state(plan), &State::Ready);
+    assert!(
+        a.flash
+            .as_deref()
+            .is_some_and(|f| f.contains("not in the plan read")),
+        "{:?}",
+        a.flash
+    );
+    assert!(!a.checklist.state(deploy).is_complete());
+
+    // A restore that makes migrations pending again opens the deploy and what came after.
+    for i in 0..=deploy + 1 {
+        a.checklist.restore(
+            &a.checklist.items[i].id.clone(),
+            State::Done {
+                summary: "done".into(),
+            },
+        );
+    }
+    a.update(Msg::Restored {
+        pending_again: vec!["20251105000000_add_qrcode_used_by_index".into()],
+    });
+    assert_eq!(a.checklist.state(deploy), &State::Ready);
+    assert!(!a.checklist.state(deploy + 1).is_complete());
+    assert!(a.checklist.state(plan).is_complete());
+    assert!(a.alerts().iter().any(|x| x.contains("pending again")));
 }

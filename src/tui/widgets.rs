@@ -302,7 +302,7 @@ pub fn draw_plan(pv: &super::app::PlanView, theme: Theme, f: &mut Frame, area: R
         })
         .collect();
     let title = if pv.pending.is_some() {
-        " Plan · j/k PgUp/PgDn scroll · Esc or Enter: reviewed "
+        " Plan · j/k PgUp/PgDn scroll · Enter: reviewed · Esc: close unreviewed "
     } else {
         " Plan · j/k PgUp/PgDn scroll · Esc or Enter closes "
     };
@@ -344,8 +344,10 @@ pub fn draw_footer(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 Span::raw(" scroll  "),
                 Span::styled(" PgUp/PgDn ", theme.selected()),
                 Span::raw(" a page  "),
-                Span::styled(" Esc/Enter ", theme.selected()),
-                Span::raw(" close the plan"),
+                Span::styled(" Enter ", theme.selected()),
+                Span::raw(" reviewed  "),
+                Span::styled(" Esc ", theme.selected()),
+                Span::raw(" close"),
             ])),
             area,
         );

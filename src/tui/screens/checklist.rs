@@ -18,7 +18,7 @@ use crate::tui::app::{App, Effect};
 use crate::tui::deploying::Deploying;
 use crate::tui::jobs::{Job, Origin};
 use crate::tui::keymap::{Binding, Command, bind};
-use crate::tui::modal::{Input, Modal, Then};
+use crate::tui::modal::{Choice, Input, Modal, Then};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::level_style;
 
@@ -213,11 +213,35 @@ fn activate(app: &mut App) -> Vec<Effect> {
         && matches!(app.checklist.state(i), State::Failed { .. });
     match item.operation {
         _ if tick_by_hand => {
+            // The check again (a down.sql written since), or a tick saying where the plan is.
             app.modal = Some(Modal::new(
-                format!("Tick '{}' by hand", item.title),
-                vec!["Where is the rollback plan for the migrations without down.sql?".into()],
-                Input::Reason,
-                Then::Tick { index: i },
+                format!("'{}' failed", item.title),
+                vec!["Some pending migrations have no down.sql.".into()],
+                Input::Choice(vec![
+                    Choice {
+                        key: 'r',
+                        label: "check again (a down.sql was written since)".into(),
+                        then: Then::Run {
+                            origin: Origin::Step(i),
+                            job: Box::new(Job::RollbackPlan),
+                        },
+                        input: Input::Yes,
+                        title: String::new(),
+                        lines: Vec::new(),
+                    },
+                    Choice {
+                        key: 't',
+                        label: "tick it by hand, saying where the rollback plan is".into(),
+                        then: Then::Tick { index: i },
+                        input: Input::Reason,
+                        title: format!("Tick '{}' by hand", item.title),
+                        lines: vec![
+                            "Where is the rollback plan for the migrations without down.sql?"
+                                .into(),
+                        ],
+                    },
+                ]),
+                Then::Close,
             ));
             Vec::new()
         }

@@ -164,7 +164,13 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ),
             Event::SessionFinished => ("session finished".into(), Style::new()),
         };
-        let line = format!("{} {:<10} {text}", e.at.format("%H:%M:%S"), e.operator);
+        // A summary's hint is on a line of its own: here it stays on the entry's.
+        let line = format!(
+            "{} {:<10} {}",
+            e.at.format("%H:%M:%S"),
+            e.operator,
+            text.replace('\n', " · ")
+        );
         if !filter.is_empty() && !line.to_lowercase().contains(&filter) {
             continue;
         }

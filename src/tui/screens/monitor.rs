@@ -196,6 +196,8 @@ pub struct MonitorView {
     pub sort: Sort,
     pub hide_idle: bool,
     pub detail: Option<Detail>,
+    /// When the detail view's backend was read.
+    pub detail_at: Option<DateTime<Utc>>,
     pub detail_scroll: usize,
     pub paused: bool,
     pub interval: Duration,
@@ -212,6 +214,7 @@ impl Default for MonitorView {
             sort: Sort::default(),
             hide_idle: false,
             detail: None,
+            detail_at: None,
             detail_scroll: 0,
             paused: false,
             interval: Duration::from_secs(2),
@@ -273,6 +276,29 @@ impl LockRow<'_> {
             .map_or(self.root.application.as_str(), |v| v.application.as_str())
     }
 
+    /// How deep in the queue a waiter is: 1 behind the head itself, 2 behind one of those
+    /// (readers queued behind a waiting ALTER are behind the ALTER, not the head).
+    fn depth(&self) -> usize {
+        let Some(v) = self.victim else { return 0 };
+        let mut depth = 1;
+        let mut at = v;
+        while depth < 6 && !at.blocked_by.contains(&self.root.pid) {
+            match self
+                .root
+                .victims
+                .iter()
+                .find(|w| at.blocked_by.contains(&w.pid))
+            {
+                Some(w) => {
+                    at = w;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        depth
+    }
+
     fn text(&self) -> String {
         match self.victim {
             None => format!(
@@ -285,7 +311,8 @@ impl LockRow<'_> {
                 self.root.query
             ),
             Some(v) => format!(
-                "  └ pid {} {} waits {:.0}s {}{}: {}",
+                "{}└ pid {} {} waits {:.0}s {}{}: {}",
+                "  ".repeat(self.depth()),
                 v.pid,
                 v.user,
                 v.waiting_seconds,
@@ -595,7 +622,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 Gauge::default()
                     .ratio(c.utilisation.clamp(0.0, 1.0))
                     .label(format!(
-                        "{} of {} usable ({:.0} %)",
+                        "{} connections of {} usable ({:.0} %)",
                         c.total,
                         c.usable_max,
                         c.utilisation * 100.0
@@ -707,7 +734,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     );
 
     let [locks_area, tables_area] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+        Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(bottom);
     let mut lines = Vec::new();
     match &s.blocking {
         Pane::Ok(_) => {
@@ -792,12 +819,18 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                         )
                     })
                     .unwrap_or_default();
+                // A locked table's catalog estimate is 0 until it was vacuumed or analyzed:
+                // not "empty", but unknown.
+                let size = if t.estimated && t.total_bytes == 0 {
+                    "?".to_owned()
+                } else {
+                    human_bytes(t.total_bytes)
+                };
                 lines.push(Line::raw(format!(
-                    "{:>9} {}{growth}{}",
-                    human_bytes(t.total_bytes),
+                    "{size:>9} {}{growth}{}",
                     t.name,
                     if t.estimated {
-                        " (estimate: locked)"
+                        " (locked: estimate)"
                     } else {
                         ""
                     }
@@ -877,8 +910,13 @@ fn draw_detail(app: &App, d: &Detail, theme: Theme, f: &mut Frame, area: Rect) {
                 ),
                 theme.bold(),
             ));
+            let query = if b.state.starts_with("idle") {
+                "last query started"
+            } else {
+                "query running"
+            };
             lines.push(Line::raw(format!(
-                "state: {}  query running {}  transaction open {}",
+                "state: {}  {query} {}  transaction open {}",
                 session_state(&b.state, b.wait_event.as_deref()),
                 secs(b.query_seconds),
                 secs(b.transaction_seconds)
@@ -935,7 +973,14 @@ fn draw_detail(app: &App, d: &Detail, theme: Theme, f: &mut Frame, area: Rect) {
             .wrap(Wrap { trim: false })
             .scroll((app.monitor.detail_scroll.min(u16::MAX as usize) as u16, 0))
             .block(Block::bordered().title(vec![
-                Span::raw(format!(" Backend {} ", d.pid())),
+                Span::raw(format!(
+                    " Backend {}{} ",
+                    d.pid(),
+                    app.monitor
+                        .detail_at
+                        .map(|t| format!(" · as of {}", t.format("%H:%M:%S")))
+                        .unwrap_or_default()
+                )),
                 Span::styled("· c cancel · K terminate · Esc back ", theme.dim()),
             ])),
         area,
