@@ -526,7 +526,7 @@ async fn a_restore_checks_the_backup_and_the_sessions_asks_with_the_loss_and_say
     let entry = take_backup(&env, "development", false).await;
     m.add(
         "20250102000000_more",
-        "INSERT INTO \"User\" VALUES (3, 'new');",
+        "INSERT INTO \"User\" VALUES (3, 'new');\nCREATE TABLE \"Audit\" (id int);",
     );
     let deployed = deploying(&env, DeployRequest::default()).await;
     assert!(deployed.result.is_ok());
@@ -600,6 +600,14 @@ async fn a_restore_checks_the_backup_and_the_sessions_asks_with_the_loss_and_say
     );
     assert_eq!(report.pending_again, ["20250102000000_more"]);
     assert!(ran.lines().contains("pending again"), "{}", ran.lines());
+    // pg_restore replaces what the backup holds: a table made after it stays, and is named.
+    assert_eq!(report.left_in_place, ["public.Audit"]);
+    assert!(
+        ran.lines()
+            .contains("left in place 1 table(s) the backup did not have"),
+        "{}",
+        ran.lines()
+    );
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
         "maintenance_on\nmaintenance_off\n"

@@ -180,6 +180,9 @@ pub struct Restored {
     pub checks: Vec<CheckResult>,
     /// The sessions it terminated first, when asked to.
     pub terminated: Vec<OtherSession>,
+    /// Tables the database has that the backup did not (created after it was taken):
+    /// `pg_restore --clean` replaces what the backup holds and leaves these as they are.
+    pub left_in_place: Vec<String>,
 }
 
 /// The state a restore that did not finish left the database in: what decides whether the
@@ -344,7 +347,42 @@ pub async fn restore(
     let checks = check_restored(target, &entry, opts)
         .await
         .map_err(|e| Left::Restored.with(e))?;
-    Ok(Restored { checks, terminated })
+    let left_in_place = left_in_place(target, &entry).await.unwrap_or_default();
+    Ok(Restored {
+        checks,
+        terminated,
+        left_in_place,
+    })
+}
+
+/// The tables the database has now that the backup did not record (its row counts name every
+/// table it held): made after the backup, and untouched by `pg_restore --clean`. Empty when
+/// the backup recorded no tables (taken without row counts).
+async fn left_in_place(target: &DbTarget, entry: &BackupEntry) -> Result<Vec<String>> {
+    if entry.table_rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let session = db::connect(&target.with_application_name("pgdeck-restore")).await?;
+    let now: Vec<String> = session
+        .client
+        .query(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("listing the tables after the restore", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(now
+        .into_iter()
+        .filter(|t| !entry.table_rows.contains_key(t))
+        .collect())
 }
 
 /// After a restore: the recorded row counts of the largest tables, then the configured checks.

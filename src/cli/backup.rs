@@ -235,6 +235,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                     "checks": report.checks,
                     "status": report.status.map(|s| s.migrations),
                     "pending_again": report.pending_again,
+                    "left_in_place": report.left_in_place,
                 }));
             } else {
                 let mut text = format!("restored {} into {}\n", report.backup.file, env.target);
@@ -244,6 +245,12 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                         if c.ok { "ok " } else { "!! " },
                         c.check,
                         c.result
+                    ));
+                }
+                if !report.left_in_place.is_empty() {
+                    text.push_str(&format!(
+                        "left in place (made after the backup, not replaced): {}\n",
+                        report.left_in_place.join(", ")
                     ));
                 }
                 if let Some(s) = &report.status {

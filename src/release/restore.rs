@@ -59,6 +59,8 @@ pub struct RestoreReport {
     /// Migrations applied after the backup was taken: pending again now, and the next deploy
     /// applies them again.
     pub pending_again: Vec<String>,
+    /// Tables made after the backup, which the restore left as they are.
+    pub left_in_place: Vec<String>,
 }
 
 /// The newest backup of the environment's database in its folder whose file is present
@@ -293,8 +295,8 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         },
     )
     .await;
-    let (checks, terminated) = match restored {
-        Ok(r) => (r.checks, r.terminated),
+    let (checks, terminated, left_in_place) = match restored {
+        Ok(r) => (r.checks, r.terminated, r.left_in_place),
         Err(RestoreFailed { error: e, left }) => {
             ctx.notify(&format!("rollback FAILED on {}: {}", env.name, e.cause))
                 .await;
@@ -331,16 +333,33 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
             pending_again.join(", ")
         ));
     }
+    if !left_in_place.is_empty() {
+        ctx.warn(format!(
+            "the restore left in place {} table(s) the backup did not have (made after it): {}. \
+             pg_restore replaces what the backup holds only; a migration pending again that \
+             creates them will fail: save what they hold and drop them, or resolve that migration",
+            left_in_place.len(),
+            left_in_place.join(", ")
+        ));
+    }
     let failed_checks = checks.iter().filter(|c| !c.ok).count();
     record_release(
         ctx,
         Workflow::Restore,
         Outcome::Ok,
         &format!(
-            "{} restored; {} check(s), {failed_checks} failed; {} migration(s) pending again{}",
+            "{} restored; {} check(s), {failed_checks} failed; {} migration(s) pending again{}{}",
             entry.file,
             checks.len(),
             pending_again.len(),
+            if left_in_place.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; left in place, not in the backup: {}",
+                    left_in_place.join(", ")
+                )
+            },
             if terminated.is_empty() {
                 String::new()
             } else {
@@ -371,6 +390,7 @@ pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreRepor
         checks,
         status,
         pending_again,
+        left_in_place,
     })
 }
 

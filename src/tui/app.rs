@@ -65,6 +65,8 @@ pub enum Msg {
     /// A restore ended: the migrations it made pending again.
     Restored {
         pending_again: Vec<String>,
+        /// Tables made after the backup, which the restore left as they are.
+        left_in_place: Vec<String>,
     },
     /// The plan, worded, for the plan view.
     Plan(Box<PlanText>),
@@ -120,6 +122,8 @@ pub struct App {
     pub health: Option<Box<Report>>,
     /// Why the last background health sample failed, and when (cleared by the next report).
     pub health_failed: Option<(String, chrono::DateTime<Utc>)>,
+    /// Tables the last restore left in place (made after its backup).
+    pub left_in_place: Vec<String>,
     /// The pending migrations when the plan was read: another set needs another review.
     pub reviewed_pending: Option<Vec<String>>,
     /// Migrations a restore made pending again (the next deploy would apply them again).
@@ -180,6 +184,7 @@ impl App {
             plan_view: None,
             pending_again: Vec::new(),
             reviewed_pending: None,
+            left_in_place: Vec::new(),
             health_live: false,
             read_only: None,
             probe_history: VecDeque::new(),
@@ -470,7 +475,11 @@ impl App {
                 self.dirty = self.screen == Screen::Logs || !self.logs.alerts().is_empty();
                 Vec::new()
             }
-            Msg::Restored { pending_again } => {
+            Msg::Restored {
+                pending_again,
+                left_in_place,
+            } => {
+                self.left_in_place = left_in_place;
                 // What the deploy and the checks after it saw is gone with the restore.
                 if !pending_again.is_empty()
                     && let Some(d) = self.checklist.index_of("deploy")

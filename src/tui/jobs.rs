@@ -735,6 +735,7 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
             let report = release::restore(ctx, req).await?;
             let _ = runner.tx.send(Msg::Restored {
                 pending_again: report.pending_again.clone(),
+                left_in_place: report.left_in_place.clone(),
             });
             let failed = report.checks.iter().filter(|c| !c.ok).count();
             let mut summary = format!(
@@ -746,6 +747,12 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                 summary.push_str(&format!(
                     "; PENDING AGAIN: {} (the next deploy applies them again)",
                     report.pending_again.join(", ")
+                ));
+            }
+            if !report.left_in_place.is_empty() {
+                summary.push_str(&format!(
+                    "; LEFT IN PLACE (made after the backup, not replaced): {}",
+                    report.left_in_place.join(", ")
                 ));
             }
             Ok(summary)

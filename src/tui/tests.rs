@@ -1575,7 +1575,15 @@ async fn steps_that_no_longer_hold_open_again_a_new_migration_the_review_a_resto
     }
     a.update(Msg::Restored {
         pending_again: vec!["20251105000000_add_qrcode_used_by_index".into()],
+        left_in_place: vec!["public.StripeWebhookEvent".into()],
     });
+    a.update(key(KeyCode::Char('4')));
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("LEFT IN PLACE by the restore")
+            && screen.contains("public.StripeWebhookEvent"),
+        "{screen}"
+    );
     assert_eq!(a.checklist.state(deploy), &State::Ready);
     assert!(!a.checklist.state(deploy + 1).is_complete());
     assert!(a.checklist.state(plan).is_complete());

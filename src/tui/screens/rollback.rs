@@ -351,6 +351,17 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
 
     // The situation first.
     let mut lines = Vec::new();
+    if !app.left_in_place.is_empty() {
+        lines.push(Line::styled(
+            format!(
+                "LEFT IN PLACE by the restore (made after its backup): {}. A migration pending \
+                 again that creates them will fail: save what they hold and drop them, or \
+                 resolve that migration (u).",
+                app.left_in_place.join(", ")
+            ),
+            theme.bad(),
+        ));
+    }
     if !app.pending_again.is_empty() {
         lines.push(Line::styled(
             format!(
