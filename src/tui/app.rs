@@ -359,6 +359,17 @@ impl App {
         self.monitor.selected = 0;
         self.monitor.lock_selected = 0;
         self.migrations.selected = 0;
+        self.rollback.selected = 0;
+        let filter = self.filter_of(Screen::Checklist).to_lowercase();
+        if self.screen == Screen::Checklist
+            && let Some(i) = self
+                .checklist
+                .items
+                .iter()
+                .position(|i| i.title.to_lowercase().contains(&filter))
+        {
+            self.steps.selected = i;
+        }
         Vec::new()
     }
 

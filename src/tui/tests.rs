@@ -1589,3 +1589,22 @@ async fn steps_that_no_longer_hold_open_again_a_new_migration_the_review_a_resto
     assert!(a.checklist.state(plan).is_complete());
     assert!(a.alerts().iter().any(|x| x.contains("pending again")));
 }
+
+#[test]
+fn the_checklist_filter_shows_and_moves_among_the_matching_steps() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('/')));
+    typed(&mut a, "backup");
+    a.update(key(KeyCode::Enter));
+    let screen = render(&a, 80, 24);
+    assert!(
+        screen.contains("Backup created") && screen.contains("Backup retained"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Deploy migrations"), "{screen}");
+    assert_eq!(a.checklist.items[a.steps.selected].title, "Backup created");
+    a.update(key(KeyCode::Char('G')));
+    assert_eq!(a.checklist.items[a.steps.selected].title, "Backup retained");
+    a.update(key(KeyCode::Esc));
+    assert!(render(&a, 80, 24).contains("Deploy migrations"));
+}

@@ -109,9 +109,18 @@ impl ChecklistView {
 }
 
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
-    let n = app.checklist.items.len();
     match command {
-        Command::Move(motion) => app.steps.selected = motion.apply(app.steps.selected, n),
+        Command::Move(motion) => {
+            // Among the items the filter lets through.
+            let shown = shown(app);
+            let at = shown
+                .iter()
+                .position(|i| *i >= app.steps.selected)
+                .unwrap_or(0);
+            if let Some(i) = shown.get(motion.apply(at, shown.len())) {
+                app.steps.selected = *i;
+            }
+        }
         Command::Activate => return activate(app),
         Command::Skip => {
             let i = app.steps.selected;
@@ -195,6 +204,22 @@ pub fn terminate_blocker(app: &mut App) -> Vec<Effect> {
             read_only: false,
         }),
     )
+}
+
+/// The items the filter (`/`) lets through, all without one.
+fn shown(app: &App) -> Vec<usize> {
+    let filter = app
+        .filter_of(crate::tui::screens::Screen::Checklist)
+        .to_lowercase();
+    (0..app.checklist.items.len())
+        .filter(|i| {
+            filter.is_empty()
+                || app.checklist.items[*i]
+                    .title
+                    .to_lowercase()
+                    .contains(&filter)
+        })
+        .collect()
 }
 
 /// Enter: run an automated item, tick a manual one.
@@ -321,7 +346,11 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let mut lines = Vec::new();
     let mut selected_line = 0;
     let mut phase = None;
+    let shown = shown(app);
     for (i, item) in c.items.iter().enumerate() {
+        if !shown.contains(&i) {
+            continue;
+        }
         if phase != Some(item.phase) {
             phase = Some(item.phase);
             lines.push(Line::styled(

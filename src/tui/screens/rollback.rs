@@ -161,6 +161,17 @@ pub fn revertible(app: &App) -> Vec<String> {
     }
 }
 
+/// The revertible migrations the filter (`/`) lets through, as the list shows them.
+fn listed(app: &App) -> Vec<String> {
+    let filter = app
+        .filter_of(crate::tui::screens::Screen::Rollback)
+        .to_lowercase();
+    revertible(app)
+        .into_iter()
+        .filter(|n| filter.is_empty() || n.to_lowercase().contains(&filter))
+        .collect()
+}
+
 /// Failed migrations waiting for `resolve`.
 pub fn failed_migrations(app: &App) -> Vec<(String, Option<String>)> {
     match app.migrations.view() {
@@ -190,7 +201,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
     match command {
         C::Left | C::Right => app.rollback.on_checklist = command == C::Right,
         C::Move(motion) => {
-            let n = revertible(app).len();
+            let n = listed(app).len();
             let r = &mut app.rollback;
             let (sel, len) = if r.on_checklist {
                 (&mut r.emergency_selected, r.emergency.len())
@@ -212,7 +223,7 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
                 } else {
                     app.flash = Some("already ticked (the journal keeps it)".into());
                 }
-            } else if let Some(name) = revertible(app).get(app.rollback.selected).cloned() {
+            } else if let Some(name) = listed(app).get(app.rollback.selected).cloned() {
                 let marked = &mut app.rollback.marked;
                 match marked.iter().position(|n| *n == name) {
                     Some(p) => {
@@ -475,7 +486,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         }
     };
     let mut lines = Vec::new();
-    let revertible = revertible(app);
+    let revertible = listed(app);
     if revertible.is_empty() {
         lines.push(Line::styled(
             "no applied migration has a down.sql: restore a backup (b) or write a migration by hand",
