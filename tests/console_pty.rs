@@ -317,6 +317,7 @@ fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_
     // K asks about the session as it is now; y ends it.
     c.keys("K");
     c.wait_for("Terminate backend");
+    c.wait_for("The deploy waits for it, on attempt");
     c.wait_for("Its open transaction rolls back.");
     c.keys("y");
     c.wait_for("Checklist 11/20");

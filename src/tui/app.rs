@@ -578,8 +578,19 @@ impl App {
                 job,
                 result,
             } => {
+                let deploy_ended = matches!(*job, Job::Deploy(_) | Job::Revert(_));
                 let effects = self.done(origin, *job, result);
                 self.refresh_quit_modal();
+                if deploy_ended
+                    && let Some(m) = self.modal.as_mut()
+                    && m.lines
+                        .first()
+                        .is_some_and(|l| l.starts_with("The deploy waits for it"))
+                {
+                    m.lines[0] = "The deploy has ended since: terminating this session no \
+                                  longer helps it (Esc leaves it be)."
+                        .into();
+                }
                 effects
             }
             Msg::Stop => self.quit(),
@@ -679,6 +690,19 @@ impl App {
                 && let Some(note) = super::screens::monitor::stale_note(self)
             {
                 modal.lines.insert(0, note);
+            }
+            if let Job::Signal(r) = &job_pid_of(&modal)
+                && let Some((_, d)) = &self.deploying
+                && d.root_blocker(std::time::Instant::now())
+                    .is_some_and(|h| h.pid == r.pid)
+            {
+                modal.lines.insert(
+                    0,
+                    format!(
+                        "The deploy waits for it, on attempt {} of {}.",
+                        d.attempt, d.attempts
+                    ),
+                );
             }
             if let Job::Signal(r) = &job_pid_of(&modal)
                 && self
