@@ -468,6 +468,10 @@ fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
         "{}",
         second.text()
     );
+    // It follows what the holding console does.
+    first.keys("\r");
+    first.wait_for("Checklist 2/20");
+    second.wait_for("Checklist 2/20");
     second.keys("q");
     let start = Instant::now();
     while second.child.try_wait().unwrap().is_none() {
@@ -477,7 +481,9 @@ fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
 
     // The first goes on as before, and its journal has nothing from the second.
     first.keys("\r");
-    first.wait_for("Checklist 2/20");
+    first.wait_for("Esc: close unreviewed");
+    first.keys("\r");
+    first.wait_for("Checklist 3/20");
     first.keys("q");
     let start = Instant::now();
     while first.child.try_wait().unwrap().is_none() {

@@ -173,6 +173,7 @@ async fn console(env: &Environment, origin: Origin, job: Job) -> (Result<String,
         journal: Arc::new(MemoryJournal::default()),
         tx,
         session_file: session.path().join("session.jsonl"),
+        watch_session: false,
         interval,
         root: CancellationToken::new(),
     };
@@ -582,6 +583,7 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
         journal: Arc::new(MemoryJournal::default()),
         tx,
         session_file: session.path().join("s.jsonl"),
+        watch_session: false,
         interval,
         root: CancellationToken::new(),
     });

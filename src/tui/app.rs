@@ -425,8 +425,21 @@ impl App {
                     migrations,
                     mut facts,
                     backup,
+                    session,
                     ..
                 } = *r;
+                // A read-only console follows what the holding console does.
+                if self.read_only.is_some()
+                    && let Some(entries) = session
+                    && entries.len() != self.journal.len()
+                {
+                    let selected = self.steps.selected;
+                    self.checklist =
+                        Checklist::new(self.checklist.items.clone(), self.checklist.facts.clone());
+                    self.restore_from(&entries);
+                    self.steps.selected = selected;
+                    self.journal = entries;
+                }
                 if let Some(a) = &self.steps.acknowledged {
                     facts.unacknowledged.retain(|f| !a.findings.contains(f));
                 }

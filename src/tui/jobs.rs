@@ -212,6 +212,8 @@ pub struct Refreshed {
     pub facts: Facts,
     /// The newest verified backup of this environment's database, for the Rollback screen.
     pub backup: Option<Box<BackupEntry>>,
+    /// The session as the console that holds it has written it (a read-only console only).
+    pub session: Option<Vec<crate::journal::Entry>>,
 }
 
 /// What the tasks share.
@@ -222,6 +224,8 @@ pub struct Runner {
     pub tx: UnboundedSender<Msg>,
     /// Where this session's baseline and report go (beside its journal).
     pub session_file: PathBuf,
+    /// Another console holds the session: each refresh reads what it wrote.
+    pub watch_session: bool,
     pub interval: watch::Sender<Duration>,
     /// Cancelled when the console closes: every job stops.
     pub root: CancellationToken,
@@ -344,7 +348,10 @@ impl Jobs {
         let generation = self.generation;
         let runner = self.runner.clone();
         tokio::spawn(async move {
-            let refreshed = refresh(&runner.env, generation).await;
+            let mut refreshed = refresh(&runner.env, generation).await;
+            if runner.watch_session {
+                refreshed.session = crate::journal::read(&runner.session_file).ok();
+            }
             let _ = runner.tx.send(Msg::Refreshed(Box::new(refreshed)));
         });
     }
@@ -656,6 +663,7 @@ async fn refresh(env: &Environment, generation: u64) -> Refreshed {
             .ok()
             .flatten()
             .map(Box::new),
+        session: None,
     }
 }
 

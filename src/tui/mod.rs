@@ -106,6 +106,7 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         journal: recorder,
         tx: tx.clone(),
         session_file,
+        watch_session: app.read_only.is_some(),
         interval,
         root: CancellationToken::new(),
     };

@@ -196,6 +196,7 @@ fn refreshed_with(a: &mut App, facts: Facts, migrations: Result<Option<Migration
         migrations,
         facts,
         backup: None,
+        session: None,
     })));
 }
 
@@ -613,12 +614,14 @@ fn an_older_refresh_never_overwrites_a_newer_one() {
         migrations: Err("newer".into()),
         facts: protected_facts(&[]),
         backup: None,
+        session: None,
     };
     let older = Refreshed {
         generation: 6,
         migrations: Err("older".into()),
         facts: Facts::default(),
         backup: None,
+        session: None,
     };
     a.update(Msg::Refreshed(Box::new(newer)));
     a.update(Msg::Refreshed(Box::new(older)));
