@@ -138,7 +138,7 @@ fn state_line(state: &LogState, theme: Theme) -> Option<Line<'static>> {
             theme.warn(),
         ),
         LogState::Unavailable { reason, hint } => {
-            Line::styled(format!("not shown: {reason} ({hint})"), theme.dim())
+            Line::styled(format!("{reason} ({hint})"), theme.dim())
         }
         LogState::Error { cause, hint, .. } => {
             Line::styled(format!("error: {cause} ({hint})"), theme.bad())
@@ -199,18 +199,32 @@ fn draw_tail(app: &App, pane: Pane<'_>, theme: Theme, f: &mut Frame, area: Rect)
             theme.dim(),
         ),
     ];
-    let mut lines: Vec<Line> = Vec::new();
-    if let Some(l) = state_line(tail.state(), theme) {
-        lines.push(l);
+    let block = Block::bordered()
+        .title(Line::from(title))
+        .border_style(if focused { theme.bold() } else { Style::new() });
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    // What the follower is doing, wrapped on top; the newest lines below, one row each.
+    let state =
+        state_line(tail.state(), theme).map(|l| Paragraph::new(l).wrap(Wrap { trim: false }));
+    let state_rows = state
+        .as_ref()
+        .map_or(0, |p| p.line_count(inner.width.max(1)) as u16)
+        .min(inner.height);
+    let [state_area, lines_area] =
+        Layout::vertical([Constraint::Length(state_rows), Constraint::Min(0)]).areas(inner);
+    if let Some(p) = state {
+        f.render_widget(p, state_area);
     }
-    let rows = area.height.saturating_sub(2) as usize;
+    let rows = lines_area.height as usize;
     let shown: Vec<_> = tail
         .lines()
         .iter()
         .filter(|l| filter.is_empty() || l.text.to_lowercase().contains(&filter))
         .collect();
     let end = shown.len().saturating_sub(back);
-    let start = end.saturating_sub(rows.saturating_sub(lines.len()));
+    let start = end.saturating_sub(rows);
+    let mut lines: Vec<Line> = Vec::new();
     for l in &shown[start..end] {
         let style = if l.context {
             theme.dim()
@@ -223,17 +237,10 @@ fn draw_tail(app: &App, pane: Pane<'_>, theme: Theme, f: &mut Frame, area: Rect)
             Span::styled(l.text.clone(), style),
         ]));
     }
-    if shown.is_empty() && lines.is_empty() {
+    if shown.is_empty() && state_rows == 0 {
         lines.push(Line::styled("no lines yet", theme.dim()));
     }
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(Line::from(title))
-                .border_style(if focused { theme.bold() } else { Style::new() }),
-        ),
-        area,
-    );
+    f.render_widget(Paragraph::new(lines), lines_area);
 }
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
