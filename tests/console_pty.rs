@@ -92,6 +92,42 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Types `keys` and waits for the checklist to count `done` items.
+    fn step(&mut self, keys: &str, done: usize) {
+        self.keys(keys);
+        self.wait_for(&format!("Checklist {done}/20"));
+    }
+
+    /// Walks the demo's checklist from the start to its Deploy step: backup, verify, the plan
+    /// read, the ticks (with the notes given), the rollback plan, the baseline, two skips.
+    fn walk_to_deploy(&mut self, staging_note: &str, team_note: &str) {
+        self.wait_for("Checklist 0/20");
+        // The demo database is as production would be before the release: one applied, two new.
+        self.wait_for("1 applied, 2 pending");
+        self.step("\r", 1); // backup
+        assert!(
+            self.text().contains("[x] Backup created"),
+            "{}",
+            self.text()
+        );
+        self.step("\r", 2); // verify
+        // Lint and plan: the whole plan is shown, and the step ends once it was read.
+        self.keys("\r");
+        self.wait_for("Enter: reviewed");
+        self.wait_for("Plan for");
+        self.wait_for("overall: ok");
+        self.step("\r", 3);
+        self.step(&format!("\r{staging_note}\r"), 4);
+        self.step("\r\r", 5); // integration tests, no note
+        self.step("\r", 6); // every pending migration has a down.sql
+        self.step(&format!("\r{team_note}\r"), 7);
+        self.step("\r", 8); // baseline (a few seconds of probes)
+        self.step("sdemo in the daytime\r", 9);
+        self.step("snot needed\r", 10);
+    }
+}
+
 /// The port the demo cluster in `home` listens on.
 fn demo_port(home: &Path) -> u16 {
     std::fs::read_to_string(home.join("cluster/pgdeck-port.conf"))
@@ -135,29 +171,7 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     let _stop = StopDemo(home.path().to_owned());
     let mut c = Console::start(home.path(), journal.path());
 
-    c.wait_for("Checklist 0/20");
-    // The demo database is as production would be before the release: one applied, two new.
-    c.wait_for("1 applied, 2 pending");
-    let step = |c: &mut Console, keys: &str, done: usize| {
-        c.keys(keys);
-        c.wait_for(&format!("Checklist {done}/20"));
-    };
-    step(&mut c, "\r", 1); // backup
-    assert!(c.text().contains("[x] Backup created"), "{}", c.text());
-    step(&mut c, "\r", 2); // verify
-    // Lint and plan: the whole plan is shown, and the step ends once it was read.
-    c.keys("\r");
-    c.wait_for("Enter: reviewed");
-    c.wait_for("Plan for");
-    c.wait_for("overall: ok");
-    step(&mut c, "\r", 3);
-    step(&mut c, "\rstaging run 17\r", 4);
-    step(&mut c, "\r\r", 5); // integration tests, no note
-    step(&mut c, "\r", 6); // every pending migration has a down.sql
-    step(&mut c, "\r#release\r", 7);
-    step(&mut c, "\r", 8); // baseline (a few seconds of probes)
-    step(&mut c, "sdemo in the daytime\r", 9);
-    step(&mut c, "snot needed\r", 10);
+    c.walk_to_deploy("staging run 17", "#release");
     // Deploy on the (protected) demo: the name must be typed.
     c.keys("\r");
     c.wait_for("type the database name (pgdeck_demo)");
@@ -165,8 +179,8 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     c.keys("pgdeck_demo\r");
     c.wait_for("Checklist 11/20");
     c.wait_for("3 applied, 0 pending");
-    step(&mut c, "\r", 12); // status
-    step(&mut c, "\r", 13); // health
+    c.step("\r", 12); // status
+    c.step("\r", 13); // health
     assert!(c.text().contains("health: ok"), "{}", c.text());
 
     // A slow query appears on the Monitor screen.
@@ -273,24 +287,7 @@ fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_
     let journal = tempfile::tempdir().unwrap();
     let _stop = StopDemo(home.path().to_owned());
     let mut c = Console::start(home.path(), journal.path());
-    c.wait_for("Checklist 0/20");
-    c.wait_for("1 applied, 2 pending");
-    let step = |c: &mut Console, keys: &str, done: usize| {
-        c.keys(keys);
-        c.wait_for(&format!("Checklist {done}/20"));
-    };
-    step(&mut c, "\r", 1); // backup
-    step(&mut c, "\r", 2); // verify
-    c.keys("\r");
-    c.wait_for("Enter: reviewed");
-    step(&mut c, "\r", 3); // the plan, read
-    step(&mut c, "\r\r", 4);
-    step(&mut c, "\r\r", 5);
-    step(&mut c, "\r", 6);
-    step(&mut c, "\r\r", 7);
-    step(&mut c, "\r", 8); // baseline
-    step(&mut c, "sdaytime demo\r", 9);
-    step(&mut c, "snot needed\r", 10);
+    c.walk_to_deploy("", "");
 
     // An application session holds a transaction open on the table the migration alters.
     let mut blocker = idle_transaction_on(home.path(), "QRCode");

@@ -28,16 +28,21 @@ pub async fn health(
         }
     };
     if report.verdict == Level::Alert {
-        let worst: Vec<String> = report
-            .checks
-            .iter()
-            .filter(|c| c.level == Level::Alert)
-            .map(|c| format!("{} {}", c.name, c.value))
-            .collect();
-        ctx.notify(&format!("ALERT on {}: {}", env.name, worst.join("; ")))
-            .await;
+        tell_alert(ctx, &report).await;
     }
     Ok(report)
+}
+
+/// Tells the team what is in ALERT.
+async fn tell_alert(ctx: &Context, report: &Report) {
+    let worst: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.level == Level::Alert)
+        .map(|c| format!("{} {}", c.name, c.value))
+        .collect();
+    ctx.notify(&format!("ALERT on {}: {}", ctx.env.name, worst.join("; ")))
+        .await;
 }
 
 /// Health sampled again and again until cancelled, each report handed to `on_report` as it
@@ -61,14 +66,7 @@ pub async fn watch_health(
             Ok(report) => {
                 let alert = report.verdict == Level::Alert;
                 if alert && !was_alert {
-                    let worst: Vec<String> = report
-                        .checks
-                        .iter()
-                        .filter(|c| c.level == Level::Alert)
-                        .map(|c| format!("{} {}", c.name, c.value))
-                        .collect();
-                    ctx.notify(&format!("ALERT on {}: {}", env.name, worst.join("; ")))
-                        .await;
+                    tell_alert(ctx, &report).await;
                 }
                 was_alert = alert;
                 on_report(Ok(report));

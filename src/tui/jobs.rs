@@ -357,20 +357,29 @@ impl Jobs {
     }
 }
 
+/// A workflow's context whose events reach the loop as `origin`'s messages, and the task
+/// that forwards them (it ends once the context is dropped).
+fn context(
+    runner: &Runner,
+    origin: Origin,
+    token: CancellationToken,
+) -> (release::Context, JoinHandle<()>) {
+    let (etx, mut erx) = unbounded_channel::<release::Event>();
+    let tx = runner.tx.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(event) = erx.recv().await {
+            for msg in messages(origin, event) {
+                let _ = tx.send(msg);
+            }
+        }
+    });
+    let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
+    (ctx, forward)
+}
+
 fn spawn_job(runner: Runner, origin: Origin, job: Job, token: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let (etx, mut erx) = unbounded_channel::<release::Event>();
-        let forward = {
-            let tx = runner.tx.clone();
-            tokio::spawn(async move {
-                while let Some(event) = erx.recv().await {
-                    for msg in messages(origin, event) {
-                        let _ = tx.send(msg);
-                    }
-                }
-            })
-        };
-        let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
+        let (ctx, forward) = context(&runner, origin, token);
         let result = run(&ctx, &runner, origin, &job).await;
         // Every event it sent is shown before its end.
         drop(ctx);
@@ -568,18 +577,7 @@ const LIVE_HEALTH_PAUSE: Duration = Duration::from_secs(5);
 /// Health sampled in the background during the release, compared with the session's baseline.
 fn live_health(runner: Runner, token: CancellationToken) {
     tokio::spawn(async move {
-        let (etx, mut erx) = unbounded_channel::<release::Event>();
-        let forward = {
-            let tx = runner.tx.clone();
-            tokio::spawn(async move {
-                while let Some(event) = erx.recv().await {
-                    for msg in messages(Origin::Monitor, event) {
-                        let _ = tx.send(msg);
-                    }
-                }
-            })
-        };
-        let ctx = release::Context::new(runner.env.clone(), runner.journal.clone(), etx, token);
+        let (ctx, forward) = context(&runner, Origin::Monitor, token);
         let baseline = Baseline::load(&runner.baseline_path()).ok();
         let tx = runner.tx.clone();
         release::watch_health(&ctx, baseline.as_ref(), LIVE_HEALTH_PAUSE, |sample| {
