@@ -459,7 +459,7 @@ fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
     second.wait_for("has this session open");
     second.wait_for("Checklist 1/20");
     second.keys("\r");
-    second.wait_for("nothing runs from this console");
+    second.wait_for("drives this session");
     assert!(
         second.text().contains("Checklist 1/20"),
         "{}",

@@ -73,12 +73,17 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
             }
         ),
         format!(
-            "now: {}{}, query running {}, transaction open {}",
+            "now: {}{}, {} {}, transaction open {}",
             if b.state.is_empty() { "?" } else { &b.state },
             b.wait_event
                 .as_deref()
                 .map(|w| format!(" (waiting on {w})"))
                 .unwrap_or_default(),
+            if b.state.starts_with("idle") {
+                "last query started"
+            } else {
+                "query running"
+            },
             seconds(b.query_seconds),
             seconds(b.transaction_seconds)
         ),

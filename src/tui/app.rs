@@ -125,7 +125,11 @@ pub struct App {
     /// Tables the last restore left in place (made after its backup).
     pub left_in_place: Vec<String>,
     /// The pending migrations when the plan was read: another set needs another review.
+    /// Each as `name@checksum`: an edited migration is another one to review.
     pub reviewed_pending: Option<Vec<String>>,
+    /// A resumed session's plan was reviewed before: what is pending at the first refresh is
+    /// taken as what was read.
+    adopt_review: bool,
     /// Migrations a restore made pending again (the next deploy would apply them again).
     pub pending_again: Vec<String>,
     /// The whole plan on screen, over the screen on show.
@@ -184,6 +188,7 @@ impl App {
             plan_view: None,
             pending_again: Vec::new(),
             reviewed_pending: None,
+            adopt_review: false,
             left_in_place: Vec::new(),
             health_live: false,
             read_only: None,
@@ -300,13 +305,16 @@ impl App {
         out
     }
 
-    /// The pending migrations as last read.
-    fn pending_names(&self) -> Option<Vec<String>> {
+    /// The pending migrations as last read, each as `name@checksum` of its local file.
+    pub fn pending_names(&self) -> Option<Vec<String>> {
         self.migrations.view().map(|v| {
             v.status
                 .pending_names()
                 .iter()
-                .map(|s| s.to_string())
+                .map(|n| {
+                    let sum = v.dir.get(n).map(|m| m.checksum.as_str()).unwrap_or("");
+                    format!("{n}@{sum}")
+                })
                 .collect()
         })
     }
@@ -316,6 +324,7 @@ impl App {
         let title = self.checklist.items[from].title.clone();
         let text = format!("{why}: '{title}' and the steps after it are open again");
         self.flash = Some(text.clone());
+        self.steps.selected = from;
         self.steps.log(text);
     }
 
@@ -446,8 +455,11 @@ impl App {
                 self.checklist.set_facts(facts);
                 self.migrations.data = migrations.map(Some);
                 self.rollback.backup = backup;
-                // A migration pending now that was not in the plan read needs another
-                // review; the reviewed ones being applied does not.
+                if std::mem::take(&mut self.adopt_review) && self.reviewed_pending.is_none() {
+                    self.reviewed_pending = self.pending_names();
+                }
+                // A migration pending now that was not in the plan read (new, or edited since)
+                // needs another review; the reviewed ones being applied does not.
                 if let (Some(reviewed), Some(now), Some(plan)) = (
                     &self.reviewed_pending,
                     self.pending_names(),
@@ -465,12 +477,16 @@ impl App {
                         .is_some_and(|r| Some(r) == self.checklist.index_of("deploy"));
                     if !new.is_empty() && !deploying {
                         self.reviewed_pending = None;
+                        let names: Vec<&str> = new
+                            .iter()
+                            .map(|n| n.split('@').next().unwrap_or(n))
+                            .collect();
                         if self.checklist.reopen_from(plan) > 0 {
                             self.record_reopened(
                                 plan,
                                 &format!(
-                                    "migrations not in the plan read are pending: {}",
-                                    new.join(", ")
+                                    "not in the plan you read (new or edited): {}",
+                                    names.join(", ")
                                 ),
                             );
                         }
@@ -615,9 +631,7 @@ impl App {
         if let Some(holder) = &self.read_only
             && !matches!(job, Job::Inspect { .. })
         {
-            self.flash = Some(format!(
-                "read-only: nothing runs from this console ({holder} has this session)"
-            ));
+            self.flash = Some(format!("read-only: {holder} drives this session"));
             return Vec::new();
         }
         let mut effects = Vec::new();
@@ -960,6 +974,28 @@ impl App {
 
     pub fn command(&mut self, command: Command) -> Vec<Effect> {
         use Command as C;
+        // A read-only console looks: it ticks, skips, acknowledges, signals and runs nothing.
+        let acts = match command {
+            C::Activate => !matches!(self.screen, Screen::Monitor | Screen::Migrations),
+            C::Skip
+            | C::Acknowledge
+            | C::CancelStep
+            | C::Cancel
+            | C::Terminate
+            | C::Mark
+            | C::ForwardRollback
+            | C::Restore
+            | C::CodeRollback
+            | C::Resolve
+            | C::CancelAction
+            | C::WriteReport
+            | C::ToggleLiveHealth => true,
+            _ => false,
+        };
+        if acts && let Some(holder) = &self.read_only {
+            self.flash = Some(format!("read-only: {holder} drives this session"));
+            return Vec::new();
+        }
         match command {
             C::Quit => self.ask_quit(),
             C::Help => {
@@ -1264,6 +1300,10 @@ impl App {
         }
         let (done, _) = self.checklist.progress();
         self.steps.selected = done.min(self.checklist.items.len() - 1);
+        self.adopt_review = self
+            .checklist
+            .index_of("plan")
+            .is_some_and(|p| self.checklist.state(p).is_complete());
     }
 }
 

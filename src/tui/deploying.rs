@@ -144,7 +144,7 @@ impl Deploying {
 /// event of a backend waiting for its client.
 pub fn session_state(state: &str, wait_event: Option<&str>) -> String {
     match (state, wait_event) {
-        ("active", Some(w)) => w.to_owned(),
+        ("active", Some(w)) => format!("active, {w}"),
         ("idle in transaction (aborted)", _) => "idle in xact (aborted)".into(),
         ("", Some(w)) => w.to_owned(),
         ("", None) => "hidden".into(),
@@ -226,7 +226,7 @@ mod tests {
         );
         assert_eq!(
             session_state("active", Some("Lock:relation")),
-            "Lock:relation"
+            "active, Lock:relation"
         );
     }
 }

@@ -556,19 +556,84 @@ pub fn follow_logs(runner: &Runner) {
         tokio::spawn(logs::follow(source, settings, utx, cancel));
         let tx = runner.tx.clone();
         tokio::spawn(async move {
-            while let Some(update) = urx.recv().await {
-                if tx
-                    .send(Msg::Log {
+            while let Some(first) = urx.recv().await {
+                // A flood (a crash-looping app) reaches the loop at most a few times a second,
+                // as the newest lines that a pane can show and a count of the rest: neither
+                // the loop's queue nor the follower's grows without bound.
+                let mut batch = vec![first];
+                while batch.len() < LOG_BATCH
+                    && let Ok(more) = urx.try_recv()
+                {
+                    batch.push(more);
+                }
+                for update in coalesce(batch) {
+                    let msg = Msg::Log {
                         which,
                         update: Box::new(update),
-                    })
-                    .is_err()
-                {
-                    return;
+                    };
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
                 }
+                tokio::time::sleep(LOG_PACE).await;
             }
         });
     }
+}
+
+/// Updates a log follower's batch may merge.
+const LOG_BATCH: usize = 100_000;
+/// Lines of a batch that reach the pane; the rest are counted in a notice.
+const LOG_KEPT: usize = 500;
+/// The pause between batches.
+const LOG_PACE: Duration = Duration::from_millis(100);
+
+/// One batch of a follower's updates as few: its states in order, its lines merged into one
+/// update of the newest [`LOG_KEPT`], with a notice of how many were skipped and how many of
+/// those were errors (a flood that large is far past any alert threshold all the same).
+fn coalesce(batch: Vec<crate::monitor::logs::LogUpdate>) -> Vec<crate::monitor::logs::LogUpdate> {
+    use crate::monitor::logs::{LogLine, LogUpdate};
+    let mut out = Vec::new();
+    let mut lines: Vec<LogLine> = Vec::new();
+    for update in batch {
+        match update {
+            LogUpdate::Lines { lines: l } => lines.extend(l),
+            state => {
+                if !lines.is_empty() {
+                    out.push(LogUpdate::Lines {
+                        lines: keep_newest(std::mem::take(&mut lines)),
+                    });
+                }
+                out.push(state);
+            }
+        }
+    }
+    if !lines.is_empty() {
+        out.push(LogUpdate::Lines {
+            lines: keep_newest(lines),
+        });
+    }
+    out
+}
+
+fn keep_newest(
+    mut lines: Vec<crate::monitor::logs::LogLine>,
+) -> Vec<crate::monitor::logs::LogLine> {
+    use crate::monitor::logs::LogLine;
+    if lines.len() <= LOG_KEPT {
+        return lines;
+    }
+    let skipped = lines.len() - LOG_KEPT;
+    let errors = lines[..skipped]
+        .iter()
+        .filter(|l| l.class.is_error() && !l.context)
+        .count();
+    let newest = lines.split_off(skipped);
+    let mut out = vec![LogLine::notice(&format!(
+        "{skipped} lines skipped, too many to show ({errors} of them errors, not in the counts)"
+    ))];
+    out.extend(newest);
+    out
 }
 
 /// Pause between background health samples (each spans the health window itself).
@@ -1036,5 +1101,34 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
             format!("{} is not a read", other.title()),
             "report this as a bug",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::logs::{LogLine, LogUpdate};
+
+    #[test]
+    fn a_flood_of_log_lines_reaches_the_loop_as_the_newest_with_a_count_of_the_rest() {
+        let batch: Vec<LogUpdate> = (0..3)
+            .map(|b| LogUpdate::Lines {
+                lines: (0..1000)
+                    .map(|i| LogLine::read(&format!("ERROR flood {b} {i}"), false))
+                    .collect(),
+            })
+            .collect();
+        let out = coalesce(batch);
+        let [LogUpdate::Lines { lines }] = &out[..] else {
+            panic!("{out:?}");
+        };
+        assert_eq!(lines.len(), LOG_KEPT + 1);
+        assert!(
+            lines[0].text.starts_with("2500 lines skipped")
+                && lines[0].text.contains("2500 of them errors"),
+            "{}",
+            lines[0].text
+        );
+        assert_eq!(lines.last().unwrap().text, "ERROR flood 2 999");
     }
 }

@@ -1549,23 +1549,32 @@ async fn steps_that_no_longer_hold_open_again_a_new_migration_the_review_a_resto
             },
         );
     }
-    a.reviewed_pending = Some(
-        a.migrations.view().unwrap().status.pending_names()[..1]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    );
+    a.reviewed_pending = a.pending_names().map(|p| p[..1].to_vec());
     // A refresh finds a pending migration the plan did not show: the review opens again.
     refreshed_with(&mut a, Facts::default(), Ok(Some(migrations_view(1).await)));
     assert_eq!(a.checklist.state(plan), &State::Ready);
     assert!(
         a.flash
             .as_deref()
-            .is_some_and(|f| f.contains("not in the plan read")),
+            .is_some_and(|f| f.contains("not in the plan you read (new or edited)")),
         "{:?}",
         a.flash
     );
     assert!(!a.checklist.state(deploy).is_complete());
+
+    // A migration edited since it was read is another one to review too.
+    a.checklist.restore(
+        "plan",
+        State::Done {
+            summary: "done".into(),
+        },
+    );
+    a.reviewed_pending = a.pending_names().map(|mut p| {
+        p[0] = format!("{}@an-older-checksum", p[0].split('@').next().unwrap());
+        p
+    });
+    refreshed_with(&mut a, Facts::default(), Ok(Some(migrations_view(1).await)));
+    assert_eq!(a.checklist.state(plan), &State::Ready);
 
     // A restore that makes migrations pending again opens the deploy and what came after.
     for i in 0..=deploy + 1 {
@@ -1610,4 +1619,27 @@ fn the_checklist_filter_shows_and_moves_among_the_matching_steps() {
     assert_eq!(a.checklist.items[a.steps.selected].title, "Backup retained");
     a.update(key(KeyCode::Esc));
     assert!(render(&a, 80, 24).contains("Deploy migrations"));
+}
+
+#[test]
+fn a_read_only_console_ticks_skips_and_signals_nothing() {
+    let mut a = app(false);
+    a.read_only = Some("ana (pid 7)".into());
+    // A manual item: no tick modal, a word instead.
+    a.steps.selected = a.checklist.index_of("staging").unwrap();
+    assert!(a.update(key(KeyCode::Enter)).is_empty());
+    assert!(a.modal.is_none());
+    assert!(
+        a.flash
+            .as_deref()
+            .is_some_and(|f| f.contains("drives this session"))
+    );
+    for k in ['s', 'a', 'x', 'K'] {
+        assert!(a.update(key(KeyCode::Char(k))).is_empty(), "{k}");
+        assert!(a.modal.is_none(), "{k}");
+    }
+    // Looking is fine: the Monitor's detail view, the plan.
+    a.update(key(KeyCode::Char('4')));
+    assert!(a.update(key(KeyCode::Char(' '))).is_empty());
+    assert!(a.rollback.emergency.iter().all(|(_, n)| n.is_none()));
 }

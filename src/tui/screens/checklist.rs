@@ -487,6 +487,18 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             ));
         }
     }
+    if item.operation == Some(Operation::Deploy) && !app.left_in_place.is_empty() {
+        detail.push(Line::raw(""));
+        detail.push(Line::styled(
+            format!(
+                "The restore left in place tables made after its backup: {}. A pending \
+                 migration that creates them fails: save what they hold and drop them first, or \
+                 resolve it (Rollback screen, u).",
+                app.left_in_place.join(", ")
+            ),
+            theme.bad(),
+        ));
+    }
     if item.operation == Some(Operation::Deploy) && !app.pending_again.is_empty() {
         detail.push(Line::raw(""));
         detail.push(Line::styled(

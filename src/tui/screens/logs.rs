@@ -123,9 +123,7 @@ fn state_line(state: &LogState, theme: Theme) -> Option<Line<'static>> {
     Some(match state {
         LogState::Following { .. } => return None,
         LogState::Starting => Line::styled("starting…", theme.dim()),
-        LogState::Waiting { what, reason } => {
-            Line::styled(format!("waiting for {what}: {reason}"), theme.warn())
-        }
+        LogState::Waiting { reason, .. } => Line::styled(reason.clone(), theme.warn()),
         LogState::Exited {
             what,
             status,
