@@ -553,7 +553,26 @@ pub fn follow_logs(runner: &Runner) {
         let (utx, mut urx) = unbounded_channel();
         let settings = runner.env.logs.clone();
         let cancel = runner.root.child_token();
-        tokio::spawn(logs::follow(source, settings, utx, cancel));
+        // A follower that gave up (a FIFO at the path, the server's log not readable) is
+        // started again now and then: a path put right is followed without a restart.
+        tokio::spawn(async move {
+            loop {
+                logs::follow(
+                    source.clone(),
+                    settings.clone(),
+                    utx.clone(),
+                    cancel.clone(),
+                )
+                .await;
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOW_AGAIN) => {}
+                    () = cancel.cancelled() => return,
+                }
+                if utx.is_closed() {
+                    return;
+                }
+            }
+        });
         let tx = runner.tx.clone();
         tokio::spawn(async move {
             while let Some(first) = urx.recv().await {
@@ -580,6 +599,9 @@ pub fn follow_logs(runner: &Runner) {
         });
     }
 }
+
+/// How long a log follower that gave up waits before it looks again.
+const FOLLOW_AGAIN: Duration = Duration::from_secs(10);
 
 /// Updates a log follower's batch may merge.
 const LOG_BATCH: usize = 100_000;
