@@ -712,16 +712,20 @@ impl App {
             && let Some(ask) = e.ask()
         {
             self.abandon(origin);
+            let signalled = match &job {
+                Job::Signal(r) => Some(r.pid),
+                _ => None,
+            };
             let mut modal = Modal::confirmation(origin, job, ask.clone());
             if origin == Origin::Monitor
                 && let Some(note) = super::screens::monitor::stale_note(self)
             {
                 modal.lines.insert(0, note);
             }
-            if let Job::Signal(r) = &job_pid_of(&modal)
+            if let Some(pid) = signalled
                 && let Some((_, d)) = &self.deploying
                 && d.root_blocker(std::time::Instant::now())
-                    .is_some_and(|h| h.pid == r.pid)
+                    .is_some_and(|h| h.pid == pid)
             {
                 modal.lines.insert(
                     0,
@@ -731,12 +735,12 @@ impl App {
                     ),
                 );
             }
-            if let Job::Signal(r) = &job_pid_of(&modal)
+            if let Some(pid) = signalled
                 && self
                     .deploying
                     .as_ref()
                     .and_then(|(_, d)| d.backend_pid)
-                    .is_some_and(|p| p == r.pid)
+                    .is_some_and(|p| p == pid)
             {
                 modal.lines.insert(
                     0,
@@ -1317,14 +1321,6 @@ fn quit_lines(running: &[String]) -> Vec<String> {
          migration rolled back before the console closes."
             .into(),
     ]
-}
-
-/// The job a confirmation modal runs again, if it is one.
-fn job_pid_of(modal: &Modal) -> Job {
-    match &modal.then {
-        Then::Confirm { job, .. } => (**job).clone(),
-        _ => Job::Status,
-    }
 }
 
 /// The plan on screen, and the step its closing ends.
