@@ -93,6 +93,7 @@ impl Setup {
             },
             &ProcessVars,
         )
+        .map(pgdeck::cli::release_environment)
         .unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint))
     }
 

@@ -438,7 +438,26 @@ fn environment(g: &GlobalArgs) -> Result<Environment> {
         database_url: g.database_url.clone(),
         migrations: g.migrations.clone(),
     };
-    config::resolve(&overrides, &ProcessVars)
+    config::resolve(&overrides, &ProcessVars).map(release_environment)
+}
+
+/// The release room's environment of what the config resolved.
+pub fn release_environment(r: config::Resolved) -> Environment {
+    Environment {
+        name: r.name,
+        protected: r.protected,
+        target: r.target,
+        migrations_dir: r.migrations_dir,
+        deploy: r.deploy,
+        lint: r.lint,
+        backup: r.backup,
+        health: r.health,
+        checklist: r.checklist,
+        hooks: r.hooks,
+        logs: r.logs,
+        read_only: r.read_only,
+        source: r.source,
+    }
 }
 
 pub fn exit_code(e: &Error) -> u8 {

@@ -1,5 +1,5 @@
 //! Configuration: finding and reading `pgdeck.toml`, choosing an environment, and resolving it
-//! into an [`Environment`] with a [`DbTarget`]. Reads files and variables; connects to nothing.
+//! into a [`Resolved`] environment (each room's settings) with a [`DbTarget`]. Reads files and variables; connects to nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,6 @@ use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
 use crate::migrate::DeploySettings;
 use crate::monitor::logs::{AppLog, LogSettings};
-use crate::release::Environment;
 use crate::target::{DbTarget, SslMode, Vars};
 use squawk_linter::Rule;
 
@@ -241,7 +240,27 @@ pub fn environment_name(overrides: &Overrides, vars: &dyn Vars) -> Result<Enviro
     Ok(EnvironmentChoice::Configured(name))
 }
 
-pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
+/// An environment as the config resolves it: each room's settings, built here. The front ends
+/// make the release room's `Environment` of it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub protected: bool,
+    pub target: DbTarget,
+    pub migrations_dir: PathBuf,
+    pub deploy: DeploySettings,
+    pub lint: LintSettings,
+    pub backup: BackupSettings,
+    pub health: HealthSettings,
+    pub checklist: ChecklistSettings,
+    pub hooks: HookSettings,
+    pub logs: LogSettings,
+    pub read_only: bool,
+    /// The config file it came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Resolved> {
     let file = find_config_file(overrides.config.as_deref(), vars)?;
     let parsed = match &file {
         Some(path) => Some(read_config(path)?),
@@ -374,7 +393,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Environment> {
             .chain(backup.restore_checks.iter().cloned())
             .collect()
     });
-    Ok(Environment {
+    Ok(Resolved {
         name,
         protected,
         target,
@@ -854,7 +873,7 @@ mod tests {
         (dir, path)
     }
 
-    fn resolve_with(path: &Path, env: Option<&str>) -> Result<Environment> {
+    fn resolve_with(path: &Path, env: Option<&str>) -> Result<Resolved> {
         let overrides = Overrides {
             env: env.map(String::from),
             config: Some(path.to_owned()),
