@@ -146,6 +146,25 @@ pub struct Backend {
     pub blocking: Vec<i32>,
 }
 
+impl Backend {
+    /// `pid 4242  user app  application web` ("-" for what it does not say).
+    pub fn who(&self) -> String {
+        let or_dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
+        format!(
+            "pid {}  user {}  application {}",
+            self.pid,
+            or_dash(&self.user),
+            or_dash(&self.application)
+        )
+    }
+}
+
 /// One lock of a backend, from pg_locks.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BackendLock {

@@ -62,16 +62,7 @@ pub async fn signal_backend(ctx: &Context, req: &SignalRequest) -> Result<()> {
     }
     let seconds = |s: Option<f64>| s.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "-".into());
     let mut lines = vec![
-        format!(
-            "pid {}  user {}  application {}",
-            b.pid,
-            if b.user.is_empty() { "-" } else { &b.user },
-            if b.application.is_empty() {
-                "-"
-            } else {
-                &b.application
-            }
-        ),
+        b.who(),
         format!(
             "now: {}{}, {} {}, transaction open {}",
             if b.state.is_empty() { "?" } else { &b.state },

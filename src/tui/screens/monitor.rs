@@ -897,19 +897,7 @@ fn draw_detail(app: &App, d: &Detail, theme: Theme, f: &mut Frame, area: Rect) {
                 .map(|m| format!("  [{m}]"))
                 .unwrap_or_default();
             let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.0}s"));
-            lines.push(Line::styled(
-                format!(
-                    "pid {}  user {}  application {}{mine}",
-                    b.pid,
-                    if b.user.is_empty() { "-" } else { &b.user },
-                    if b.application.is_empty() {
-                        "-"
-                    } else {
-                        &b.application
-                    }
-                ),
-                theme.bold(),
-            ));
+            lines.push(Line::styled(format!("{}{mine}", b.who()), theme.bold()));
             let query = if b.state.starts_with("idle") {
                 "last query started"
             } else {
