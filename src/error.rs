@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// The operator stopped it (the console's cancel, SIGINT or SIGTERM); what ran was rolled
     /// back on the server.
     Cancelled,
+    /// A rehearsal could not be set up: the scratch server lacks an extension the target or a
+    /// migration uses, or is older than the target.
+    ScratchUnfit,
     /// The server stopped a migration for a reason outside its SQL: a statement_timeout, a
     /// cancel or termination by another session, an idle timeout, a shutdown, exhausted
     /// resources.
@@ -173,6 +176,10 @@ impl Error {
 
     pub fn runtime(cause: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::new(ErrorKind::Runtime, cause, hint)
+    }
+
+    pub fn scratch_unfit(cause: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ScratchUnfit, cause, hint)
     }
 
     pub fn refused(cause: impl Into<String>, hint: impl Into<String>) -> Self {

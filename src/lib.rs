@@ -22,3 +22,4 @@ pub mod release;
 pub mod target;
 pub mod tui;
 pub mod units;
+pub mod verify;

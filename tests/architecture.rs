@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("backup", 4),
     ("health", 4),
     ("hooks", 5),
+    ("verify", 5),
     ("release", 6),
     ("tui", 7),
     ("config", 7),

@@ -7,7 +7,7 @@ mod create;
 mod progress;
 pub mod prune;
 mod restore;
-mod tools;
+pub mod tools;
 mod verify;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ mod migrations;
 mod monitor;
 mod output;
 mod report;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,11 @@ pub mod exit {
     /// The server stopped a migration for a reason outside its SQL (statement_timeout, a cancel
     /// or termination by another session, an idle timeout, a shutdown, exhausted resources).
     pub const INTERRUPTED: u8 = 14;
+    /// `verify`: the target's schema differs from what its applied migrations build.
+    pub const SCHEMA_DRIFT: u8 = 15;
+    /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
+    /// an extension, or is older than the target).
+    pub const SCRATCH_UNFIT: u8 = 16;
 }
 
 #[derive(Debug, Parser)]
@@ -116,6 +122,10 @@ pub enum Command {
     Lint(lint::LintArgs),
     /// Dry run: what deploy would run, statement by statement, with locks, findings, sizes and a verdict
     Plan(lint::AllowArgs),
+    /// Rehearse the pending migrations on a copy of the target's schema in a scratch cluster
+    /// (the locks and rewrites each statement really takes), and report drift between the
+    /// target and what its migrations build. Writes nothing to the target
+    Verify(verify::VerifyArgs),
     /// Backups with pg_dump / pg_restore: create, verify, list, restore, prune
     Backup(backup::BackupArgs),
     /// One snapshot of the live panes: connections, long-running queries, lock queue, table sizes,
@@ -356,6 +366,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::Plan(args) => {
             stoppable(Box::pin(lint::plan(&environment(g)?, args, g.json))).await
         }
+        Command::Verify(args) => verify::run(&job()?, args, g.json).await,
         Command::Backup(args) if args.stops_itself() => backup::run(&job()?, args, g.json).await,
         Command::Backup(args) => stoppable(Box::pin(backup::run(&job()?, args, g.json))).await,
         Command::Monitor(args) => monitor::run(&job()?, args, g.json).await,
@@ -379,6 +390,7 @@ impl Command {
             Command::Resolve(_) => "resolve",
             Command::Lint(_) => "lint",
             Command::Plan(_) => "plan",
+            Command::Verify(_) => "verify",
             Command::Backup(_) => "backup",
             Command::Monitor(_) => "monitor",
             Command::Health(_) => "health",
@@ -470,6 +482,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::VerifyFailed => exit::VERIFY_FAILED,
         ErrorKind::Cancelled => exit::CANCELLED,
         ErrorKind::Interrupted => exit::INTERRUPTED,
+        ErrorKind::ScratchUnfit => exit::SCRATCH_UNFIT,
     }
 }
 

@@ -338,7 +338,7 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
                 "warning: {name} was edited after it was applied; the change will not be deployed"
             )
         }
-        DeployEvent::Pending { .. } => return,
+        DeployEvent::Pending { .. } | DeployEvent::Observed(_) => return,
         DeployEvent::MigrationStarted {
             name,
             index,
@@ -562,6 +562,7 @@ impl Printer {
             let value = match event {
                 E::Deploy(e) => serde_json::to_value(e).unwrap_or_default(),
                 E::Backup(e) => serde_json::to_value(e).unwrap_or_default(),
+                E::Verify(e) => serde_json::to_value(e).unwrap_or_default(),
                 E::Checked(what) => serde_json::json!({"event": "checked", "what": what}),
                 E::Started { workflow, what } => {
                     serde_json::json!({"event": "started", "workflow": workflow, "what": what})
@@ -583,6 +584,7 @@ impl Printer {
         match event {
             E::Deploy(e) => deploy_event(e, false),
             E::Backup(e) => self.backup.print(e),
+            E::Verify(e) => stderr(&e.said()),
             E::Checked(what) | E::Note(what) => stderr(what),
             E::Started { .. } => {}
             E::HookStarted { name, command } => stderr(&format!("hook {name}: {command}")),

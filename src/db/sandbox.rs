@@ -34,7 +34,16 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts a fresh cluster in a temporary directory, removed again on drop.
     pub fn start_temporary() -> Result<Sandbox> {
-        let bin_dir = find_server_binaries()?;
+        Sandbox::start_temporary_in(find_server_binaries()?)
+    }
+
+    /// [`Sandbox::start_temporary`] with server programs of at least `major` (a schema dumped
+    /// from PostgreSQL `major` loads into that version or a newer one, not an older one).
+    pub fn start_temporary_at_least(major: u32) -> Result<Sandbox> {
+        Sandbox::start_temporary_in(server_binaries_at_least(major)?)
+    }
+
+    fn start_temporary_in(bin_dir: PathBuf) -> Result<Sandbox> {
         let run_as_postgres = nix::unistd::geteuid().is_root();
         let temp = tempfile::Builder::new()
             .prefix("pgdeck-sandbox-")
@@ -346,6 +355,59 @@ pub fn find_server_binaries() -> Result<PathBuf> {
              or point tests at a server with PGDECK_TEST_DATABASE_URL",
         )
     })
+}
+
+/// The newest server programs of major version `major` or later: from PATH and
+/// `/usr/lib/postgresql/<version>/bin`, each asked its version.
+fn server_binaries_at_least(major: u32) -> Result<PathBuf> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).filter(|d| has_both(d)).collect())
+        .unwrap_or_default();
+    dirs.extend(
+        std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|d| has_both(d)),
+    );
+    let mut found: Vec<(u32, PathBuf)> = dirs
+        .into_iter()
+        .filter_map(|dir| Some((server_major(&dir)?, dir)))
+        .collect();
+    found.sort_by_key(|(v, _)| *v);
+    let newest = found.last().map(|(v, _)| *v);
+    match found.pop() {
+        Some((v, dir)) if v >= major => Ok(dir),
+        _ => Err(Error::scratch_unfit(
+            match newest {
+                Some(v) => format!(
+                    "the newest PostgreSQL server installed here is {v}, older than the target's {major}: a schema does not load into an older server"
+                ),
+                None => "PostgreSQL server programs (initdb, pg_ctl) were not found on PATH or in /usr/lib/postgresql/*/bin".to_owned(),
+            },
+            format!(
+                "install the PostgreSQL {major} server (`apt-get install postgresql-{major}`), or give a server of version {major} or later to rehearse on"
+            ),
+        )),
+    }
+}
+
+/// `pg_ctl --version` of a directory's programs: "pg_ctl (PostgreSQL) 15.18 (Debian ...)".
+fn server_major(dir: &Path) -> Option<u32> {
+    let out = Command::new(dir.join("pg_ctl"))
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn give_to_postgres(path: &Path) -> Result<()> {

@@ -28,6 +28,7 @@ use super::failure::{
 };
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
+use super::observe::{Observation, Snapshot};
 use super::script::{Script, Statement, TxMode};
 use super::watchdog::{Blocked, Holder, Waiting, Watchdog};
 use crate::db::{self, query_error};
@@ -92,6 +93,10 @@ pub struct DeployOptions {
     /// Apply only these pending migrations (what the guards checked and the operator
     /// confirmed): refuse if anything else is pending once the lock is held.
     pub expect_pending: Option<Vec<String>>,
+    /// Ask the server after every statement what it locked and rewrote, and send it as
+    /// [`DeployEvent::Observed`]: for a rehearsal on a copy, never for production (it costs a
+    /// catalog query per statement).
+    pub observe: bool,
 }
 
 impl DeployOptions {
@@ -102,6 +107,7 @@ impl DeployOptions {
             retry_backoff: Duration::from_millis(500),
             cancel: CancellationToken::new(),
             expect_pending: None,
+            observe: false,
         }
     }
 }
@@ -217,6 +223,8 @@ pub enum DeployEvent {
         name: String,
         error: String,
     },
+    /// What a statement locked and rewrote, when the deploy observes (a rehearsal).
+    Observed(Observation),
 }
 
 impl DeployEvent {
@@ -790,6 +798,53 @@ async fn apply_in_transaction(
     }
 }
 
+/// The rehearsal's eyes on one migration: the relations there when it began, and the last
+/// snapshot, each statement's observation being the difference to the next.
+struct Observer {
+    existing: Snapshot,
+    last: Snapshot,
+}
+
+impl Observer {
+    /// `None` unless the deploy observes.
+    async fn start(
+        run: &Runner<'_>,
+        opts: &DeployOptions,
+    ) -> Result<Option<Observer>, tokio_postgres::Error> {
+        if !opts.observe {
+            return Ok(None);
+        }
+        let existing = Snapshot::take(run.client).await?;
+        Ok(Some(Observer {
+            last: existing.clone(),
+            existing,
+        }))
+    }
+
+    async fn statement(
+        &mut self,
+        run: &Runner<'_>,
+        m: &LocalMigration,
+        i: usize,
+        s: &Statement,
+        in_transaction: bool,
+    ) -> Result<Observation, tokio_postgres::Error> {
+        let now = Snapshot::take(run.client).await?;
+        let (locks, rewrites) =
+            self.last
+                .changes(&now, &self.existing, ledger::TABLE, in_transaction);
+        self.last = now;
+        Ok(Observation {
+            migration: m.name.clone(),
+            statement: i + 1,
+            line: s.line,
+            preview: s.preview(72),
+            locks,
+            rewrites,
+        })
+    }
+}
+
 /// Whether a migration ran now or was found applied when its turn came.
 enum Applied {
     Now,
@@ -819,13 +874,25 @@ async fn try_transaction(
         .await
         .map_err(Failure::sql(None))?;
     let total = statements.len();
+    let mut observer = Observer::start(run, opts)
+        .await
+        .map_err(Failure::sql(None))?;
     for (i, s) in statements.iter().enumerate() {
         if s.transaction_control {
             continue;
         }
         emit(events, DeployEvent::statement_started(m, i, total, s));
         match run.exec(&s.text, true).await {
-            Ran::Done(result) => result.map_err(Failure::sql(Some(s)))?,
+            Ran::Done(result) => {
+                result.map_err(Failure::sql(Some(s)))?;
+                if let Some(o) = &mut observer {
+                    let seen = o.statement(run, m, i, s, true).await;
+                    emit(
+                        events,
+                        DeployEvent::Observed(seen.map_err(Failure::sql(Some(s)))?),
+                    );
+                }
+            }
             Ran::Blocking(blocked) => {
                 return Err(Failure::Blocking {
                     blocked,
@@ -1003,6 +1070,9 @@ async fn apply_statement_by_statement(
         }
     };
     let attempts = opts.settings.lock_retries + 1;
+    let mut observer = Observer::start(run, opts)
+        .await
+        .map_err(|e| query_error("observing the rehearsal", &e))?;
     for (i, s) in statements.iter().enumerate() {
         emit(events, DeployEvent::statement_started(m, i, total, s));
         let invalid_before = match &s.concurrent_index_on {
@@ -1090,6 +1160,17 @@ async fn apply_statement_by_statement(
                 }
                 Err(e) => unchecked = Some(format!("{table}: {}", e.cause)),
             }
+        }
+        if result.is_ok()
+            && let Some(o) = &mut observer
+        {
+            let seen = o.statement(run, m, i, s, false).await;
+            emit(
+                events,
+                DeployEvent::Observed(
+                    seen.map_err(|e| query_error("observing the rehearsal", &e))?,
+                ),
+            );
         }
         let problem = match result {
             Err(stop) => Some((Some(stop), left_invalid)),

@@ -172,6 +172,45 @@ CREATE TABLE IF NOT EXISTS {table} (
         .map_err(|e| query_error("creating _prisma_migrations", &e))
 }
 
+/// Writes `rows` into the ledger of `schema` as they are: another database's history, for a
+/// rehearsal on a copy of its schema (a schema-only copy has the table, not its rows). Creates
+/// the table if the copy lacks it.
+pub async fn copy_rows(
+    client: &impl GenericClient,
+    schema: &str,
+    rows: &[LedgerRow],
+) -> Result<()> {
+    ensure_table(client, schema).await?;
+    let sql = format!(
+        "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at, \
+         started_at, applied_steps_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        table(schema)
+    );
+    let insert = client
+        .prepare(&sql)
+        .await
+        .map_err(|e| query_error("copying the ledger", &e))?;
+    for r in rows {
+        client
+            .execute(
+                &insert,
+                &[
+                    &r.id,
+                    &r.checksum,
+                    &r.finished_at,
+                    &r.migration_name,
+                    &r.logs,
+                    &r.rolled_back_at,
+                    &r.started_at,
+                    &r.applied_steps_count,
+                ],
+            )
+            .await
+            .map_err(|e| query_error("copying the ledger", &e))?;
+    }
+    Ok(())
+}
+
 /// What the ledger says of one migration at this moment: what an applier holding the appliers'
 /// lock reads before the migration's first statement, whatever it read when the deploy began.
 #[derive(Debug, Clone, PartialEq, Eq)]

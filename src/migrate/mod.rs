@@ -6,6 +6,7 @@ pub mod deploy;
 mod failure;
 pub mod folder;
 pub mod ledger;
+pub mod observe;
 pub mod revert;
 pub mod script;
 pub mod status;

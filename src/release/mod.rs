@@ -8,6 +8,7 @@
 mod checks;
 mod deploy;
 mod hooks;
+mod rehearsal;
 mod restore;
 mod revert;
 mod sessions;
@@ -29,9 +30,11 @@ use crate::lint::LintSettings;
 use crate::migrate::{DeployEvent, DeploySettings};
 use crate::monitor::logs::LogSettings;
 use crate::target::DbTarget;
+use crate::verify::VerifyEvent;
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
+pub use rehearsal::{RehearsalRequest, rehearse};
 pub use restore::{Maintenance, RestoreReport, RestoreRequest, newest_backup, restore};
 pub use revert::{
     ResetRequest, ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert,
@@ -93,6 +96,8 @@ pub enum Workflow {
     Hook,
     /// Cancel or terminate a backend.
     Signal,
+    /// The pending migrations rehearsed on a copy, and the drift check.
+    Rehearsal,
 }
 
 impl Workflow {
@@ -105,6 +110,7 @@ impl Workflow {
             Workflow::Reset => "reset",
             Workflow::Hook => "hook",
             Workflow::Signal => "signal a backend",
+            Workflow::Rehearsal => "rehearsal",
         }
     }
 }
@@ -121,6 +127,7 @@ pub enum Event {
     },
     Deploy(DeployEvent),
     Backup(BackupEvent),
+    Verify(VerifyEvent),
     HookStarted {
         name: String,
         command: String,

@@ -409,6 +409,7 @@ fn messages(origin: Origin, event: release::Event) -> Vec<Msg> {
     match event {
         E::Started { .. } => vec![Msg::Started { origin }],
         E::Checked(what) | E::Note(what) => vec![line(what)],
+        E::Verify(e) => vec![progress(e.said(), None), line(e.said())],
         E::Warning(what) => vec![line(format!("warning: {what}"))],
         E::HookStarted { name, command } => vec![
             progress(format!("hook {name}"), None),
@@ -536,7 +537,8 @@ fn deploy_messages(
         ))],
         DeployEvent::LockAcquired { .. }
         | DeployEvent::LedgerCreated
-        | DeployEvent::Pending { .. } => Vec::new(),
+        | DeployEvent::Pending { .. }
+        | DeployEvent::Observed(_) => Vec::new(),
     }
 }
 

@@ -1,0 +1,206 @@
+//! `pgdeck verify`: the rehearsal of the pending migrations on a copy of the target's schema,
+//! and the drift check, printed as a report (or JSON). The release room runs it.
+
+use clap::Args;
+use serde_json::json;
+
+use super::output::{self, Printer};
+use super::{Job, exit};
+use crate::error::Result;
+use crate::events::with_events;
+use crate::migrate::observe::Observation;
+use crate::release::{self, RehearsalRequest};
+use crate::target::{DbTarget, ProcessVars};
+use crate::verify::{Outcome, Side, VerifyReport};
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Rehearse on this server (a superuser there) instead of a throwaway cluster; only
+    /// databases made for the run are written, and dropped again
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
+    /// Rehearse only; skip the drift check
+    #[arg(long)]
+    pub no_drift: bool,
+}
+
+impl VerifyArgs {
+    pub fn request(&self, drift: bool) -> Result<RehearsalRequest> {
+        Ok(RehearsalRequest {
+            scratch: self
+                .scratch_url
+                .as_deref()
+                .map(|u| DbTarget::from_url(u, &ProcessVars))
+                .transpose()?,
+            drift,
+        })
+    }
+}
+
+pub async fn run(job: &Job, args: &VerifyArgs, json: bool) -> Result<u8> {
+    let report = rehearse(job, &args.request(!args.no_drift)?, json).await?;
+    if json {
+        output::json(&json!({
+            "ok": code(&report) == exit::OK,
+            "environment": job.env.name,
+            "database": job.env.target.to_string(),
+            "report": report,
+        }));
+    } else {
+        output::stdout(render(&report).trim_end());
+    }
+    Ok(code(&report))
+}
+
+/// Runs the rehearsal, its progress on stderr.
+pub async fn rehearse(job: &Job, req: &RehearsalRequest, json: bool) -> Result<VerifyReport> {
+    let mut printer = Printer::live(json);
+    with_events(
+        |e| printer.take(e),
+        |tx| {
+            let ctx = job.context(tx);
+            async move { release::rehearse(&ctx, req).await }
+        },
+    )
+    .await
+}
+
+/// A failed rehearsal (or a build that fails) is a failed migration; drift has its own code.
+fn code(r: &VerifyReport) -> u8 {
+    if !r.rehearsal_passed() || r.build_failed() {
+        exit::FAILED
+    } else if r.drifted() {
+        exit::SCHEMA_DRIFT
+    } else {
+        exit::OK
+    }
+}
+
+/// What one statement was seen to do: "ACCESS EXCLUSIVE on "User", rewrote "User"".
+pub fn observed(o: &Observation) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    match &o.locks {
+        None => parts.push("locks not observable (runs outside a transaction)".into()),
+        Some(locks) if locks.is_empty() => parts.push("no new lock on an existing relation".into()),
+        Some(locks) => parts.extend(
+            locks
+                .iter()
+                .map(|l| format!("{} on {}", l.mode.sql(), l.relation)),
+        ),
+    }
+    parts.extend(o.rewrites.iter().map(|r| match r.kind {
+        crate::migrate::observe::RelationKind::Index => format!("rebuilt index {}", r.relation),
+        _ => format!("rewrote {}", r.relation),
+    }));
+    parts.join(", ")
+}
+
+fn render(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "rehearsal on {} (PostgreSQL {}) of the target's schema (PostgreSQL {}); nothing was written to the target\n",
+        if r.scratch_own {
+            "a throwaway cluster"
+        } else {
+            "the given scratch server"
+        },
+        r.scratch_version,
+        r.target_version
+    ));
+    if r.pending.is_empty() && r.failure.is_none() {
+        out.push_str("  nothing pending to rehearse\n");
+    }
+    for p in &r.pending {
+        match &p.outcome {
+            Outcome::Applied { ms } => {
+                out.push_str(&format!("  {}  applies ({ms} ms on the copy)\n", p.name))
+            }
+            Outcome::Failed { error } => {
+                out.push_str(&format!("  {}  FAILED\n      {error}\n", p.name))
+            }
+            Outcome::NotRun => {
+                out.push_str(&format!("  {}  not rehearsed (after a failure)\n", p.name))
+            }
+        }
+        for s in &p.statements {
+            out.push_str(&format!(
+                "      {}:{}  {}\n        observed: {}\n",
+                s.statement,
+                s.line,
+                s.preview,
+                observed(s)
+            ));
+        }
+    }
+    if let Some(f) = &r.failure
+        && f.migration.is_none()
+    {
+        out.push_str(&format!("  rehearsal FAILED: {}\n", f.cause));
+    }
+    if let Some(d) = &r.drift {
+        out.push('\n');
+        if let Some(f) = &d.build_failed {
+            out.push_str(&format!(
+                "drift not checked: the {} applied migrations do not build on an empty database: {}\n",
+                d.built_from, f.cause
+            ));
+        } else if d.differences.is_empty() {
+            out.push_str(&format!(
+                "no drift: the schema is what its {} applied migrations build\n",
+                d.built_from
+            ));
+        } else {
+            out.push_str(&format!(
+                "DRIFT: {} difference(s) between the database and its {} applied migrations\n",
+                d.differences.len(),
+                d.built_from
+            ));
+            for side in [Side::OnlyInDatabase, Side::OnlyInMigrations, Side::Differs] {
+                let of_side: Vec<_> = d.differences.iter().filter(|x| x.side == side).collect();
+                if of_side.is_empty() {
+                    continue;
+                }
+                out.push_str(&format!("  {}:\n", side.words()));
+                for x in of_side {
+                    out.push_str(&format!("    {:<11} {}", x.kind.word(), x.name));
+                    match side {
+                        Side::OnlyInDatabase => detail(&mut out, x.database.as_deref()),
+                        Side::OnlyInMigrations => detail(&mut out, x.migrations.as_deref()),
+                        Side::Differs => {
+                            out.push('\n');
+                            out.push_str(&format!(
+                                "        database:   {}\n        migrations: {}\n",
+                                flat(x.database.as_deref().unwrap_or_default()),
+                                flat(x.migrations.as_deref().unwrap_or_default())
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if !d.missing_locally.is_empty() {
+            out.push_str(&format!(
+                "  applied but missing locally (not in the build): {}\n",
+                d.missing_locally.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+fn detail(out: &mut String, definition: Option<&str>) {
+    match definition.map(flat).filter(|d| !d.is_empty()) {
+        Some(d) => out.push_str(&format!("  {d}\n")),
+        None => out.push('\n'),
+    }
+}
+
+/// A definition on one line, cut at 100 characters.
+fn flat(text: &str) -> String {
+    let one = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 100 {
+        format!("{}…", one.chars().take(99).collect::<String>())
+    } else {
+        one
+    }
+}

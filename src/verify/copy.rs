@@ -1,0 +1,121 @@
+//! Copying the target's schema into a scratch database: `pg_dump --schema-only` on the target
+//! (a read-only session: pg_dump reads in a read-only transaction, and the session's default is
+//! read-only besides) piped into `pg_restore` on the scratch side. No data, no owners, no
+//! grants, no tablespaces, no publications or subscriptions: the structure, as its statements
+//! would meet it.
+
+use std::process::Stdio;
+
+use crate::backup::tools::{self, Tool};
+use crate::error::{Error, Result};
+use crate::target::DbTarget;
+
+/// The dump and restore programs, found once per run.
+pub struct Programs {
+    pub dump: Tool,
+    pub restore: Tool,
+}
+
+impl Programs {
+    pub async fn find() -> Result<Programs> {
+        Ok(Programs {
+            dump: tools::find("pg_dump").await?,
+            restore: tools::find("pg_restore").await?,
+        })
+    }
+}
+
+/// Dumps `target`'s schema and restores it into `into` (an empty database).
+pub async fn copy_schema(programs: &Programs, target: &DbTarget, into: &DbTarget) -> Result<()> {
+    let mut dump = tools::command(&programs.dump, target);
+    dump.env("PGAPPNAME", "pgdeck-verify")
+        .env("PGOPTIONS", "-c default_transaction_read_only=on")
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--no-tablespaces",
+            "--no-publications",
+            "--no-subscriptions",
+            "--no-security-labels",
+            "--format=custom",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut dump = dump.spawn().map_err(|e| spawn_error(&programs.dump, &e))?;
+    let Some(stdout) = dump.stdout.take() else {
+        return Err(Error::runtime(
+            "pg_dump's output could not be read",
+            "report this as a bug",
+        ));
+    };
+    let stdin: Stdio = stdout.try_into().map_err(|e: std::io::Error| {
+        Error::runtime(
+            format!("connecting pg_dump to pg_restore: {e}"),
+            "check the system's limits on open files",
+        )
+    })?;
+    let mut restore = tools::command(&programs.restore, into);
+    restore
+        .env("PGAPPNAME", "pgdeck-verify")
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--no-tablespaces",
+            "--exit-on-error",
+            "--single-transaction",
+            "--dbname",
+            &into.dbname,
+        ])
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let restore = restore
+        .spawn()
+        .map_err(|e| spawn_error(&programs.restore, &e))?;
+    let (dumped, restored) = tokio::join!(dump.wait_with_output(), restore.wait_with_output());
+    let dumped = dumped.map_err(|e| spawn_error(&programs.dump, &e))?;
+    let restored = restored.map_err(|e| spawn_error(&programs.restore, &e))?;
+    if !dumped.status.success() {
+        return Err(Error::runtime(
+            format!(
+                "pg_dump --schema-only of the target failed: {}",
+                first_error(&dumped.stderr)
+            ),
+            "check that the role may read the whole schema, and that pg_dump is not older than the server; nothing was written to the target",
+        ));
+    }
+    if !restored.status.success() {
+        return Err(Error::scratch_unfit(
+            format!(
+                "the target's schema does not load into the scratch server: {}",
+                first_error(&restored.stderr)
+            ),
+            "the scratch server lacks something the schema needs (an extension's objects, a collation, a role setting): rehearse on a server that has it; nothing was written to the target",
+        ));
+    }
+    Ok(())
+}
+
+fn spawn_error(tool: &Tool, e: &std::io::Error) -> Error {
+    Error::runtime(
+        format!("running {}: {e}", tool.path.display()),
+        "check the PostgreSQL client installation",
+    )
+}
+
+/// The first line saying what went wrong, without the program's name.
+fn first_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("ERROR") || l.contains("error:"))
+        .or_else(|| text.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("no output");
+    let line = line
+        .trim()
+        .trim_start_matches("pg_dump: ")
+        .trim_start_matches("pg_restore: ")
+        .trim_start_matches("error: ");
+    line.to_owned()
+}

@@ -1,0 +1,177 @@
+//! The server a rehearsal runs on: a throwaway cluster of its own (the demo's sandbox, in a
+//! temporary directory, of at least the target's major version), or a server the operator
+//! names. Either way it only gets databases made for this run, dropped again at the end, and
+//! roles named like the target's so that the schema's grants and policies load.
+
+use tokio_postgres::Client;
+
+use crate::db::sandbox::Sandbox;
+use crate::db::{self, query_error, quote_ident};
+use crate::error::{Error, Result};
+use crate::target::DbTarget;
+
+pub struct Scratch {
+    /// Our own cluster; None when the operator gave a server.
+    sandbox: Option<Sandbox>,
+    /// A connection target for the server's maintenance database.
+    server: DbTarget,
+    admin: Client,
+    pub version: String,
+    pub major: u32,
+    /// The databases made for this run.
+    made: Vec<String>,
+    run_id: String,
+}
+
+impl Scratch {
+    /// Starts a cluster of at least `target_major`, or opens `given`. A given server that is the
+    /// target's own (same system identifier, or the same host and port) is refused: a rehearsal
+    /// writes nothing where the target lives.
+    pub async fn open(
+        given: Option<&DbTarget>,
+        target: &DbTarget,
+        target_major: u32,
+        target_system: Option<&str>,
+    ) -> Result<Scratch> {
+        let (sandbox, server) = match given {
+            Some(url) => (None, url.with_application_name("pgdeck-verify")),
+            None => {
+                let sandbox = tokio::task::spawn_blocking(move || {
+                    Sandbox::start_temporary_at_least(target_major)
+                })
+                .await
+                .map_err(|e| {
+                    Error::runtime(
+                        format!("starting the scratch cluster: {e}"),
+                        "try again; report this as a bug if it repeats",
+                    )
+                })??;
+                let server = sandbox
+                    .target("postgres")
+                    .with_application_name("pgdeck-verify");
+                (Some(sandbox), server)
+            }
+        };
+        let session = db::connect(&server).await?;
+        let admin = session.client;
+        let major = admin
+            .query_one(
+                "SELECT current_setting('server_version_num')::int / 10000",
+                &[],
+            )
+            .await
+            .map_err(|e| query_error("reading the scratch server's version", &e))?
+            .get::<_, i32>(0) as u32;
+        let system = system_identifier(&admin).await;
+        if given.is_some() {
+            let same_system = system.is_some() && system.as_deref() == target_system;
+            if same_system || server.server() == target.server() {
+                return Err(Error::input(
+                    format!(
+                        "the scratch server {} is the target's own server: a rehearsal must not create databases where the target lives",
+                        server.server()
+                    ),
+                    "give a scratch server of its own, or leave it out to rehearse on a throwaway cluster",
+                ));
+            }
+            if major < target_major {
+                return Err(Error::scratch_unfit(
+                    format!(
+                        "the scratch server is PostgreSQL {major}, older than the target's {target_major}: a schema does not load into an older server"
+                    ),
+                    format!("give a scratch server of PostgreSQL {target_major} or later"),
+                ));
+            }
+        }
+        Ok(Scratch {
+            sandbox,
+            server,
+            admin,
+            version: session.server_version,
+            major,
+            made: Vec::new(),
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        })
+    }
+
+    /// Whether the cluster is our own (and goes away with this run).
+    pub fn own(&self) -> bool {
+        self.sandbox.is_some()
+    }
+
+    /// Creates an empty database for this run, named for `purpose`, and returns a target for it
+    /// in `schema`.
+    pub async fn database(&mut self, purpose: &str, schema: &str) -> Result<DbTarget> {
+        let name = format!("pgdeck_verify_{}_{purpose}", self.run_id);
+        self.admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+                quote_ident(&name)
+            ))
+            .await
+            .map_err(|e| query_error("creating a scratch database", &e))?;
+        self.made.push(name.clone());
+        Ok(self.server.with_database(&name).with_schema(schema))
+    }
+
+    /// Creates the roles `names` that the server lacks, without login: grants, policies and
+    /// `OWNER TO` in the schema and the migrations name them.
+    pub async fn ensure_roles(&self, names: &[String]) -> Result<()> {
+        let existing: Vec<String> = self
+            .admin
+            .query("SELECT rolname::text FROM pg_roles", &[])
+            .await
+            .map_err(|e| query_error("reading the scratch server's roles", &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for name in names.iter().filter(|n| !existing.contains(n)) {
+            self.admin
+                .batch_execute(&format!("CREATE ROLE {} NOLOGIN", quote_ident(name)))
+                .await
+                .map_err(|e| {
+                    query_error("creating the target's roles on the scratch server", &e)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The extensions the server can install.
+    pub async fn available_extensions(&self) -> Result<Vec<String>> {
+        Ok(self
+            .admin
+            .query("SELECT name::text FROM pg_available_extensions", &[])
+            .await
+            .map_err(|e| query_error("reading the scratch server's extensions", &e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Drops this run's databases (a cluster of our own goes away with its directory).
+    pub async fn close(self) {
+        if self.sandbox.is_none() {
+            for name in &self.made {
+                let _ = self
+                    .admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(name)
+                    ))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The server's system identifier, when the role may read it.
+pub async fn system_identifier(client: &Client) -> Option<String> {
+    client
+        .query_one(
+            "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| r.get(0))
+}

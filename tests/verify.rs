@@ -1,0 +1,315 @@
+//! `pgdeck verify` through the real binary: the pending migrations rehearsed on a copy of the
+//! target's schema in a scratch cluster, with the locks and rewrites PostgreSQL really took, and
+//! drift between the target and what its migrations build. The target is never written.
+
+mod common;
+
+use std::sync::LazyLock;
+
+use common::*;
+use pgdeck::cli::exit;
+use pgdeck::db::sandbox::Sandbox;
+use serde_json::Value;
+
+fn code(c: u8) -> i32 {
+    i32::from(c)
+}
+
+/// A second cluster, shared by the tests of this binary, to rehearse on with `--scratch-url`
+/// (each run makes and drops its own databases there). One test rehearses on a throwaway
+/// cluster of its own instead, the default.
+static SCRATCH: LazyLock<Sandbox> = LazyLock::new(|| {
+    Sandbox::start_temporary()
+        .unwrap_or_else(|e| panic!("scratch cluster: {} ({})", e.cause, e.hint))
+});
+
+fn verify(db: &TestDb, m: &Migrations, extra: &[&str]) -> Run {
+    let url = SCRATCH.url("postgres");
+    let mut args = vec!["verify", "--scratch-url", url.as_str()];
+    args.extend_from_slice(extra);
+    run(pgdeck(db, m.path(), &args))
+}
+
+fn deploy(db: &TestDb, m: &Migrations) {
+    let r = run(pgdeck(db, m.path(), &["deploy"]));
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+fn report(r: &Run) -> Value {
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    v["report"].clone()
+}
+
+/// What the database holds, to show a rehearsal left it as it was.
+async fn fingerprint(db: &TestDb) -> String {
+    db.scalar::<String>(
+        "SELECT string_agg(format('%s %s %s', c.relname, c.relkind, c.relfilenode), ', ' ORDER BY c.relname) \
+           || ' | ' || (SELECT count(*) FROM _prisma_migrations)::text \
+           || ' | ' || coalesce((SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum), '') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn verify_catches_a_migration_that_only_fails_on_the_targets_real_schema() {
+    let db = fresh_db("verify_catches").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_users",
+        "CREATE TABLE \"User\" (id serial PRIMARY KEY, email text NOT NULL);\n",
+    );
+    deploy(&db, &m);
+    // Someone changed production by hand.
+    db.exec("ALTER TABLE \"User\" DROP COLUMN email").await;
+    m.add(
+        "20250201000000_email_index",
+        "-- emails are unique\nCREATE UNIQUE INDEX \"User_email_key\" ON \"User\"(email);\n",
+    );
+    let before = fingerprint(&db).await;
+
+    // The default: a throwaway cluster of its own.
+    let r = run(pgdeck(&db, m.path(), &["verify"]));
+    assert_eq!(r.code, code(exit::FAILED), "{r:?}");
+    assert!(
+        r.stderr.contains("scratch cluster PostgreSQL"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("20250201000000_email_index  FAILED"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("column \"email\" does not exist"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("20250201000000_email_index/migration.sql:2"),
+        "the failure names its file and line: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("nothing was written to the target"));
+    // The drift check says why: the column the migrations made is gone.
+    assert!(
+        r.stdout
+            .contains("in the migrations but not in the database"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("public.\"User\".email"), "{}", r.stdout);
+
+    assert_eq!(fingerprint(&db).await, before, "the target was written");
+    let ledger = db.ledger().await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+
+    // The same migrations pass on an empty database: only a rehearsal on the real schema
+    // catches it.
+    let empty = fresh_db("verify_catches_empty").await;
+    deploy(&empty, &m);
+}
+
+#[tokio::test]
+async fn observed_locks_and_rewrites_are_what_postgres_did() {
+    let db = fresh_db("verify_observed").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_tables",
+        "CREATE TABLE \"A\" (id int PRIMARY KEY, n int);\n\
+         CREATE TABLE \"B\" (id int PRIMARY KEY, code varchar(20));\n\
+         CREATE TABLE \"C\" (id int PRIMARY KEY);\n\
+         CREATE TABLE \"D\" (id int PRIMARY KEY, n int);\n",
+    );
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_widen_a",
+        "ALTER TABLE \"A\" ALTER COLUMN n TYPE bigint;\n",
+    );
+    m.add(
+        "20250202000000_widen_b",
+        "ALTER TABLE \"B\" ALTER COLUMN code TYPE varchar(50);\n",
+    );
+    m.add(
+        "20250203000000_uuid_c",
+        "ALTER TABLE \"C\" ADD COLUMN uid uuid DEFAULT gen_random_uuid();\n",
+    );
+    m.add(
+        "20250204000000_index_d",
+        "CREATE INDEX \"D_n_idx\" ON \"D\"(n);\n",
+    );
+    let r = verify(&db, &m, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rep = report(&r);
+    let pending = rep["pending"].as_array().unwrap();
+    assert_eq!(pending.len(), 4, "{rep}");
+    let first = |i: usize| pending[i]["statements"][0].clone();
+    let locks = |s: &Value| -> Vec<(String, String)> {
+        s["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["relation"].as_str().unwrap().to_owned(),
+                    l["mode"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let rewrites = |s: &Value| -> Vec<String> {
+        s["rewrites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["relation"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // int to bigint rewrites the table (and so its index).
+    let a = first(0);
+    assert!(
+        locks(&a).contains(&("\"A\"".into(), "ACCESS_EXCLUSIVE".into())),
+        "{a}"
+    );
+    assert!(rewrites(&a).contains(&"\"A\"".to_owned()), "{a}");
+    // varchar(20) to varchar(50) does not.
+    let b = first(1);
+    assert!(
+        locks(&b).contains(&("\"B\"".into(), "ACCESS_EXCLUSIVE".into())),
+        "{b}"
+    );
+    assert!(rewrites(&b).is_empty(), "{b}");
+    // A volatile default rewrites.
+    let c = first(2);
+    assert!(rewrites(&c).contains(&"\"C\"".to_owned()), "{c}");
+    // CREATE INDEX without CONCURRENTLY takes SHARE: writes wait, reads do not.
+    let d = first(3);
+    assert_eq!(
+        locks(&d),
+        vec![("\"D\"".to_owned(), "SHARE".to_owned())],
+        "{d}"
+    );
+    assert!(rewrites(&d).is_empty(), "{d}");
+
+    // The human report says the same in words.
+    let r = verify(&db, &m, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("observed: ACCESS EXCLUSIVE on \"A\", rewrote \"A\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("observed: SHARE on \"D\""),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("no drift"), "{}", r.stdout);
+    // Still pending on the target.
+    assert_eq!(db.ledger().await.len(), 1);
+}
+
+#[tokio::test]
+async fn drift_lists_each_hand_change_on_its_side() {
+    let db = fresh_db("verify_drift").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_init",
+        "CREATE TYPE \"Role\" AS ENUM ('USER', 'ADMIN');\n\
+         CREATE TABLE \"User\" (id serial PRIMARY KEY, name text NOT NULL, role \"Role\" NOT NULL DEFAULT 'USER');\n\
+         CREATE INDEX \"User_name_idx\" ON \"User\"(name);\n",
+    );
+    deploy(&db, &m);
+    db.exec(
+        "ALTER TABLE \"User\" ADD COLUMN nickname text; \
+         DROP INDEX \"User_name_idx\"; \
+         ALTER TYPE \"Role\" ADD VALUE 'GUEST'",
+    )
+    .await;
+
+    let r = verify(&db, &m, &["--json"]);
+    assert_eq!(r.code, code(exit::SCHEMA_DRIFT), "{r:?}");
+    let rep = report(&r);
+    let found: Vec<(String, String, String)> = rep["drift"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["name"].as_str().unwrap().to_owned(),
+                d["side"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expect = |k: &str, n: &str, s: &str| (k.to_owned(), n.to_owned(), s.to_owned());
+    assert_eq!(
+        found,
+        vec![
+            expect("enum_value", "public.\"Role\" 'GUEST'", "only_in_database"),
+            expect("column", "public.\"User\".nickname", "only_in_database"),
+            expect("index", "public.\"User_name_idx\"", "only_in_migrations"),
+        ],
+        "{rep}"
+    );
+    assert_eq!(rep["drift"]["built_from"], 1);
+
+    let r = verify(&db, &m, &[]);
+    assert_eq!(r.code, code(exit::SCHEMA_DRIFT), "{r:?}");
+    assert!(r.stdout.contains("DRIFT: 3 difference(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("in the database but not in the migrations:\n    enum value  public.\"Role\" 'GUEST'\n    column      public.\"User\".nickname  text\n"),
+        "{}",
+        r.stdout
+    );
+
+    // Without the drift check only the rehearsal runs, and nothing is pending.
+    let r = verify(&db, &m, &["--no-drift"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("nothing pending to rehearse"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_extension_the_scratch_server_lacks_is_named() {
+    let db = fresh_db("verify_extension").await;
+    let m = Migrations::new();
+    m.add("20250101000000_init", "CREATE TABLE t (id int);\n");
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_ext",
+        "CREATE EXTENSION IF NOT EXISTS pgdeck_no_such_extension;\n",
+    );
+    let r = verify(&db, &m, &[]);
+    r.assert_clean_error(i32::from(exit::SCRATCH_UNFIT));
+    assert!(
+        r.stderr.contains(
+            "lacks the extension pgdeck_no_such_extension (created by 20250201000000_ext)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(db.ledger().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_targets_own_server_is_refused_as_scratch() {
+    let db = fresh_db("verify_own_server").await;
+    let m = Migrations::new();
+    m.add("20250101000000_init", "CREATE TABLE t (id int);\n");
+    let other = db.target.with_database("postgres").to_string();
+    let r = run(pgdeck(&db, m.path(), &["verify", "--scratch-url", &other]));
+    r.assert_clean_error(code(exit::USAGE));
+    assert!(
+        r.stderr.contains("is the target's own server"),
+        "{}",
+        r.stderr
+    );
+}
