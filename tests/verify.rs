@@ -313,3 +313,83 @@ async fn the_targets_own_server_is_refused_as_scratch() {
         r.stderr
     );
 }
+
+#[tokio::test]
+async fn plan_rehearse_puts_observed_facts_beside_the_claims_and_flags_disagreement() {
+    let db = fresh_db("verify_plan").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_users",
+        "CREATE TABLE \"User\" (id int PRIMARY KEY, n int);\n",
+    );
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_changes",
+        "-- what no reading of the text can know\n\
+         DO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN z uuid DEFAULT gen_random_uuid()', 'Us' || 'er'); END $$;\n\
+         ALTER TABLE \"User\" ALTER COLUMN n TYPE bigint;\n\
+         CREATE TABLE \"Post\" (id int);\n",
+    );
+    let url = SCRATCH.url("postgres");
+    let r = run(pgdeck(
+        &db,
+        m.path(),
+        &["plan", "--rehearse", "--scratch-url", &url],
+    ));
+    assert!(
+        r.code == 0 || r.code == i32::from(exit::LINT_DANGEROUS),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains(
+            "observed: ACCESS EXCLUSIVE on \"User\", rewrote \"User\", rebuilt index \"User_pkey\""
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("DISAGREES: claimed \"no rewrite\", but it rewrote \"User\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("DISAGREES: claimed no lock, but it took ACCESS EXCLUSIVE"),
+        "{}",
+        r.stdout
+    );
+    // The type change finds the table locked already (by the statement before), and rewrites
+    // it again; a table the migration made itself is nobody else's.
+    assert!(
+        r.stdout
+            .contains("observed: no new lock on an existing relation, rewrote \"User\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("observed: no new lock on an existing relation\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("did otherwise on the rehearsal than claimed"),
+        "{}",
+        r.stdout
+    );
+
+    let r = run(pgdeck(
+        &db,
+        m.path(),
+        &["plan", "--rehearse", "--scratch-url", &url, "--json"],
+    ));
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let s = &v["plan"]["migrations"][0]["lint"]["statements"][0]["observed"];
+    assert_eq!(s["disagreements"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(s["facts"]["rewrites"][0]["relation"], "\"User\"", "{v}");
+    assert!(v["rehearsal"]["pending"].is_array(), "{v}");
+    // Still pending on the target.
+    assert_eq!(db.ledger().await.len(), 1);
+}

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::{exit, output};
+use super::verify::ScratchArgs;
+use super::{Job, exit, output};
 use crate::error::{Error, Result};
 use crate::lint::plan::{Allow, Plan, Verdict};
 use crate::lint::report::{render_file, render_plan};
@@ -39,6 +40,18 @@ pub struct LintArgs {
 }
 
 /// `--allow RULE --reason TEXT`: acknowledge findings of a rule for this run.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub allow: AllowArgs,
+    /// Rehearse the pending migrations on a copy of the schema in a scratch cluster and show
+    /// the locks and rewrites PostgreSQL really took beside each claim
+    #[arg(long)]
+    pub rehearse: bool,
+    #[command(flatten)]
+    pub scratch: ScratchArgs,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct AllowArgs {
     /// Acknowledge the findings of this rule (repeatable); needs --reason
@@ -340,20 +353,32 @@ fn gh_property(s: &str) -> String {
     gh_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-pub async fn plan(env: &Environment, args: &AllowArgs, json_flag: bool) -> Result<u8> {
+pub async fn plan(job: &Job, args: &PlanArgs, json_flag: bool) -> Result<u8> {
+    let env = &job.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (report, version) = migrate::status(&env.target, &dir).await?;
     let pending = report.pending_names();
-    let plan = Plan::build(
+    let mut plan = Plan::build(
         Some(&env.target),
         &dir,
         &pending,
         &env.lint,
-        &args.allows(),
+        &args.allow.allows(),
         env.protected,
     )
     .await;
+    let rehearsal = match args.rehearse {
+        true => {
+            let req = args.scratch.request(false)?;
+            let r = super::verify::rehearse(job, &req, json_flag).await?;
+            plan.observe(r.pending.iter().flat_map(|p| &p.statements));
+            Some(r)
+        }
+        false => None,
+    };
+    let failed = rehearsal.as_ref().and_then(|r| r.failure.clone());
     let code = match plan.verdict() {
+        _ if failed.is_some() => exit::FAILED,
         Verdict::Ok => exit::OK,
         Verdict::NeedsAcknowledgement => exit::LINT_DANGEROUS,
         Verdict::Refused => exit::REFUSED,
@@ -368,6 +393,7 @@ pub async fn plan(env: &Environment, args: &AllowArgs, json_flag: bool) -> Resul
             "server_version": version,
             "verdict": plan.verdict(),
             "plan": plan,
+            "rehearsal": rehearsal,
         }));
         return Ok(code);
     }
@@ -378,5 +404,12 @@ pub async fn plan(env: &Environment, args: &AllowArgs, json_flag: bool) -> Resul
         if env.protected { ", protected" } else { "" }
     );
     output::stdout(render_plan(&heading, &plan, &dir).trim_end());
+    if let Some(f) = failed {
+        output::stdout(&format!(
+            "\nthe rehearsal FAILED{}: {}",
+            f.migration.map(|m| format!(" at {m}")).unwrap_or_default(),
+            f.cause
+        ));
+    }
     Ok(code)
 }

@@ -184,7 +184,12 @@ pub async fn revert(job: &Job, args: &RevertArgs, json: bool) -> Result<u8> {
             },
         )
         .await?;
-        let code = super::lint::plan(env, &args.deploy_args.allow, json).await?;
+        let plan = super::lint::PlanArgs {
+            allow: args.deploy_args.allow.clone(),
+            rehearse: false,
+            scratch: super::verify::ScratchArgs { scratch_url: None },
+        };
+        let code = super::lint::plan(job, &plan, json).await?;
         if !json {
             output::stderr(
                 "review the plan, then run `pgdeck deploy` (or revert again with --deploy)",

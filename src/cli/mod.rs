@@ -121,7 +121,7 @@ pub enum Command {
     /// Safety lint of migration SQL: squawk's rules weighed by the runbook, lock and rewrite per statement
     Lint(lint::LintArgs),
     /// Dry run: what deploy would run, statement by statement, with locks, findings, sizes and a verdict
-    Plan(lint::AllowArgs),
+    Plan(lint::PlanArgs),
     /// Rehearse the pending migrations on a copy of the target's schema in a scratch cluster
     /// (the locks and rewrites each statement really takes), and report drift between the
     /// target and what its migrations build. Writes nothing to the target
@@ -363,9 +363,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::Lint(args) => {
             stoppable(Box::pin(lint::lint(&environment(g)?, args, g.json))).await
         }
-        Command::Plan(args) => {
-            stoppable(Box::pin(lint::plan(&environment(g)?, args, g.json))).await
-        }
+        Command::Plan(args) if args.rehearse => lint::plan(&job()?, args, g.json).await,
+        Command::Plan(args) => stoppable(Box::pin(lint::plan(&job()?, args, g.json))).await,
         Command::Verify(args) => verify::run(&job()?, args, g.json).await,
         Command::Backup(args) if args.stops_itself() => backup::run(&job()?, args, g.json).await,
         Command::Backup(args) => stoppable(Box::pin(backup::run(&job()?, args, g.json))).await,

@@ -8,23 +8,29 @@ use super::output::{self, Printer};
 use super::{Job, exit};
 use crate::error::Result;
 use crate::events::with_events;
-use crate::migrate::observe::Observation;
 use crate::release::{self, RehearsalRequest};
 use crate::target::{DbTarget, ProcessVars};
 use crate::verify::{Outcome, Side, VerifyReport};
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Rehearse on this server (a superuser there) instead of a throwaway cluster; only
-    /// databases made for the run are written, and dropped again
-    #[arg(long, value_name = "URL")]
-    pub scratch_url: Option<String>,
+    #[command(flatten)]
+    pub scratch: ScratchArgs,
     /// Rehearse only; skip the drift check
     #[arg(long)]
     pub no_drift: bool,
 }
 
-impl VerifyArgs {
+/// Where a rehearsal runs.
+#[derive(Debug, Clone, Args)]
+pub struct ScratchArgs {
+    /// Rehearse on this server (a superuser there) instead of a throwaway cluster; only
+    /// databases made for the run are written there, and dropped again
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
+}
+
+impl ScratchArgs {
     pub fn request(&self, drift: bool) -> Result<RehearsalRequest> {
         Ok(RehearsalRequest {
             scratch: self
@@ -38,7 +44,7 @@ impl VerifyArgs {
 }
 
 pub async fn run(job: &Job, args: &VerifyArgs, json: bool) -> Result<u8> {
-    let report = rehearse(job, &args.request(!args.no_drift)?, json).await?;
+    let report = rehearse(job, &args.scratch.request(!args.no_drift)?, json).await?;
     if json {
         output::json(&json!({
             "ok": code(&report) == exit::OK,
@@ -76,25 +82,6 @@ fn code(r: &VerifyReport) -> u8 {
     }
 }
 
-/// What one statement was seen to do: "ACCESS EXCLUSIVE on "User", rewrote "User"".
-pub fn observed(o: &Observation) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    match &o.locks {
-        None => parts.push("locks not observable (runs outside a transaction)".into()),
-        Some(locks) if locks.is_empty() => parts.push("no new lock on an existing relation".into()),
-        Some(locks) => parts.extend(
-            locks
-                .iter()
-                .map(|l| format!("{} on {}", l.mode.sql(), l.relation)),
-        ),
-    }
-    parts.extend(o.rewrites.iter().map(|r| match r.kind {
-        crate::migrate::observe::RelationKind::Index => format!("rebuilt index {}", r.relation),
-        _ => format!("rewrote {}", r.relation),
-    }));
-    parts.join(", ")
-}
-
 fn render(r: &VerifyReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -128,7 +115,7 @@ fn render(r: &VerifyReport) -> String {
                 s.statement,
                 s.line,
                 s.preview,
-                observed(s)
+                s.said()
             ));
         }
     }

@@ -9,48 +9,8 @@ use squawk_syntax::{SyntaxKind, SyntaxNode};
 use super::Severity;
 use super::rules::Category;
 
-/// PostgreSQL's table lock modes, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LockMode {
-    AccessShare,
-    RowShare,
-    RowExclusive,
-    ShareUpdateExclusive,
-    Share,
-    ShareRowExclusive,
-    Exclusive,
-    AccessExclusive,
-}
-
-impl LockMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            LockMode::AccessShare => "ACCESS SHARE",
-            LockMode::RowShare => "ROW SHARE",
-            LockMode::RowExclusive => "ROW EXCLUSIVE",
-            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
-            LockMode::Share => "SHARE",
-            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
-            LockMode::Exclusive => "EXCLUSIVE",
-            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
-        }
-    }
-
-    /// What the lock stops other sessions from doing, in operator terms.
-    pub fn blocks(self) -> &'static str {
-        match self {
-            LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => {
-                "blocks only DDL"
-            }
-            LockMode::ShareUpdateExclusive => "blocks DDL and VACUUM, not reads or writes",
-            LockMode::Share | LockMode::ShareRowExclusive | LockMode::Exclusive => {
-                "blocks writes, not reads"
-            }
-            LockMode::AccessExclusive => "blocks reads and writes",
-        }
-    }
-}
+/// PostgreSQL's table lock modes: the engine's, which a rehearsal reads from `pg_locks`.
+pub use crate::migrate::observe::LockMode;
 
 /// What the statement does to the table's data files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

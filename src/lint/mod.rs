@@ -40,6 +40,7 @@ use std::collections::{HashMap, HashSet};
 use squawk_linter::{Linter, Rule};
 use squawk_syntax::{SourceFile, SyntaxKind, ast::AstNode};
 
+use crate::migrate::observe::Observation;
 use crate::migrate::script::{LineMap, Script, SyntaxProblem, TxMode, statements_of};
 use facts::{LockMode, Rewrite};
 use rules::Category;
@@ -177,6 +178,68 @@ pub struct StatementLint {
     pub tables: Vec<TableSize>,
     /// The worst severity among its findings (SAFE when it has none).
     pub class: Severity,
+    /// What a rehearsal saw it do (`plan --rehearse`), and where that contradicts `lock` and
+    /// `rewrite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// A statement's observed facts beside the static claim.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub facts: Observation,
+    /// In words: "ACCESS EXCLUSIVE on \"User\", rewrote \"User\"".
+    pub said: String,
+    /// Where the static claim is wrong, in words; empty when the two agree.
+    pub disagreements: Vec<String>,
+}
+
+impl Observed {
+    /// The rehearsal's facts weighed against what the statement was claimed to do.
+    pub fn of(facts: &Observation, lock: Option<LockMode>, rewrite: Rewrite) -> Observed {
+        let mut disagreements = Vec::new();
+        let rewrote = facts
+            .rewrites
+            .iter()
+            .any(|r| r.kind != crate::migrate::observe::RelationKind::Index);
+        match (rewrite, rewrote) {
+            (Rewrite::Yes, false) => disagreements.push(format!(
+                "claimed \"{}\", but no table was rewritten",
+                rewrite.name()
+            )),
+            (Rewrite::No | Rewrite::Scan, true) => disagreements.push(format!(
+                "claimed \"{}\", but it rewrote {}",
+                rewrite.name(),
+                facts
+                    .rewrites
+                    .iter()
+                    .map(|r| r.relation.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => {}
+        }
+        // Outside a transaction the locks are gone when it returns; a statement whose locks a
+        // statement before it already took shows none of its own: no claim to weigh then.
+        let strongest = facts
+            .locks
+            .as_ref()
+            .and_then(|l| l.iter().map(|l| l.mode).max());
+        if let Some(seen) = strongest
+            && lock != Some(seen)
+        {
+            disagreements.push(format!(
+                "claimed {}, but it took {}",
+                lock.map(|l| l.name()).unwrap_or("no lock"),
+                seen.name()
+            ));
+        }
+        Observed {
+            said: facts.said(),
+            facts: facts.clone(),
+            disagreements,
+        }
+    }
 }
 
 /// The lint of one file.
@@ -522,6 +585,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
                 .filter_map(|t| sizes.get(t).cloned())
                 .collect(),
             class,
+            observed: None,
         });
     }
     out

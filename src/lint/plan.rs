@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{FileLint, LintSettings, Severity, Sizes, catalog, lint_sql, touched_tables};
+use super::{FileLint, LintSettings, Observed, Severity, Sizes, catalog, lint_sql, touched_tables};
+use crate::migrate::observe::Observation;
 use crate::migrate::{MigrationsDir, deploy::statements_for};
 use crate::target::DbTarget;
 
@@ -100,6 +101,32 @@ pub fn finding_key(lint: &FileLint, f: &super::Finding, checksum: &str) -> Strin
 }
 
 impl Plan {
+    /// Puts a rehearsal's observations beside the static claims, statement by statement (by
+    /// migration and line: the engine and the lint split scripts alike).
+    pub fn observe<'a>(&mut self, observations: impl IntoIterator<Item = &'a Observation>) {
+        for o in observations {
+            let Some(m) = self.migrations.iter_mut().find(|m| m.name == o.migration) else {
+                continue;
+            };
+            if let Some(s) = m.lint.statements.iter_mut().find(|s| s.line == o.line) {
+                s.observed = Some(Observed::of(o, s.lock, s.rewrite));
+            }
+        }
+    }
+
+    /// Statements whose observed facts contradict their static claim.
+    pub fn disagreements(&self) -> usize {
+        self.migrations
+            .iter()
+            .flat_map(|m| &m.lint.statements)
+            .filter(|s| {
+                s.observed
+                    .as_ref()
+                    .is_some_and(|o| !o.disagreements.is_empty())
+            })
+            .count()
+    }
+
     /// Plans `pending` (names, in order) from `dir`, with live sizes from `target` when reachable.
     pub async fn build(
         target: Option<&DbTarget>,

@@ -142,6 +142,12 @@ pub fn render_plan(heading: &str, plan: &Plan, dir: &MigrationsDir) -> String {
             for t in &s.tables {
                 out.push_str(&format!("{:>54}table {}: {}\n", "", t.table, t.describe()));
             }
+            if let Some(o) = &s.observed {
+                out.push_str(&format!("{:>54}observed: {}\n", "", o.said));
+                for d in &o.disagreements {
+                    out.push_str(&format!("{:>54}DISAGREES: {d}\n", ""));
+                }
+            }
         }
         let text = dir.get(&m.name).map(|l| l.sql()).unwrap_or_default();
         let findings = render_file(&m.lint, text, false);
@@ -153,6 +159,12 @@ pub fn render_plan(heading: &str, plan: &Plan, dir: &MigrationsDir) -> String {
         }
     }
     let worst = plan.verdict();
+    let disagreements = plan.disagreements();
+    if disagreements > 0 {
+        out.push_str(&format!(
+            "\n{disagreements} statement(s) did otherwise on the rehearsal than claimed: trust the observed facts\n"
+        ));
+    }
     out.push_str(&format!(
         "\n{} pending migration(s); overall: {}\n",
         total,

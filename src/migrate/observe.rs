@@ -85,7 +85,7 @@ impl LockMode {
     }
 
     /// As the documentation and `LOCK TABLE` write it: "ACCESS EXCLUSIVE".
-    pub fn sql(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             LockMode::AccessShare => "ACCESS SHARE",
             LockMode::RowShare => "ROW SHARE",
@@ -98,7 +98,7 @@ impl LockMode {
         }
     }
 
-    /// What the mode keeps other sessions from doing.
+    /// What the lock stops other sessions from doing, in operator terms.
     pub fn blocks(self) -> &'static str {
         match self {
             LockMode::AccessShare | LockMode::RowShare | LockMode::RowExclusive => {
@@ -139,6 +139,29 @@ pub struct Observation {
     /// `None`: the statement ran outside a transaction, and its locks ended with it.
     pub locks: Option<Vec<ObservedLock>>,
     pub rewrites: Vec<Rewrite>,
+}
+
+impl Observation {
+    /// In words: "ACCESS EXCLUSIVE on \"User\", rewrote \"User\"".
+    pub fn said(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        match &self.locks {
+            None => parts.push("locks not observable (runs outside a transaction)".into()),
+            Some(locks) if locks.is_empty() => {
+                parts.push("no new lock on an existing relation".into())
+            }
+            Some(locks) => parts.extend(
+                locks
+                    .iter()
+                    .map(|l| format!("{} on {}", l.mode.name(), l.relation)),
+            ),
+        }
+        parts.extend(self.rewrites.iter().map(|r| match r.kind {
+            RelationKind::Index => format!("rebuilt index {}", r.relation),
+            _ => format!("rewrote {}", r.relation),
+        }));
+        parts.join(", ")
+    }
 }
 
 /// The relations of the database at one moment: each with its kind, storage and the strongest
@@ -352,6 +375,6 @@ mod tests {
         );
         assert!(LockMode::AccessExclusive > LockMode::Share);
         assert_eq!(LockMode::from_pg_locks("SIReadLock"), None);
-        assert_eq!(LockMode::AccessExclusive.sql(), "ACCESS EXCLUSIVE");
+        assert_eq!(LockMode::AccessExclusive.name(), "ACCESS EXCLUSIVE");
     }
 }
