@@ -96,35 +96,43 @@ impl Console {
     /// Types `keys` and waits for the checklist to count `done` items.
     fn step(&mut self, keys: &str, done: usize) {
         self.keys(keys);
-        self.wait_for(&format!("Checklist {done}/20"));
+        self.wait_for(&format!("Checklist {done}/21"));
     }
 
-    /// Walks the demo's checklist from the start to its Deploy step: backup, verify, the plan
+    /// Walks the demo's checklist from the start to its Deploy step: rehearsal, backup, verify, the plan
     /// read, the ticks (with the notes given), the rollback plan, the baseline, two skips.
     fn walk_to_deploy(&mut self, staging_note: &str, team_note: &str) {
-        self.wait_for("Checklist 0/20");
+        self.wait_for("Checklist 0/21");
         // The demo database is as production would be before the release: one applied, two new.
         self.wait_for("1 applied, 2 pending");
-        self.step("\r", 1); // backup
+        // The rehearsal: the two pending migrations on a copy of the schema in a cluster of
+        // its own, and the drift check.
+        self.step("\r", 1);
+        assert!(
+            self.text().contains("[x] Rehearsal and drift check"),
+            "{}",
+            self.text()
+        );
+        self.step("\r", 2); // backup
         assert!(
             self.text().contains("[x] Backup created"),
             "{}",
             self.text()
         );
-        self.step("\r", 2); // verify
+        self.step("\r", 3); // verify
         // Lint and plan: the whole plan is shown, and the step ends once it was read.
         self.keys("\r");
         self.wait_for("Enter: reviewed");
         self.wait_for("Plan for");
         self.wait_for("overall: ok");
-        self.step("\r", 3);
-        self.step(&format!("\r{staging_note}\r"), 4);
-        self.step("\r\r", 5); // integration tests, no note
-        self.step("\r", 6); // every pending migration has a down.sql
-        self.step(&format!("\r{team_note}\r"), 7);
-        self.step("\r", 8); // baseline (a few seconds of probes)
-        self.step("sdemo in the daytime\r", 9);
-        self.step("snot needed\r", 10);
+        self.step("\r", 4);
+        self.step(&format!("\r{staging_note}\r"), 5);
+        self.step("\r\r", 6); // integration tests, no note
+        self.step("\r", 7); // every pending migration has a down.sql
+        self.step(&format!("\r{team_note}\r"), 8);
+        self.step("\r", 9); // baseline (a few seconds of probes)
+        self.step("sdemo in the daytime\r", 10);
+        self.step("snot needed\r", 11);
     }
 }
 
@@ -177,10 +185,10 @@ fn an_operator_walks_the_checklist_finds_a_slow_query_and_quits_cleanly() {
     c.wait_for("type the database name (pgdeck_demo)");
     c.wait_for("Apply 2 pending migration(s) to pgdeck_demo");
     c.keys("pgdeck_demo\r");
-    c.wait_for("Checklist 11/20");
+    c.wait_for("Checklist 12/21");
     c.wait_for("3 applied, 0 pending");
-    c.step("\r", 12); // status
-    c.step("\r", 13); // health
+    c.step("\r", 13); // status
+    c.step("\r", 14); // health
     assert!(c.text().contains("health: ok"), "{}", c.text());
 
     // A slow query appears on the Monitor screen.
@@ -317,7 +325,7 @@ fn a_deploy_blocked_by_an_idle_transaction_shows_the_blocker_and_completes_once_
     c.wait_for("The deploy waits for it, on attempt");
     c.wait_for("Its open transaction rolls back.");
     c.keys("y");
-    c.wait_for("Checklist 11/20");
+    c.wait_for("Checklist 12/21");
     c.wait_for("3 applied, 0 pending");
     let start = Instant::now();
     while blocker.try_wait().unwrap().is_none()
@@ -449,26 +457,28 @@ fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
     let journal = tempfile::tempdir().unwrap();
     let _stop = StopDemo(home.path().to_owned());
     let mut first = Console::start(home.path(), journal.path());
-    first.wait_for("Checklist 0/20");
+    first.wait_for("Checklist 0/21");
     first.keys("\r");
-    first.wait_for("Checklist 1/20");
+    first.wait_for("Checklist 1/21");
+    first.keys("\r");
+    first.wait_for("Checklist 2/21");
 
     // The same demo, the same unfinished session: watched, not driven.
     let mut second = Console::start_with(home.path(), journal.path(), &["demo"]);
     second.wait_for("READ-ONLY");
     second.wait_for("has this session open");
-    second.wait_for("Checklist 1/20");
+    second.wait_for("Checklist 2/21");
     second.keys("\r");
     second.wait_for("drives this session");
     assert!(
-        second.text().contains("Checklist 1/20"),
+        second.text().contains("Checklist 2/21"),
         "{}",
         second.text()
     );
     // It follows what the holding console does.
     first.keys("\r");
-    first.wait_for("Checklist 2/20");
-    second.wait_for("Checklist 2/20");
+    first.wait_for("Checklist 3/21");
+    second.wait_for("Checklist 3/21");
     second.keys("q");
     let start = Instant::now();
     while second.child.try_wait().unwrap().is_none() {
@@ -480,7 +490,7 @@ fn a_second_console_on_a_held_session_opens_read_only_and_runs_nothing() {
     first.keys("\r");
     first.wait_for("Esc: close unreviewed");
     first.keys("\r");
-    first.wait_for("Checklist 3/20");
+    first.wait_for("Checklist 4/21");
     first.keys("q");
     let start = Instant::now();
     while first.child.try_wait().unwrap().is_none() {

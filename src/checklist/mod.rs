@@ -27,6 +27,10 @@ impl Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
+    /// The pending migrations rehearsed on a copy of the schema, and the drift check.
+    Rehearse,
+    /// The environment the release is rehearsed on has every pending migration applied.
+    CheckRehearsed,
     Backup,
     VerifyBackup,
     Plan,
@@ -139,6 +143,13 @@ pub fn default_items() -> Vec<Item> {
         optional,
     };
     vec![
+        item(
+            "rehearsal",
+            Pre,
+            "Rehearsal and drift check",
+            Some(O::Rehearse),
+            false,
+        ),
         item("backup", Pre, "Backup created", Some(O::Backup), false),
         item(
             "verify_backup",
@@ -241,6 +252,9 @@ pub struct ChecklistSettings {
     pub remove: Vec<String>,
     /// Manual items of the team's own.
     pub extra: Vec<ExtraItem>,
+    /// The environment the release is rehearsed on first (production's "staging"): the
+    /// staging item then checks its ledger instead of waiting for a tick.
+    pub rehearsed_on: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -270,6 +284,12 @@ pub fn items(settings: &ChecklistSettings, hooks: &[&str]) -> Result<Vec<Item>, 
         if hooks.contains(&step.hook_name()) {
             item.operation = Some(Operation::Hook(step));
         }
+    }
+    if let Some(on) = &settings.rehearsed_on
+        && let Some(item) = items.iter_mut().find(|i| i.id == "staging")
+    {
+        item.title = format!("Migration tested on {on}");
+        item.operation = Some(Operation::CheckRehearsed);
     }
     let known = || items_ids(&default_items());
     for id in &settings.remove {
@@ -547,19 +567,22 @@ mod tests {
     fn items_unlock_in_order_and_say_what_comes_first() {
         let mut c = list(false);
         assert_eq!(c.state(0), &State::Ready);
-        assert_eq!(c.state(1), &State::Locked("first: Backup created".into()));
-        assert_eq!(c.start(1), Err("first: Backup created".into()));
+        assert_eq!(
+            c.state(1),
+            &State::Locked("first: Rehearsal and drift check".into())
+        );
+        assert_eq!(c.start(1), Err("first: Rehearsal and drift check".into()));
         c.start(0).unwrap();
         assert_eq!(c.running(), Some(0));
-        c.finish(0, Ok("app.dump".into()));
+        c.finish(0, Ok("1 pending rehearsed on a copy; no drift".into()));
         assert_eq!(c.state(1), &State::Ready);
-        assert_eq!(c.progress(), (1, 20));
+        assert_eq!(c.progress(), (1, 21));
     }
 
     #[test]
     fn manual_items_are_ticked_optional_ones_skipped_automated_ones_run() {
         let mut c = list(false);
-        for i in 0..3 {
+        for i in 0..4 {
             c.start(i).unwrap();
             c.finish(i, Ok(String::new()));
         }
@@ -628,6 +651,7 @@ mod tests {
                     optional: true,
                 },
             ],
+            rehearsed_on: None,
         };
         let items = items(&settings, &["smoke_test"]).unwrap();
         let smoke = items.iter().find(|i| i.id == "smoke_test").unwrap();
@@ -640,7 +664,7 @@ mod tests {
         let e = super::items(
             &ChecklistSettings {
                 remove: vec!["nope".into()],
-                extra: vec![],
+                ..ChecklistSettings::default()
             },
             &[],
         )
@@ -653,12 +677,35 @@ mod tests {
             super::items(
                 &ChecklistSettings {
                     remove: vec!["deploy".into()],
-                    extra: vec![],
+                    ..ChecklistSettings::default()
                 },
                 &[],
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_rehearsal_comes_first_and_staging_is_checked_where_an_environment_is_named() {
+        let plain = items(&ChecklistSettings::default(), &[]).unwrap();
+        assert_eq!(plain[0].operation, Some(Operation::Rehearse));
+        assert_eq!(plain[1].id, "backup");
+        let staging = plain.iter().find(|i| i.id == "staging").unwrap();
+        assert_eq!(
+            staging.operation, None,
+            "a tick where nothing names staging"
+        );
+        let checked = items(
+            &ChecklistSettings {
+                rehearsed_on: Some("stage-eu".into()),
+                ..ChecklistSettings::default()
+            },
+            &[],
+        )
+        .unwrap();
+        let staging = checked.iter().find(|i| i.id == "staging").unwrap();
+        assert_eq!(staging.operation, Some(Operation::CheckRehearsed));
+        assert_eq!(staging.title, "Migration tested on stage-eu");
     }
 
     #[test]

@@ -467,6 +467,7 @@ pub fn release_environment(r: config::Resolved) -> Environment {
         hooks: r.hooks,
         logs: r.logs,
         read_only: r.read_only,
+        rehearsed_on: r.rehearsed_on,
         source: r.source,
     }
 }

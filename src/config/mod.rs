@@ -18,6 +18,7 @@ use crate::lint::LintSettings;
 use crate::migrate::DeploySettings;
 use crate::monitor::logs::{AppLog, LogSettings};
 use crate::target::{DbTarget, SslMode, Vars};
+use crate::verify::RehearsedOn;
 use squawk_linter::Rule;
 
 /// What the command line says about configuration; every field is optional.
@@ -76,6 +77,8 @@ struct EnvironmentFile {
     app_log_command: Option<String>,
     /// Error lines per minute in a followed log past which it alerts.
     log_alert_per_minute: Option<u32>,
+    /// The environment this one's releases are rehearsed on first ("staging").
+    rehearsed_on: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,11 +259,19 @@ pub struct Resolved {
     pub hooks: HookSettings,
     pub logs: LogSettings,
     pub read_only: bool,
+    /// The environment its releases are rehearsed on first.
+    pub rehearsed_on: Option<RehearsedOn>,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
 
 pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Resolved> {
+    resolve_following(overrides, vars, true)
+}
+
+/// [`resolve`]; `follow`: also resolve the environment named by `rehearsed_on` (one level: the
+/// staging environment's own `rehearsed_on` is not followed).
+fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Result<Resolved> {
     let file = find_config_file(overrides.config.as_deref(), vars)?;
     let parsed = match &file {
         Some(path) => Some(read_config(path)?),
@@ -332,6 +343,7 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Resolved> {
         checklist = ChecklistSettings {
             remove: env.checklist.remove.clone(),
             extra: env.checklist.extra.clone(),
+            rehearsed_on: env.rehearsed_on.clone(),
         };
         hooks = hook_settings(&name, &env.hooks, vars)?;
         logs = log_settings(&name, env)?;
@@ -393,7 +405,18 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Resolved> {
             .chain(backup.restore_checks.iter().cloned())
             .collect()
     });
+    let rehearsed_on = match env_file.and_then(|e| e.rehearsed_on.as_ref()) {
+        Some(on) if follow => Some(rehearsal_environment(
+            parsed.as_ref(),
+            &name,
+            on,
+            overrides,
+            vars,
+        )?),
+        _ => None,
+    };
     Ok(Resolved {
+        rehearsed_on,
         name,
         protected,
         target,
@@ -407,6 +430,56 @@ pub fn resolve(overrides: &Overrides, vars: &dyn Vars) -> Result<Resolved> {
         logs,
         read_only,
         source: file,
+    })
+}
+
+/// The environment `name` names as `rehearsed_on`: it must exist, be another one, and have a
+/// URL of its own (never this one's, nor DATABASE_URL's). Whether its URL resolves is said when
+/// it is checked.
+fn rehearsal_environment(
+    parsed: Option<&FileConfig>,
+    name: &str,
+    on: &str,
+    overrides: &Overrides,
+    vars: &dyn Vars,
+) -> Result<RehearsedOn> {
+    let known = parsed.map(|c| &c.environments);
+    let Some(other) = known.and_then(|k| k.get(on)) else {
+        return Err(Error::input(
+            format!("environments.{name}.rehearsed_on names '{on}', which is not an environment"),
+            format!(
+                "name one of: {}",
+                known
+                    .map(|k| k.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            ),
+        ));
+    };
+    if on == name {
+        return Err(Error::input(
+            format!("environments.{name}.rehearsed_on names the environment itself"),
+            "name the environment its releases are tried on first, e.g. \"staging\"",
+        ));
+    }
+    if other.database_url.is_none() && other.database_url_env.is_none() {
+        return Err(Error::input(
+            format!(
+                "environment '{on}' (rehearsed_on of '{name}') has no database_url or database_url_env"
+            ),
+            format!(
+                "give [environments.{on}] its own URL: its ledger is read to check the release was tried there"
+            ),
+        ));
+    }
+    let staging = Overrides {
+        env: Some(on.to_owned()),
+        config: overrides.config.clone(),
+        database_url: None,
+        migrations: None,
+    };
+    Ok(RehearsedOn {
+        name: on.to_owned(),
+        target: resolve_following(&staging, vars, false).map(|r| r.target),
     })
 }
 

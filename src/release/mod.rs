@@ -30,11 +30,13 @@ use crate::lint::LintSettings;
 use crate::migrate::{DeployEvent, DeploySettings};
 use crate::monitor::logs::LogSettings;
 use crate::target::DbTarget;
-use crate::verify::VerifyEvent;
+use crate::verify::{RehearsedOn, VerifyEvent};
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
-pub use rehearsal::{RehearsalRequest, rehearse};
+pub use rehearsal::{
+    RehearsalRequest, RehearsedCheck, check_rehearsed, rehearse, summary as rehearsal_summary,
+};
 pub use restore::{Maintenance, RestoreReport, RestoreRequest, newest_backup, restore};
 pub use revert::{
     ResetRequest, ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert,
@@ -58,6 +60,8 @@ pub struct Environment {
     pub logs: LogSettings,
     /// The monitor never cancels or terminates sessions here.
     pub read_only: bool,
+    /// The environment its releases are rehearsed on first.
+    pub rehearsed_on: Option<RehearsedOn>,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -79,6 +83,7 @@ impl Environment {
             hooks: HookSettings::default(),
             logs: LogSettings::default(),
             read_only: false,
+            rehearsed_on: None,
             source: None,
         }
     }

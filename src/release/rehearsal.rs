@@ -4,10 +4,11 @@
 //! journaled like a release workflow's.
 
 use super::{Context, Event, Workflow};
+use crate::error::Error;
 use crate::error::Result;
 use crate::events::with_events;
 use crate::journal::{self, Outcome};
-use crate::migrate::MigrationsDir;
+use crate::migrate::{self, MigrationState, MigrationsDir};
 use crate::target::DbTarget;
 use crate::verify::{self, VerifyOptions, VerifyReport};
 
@@ -97,4 +98,117 @@ pub fn summary(r: &VerifyReport) -> String {
         },
     };
     format!("{rehearsal}{drift}")
+}
+
+/// Whether the environment a release is rehearsed on has every migration pending here applied,
+/// from the same file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RehearsedCheck {
+    pub environment: String,
+    /// Pending here.
+    pub pending: Vec<String>,
+    /// Of those, not applied there.
+    pub missing: Vec<String>,
+    /// Applied there from a file that differs from the one that would be deployed here.
+    pub edited: Vec<String>,
+}
+
+impl RehearsedCheck {
+    pub fn passed(&self) -> bool {
+        self.missing.is_empty() && self.edited.is_empty()
+    }
+
+    /// In words, for the checklist and the command line.
+    pub fn said(&self) -> String {
+        if self.pending.is_empty() {
+            return format!(
+                "nothing pending here; nothing to find on {}",
+                self.environment
+            );
+        }
+        if self.passed() {
+            return format!(
+                "all {} pending applied on {} with the same checksum",
+                self.pending.len(),
+                self.environment
+            );
+        }
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            parts.push(format!(
+                "not applied on {}: {}",
+                self.environment,
+                self.missing.join(", ")
+            ));
+        }
+        if !self.edited.is_empty() {
+            parts.push(format!(
+                "applied on {} from a different file: {}",
+                self.environment,
+                self.edited.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Reads the ledger of the environment this one is rehearsed on (`rehearsed_on`) and checks
+/// that every migration pending here is applied there with the checksum of the file here.
+/// Read-only on both.
+pub async fn check_rehearsed(ctx: &Context) -> Result<RehearsedCheck> {
+    let env = &ctx.env;
+    let Some(on) = &env.rehearsed_on else {
+        return Err(Error::input(
+            format!(
+                "environment '{}' names no environment it is rehearsed on",
+                env.name
+            ),
+            "set rehearsed_on = \"staging\" in its section of the config",
+        ));
+    };
+    let target = on.target.clone().map_err(|e| {
+        Error::input(
+            format!(
+                "the environment it is rehearsed on, '{}', cannot be reached: {}",
+                on.name, e.cause
+            ),
+            e.hint,
+        )
+    })?;
+    let dir = MigrationsDir::load(&env.migrations_dir)?;
+    let (here, there) = tokio::join!(
+        migrate::status(&env.target, &dir),
+        migrate::status(&target, &dir)
+    );
+    let (here, _) = here?;
+    let (there, _) = there.map_err(|e| Error {
+        cause: format!("reading {}'s ledger: {}", on.name, e.cause),
+        ..e
+    })?;
+    let pending: Vec<String> = here
+        .pending_names()
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    let state_there = |name: &str| {
+        there
+            .migrations
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.state.clone())
+    };
+    let mut check = RehearsedCheck {
+        environment: on.name.clone(),
+        pending: pending.clone(),
+        missing: Vec::new(),
+        edited: Vec::new(),
+    };
+    for name in pending {
+        match state_there(&name) {
+            Some(MigrationState::Applied { .. }) => {}
+            Some(MigrationState::Edited { .. }) => check.edited.push(name),
+            _ => check.missing.push(name),
+        }
+    }
+    Ok(check)
 }

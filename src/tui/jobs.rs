@@ -50,6 +50,8 @@ pub enum Origin {
 /// What a job does: a checklist operation, or a release workflow with its request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Job {
+    Rehearse,
+    CheckRehearsed,
     Backup,
     VerifyBackup,
     Plan,
@@ -87,6 +89,8 @@ impl Job {
     /// The job a checklist operation runs.
     pub fn of(operation: Operation) -> Job {
         match operation {
+            Operation::Rehearse => Job::Rehearse,
+            Operation::CheckRehearsed => Job::CheckRehearsed,
             Operation::Backup => Job::Backup,
             Operation::VerifyBackup => Job::VerifyBackup,
             Operation::Plan => Job::Plan,
@@ -108,6 +112,8 @@ impl Job {
     /// What it is, for the log and the journal.
     pub fn title(&self) -> String {
         match self {
+            Job::Rehearse => "rehearsal and drift check".into(),
+            Job::CheckRehearsed => "rehearsed-on check".into(),
             Job::Backup => "backup".into(),
             Job::VerifyBackup => "backup verification".into(),
             Job::Plan => "lint and plan".into(),
@@ -897,6 +903,43 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                 ))
             }
         }
+        Job::Rehearse => {
+            let req = release::RehearsalRequest {
+                scratch: None,
+                drift: true,
+            };
+            let report = release::rehearse(ctx, &req).await?;
+            for line in rehearsal_lines(&report) {
+                let _ = runner.tx.send(Msg::Line {
+                    origin,
+                    line: crate::units::printable(&line).into_owned(),
+                });
+            }
+            let summary = release::rehearsal_summary(&report);
+            if report.rehearsal_passed() && !report.build_failed() && !report.drifted() {
+                Ok(summary)
+            } else {
+                Err(Error::runtime(
+                    summary,
+                    "the log has each statement and difference; `pgdeck verify` prints the whole report",
+                ))
+            }
+        }
+        Job::CheckRehearsed => {
+            started();
+            let check = release::check_rehearsed(ctx).await?;
+            if check.passed() {
+                Ok(check.said())
+            } else {
+                Err(Error::runtime(
+                    check.said(),
+                    format!(
+                        "deploy them on {} first, then run this step again",
+                        check.environment
+                    ),
+                ))
+            }
+        }
         Job::CaptureBaseline => {
             started();
             let capture = release::capture_baseline(ctx, None, &runner.baseline_path()).await?;
@@ -951,6 +994,37 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
             stoppable(Box::pin(read(ctx, runner, other))).await
         }
     }
+}
+
+/// A rehearsal's report for the step's log: what each statement did, what failed, and the
+/// drift as a to-do list.
+fn rehearsal_lines(r: &crate::verify::VerifyReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &r.pending {
+        if let crate::verify::Outcome::Failed { error } = &p.outcome {
+            out.push(format!("{} FAILED on the copy: {error}", p.name));
+        }
+        for s in &p.statements {
+            out.push(format!(
+                "{} {}:{} observed: {}",
+                p.name,
+                s.statement,
+                s.line,
+                s.said()
+            ));
+        }
+    }
+    if let Some(d) = &r.drift {
+        for x in &d.differences {
+            out.push(format!(
+                "drift: {} {}: {}",
+                x.kind.word(),
+                x.name,
+                x.side.words()
+            ));
+        }
+    }
+    out
 }
 
 async fn stop_on(

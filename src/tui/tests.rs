@@ -241,26 +241,29 @@ fn enter_runs_automated_steps_in_order_and_ticks_manual_ones_with_a_note() {
         a.update(key(KeyCode::Enter)),
         vec![Effect::Run {
             origin: Origin::Step(0),
-            job: Job::Backup
+            job: Job::Rehearse
         }]
     );
     assert_eq!(a.checklist.running(), Some(0));
     // Locked: moving on and pressing Enter says why instead of running.
     a.update(key(KeyCode::Char('j')));
     assert!(a.update(key(KeyCode::Enter)).is_empty());
-    assert_eq!(a.flash.as_deref(), Some("locked: first: Backup created"));
+    assert_eq!(
+        a.flash.as_deref(),
+        Some("locked: first: Rehearsal and drift check")
+    );
     a.update(Msg::Started {
         origin: Origin::Step(0),
     });
     let effects = done(
         &mut a,
         Origin::Step(0),
-        Job::Backup,
-        Ok("app.dump (1 GB)".into()),
+        Job::Rehearse,
+        Ok("1 pending rehearsed on a copy; no drift".into()),
     );
     assert_eq!(effects, vec![Effect::Refresh]);
     assert_eq!(a.steps.selected, 1, "the cursor moves to the next step");
-    for i in 1..3 {
+    for i in 1..4 {
         let effects = a.update(key(KeyCode::Enter));
         let Some(Effect::Run { job, .. }) = effects.into_iter().next() else {
             panic!("step {i} did not run");
@@ -276,7 +279,7 @@ fn enter_runs_automated_steps_in_order_and_ticks_manual_ones_with_a_note() {
     typed(&mut a, "staging deploy #88");
     a.update(key(KeyCode::Enter));
     assert_eq!(
-        a.checklist.state(3),
+        a.checklist.state(4),
         &State::Ticked {
             note: Some("staging deploy #88".into())
         }
@@ -294,7 +297,8 @@ fn enter_runs_automated_steps_in_order_and_ticks_manual_ones_with_a_note() {
     assert_eq!(
         kinds,
         [
-            "started", "finished", "started", "finished", "started", "finished", "ticked"
+            "started", "finished", "started", "finished", "started", "finished", "started",
+            "finished", "ticked"
         ]
     );
 }
@@ -514,7 +518,13 @@ fn a_running_step_is_cancelled_through_a_confirm_and_journaled_as_cancelled() {
     let mut a = app(false);
     a.update(key(KeyCode::Enter));
     a.update(key(KeyCode::Char('x')));
-    assert!(a.modal.as_ref().unwrap().title.contains("Backup created"));
+    assert!(
+        a.modal
+            .as_ref()
+            .unwrap()
+            .title
+            .contains("Rehearsal and drift check")
+    );
     assert_eq!(
         a.update(key(KeyCode::Char('y'))),
         vec![Effect::Cancel(Origin::Step(0))]
@@ -522,7 +532,7 @@ fn a_running_step_is_cancelled_through_a_confirm_and_journaled_as_cancelled() {
     done(
         &mut a,
         Origin::Step(0),
-        Job::Backup,
+        Job::Rehearse,
         Err(Error::cancelled("cancelled by the operator", "")),
     );
     assert_eq!(
@@ -569,6 +579,13 @@ fn a_resumed_session_restores_the_checklist_the_acknowledgement_and_the_emergenc
     };
     a.restore_from(&[
         e(Event::StepFinished {
+            step: "rehearsal".into(),
+            title: "Rehearsal and drift check".into(),
+            outcome: Outcome::Ok,
+            summary: "1 pending rehearsed on a copy; no drift".into(),
+            duration_ms: 10,
+        }),
+        e(Event::StepFinished {
             step: "backup".into(),
             title: "Backup created".into(),
             outcome: Outcome::Ok,
@@ -596,9 +613,9 @@ fn a_resumed_session_restores_the_checklist_the_acknowledgement_and_the_emergenc
             note: Some("#incident".into()),
         }),
     ]);
-    assert!(a.checklist.state(0).is_complete());
-    assert_eq!(a.checklist.state(1), &State::Ready);
-    assert_eq!(a.steps.selected, 1);
+    assert!(a.checklist.state(1).is_complete());
+    assert_eq!(a.checklist.state(2), &State::Ready);
+    assert_eq!(a.steps.selected, 2);
     assert_eq!(
         a.acknowledgements(),
         vec![Allow::finding("m.sql:1:1 renaming-column", "CHG-7")]
@@ -635,8 +652,8 @@ fn snapshot_checklist_with_a_running_step() {
     a.update(key(KeyCode::Enter));
     a.update(Msg::Progress {
         origin: Origin::Step(0),
-        detail: "412 MB written, 12/40 tables".into(),
-        fraction: Some(0.4),
+        detail: "[1/1] rehearsing 20251105000000_add_qrcode_used_by_index".into(),
+        fraction: None,
     });
     insta::assert_snapshot!(render(&a, 100, 30));
 }
@@ -1404,7 +1421,7 @@ fn the_detail_view_shows_the_full_query_every_lock_and_the_blocking_chain() {
 fn the_plan_step_ends_only_once_the_plan_was_shown_and_closed() {
     let mut a = app(false);
     let plan = a.checklist.index_of("plan").unwrap();
-    for _ in 0..2 {
+    for _ in 0..plan {
         let i = a.steps.selected;
         let job = Job::of(a.checklist.items[i].operation.unwrap());
         a.update(key(KeyCode::Enter));

@@ -32,6 +32,15 @@ use crate::target::DbTarget;
 pub use catalog::ObjectKind;
 pub use drift::{Difference, Side};
 
+/// The environment a release is rehearsed on before this one (production's staging), as the
+/// config names it: its target, or why it could not be resolved (said when it is checked, so
+/// that a staging URL missing here does not stop work on production).
+#[derive(Debug, Clone)]
+pub struct RehearsedOn {
+    pub name: String,
+    pub target: std::result::Result<DbTarget, Error>,
+}
+
 /// How to rehearse.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
