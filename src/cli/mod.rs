@@ -383,7 +383,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         }
         Command::Deploy(args) => migrations::deploy(&job()?, args, g.json).await,
         Command::Revert(args) => migrations::revert(&job()?, args, g.json).await,
-        Command::Console => open_console(environment(g)?, &cancel).await,
+        Command::Console => open_console(environment(g)?, console_environments(g), &cancel).await,
         Command::Resolve(args) => migrations::resolve(&job()?, args, g.json).await,
         Command::Lint(args) => {
             stoppable(Box::pin(lint::lint(&environment(g)?, args, g.json))).await
@@ -449,18 +449,37 @@ async fn console(g: &GlobalArgs, stop: &CancellationToken) -> Result<u8> {
         let _ = Cli::command().print_help();
         return Ok(exit::USAGE);
     }
-    open_console(environment(g)?, stop).await
+    open_console(environment(g)?, console_environments(g), stop).await
 }
 
-/// The console on `env`, its journal in the default folder, asking about unfinished sessions.
-/// `stop` (SIGTERM) closes it as `q` would, the terminal restored.
-async fn open_console(env: Environment, stop: &CancellationToken) -> Result<u8> {
+/// The environments of the config file for the console's matrix; none (only the console's
+/// own) without a config file.
+fn console_environments(g: &GlobalArgs) -> Vec<release::Candidate> {
+    let overrides = Overrides {
+        config: g.config.clone(),
+        migrations: g.migrations.clone(),
+        ..Overrides::default()
+    };
+    config::resolve_all(&overrides, &ProcessVars)
+        .map(|all| all.into_iter().map(candidate).collect())
+        .unwrap_or_default()
+}
+
+/// The console on `env`, its journal in the default folder, asking about unfinished sessions;
+/// `environments` for its matrix. `stop` (SIGTERM) closes it as `q` would, the terminal
+/// restored.
+async fn open_console(
+    env: Environment,
+    environments: Vec<release::Candidate>,
+    stop: &CancellationToken,
+) -> Result<u8> {
     crate::tui::run(
         env,
         crate::tui::Options {
             journal_dir: crate::journal::default_dir(),
             resume: None,
             stop: stop.clone(),
+            environments,
         },
     )
     .await?;
@@ -504,7 +523,7 @@ fn environments(g: &GlobalArgs) -> Result<Vec<release::Candidate>> {
 }
 
 /// The release room's candidate of a listed environment.
-fn candidate(listed: config::Listed) -> release::Candidate {
+pub fn candidate(listed: config::Listed) -> release::Candidate {
     match listed.resolved {
         Ok(r) => release::Candidate::Ready(Box::new(release_environment(r))),
         Err(error) => release::Candidate::Unresolved {
