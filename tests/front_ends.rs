@@ -166,11 +166,22 @@ fn cli_end(mut cmd: std::process::Command) -> CliEnd {
 /// The console's side: the job runner runs `job` as the console starts it, and every message
 /// is folded into a console App, as the loop does. Returns the end and the App.
 async fn console(env: &Environment, origin: Origin, job: Job) -> (Result<String, Error>, App) {
+    console_with(env, Vec::new(), origin, job).await
+}
+
+/// [`console`] with the environments its matrix reads.
+async fn console_with(
+    env: &Environment,
+    environments: Vec<release::Candidate>,
+    origin: Origin,
+    job: Job,
+) -> (Result<String, Error>, App) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (interval, _) = tokio::sync::watch::channel(Duration::from_secs(2));
     let session = tempfile::tempdir().unwrap();
     let runner = Runner {
         env: env.clone(),
+        environments,
         journal: Arc::new(MemoryJournal::default()),
         tx,
         session_file: session.path().join("session.jsonl"),
@@ -581,6 +592,7 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
     let session = tempfile::tempdir().unwrap();
     let mut jobs = Jobs::new(Runner {
         env: env.clone(),
+        environments: Vec::new(),
         journal: Arc::new(MemoryJournal::default()),
         tx,
         session_file: session.path().join("s.jsonl"),
@@ -614,4 +626,73 @@ async fn cancelling_the_consoles_deploy_step_cancels_its_statement_on_the_server
             .iter()
             .any(|r| r.name == "20250102000000_blocked")
     );
+}
+
+#[tokio::test]
+async fn the_cli_and_the_console_read_the_same_matrix_of_every_environment() {
+    let s = Setup::new("front_ends_matrix").await;
+    s.m.add("20250102000000_more", "CREATE TABLE more (id int);");
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str("[environments.qa]\ndatabase_url_env = \"PGDECK_TEST_QA_DATABASE_URL\"\n");
+    std::fs::write(&s.config, config).unwrap();
+
+    let listed = pgdeck::config::resolve_all(
+        &Overrides {
+            config: Some(s.config.clone()),
+            migrations: Some(s.m.path().to_owned()),
+            ..Overrides::default()
+        },
+        &ProcessVars,
+    )
+    .unwrap();
+    let candidates = listed.into_iter().map(pgdeck::cli::candidate).collect();
+    let env = s.env("staging");
+    let (result, app) = console_with(&env, candidates, Origin::Matrix, Job::Matrix).await;
+    assert!(result.is_ok(), "{result:?}");
+    let (matrix, _) = app.migrations.environments.last.as_ref().unwrap();
+    let in_console: Vec<serde_json::Value> = matrix
+        .columns
+        .iter()
+        .map(|c| serde_json::json!([c.name, c.problem(), c.verdict()]))
+        .collect();
+    let rows: Vec<serde_json::Value> = matrix
+        .rows
+        .iter()
+        .map(|r| serde_json::json!([r.name, r.cells]))
+        .collect();
+
+    let mut cmd = pgdeck_cmd();
+    cmd.arg("--config")
+        .arg(&s.config)
+        .arg("--migrations")
+        .arg(s.m.path())
+        .args(["status", "--all-environments", "--json"]);
+    let cli = run(cmd);
+    assert_eq!(cli.code, i32::from(pgdeck::cli::exit::RUNTIME), "{cli:?}");
+    let v: serde_json::Value = serde_json::from_str(&cli.stdout).unwrap();
+    let in_cli: Vec<serde_json::Value> = v["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::json!([e["name"], e["problem"], e["verdict"]]))
+        .collect();
+    assert_eq!(in_console, in_cli);
+    assert_eq!(
+        in_cli,
+        [
+            serde_json::json!(["production", null, "pending"]),
+            serde_json::json!(["staging", null, "pending"]),
+            serde_json::json!(["qa", "unresolved", null]),
+        ]
+    );
+    let cli_rows: Vec<serde_json::Value> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let names = ["production", "staging", "qa"];
+            serde_json::json!([m["name"], names.map(|n| m["states"][n].clone())])
+        })
+        .collect();
+    assert_eq!(rows, cli_rows);
 }

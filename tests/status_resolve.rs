@@ -283,3 +283,215 @@ fn new_creates_a_prisma_layout_folder() {
     ]);
     run(bad).assert_clean_error(code(exit::USAGE));
 }
+
+/// A TCP port on this machine that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn status_all_environments_shows_each_one_side_by_side_and_exits_with_the_worst() {
+    let current = fresh_db("matrix_current").await;
+    let behind = fresh_db("matrix_behind").await;
+    let m = Migrations::new();
+    m.add("20250101000000_create_accounts", "CREATE TABLE a (id int);");
+    assert_eq!(run(pgdeck(&behind, m.path(), &["deploy", "--yes"])).code, 0);
+    m.add(
+        "20250102000000_add_an_index_whose_name_is_long_enough_to_be_cut",
+        "CREATE INDEX a_id ON a (id);",
+    );
+    assert_eq!(
+        run(pgdeck(&current, m.path(), &["deploy", "--yes"])).code,
+        0
+    );
+
+    let config = m.path().join("pgdeck.toml");
+    let write = |production: bool| {
+        let mut text = format!(
+            "[environments.development]\ndatabase_url = \"{}\"\n\
+             [environments.staging]\ndatabase_url = \"{}\"\n",
+            current.url(),
+            behind.url()
+        );
+        if production {
+            text.push_str(&format!(
+                "[environments.production]\nprotected = true\n\
+                 database_url = \"postgresql://deploy:s3cret-pw@127.0.0.1:{}/app\"\n\
+                 [environments.qa]\ndatabase_url_env = \"QA_DATABASE_URL\"\n",
+                closed_port()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
+    };
+    let matrix = |args: &[&str]| {
+        let mut cmd = pgdeck_cmd();
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--migrations")
+            .arg(m.path())
+            .args(["status", "--all-environments"])
+            .args(args);
+        run(cmd)
+    };
+
+    // Up to date, pending, unreachable, and one whose URL's variable is not set.
+    write(true);
+    let human = matrix(&[]);
+    assert_eq!(human.code, code(exit::RUNTIME), "{human:?}");
+    assert!(!human.stdout.contains("s3cret-pw") && !human.stderr.contains("s3cret-pw"));
+    let lines: Vec<&str> = human.stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.chars().count() <= 80 || !l.starts_with("  2025")),
+        "the rows fit 80 columns:\n{}",
+        human.stdout
+    );
+    let row = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row {prefix}:\n{}", human.stdout))
+    };
+    assert_eq!(
+        row("MIGRATION"),
+        ["development", "staging", "production", "qa"]
+    );
+    assert_eq!(
+        row("20250101000000_create_accounts"),
+        ["applied", "applied", "unreachable", "unresolved"]
+    );
+    assert_eq!(
+        row("20250102000000_add_an_index"),
+        ["applied", "pending", "unreachable", "unresolved"]
+    );
+    assert!(
+        human
+            .stdout
+            .contains("  20250102000000_add_an_index_wh…  applied"),
+        "a long name is cut to fit:\n{}",
+        human.stdout
+    );
+    for expected in [
+        "development             up to date: 2 applied",
+        "staging                 migrations pending: 1 applied, 1 pending",
+        "production (protected)  UNREACHABLE: cannot connect to 127.0.0.1:",
+        "qa                      UNRESOLVED: environment 'qa' reads its URL from $QA_DATABASE_URL",
+        "over 4 environment(s): not every environment could be read",
+    ] {
+        assert!(
+            human.stdout.contains(expected),
+            "{expected}:\n{}",
+            human.stdout
+        );
+    }
+
+    let json = matrix(&["--json"]);
+    assert_eq!(json.code, code(exit::RUNTIME), "{json:?}");
+    assert!(!json.stdout.contains("s3cret-pw"));
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["verdict"], "incomplete");
+    assert_eq!(v["exit_code"], code(exit::RUNTIME));
+    let envs = v["environments"].as_array().unwrap();
+    let shape: Vec<(&str, bool, bool, &serde_json::Value)> = envs
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["protected"].as_bool().unwrap(),
+                e["reachable"].as_bool().unwrap(),
+                &e["verdict"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("development", false, true, &serde_json::json!("up_to_date")),
+            ("staging", false, true, &serde_json::json!("pending")),
+            ("production", true, false, &serde_json::Value::Null),
+            ("qa", false, false, &serde_json::Value::Null),
+        ]
+    );
+    assert!(envs[0]["error"].is_null() && envs[0]["server_version"].is_string());
+    assert_eq!(envs[2]["problem"], "unreachable");
+    assert!(
+        envs[2]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot connect to 127.0.0.1:"),
+        "{}",
+        envs[2]
+    );
+    assert!(!envs[2]["hint"].as_str().unwrap().is_empty());
+    assert!(
+        envs[2]["database"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgresql://deploy:***@127.0.0.1:"),
+        "{}",
+        envs[2]
+    );
+    assert_eq!(envs[3]["problem"], "unresolved");
+    assert!(envs[3]["database"].is_null());
+    let migrations: Vec<(&str, &serde_json::Value)> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), &m["states"]))
+        .collect();
+    assert_eq!(migrations.len(), 2);
+    assert_eq!(migrations[0].0, "20250101000000_create_accounts");
+    assert_eq!(
+        *migrations[0].1,
+        serde_json::json!({"development": "applied", "staging": "applied", "production": null, "qa": null})
+    );
+    assert_eq!(
+        *migrations[1].1,
+        serde_json::json!({"development": "applied", "staging": "pending", "production": null, "qa": null})
+    );
+
+    // Drift where it was read outranks an environment that could not be: edited after apply.
+    m.add(
+        "20250101000000_create_accounts",
+        "CREATE TABLE a (id bigint);",
+    );
+    let drift = matrix(&["--json"]);
+    assert_eq!(drift.code, code(exit::DRIFT), "{drift:?}");
+    let v: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
+    assert_eq!(v["migrations"][0]["states"]["staging"], "edited");
+    m.add("20250101000000_create_accounts", "CREATE TABLE a (id int);");
+
+    // Every environment read: the worst verdict, pending, then all up to date.
+    write(false);
+    assert_eq!(matrix(&[]).code, code(exit::PENDING));
+    assert_eq!(run(pgdeck(&behind, m.path(), &["deploy", "--yes"])).code, 0);
+    let up = matrix(&[]);
+    assert_eq!(up.code, code(exit::OK), "{up:?}");
+    assert!(
+        up.stdout
+            .contains("over 2 environment(s): every environment is up to date"),
+        "{}",
+        up.stdout
+    );
+
+    // The rule is in the command's help.
+    let mut help = pgdeck_cmd();
+    help.args(["status", "--help"]);
+    let help = run(help);
+    assert!(
+        help.stdout.contains(
+            "With --all-environments, the worst over every environment: 4, then 5, then 1"
+        ),
+        "{}",
+        help.stdout
+    );
+
+    // One environment named on the command line contradicts them all.
+    matrix(&["--env", "staging"]).assert_clean_error(code(exit::USAGE));
+    let mut no_config = pgdeck_cmd();
+    no_config.args(["status", "--all-environments"]);
+    run(no_config).assert_clean_error(code(exit::USAGE));
+}

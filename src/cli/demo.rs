@@ -128,7 +128,7 @@ pub async fn run(g: &GlobalArgs, args: &DemoArgs, cancel: &CancellationToken) ->
             },
             ..env
         };
-        return super::open_console(env, cancel).await;
+        return super::open_console(env, Vec::new(), cancel).await;
     }
     let job = super::Job::new(env.clone(), cancel.clone(), "demo");
     let mut printer = output::Printer::live(g.json);

@@ -37,6 +37,30 @@ pub async fn status(env: &Environment, json: bool) -> Result<u8> {
     })
 }
 
+/// `pgdeck status --all-environments`: every environment's status side by side. The exit
+/// code is the worst over them all: failed, then drift, then an environment that could not be
+/// read, then pending.
+pub async fn status_matrix(candidates: Vec<release::Candidate>, json: bool) -> Result<u8> {
+    let matrix = release::status_matrix(candidates).await?;
+    let code = matrix_exit_code(matrix.overall());
+    if json {
+        output::json(&output::matrix_json(&matrix, code));
+    } else {
+        output::stdout(output::matrix_table(&matrix, output::width()).trim_end());
+    }
+    Ok(code)
+}
+
+fn matrix_exit_code(overall: release::Overall) -> u8 {
+    match overall {
+        release::Overall::UpToDate => exit::OK,
+        release::Overall::Pending => exit::PENDING,
+        release::Overall::Incomplete => exit::RUNTIME,
+        release::Overall::Drift => exit::DRIFT,
+        release::Overall::Failed => exit::FAILED,
+    }
+}
+
 /// The deploy request the flags describe (without its confirmation).
 fn deploy_request(args: &DeployArgs) -> DeployRequest {
     DeployRequest {

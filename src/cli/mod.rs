@@ -108,7 +108,8 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Applied, pending, failed, edited-after-apply and in-database-only migrations
-    Status,
+    #[command(after_help = STATUS_EXIT_CODES)]
+    Status(StatusArgs),
     /// Apply pending migrations (advisory lock, one transaction per migration, lock_timeout)
     Deploy(DeployArgs),
     /// Forward rollback: write a migration from the down.sql of applied migrations (newest
@@ -147,6 +148,21 @@ pub enum Command {
     Reset(ResetArgs),
     /// Start (or reuse) a local sandbox PostgreSQL with the sample migrations deployed
     Demo(demo::DemoArgs),
+}
+
+const STATUS_EXIT_CODES: &str = "Exit codes: 0 up to date, 3 pending, 4 a migration failed, \
+5 drift (edited after apply, or missing locally), 1 the server could not be reached; the worst wins \
+(4, then 5, then 3). With --all-environments, the worst over every environment: 4, then 5, then 1 \
+when an environment could not be read (settings unresolved, server unreachable, ledger unreadable), \
+then 3, else 0.";
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Every environment of the config file side by side, read in parallel (read-only): each
+    /// migration's state in each environment, and each environment's verdict; one that cannot
+    /// be read says why and the others still show
+    #[arg(long)]
+    pub all_environments: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -355,10 +371,19 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
     let job = || environment(g).map(|env| Job::new(env, cancel.clone(), command.name()));
     let stoppable = |work| stop_on(work, &cancel);
     match command {
-        Command::Status => stoppable(Box::pin(migrations::status(&environment(g)?, g.json))).await,
+        Command::Status(args) if args.all_environments => {
+            stoppable(Box::pin(migrations::status_matrix(
+                environments(g)?,
+                g.json,
+            )))
+            .await
+        }
+        Command::Status(_) => {
+            stoppable(Box::pin(migrations::status(&environment(g)?, g.json))).await
+        }
         Command::Deploy(args) => migrations::deploy(&job()?, args, g.json).await,
         Command::Revert(args) => migrations::revert(&job()?, args, g.json).await,
-        Command::Console => open_console(environment(g)?, &cancel).await,
+        Command::Console => open_console(environment(g)?, console_environments(g), &cancel).await,
         Command::Resolve(args) => migrations::resolve(&job()?, args, g.json).await,
         Command::Lint(args) => {
             stoppable(Box::pin(lint::lint(&environment(g)?, args, g.json))).await
@@ -382,7 +407,7 @@ impl Command {
     /// The subcommand's name, for the journal of what it did.
     fn name(&self) -> &'static str {
         match self {
-            Command::Status => "status",
+            Command::Status(_) => "status",
             Command::Deploy(_) => "deploy",
             Command::Revert(_) => "revert",
             Command::Console => "console",
@@ -424,18 +449,37 @@ async fn console(g: &GlobalArgs, stop: &CancellationToken) -> Result<u8> {
         let _ = Cli::command().print_help();
         return Ok(exit::USAGE);
     }
-    open_console(environment(g)?, stop).await
+    open_console(environment(g)?, console_environments(g), stop).await
 }
 
-/// The console on `env`, its journal in the default folder, asking about unfinished sessions.
-/// `stop` (SIGTERM) closes it as `q` would, the terminal restored.
-async fn open_console(env: Environment, stop: &CancellationToken) -> Result<u8> {
+/// The environments of the config file for the console's matrix; none (only the console's
+/// own) without a config file.
+fn console_environments(g: &GlobalArgs) -> Vec<release::Candidate> {
+    let overrides = Overrides {
+        config: g.config.clone(),
+        migrations: g.migrations.clone(),
+        ..Overrides::default()
+    };
+    config::resolve_all(&overrides, &ProcessVars)
+        .map(|all| all.into_iter().map(candidate).collect())
+        .unwrap_or_default()
+}
+
+/// The console on `env`, its journal in the default folder, asking about unfinished sessions;
+/// `environments` for its matrix. `stop` (SIGTERM) closes it as `q` would, the terminal
+/// restored.
+async fn open_console(
+    env: Environment,
+    environments: Vec<release::Candidate>,
+    stop: &CancellationToken,
+) -> Result<u8> {
     crate::tui::run(
         env,
         crate::tui::Options {
             journal_dir: crate::journal::default_dir(),
             resume: None,
             stop: stop.clone(),
+            environments,
         },
     )
     .await?;
@@ -450,6 +494,44 @@ fn environment(g: &GlobalArgs) -> Result<Environment> {
         migrations: g.migrations.clone(),
     };
     config::resolve(&overrides, &ProcessVars).map(release_environment)
+}
+
+/// Every environment of the config file, for `status --all-environments`: each resolved as
+/// `--env NAME` would be, or the error that stopped it. An environment or a database URL on the
+/// command line would make them all one, and is refused.
+fn environments(g: &GlobalArgs) -> Result<Vec<release::Candidate>> {
+    let named = match (&g.env, &g.database_url) {
+        (Some(_), _) => Some("--env"),
+        (None, Some(_)) => Some("--database-url"),
+        (None, None) => None,
+    };
+    if let Some(flag) = named {
+        return Err(Error::input(
+            format!("--all-environments reads every configured environment, and {flag} names one"),
+            format!("drop {flag}, or drop --all-environments to read only that one"),
+        ));
+    }
+    let overrides = Overrides {
+        config: g.config.clone(),
+        migrations: g.migrations.clone(),
+        ..Overrides::default()
+    };
+    Ok(config::resolve_all(&overrides, &ProcessVars)?
+        .into_iter()
+        .map(candidate)
+        .collect())
+}
+
+/// The release room's candidate of a listed environment.
+pub fn candidate(listed: config::Listed) -> release::Candidate {
+    match listed.resolved {
+        Ok(r) => release::Candidate::Ready(Box::new(release_environment(r))),
+        Err(error) => release::Candidate::Unresolved {
+            name: listed.name,
+            protected: listed.protected,
+            error,
+        },
+    }
 }
 
 /// The release room's environment of what the config resolved.

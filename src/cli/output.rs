@@ -14,7 +14,7 @@ use super::{ConfirmArgs, exit};
 use crate::backup::BackupEvent;
 use crate::error::{Ask, Error, Remedy, Result};
 use crate::migrate::{DeployEvent, MigrationState, StatusReport};
-use crate::release::{self, Confirmation, Environment};
+use crate::release::{self, Cell, Column, Confirmation, Environment, Matrix, Reading};
 use crate::target::secret::scrub;
 use crate::units::{human_bytes, human_duration, printable};
 
@@ -304,6 +304,187 @@ pub fn status_table(env: &Environment, report: &StatusReport, server_version: &s
         }
     }
     out
+}
+
+/// The width the matrix is fitted to: the terminal's, or 80 columns.
+pub fn width() -> usize {
+    if std::io::stdout().is_terminal()
+        && let Ok((w, _)) = crossterm::terminal::size()
+    {
+        return usize::from(w);
+    }
+    80
+}
+
+/// `text` in at most `width` characters, its end cut with `…`: a migration keeps its
+/// timestamp and the start of its name.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// Left-aligned in `width` characters.
+fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    format!("{text}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// The matrix for a person, fitted to `width` columns: migrations as rows, environments as
+/// columns (an environment that was not read says why in each cell), then each environment's
+/// verdict with its database or why it was not read, the words that need explaining, and the
+/// verdict over them all.
+pub fn matrix_table(m: &Matrix, width: usize) -> String {
+    const MIN_NAME: usize = 24;
+    const MAX_ENV: usize = 16;
+    let mut out = String::new();
+    let word = |col: &Column, cell: Option<Cell>| match cell {
+        Some(c) => c.word(),
+        None => col.problem().unwrap_or("?"),
+    };
+    if m.rows.is_empty() {
+        out.push_str("no migrations in any environment's folder or database\n");
+    } else {
+        let widths: Vec<usize> = m
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, col)| {
+                let widest = m
+                    .rows
+                    .iter()
+                    .map(|r| word(col, r.cells.get(i).copied().flatten()).chars().count())
+                    .max()
+                    .unwrap_or(0);
+                widest.max(col.name.chars().count().min(MAX_ENV))
+            })
+            .collect();
+        let fixed = 2 + widths.iter().map(|w| w + 2).sum::<usize>();
+        let longest = m
+            .rows
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("MIGRATION".len());
+        let name_width = longest.min(width.saturating_sub(fixed).max(MIN_NAME));
+        let mut line = format!("  {}", pad("MIGRATION", name_width));
+        for (col, w) in m.columns.iter().zip(&widths) {
+            line.push_str(&format!("  {}", pad(&fit(&col.name, *w), *w)));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        for row in &m.rows {
+            let mut line = format!("  {}", pad(&fit(&row.name, name_width), name_width));
+            for (i, (col, w)) in m.columns.iter().zip(&widths).enumerate() {
+                let cell = word(col, row.cells.get(i).copied().flatten());
+                line.push_str(&format!("  {}", pad(cell, *w)));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    let labels: Vec<String> = m
+        .columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{}{}",
+                c.name,
+                if c.protected { " (protected)" } else { "" }
+            )
+        })
+        .collect();
+    let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let indent = " ".repeat(label_width + 2);
+    for (col, label) in m.columns.iter().zip(&labels) {
+        out.push_str(&format!("{}  {}\n", pad(label, label_width), col.summary()));
+        let mut more = Vec::new();
+        match &col.reading {
+            Reading::Read { server_version, .. } => more.push(format!(
+                "{} (PostgreSQL {server_version})",
+                col.database.as_deref().unwrap_or_default()
+            )),
+            _ => {
+                more.extend(col.database.clone());
+                more.extend(col.error().map(|e| format!("hint: {}", hint(e))));
+            }
+        }
+        for line in more {
+            out.push_str(&format!("{indent}{line}\n"));
+        }
+    }
+    let legend = m.legend();
+    if !legend.is_empty() {
+        out.push('\n');
+        for cell in legend {
+            out.push_str(&format!(
+                "  {:<11}  {}\n",
+                cell.word(),
+                cell.meaning().unwrap_or_default()
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "\nover {} environment(s): {}\n",
+        m.columns.len(),
+        m.overall().label()
+    ));
+    out
+}
+
+/// The matrix for a program: every environment (reachable or why not, its verdict) and every
+/// migration with its state in each environment by name (null where it was not read).
+pub fn matrix_json(m: &Matrix, exit_code: u8) -> serde_json::Value {
+    use serde_json::json;
+    let environments: Vec<serde_json::Value> = m
+        .columns
+        .iter()
+        .map(|c| {
+            let (server_version, ledger_exists) = match &c.reading {
+                Reading::Read {
+                    server_version,
+                    report,
+                } => (Some(server_version.as_str()), Some(report.ledger_exists)),
+                _ => (None, None),
+            };
+            json!({
+                "name": c.name,
+                "protected": c.protected,
+                "database": c.database,
+                "reachable": c.reachable(),
+                "problem": c.problem(),
+                "error": c.error().map(|e| e.cause.clone()),
+                "hint": c.error().map(hint),
+                "server_version": server_version,
+                "ledger_exists": ledger_exists,
+                "verdict": c.verdict(),
+            })
+        })
+        .collect();
+    let migrations: Vec<serde_json::Value> = m
+        .rows
+        .iter()
+        .map(|r| {
+            let states: serde_json::Map<String, serde_json::Value> = m
+                .columns
+                .iter()
+                .zip(&r.cells)
+                .map(|(c, cell)| (c.name.clone(), json!(cell)))
+                .collect();
+            json!({ "name": r.name, "states": states })
+        })
+        .collect();
+    json!({
+        "ok": true,
+        "verdict": m.overall(),
+        "exit_code": exit_code,
+        "environments": environments,
+        "migrations": migrations,
+    })
 }
 
 fn first_error(logs: &Option<String>) -> String {

@@ -36,6 +36,17 @@ struct FileConfig {
     default_environment: Option<String>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
+    /// The environments' names in the order the file defines them (development, staging,
+    /// production as a team writes them, not alphabetically).
+    #[serde(skip)]
+    order: Vec<String>,
+}
+
+/// Where each environment's table starts in the file, for [`FileConfig::order`].
+#[derive(Deserialize)]
+struct EnvironmentSpans {
+    #[serde(default)]
+    environments: BTreeMap<String, toml::Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -483,6 +494,55 @@ fn rehearsal_environment(
     })
 }
 
+/// One environment of the config file, for what reads them all (`status --all-environments`,
+/// the console's matrix): resolved as `--env NAME` resolves it, or the error that stopped it,
+/// so one environment that does not resolve (its URL's variable unset, a bad URL) never hides
+/// the others.
+#[derive(Debug)]
+pub struct Listed {
+    pub name: String,
+    pub protected: bool,
+    pub resolved: Result<Resolved>,
+}
+
+/// Every environment the config file defines, in the file's order, each resolved as `--env
+/// NAME` would resolve it (`overrides.migrations` applies to all). `overrides.env` and
+/// `overrides.database_url` would make them all one and are not used: the caller refuses
+/// them. No config file, or one that defines no environment, is an error.
+pub fn resolve_all(overrides: &Overrides, vars: &dyn Vars) -> Result<Vec<Listed>> {
+    let Some(file) = find_config_file(overrides.config.as_deref(), vars)? else {
+        return Err(Error::input(
+            "no config file was found, so there are no environments to read",
+            "create pgdeck.toml with an [environments.<name>] table for each environment \
+             (config/pgdeck.toml in the pgdeck repository is an example)",
+        ));
+    };
+    let parsed = read_config(&file)?;
+    if parsed.environments.is_empty() {
+        return Err(Error::input(
+            format!("config file {} defines no environments", file.display()),
+            "add an [environments.<name>] table for each environment, with its database_url_env",
+        ));
+    }
+    Ok(parsed
+        .order
+        .iter()
+        .map(|name| {
+            let one = Overrides {
+                env: Some(name.clone()),
+                config: Some(file.clone()),
+                database_url: None,
+                migrations: overrides.migrations.clone(),
+            };
+            Listed {
+                name: name.clone(),
+                protected: parsed.environments.get(name).is_some_and(|e| e.protected),
+                resolved: resolve(&one, vars),
+            }
+        })
+        .collect())
+}
+
 fn read_config(path: &Path) -> Result<FileConfig> {
     let text = crate::db::files::read_to_string(path, None).map_err(|e| {
         Error::input(
@@ -490,7 +550,7 @@ fn read_config(path: &Path) -> Result<FileConfig> {
             "check the file exists, is a regular file, is readable and is UTF-8",
         )
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let mut parsed: FileConfig = toml::from_str(&text).map_err(|e| {
         let at = e
             .span()
             .map(|span| {
@@ -503,7 +563,24 @@ fn read_config(path: &Path) -> Result<FileConfig> {
             format!("config file {}{at}: {msg}", path.display()),
             "see config/pgdeck.toml in the pgdeck repository for every key with its meaning",
         )
-    })
+    })?;
+    let mut spans: Vec<(usize, String)> = toml::from_str::<EnvironmentSpans>(&text)
+        .map(|s| {
+            s.environments
+                .into_iter()
+                .map(|(name, at)| (at.span().start, name))
+                .collect()
+        })
+        .unwrap_or_default();
+    spans.sort();
+    parsed.order = spans.into_iter().map(|(_, name)| name).collect();
+    // Whatever the spans missed keeps its place at the end, by name.
+    for name in parsed.environments.keys() {
+        if !parsed.order.contains(name) {
+            parsed.order.push(name.clone());
+        }
+    }
+    Ok(parsed)
 }
 
 fn choose_environment<'a>(
@@ -1146,6 +1223,49 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::Input, "{settings}");
             assert!(err.cause.contains(expected), "{settings}: {}", err.cause);
         }
+    }
+
+    #[test]
+    fn every_environment_resolves_on_its_own_in_the_files_order() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.staging]
+            database_url = "postgresql://deploy@stage-db/app"
+            [environments.production]
+            protected = true
+            database_url_env = "PRODUCTION_DATABASE_URL"
+            [environments.development.lint]
+            exclude = ["prefer-robust-stmts"]
+            [environments.broken]
+            database_url = "postgresql://deploy:hunter22@db:notaport/app"
+            "#,
+        );
+        let overrides = Overrides {
+            config: Some(path),
+            migrations: Some("db/migrations".into()),
+            ..Default::default()
+        };
+        let all = resolve_all(&overrides, &no_vars).unwrap();
+        let names: Vec<&str> = all.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["staging", "production", "development", "broken"]);
+        let staging = all[0].resolved.as_ref().unwrap();
+        assert_eq!(staging.target.host.to_string(), "stage-db");
+        assert_eq!(staging.migrations_dir, PathBuf::from("db/migrations"));
+        assert!(all[1].protected);
+        let e = all[1].resolved.as_ref().unwrap_err();
+        assert!(e.cause.contains("$PRODUCTION_DATABASE_URL"), "{}", e.cause);
+        assert!(all[2].resolved.is_ok(), "{:?}", all[2].resolved);
+        let e = all[3].resolved.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Input);
+        assert!(!e.cause.contains("hunter22"), "{}", e.cause);
+
+        let (_d, path) = write_config("default_environment = \"x\"\n");
+        let overrides = Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = resolve_all(&overrides, &no_vars).unwrap_err();
+        assert!(e.cause.contains("defines no environments"), "{}", e.cause);
     }
 
     #[test]

@@ -23,11 +23,21 @@ pub use status::{MigrationState, StatusReport, Verdict};
 /// Reads the ledger and compares it with the folder. Creates nothing.
 pub async fn status(target: &DbTarget, dir: &MigrationsDir) -> Result<(StatusReport, String)> {
     let session = db::connect(target).await?;
-    let ledger = Ledger::read(&session.client, &target.schema).await?;
     Ok((
-        StatusReport::build(dir, ledger.as_ref()),
+        status_on(&session, &target.schema, dir).await?,
         session.server_version,
     ))
+}
+
+/// [`status`] on a session already open: for a caller that tells a server it cannot reach from
+/// a ledger it cannot read.
+pub async fn status_on(
+    session: &db::Session,
+    schema: &str,
+    dir: &MigrationsDir,
+) -> Result<StatusReport> {
+    let ledger = Ledger::read(&session.client, schema).await?;
+    Ok(StatusReport::build(dir, ledger.as_ref()))
 }
 
 /// Which way `resolve` records a failed or unrecorded migration.

@@ -1,5 +1,6 @@
 //! The release workflows both front ends run: deploy with its guards, hooks, notifications and
-//! journal; forward rollback; restore; hook runs; baseline capture; sample queries. Each is one
+//! journal; forward rollback; restore; hook runs; baseline capture; sample queries; the status
+//! of every environment side by side (read-only, so no guards). Each is one
 //! async function taking a [`Context`] and a typed request carrying the operator's decisions, and
 //! returns a typed outcome or an error that names the guard that refused and what would satisfy
 //! it. Guards are evaluated inside the workflow when its work starts, never from what a screen
@@ -8,6 +9,7 @@
 mod checks;
 mod deploy;
 mod hooks;
+mod matrix;
 mod rehearsal;
 mod restore;
 mod revert;
@@ -34,6 +36,7 @@ use crate::verify::{RehearsedOn, VerifyEvent};
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
+pub use matrix::{Candidate, Cell, Column, Matrix, Overall, Reading, Row, status_matrix};
 pub use rehearsal::{
     RehearsalRequest, RehearsedCheck, check_rehearsed, rehearse, summary as rehearsal_summary,
 };

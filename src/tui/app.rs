@@ -55,6 +55,8 @@ pub enum Msg {
     },
     /// The backend the Monitor's detail view asked for (none: it is gone).
     Inspected(Result<Option<Box<crate::monitor::Backend>>, String>),
+    /// Every environment's status, for the Migrations screen's matrix, or why it was not read.
+    Matrix(Result<Box<crate::release::Matrix>, String>),
     /// A log follower's news.
     Log {
         which: Which,
@@ -319,6 +321,11 @@ impl App {
         })
     }
 
+    /// Reads every environment's status in the background, for the matrix.
+    pub fn read_environments(&mut self) -> Vec<Effect> {
+        self.run(Origin::Matrix, Job::Matrix)
+    }
+
     /// Says in the journal and the footer that steps were opened again, and why.
     fn record_reopened(&mut self, from: usize, why: &str) {
         let title = self.checklist.items[from].title.clone();
@@ -407,7 +414,15 @@ impl App {
                 // a deploy by someone else, a migration that failed elsewhere.
                 self.ticks += 1;
                 if self.ticks.is_multiple_of(REFRESH_EVERY_TICKS) {
-                    return vec![Effect::Refresh];
+                    let mut effects = vec![Effect::Refresh];
+                    // The matrix on show is read again with the rest.
+                    if self.screen == Screen::Migrations
+                        && self.migrations.environments_shown
+                        && !self.migrations.environments.reading
+                    {
+                        effects.extend(self.read_environments());
+                    }
+                    return effects;
                 }
                 Vec::new()
             }
@@ -502,7 +517,7 @@ impl App {
                 match origin {
                     Origin::Step(i) => self.checklist.progress_of(i, detail, fraction),
                     Origin::Rollback => self.rollback.running_detail = Some(detail),
-                    Origin::Monitor | Origin::Journal | Origin::Inspect => {}
+                    Origin::Monitor | Origin::Journal | Origin::Inspect | Origin::Matrix => {}
                 }
                 Vec::new()
             }
@@ -532,6 +547,10 @@ impl App {
             }
             Msg::Plan(plan) => {
                 self.plan_view = Some(PlanView::of(&plan.text));
+                Vec::new()
+            }
+            Msg::Matrix(result) => {
+                self.migrations.environments.fold(result, Utc::now());
                 Vec::new()
             }
             Msg::Inspected(result) => {
@@ -566,7 +585,7 @@ impl App {
                 match origin {
                     Origin::Step(_) => self.steps.log(line),
                     Origin::Rollback | Origin::Monitor | Origin::Journal => self.rollback.log(line),
-                    Origin::Inspect => {}
+                    Origin::Inspect | Origin::Matrix => {}
                 }
                 Vec::new()
             }
@@ -629,7 +648,7 @@ impl App {
     /// Starts a job; a checklist step shows it running.
     pub fn run(&mut self, origin: Origin, job: Job) -> Vec<Effect> {
         if let Some(holder) = &self.read_only
-            && !matches!(job, Job::Inspect { .. })
+            && !matches!(job, Job::Inspect { .. } | Job::Matrix)
         {
             self.flash = Some(format!("read-only: {holder} drives this session"));
             return Vec::new();
@@ -658,6 +677,7 @@ impl App {
                 self.rollback.running = Some(job.title());
                 self.rollback.running_detail = None;
             }
+            Origin::Matrix => self.migrations.environments.reading = true,
             Origin::Monitor | Origin::Journal | Origin::Inspect => {}
         }
         effects.push(Effect::Run { origin, job });
@@ -797,6 +817,17 @@ impl App {
             }
             Origin::Step(i) => self.finish_step(i, outcome, text),
             Origin::Rollback => self.rollback_done(&job, outcome, &text),
+            Origin::Matrix => {
+                // Its matrix came as `Msg::Matrix`; a read that never sent one was stopped.
+                if let Err(e) = &result
+                    && self.migrations.environments.reading
+                {
+                    self.migrations
+                        .environments
+                        .fold(Err(super::widgets::error_text(e)), Utc::now());
+                }
+                return Vec::new();
+            }
             Origin::Inspect => {
                 if let (Err(e), Some(d)) = (&result, &self.monitor.detail) {
                     self.monitor.detail = Some(super::screens::monitor::Detail::Failed {
@@ -843,7 +874,7 @@ impl App {
                 self.rollback.running = None;
                 self.rollback.running_detail = None;
             }
-            Origin::Monitor | Origin::Journal | Origin::Inspect => {}
+            Origin::Monitor | Origin::Journal | Origin::Inspect | Origin::Matrix => {}
         }
     }
 

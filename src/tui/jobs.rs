@@ -45,6 +45,8 @@ pub enum Origin {
     Journal,
     /// The Monitor's detail view reading a backend.
     Inspect,
+    /// The Migrations screen reading every environment's status.
+    Matrix,
 }
 
 /// What a job does: a checklist operation, or a release workflow with its request.
@@ -72,6 +74,8 @@ pub enum Job {
     Inspect {
         pid: i32,
     },
+    /// Read every environment's status, for the matrix.
+    Matrix,
 }
 
 /// An override a refusal can be answered with, a reason given.
@@ -131,6 +135,7 @@ impl Job {
             Job::Resolve(r) => format!("resolve {}", r.name),
             Job::Signal(r) => format!("{:?} backend {}", r.signal, r.pid).to_lowercase(),
             Job::Inspect { pid } => format!("reading backend {pid}"),
+            Job::Matrix => "reading every environment".into(),
         }
     }
 
@@ -226,6 +231,8 @@ pub struct Refreshed {
 #[derive(Clone)]
 pub struct Runner {
     pub env: Environment,
+    /// What the matrix reads: every configured environment, this one as the console has it.
+    pub environments: Vec<release::Candidate>,
     pub journal: Arc<dyn Recorder>,
     pub tx: UnboundedSender<Msg>,
     /// Where this session's baseline and report go (beside its journal).
@@ -878,6 +885,23 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                 found.map(|b| b.map(Box::new)).map_err(|e| e.cause),
             ));
             said
+        }
+        Job::Matrix => {
+            // A read: a console that quits does not wait for a server that does not answer.
+            stoppable(Box::pin(async {
+                let matrix = release::status_matrix(runner.environments.clone()).await;
+                let said = match &matrix {
+                    Ok(m) => Ok(format!("{} environment(s) read", m.columns.len())),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = runner.tx.send(Msg::Matrix(
+                    matrix
+                        .map(Box::new)
+                        .map_err(|e| super::widgets::error_text(&e)),
+                ));
+                said
+            }))
+            .await
         }
         Job::Signal(req) => {
             release::signal_backend(ctx, req).await?;

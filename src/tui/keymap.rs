@@ -45,6 +45,8 @@ pub enum Command {
     ToggleIdle,
     /// Sample health in the background, or stop.
     ToggleLiveHealth,
+    /// Every environment side by side, or this one's migrations again.
+    ToggleEnvironments,
 }
 
 /// How a selection moves.

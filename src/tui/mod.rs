@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checklist::{self, Checklist, Facts};
 use crate::error::{Error, Result};
 use crate::journal::{self, Event, Journal, SharedJournal};
-use crate::release::Environment;
+use crate::release::{Candidate, Environment};
 pub use app::{App, Effect, Msg};
 pub use screens::Screen;
 pub use view::Theme;
@@ -46,6 +46,9 @@ pub struct Options {
     pub resume: Option<bool>,
     /// Closes the console as `q` would (SIGTERM to pgdeck).
     pub stop: CancellationToken,
+    /// Every configured environment, for the Migrations screen's matrix (the console's own
+    /// among them is taken as the console has it); empty: only the console's own.
+    pub environments: Vec<Candidate>,
 }
 
 /// Opens the console on `env` and runs it until the operator quits.
@@ -101,8 +104,10 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (interval, _) = tokio::sync::watch::channel(app.monitor.interval);
+    let environments = matrix_candidates(&env, opts.environments.clone());
     let runner = jobs::Runner {
         env,
+        environments,
         journal: recorder,
         tx: tx.clone(),
         session_file,
@@ -209,6 +214,20 @@ pub async fn run(env: Environment, opts: Options) -> Result<()> {
         ));
     }
     outcome
+}
+
+/// The environments the matrix reads: the configured ones, the console's own as the console
+/// has it (its command line may have pointed it elsewhere), first when the file lacks it.
+fn matrix_candidates(env: &Environment, configured: Vec<Candidate>) -> Vec<Candidate> {
+    let own = || Candidate::Ready(Box::new(env.clone()));
+    let mut out: Vec<Candidate> = configured
+        .into_iter()
+        .map(|c| if c.name() == env.name { own() } else { c })
+        .collect();
+    if !out.iter().any(|c| c.name() == env.name) {
+        out.insert(0, own());
+    }
+    out
 }
 
 fn draw_error(e: std::io::Error) -> Error {

@@ -1660,3 +1660,138 @@ fn a_read_only_console_ticks_skips_and_signals_nothing() {
     assert!(a.update(key(KeyCode::Char(' '))).is_empty());
     assert!(a.rollback.emergency.iter().all(|(_, n)| n.is_none()));
 }
+
+/// Three environments as the matrix reads them: staging with one migration pending,
+/// production unreachable, qa whose URL's variable is not set.
+fn three_environments() -> crate::release::Matrix {
+    use crate::migrate::status::MigrationStatus;
+    use crate::release::{Column, Matrix, Reading};
+    let applied = || crate::migrate::MigrationState::Applied {
+        applied_at: t(0),
+        duration_ms: 5,
+    };
+    let status = |name: &str, state| MigrationStatus {
+        name: name.into(),
+        state,
+        has_down_sql: true,
+    };
+    Matrix::build(vec![
+        Column {
+            name: "staging".into(),
+            protected: false,
+            database: Some("postgresql://deploy@stage-db:5432/app".into()),
+            reading: Reading::Read {
+                server_version: "17.2".into(),
+                report: crate::migrate::StatusReport {
+                    ledger_exists: true,
+                    migrations: vec![
+                        status("20251001000000_init", applied()),
+                        status("20251029000000_add_stripe_webhook_event", applied()),
+                        status(
+                            "20251105000000_add_qrcode_used_by_index",
+                            crate::migrate::MigrationState::Pending,
+                        ),
+                    ],
+                },
+            },
+        },
+        Column {
+            name: "production".into(),
+            protected: true,
+            database: Some("postgresql://deploy:***@db.internal:5432/app".into()),
+            reading: Reading::Unreachable(Error::runtime(
+                "cannot connect to db.internal:5432: Connection refused (os error 111)",
+                "is PostgreSQL running on that host and port and accepting connections?",
+            )),
+        },
+        Column {
+            name: "qa".into(),
+            protected: false,
+            database: None,
+            reading: Reading::Unresolved(Error::input(
+                "environment 'qa' reads its URL from $QA_DATABASE_URL, which is not set",
+                "export QA_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+            )),
+        },
+    ])
+}
+
+#[test]
+fn snapshot_migrations_every_environment_read_in_the_background() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('3')));
+    let read = vec![Effect::Run {
+        origin: Origin::Matrix,
+        job: Job::Matrix,
+    }];
+    assert_eq!(a.update(key(KeyCode::Char('e'))), read);
+    assert!(a.migrations.environments.reading);
+    let loading = render(&a, 80, 24);
+    assert!(
+        loading.contains("reading the status of every environment…"),
+        "{loading}"
+    );
+    // Closed and opened again while the read runs: no second read.
+    assert!(a.update(key(KeyCode::Char('e'))).is_empty());
+    assert!(a.update(key(KeyCode::Char('e'))).is_empty());
+
+    a.update(Msg::Matrix(Ok(Box::new(three_environments()))));
+    a.migrations.environments.last.as_mut().unwrap().1 = t(0);
+    assert!(!a.migrations.environments.reading);
+    a.update(key(KeyCode::Char('j')));
+    insta::assert_snapshot!("migrations_environments", render(&a, 80, 24));
+
+    // While on show it is read again with the refresh, the last read shown meanwhile.
+    let mut effects = Vec::new();
+    for _ in 0..10 {
+        effects = a.update(Msg::Tick);
+    }
+    assert_eq!(effects[0], Effect::Refresh);
+    assert_eq!(effects[1..], read);
+    assert!(render(&a, 80, 24).contains("reading again…"));
+    // A read that fails keeps the last matrix, stale, and says why.
+    a.update(Msg::Matrix(Err(
+        "the migrations folder is gone\nhint: check it".into(),
+    )));
+    let stale = render(&a, 80, 24);
+    assert!(
+        stale.contains("stale,")
+            && stale.contains("the last read failed: the migrations folder is gone")
+            && stale.contains("20251001000000_init"),
+        "{stale}"
+    );
+    // e again: this environment's migrations, and the footer names the key.
+    a.update(key(KeyCode::Char('e')));
+    assert!(!a.migrations.environments_shown);
+    let list = render(&a, 80, 24);
+    assert!(list.contains(" e  all envs"), "{list}");
+}
+
+#[test]
+fn a_read_only_console_reads_the_matrix_and_a_stopped_read_says_so() {
+    let mut a = app(false);
+    a.read_only = Some("ana (pid 42)".into());
+    a.update(key(KeyCode::Char('3')));
+    let effects = a.update(key(KeyCode::Char('e')));
+    assert_eq!(
+        effects,
+        [Effect::Run {
+            origin: Origin::Matrix,
+            job: Job::Matrix
+        }]
+    );
+    a.update(Msg::Done {
+        origin: Origin::Matrix,
+        job: Box::new(Job::Matrix),
+        result: Err(Error::cancelled(
+            "cancelled by the operator",
+            "run it again when ready",
+        )),
+    });
+    assert!(!a.migrations.environments.reading);
+    let screen = render(&a, 80, 24);
+    assert!(
+        screen.contains("error: cancelled by the operator"),
+        "{screen}"
+    );
+}

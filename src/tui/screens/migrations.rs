@@ -1,5 +1,7 @@
 //! The Migrations screen: every migration with its status; the selected one's SQL with keywords
-//! highlighted and its lint findings above it, or its down.sql; the plan's verdict.
+//! highlighted and its lint findings above it, or its down.sql; the plan's verdict. `e` shows
+//! every configured environment side by side instead (each migration's state in each, and each
+//! environment's verdict or why it could not be read), read in the background.
 
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
@@ -8,7 +10,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use chrono::{DateTime, Utc};
+
 use crate::migrate::MigrationState;
+use crate::release::{Cell, Matrix};
 use crate::tui::app::{App, Effect, PlanView};
 use crate::tui::jobs::MigrationsView;
 use crate::tui::keymap::{Binding, Command, bind};
@@ -16,6 +21,13 @@ use crate::tui::screens::Screen;
 use crate::tui::theme::Theme;
 
 pub const BINDINGS: &[Binding] = &[
+    bind(
+        &[KeyCode::Char('e')],
+        "e",
+        "every environment side by side (read in the background, again every 10 s while shown); e again: back to this one",
+        Command::ToggleEnvironments,
+        "all envs",
+    ),
     bind(
         &[KeyCode::Char('d')],
         "d",
@@ -55,6 +67,9 @@ pub struct MigrationsScreen {
     /// The SQL pane has the focus: j/k scroll it.
     pub on_text: bool,
     pub scroll: usize,
+    /// The matrix of every environment is on show instead of this one's migrations.
+    pub environments_shown: bool,
+    pub environments: EnvironmentsView,
 }
 
 impl Default for MigrationsScreen {
@@ -65,6 +80,36 @@ impl Default for MigrationsScreen {
             show_down: false,
             on_text: false,
             scroll: 0,
+            environments_shown: false,
+            environments: EnvironmentsView::default(),
+        }
+    }
+}
+
+/// Every environment's status, as last read: loading (nothing read yet), loaded, stale (the
+/// last read, while reading again or after a read that failed) or failed.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentsView {
+    /// The last matrix read, and when.
+    pub last: Option<(Box<Matrix>, DateTime<Utc>)>,
+    /// A read is under way.
+    pub reading: bool,
+    /// Why the last read failed, and when.
+    pub failed: Option<(String, DateTime<Utc>)>,
+    pub selected: usize,
+}
+
+impl EnvironmentsView {
+    /// A read ended.
+    pub fn fold(&mut self, result: Result<Box<Matrix>, String>, at: DateTime<Utc>) {
+        self.reading = false;
+        match result {
+            Ok(m) => {
+                self.selected = self.selected.min(m.rows.len().saturating_sub(1));
+                self.last = Some((m, at));
+                self.failed = None;
+            }
+            Err(cause) => self.failed = Some((cause, at)),
         }
     }
 }
@@ -89,7 +134,35 @@ fn listed(app: &App) -> Vec<&crate::migrate::status::MigrationStatus> {
     }
 }
 
+/// The matrix's rows as listed: those matching the filter.
+fn matrix_rows<'a>(app: &'a App, m: &'a Matrix) -> Vec<&'a crate::release::Row> {
+    let filter = app.filter_of(Screen::Migrations).to_lowercase();
+    m.rows
+        .iter()
+        .filter(|r| filter.is_empty() || r.name.to_lowercase().contains(&filter))
+        .collect()
+}
+
 pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
+    if command == Command::ToggleEnvironments {
+        app.migrations.environments_shown = !app.migrations.environments_shown;
+        // Read again each time it is opened; the last read shows meanwhile, marked stale.
+        if app.migrations.environments_shown && !app.migrations.environments.reading {
+            return app.read_environments();
+        }
+        return Vec::new();
+    }
+    if app.migrations.environments_shown
+        && let Command::Move(motion) = command
+    {
+        let n = match &app.migrations.environments.last {
+            Some((m, _)) => matrix_rows(app, m).len(),
+            None => 0,
+        };
+        let v = &mut app.migrations.environments;
+        v.selected = motion.apply(v.selected, n);
+        return Vec::new();
+    }
     let n = listed(app).len();
     match command {
         Command::Move(motion) if app.migrations.on_text => {
@@ -118,6 +191,10 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
 }
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+    if app.migrations.environments_shown {
+        draw_environments(app, theme, f, area, Utc::now());
+        return;
+    }
     let view = match &app.migrations.data {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -255,6 +332,267 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     );
 }
 
+/// A cell's style: what needs someone stands out.
+fn cell_style(theme: Theme, cell: Cell) -> Style {
+    match cell {
+        Cell::Applied => theme.good(),
+        Cell::Pending => Style::new(),
+        Cell::RolledBack | Cell::Edited | Cell::MissingLocally => theme.warn(),
+        Cell::Failed => theme.bad(),
+        Cell::Absent => theme.dim(),
+    }
+}
+
+/// `text` in at most `width` characters, its end cut with `…`.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// `text` in lines of at most `width` characters, broken between words (a word longer than a
+/// line is cut).
+fn wrapped(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(10);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word.to_owned();
+        loop {
+            let used = line.chars().count();
+            let need = word.chars().count() + usize::from(used > 0);
+            if used + need <= width {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // Longer than a whole line: cut.
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            lines.push(head);
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    format!("{text}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// Every environment side by side: each one's verdict (or why it was not read) above, the
+/// migrations by environment below. `now` dates a stale read.
+fn draw_environments(app: &App, theme: Theme, f: &mut Frame, area: Rect, now: DateTime<Utc>) {
+    let v = &app.migrations.environments;
+    let Some((m, at)) = &v.last else {
+        let text = match &v.failed {
+            Some((cause, _)) => Text::from(
+                cause
+                    .lines()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        if i == 0 {
+                            Line::styled(format!("error: {l}"), theme.bad())
+                        } else {
+                            Line::raw(l.to_owned())
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            None => Text::raw("reading the status of every environment…"),
+        };
+        f.render_widget(
+            Paragraph::new(text)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" Environments ")),
+            area,
+        );
+        return;
+    };
+    let mut title = format!(" Environments · read at {} UTC", at.format("%H:%M:%S"));
+    if v.reading {
+        title.push_str(" · reading again…");
+    } else if v.failed.is_some() {
+        let age = (now - *at).num_seconds().max(0);
+        title.push_str(&format!(" · stale, {age}s old"));
+    }
+    let filter = app.filter_of(Screen::Migrations);
+    if !filter.is_empty() {
+        title.push_str(&format!(" · /{filter}"));
+    }
+    title.push(' ');
+
+    // The verdict over all, then each environment's, or what stopped it and what to do,
+    // wrapped under its own column of text.
+    let inner_width = area.width.saturating_sub(2);
+    let mut summary: Vec<Line> = Vec::new();
+    if let Some((cause, _)) = &v.failed {
+        summary.push(Line::styled(
+            format!(
+                "the last read failed: {}",
+                cause.lines().next().unwrap_or_default()
+            ),
+            theme.bad(),
+        ));
+    }
+    summary.push(Line::styled(
+        format!("over all: {}", m.overall().label()),
+        theme.bold(),
+    ));
+    let label_width = m
+        .columns
+        .iter()
+        .map(|c| c.name.chars().count() + if c.protected { 12 } else { 0 })
+        .max()
+        .unwrap_or(0)
+        .min(usize::from(inner_width) / 3);
+    let text_width = usize::from(inner_width).saturating_sub(label_width + 2);
+    for c in &m.columns {
+        let name = format!(
+            "{}{}",
+            c.name,
+            if c.protected { " (protected)" } else { "" }
+        );
+        let style = match c.verdict() {
+            Some(crate::migrate::Verdict::UpToDate) => theme.good(),
+            Some(crate::migrate::Verdict::Pending) => Style::new(),
+            _ => theme.bad(),
+        };
+        let name_style = if c.protected {
+            theme.bad()
+        } else {
+            theme.bold()
+        };
+        let mut label = Some(pad(&fit(&name, label_width), label_width));
+        let mut said = vec![(c.summary(), style)];
+        if let Some(e) = c.error() {
+            said.push((
+                format!("hint: {}", crate::tui::widgets::hint(e)),
+                theme.dim(),
+            ));
+        }
+        for (text, style) in said {
+            for piece in wrapped(&text, text_width) {
+                let head = label.take().unwrap_or_else(|| " ".repeat(label_width));
+                summary.push(Line::from(vec![
+                    Span::styled(head, name_style),
+                    Span::raw("  "),
+                    Span::styled(piece, style),
+                ]));
+            }
+        }
+    }
+    let legend: Vec<String> = m
+        .legend()
+        .into_iter()
+        .map(|c| format!("{} {}", c.word(), c.meaning().unwrap_or_default()))
+        .collect();
+    if !legend.is_empty() {
+        for piece in wrapped(&legend.join(" · "), usize::from(inner_width)) {
+            summary.push(Line::styled(piece, theme.dim()));
+        }
+    }
+    // The table keeps its header and a few rows.
+    let wanted = summary.len() as u16 + 2;
+    let [top, bottom] = Layout::vertical([
+        Constraint::Length(wanted.min(area.height.saturating_sub(6))),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(summary).block(Block::bordered().title(title)),
+        top,
+    );
+
+    // The migrations by environment, fitted to the width: the names give way first.
+    let rows = matrix_rows(app, m);
+    let word = |c: &crate::release::Column, cell: Option<Cell>| match cell {
+        Some(cell) => cell.word(),
+        None => c.problem().unwrap_or("?"),
+    };
+    let widths: Vec<usize> = m
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| word(c, r.cells.get(i).copied().flatten()).chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(c.name.chars().count().min(16))
+        })
+        .collect();
+    let fixed: usize = widths.iter().map(|w| w + 2).sum();
+    let name_width = (inner_width as usize).saturating_sub(fixed).max(20).min(
+        rows.iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(9)
+            .max(9),
+    );
+    let mut header = vec![Span::styled(pad("MIGRATION", name_width), theme.bold())];
+    for (c, w) in m.columns.iter().zip(&widths) {
+        header.push(Span::raw("  "));
+        let style = if c.protected {
+            theme.bad()
+        } else {
+            theme.bold()
+        };
+        header.push(Span::styled(pad(&fit(&c.name, *w), *w), style));
+    }
+    let mut lines = vec![Line::from(header)];
+    let visible = bottom.height.saturating_sub(3) as usize;
+    let start = v.selected.saturating_sub(visible.saturating_sub(1));
+    for (i, r) in rows.iter().enumerate().skip(start).take(visible) {
+        let selected = i == v.selected;
+        let mut spans = vec![Span::styled(
+            pad(&fit(&r.name, name_width), name_width),
+            if selected {
+                theme.selected()
+            } else {
+                Style::new()
+            },
+        )];
+        for (j, (c, w)) in m.columns.iter().zip(&widths).enumerate() {
+            let cell = r.cells.get(j).copied().flatten();
+            spans.push(Span::raw("  "));
+            let style = match cell {
+                Some(cell) => cell_style(theme, cell),
+                None => theme.dim(),
+            };
+            spans.push(Span::styled(pad(word(c, cell), *w), style));
+        }
+        lines.push(Line::from(spans));
+    }
+    if rows.is_empty() {
+        lines.push(Line::styled(
+            if m.rows.is_empty() {
+                "no migrations in any environment's folder or database"
+            } else {
+                "no migration matches"
+            },
+            theme.dim(),
+        ));
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered().title(format!(" Migrations by environment ({}) ", m.rows.len())),
+        ),
+        bottom,
+    );
+}
+
 /// SQL keywords bold, comments dim.
 fn highlight(line: &str, theme: Theme) -> Line<'static> {
     const KEYWORDS: &[&str] = &[
@@ -321,4 +659,20 @@ fn highlight(line: &str, theme: Theme) -> Line<'static> {
     }
     flush(&mut word, &mut spans);
     Line::from(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_wraps_between_words_and_cuts_only_a_word_longer_than_a_line() {
+        assert_eq!(
+            super::wrapped("cannot connect to db:5432: refused", 16),
+            ["cannot connect", "to db:5432:", "refused"]
+        );
+        assert_eq!(
+            super::wrapped("postgresql://a-very-long-host/app x", 12),
+            ["postgresql:/", "/a-very-long", "-host/app x"]
+        );
+        assert_eq!(super::wrapped("", 12), [""]);
+    }
 }
