@@ -393,3 +393,100 @@ async fn plan_rehearse_puts_observed_facts_beside_the_claims_and_flags_disagreem
     // Still pending on the target.
     assert_eq!(db.ledger().await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_staging_item_ticks_when_staging_has_the_release_and_names_what_it_lacks() {
+    use common::release::{environment, workflow};
+    use pgdeck::release::check_rehearsed;
+    use pgdeck::verify::RehearsedOn;
+
+    let production = fresh_db("verify_staging_prod").await;
+    let staging = fresh_db("verify_staging_stage").await;
+    let m = Migrations::new();
+    m.add("20250101000000_init", "CREATE TABLE t (id int);\n");
+    deploy(&production, &m);
+    deploy(&staging, &m);
+    m.add("20250201000000_add_n", "ALTER TABLE t ADD COLUMN n int;\n");
+    m.add("20250202000000_add_k", "ALTER TABLE t ADD COLUMN k int;\n");
+    let backups = tempfile::tempdir().unwrap();
+    let mut env = environment("production", &production, &m, backups.path());
+    env.rehearsed_on = Some(RehearsedOn {
+        name: "staging".into(),
+        target: Ok(staging.target.clone()),
+    });
+    let check = || async {
+        workflow(&env, &Default::default(), |ctx| async move {
+            check_rehearsed(&ctx).await
+        })
+        .await
+        .result
+        .unwrap_or_else(|e| panic!("{} ({})", e.cause, e.hint))
+    };
+
+    // Staging is behind: both pending migrations are named.
+    let c = check().await;
+    assert!(!c.passed());
+    assert_eq!(c.missing, ["20250201000000_add_n", "20250202000000_add_k"]);
+    assert_eq!(
+        c.said(),
+        "not applied on staging: 20250201000000_add_n, 20250202000000_add_k"
+    );
+
+    // Staging has one of them.
+    let first = Migrations::new();
+    first.add("20250101000000_init", "CREATE TABLE t (id int);\n");
+    first.add("20250201000000_add_n", "ALTER TABLE t ADD COLUMN n int;\n");
+    deploy(&staging, &first);
+    let c = check().await;
+    assert_eq!(c.missing, ["20250202000000_add_k"], "{c:?}");
+
+    // Staging is ahead: it has the release and more.
+    m.add(
+        "20250301000000_later",
+        "ALTER TABLE t ADD COLUMN later int;\n",
+    );
+    deploy(&staging, &m);
+    std::fs::remove_dir_all(m.path().join("20250301000000_later")).unwrap();
+    let c = check().await;
+    assert!(c.passed(), "{c:?}");
+    assert_eq!(
+        c.said(),
+        "all 2 pending applied on staging with the same checksum"
+    );
+
+    // A file changed since staging ran it is not what staging tested.
+    m.add(
+        "20250202000000_add_k",
+        "ALTER TABLE t ADD COLUMN k bigint;\n",
+    );
+    let c = check().await;
+    assert_eq!(c.edited, ["20250202000000_add_k"], "{c:?}");
+    assert!(
+        c.said()
+            .contains("applied on staging from a different file")
+    );
+
+    // Staging unreachable: the step says which environment and why.
+    env.rehearsed_on = Some(RehearsedOn {
+        name: "staging".into(),
+        target: Err(pgdeck::error::Error::input(
+            "environment 'staging' reads its URL from $STAGING_URL, which is not set",
+            "export STAGING_URL=...",
+        )),
+    });
+    let ran = workflow(&env, &Default::default(), |ctx| async move {
+        check_rehearsed(&ctx).await
+    })
+    .await;
+    let e = ran.refusal();
+    assert!(
+        e.cause.contains("'staging', cannot be reached"),
+        "{}",
+        e.cause
+    );
+    assert_eq!(
+        production.ledger().await.len(),
+        1,
+        "nothing was deployed here"
+    );
+}

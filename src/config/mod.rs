@@ -1117,6 +1117,54 @@ mod tests {
     }
 
     #[test]
+    fn an_environment_names_the_one_it_is_rehearsed_on_which_needs_a_url_of_its_own() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.staging]
+            database_url = "postgresql://deploy@stage-db/app"
+            rehearsed_on = "production"
+            [environments.production]
+            database_url_env = "PROD_URL"
+            rehearsed_on = "staging"
+            protected = true
+            [environments.lonely]
+            rehearsed_on = "nowhere"
+            [environments.narcissus]
+            database_url = "postgresql://deploy@db/app"
+            rehearsed_on = "narcissus"
+            [environments.urlless]
+            [environments.needs_urlless]
+            database_url = "postgresql://deploy@db/app"
+            rehearsed_on = "urlless"
+            "#,
+        );
+        // One level: staging's own rehearsed_on is not followed (nor is PROD_URL needed).
+        let staging = resolve_with(&path, Some("staging")).unwrap();
+        let on = staging.rehearsed_on.unwrap();
+        assert_eq!(on.name, "production");
+        let e = on.target.unwrap_err();
+        assert!(e.cause.contains("$PROD_URL"), "{}", e.cause);
+        assert_eq!(
+            staging.checklist.rehearsed_on.as_deref(),
+            Some("production")
+        );
+        let e = resolve_with(&path, Some("lonely")).unwrap_err();
+        assert!(
+            e.cause.contains("'nowhere', which is not an environment"),
+            "{}",
+            e.cause
+        );
+        let e = resolve_with(&path, Some("narcissus")).unwrap_err();
+        assert!(
+            e.cause.contains("names the environment itself"),
+            "{}",
+            e.cause
+        );
+        let e = resolve_with(&path, Some("needs_urlless")).unwrap_err();
+        assert!(e.cause.contains("has no database_url"), "{}", e.cause);
+    }
+
+    #[test]
     fn environment_settings_are_resolved() {
         let (_d, path) = write_config(
             r#"
