@@ -278,7 +278,7 @@ async fn drift_lists_each_hand_change_on_its_side() {
 }
 
 #[tokio::test]
-async fn an_extension_the_scratch_server_lacks_is_named() {
+async fn an_extension_nobody_can_install_fails_the_rehearsal_by_name() {
     let db = fresh_db("verify_extension").await;
     let m = Migrations::new();
     m.add("20250101000000_init", "CREATE TABLE t (id int);\n");
@@ -287,15 +287,17 @@ async fn an_extension_the_scratch_server_lacks_is_named() {
         "20250201000000_ext",
         "CREATE EXTENSION IF NOT EXISTS pgdeck_no_such_extension;\n",
     );
+    // Neither the target's server nor the scratch one has it: the deploy would fail as the
+    // rehearsal does (a scratch server that lacks what the target has is exit 16, unit-tested).
     let r = verify(&db, &m, &[]);
-    r.assert_clean_error(i32::from(exit::SCRATCH_UNFIT));
+    assert_eq!(r.code, code(exit::FAILED), "{r:?}");
     assert!(
-        r.stderr.contains(
-            "lacks the extension pgdeck_no_such_extension (created by 20250201000000_ext)"
-        ),
+        r.stdout.contains("20250201000000_ext  FAILED")
+            && r.stdout.contains("\"pgdeck_no_such_extension\""),
         "{}",
-        r.stderr
+        r.stdout
     );
+    assert!(!r.stderr.contains("panicked"));
     assert_eq!(db.ledger().await.len(), 1);
 }
 
@@ -489,4 +491,192 @@ async fn the_staging_item_ticks_when_staging_has_the_release_and_names_what_it_l
         1,
         "nothing was deployed here"
     );
+}
+
+#[tokio::test]
+async fn locks_are_seen_on_relations_renamed_dropped_or_named_from_another_search_path() {
+    let db = fresh_db("verify_renamed").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_tables",
+        "CREATE TABLE \"A\" (id int); CREATE TABLE \"B\" (id int); CREATE TABLE \"C\" (id int);\n",
+    );
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_moves",
+        "ALTER TABLE \"A\" RENAME TO \"A2\";\n\
+         DROP TABLE \"B\";\n\
+         SET search_path TO pg_catalog;\n\
+         ALTER TABLE public.\"C\" ADD COLUMN q int;\n",
+    );
+    let r = verify(&db, &m, &["--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let rep = report(&r);
+    let statements = rep["pending"][0]["statements"].as_array().unwrap();
+    let locks_of = |i: usize| -> Vec<String> {
+        statements[i]["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {}",
+                    l["relation"].as_str().unwrap(),
+                    l["mode"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(locks_of(0), ["\"A\" ACCESS_EXCLUSIVE"], "{rep}");
+    assert_eq!(locks_of(1), ["\"B\" ACCESS_EXCLUSIVE"], "{rep}");
+    assert_eq!(locks_of(3), ["\"C\" ACCESS_EXCLUSIVE"], "{rep}");
+}
+
+#[tokio::test]
+async fn roles_made_by_migrations_and_populated_views_rehearse_as_they_will_run() {
+    let db = fresh_db("verify_roles").await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (applied_role, pending_role) = (format!("r_app_{tag}"), format!("r_new_{tag}"));
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_init",
+        &format!(
+            "CREATE ROLE {applied_role} NOLOGIN;\n\
+             CREATE TABLE t (id int PRIMARY KEY, n int);\n\
+             ALTER TABLE t ENABLE ROW LEVEL SECURITY;\n\
+             CREATE POLICY readers ON t FOR SELECT TO {applied_role} USING (true);\n\
+             CREATE MATERIALIZED VIEW counts AS SELECT count(*) AS n FROM t;\n\
+             CREATE UNIQUE INDEX counts_n ON counts (n);\n"
+        ),
+    );
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_more",
+        &format!(
+            "CREATE ROLE {pending_role} NOLOGIN;\n\
+             GRANT SELECT ON t TO {pending_role};\n\
+             REFRESH MATERIALIZED VIEW CONCURRENTLY counts;\n"
+        ),
+    );
+    // Roles are a cluster's, and the test cluster's roles are every test's: a scratch server
+    // of this test's own, so that no other test's rehearsal mirrors this one's roles onto it.
+    let own = Sandbox::start_temporary().unwrap();
+    let url = own.url("postgres");
+    // Twice on the same scratch server: nothing of the first run is left for the second.
+    for _ in 0..2 {
+        let r = run(pgdeck(&db, m.path(), &["verify", "--scratch-url", &url]));
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("no drift"), "{}", r.stdout);
+    }
+    let scratch = pgdeck::db::connect(&own.target("postgres")).await.unwrap();
+    let left: i64 = scratch
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2)",
+            &[&applied_role, &pending_role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the run's roles stay on the scratch server");
+    let dbs: i64 = scratch
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgdeck\\_verify\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dbs, 0);
+    // Roles are the test cluster's: leave none behind.
+    db.exec(&format!(
+        "DROP POLICY IF EXISTS readers ON t; DROP OWNED BY {applied_role}; DROP ROLE {applied_role}"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn the_dump_gives_up_on_a_locked_table_instead_of_queueing_the_application() {
+    let db = fresh_db("verify_locked").await;
+    let m = Migrations::new();
+    m.add("20250101000000_init", "CREATE TABLE \"Post\" (id int);\n");
+    deploy(&db, &m);
+    m.add(
+        "20250201000000_more",
+        "ALTER TABLE \"Post\" ADD COLUMN n int;\n",
+    );
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE \"Post\" IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let env = ConfigEnv::write(&db, &m, "staging", "lock_timeout = \"300ms\"");
+    let url = SCRATCH.url("postgres");
+    let r = run(env.cmd(&["verify", "--scratch-url", &url]));
+    r.assert_clean_error(code(exit::RUNTIME));
+    assert!(
+        r.stderr.contains("waiting for a lock on public.\"Post\""),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Monitor's lock queue"), "{}", r.stderr);
+    // Nothing of the dump waits on in the target's lock queue.
+    let waiting: i64 = db
+        .scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgdeck%' AND wait_event_type = 'Lock'",
+        )
+        .await;
+    assert_eq!(waiting, 0);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn drift_sees_security_and_triggers_and_leaves_other_schemas_alone() {
+    let db = fresh_db("verify_drift_rls").await;
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_init",
+        "CREATE TABLE accounts (id int PRIMARY KEY, owner text);\n\
+         ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;\n\
+         CREATE POLICY own ON accounts USING (owner = current_user);\n\
+         CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n\
+         CREATE TRIGGER accounts_touch BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION touch();\n",
+    );
+    deploy(&db, &m);
+    let r = verify(&db, &m, &[]);
+    assert_eq!(r.code, 0, "a clean target has no drift: {r:?}");
+    db.exec(
+        "ALTER TABLE accounts DISABLE ROW LEVEL SECURITY; \
+         DROP POLICY own ON accounts; \
+         ALTER TABLE accounts DISABLE TRIGGER accounts_touch; \
+         CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int)",
+    )
+    .await;
+    let r = verify(&db, &m, &["--json"]);
+    assert_eq!(r.code, code(exit::SCHEMA_DRIFT), "{r:?}");
+    let rep = report(&r);
+    let found: Vec<String> = rep["drift"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d["kind"].as_str().unwrap(),
+                d["name"].as_str().unwrap(),
+                d["side"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "policy public.accounts.own only_in_migrations",
+            "table public.accounts differs",
+            "trigger public.accounts.accounts_touch differs",
+        ],
+        "{rep}"
+    );
+    assert_eq!(rep["drift"]["schemas"], serde_json::json!(["public"]));
 }

@@ -143,12 +143,14 @@ pub fn default_items() -> Vec<Item> {
         optional,
     };
     vec![
+        // Optional: a host without PostgreSQL's server programs cannot rehearse, and skipping
+        // it takes a note, journaled.
         item(
             "rehearsal",
             Pre,
             "Rehearsal and drift check",
             Some(O::Rehearse),
-            false,
+            true,
         ),
         item("backup", Pre, "Backup created", Some(O::Backup), false),
         item(

@@ -48,6 +48,7 @@ pub async fn run(job: &Job, args: &VerifyArgs, json: bool) -> Result<u8> {
     if json {
         output::json(&json!({
             "ok": code(&report) == exit::OK,
+            "exit_code": code(&report),
             "environment": job.env.name,
             "database": job.env.target.to_string(),
             "report": report,
@@ -85,15 +86,18 @@ fn code(r: &VerifyReport) -> u8 {
 fn render(r: &VerifyReport) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "rehearsal on {} (PostgreSQL {}) of the target's schema (PostgreSQL {}); nothing was written to the target\n",
+        "rehearsal on {} (PostgreSQL {}) of the target's schema (PostgreSQL {})\nnothing was written to the target\n",
         if r.scratch_own {
             "a throwaway cluster"
         } else {
             "the given scratch server"
         },
-        r.scratch_version,
-        r.target_version
+        version_number(&r.scratch_version),
+        version_number(&r.target_version)
     ));
+    for w in &r.warnings {
+        out.push_str(&format!("note: {w}\n"));
+    }
     if r.pending.is_empty() && r.failure.is_none() {
         out.push_str("  nothing pending to rehearse\n");
     }
@@ -111,7 +115,7 @@ fn render(r: &VerifyReport) -> String {
         }
         for s in &p.statements {
             out.push_str(&format!(
-                "      {}:{}  {}\n        observed: {}\n",
+                "    #{} line {}: {}\n      observed: {}\n",
                 s.statement,
                 s.line,
                 s.preview,
@@ -119,10 +123,14 @@ fn render(r: &VerifyReport) -> String {
             ));
         }
     }
-    if let Some(f) = &r.failure
-        && f.migration.is_none()
-    {
-        out.push_str(&format!("  rehearsal FAILED: {}\n", f.cause));
+    if let Some(f) = &r.failure {
+        if f.migration.is_none() {
+            out.push_str(&format!("  rehearsal FAILED: {}\n", f.cause));
+        }
+        out.push_str(
+            "  (the copy has the target's schema without its rows: a failure that needs rows the \
+             target has, a seed or a lookup, is the copy's, not the migration's)\n",
+        );
     }
     if let Some(d) = &r.drift {
         out.push('\n');
@@ -154,40 +162,79 @@ fn render(r: &VerifyReport) -> String {
                         Side::OnlyInDatabase => detail(&mut out, x.database.as_deref()),
                         Side::OnlyInMigrations => detail(&mut out, x.migrations.as_deref()),
                         Side::Differs => {
-                            out.push('\n');
+                            let (db, mig) = where_they_differ(
+                                x.database.as_deref().unwrap_or_default(),
+                                x.migrations.as_deref().unwrap_or_default(),
+                            );
                             out.push_str(&format!(
-                                "        database:   {}\n        migrations: {}\n",
-                                flat(x.database.as_deref().unwrap_or_default()),
-                                flat(x.migrations.as_deref().unwrap_or_default())
+                                "\n        database:   {db}\n        migrations: {mig}\n"
                             ));
                         }
                     }
                 }
             }
         }
+        if !d.edited.is_empty() {
+            out.push_str(&format!(
+                "  built from files edited since they were applied: {}\n",
+                d.edited.join(", ")
+            ));
+        }
         if !d.missing_locally.is_empty() {
             out.push_str(&format!(
-                "  applied but missing locally (not in the build): {}\n",
+                "  incomplete: applied but missing locally, so not in the build: {}\n",
                 d.missing_locally.join(", ")
+            ));
+        }
+        if d.build_failed.is_none() {
+            out.push_str(&format!(
+                "  compared: schema{} {}; not compared: owners, grants, comments, storage parameters, statistics objects, rules\n",
+                if d.schemas.len() == 1 { "" } else { "s" },
+                d.schemas.join(", ")
             ));
         }
     }
     out
 }
 
+/// "15.18" of "15.18 (Debian 15.18-0+deb12u1)".
+fn version_number(version: &str) -> &str {
+    version.split_whitespace().next().unwrap_or(version)
+}
+
+/// Two definitions on one line each, cut around where they first part ways.
+fn where_they_differ(a: &str, b: &str) -> (String, String) {
+    let (a, b) = (flat(a), flat(b));
+    let at = a
+        .chars()
+        .zip(b.chars())
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.chars().count().min(b.chars().count()));
+    let window = |text: &str| {
+        let from = at.saturating_sub(30);
+        let cut: String = text.chars().skip(from).take(90).collect();
+        let more = text.chars().count() > from + 90;
+        format!(
+            "{}{cut}{}",
+            if from > 0 { "…" } else { "" },
+            if more { "…" } else { "" }
+        )
+    };
+    (window(&a), window(&b))
+}
+
 fn detail(out: &mut String, definition: Option<&str>) {
-    match definition.map(flat).filter(|d| !d.is_empty()) {
+    let cut = |d: String| match d.chars().count() > 100 {
+        true => format!("{}…", d.chars().take(99).collect::<String>()),
+        false => d,
+    };
+    match definition.map(flat).filter(|d| !d.is_empty()).map(cut) {
         Some(d) => out.push_str(&format!("  {d}\n")),
         None => out.push('\n'),
     }
 }
 
-/// A definition on one line, cut at 100 characters.
+/// A definition on one line.
 fn flat(text: &str) -> String {
-    let one = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 100 {
-        format!("{}…", one.chars().take(99).collect::<String>())
-    } else {
-        one
-    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

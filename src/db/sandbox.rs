@@ -173,11 +173,14 @@ impl Sandbox {
             .open(&conf)
             .map_err(|e| io_error("editing postgresql.conf", &e))?;
         // A sandbox holds nothing worth an fsync; the settings make tests several times faster
-        // and do not change what a crash of the server process (not the OS) does.
+        // and do not change what a crash of the server process (not the OS) does. A rehearsal
+        // restores a whole schema in one transaction: thousands of tables need more lock slots
+        // than the default 64 a connection.
         writeln!(
             f,
             "\n# pgdeck sandbox\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n\
+             max_locks_per_transaction = 256\n\
              shared_buffers = 32MB\nlogging_collector = off\ninclude_if_exists = 'pgdeck-port.conf'",
             self.data_dir.display().to_string().replace('\'', "''")
         )

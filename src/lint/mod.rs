@@ -198,25 +198,26 @@ impl Observed {
     /// The rehearsal's facts weighed against what the statement was claimed to do.
     pub fn of(facts: &Observation, lock: Option<LockMode>, rewrite: Rewrite) -> Observed {
         let mut disagreements = Vec::new();
-        let rewrote = facts
-            .rewrites
-            .iter()
-            .any(|r| r.kind != crate::migrate::observe::RelationKind::Index);
+        let rewrote = facts.rewrote_a_table();
         match (rewrite, rewrote) {
             (Rewrite::Yes, false) => disagreements.push(format!(
                 "claimed \"{}\", but no table was rewritten",
                 rewrite.name()
             )),
-            (Rewrite::No | Rewrite::Scan, true) => disagreements.push(format!(
-                "claimed \"{}\", but it rewrote {}",
-                rewrite.name(),
-                facts
-                    .rewrites
-                    .iter()
-                    .map(|r| r.relation.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            (Rewrite::No | Rewrite::Scan, true) => {
+                disagreements.push(format!(
+                    "claimed \"{}\", but it rewrote {}",
+                    rewrite.name(),
+                    facts
+                        .rewrites
+                        .iter()
+                        .filter(|r| !r.emptied
+                            && r.kind != crate::migrate::observe::RelationKind::Index)
+                        .map(|r| r.relation.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
             _ => {}
         }
         // Outside a transaction the locks are gone when it returns; a statement whose locks a

@@ -102,13 +102,19 @@ pub fn finding_key(lint: &FileLint, f: &super::Finding, checksum: &str) -> Strin
 
 impl Plan {
     /// Puts a rehearsal's observations beside the static claims, statement by statement (by
-    /// migration and line: the engine and the lint split scripts alike).
+    /// migration and statement number: the engine and the lint split scripts alike; the line
+    /// must agree too, or the observation is not this statement's).
     pub fn observe<'a>(&mut self, observations: impl IntoIterator<Item = &'a Observation>) {
         for o in observations {
             let Some(m) = self.migrations.iter_mut().find(|m| m.name == o.migration) else {
                 continue;
             };
-            if let Some(s) = m.lint.statements.iter_mut().find(|s| s.line == o.line) {
+            if let Some(s) = m
+                .lint
+                .statements
+                .iter_mut()
+                .find(|s| s.index == o.statement && s.line == o.line)
+            {
                 s.observed = Some(Observed::of(o, s.lock, s.rewrite));
             }
         }

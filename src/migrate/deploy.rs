@@ -814,7 +814,7 @@ impl Observer {
         if !opts.observe {
             return Ok(None);
         }
-        let existing = Snapshot::take(run.client).await?;
+        let existing = Snapshot::take(run.client, &run.target.schema).await?;
         Ok(Some(Observer {
             last: existing.clone(),
             existing,
@@ -829,10 +829,14 @@ impl Observer {
         s: &Statement,
         in_transaction: bool,
     ) -> Result<Observation, tokio_postgres::Error> {
-        let now = Snapshot::take(run.client).await?;
-        let (locks, rewrites) =
-            self.last
-                .changes(&now, &self.existing, ledger::TABLE, in_transaction);
+        let now = Snapshot::take(run.client, &run.target.schema).await?;
+        let (locks, rewrites) = self.last.changes(
+            &now,
+            &self.existing,
+            ledger::TABLE,
+            in_transaction,
+            s.truncates,
+        );
         self.last = now;
         Ok(Observation {
             migration: m.name.clone(),

@@ -126,6 +126,8 @@ pub struct ObservedLock {
 pub struct Rewrite {
     pub relation: RelationName,
     pub kind: RelationKind,
+    /// TRUNCATE: new, empty storage; no row was copied.
+    pub emptied: bool,
 }
 
 /// What one statement did, as the server saw it.
@@ -156,124 +158,170 @@ impl Observation {
                     .map(|l| format!("{} on {}", l.mode.name(), l.relation)),
             ),
         }
-        parts.extend(self.rewrites.iter().map(|r| match r.kind {
-            RelationKind::Index => format!("rebuilt index {}", r.relation),
+        parts.extend(self.rewrites.iter().map(|r| match (r.kind, r.emptied) {
+            (_, true) => format!("emptied {}", r.relation),
+            (RelationKind::Index, _) => format!("rebuilt index {}", r.relation),
             _ => format!("rewrote {}", r.relation),
         }));
         parts.join(", ")
     }
+
+    /// Whether it copied a table's rows into new storage (not an index rebuild, not a
+    /// TRUNCATE).
+    pub fn rewrote_a_table(&self) -> bool {
+        self.rewrites
+            .iter()
+            .any(|r| !r.emptied && r.kind != RelationKind::Index)
+    }
 }
 
-/// The relations of the database at one moment: each with its kind, storage and the strongest
-/// lock this session holds on it.
+/// The relations of the database at one moment, by oid (a relation renamed, moved to another
+/// schema or dropped is still the same one), and the relation locks this session holds.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    relations: BTreeMap<RelationName, Relation>,
+    relations: BTreeMap<i64, Relation>,
+    locks: BTreeMap<i64, LockMode>,
 }
 
 #[derive(Debug, Clone)]
 struct Relation {
+    /// As the deploy's schema sees it: `"User"` there, `other."User"` elsewhere.
+    name: RelationName,
     kind: RelationKind,
     relfilenode: i64,
-    lock: Option<LockMode>,
     /// An index's table.
-    table: Option<RelationName>,
+    table: Option<i64>,
 }
 
-/// Every user relation with its storage and this backend's granted relation locks. System
-/// schemas and TOAST tables are left out: their locks and files follow their table's.
-const SNAPSHOT_SQL: &str = "\
-SELECT c.oid::regclass::text, c.relkind::text, c.relfilenode::int8,
-       coalesce(array_agg(l.mode) FILTER (WHERE l.mode IS NOT NULL), '{}'),
-       x.indrelid::regclass::text
+/// Every user relation with its storage. System schemas and TOAST tables are left out: their
+/// locks and files follow their table's. Names are qualified here, not by `regclass`, whose
+/// text follows the session's search_path (which a migration may change).
+const RELATIONS_SQL: &str = "\
+SELECT c.oid::int8,
+       CASE WHEN n.nspname = $1 THEN pg_catalog.quote_ident(c.relname)
+            ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) END,
+       c.relkind::text, c.relfilenode::int8, x.indrelid::int8
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
-  LEFT JOIN pg_catalog.pg_locks l
-    ON l.locktype = 'relation' AND l.relation = c.oid AND l.granted
-   AND l.pid = pg_catalog.pg_backend_pid()
-   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-   AND c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')
- GROUP BY 1, 2, 3, 5";
+   AND c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')";
+
+/// This backend's granted relation locks, also on relations it dropped (their locks last until
+/// the commit; the catalog no longer has them).
+const LOCKS_SQL: &str = "\
+SELECT l.relation::int8, l.mode
+  FROM pg_catalog.pg_locks l
+ WHERE l.locktype = 'relation' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()
+   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
 
 impl Snapshot {
-    /// Reads the relations, on the migration's own session (inside its transaction, where the
-    /// catalog already shows the statement's effects).
-    pub async fn take(client: &Client) -> Result<Snapshot, tokio_postgres::Error> {
-        let rows = client.query(SNAPSHOT_SQL, &[]).await?;
-        let relations = rows
+    /// Reads the relations and locks, on the migration's own session (inside its transaction,
+    /// where the catalog already shows the statement's effects). `schema`: the deploy's.
+    pub async fn take(client: &Client, schema: &str) -> Result<Snapshot, tokio_postgres::Error> {
+        let (relations, locks) = futures_util::future::try_join(
+            client.query(RELATIONS_SQL, &[&schema]),
+            client.query(LOCKS_SQL, &[]),
+        )
+        .await?;
+        let relations = relations
             .iter()
             .filter_map(|r| {
-                let kind = RelationKind::of(r.get::<_, &str>(1))?;
-                let modes: Vec<String> = r.get(3);
-                let lock = modes
-                    .iter()
-                    .filter_map(|m| LockMode::from_pg_locks(m))
-                    .max();
+                let kind = RelationKind::of(r.get::<_, &str>(2))?;
                 Some((
-                    r.get::<_, String>(0),
+                    r.get::<_, i64>(0),
                     Relation {
+                        name: r.get(1),
                         kind,
-                        relfilenode: r.get(2),
-                        lock,
+                        relfilenode: r.get(3),
                         table: r.get(4),
                     },
                 ))
             })
             .collect();
-        Ok(Snapshot { relations })
+        let mut held: BTreeMap<i64, LockMode> = BTreeMap::new();
+        for r in &locks {
+            if let Some(mode) = LockMode::from_pg_locks(r.get::<_, &str>(1)) {
+                let e = held.entry(r.get(0)).or_insert(mode);
+                *e = (*e).max(mode);
+            }
+        }
+        Ok(Snapshot {
+            relations,
+            locks: held,
+        })
     }
 
     /// What happened between `self` (before a statement) and `after`, for the relations in
-    /// `existing` (those there before the migration began; what it creates nobody else sees).
-    /// `ledger` (the migration ledger's table) is left out: the engine, not the statement,
-    /// touches it.
+    /// `existing` (those there before the migration began; what it creates nobody else sees),
+    /// named as they were then. `ledger` (the migration ledger's table) is left out: the
+    /// engine, not the statement, touches it. `truncates`: the statement is a TRUNCATE, whose
+    /// new storage is empty rather than rewritten.
     pub fn changes(
         &self,
         after: &Snapshot,
         existing: &Snapshot,
         ledger: &str,
         with_locks: bool,
+        truncates: bool,
     ) -> (Option<Vec<ObservedLock>>, Vec<Rewrite>) {
         let mut locks = Vec::new();
         let mut rewrites = Vec::new();
-        for (name, now) in &after.relations {
-            if !existing.relations.contains_key(name) || is_ledger(name, ledger) {
+        for (oid, was) in &existing.relations {
+            if is_ledger(&was.name, ledger) {
                 continue;
             }
-            let before = self.relations.get(name);
+            let now = after.locks.get(oid).copied();
+            let held = self.locks.get(oid).copied();
             // An index locked as strongly as its table says nothing the table's lock does not.
             let covered = |mode: LockMode| {
-                now.table
-                    .as_ref()
-                    .and_then(|t| after.relations.get(t))
-                    .and_then(|t| t.lock)
-                    .is_some_and(|table_lock| table_lock >= mode)
+                was.table
+                    .and_then(|t| after.locks.get(&t))
+                    .is_some_and(|table_lock| *table_lock >= mode)
             };
-            if let Some(mode) = now.lock
-                && before.and_then(|b| b.lock).is_none_or(|held| mode > held)
+            if let Some(mode) = now
+                && held.is_none_or(|h| mode > h)
                 && !covered(mode)
             {
                 locks.push(ObservedLock {
-                    relation: name.clone(),
-                    kind: now.kind,
+                    relation: was.name.clone(),
+                    kind: was.kind,
                     mode,
                 });
             }
-            // A partitioned table or index has no storage of its own (relfilenode 0).
-            if let Some(b) = before
-                && b.relfilenode != 0
-                && now.relfilenode != 0
-                && b.relfilenode != now.relfilenode
-            {
+            // Sequences get a new file on RESTART, which copies nothing; a partitioned table or
+            // index has no storage of its own (relfilenode 0).
+            if was.kind == RelationKind::Sequence {
+                continue;
+            }
+            let before = self.relations.get(oid);
+            let replaced = match (before, after.relations.get(oid)) {
+                (Some(b), Some(a)) => {
+                    b.relfilenode != 0 && a.relfilenode != 0 && b.relfilenode != a.relfilenode
+                }
+                // An index the statement dropped and built again under its name (a type change
+                // rebuilds the indexes on the column this way).
+                (Some(_), None) => {
+                    was.kind == RelationKind::Index
+                        && after
+                            .relations
+                            .iter()
+                            .any(|(o, r)| !self.relations.contains_key(o) && r.name == was.name)
+                }
+                _ => false,
+            };
+            if replaced {
                 rewrites.push(Rewrite {
-                    relation: name.clone(),
-                    kind: now.kind,
+                    relation: was.name.clone(),
+                    kind: was.kind,
+                    emptied: truncates && was.kind != RelationKind::Index,
                 });
             }
         }
+        // Tables before their indexes, then by name: a stable order to read.
+        locks.sort_by(|a, b| (a.kind, &a.relation).cmp(&(b.kind, &b.relation)));
+        rewrites.sort_by(|a, b| (a.kind, &a.relation).cmp(&(b.kind, &b.relation)));
         (with_locks.then_some(locks), rewrites)
     }
 }
@@ -286,24 +334,25 @@ fn is_ledger(relation: &str, ledger: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn snapshot(rels: &[(&str, RelationKind, i64, Option<LockMode>)]) -> Snapshot {
+    type Rel<'a> = (i64, &'a str, RelationKind, i64, Option<i64>);
+
+    fn snapshot(rels: &[Rel<'_>], locks: &[(i64, LockMode)]) -> Snapshot {
         Snapshot {
             relations: rels
                 .iter()
-                .map(|(n, kind, relfilenode, lock)| {
+                .map(|(oid, name, kind, relfilenode, table)| {
                     (
-                        (*n).to_owned(),
+                        *oid,
                         Relation {
+                            name: (*name).to_owned(),
                             kind: *kind,
                             relfilenode: *relfilenode,
-                            lock: *lock,
-                            // The tests' indexes are named <table>_pkey or <table>_idx.
-                            table: (*kind == RelationKind::Index)
-                                .then(|| format!("{}\"", n.split('_').next().unwrap_or_default())),
+                            table: *table,
                         },
                     )
                 })
                 .collect(),
+            locks: locks.iter().copied().collect(),
         }
     }
 
@@ -311,60 +360,78 @@ mod tests {
     fn a_statement_is_credited_with_locks_it_took_or_strengthened_and_storage_it_replaced() {
         use LockMode::*;
         use RelationKind::*;
-        let existing = snapshot(&[
-            ("\"User\"", Table, 10, None),
-            ("\"Post\"", Table, 20, None),
-            ("\"User_pkey\"", Index, 11, None),
-            ("\"Post_idx\"", Index, 21, None),
-            ("_prisma_migrations", Table, 30, None),
-        ]);
-        let before = snapshot(&[
-            ("\"User\"", Table, 10, Some(AccessExclusive)),
-            ("\"Post\"", Table, 20, Some(AccessShare)),
-            ("\"User_pkey\"", Index, 11, None),
-            ("\"Post_idx\"", Index, 21, None),
-            ("_prisma_migrations", Table, 30, Some(RowExclusive)),
-        ]);
-        let after = snapshot(&[
-            ("\"User\"", Table, 12, Some(AccessExclusive)),
-            ("\"Post\"", Table, 20, Some(Share)),
-            ("\"User_pkey\"", Index, 13, Some(AccessExclusive)),
-            ("\"Post_idx\"", Index, 21, Some(AccessExclusive)),
-            ("_prisma_migrations", Table, 31, Some(AccessExclusive)),
-            ("\"New\"", Table, 40, Some(AccessExclusive)),
-        ]);
-        let (locks, rewrites) = before.changes(&after, &existing, "_prisma_migrations", true);
+        let rels = [
+            (1, "\"User\"", Table, 10, None),
+            (2, "\"Post\"", Table, 20, None),
+            (3, "\"User_pkey\"", Index, 11, Some(1)),
+            (4, "\"Post_idx\"", Index, 21, Some(2)),
+            (5, "_prisma_migrations", Table, 30, None),
+            (6, "\"Gone\"", Table, 60, None),
+            (7, "\"User_id_seq\"", Sequence, 70, None),
+        ];
+        let existing = snapshot(&rels, &[]);
+        let before = snapshot(
+            &rels,
+            &[(1, AccessExclusive), (2, AccessShare), (5, RowExclusive)],
+        );
+        let after = snapshot(
+            &[
+                // Rewritten, and its index rebuilt under a new oid.
+                (1, "\"User\"", Table, 12, None),
+                (2, "\"Post\"", Table, 20, None),
+                (8, "\"User_pkey\"", Index, 13, Some(1)),
+                (4, "\"Post_idx\"", Index, 21, Some(2)),
+                (5, "_prisma_migrations", Table, 31, None),
+                (7, "\"User_id_seq\"", Sequence, 71, None),
+                (9, "\"New\"", Table, 40, None),
+            ],
+            &[
+                (1, AccessExclusive),
+                (2, Share),
+                (3, AccessExclusive),
+                (4, AccessExclusive),
+                (5, AccessExclusive),
+                (6, AccessExclusive),
+                (9, AccessExclusive),
+            ],
+        );
+        let (locks, rewrites) =
+            before.changes(&after, &existing, "_prisma_migrations", true, false);
+        let locks: Vec<(String, LockMode)> = locks
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.relation, l.mode))
+            .collect();
         assert_eq!(
-            locks.unwrap(),
+            locks,
             vec![
-                ObservedLock {
-                    relation: "\"Post\"".into(),
-                    kind: Table,
-                    mode: Share
-                },
+                // Dropped: its lock outlives it, under the name it had.
+                ("\"Gone\"".to_owned(), AccessExclusive),
+                ("\"Post\"".to_owned(), Share),
                 // Reads through the index wait, though its table only blocks writes.
-                ObservedLock {
-                    relation: "\"Post_idx\"".into(),
-                    kind: Index,
-                    mode: AccessExclusive
-                },
+                ("\"Post_idx\"".to_owned(), AccessExclusive),
             ]
         );
+        let rewrites: Vec<(String, bool)> = rewrites
+            .into_iter()
+            .map(|r| (r.relation, r.emptied))
+            .collect();
         assert_eq!(
             rewrites,
             vec![
-                Rewrite {
-                    relation: "\"User\"".into(),
-                    kind: Table
-                },
-                Rewrite {
-                    relation: "\"User_pkey\"".into(),
-                    kind: Index
-                },
-            ]
+                ("\"User\"".to_owned(), false),
+                ("\"User_pkey\"".to_owned(), false),
+            ],
+            "a sequence's new file (RESTART) is no rewrite"
         );
-        let (locks, _) = before.changes(&after, &existing, "_prisma_migrations", false);
+        let (locks, rewrites) =
+            before.changes(&after, &existing, "_prisma_migrations", false, true);
         assert!(locks.is_none());
+        assert!(
+            rewrites
+                .iter()
+                .any(|r| r.relation == "\"User\"" && r.emptied)
+        );
     }
 
     #[test]

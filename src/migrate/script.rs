@@ -44,6 +44,8 @@ pub struct Statement {
     pub concurrently: bool,
     /// COPY ... FROM STDIN: it waits for data a migration cannot send.
     pub copy_from_stdin: bool,
+    /// TRUNCATE: the table gets new, empty storage; nothing is copied.
+    pub truncates: bool,
 }
 
 impl Statement {
@@ -159,6 +161,7 @@ impl Script {
             concurrent_index_on: None,
             concurrently: false,
             copy_from_stdin: false,
+            truncates: false,
         }
     }
 }
@@ -258,6 +261,7 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
         concurrently,
         copy_from_stdin: matches!(stmt, ast::Stmt::Copy(_))
             && has_token(node, SyntaxKind::STDIN_KW),
+        truncates: matches!(stmt, ast::Stmt::Truncate(_)),
     }
 }
 

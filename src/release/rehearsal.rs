@@ -46,7 +46,7 @@ pub async fn rehearse(ctx: &Context, req: &RehearsalRequest) -> Result<VerifyRep
         },
     )
     .await;
-    let (outcome, summary, applied) = match &result {
+    let (outcome, summary) = match &result {
         Ok(r) => (
             if r.rehearsal_passed() && !r.build_failed() && !r.drifted() {
                 Outcome::Ok
@@ -54,18 +54,18 @@ pub async fn rehearse(ctx: &Context, req: &RehearsalRequest) -> Result<VerifyRep
                 Outcome::Failed
             },
             summary(r),
-            r.pending.iter().map(|p| p.name.clone()).collect(),
         ),
         Err(e) if e.kind == crate::error::ErrorKind::Cancelled => {
-            (Outcome::Cancelled, e.cause.clone(), Vec::new())
+            (Outcome::Cancelled, e.cause.clone())
         }
-        Err(e) => (Outcome::Failed, e.cause.clone(), Vec::new()),
+        Err(e) => (Outcome::Failed, e.cause.clone()),
     };
+    // Nothing is applied to the target: what was rehearsed is in the summary.
     ctx.record(journal::Event::Released {
         workflow: Workflow::Rehearsal.name().to_owned(),
         outcome,
         summary,
-        applied,
+        applied: Vec::new(),
         not_applied: Vec::new(),
         duration_ms: ctx.work_duration().map(|d| d.as_millis() as u64),
     });
@@ -76,7 +76,15 @@ pub async fn rehearse(ctx: &Context, req: &RehearsalRequest) -> Result<VerifyRep
 pub fn summary(r: &VerifyReport) -> String {
     let rehearsal = match &r.failure {
         None if r.pending.is_empty() => "nothing pending to rehearse".to_owned(),
-        None => format!("{} pending rehearsed on a copy", r.pending.len()),
+        None => format!(
+            "{} pending rehearsed on a copy: {}",
+            r.pending.len(),
+            r.pending
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Some(f) => format!(
             "rehearsal FAILED{}: {}",
             f.migration

@@ -41,6 +41,9 @@ pub enum ObjectKind {
     View,
     Function,
     Trigger,
+    Policy,
+    /// A composite type.
+    Type,
 }
 
 impl ObjectKind {
@@ -59,6 +62,8 @@ impl ObjectKind {
             ObjectKind::View => "view",
             ObjectKind::Function => "function",
             ObjectKind::Trigger => "trigger",
+            ObjectKind::Policy => "policy",
+            ObjectKind::Type => "type",
         }
     }
 }
@@ -69,6 +74,8 @@ impl ObjectKind {
 pub struct Object {
     pub definition: String,
     pub parent: Option<(ObjectKind, String)>,
+    /// The schema it lives in (an extension: the schema of its objects; a schema: itself).
+    pub schema: String,
 }
 
 /// A schema, keyed by kind and qualified name.
@@ -89,7 +96,8 @@ fn not_in_extension(classid: &str, oid: &str) -> String {
     )
 }
 
-/// Each query returns (kind, name, definition, parent kind, parent name), text all through.
+/// Each query returns (kind, name, definition, parent kind, parent name, schema), text all
+/// through.
 fn queries() -> Vec<(&'static str, String)> {
     let ns = USER_NAMESPACE;
     let rel = not_in_extension("pg_catalog.pg_class", "c.oid");
@@ -98,7 +106,7 @@ fn queries() -> Vec<(&'static str, String)> {
         (
             "schemas",
             format!(
-                "SELECT 'schema', quote_ident(n.nspname), '', NULL, NULL
+                "SELECT 'schema', quote_ident(n.nspname), '', NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_namespace n
                   WHERE {ns} AND {}",
                 not_in_extension("pg_catalog.pg_namespace", "n.oid")
@@ -106,7 +114,8 @@ fn queries() -> Vec<(&'static str, String)> {
         ),
         (
             "extensions",
-            "SELECT 'extension', quote_ident(e.extname), 'in schema ' || quote_ident(n.nspname), NULL, NULL
+            "SELECT 'extension', quote_ident(e.extname), 'in schema ' || quote_ident(n.nspname), NULL, NULL,
+                    n.nspname::text
                FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace"
                 .to_owned(),
         ),
@@ -114,7 +123,8 @@ fn queries() -> Vec<(&'static str, String)> {
             "enums",
             format!(
                 "SELECT 'enum', format('%I.%I', n.nspname, t.typname),
-                        string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder), NULL, NULL
+                        string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder), NULL, NULL,
+                        n.nspname::text
                    FROM pg_catalog.pg_type t
                    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
                    JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid
@@ -127,7 +137,7 @@ fn queries() -> Vec<(&'static str, String)> {
             "enum values",
             format!(
                 "SELECT 'enum_value', format('%I.%I', n.nspname, t.typname) || ' ' || quote_literal(e.enumlabel),
-                        '', 'enum', format('%I.%I', n.nspname, t.typname)
+                        '', 'enum', format('%I.%I', n.nspname, t.typname), n.nspname::text
                    FROM pg_catalog.pg_type t
                    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
                    JOIN pg_catalog.pg_enum e ON e.enumtypid = t.oid
@@ -144,7 +154,7 @@ fn queries() -> Vec<(&'static str, String)> {
                                   'DEFAULT ' || t.typdefault,
                                   (SELECT string_agg(pg_catalog.pg_get_constraintdef(k.oid), ' ' ORDER BY k.conname)
                                      FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid)),
-                        NULL, NULL
+                        NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_type t
                    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
                   WHERE t.typtype = 'd' AND {ns} AND {}",
@@ -159,7 +169,7 @@ fn queries() -> Vec<(&'static str, String)> {
                         format('%s START %s INCREMENT %s MINVALUE %s MAXVALUE %s%s',
                                pg_catalog.format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement,
                                s.seqmin, s.seqmax, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END),
-                        NULL, NULL
+                        NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_sequence s
                    JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -173,15 +183,23 @@ fn queries() -> Vec<(&'static str, String)> {
             "tables",
             format!(
                 "SELECT 'table', format('%I.%I', n.nspname, c.relname),
-                        CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
-                                       ELSE 'table' END
+                        CASE c.relpersistence WHEN 'u' THEN 'unlogged ' ELSE '' END
+                        || CASE c.relkind WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
+                                          ELSE 'table' END
+                        || CASE WHEN c.relkind = 'p'
+                                THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END
                         || CASE WHEN c.relispartition
                                 THEN ' partition of ' || (SELECT i.inhparent::regclass::text
                                                             FROM pg_catalog.pg_inherits i
                                                            WHERE i.inhrelid = c.oid LIMIT 1)
                                      || ' ' || pg_catalog.pg_get_expr(c.relpartbound, c.oid)
-                                ELSE '' END,
-                        NULL, NULL
+                                ELSE coalesce(' INHERITS (' || (SELECT string_agg(i.inhparent::regclass::text, ', '
+                                                                                  ORDER BY i.inhseqno)
+                                                                  FROM pg_catalog.pg_inherits i
+                                                                 WHERE i.inhrelid = c.oid) || ')', '') END
+                        || CASE WHEN c.relrowsecurity THEN ', row level security' ELSE '' END
+                        || CASE WHEN c.relforcerowsecurity THEN ' (forced)' ELSE '' END,
+                        NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind IN ('r', 'p', 'f') AND {ns} AND {rel}
@@ -204,7 +222,7 @@ fn queries() -> Vec<(&'static str, String)> {
                                        THEN 'GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) || ') STORED'
                                        WHEN ad.adbin IS NOT NULL
                                        THEN 'DEFAULT ' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) END),
-                        'table', format('%I.%I', n.nspname, c.relname)
+                        'table', format('%I.%I', n.nspname, c.relname), n.nspname::text
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -220,7 +238,7 @@ fn queries() -> Vec<(&'static str, String)> {
             format!(
                 "SELECT 'constraint', format('%I.%I.%I', n.nspname, c.relname, k.conname),
                         pg_catalog.pg_get_constraintdef(k.oid),
-                        'table', format('%I.%I', n.nspname, c.relname)
+                        'table', format('%I.%I', n.nspname, c.relname), n.nspname::text
                    FROM pg_catalog.pg_constraint k
                    JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -236,7 +254,7 @@ fn queries() -> Vec<(&'static str, String)> {
                 "SELECT 'index', format('%I.%I', n.nspname, ic.relname),
                         pg_catalog.pg_get_indexdef(x.indexrelid)
                         || CASE WHEN NOT x.indisvalid THEN ' (INVALID)' ELSE '' END,
-                        'table', format('%I.%I', n.nspname, c.relname)
+                        'table', format('%I.%I', n.nspname, c.relname), n.nspname::text
                    FROM pg_catalog.pg_index x
                    JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid
                    JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
@@ -254,7 +272,7 @@ fn queries() -> Vec<(&'static str, String)> {
                 "SELECT 'view', format('%I.%I', n.nspname, c.relname),
                         CASE c.relkind WHEN 'm' THEN 'materialized view: ' ELSE '' END
                         || pg_catalog.pg_get_viewdef(c.oid, true),
-                        NULL, NULL
+                        NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind IN ('v', 'm') AND {ns} AND {rel}"
@@ -266,7 +284,7 @@ fn queries() -> Vec<(&'static str, String)> {
             format!(
                 "SELECT 'function',
                         format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
-                        pg_catalog.pg_get_functiondef(p.oid), NULL, NULL
+                        pg_catalog.pg_get_functiondef(p.oid), NULL, NULL, n.nspname::text
                    FROM pg_catalog.pg_proc p
                    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                   WHERE p.prokind IN ('f', 'p') AND {ns} AND {}",
@@ -277,12 +295,50 @@ fn queries() -> Vec<(&'static str, String)> {
             "triggers",
             format!(
                 "SELECT 'trigger', format('%I.%I.%I', n.nspname, c.relname, g.tgname),
-                        pg_catalog.pg_get_triggerdef(g.oid),
-                        'table', format('%I.%I', n.nspname, c.relname)
+                        pg_catalog.pg_get_triggerdef(g.oid)
+                        || CASE g.tgenabled WHEN 'D' THEN ' (DISABLED)' WHEN 'R' THEN ' (ENABLE REPLICA)'
+                                            WHEN 'A' THEN ' (ENABLE ALWAYS)' ELSE '' END,
+                        'table', format('%I.%I', n.nspname, c.relname), n.nspname::text
                    FROM pg_catalog.pg_trigger g
                    JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   WHERE NOT g.tgisinternal AND {ns} AND {rel}"
+            ),
+        ),
+        (
+            "policies",
+            format!(
+                "SELECT 'policy', format('%I.%I.%I', n.nspname, c.relname, p.polname),
+                        concat_ws(' ', CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                                  'FOR', CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                                                       WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                                  'TO', (SELECT string_agg(who, ', ' ORDER BY who)
+                                           FROM (SELECT CASE WHEN r = 0 THEN 'PUBLIC'
+                                                             ELSE quote_ident(pg_catalog.pg_get_userbyid(r)) END AS who
+                                                   FROM unnest(p.polroles) AS r) AS roles),
+                                  'USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')',
+                                  'WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')'),
+                        'table', format('%I.%I', n.nspname, c.relname), n.nspname::text
+                   FROM pg_catalog.pg_policy p
+                   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE {ns} AND {rel}"
+            ),
+        ),
+        (
+            "composite types",
+            format!(
+                "SELECT 'type', format('%I.%I', n.nspname, t.typname),
+                        (SELECT string_agg(quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod),
+                                           ', ' ORDER BY a.attnum)
+                           FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped),
+                        NULL, NULL, n.nspname::text
+                   FROM pg_catalog.pg_type t
+                   JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                   JOIN pg_catalog.pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
+                  WHERE t.typtype = 'c' AND {ns} AND {}",
+                not_in_extension("pg_catalog.pg_type", "t.oid")
             ),
         ),
     ]
@@ -303,6 +359,8 @@ fn kind_of(word: &str) -> Option<ObjectKind> {
         "view" => ObjectKind::View,
         "function" => ObjectKind::Function,
         "trigger" => ObjectKind::Trigger,
+        "policy" => ObjectKind::Policy,
+        "type" => ObjectKind::Type,
         _ => return None,
     })
 }
@@ -339,11 +397,34 @@ impl Schema {
                     Object {
                         definition: r.get::<_, Option<String>>(2).unwrap_or_default(),
                         parent,
+                        schema: r.get(5),
                     },
                 );
             }
         }
         Ok(schema)
+    }
+
+    /// The schemas the objects live in (raw names); an extension's schema (plpgsql's is
+    /// pg_catalog) counts only through the objects there.
+    pub fn schemas(&self) -> std::collections::BTreeSet<String> {
+        self.objects
+            .iter()
+            .filter(|((kind, _), _)| *kind != ObjectKind::Extension)
+            .map(|(_, o)| o.schema.clone())
+            .collect()
+    }
+
+    /// Only the objects in `schemas`.
+    pub fn within(&self, schemas: &std::collections::BTreeSet<String>) -> Schema {
+        Schema {
+            objects: self
+                .objects
+                .iter()
+                .filter(|(_, o)| schemas.contains(&o.schema))
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect(),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -25,8 +25,14 @@ impl Programs {
     }
 }
 
-/// Dumps `target`'s schema and restores it into `into` (an empty database).
-pub async fn copy_schema(programs: &Programs, target: &DbTarget, into: &DbTarget) -> Result<()> {
+/// Dumps `target`'s schema and restores it into `into` (an empty database). pg_dump waits at
+/// most `lock_wait` for each table's lock on the target.
+pub async fn copy_schema(
+    programs: &Programs,
+    target: &DbTarget,
+    into: &DbTarget,
+    lock_wait: std::time::Duration,
+) -> Result<()> {
     let mut dump = tools::command(&programs.dump, target);
     dump.env("PGAPPNAME", "pgdeck-verify")
         .env("PGOPTIONS", "-c default_transaction_read_only=on")
@@ -40,6 +46,7 @@ pub async fn copy_schema(programs: &Programs, target: &DbTarget, into: &DbTarget
             "--no-security-labels",
             "--format=custom",
         ])
+        .arg(format!("--lock-wait-timeout={}", lock_wait.as_millis()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut dump = dump.spawn().map_err(|e| spawn_error(&programs.dump, &e))?;
@@ -77,12 +84,19 @@ pub async fn copy_schema(programs: &Programs, target: &DbTarget, into: &DbTarget
     let dumped = dumped.map_err(|e| spawn_error(&programs.dump, &e))?;
     let restored = restored.map_err(|e| spawn_error(&programs.restore, &e))?;
     if !dumped.status.success() {
-        return Err(Error::runtime(
+        let why = first_error(&dumped.stderr);
+        let hint = if why.contains("waiting for a lock on") || why.contains("could not obtain lock")
+        {
             format!(
-                "pg_dump --schema-only of the target failed: {}",
-                first_error(&dumped.stderr)
-            ),
-            "check that the role may read the whole schema, and that pg_dump is not older than the server; nothing was written to the target",
+                "a session holds a lock on a table the dump must read (pg_dump waited {} ms for it, so as not to queue the application behind it): see the Monitor's lock queue, then try again; nothing was written to the target",
+                lock_wait.as_millis()
+            )
+        } else {
+            "check that the role may read the whole schema, and that pg_dump is not older than the server; nothing was written to the target".to_owned()
+        };
+        return Err(Error::runtime(
+            format!("pg_dump --schema-only of the target failed: {why}"),
+            hint,
         ));
     }
     if !restored.status.success() {
@@ -91,7 +105,7 @@ pub async fn copy_schema(programs: &Programs, target: &DbTarget, into: &DbTarget
                 "the target's schema does not load into the scratch server: {}",
                 first_error(&restored.stderr)
             ),
-            "the scratch server lacks something the schema needs (an extension's objects, a collation, a role setting): rehearse on a server that has it; nothing was written to the target",
+            "the scratch server cannot hold what the schema needs (see the error); rehearse on one that can; nothing was written to the target",
         ));
     }
     Ok(())
@@ -107,6 +121,13 @@ fn spawn_error(tool: &Tool, e: &std::io::Error) -> Error {
 /// The first line saying what went wrong, without the program's name.
 fn first_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
+    // "Query was: LOCK TABLE public."Post" IN ACCESS SHARE MODE" names the table it waited for.
+    let lock = text
+        .lines()
+        .find_map(|l| l.split_once("Query was: LOCK TABLE ").map(|(_, t)| t))
+        .and_then(|t| t.split(" IN ").next())
+        .map(|t| format!(" (waiting for a lock on {t})"))
+        .unwrap_or_default();
     let line = text
         .lines()
         .find(|l| l.contains("ERROR") || l.contains("error:"))
@@ -117,5 +138,5 @@ fn first_error(stderr: &[u8]) -> String {
         .trim_start_matches("pg_dump: ")
         .trim_start_matches("pg_restore: ")
         .trim_start_matches("error: ");
-    line.to_owned()
+    format!("{line}{lock}")
 }

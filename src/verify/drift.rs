@@ -117,6 +117,7 @@ mod tests {
                 Object {
                     definition: (*def).to_owned(),
                     parent: parent.map(|(k, n)| (k, n.to_owned())),
+                    schema: "public".into(),
                 },
             );
         }

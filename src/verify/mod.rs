@@ -124,6 +124,8 @@ impl VerifyEvent {
 pub struct Rehearsed {
     pub name: String,
     pub outcome: Outcome,
+    /// In one transaction (else statement by statement, what ran before a failure staying done).
+    pub transactional: bool,
     /// What each statement locked and rewrote, in order.
     pub statements: Vec<Observation>,
 }
@@ -153,8 +155,13 @@ pub struct RehearsalFailure {
 pub struct DriftReport {
     /// How many migrations the comparison schema was built from (those the target has applied).
     pub built_from: usize,
-    /// Applied on the target but not in the folder: the build lacks them.
+    /// Applied on the target but not in the folder: the build lacks them, so the comparison is
+    /// incomplete.
     pub missing_locally: Vec<String>,
+    /// Applied on the target from a file that has changed since: built from the file as it is.
+    pub edited: Vec<String>,
+    /// The schemas compared: the ledger's, and those the migrations create.
+    pub schemas: Vec<String>,
     /// A migration that does not apply on an empty database: no comparison was made.
     pub build_failed: Option<RehearsalFailure>,
     pub differences: Vec<Difference>,
@@ -168,6 +175,8 @@ pub struct VerifyReport {
     pub pending: Vec<Rehearsed>,
     pub failure: Option<RehearsalFailure>,
     pub drift: Option<DriftReport>,
+    /// What the rehearsal could not show, in words.
+    pub warnings: Vec<String>,
     pub ms: u64,
 }
 
@@ -198,7 +207,12 @@ struct TargetFacts {
     system: Option<String>,
     ledger: Option<Ledger>,
     extensions: Vec<String>,
+    /// The extensions the target's server could install.
+    available: Vec<String>,
     roles: Vec<String>,
+    superuser: bool,
+    user: String,
+    populated_matviews: Vec<String>,
 }
 
 async fn read_target(target: &DbTarget) -> Result<TargetFacts> {
@@ -212,7 +226,11 @@ async fn read_target(target: &DbTarget) -> Result<TargetFacts> {
         .query_one(
             "SELECT current_setting('server_version_num')::int / 10000, \
                     ARRAY(SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1), \
-                    ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1)",
+                    ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1), \
+                    ARRAY(SELECT name::text FROM pg_available_extensions), \
+                    coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false), \
+                    current_user::text, \
+                    ARRAY(SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews WHERE ispopulated)",
             &[],
         )
         .await
@@ -222,6 +240,10 @@ async fn read_target(target: &DbTarget) -> Result<TargetFacts> {
         major: row.get::<_, i32>(0) as u32,
         extensions: row.get(1),
         roles: row.get(2),
+        available: row.get(3),
+        superuser: row.get(4),
+        user: row.get(5),
+        populated_matviews: row.get(6),
         system: scratch::system_identifier(client).await,
         ledger: Ledger::read(client, &target.schema).await?,
     })
@@ -266,7 +288,15 @@ pub async fn verify(
     let version = scratch.version.clone();
     scratch.close().await;
     let (pending, failure, drift) = result?;
+    let mut warnings = Vec::new();
+    if !facts.superuser {
+        warnings.push(format!(
+            "rehearsed as a superuser; the target's role {} is not one, so a statement it may not run there (CREATE EXTENSION, a table it does not own) passes here",
+            facts.user
+        ));
+    }
     Ok(VerifyReport {
+        warnings,
         target_version: facts.version,
         scratch_version: version,
         scratch_own: own,
@@ -293,7 +323,38 @@ async fn rehearse_and_compare(
     events: &UnboundedSender<VerifyEvent>,
 ) -> Result<Results> {
     check_extensions(scratch, dir, facts).await?;
-    scratch.ensure_roles(&facts.roles).await?;
+    let applied: Vec<_> = dir
+        .migrations
+        .iter()
+        .filter(|m| {
+            facts
+                .ledger
+                .as_ref()
+                .is_some_and(|l| l.applied(&m.name).is_some())
+        })
+        .cloned()
+        .collect();
+    // Roles are the cluster's, not a database's: a role an applied migration creates must not
+    // be there before the build runs that migration, and the copy needs it once it is.
+    let made_by_build: Vec<String> = if opts.drift {
+        applied
+            .iter()
+            .flat_map(|m| created_roles(m.sql()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (first, later): (Vec<String>, Vec<String>) = facts
+        .roles
+        .iter()
+        .cloned()
+        .partition(|r| !made_by_build.contains(r));
+    scratch.ensure_roles(&first).await?;
+    for m in &dir.migrations {
+        for role in created_roles(m.sql()) {
+            scratch.forget_role_later(&role);
+        }
+    }
     let copy_db = scratch.database("copy", &target.schema).await?;
     let built_db = if opts.drift {
         Some(scratch.database("built", &target.schema).await?)
@@ -303,15 +364,19 @@ async fn rehearse_and_compare(
     let status = StatusReport::build(dir, facts.ledger.as_ref());
     let rehearsal = async {
         let t = Instant::now();
-        copy::copy_schema(programs, target, &copy_db).await?;
+        copy::copy_schema(programs, target, &copy_db, copy_lock_wait(opts)).await?;
         let session = db::connect(&copy_db).await?;
-        let rows = facts
-            .ledger
-            .as_ref()
-            .map(|l| l.rows.clone())
-            .unwrap_or_default();
-        if facts.ledger.is_some() {
-            ledger::copy_rows(&session.client, &copy_db.schema, &rows).await?;
+        if let Some(ledger) = &facts.ledger {
+            ledger::copy_rows(&session.client, &copy_db.schema, &ledger.rows).await?;
+        }
+        // A schema-only copy restores every materialized view unpopulated; those the target
+        // has populated are refreshed (instant on empty tables), so that what needs them
+        // populated (REFRESH ... CONCURRENTLY) is rehearsed as it will run.
+        for view in &facts.populated_matviews {
+            let _ = session
+                .client
+                .batch_execute(&format!("REFRESH MATERIALIZED VIEW {view}"))
+                .await;
         }
         let before = catalog::Schema::read(&session.client).await?;
         let _ = events.send(VerifyEvent::SchemaCopied {
@@ -326,21 +391,10 @@ async fn rehearse_and_compare(
             return Ok(None);
         };
         let t = Instant::now();
-        let applied: Vec<_> = dir
-            .migrations
-            .iter()
-            .filter(|m| {
-                facts
-                    .ledger
-                    .as_ref()
-                    .is_some_and(|l| l.applied(&m.name).is_some())
-            })
-            .cloned()
-            .collect();
         let count = applied.len();
         let applied_dir = MigrationsDir {
             path: dir.path.clone(),
-            migrations: applied,
+            migrations: applied.clone(),
         };
         let (tx, _rx) = unbounded_channel();
         let built = migrate::deploy(built_db, &applied_dir, &quiet_options(opts, false), &tx).await;
@@ -360,24 +414,57 @@ async fn rehearse_and_compare(
             migrations: count,
             ms: ms(t.elapsed()),
         });
-        Ok(Some((count, build_failed, schema)))
+        Ok::<_, Error>(Some((count, build_failed, schema)))
     };
-    let (rehearsal, build) = tokio::join!(rehearsal, build);
+    let (rehearsal, build) = if later.is_empty() {
+        tokio::join!(rehearsal, build)
+    } else {
+        // The build makes those roles; the copy's policies and the pending migrations may
+        // need them: the build goes first, then the roles it did not make are added.
+        let build = build.await;
+        if build.is_ok() {
+            scratch.ensure_roles(&later).await?;
+        }
+        (rehearsal.await, build)
+    };
     let (before, pending, failure) = rehearsal?;
-    let drift = build?.map(|(built_from, build_failed, schema)| DriftReport {
-        built_from,
-        missing_locally: status
-            .migrations
-            .iter()
-            .filter(|m| matches!(m.state, migrate::MigrationState::MissingLocally { .. }))
-            .map(|m| m.name.clone())
-            .collect(),
-        differences: schema
-            .map(|s| drift::compare(&before, &s))
-            .unwrap_or_default(),
-        build_failed,
+    let drift = build?.map(|(built_from, build_failed, built)| {
+        // The ledger's schema and those the migrations make: another tool's schema in the same
+        // database is not this ledger's drift.
+        let mut scope = built.as_ref().map(|b| b.schemas()).unwrap_or_default();
+        scope.insert(target.schema.clone());
+        DriftReport {
+            built_from,
+            missing_locally: status
+                .migrations
+                .iter()
+                .filter(|m| matches!(m.state, migrate::MigrationState::MissingLocally { .. }))
+                .map(|m| m.name.clone())
+                .collect(),
+            edited: status
+                .migrations
+                .iter()
+                .filter(|m| matches!(m.state, migrate::MigrationState::Edited { .. }))
+                .map(|m| m.name.clone())
+                .collect(),
+            differences: built
+                .map(|b| drift::compare(&before.within(&scope), &b.within(&scope)))
+                .unwrap_or_default(),
+            schemas: scope.into_iter().collect(),
+            build_failed,
+        }
     });
     Ok((pending, failure, drift))
+}
+
+/// How long pg_dump waits for each table's ACCESS SHARE lock on the target before giving up:
+/// the environment's lock_timeout (5 s when it is off). A dump waiting behind someone's ACCESS
+/// EXCLUSIVE would otherwise queue the application's queries behind it.
+fn copy_lock_wait(opts: &VerifyOptions) -> Duration {
+    match opts.settings.lock_timeout {
+        d if d.is_zero() => Duration::from_secs(5),
+        d => d,
+    }
 }
 
 /// The engine's options on a scratch database: the environment's lock_timeout, no retries and
@@ -414,13 +501,21 @@ async fn rehearse(
                 .map(|name| Rehearsed {
                     name,
                     outcome: Outcome::NotRun,
+                    transactional: true,
                     statements: Vec::new(),
                 })
                 .collect();
         }
         DeployEvent::MigrationStarted {
-            name, index, total, ..
+            name,
+            index,
+            total,
+            transactional: one_transaction,
+            ..
         } => {
+            if let Some(r) = pending.iter_mut().find(|r| r.name == name) {
+                r.transactional = one_transaction;
+            }
             let _ = events.send(VerifyEvent::Rehearsing { name, index, total });
         }
         DeployEvent::Observed(o) => {
@@ -438,8 +533,11 @@ async fn rehearse(
         DeployEvent::MigrationFailed { name, error } => {
             if let Some(r) = pending.iter_mut().find(|r| r.name == name) {
                 r.outcome = Outcome::Failed { error };
-                // What a rolled-back transaction did is gone with it.
-                r.statements.clear();
+                // What a rolled-back transaction did is gone with it; the statements of one run
+                // statement by statement before the failure stay done.
+                if r.transactional {
+                    r.statements.clear();
+                }
             }
             let _ = events.send(VerifyEvent::Rehearsed { name, ok: false });
         }
@@ -476,19 +574,16 @@ async fn check_extensions(
     facts: &TargetFacts,
 ) -> Result<()> {
     let available = scratch.available_extensions().await?;
-    let mut missing: Vec<String> = Vec::new();
-    for name in &facts.extensions {
-        if !available.contains(name) && !missing.contains(name) {
-            missing.push(format!("{name} (installed on the target)"));
-        }
-    }
-    for m in &dir.migrations {
-        for name in created_extensions(m.sql()) {
-            if !available.contains(&name) && !facts.extensions.contains(&name) {
-                missing.push(format!("{name} (created by {})", m.name));
-            }
-        }
-    }
+    let created: Vec<(String, String)> = dir
+        .migrations
+        .iter()
+        .flat_map(|m| {
+            created_extensions(m.sql())
+                .into_iter()
+                .map(|e| (m.name.clone(), e))
+        })
+        .collect();
+    let missing = missing_extensions(facts, &available, &created);
     if missing.is_empty() {
         return Ok(());
     }
@@ -512,6 +607,34 @@ async fn check_extensions(
     ))
 }
 
+/// What the scratch server lacks of what the target has installed, and of what the migrations
+/// (`(migration, extension)`) create and the target could install. One the target cannot
+/// install either is no fault of the scratch server: the rehearsal fails on it as the deploy
+/// would.
+fn missing_extensions(
+    facts: &TargetFacts,
+    scratch_available: &[String],
+    created: &[(String, String)],
+) -> Vec<String> {
+    let mut missing: Vec<String> = facts
+        .extensions
+        .iter()
+        .filter(|e| !scratch_available.contains(e))
+        .map(|e| format!("{e} (installed on the target)"))
+        .collect();
+    for (migration, e) in created {
+        let entry = format!("{e} (created by {migration})");
+        if !scratch_available.contains(e)
+            && !facts.extensions.contains(e)
+            && facts.available.contains(e)
+            && !missing.contains(&entry)
+        {
+            missing.push(entry);
+        }
+    }
+    missing
+}
+
 /// The extensions a script creates, by parsing (a name in a comment or a string is no
 /// extension).
 fn created_extensions(sql: &str) -> Vec<String> {
@@ -521,14 +644,31 @@ fn created_extensions(sql: &str) -> Vec<String> {
             ast::Stmt::CreateExtension(c) => c.extension()?.ident_token(),
             _ => None,
         })
-        .map(|t| {
-            let text = t.text();
-            match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                Some(quoted) => quoted.replace("\"\"", "\""),
-                None => text.to_lowercase(),
-            }
-        })
+        .map(|t| identifier(t.text()))
         .collect()
+}
+
+/// The roles a script creates (CREATE ROLE, USER, GROUP), by parsing.
+fn created_roles(sql: &str) -> Vec<String> {
+    use squawk_syntax::ast::AstNode as _;
+    let parse = squawk_syntax::SourceFile::parse(sql);
+    statements_of(&parse.tree())
+        .filter_map(|s| match s {
+            ast::Stmt::CreateRole(c) => c.role(),
+            ast::Stmt::CreateUser(c) => c.role(),
+            ast::Stmt::CreateGroup(c) => c.role(),
+            _ => None,
+        })
+        .map(|r| identifier(r.syntax().text().to_string().trim()))
+        .collect()
+}
+
+/// An identifier as written to its name: quotes removed, else folded to lower case.
+fn identifier(text: &str) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => text.to_lowercase(),
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -538,6 +678,52 @@ fn ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scratch_server_is_unfit_only_for_what_the_target_has_or_could_install() {
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let facts = TargetFacts {
+            version: "15.18".into(),
+            major: 15,
+            system: None,
+            ledger: None,
+            extensions: strings(&["postgis", "citext"]),
+            available: strings(&["postgis", "citext", "pg_partman", "vector"]),
+            roles: Vec::new(),
+            superuser: true,
+            user: "postgres".into(),
+            populated_matviews: Vec::new(),
+        };
+        let created = vec![
+            ("m1".to_owned(), "pg_partman".to_owned()),
+            ("m2".to_owned(), "pg_partman".to_owned()),
+            ("m3".to_owned(), "nowhere".to_owned()),
+            ("m4".to_owned(), "postgis".to_owned()),
+        ];
+        assert_eq!(
+            missing_extensions(&facts, &strings(&["citext"]), &created),
+            [
+                "postgis (installed on the target)",
+                "pg_partman (created by m1)",
+                "pg_partman (created by m2)"
+            ]
+        );
+        assert!(
+            missing_extensions(
+                &facts,
+                &strings(&["postgis", "citext", "pg_partman"]),
+                &created
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn created_roles_are_found_by_parsing() {
+        let sql = "CREATE ROLE app_reader NOLOGIN;\nCREATE USER \"Svc\" WITH PASSWORD 'x';\n\
+                   -- CREATE ROLE nope;\nGRANT app_reader TO \"Svc\";";
+        assert_eq!(created_roles(sql), vec!["app_reader", "Svc"]);
+    }
 
     #[test]
     fn created_extensions_are_found_by_parsing() {

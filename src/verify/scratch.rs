@@ -20,6 +20,11 @@ pub struct Scratch {
     pub major: u32,
     /// The databases made for this run.
     made: Vec<String>,
+    /// The roles the server had before this run.
+    roles_before: Vec<String>,
+    /// Roles this run may leave behind: those it mirrored, and those its migrations create.
+    /// Only these are dropped at the end (another run on the same server has its own).
+    made_roles: std::sync::Mutex<Vec<String>>,
     run_id: String,
 }
 
@@ -83,7 +88,10 @@ impl Scratch {
                 ));
             }
         }
+        let roles_before = role_names(&admin).await?;
         Ok(Scratch {
+            made_roles: std::sync::Mutex::new(Vec::new()),
+            roles_before,
             sandbox,
             server,
             admin,
@@ -117,14 +125,7 @@ impl Scratch {
     /// Creates the roles `names` that the server lacks, without login: grants, policies and
     /// `OWNER TO` in the schema and the migrations name them.
     pub async fn ensure_roles(&self, names: &[String]) -> Result<()> {
-        let existing: Vec<String> = self
-            .admin
-            .query("SELECT rolname::text FROM pg_roles", &[])
-            .await
-            .map_err(|e| query_error("reading the scratch server's roles", &e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let existing = role_names(&self.admin).await?;
         for name in names.iter().filter(|n| !existing.contains(n)) {
             self.admin
                 .batch_execute(&format!("CREATE ROLE {} NOLOGIN", quote_ident(name)))
@@ -132,8 +133,21 @@ impl Scratch {
                 .map_err(|e| {
                     query_error("creating the target's roles on the scratch server", &e)
                 })?;
+            self.forget_role_later(name);
         }
         Ok(())
+    }
+
+    /// A role this run's migrations create: dropped at the end if the server did not have it.
+    pub fn forget_role_later(&self, name: &str) {
+        if self.roles_before.iter().any(|r| r == name) {
+            return;
+        }
+        if let Ok(mut made) = self.made_roles.lock()
+            && !made.iter().any(|r| r == name)
+        {
+            made.push(name.to_owned());
+        }
     }
 
     /// The extensions the server can install.
@@ -148,18 +162,31 @@ impl Scratch {
             .collect())
     }
 
-    /// Drops this run's databases (a cluster of our own goes away with its directory).
+    /// Drops this run's databases, then the roles it made (the target's, mirrored, and those
+    /// its migrations created); a cluster of our own goes away with its directory.
     pub async fn close(self) {
-        if self.sandbox.is_none() {
-            for name in &self.made {
-                let _ = self
-                    .admin
-                    .batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_ident(name)
-                    ))
-                    .await;
-            }
+        if self.sandbox.is_some() {
+            return;
+        }
+        for name in &self.made {
+            let _ = self
+                .admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(name)
+                ))
+                .await;
+        }
+        let made = self
+            .made_roles
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        for role in made {
+            let _ = self
+                .admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&role)))
+                .await;
         }
     }
 }
@@ -174,4 +201,14 @@ pub async fn system_identifier(client: &Client) -> Option<String> {
         .await
         .ok()
         .map(|r| r.get(0))
+}
+
+async fn role_names(client: &Client) -> Result<Vec<String>> {
+    Ok(client
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .await
+        .map_err(|e| query_error("reading the scratch server's roles", &e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
