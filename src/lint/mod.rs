@@ -204,8 +204,7 @@ impl Observed {
                 "claimed \"{}\", but no table was rewritten",
                 rewrite.name()
             )),
-            (Rewrite::No | Rewrite::Scan, true) => {
-                disagreements.push(format!(
+            (Rewrite::No | Rewrite::Scan, true) => disagreements.push(format!(
                     "claimed \"{}\", but it rewrote {}",
                     rewrite.name(),
                     facts
@@ -216,8 +215,7 @@ impl Observed {
                         .map(|r| r.relation.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
-            }
+                )),
             _ => {}
         }
         // Outside a transaction the locks are gone when it returns; a statement whose locks a

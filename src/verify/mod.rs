@@ -392,22 +392,10 @@ async fn rehearse_and_compare(
         };
         let t = Instant::now();
         let count = applied.len();
-        let applied_dir = MigrationsDir {
-            path: dir.path.clone(),
-            migrations: applied.clone(),
-        };
-        let (tx, _rx) = unbounded_channel();
-        let built = migrate::deploy(built_db, &applied_dir, &quiet_options(opts, false), &tx).await;
-        let build_failed = match built {
-            Ok(_) => None,
-            Err(e) if e.kind == ErrorKind::Cancelled => return Err(e),
-            Err(e) => Some(RehearsalFailure {
-                migration: None,
-                cause: e.cause,
-            }),
-        };
+        let session = db::connect(built_db).await?;
+        let build_failed = build(&session.client, &target.schema, &applied).await?;
         let schema = match build_failed {
-            None => Some(catalog::Schema::read(&db::connect(built_db).await?.client).await?),
+            None => Some(catalog::Schema::read(&session.client).await?),
             Some(_) => None,
         };
         let _ = events.send(VerifyEvent::Built {
@@ -455,6 +443,103 @@ async fn rehearse_and_compare(
         }
     });
     Ok((pending, failure, drift))
+}
+
+/// Builds the schema `migrations` make in an empty database, for the drift check: each
+/// migration in a transaction of its own (statement by statement where PostgreSQL refuses one),
+/// its session reset after it, as the deploy applies them, but without its ledger, lock or
+/// watchdog (nobody else is there; the rehearsal is what runs the real engine). A transactional
+/// migration goes in one request; only when it fails are its statements run one by one, rolled
+/// back, to say which failed. A migration that fails is the result.
+async fn build(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    migrations: &[migrate::LocalMigration],
+) -> Result<Option<RehearsalFailure>> {
+    let search_path = db::quote_ident(schema);
+    // The deploy creates the ledger's schema before the first migration; so does the build.
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {search_path}"))
+        .await
+        .map_err(|e| query_error("building the schema", &e))?;
+    // What a migration SET (search_path, a role) does not reach the next one.
+    let reset = format!(
+        "RESET ALL; SELECT pg_catalog.set_config('search_path', '{}', false);",
+        search_path.replace('\'', "''")
+    );
+    for m in migrations {
+        let statements = migrate::deploy::statements_for(m)?;
+        let run: Vec<&migrate::script::Statement> = statements
+            .iter()
+            .filter(|s| !s.transaction_control)
+            .collect();
+        let transactional = statements
+            .iter()
+            .all(|s| s.mode == migrate::script::TxMode::Transaction);
+        let failed = if transactional {
+            let body: String = run.iter().map(|s| format!("{};\n", s.text)).collect();
+            match client
+                .batch_execute(&format!("BEGIN;\n{body}COMMIT;\n{reset}"))
+                .await
+            {
+                Ok(()) => None,
+                Err(_) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    let found = first_failing(client, &run, true).await;
+                    let _ = client.batch_execute(&reset).await;
+                    Some(found)
+                }
+            }
+        } else {
+            let found = match first_failing(client, &run, false).await {
+                (None, _) => None,
+                failed => Some(failed),
+            };
+            let _ = client.batch_execute(&reset).await;
+            found
+        };
+        if let Some((at, why)) = failed {
+            let at = at
+                .map(|s| format!(" at {}:{}:{}", m.script_path().display(), s.line, s.column))
+                .unwrap_or_default();
+            return Ok(Some(RehearsalFailure {
+                migration: Some(m.name.clone()),
+                cause: format!("migration {} failed{at}: {why}", m.name),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Runs `statements` one by one (in a transaction rolled back at the end, when
+/// `in_transaction`), and returns the first that fails with the server's reason.
+async fn first_failing<'a>(
+    client: &tokio_postgres::Client,
+    statements: &[&'a migrate::script::Statement],
+    in_transaction: bool,
+) -> (Option<&'a migrate::script::Statement>, String) {
+    if in_transaction {
+        let _ = client.batch_execute("BEGIN").await;
+    }
+    let mut found = (None, String::new());
+    for s in statements {
+        if let Err(e) = client.batch_execute(&s.text).await {
+            let why = e
+                .as_db_error()
+                .map(|d| format!("{} (SQLSTATE {})", d.message(), d.code().code()))
+                .unwrap_or_else(|| e.to_string());
+            found = (Some(*s), why);
+            break;
+        }
+    }
+    if in_transaction {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    if found.0.is_none() && in_transaction {
+        // All ran one by one: the failure was in the commit (a deferred constraint).
+        found.1 = "its commit failed".into();
+    }
+    found
 }
 
 /// How long pg_dump waits for each table's ACCESS SHARE lock on the target before giving up:
