@@ -4,8 +4,6 @@
 //! no panic, and the splitter's statements are slices of the input, in order, at the line and
 //! column they claim. `PROPTEST_CASES` raises the budget (default here: 1,000 per property).
 
-use std::collections::HashMap;
-
 use pgdeck::config::Overrides;
 use pgdeck::lint::{LintSettings, lint_sql};
 use pgdeck::migrate::script::Script;
@@ -108,7 +106,7 @@ proptest! {
 
     #[test]
     fn linting_never_panics(sql in sqlish()) {
-        let lint = lint_sql("fuzz.sql", &sql, &LintSettings::default(), &HashMap::new());
+        let lint = lint_sql("fuzz.sql", &sql, &LintSettings::default(), &pgdeck::lint::Sizes::new());
         for f in &lint.findings {
             prop_assert!(f.line >= 1);
         }

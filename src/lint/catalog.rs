@@ -31,22 +31,38 @@ pub async fn table_sizes(target: &DbTarget, tables: &[String]) -> Result<Sizes> 
                                + coalesce((SELECT tc.relpages FROM pg_class tc WHERE tc.oid = c.reltoastrelid), 0)) \
                               * current_setting('block_size')::bigint \
                          ELSE pg_total_relation_size(c.oid) END \
+                    , (SELECT coalesce(json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')::text \
+                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
              FROM unnest($1::text[]) AS u(t) JOIN pg_class c ON c.oid = to_regclass(u.t)",
             &[&tables],
         )
         .await
         .map_err(|e| query_error("reading table sizes", &e))?;
-    Ok(rows
+    let mut sizes: Sizes = rows
         .iter()
         .map(|r| {
             let table: String = r.get(0);
             let rows: i64 = r.get(1);
+            let columns = serde_json::from_str(r.get::<_, &str>(3)).unwrap_or_default();
             let size = TableSize {
                 table: table.clone(),
                 rows: (rows >= 0).then_some(rows),
                 bytes: r.get(2),
+                columns,
             };
             (table, size)
         })
-        .collect())
+        .collect();
+    // What a column default calls decides whether adding the column rewrites the table: every
+    // function's volatility, by name (a few thousand short rows).
+    let functions = client
+        .query("SELECT proname::text, provolatile::text FROM pg_proc", &[])
+        .await
+        .map_err(|e| query_error("reading function volatility", &e))?;
+    for f in &functions {
+        if let Some(v) = f.get::<_, &str>(1).chars().next() {
+            sizes.set_volatility(f.get(0), v);
+        }
+    }
+    Ok(sizes)
 }

@@ -109,6 +109,13 @@ pub struct Facts {
     /// Tables it creates, as written.
     pub creates: Vec<String>,
     pub changes: Vec<Change>,
+    /// Functions a new column's default calls whose volatility the text does not tell: the
+    /// catalog decides whether adding it rewrites the table.
+    #[serde(skip)]
+    pub default_calls: Vec<String>,
+    /// A type change with a USING expression: always a rewrite.
+    #[serde(skip)]
+    pub type_using: bool,
 }
 
 impl Facts {
@@ -134,6 +141,8 @@ impl Facts {
             tables: Vec::new(),
             creates: Vec::new(),
             changes: Vec::new(),
+            default_calls: Vec::new(),
+            type_using: false,
         }
     }
 
@@ -211,6 +220,17 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             if let Some(path) = ct.table_name() {
                 f.creates.push(text(&path));
             }
+            // A partition of an existing table locks its parent while it is attached.
+            if has(node, SyntaxKind::PARTITION_KW) && has(node, SyntaxKind::OF_KW) {
+                let parent = refs(node).into_iter().next();
+                f = f.lock(LockMode::AccessExclusive, parent);
+                f.raise(
+                    Severity::Care,
+                    Category::Blocking,
+                    "create-partition",
+                    "a new partition takes ACCESS EXCLUSIVE on its parent table while it is attached",
+                );
+            }
             // REFERENCES to existing tables take SHARE ROW EXCLUSIVE on them, briefly.
             for c in node.descendants().filter(|n| {
                 matches!(
@@ -222,13 +242,29 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             }
             f
         }
-        ast::Stmt::CreateTableAs(_) | ast::Stmt::SelectInto(_) => Facts::risky(
-            "CREATE TABLE AS",
-            Care,
-            Category::Blocking,
-            "create-table-as",
-            "copies data: runs as long as its query",
-        ),
+        ast::Stmt::CreateTableAs(_) | ast::Stmt::SelectInto(_) => {
+            // A new table, filled by a query that reads (ACCESS SHARE) what it selects from.
+            let created = match stmt {
+                ast::Stmt::CreateTableAs(c) => c.table_name().map(|t| text(&t)),
+                ast::Stmt::SelectInto(s) => s.into_clause().map(|i| {
+                    let t = text(&i);
+                    t.trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                        .trim()
+                        .to_owned()
+                }),
+                _ => None,
+            };
+            let mut f = Facts::risky(
+                "CREATE TABLE AS",
+                Care,
+                Category::Blocking,
+                "create-table-as",
+                "copies data into a new table: runs as long as its query, reading its source",
+            )
+            .lock_all(LockMode::AccessShare, refs(node));
+            f.creates.extend(created);
+            f
+        }
         ast::Stmt::AlterTable(at) => alter_table(at),
         ast::Stmt::CreateIndex(ci) => {
             let table = table_of(ci.table_relation_name());
@@ -309,6 +345,18 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
         }
         ast::Stmt::Delete(d) => {
             let table = refs(d.syntax()).into_iter().next();
+            if !has(d.syntax(), SyntaxKind::WHERE_KW) {
+                // Every row: it works through the whole table like an unbatched backfill, and
+                // is weighed by the table's size the same way.
+                return Facts::risky(
+                    "DELETE",
+                    Care,
+                    Category::Blocking,
+                    "delete-all",
+                    "deletes every row in one transaction, holding their locks until it commits; batch it, or TRUNCATE if nothing reads it",
+                )
+                .lock(LockMode::RowExclusive, table);
+            }
             Facts::risky(
                 "DELETE",
                 Care,
@@ -331,7 +379,7 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
                     Dangerous,
                     Category::Blocking,
                     "reindex",
-                    "blocks writes while the index is rebuilt",
+                    "blocks writes to the table, and reads that use the index (ACCESS EXCLUSIVE on it), while it is rebuilt",
                 )
                 .lock_all(LockMode::Share, refs(node));
                 f.rewrite = Rewrite::Scan;
@@ -385,14 +433,81 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
                 .lock_all(LockMode::AccessExclusive, refs(node))
             }
         }
-        ast::Stmt::Lock(_) => Facts::risky(
-            "LOCK",
+        ast::Stmt::Lock(l) => {
+            // `IN <mode> MODE`; without it, ACCESS EXCLUSIVE.
+            let mode = l
+                .lock_mode_clause()
+                .map(|c| text(&c).to_ascii_uppercase())
+                .and_then(|c| {
+                    let words = c
+                        .trim_start_matches("IN")
+                        .trim_end_matches("MODE")
+                        .trim()
+                        .to_owned();
+                    LockMode::from_sql(&words.split_whitespace().collect::<Vec<_>>().join(" "))
+                })
+                .unwrap_or(LockMode::AccessExclusive);
+            Facts::risky(
+                "LOCK",
+                Care,
+                Category::Blocking,
+                "lock-table",
+                "takes an explicit table lock for the whole migration",
+            )
+            .lock_all(mode, refs(node))
+        }
+        ast::Stmt::CreateView(v) => {
+            // It reads what it selects from; replacing one locks the view itself.
+            let mut f = Facts::safe("CREATE VIEW", "adds a new object")
+                .lock_all(LockMode::AccessShare, refs(node));
+            if v.or_replace().is_some() {
+                let view = v.view().and_then(|p| p.path()).map(|p| text(&p));
+                f = f.lock(LockMode::AccessExclusive, view);
+                f.kind = "CREATE OR REPLACE VIEW".into();
+            }
+            f
+        }
+        ast::Stmt::CreateMaterializedView(_) => {
+            Facts::safe("CREATE MATERIALIZED VIEW", "adds a new object")
+                .lock_all(LockMode::AccessShare, refs(node))
+        }
+        ast::Stmt::DropView(v) => {
+            let views: Vec<String> = v
+                .view_refs()
+                .filter_map(|r| r.path_ref().map(|p| text(&p)))
+                .collect();
+            Facts::risky(
+                "DROP VIEW",
+                Care,
+                Category::Breaking,
+                "drop-object",
+                "code still using the view breaks; it takes ACCESS EXCLUSIVE on the view (and on what CASCADE drops with it)",
+            )
+            .lock_all(LockMode::AccessExclusive, views)
+        }
+        ast::Stmt::DropMaterializedView(_) => Facts::risky(
+            "DROP MATERIALIZED VIEW",
             Care,
-            Category::Blocking,
-            "lock-table",
-            "takes an explicit table lock for the whole migration",
+            Category::Breaking,
+            "drop-object",
+            "code still using the view breaks; it takes ACCESS EXCLUSIVE on it",
         )
-        .lock_all(LockMode::AccessExclusive, refs(node)),
+        .lock(LockMode::AccessExclusive, None),
+        ast::Stmt::DropTrigger(t) => {
+            let table = t
+                .on_relation()
+                .and_then(|o| o.relation_name_ref())
+                .map(|r| text(&r));
+            Facts::risky(
+                "DROP TRIGGER",
+                Care,
+                Category::Breaking,
+                "drop-object",
+                "whatever the trigger did stops; it takes ACCESS EXCLUSIVE on its table, briefly",
+            )
+            .lock(LockMode::AccessExclusive, table)
+        }
+        ast::Stmt::Do(d) => do_block(d),
         ast::Stmt::CreateTrigger(_) => Facts::risky(
             "CREATE TRIGGER",
             Care,
@@ -408,21 +523,27 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             "drop-schema",
             "deletes everything inside it",
         ),
-        ast::Stmt::DropView(_)
-        | ast::Stmt::DropMaterializedView(_)
-        | ast::Stmt::DropFunction(_)
+        ast::Stmt::DropFunction(_)
         | ast::Stmt::DropProcedure(_)
         | ast::Stmt::DropType(_)
         | ast::Stmt::DropSequence(_)
         | ast::Stmt::DropDomain(_)
-        | ast::Stmt::DropTrigger(_)
-        | ast::Stmt::DropExtension(_) => Facts::risky(
-            "DROP",
-            Care,
-            Category::Breaking,
-            "drop-object",
-            "code still using the object breaks",
-        ),
+        | ast::Stmt::DropExtension(_) => {
+            let f = Facts::risky(
+                &kind_name(stmt),
+                Care,
+                Category::Breaking,
+                "drop-object",
+                "code still using the object breaks",
+            );
+            // CASCADE also drops what depends on it (a trigger, a column of the type, a
+            // default): ACCESS EXCLUSIVE on those tables, whichever they are.
+            if has(node, SyntaxKind::CASCADE_KW) {
+                f.lock(LockMode::AccessExclusive, None)
+            } else {
+                f
+            }
+        }
         ast::Stmt::Select(_)
         | ast::Stmt::Begin(_)
         | ast::Stmt::Commit(_)
@@ -430,10 +551,23 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
         | ast::Stmt::Show(_) => Facts::safe(&kind_name(stmt), "changes no schema"),
         _ => {
             let kind = kind_name(stmt);
-            if kind.starts_with("CREATE ")
-                || kind.starts_with("COMMENT")
-                || kind.starts_with("GRANT")
-            {
+            if kind.starts_with("COMMENT") {
+                // On a table, view or column: SHARE UPDATE EXCLUSIVE on the relation, briefly.
+                let on_relation = [
+                    SyntaxKind::TABLE_KW,
+                    SyntaxKind::COLUMN_KW,
+                    SyntaxKind::VIEW_KW,
+                    SyntaxKind::INDEX_KW,
+                ]
+                .iter()
+                .any(|k| has(node, *k));
+                let f = Facts::safe(&kind, "changes only documentation");
+                if on_relation {
+                    f.lock(LockMode::ShareUpdateExclusive, None)
+                } else {
+                    f
+                }
+            } else if kind.starts_with("CREATE ") || kind.starts_with("GRANT") {
                 Facts::safe(&kind, "adds a new object")
             } else {
                 Facts::risky(
@@ -509,6 +643,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                         ty,
                     });
                 } else if let Some(d) = default {
+                    let unknown = unknown_calls(node);
                     if is_volatile_default(&d) {
                         f.raise(
                             Dangerous,
@@ -517,6 +652,15 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                             "a volatile default rewrites the whole table under ACCESS EXCLUSIVE",
                         );
                         f.rewrite = f.rewrite.max(Rewrite::Yes);
+                    } else if !unknown.is_empty() {
+                        f.raise(
+                            Care,
+                            Category::Blocking,
+                            "default-function",
+                            "the default calls a function: if it is volatile, every row is rewritten under ACCESS EXCLUSIVE",
+                        );
+                        f.rewrite = f.rewrite.max(Rewrite::Maybe);
+                        f.default_calls.extend(unknown);
                     }
                 } else if ty.to_ascii_lowercase().contains("serial") {
                     f.raise(
@@ -574,6 +718,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                 let column = ac.column_name_ref().map(|c| text(&c)).unwrap_or_default();
                 match ac.option() {
                     Some(ast::AlterColumnOption::SetType(st)) => {
+                        f.type_using |= has(node, SyntaxKind::USING_KW);
                         let new_type = st.ty().map(|t| text(&t)).unwrap_or_default();
                         f.raise(Dangerous, Category::Blocking, "change-column-type", "changing a column's type may rewrite the table under ACCESS EXCLUSIVE and breaks code expecting the old type");
                         f.rewrite = f.rewrite.max(Rewrite::Maybe);
@@ -691,11 +836,23 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                 "drop-constraint",
                 "the data is no longer checked; code relying on it may break",
             ),
-            ast::AlterTableAction::AttachPartition(_)
-            | ast::AlterTableAction::DetachPartition(_)
-                if has(node, SyntaxKind::CONCURRENTLY_KW)
-                    || matches!(action, ast::AlterTableAction::AttachPartition(_)) =>
-            {
+            ast::AlterTableAction::AttachPartition(_) => {
+                // SHARE UPDATE EXCLUSIVE on the parent, but ACCESS EXCLUSIVE on the table
+                // attached, which is scanned to prove its rows fit the bounds (unless a
+                // matching CHECK constraint already proves it).
+                lock = LockMode::ShareUpdateExclusive;
+                let attached = refs(node).into_iter().next();
+                f = f.lock(LockMode::AccessExclusive, attached);
+                f.raise(
+                    Care,
+                    Category::Blocking,
+                    "attach-partition",
+                    "scans the attached table under ACCESS EXCLUSIVE to check its rows fit the partition bounds; a matching CHECK constraint added NOT VALID and validated first skips the scan",
+                );
+                f.rewrite = f.rewrite.max(Rewrite::Scan);
+                continue;
+            }
+            ast::AlterTableAction::DetachPartition(_) if has(node, SyntaxKind::CONCURRENTLY_KW) => {
                 lock = LockMode::ShareUpdateExclusive;
                 continue;
             }
@@ -764,6 +921,301 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
     f.lock(mode, Some(table).filter(|t| !t.is_empty()))
 }
 
+/// A `DO` block: when its body is plain SQL between BEGIN and END, the facts of what it runs;
+/// otherwise (PL/pgSQL control flow, dynamic SQL) it cannot be read, and says which statements
+/// it seems to hold.
+fn do_block(d: &ast::Do) -> Facts {
+    let body = d.body().map(|b| text(&b)).unwrap_or_default();
+    let inner = dollar_body(&body).unwrap_or_default();
+    let trimmed = inner.trim();
+    let plain = trimmed
+        .get(..5)
+        .is_some_and(|b| b.eq_ignore_ascii_case("BEGIN"))
+        .then(|| trimmed[5..].trim_end().trim_end_matches(';').trim_end())
+        .and_then(|rest| {
+            let n = rest.len().checked_sub(3)?;
+            rest.get(n..)
+                .filter(|end| end.eq_ignore_ascii_case("END"))
+                .map(|_| &rest[..n])
+        });
+    if let Some(sql) = plain {
+        let parse = squawk_syntax::SourceFile::parse(sql);
+        let stmts: Vec<ast::Stmt> = crate::migrate::script::statements_of(&parse.tree()).collect();
+        let readable = parse.errors().is_empty()
+            && !stmts.is_empty()
+            // EXECUTE in PL/pgSQL is dynamic SQL, not a prepared statement.
+            && stmts.iter().all(|s| {
+                !matches!(
+                    s,
+                    ast::Stmt::Do(_) | ast::Stmt::Select(_) | ast::Stmt::Execute(_)
+                )
+            });
+        if readable {
+            let mut f = Facts::safe("DO", "runs plain SQL");
+            for inner in stmts.iter().map(facts) {
+                f.raise(inner.class, inner.category, inner.rule, inner.reason);
+                f.lock = f.lock.max(inner.lock);
+                f.rewrite = f.rewrite.max(inner.rewrite);
+                for t in inner.tables {
+                    if !f.tables.contains(&t) {
+                        f.tables.push(t);
+                    }
+                }
+                f.creates.extend(inner.creates);
+                f.changes.extend(inner.changes);
+            }
+            return f;
+        }
+    }
+    let found: Vec<&str> = [
+        "ALTER TABLE",
+        "CREATE INDEX",
+        "DROP",
+        "UPDATE",
+        "DELETE",
+        "INSERT",
+        "EXECUTE",
+    ]
+    .into_iter()
+    .filter(|k| inner.to_ascii_uppercase().contains(k))
+    .collect();
+    let mut f = Facts::risky(
+        "DO",
+        Severity::Care,
+        Category::Breaking,
+        "do-block",
+        "a DO block's PL/pgSQL cannot be read for its locks: review what it runs",
+    );
+    if !found.is_empty() {
+        f.kind = format!("DO ({})", found.join(", "));
+    }
+    // What it locks is unknown: it may take ACCESS EXCLUSIVE and rewrite.
+    f.rewrite = Rewrite::Maybe;
+    f
+}
+
+/// The text between a dollar-quote's opening and closing tags (`$$ ... $$`, `$x$ ... $x$`).
+fn dollar_body(literal: &str) -> Option<&str> {
+    let rest = literal.strip_prefix('$')?;
+    let tag_end = rest.find('$')?;
+    let tag = &literal[..tag_end + 2];
+    literal.strip_prefix(tag)?.strip_suffix(tag)
+}
+
+/// Functions called under `node` whose volatility the text does not tell (not the common
+/// immutable or stable ones, nor those [`is_volatile_default`] knows), by lower-case name.
+fn unknown_calls(node: &SyntaxNode) -> Vec<String> {
+    const STORED_ONCE: [&str; 12] = [
+        "now",
+        "statement_timestamp",
+        "transaction_timestamp",
+        "current_setting",
+        "lower",
+        "upper",
+        "length",
+        "md5",
+        "concat",
+        "to_jsonb",
+        "jsonb_build_object",
+        "json_build_object",
+    ];
+    node.descendants()
+        .filter(|n| n.kind() == SyntaxKind::CALL_EXPR)
+        .filter_map(|call| {
+            let t = call.text().to_string();
+            let name = t
+                .split('(')
+                .next()?
+                .trim()
+                .rsplit('.')
+                .next()?
+                .trim()
+                .trim_matches('"');
+            let name = name.to_ascii_lowercase();
+            (!name.is_empty()
+                && !STORED_ONCE.contains(&name.as_str())
+                && !is_volatile_default(&format!("{name}(")))
+            .then_some(name)
+        })
+        .collect()
+}
+
+/// What the live catalog settles that the text cannot: whether a type change rewrites (from
+/// the column's type now) and whether a default's functions are volatile. Severity follows.
+pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes) {
+    if f.rewrite != Rewrite::Maybe {
+        return;
+    }
+    let changes: Vec<(String, String, String)> = f
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::ChangeType {
+                table,
+                column,
+                new_type,
+            } => Some((table.clone(), column.clone(), new_type.clone())),
+            _ => None,
+        })
+        .collect();
+    if let [(table, column, new_type)] = changes.as_slice()
+        && f.default_calls.is_empty()
+    {
+        let old = sizes
+            .get(table)
+            .and_then(|t| t.columns.get(&identifier(column)));
+        let verdict = match old {
+            Some(_) if f.type_using => Some(Rewrite::Yes),
+            Some(old) => type_change(old, new_type),
+            None => None,
+        };
+        match verdict {
+            Some(Rewrite::Yes) => f.rewrite = Rewrite::Yes,
+            Some(v) => {
+                f.rewrite = v;
+                if f.rule == "change-column-type" {
+                    f.class = Severity::Care;
+                    f.reason = "changes the column's type in the catalog only, under a brief ACCESS EXCLUSIVE: nothing is rewritten, but code reading the column may see the new type";
+                }
+            }
+            None => {}
+        }
+        return;
+    }
+    if changes.is_empty() && !f.default_calls.is_empty() {
+        let known: Vec<char> = f
+            .default_calls
+            .iter()
+            .filter_map(|c| sizes.volatility(c))
+            .collect();
+        if known.len() < f.default_calls.len() {
+            return;
+        }
+        if known.contains(&'v') {
+            f.rewrite = Rewrite::Yes;
+            f.raise(
+                Severity::Dangerous,
+                Category::Blocking,
+                "volatile-default",
+                "a volatile default rewrites the whole table under ACCESS EXCLUSIVE",
+            );
+        } else {
+            f.rewrite = Rewrite::No;
+            if f.rule == "default-function" {
+                f.class = Severity::Safe;
+                f.reason =
+                    "the default's functions are stable: it is stored once, nothing is rewritten";
+            }
+        }
+    }
+}
+
+/// An identifier as the catalog stores it: quotes removed, else folded to lower case.
+fn identifier(written: &str) -> String {
+    match written.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => written.to_ascii_lowercase(),
+    }
+}
+
+/// A type as a base name and its modifiers: "varchar" [20], "numeric" [10, 2], "timestamp" [3].
+fn normalized_type(written: &str) -> (String, Vec<i64>) {
+    let lower = written.to_ascii_lowercase();
+    let (mut base, mut args) = (String::new(), Vec::new());
+    let mut rest = lower.as_str();
+    while let Some(open) = rest.find('(') {
+        base.push_str(&rest[..open]);
+        let close = rest[open..].find(')').map_or(rest.len(), |c| open + c);
+        args.extend(
+            rest[open + 1..close]
+                .split(',')
+                .filter_map(|a| a.trim().parse::<i64>().ok()),
+        );
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    base.push_str(rest);
+    let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
+    let base = match base.as_str() {
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" | "bpchar" => "bpchar",
+        "int" | "int4" | "integer" => "int4",
+        "int8" | "bigint" => "int8",
+        "int2" | "smallint" => "int2",
+        "decimal" | "numeric" => "numeric",
+        "timestamp" | "timestamp without time zone" => "timestamp",
+        "timestamptz" | "timestamp with time zone" => "timestamptz",
+        "time" | "time without time zone" => "time",
+        "timetz" | "time with time zone" => "timetz",
+        "float8" | "double precision" => "float8",
+        "float4" | "real" => "float4",
+        "bool" | "boolean" => "bool",
+        "varbit" | "bit varying" => "varbit",
+        other => other,
+    }
+    .to_owned();
+    (base, args)
+}
+
+/// Whether changing a column from `old` (as the catalog prints it) to `new` (as written)
+/// rewrites the table, by PostgreSQL's rules: a binary-coercible change, or one that only widens
+/// a length, precision or fractional-seconds limit (or lifts it), is a catalog change; any other
+/// change between built-in types rewrites; a user type or domain is left undecided (None).
+pub fn type_change(old: &str, new: &str) -> Option<Rewrite> {
+    const BUILT_IN: [&str; 22] = [
+        "varchar",
+        "bpchar",
+        "text",
+        "int2",
+        "int4",
+        "int8",
+        "numeric",
+        "float4",
+        "float8",
+        "bool",
+        "date",
+        "timestamp",
+        "timestamptz",
+        "time",
+        "timetz",
+        "interval",
+        "uuid",
+        "json",
+        "jsonb",
+        "bytea",
+        "inet",
+        "cidr",
+    ];
+    let (ob, oa) = normalized_type(old);
+    let (nb, na) = normalized_type(new);
+    let widens = |o: &[i64], n: &[i64]| match (o.first(), n.first()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(o), Some(n)) => n >= o,
+    };
+    let no = |yes: bool| Some(if yes { Rewrite::No } else { Rewrite::Yes });
+    if ob == nb {
+        return match ob.as_str() {
+            _ if oa == na => Some(Rewrite::No),
+            "varchar" | "varbit" | "timestamp" | "timestamptz" | "time" | "timetz" | "interval" => {
+                no(widens(&oa, &na))
+            }
+            // Precision may grow; the scale must stay.
+            "numeric" => no(na.is_empty()
+                || (oa.len() == 2 && na.len() == 2 && na[0] >= oa[0] && na[1] == oa[1])),
+            "bpchar" => Some(Rewrite::Yes),
+            _ => None,
+        };
+    }
+    match (ob.as_str(), nb.as_str()) {
+        ("varchar", "text") | ("cidr", "inet") => Some(Rewrite::No),
+        ("text", "varchar") => no(na.is_empty()),
+        _ if BUILT_IN.contains(&ob.as_str()) && BUILT_IN.contains(&nb.as_str()) => {
+            Some(Rewrite::Yes)
+        }
+        _ => None,
+    }
+}
+
 /// A default PostgreSQL must compute per row (so it rewrites the table) rather than store once.
 fn is_volatile_default(default: &str) -> bool {
     let d = default.to_ascii_lowercase();
@@ -796,6 +1248,40 @@ mod tests {
             first("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql;").kind,
             "CREATE FUNCTION"
         );
+    }
+
+    #[test]
+    fn type_changes_follow_postgresqls_rules_for_a_rewrite() {
+        let cases = [
+            ("character varying(20)", "varchar(50)", Some(Rewrite::No)),
+            ("character varying(20)", "VARCHAR(10)", Some(Rewrite::Yes)),
+            ("character varying(20)", "text", Some(Rewrite::No)),
+            ("character varying(20)", "varchar", Some(Rewrite::No)),
+            ("text", "varchar", Some(Rewrite::No)),
+            ("text", "varchar(30)", Some(Rewrite::Yes)),
+            ("numeric(10,2)", "numeric(12,2)", Some(Rewrite::No)),
+            ("numeric(10,2)", "numeric", Some(Rewrite::No)),
+            ("numeric(10,2)", "numeric(10,4)", Some(Rewrite::Yes)),
+            ("numeric", "numeric(10,2)", Some(Rewrite::Yes)),
+            (
+                "timestamp(3) without time zone",
+                "timestamp(6)",
+                Some(Rewrite::No),
+            ),
+            (
+                "timestamp(6) without time zone",
+                "timestamp(3)",
+                Some(Rewrite::Yes),
+            ),
+            ("integer", "bigint", Some(Rewrite::Yes)),
+            ("integer", "int4", Some(Rewrite::No)),
+            ("integer", "text", Some(Rewrite::Yes)),
+            ("character(10)", "char(20)", Some(Rewrite::Yes)),
+            ("\"Mood\"", "text", None),
+        ];
+        for (old, new, expect) in cases {
+            assert_eq!(type_change(old, new), expect, "{old} -> {new}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod catalog;
 pub mod plan;
 pub mod report;
 
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 
 use squawk_linter::{Linter, Rule};
@@ -86,6 +87,10 @@ pub struct TableSize {
     pub rows: Option<i64>,
     /// Total size with indexes and TOAST.
     pub bytes: i64,
+    /// Each column's type as the catalog prints it (`format_type`), by name: what a type change
+    /// starts from.
+    #[serde(skip)]
+    pub columns: BTreeMap<String, String>,
 }
 
 impl TableSize {
@@ -110,8 +115,53 @@ impl TableSize {
     }
 }
 
-/// Sizes by table name as written.
-pub type Sizes = HashMap<String, TableSize>;
+/// What the live catalog says of the tables a migration touches (by name as written), and the
+/// volatility of the functions it might call (`i`, `s`, `v` by lower-case name).
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    tables: HashMap<String, TableSize>,
+    volatility: HashMap<String, char>,
+}
+
+impl Sizes {
+    pub fn new() -> Sizes {
+        Sizes::default()
+    }
+
+    pub fn get(&self, table: &str) -> Option<&TableSize> {
+        self.tables.get(table)
+    }
+
+    pub fn insert(&mut self, table: String, size: TableSize) {
+        self.tables.insert(table, size);
+    }
+
+    /// How volatile the function `name` is, when the catalog said; an overloaded name counts
+    /// as its most volatile form.
+    pub fn volatility(&self, name: &str) -> Option<char> {
+        self.volatility.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    pub fn set_volatility(&mut self, name: &str, volatility: char) {
+        let e = self
+            .volatility
+            .entry(name.to_ascii_lowercase())
+            .or_insert(volatility);
+        // 'v' > 's' > 'i', in these letters' order.
+        if volatility > *e {
+            *e = volatility;
+        }
+    }
+}
+
+impl FromIterator<(String, TableSize)> for Sizes {
+    fn from_iter<I: IntoIterator<Item = (String, TableSize)>>(iter: I) -> Sizes {
+        Sizes {
+            tables: iter.into_iter().collect(),
+            volatility: HashMap::new(),
+        }
+    }
+}
 
 /// One finding, positioned in the file.
 #[derive(Debug, Clone, Serialize)]
@@ -381,7 +431,13 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         // Findings on a tree the parser did not understand would be guesses.
         return out;
     }
-    let all_facts: Vec<_> = statements_of(&file).map(|s| facts::facts(&s)).collect();
+    let all_facts: Vec<_> = statements_of(&file)
+        .map(|s| {
+            let mut f = facts::facts(&s);
+            facts::with_catalog(&mut f, sizes);
+            f
+        })
+        .collect();
 
     // The statement a violation starts in: the last one starting at or before it.
     let statement_of = |offset: usize| {

@@ -122,14 +122,14 @@ const CASES: &[Case] = &[
         "CREATE VIEW active_users AS SELECT * FROM \"User\";",
         Safe,
         None,
-        None,
+        Some(AccessShare),
         Rewrite::No,
     ),
     case(
         "COMMENT ON TABLE \"User\" IS 'people';",
         Safe,
         None,
-        None,
+        Some(ShareUpdateExclusive),
         Rewrite::No,
     ),
     case(
@@ -377,7 +377,7 @@ const CASES: &[Case] = &[
         "DROP VIEW active_users;",
         Care,
         Some("ban-drop-view"),
-        None,
+        Some(AccessExclusive),
         Rewrite::No,
     ),
     case(
@@ -621,9 +621,11 @@ fn live_sizes_raise_and_lower_blocking_findings_but_not_breaking_ones() {
                 table: "\"User\"".into(),
                 rows: Some(rows),
                 bytes,
+                columns: Default::default(),
             },
         )]
-        .into()
+        .into_iter()
+        .collect()
     };
     let fk = "ALTER TABLE \"User\" ADD CONSTRAINT c CHECK (\"email\" <> '');";
     let index = "CREATE INDEX i ON \"User\" (\"email\");";

@@ -84,6 +84,22 @@ impl LockMode {
         })
     }
 
+    /// From `LOCK TABLE ... IN <mode> MODE`'s words ("SHARE ROW EXCLUSIVE").
+    pub fn from_sql(words: &str) -> Option<LockMode> {
+        [
+            LockMode::AccessShare,
+            LockMode::RowShare,
+            LockMode::RowExclusive,
+            LockMode::ShareUpdateExclusive,
+            LockMode::Share,
+            LockMode::ShareRowExclusive,
+            LockMode::Exclusive,
+            LockMode::AccessExclusive,
+        ]
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(words))
+    }
+
     /// As the documentation and `LOCK TABLE` write it: "ACCESS EXCLUSIVE".
     pub fn name(self) -> &'static str {
         match self {
