@@ -627,6 +627,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                 let generated = add
                     .constraints()
                     .any(|c| matches!(c, ast::Constraint::GeneratedConstraint(_)));
+                let serial = ty.to_ascii_lowercase().contains("serial");
                 if generated {
                     f.raise(
                         Dangerous,
@@ -635,7 +636,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                         "a stored generated column rewrites the table",
                     );
                     f.rewrite = f.rewrite.max(Rewrite::Yes);
-                } else if not_null && default.is_none() {
+                } else if not_null && default.is_none() && !serial {
                     f.raise(Dangerous, Category::Breaking, "add-required-column", "a NOT NULL column without default fails on existing rows and breaks inserts from running code");
                     f.changes.push(Change::AddRequiredColumn {
                         table: table.clone(),
@@ -787,6 +788,19 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                     }
                     Some(ast::Constraint::UniqueConstraint(_))
                     | Some(ast::Constraint::PrimaryKeyConstraint(_)) => {
+                        let primary =
+                            matches!(constraint, Some(ast::Constraint::PrimaryKeyConstraint(_)));
+                        if primary && has(node, SyntaxKind::USING_KW) {
+                            // The index exists, but a primary key makes its columns NOT NULL:
+                            // checked by a scan under ACCESS EXCLUSIVE unless they are already.
+                            f.raise(
+                                Care,
+                                Category::Blocking,
+                                "add-primary-key-using-index",
+                                "a primary key makes its columns NOT NULL: unless they are already, the table is scanned under ACCESS EXCLUSIVE",
+                            );
+                            f.rewrite = f.rewrite.max(Rewrite::Scan);
+                        }
                         if !has(node, SyntaxKind::USING_KW) {
                             f.raise(
                                 Dangerous,

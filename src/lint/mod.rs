@@ -185,6 +185,10 @@ pub struct Finding {
     pub acknowledged: Option<String>,
     /// The expand / dual-write / contract steps, for dangerous changes.
     pub recipe: Vec<String>,
+    /// Other rules that flagged the same problem on the same statement (squawk's and pgdeck's
+    /// names for it, or two of squawk's): one finding, every name it answers to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 impl Finding {
@@ -210,6 +214,7 @@ impl Finding {
             adjustment: None,
             acknowledged: None,
             recipe: Vec::new(),
+            also: Vec::new(),
         }
     }
 }
@@ -312,11 +317,10 @@ impl FileLint {
 
     /// Acknowledges every finding of `rule` (from `--allow RULE --reason TEXT`).
     pub fn acknowledge(&mut self, rule: &str, reason: &str) {
-        for f in self
-            .findings
-            .iter_mut()
-            .filter(|f| rules::allows(rule, &f.rule) && f.acknowledged.is_none())
-        {
+        for f in self.findings.iter_mut().filter(|f| {
+            (rules::allows(rule, &f.rule) || f.also.iter().any(|a| rules::allows(rule, a)))
+                && f.acknowledged.is_none()
+        }) {
             f.acknowledged = Some(reason.to_owned());
         }
     }
@@ -467,6 +471,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
             adjustment: None,
             acknowledged: None,
             recipe: Vec::new(),
+            also: Vec::new(),
         });
     }
 
@@ -496,6 +501,10 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
             let x = &mut out.findings[n];
             if covering.iter().any(|r| r.to_string() == x.rule) {
                 x.severity = x.severity.max(f.class);
+                // squawk and pgdeck agree: one finding, both names.
+                if !x.also.iter().any(|a| a == f.rule) {
+                    x.also.push(f.rule.to_owned());
+                }
                 reported = true;
             }
         }
@@ -519,6 +528,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
             adjustment: None,
             acknowledged: None,
             recipe: Vec::new(),
+            also: Vec::new(),
         });
     }
     if script.statements.is_empty() {
@@ -614,6 +624,7 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         });
         true
     });
+    merge_duplicates(&mut out.findings);
     out.findings
         .sort_by_key(|f| (f.line, f.column, std::cmp::Reverse(f.severity)));
 
@@ -644,6 +655,57 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         });
     }
     out
+}
+
+/// One finding per problem on a statement: findings whose rules name the same problem (squawk's
+/// and pgdeck's names, or several of squawk's rules for one change; see
+/// [`rules::same_problem`]) become the most severe of them, naming the others in `also`. It
+/// stays acknowledged only when each of them was.
+fn merge_duplicates(findings: &mut Vec<Finding>) {
+    let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings.drain(..) {
+        let twin = kept.iter_mut().find(|k| {
+            k.statement.is_some()
+                && k.statement == f.statement
+                && (rules::same_problem(&k.rule, &f.rule)
+                    || k.also.iter().any(|a| rules::same_problem(a, &f.rule)))
+        });
+        match twin {
+            None => kept.push(f),
+            Some(k) => {
+                let acknowledged = k.acknowledged.is_some() && f.acknowledged.is_some();
+                let better = f.severity > k.severity
+                    || (f.severity == k.severity
+                        && rules::is_generic(&k.rule)
+                        && !rules::is_generic(&f.rule));
+                if better {
+                    let mut f = f;
+                    f.also.push(std::mem::take(&mut k.rule));
+                    f.also.append(&mut k.also);
+                    if f.recipe.is_empty() {
+                        f.recipe = std::mem::take(&mut k.recipe);
+                    }
+                    *k = f;
+                } else {
+                    k.also.push(f.rule);
+                    if k.recipe.is_empty() {
+                        k.recipe = f.recipe;
+                    }
+                }
+                if !acknowledged {
+                    k.acknowledged = None;
+                }
+                let rule = k.rule.clone();
+                let mut seen = Vec::new();
+                k.also.retain(|a| {
+                    let fresh = *a != rule && !seen.contains(a);
+                    seen.push(a.clone());
+                    fresh
+                });
+            }
+        }
+    }
+    *findings = kept;
 }
 
 /// `-- pgdeck:allow <rule> <reason>` comments, keyed by the statement that follows each and the

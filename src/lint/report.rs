@@ -32,8 +32,12 @@ pub fn render_finding(r: &FileLint, f: &Finding, text: &str) -> String {
     } else {
         f.severity.label()
     };
+    let also = match f.also.is_empty() {
+        true => String::new(),
+        false => format!(" (also {})", f.also.join(", ")),
+    };
     let mut out = format!(
-        "{}:{}:{}: {label} {}\n  {}\n",
+        "{}:{}:{}: {label} {}{also}\n  {}\n",
         r.path, f.line, f.column, f.rule, f.message
     );
     out.push_str(&frame(text, f.line, f.column, f.end_line, f.end_column));

@@ -90,10 +90,23 @@ pub fn covered_by(pgdeck_rule: &str) -> &'static [Rule] {
             Rule::ConstraintMissingNotValid,
         ],
         "add-check-constraint" => &[Rule::ConstraintMissingNotValid],
-        "add-unique-constraint" => &[Rule::DisallowedUniqueConstraint],
-        "volatile-default" | "generated-column" | "serial-column" => {
-            &[Rule::AddingFieldWithDefault]
-        }
+        // A primary key or unique constraint: squawk flags it up to three times over.
+        "add-unique-constraint" => &[
+            Rule::DisallowedUniqueConstraint,
+            Rule::AddingSerialPrimaryKeyField,
+            Rule::ConstraintMissingNotValid,
+        ],
+        "serial-column" => &[
+            Rule::AddingFieldWithDefault,
+            Rule::AddingSerialPrimaryKeyField,
+        ],
+        "volatile-default" | "generated-column" => &[Rule::AddingFieldWithDefault],
+        "drop-object" => &[
+            Rule::BanDropView,
+            Rule::BanDropFunction,
+            Rule::BanDropType,
+            Rule::BanDropTrigger,
+        ],
         "reindex" => &[Rule::RequireConcurrentReindex],
         "detach-partition" => &[Rule::RequireConcurrentPartitionDetach],
         "drop-schema" => &[Rule::BanDropSchema, Rule::BanDropDatabase],
@@ -107,4 +120,56 @@ pub fn covered_by(pgdeck_rule: &str) -> &'static [Rule] {
 /// Whether an acknowledgement naming `allowed` covers a finding of rule `finding`.
 pub fn allows(allowed: &str, finding: &str) -> bool {
     allowed == finding || covered_by(allowed).iter().any(|r| r.to_string() == finding)
+}
+
+/// Whether two rule names (squawk's or pgdeck's) flag the same problem: the same rule, or both
+/// covered by one of pgdeck's rules (or one the other's pgdeck rule).
+pub fn same_problem(a: &str, b: &str) -> bool {
+    const PGDECK_RULES: [&str; 22] = [
+        "drop-column",
+        "drop-table",
+        "rename-column",
+        "rename-table",
+        "change-column-type",
+        "set-not-null",
+        "add-required-column",
+        "create-index",
+        "drop-index",
+        "add-foreign-key",
+        "add-check-constraint",
+        "add-unique-constraint",
+        "serial-column",
+        "volatile-default",
+        "generated-column",
+        "drop-object",
+        "reindex",
+        "detach-partition",
+        "drop-schema",
+        "drop-not-null",
+        "drop-constraint",
+        "set-schema",
+    ];
+    if a == b {
+        return true;
+    }
+    let names = |p: &str| -> Vec<String> {
+        std::iter::once(p.to_owned())
+            .chain(covered_by(p).iter().map(|r| r.to_string()))
+            .collect()
+    };
+    PGDECK_RULES.iter().any(|p| {
+        let group = names(p);
+        group.iter().any(|n| n == a) && group.iter().any(|n| n == b)
+    })
+}
+
+/// squawk's rules that fire on several kinds of change (a constraint without NOT VALID, a
+/// column with a default): when one finding has two names, the more specific one leads.
+pub fn is_generic(rule: &str) -> bool {
+    [
+        Rule::ConstraintMissingNotValid,
+        Rule::AddingFieldWithDefault,
+    ]
+    .iter()
+    .any(|r| r.to_string() == rule)
 }
