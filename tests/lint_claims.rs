@@ -248,3 +248,111 @@ async fn every_lock_and_rewrite_the_lint_claims_is_what_postgresql_does() {
         wrong.join("\n")
     );
 }
+
+/// Dangerous changes, each with the table it needs; their recipes are linted and run.
+const STAGED: &[&str] = &[
+    "ALTER TABLE r RENAME COLUMN s TO s2",
+    "ALTER TABLE r RENAME TO r2",
+    "ALTER TABLE r DROP COLUMN s",
+    "DROP TABLE r",
+    "ALTER TABLE r ALTER COLUMN a TYPE bigint",
+    "ALTER TABLE r ALTER COLUMN a SET NOT NULL",
+    "ALTER TABLE r ADD COLUMN req int NOT NULL",
+    "ALTER TABLE r ADD CONSTRAINT r_p_fk FOREIGN KEY (p_id) REFERENCES p (id)",
+    "ALTER TABLE r ADD CONSTRAINT r_a_pos CHECK (a > 0)",
+    "ALTER TABLE r ADD CONSTRAINT r_a_key UNIQUE (a)",
+    "CREATE INDEX r_v_idx ON r (v)",
+    "DROP INDEX r_a_idx",
+    "ALTER TABLE r ADD COLUMN u uuid DEFAULT gen_random_uuid()",
+    "ALTER TABLE r ADD COLUMN n bigserial",
+];
+
+const STAGED_SETUP: &str = r#"
+CREATE TABLE p (id int PRIMARY KEY);
+INSERT INTO p SELECT g FROM generate_series(1, 200) g;
+CREATE TABLE r (id int PRIMARY KEY, a int, s text, v text, p_id int);
+INSERT INTO r SELECT g, g, 's', 'v', g FROM generate_series(1, 200) g;
+CREATE INDEX r_a_idx ON r (a);
+"#;
+
+/// A recipe's placeholders, filled for the test table.
+fn filled(sql: &str) -> String {
+    sql.replace("<key range>", "id BETWEEN 1 AND 1000")
+        .replace("<value>", "0")
+        .replace("<type of s>", "text")
+}
+
+/// Each of pgdeck's recipes, migration by migration, as a team would apply it: each migration
+/// linted with the live catalog, as `plan` does before a deploy, then run. Every step comes out
+/// SAFE or NEEDS CARE, except the contract step of a drop, which stays DANGEROUS by design (it
+/// destroys data, and needs a person's acknowledgement with a reason once nothing uses it).
+#[tokio::test]
+async fn every_recipe_step_lints_safe_or_needs_care_and_runs() {
+    use pgdeck::lint::Severity;
+    use pgdeck::lint::facts::facts;
+    use pgdeck::lint::recipe::{Where, steps};
+    use pgdeck::migrate::script::Script;
+
+    let settings = LintSettings::default();
+    let mut wrong = Vec::new();
+    for change_sql in STAGED {
+        let db = fresh_db("lint_recipes").await;
+        db.exec(STAGED_SETUP).await;
+        let client = db.client().await;
+        let parse = squawk_syntax::SourceFile::parse(&format!("{change_sql};"));
+        let stmt = pgdeck::migrate::script::statements_of(&parse.tree())
+            .next()
+            .expect("a statement");
+        let recipe: Vec<_> = facts(&stmt).changes.iter().flat_map(steps).collect();
+        assert!(!recipe.is_empty(), "no recipe for {change_sql}");
+        let mut numbers: Vec<u8> = recipe
+            .iter()
+            .filter_map(|s| match s.at {
+                Where::Migration(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        numbers.dedup();
+        for n in numbers {
+            let group: Vec<_> = recipe
+                .iter()
+                .filter(|s| s.at == Where::Migration(n))
+                .collect();
+            let sql: String = group
+                .iter()
+                .filter_map(|s| s.sql.as_deref())
+                .map(|s| format!("{}\n", filled(s)))
+                .collect();
+            let contract = group.iter().any(|s| s.text.starts_with("contract"));
+            let sizes = catalog::table_sizes(&db.target, &touched_tables(&sql))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.cause));
+            let lint = lint_sql("step.sql", &sql, &settings, &sizes);
+            let dangerous: Vec<String> = lint
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Dangerous)
+                .map(|f| format!("{} ({})", f.rule, f.message))
+                .collect();
+            if !dangerous.is_empty() && !contract {
+                wrong.push(format!(
+                    "{change_sql}\n    migration {n}: {}\n    DANGEROUS: {}",
+                    sql.trim(),
+                    dangerous.join("; ")
+                ));
+            }
+            for s in Script::parse(&sql).statements {
+                if let Err(e) = client.batch_execute(&s.text).await {
+                    panic!(
+                        "{change_sql}: migration {n} does not run: {}: {}",
+                        s.text,
+                        e.as_db_error()
+                            .map(|d| d.message().to_owned())
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

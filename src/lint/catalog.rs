@@ -32,7 +32,10 @@ pub async fn table_sizes(target: &DbTarget, tables: &[String]) -> Result<Sizes> 
                               * current_setting('block_size')::bigint \
                          ELSE pg_total_relation_size(c.oid) END \
                     , (SELECT coalesce(json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')::text \
-                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
+                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
+                    ARRAY(SELECT (regexp_match(pg_get_constraintdef(k.oid), '^CHECK \\(\\((.+) IS NOT NULL\\)\\)$'))[1] \
+                            FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.convalidated \
+                             AND pg_get_constraintdef(k.oid) ~ '^CHECK \\(\\(.+ IS NOT NULL\\)\\)$') \
              FROM unnest($1::text[]) AS u(t) JOIN pg_class c ON c.oid = to_regclass(u.t)",
             &[&tables],
         )
@@ -49,6 +52,7 @@ pub async fn table_sizes(target: &DbTarget, tables: &[String]) -> Result<Sizes> 
                 rows: (rows >= 0).then_some(rows),
                 bytes: r.get(2),
                 columns,
+                not_null_checks: r.get(4),
             };
             (table, size)
         })

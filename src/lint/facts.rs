@@ -71,13 +71,39 @@ pub enum Change {
         column: String,
         ty: String,
     },
+    /// `definition`: the constraint as written, without its name (`FOREIGN KEY (...)
+    /// REFERENCES ...`, `CHECK (...)`, `UNIQUE (...)`).
     AddForeignKey {
         table: String,
         constraint: Option<String>,
+        definition: String,
     },
-    AddCheckOrUnique {
+    AddCheck {
         table: String,
         constraint: Option<String>,
+        definition: String,
+    },
+    AddUnique {
+        table: String,
+        constraint: Option<String>,
+        definition: String,
+        primary: bool,
+    },
+    /// A new column whose default is computed per row (volatile, serial, generated): every
+    /// existing row is rewritten.
+    AddComputedColumn {
+        table: String,
+        column: String,
+        ty: String,
+        default: Option<String>,
+    },
+    /// A whole-table rewrite or rebuild under ACCESS EXCLUSIVE (VACUUM FULL, CLUSTER, SET
+    /// TABLESPACE / LOGGED / UNLOGGED / ACCESS METHOD).
+    RewriteTable {
+        table: String,
+    },
+    Truncate {
+        table: String,
     },
     CreateIndex {
         table: String,
@@ -116,6 +142,20 @@ pub struct Facts {
     /// A type change with a USING expression: always a rewrite.
     #[serde(skip)]
     pub type_using: bool,
+    /// The column a default of unknown volatility adds: a change to stage if the catalog says
+    /// the default is volatile.
+    #[serde(skip)]
+    pub computed_hint: Option<Change>,
+    /// `ADD CONSTRAINT name CHECK (column IS NOT NULL) [NOT VALID]`: (table, name, column,
+    /// valid at once).
+    #[serde(skip)]
+    pub not_null_check: Option<(String, String, String, bool)>,
+    /// `VALIDATE CONSTRAINT name`: (table, name).
+    #[serde(skip)]
+    pub validates: Option<(String, String)>,
+    /// Views it creates, as written.
+    #[serde(skip)]
+    pub views: Vec<String>,
 }
 
 impl Facts {
@@ -143,6 +183,10 @@ impl Facts {
             changes: Vec::new(),
             default_calls: Vec::new(),
             type_using: false,
+            computed_hint: None,
+            not_null_check: None,
+            validates: None,
+            views: Vec::new(),
         }
     }
 
@@ -322,14 +366,22 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             }
             f
         }
-        ast::Stmt::Truncate(_) => Facts::risky(
-            "TRUNCATE",
-            Dangerous,
-            Category::Breaking,
-            "truncate",
-            "deletes every row",
-        )
-        .lock_all(LockMode::AccessExclusive, refs(node)),
+        ast::Stmt::Truncate(_) => {
+            let mut f = Facts::risky(
+                "TRUNCATE",
+                Dangerous,
+                Category::Breaking,
+                "truncate",
+                "deletes every row",
+            )
+            .lock_all(LockMode::AccessExclusive, refs(node));
+            f.changes = f
+                .tables
+                .iter()
+                .map(|t| Change::Truncate { table: t.clone() })
+                .collect();
+            f
+        }
         ast::Stmt::Update(u) => {
             let table = refs(u.syntax()).into_iter().next();
             let mut f = Facts::risky(
@@ -397,6 +449,11 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
                 )
                 .lock_all(LockMode::AccessExclusive, refs(node));
                 f.rewrite = Rewrite::Yes;
+                f.changes = f
+                    .tables
+                    .iter()
+                    .map(|t| Change::RewriteTable { table: t.clone() })
+                    .collect();
                 f
             } else {
                 Facts::safe("VACUUM", "runs beside normal traffic")
@@ -413,6 +470,11 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             )
             .lock_all(LockMode::AccessExclusive, refs(node));
             f.rewrite = Rewrite::Yes;
+            f.changes = f
+                .tables
+                .iter()
+                .map(|t| Change::RewriteTable { table: t.clone() })
+                .collect();
             f
         }
         ast::Stmt::Refresh(_) => {
@@ -460,11 +522,12 @@ pub fn facts(stmt: &ast::Stmt) -> Facts {
             // It reads what it selects from; replacing one locks the view itself.
             let mut f = Facts::safe("CREATE VIEW", "adds a new object")
                 .lock_all(LockMode::AccessShare, refs(node));
+            let view = v.view().and_then(|p| p.path()).map(|p| text(&p));
             if v.or_replace().is_some() {
-                let view = v.view().and_then(|p| p.path()).map(|p| text(&p));
-                f = f.lock(LockMode::AccessExclusive, view);
+                f = f.lock(LockMode::AccessExclusive, view.clone());
                 f.kind = "CREATE OR REPLACE VIEW".into();
             }
+            f.views.extend(view);
             f
         }
         ast::Stmt::CreateMaterializedView(_) => {
@@ -628,6 +691,12 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                     .constraints()
                     .any(|c| matches!(c, ast::Constraint::GeneratedConstraint(_)));
                 let serial = ty.to_ascii_lowercase().contains("serial");
+                let computed = Change::AddComputedColumn {
+                    table: table.clone(),
+                    column: column.clone(),
+                    ty: ty.clone(),
+                    default: default.clone(),
+                };
                 if generated {
                     f.raise(
                         Dangerous,
@@ -636,6 +705,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                         "a stored generated column rewrites the table",
                     );
                     f.rewrite = f.rewrite.max(Rewrite::Yes);
+                    f.changes.push(computed);
                 } else if not_null && default.is_none() && !serial {
                     f.raise(Dangerous, Category::Breaking, "add-required-column", "a NOT NULL column without default fails on existing rows and breaks inserts from running code");
                     f.changes.push(Change::AddRequiredColumn {
@@ -653,6 +723,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                             "a volatile default rewrites the whole table under ACCESS EXCLUSIVE",
                         );
                         f.rewrite = f.rewrite.max(Rewrite::Yes);
+                        f.changes.push(computed);
                     } else if !unknown.is_empty() {
                         f.raise(
                             Care,
@@ -662,6 +733,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                         );
                         f.rewrite = f.rewrite.max(Rewrite::Maybe);
                         f.default_calls.extend(unknown);
+                        f.computed_hint = Some(computed);
                     }
                 } else if ty.to_ascii_lowercase().contains("serial") {
                     f.raise(
@@ -671,6 +743,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                         "a serial column fills every existing row, rewriting the table",
                     );
                     f.rewrite = f.rewrite.max(Rewrite::Yes);
+                    f.changes.push(computed);
                 }
                 // A nullable column, or one with a constant default: catalog-only since PG 11.
             }
@@ -768,10 +841,30 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
             ast::AlterTableAction::AddConstraint(ac) => {
                 let not_valid = has(node, SyntaxKind::VALID_KW);
                 let constraint = ac.constraint();
-                let name = constraint
+                let name_node = constraint
                     .as_ref()
-                    .and_then(|c| c.syntax().descendants().find_map(ast::ConstraintName::cast))
-                    .map(|n| text(&n));
+                    .and_then(|c| c.syntax().descendants().find_map(ast::ConstraintName::cast));
+                let name = name_node.as_ref().map(|n| text(n));
+                // The constraint as written after its name, without NOT VALID.
+                let definition = constraint
+                    .as_ref()
+                    .map(|c| {
+                        let all = c.syntax().text().to_string();
+                        let from = name_node
+                            .as_ref()
+                            .map(|n| {
+                                usize::from(n.syntax().text_range().end())
+                                    - usize::from(c.syntax().text_range().start())
+                            })
+                            .unwrap_or(0);
+                        let body = all.get(from..).unwrap_or(&all).trim();
+                        let upper = body.to_ascii_uppercase();
+                        match upper.rfind("NOT VALID") {
+                            Some(at) if at + 9 == upper.len() => body[..at].trim().to_owned(),
+                            _ => body.to_owned(),
+                        }
+                    })
+                    .unwrap_or_default();
                 match constraint {
                     Some(ast::Constraint::ForeignKeyConstraint(fk)) => {
                         f = f.lock_all(LockMode::ShareRowExclusive, refs(fk.syntax()));
@@ -782,6 +875,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                             f.changes.push(Change::AddForeignKey {
                                 table: table.clone(),
                                 constraint: name,
+                                definition,
                             });
                         }
                         continue;
@@ -809,14 +903,26 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                                 "builds a unique index while blocking reads and writes",
                             );
                             f.rewrite = f.rewrite.max(Rewrite::Scan);
-                            f.changes.push(Change::AddCheckOrUnique {
+                            f.changes.push(Change::AddUnique {
                                 table: table.clone(),
                                 constraint: name,
+                                definition,
+                                primary,
                             });
                         }
                     }
                     Some(ast::Constraint::CheckConstraint(_))
                     | Some(ast::Constraint::ExcludeConstraint(_)) => {
+                        if let (Some(name), Some(column)) =
+                            (name.clone(), not_null_column(&definition))
+                        {
+                            let bare_name = name
+                                .get(..10)
+                                .filter(|k| k.eq_ignore_ascii_case("CONSTRAINT"))
+                                .map_or(name.as_str(), |_| name[10..].trim());
+                            f.not_null_check =
+                                Some((table.clone(), identifier(bare_name), column, !not_valid));
+                        }
                         if !not_valid {
                             f.raise(
                                 Care,
@@ -825,9 +931,10 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                                 "validating the constraint scans the table under ACCESS EXCLUSIVE",
                             );
                             f.rewrite = f.rewrite.max(Rewrite::Scan);
-                            f.changes.push(Change::AddCheckOrUnique {
+                            f.changes.push(Change::AddCheck {
                                 table: table.clone(),
                                 constraint: name,
+                                definition,
                             });
                         }
                     }
@@ -839,7 +946,9 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                     ),
                 }
             }
-            ast::AlterTableAction::ValidateConstraint(_) => {
+            ast::AlterTableAction::ValidateConstraint(v) => {
+                let name = v.constraint_name_ref().map(|n| identifier(&text(&n)));
+                f.validates = name.map(|n| (table.clone(), n));
                 lock = LockMode::ShareUpdateExclusive;
                 f.rewrite = f.rewrite.max(Rewrite::Scan);
                 continue;
@@ -887,6 +996,9 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                     "rewrites the table under ACCESS EXCLUSIVE",
                 );
                 f.rewrite = Rewrite::Yes;
+                f.changes.push(Change::RewriteTable {
+                    table: table.clone(),
+                });
             }
             ast::AlterTableAction::EnableTrigger(_)
             | ast::AlterTableAction::DisableTrigger(_)
@@ -1107,6 +1219,7 @@ pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes) {
         }
         if known.contains(&'v') {
             f.rewrite = Rewrite::Yes;
+            f.changes.extend(f.computed_hint.take());
             f.raise(
                 Severity::Dangerous,
                 Category::Blocking,
@@ -1124,8 +1237,26 @@ pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes) {
     }
 }
 
+/// The column of a `CHECK (column IS NOT NULL)`, as the catalog names it.
+fn not_null_column(definition: &str) -> Option<String> {
+    let inner = definition
+        .trim()
+        .strip_prefix("CHECK")
+        .or_else(|| definition.trim().strip_prefix("check"))?
+        .trim()
+        .strip_prefix('(')?
+        .trim_end()
+        .strip_suffix(')')?
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')');
+    let upper = inner.to_ascii_uppercase();
+    let at = upper.find(" IS NOT NULL")?;
+    (upper[at..].trim() == "IS NOT NULL").then(|| identifier(inner[..at].trim()))
+}
+
 /// An identifier as the catalog stores it: quotes removed, else folded to lower case.
-fn identifier(written: &str) -> String {
+pub fn identifier(written: &str) -> String {
     match written.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => written.to_ascii_lowercase(),

@@ -91,6 +91,10 @@ pub struct TableSize {
     /// starts from.
     #[serde(skip)]
     pub columns: BTreeMap<String, String>,
+    /// Columns a validated `CHECK (column IS NOT NULL)` proves: SET NOT NULL on them scans
+    /// nothing.
+    #[serde(skip)]
+    pub not_null_checks: Vec<String>,
 }
 
 impl TableSize {
@@ -374,17 +378,20 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         return FileLint {
             path: path.to_owned(),
             statements: Vec::new(),
-            findings: vec![Finding::whole_file(
-                "too-large-to-lint",
-                Severity::Dangerous,
-                Category::Breaking,
-                format!(
-                    "the file is {}, above the {} pgdeck lints; it was not checked",
-                    human_bytes(text.len() as i64),
-                    human_bytes(MAX_LINT_BYTES as i64)
-                ),
-                "split schema changes from data loads (load large data with COPY), or acknowledge it with a reason: `-- pgdeck:allow too-large-to-lint <reason>` at the top of the file",
-            )],
+            findings: vec![Finding {
+                recipe: recipe::for_rule("too-large-to-lint", &[], ""),
+                ..Finding::whole_file(
+                    "too-large-to-lint",
+                    Severity::Dangerous,
+                    Category::Breaking,
+                    format!(
+                        "the file is {}, above the {} pgdeck lints; it was not checked",
+                        human_bytes(text.len() as i64),
+                        human_bytes(MAX_LINT_BYTES as i64)
+                    ),
+                    "split schema changes from data loads (load large data with COPY), or acknowledge it with a reason: `-- pgdeck:allow too-large-to-lint <reason>` at the top of the file",
+                )
+            }],
             syntax_errors: Vec::new(),
         };
     }
@@ -435,13 +442,14 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         // Findings on a tree the parser did not understand would be guesses.
         return out;
     }
-    let all_facts: Vec<_> = statements_of(&file)
+    let mut all_facts: Vec<_> = statements_of(&file)
         .map(|s| {
             let mut f = facts::facts(&s);
             facts::with_catalog(&mut f, sizes);
             f
         })
         .collect();
+    let not_null = not_null_path(&mut all_facts, transactional, sizes);
 
     // The statement a violation starts in: the last one starting at or before it.
     let statement_of = |offset: usize| {
@@ -541,6 +549,72 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         ));
     }
 
+    // A table renamed with a view left under its old name in the same migration breaks
+    // nothing: old code reads and writes through the view.
+    for (i, f) in all_facts.iter().enumerate() {
+        let renamed: Vec<&str> = f
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                facts::Change::RenameTable { from, .. } => Some(from.as_str()),
+                _ => None,
+            })
+            .collect();
+        let covered = renamed.iter().all(|from| {
+            all_facts[i + 1..]
+                .iter()
+                .any(|later| later.views.iter().any(|v| ident_key(v) == ident_key(from)))
+        });
+        if renamed.is_empty() || !covered {
+            continue;
+        }
+        for x in out.findings.iter_mut().filter(|x| x.statement == Some(i)) {
+            if rules::same_problem(&x.rule, "rename-table") && x.severity == Severity::Dangerous {
+                x.severity = Severity::Care;
+                x.adjustment = Some(
+                    "lowered: a view under the old name, created in this migration, keeps old code working".into(),
+                );
+            }
+        }
+    }
+
+    // The CHECK (col IS NOT NULL) path: a SET NOT NULL it proves scans nothing; a VALIDATE in
+    // the migration that added the check scans under the ADD's lock.
+    for x in &mut out.findings {
+        if x.statement.is_some_and(|i| not_null.scan_free.contains(&i))
+            && x.severity == Severity::Dangerous
+            && rules::same_problem(&x.rule, "set-not-null")
+        {
+            x.severity = Severity::Care;
+            x.adjustment = Some(
+                "lowered: a validated CHECK (... IS NOT NULL) proves it, so SET NOT NULL scans nothing (a brief ACCESS EXCLUSIVE)".into(),
+            );
+        }
+    }
+    for &i in &not_null.validated_under_lock {
+        let s = &script.statements[i];
+        let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
+        out.findings.push(Finding {
+            rule: "validate-in-same-migration".into(),
+            severity: Severity::Dangerous,
+            category: Category::Blocking,
+            message: "VALIDATE CONSTRAINT in the migration that added the constraint: its scan runs while the ADD's ACCESS EXCLUSIVE is still held (until the commit), blocking reads and writes".into(),
+            help: None,
+            line: s.line,
+            column: s.column,
+            end_line,
+            end_column,
+            statement: Some(i),
+            adjustment: None,
+            acknowledged: None,
+            recipe: vec![format!(
+                "Migration 2: validate in a migration of its own, without blocking writes (SHARE UPDATE EXCLUSIVE): {}",
+                s.text.trim()
+            )],
+            also: Vec::new(),
+        });
+    }
+
     // Context: new tables, live sizes, recipes, acknowledgements.
     let allows = allows_in(&file, text, &script);
     let mut extra = Vec::new();
@@ -575,8 +649,12 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
                 ));
             }
         }
-        if finding.severity == Severity::Dangerous {
+        if finding.severity == Severity::Dangerous && finding.recipe.is_empty() {
             finding.recipe = f.changes.iter().flat_map(recipe::recipe).collect();
+            if finding.recipe.is_empty() {
+                finding.recipe =
+                    recipe::for_rule(&finding.rule, &f.tables, &script.statements[i].text);
+            }
         }
         let allowed = allows
             .iter()
@@ -653,6 +731,64 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
             class,
             observed: None,
         });
+    }
+    out
+}
+
+/// What the CHECK (col IS NOT NULL) path written in one file settles.
+#[derive(Default)]
+struct NotNullPath {
+    /// SET NOT NULL statements a validated check proves: no scan.
+    scan_free: Vec<usize>,
+    /// VALIDATE statements in the same transaction as the ADD ... NOT VALID they validate.
+    validated_under_lock: Vec<usize>,
+}
+
+fn not_null_path(all: &mut [facts::Facts], transactional: bool, sizes: &Sizes) -> NotNullPath {
+    let mut out = NotNullPath::default();
+    let mut added: HashMap<(String, String), String> = HashMap::new();
+    // What the live catalog already proves, then what this file adds.
+    let mut proven: HashSet<(String, String)> = sizes
+        .tables
+        .iter()
+        .flat_map(|(t, size)| {
+            size.not_null_checks
+                .iter()
+                .map(move |c| (ident_key(t), facts::identifier(c)))
+        })
+        .collect();
+    for (i, f) in all.iter_mut().enumerate() {
+        if let Some((table, name, column, valid)) = &f.not_null_check {
+            if *valid {
+                proven.insert((ident_key(table), column.clone()));
+            } else {
+                added.insert((ident_key(table), name.clone()), column.clone());
+            }
+        }
+        if let Some((table, name)) = &f.validates
+            && let Some(column) = added.get(&(ident_key(table), name.clone()))
+        {
+            proven.insert((ident_key(table), column.clone()));
+            if transactional {
+                out.validated_under_lock.push(i);
+            }
+        }
+        let proves = f.changes.iter().any(|c| match c {
+            facts::Change::SetNotNull { table, column } => {
+                proven.contains(&(ident_key(table), facts::identifier(column)))
+            }
+            _ => false,
+        });
+        if proves {
+            f.rewrite = Rewrite::No;
+            if f.rule == "set-not-null" {
+                f.class = Severity::Care;
+                f.reason = "a validated CHECK (... IS NOT NULL) proves it: SET NOT NULL scans nothing, under a brief ACCESS EXCLUSIVE";
+            }
+            f.changes
+                .retain(|c| !matches!(c, facts::Change::SetNotNull { .. }));
+            out.scan_free.push(i);
+        }
     }
     out
 }

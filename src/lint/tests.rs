@@ -622,6 +622,7 @@ fn live_sizes_raise_and_lower_blocking_findings_but_not_breaking_ones() {
                 rows: Some(rows),
                 bytes,
                 columns: Default::default(),
+                not_null_checks: Vec::new(),
             },
         )]
         .into_iter()
@@ -672,4 +673,97 @@ fn touched_tables_skip_tables_created_in_the_same_script() {
         "CREATE TABLE n (id int); CREATE INDEX i ON n (id); CREATE INDEX j ON \"User\" (a); ALTER TABLE q ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES \"User\"(id);",
     );
     assert_eq!(t, ["\"User\"", "q"]);
+}
+
+#[test]
+fn every_dangerous_finding_comes_with_a_recipe_using_real_names() {
+    let mut missing = Vec::new();
+    for c in CASES {
+        for f in lint(c.sql).findings {
+            if f.severity == Dangerous && f.recipe.is_empty() {
+                missing.push(format!("{} ({})", c.sql, f.rule));
+            }
+            for step in &f.recipe {
+                assert!(
+                    !step.contains("(...)") && !step.contains("<constraint>"),
+                    "{}: a placeholder where the statement has the name: {step}",
+                    c.sql
+                );
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no recipe:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn the_not_null_path_in_one_file_scans_nothing_at_set_not_null_but_validates_under_the_add_lock() {
+    let r = lint(
+        "ALTER TABLE \"User\" ADD CONSTRAINT \"User_email_not_null\" CHECK (\"email\" IS NOT NULL) NOT VALID;\n\
+         ALTER TABLE \"User\" VALIDATE CONSTRAINT \"User_email_not_null\";\n\
+         ALTER TABLE \"User\" ALTER COLUMN \"email\" SET NOT NULL;\n",
+    );
+    let set = &r.statements[2];
+    assert_eq!(set.rewrite, Rewrite::No);
+    assert!(set.class < Dangerous, "{:?}", r.findings);
+    let validate: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.statement == Some(1) && f.severity == Dangerous)
+        .collect();
+    assert_eq!(validate.len(), 1, "{:?}", r.findings);
+    assert_eq!(validate[0].rule, "validate-in-same-migration");
+    assert!(validate[0].recipe[0].contains("in a migration of its own"));
+    // Validated in a migration before, SET NOT NULL is cheap on its own too once the catalog
+    // says so (tests/lint_claims.rs runs that against the server).
+}
+
+#[test]
+fn constraint_recipes_carry_the_constraint_as_written() {
+    let r = lint(
+        "ALTER TABLE \"QRCode\" ADD CONSTRAINT \"QRCode_ownerId_fkey\" FOREIGN KEY (\"ownerId\") REFERENCES \"User\"(\"id\") ON DELETE CASCADE;",
+    );
+    let recipe = r
+        .findings
+        .iter()
+        .flat_map(|f| f.recipe.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let r2 = lint_sql(
+        "a.sql",
+        "ALTER TABLE \"QRCode\" ADD CONSTRAINT \"QRCode_ownerId_fkey\" FOREIGN KEY (\"ownerId\") REFERENCES \"User\"(\"id\") ON DELETE CASCADE;",
+        &LintSettings::default(),
+        &big("\"QRCode\""),
+    );
+    let recipe2 = r2
+        .findings
+        .iter()
+        .flat_map(|f| f.recipe.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        recipe2.contains(
+            "ADD CONSTRAINT \"QRCode_ownerId_fkey\" FOREIGN KEY (\"ownerId\") REFERENCES \"User\"(\"id\") ON DELETE CASCADE NOT VALID;"
+        ),
+        "{recipe}\n{recipe2}"
+    );
+    assert!(
+        recipe2.contains("Migration 2: validate in a migration of its own"),
+        "{recipe2}"
+    );
+}
+
+/// Live sizes that make `table` large, so blocking findings are DANGEROUS.
+fn big(table: &str) -> Sizes {
+    [(
+        table.to_owned(),
+        TableSize {
+            table: table.to_owned(),
+            rows: Some(5_000_000),
+            bytes: 2 << 30,
+            columns: Default::default(),
+            not_null_checks: Vec::new(),
+        },
+    )]
+    .into_iter()
+    .collect()
 }
