@@ -844,7 +844,7 @@ fn alter_table(at: &ast::AlterTable) -> Facts {
                 let name_node = constraint
                     .as_ref()
                     .and_then(|c| c.syntax().descendants().find_map(ast::ConstraintName::cast));
-                let name = name_node.as_ref().map(|n| text(n));
+                let name = name_node.as_ref().map(text);
                 // The constraint as written after its name, without NOT VALID.
                 let definition = constraint
                     .as_ref()
