@@ -829,7 +829,7 @@ impl Observer {
         s: &Statement,
         in_transaction: bool,
     ) -> Result<Observation, tokio_postgres::Error> {
-        let now = Snapshot::take(run.client, &run.target.schema).await?;
+        let now = Snapshot::take_locked(run.client, &run.target.schema).await?;
         let (locks, rewrites) = self.last.changes(
             &now,
             &self.existing,

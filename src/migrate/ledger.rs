@@ -181,33 +181,39 @@ pub async fn copy_rows(
     rows: &[LedgerRow],
 ) -> Result<()> {
     ensure_table(client, schema).await?;
+    // One statement for all of them: a ledger of hundreds of rows is one round trip.
     let sql = format!(
         "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at, \
-         started_at, applied_steps_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         started_at, applied_steps_count) \
+         SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::varchar[], \
+                              $5::text[], $6::timestamptz[], $7::timestamptz[], $8::int[])",
         table(schema)
     );
-    let insert = client
-        .prepare(&sql)
+    let col = |f: fn(&LedgerRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let ids = col(|r| r.id.clone());
+    let checksums = col(|r| r.checksum.clone());
+    let names = col(|r| r.migration_name.clone());
+    let finished: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.finished_at).collect();
+    let logs: Vec<Option<String>> = rows.iter().map(|r| r.logs.clone()).collect();
+    let rolled_back: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.rolled_back_at).collect();
+    let started: Vec<DateTime<Utc>> = rows.iter().map(|r| r.started_at).collect();
+    let steps: Vec<i32> = rows.iter().map(|r| r.applied_steps_count).collect();
+    client
+        .execute(
+            &sql,
+            &[
+                &ids,
+                &checksums,
+                &finished,
+                &names,
+                &logs,
+                &rolled_back,
+                &started,
+                &steps,
+            ],
+        )
         .await
         .map_err(|e| query_error("copying the ledger", &e))?;
-    for r in rows {
-        client
-            .execute(
-                &insert,
-                &[
-                    &r.id,
-                    &r.checksum,
-                    &r.finished_at,
-                    &r.migration_name,
-                    &r.logs,
-                    &r.rolled_back_at,
-                    &r.started_at,
-                    &r.applied_steps_count,
-                ],
-            )
-            .await
-            .map_err(|e| query_error("copying the ledger", &e))?;
-    }
     Ok(())
 }
 

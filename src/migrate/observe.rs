@@ -232,12 +232,49 @@ SELECT l.relation::int8, l.mode
  WHERE l.locktype = 'relation' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()
    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
 
+/// [`RELATIONS_SQL`] for the relations this backend holds a lock on, and their indexes: only
+/// those can have been rewritten since (a rewrite, a TRUNCATE, a rebuild all lock the table),
+/// so after each statement this small set is all that needs reading.
+const LOCKED_RELATIONS_SQL: &str = "\
+SELECT c.oid::int8,
+       CASE WHEN n.nspname = $1 THEN pg_catalog.quote_ident(c.relname)
+            ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) END,
+       c.relkind::text, c.relfilenode::int8, x.indrelid::int8
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
+ WHERE c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')
+   AND (c.oid IN (SELECT l.relation FROM pg_catalog.pg_locks l
+                   WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid())
+        OR x.indrelid IN (SELECT l.relation FROM pg_catalog.pg_locks l
+                           WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid()))
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
+
 impl Snapshot {
-    /// Reads the relations and locks, on the migration's own session (inside its transaction,
-    /// where the catalog already shows the statement's effects). `schema`: the deploy's.
+    /// Reads every relation and this backend's locks, on the migration's own session (inside
+    /// its transaction, where the catalog already shows the statement's effects). `schema`:
+    /// the deploy's.
     pub async fn take(client: &Client, schema: &str) -> Result<Snapshot, tokio_postgres::Error> {
+        Snapshot::read(client, schema, RELATIONS_SQL).await
+    }
+
+    /// [`Snapshot::take`] of only what this backend has locked (and their indexes): enough after
+    /// a statement, with the full snapshot from before the migration for the rest.
+    pub async fn take_locked(
+        client: &Client,
+        schema: &str,
+    ) -> Result<Snapshot, tokio_postgres::Error> {
+        Snapshot::read(client, schema, LOCKED_RELATIONS_SQL).await
+    }
+
+    async fn read(
+        client: &Client,
+        schema: &str,
+        relations_sql: &str,
+    ) -> Result<Snapshot, tokio_postgres::Error> {
         let (relations, locks) = futures_util::future::try_join(
-            client.query(RELATIONS_SQL, &[&schema]),
+            client.query(relations_sql, &[&schema]),
             client.query(LOCKS_SQL, &[]),
         )
         .await?;
@@ -311,19 +348,22 @@ impl Snapshot {
             if was.kind == RelationKind::Sequence {
                 continue;
             }
-            let before = self.relations.get(oid);
+            // Not locked before this statement: unchanged since the migration began.
+            let before = self.relations.get(oid).or(Some(was));
             let replaced = match (before, after.relations.get(oid)) {
                 (Some(b), Some(a)) => {
                     b.relfilenode != 0 && a.relfilenode != 0 && b.relfilenode != a.relfilenode
                 }
                 // An index the statement dropped and built again under its name (a type change
-                // rebuilds the indexes on the column this way).
+                // rebuilds the indexes on the column this way): its old oid is still locked, and
+                // a new one has its name.
                 (Some(_), None) => {
                     was.kind == RelationKind::Index
+                        && after.locks.contains_key(oid)
                         && after
                             .relations
                             .iter()
-                            .any(|(o, r)| !self.relations.contains_key(o) && r.name == was.name)
+                            .any(|(o, r)| !existing.relations.contains_key(o) && r.name == was.name)
                 }
                 _ => false,
             };

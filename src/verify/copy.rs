@@ -45,6 +45,8 @@ pub async fn copy_schema(
             "--no-subscriptions",
             "--no-security-labels",
             "--format=custom",
+            // Straight into pg_restore: compressing it would only cost CPU.
+            "--compress=0",
         ])
         .arg(format!("--lock-wait-timeout={}", lock_wait.as_millis()))
         .stdout(Stdio::piped())
