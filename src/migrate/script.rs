@@ -51,8 +51,28 @@ pub struct Statement {
 impl Statement {
     /// The first line of the statement with whitespace collapsed, for progress messages.
     pub fn preview(&self, max: usize) -> String {
-        let flat = self.text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if flat.chars().count() <= max {
+        // Read only until the preview overflows: a multi-megabyte INSERT is not flattened whole
+        // to keep its first 60 characters.
+        let mut flat = String::with_capacity(max + 8);
+        let mut chars = 0;
+        let mut gap = false;
+        for c in self.text.chars() {
+            if c.is_whitespace() {
+                gap = chars > 0;
+                continue;
+            }
+            if gap {
+                flat.push(' ');
+                chars += 1;
+                gap = false;
+            }
+            flat.push(c);
+            chars += 1;
+            if chars > max {
+                break;
+            }
+        }
+        if chars <= max {
             flat
         } else {
             let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
@@ -184,8 +204,9 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
         .unwrap_or_else(|| usize::from(node.text_range().start()));
     let end = usize::from(node.text_range().end());
     let (line, column) = lines.line_col(start);
-    // Only REINDEX and ALTER TABLE need the (full-statement) token search.
-    let has_concurrently = || has_token(node, SyntaxKind::CONCURRENTLY_KW);
+    // Only REINDEX and ALTER TABLE need the (full-statement) token search, made once.
+    let has_concurrently = matches!(stmt, ast::Stmt::Reindex(_) | ast::Stmt::AlterTable(_))
+        && has_token(node, SyntaxKind::CONCURRENTLY_KW);
     let (mode, concurrent_index_on) = match stmt {
         ast::Stmt::CreateIndex(ci) if ci.concurrently_token().is_some() => (
             TxMode::NoTransaction,
@@ -205,7 +226,7 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
                         | ast::ReindexTarget::ReindexTargetSchema(_)
                 )
             );
-            if whole_scope || has_concurrently() {
+            if whole_scope || has_concurrently {
                 let on = match r.reindex_target() {
                     Some(ast::ReindexTarget::ReindexTargetTable(t)) => t
                         .syntax()
@@ -220,7 +241,7 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
             }
         }
         // Only DETACH PARTITION takes CONCURRENTLY in ALTER TABLE.
-        ast::Stmt::AlterTable(_) if has_concurrently() => (TxMode::NoTransaction, None),
+        ast::Stmt::AlterTable(_) if has_concurrently => (TxMode::NoTransaction, None),
         ast::Stmt::Vacuum(_)
         | ast::Stmt::CreateDatabase(_)
         | ast::Stmt::DropDatabase(_)
@@ -234,7 +255,7 @@ fn statement(sql: &str, lines: &LineMap<'_>, stmt: &ast::Stmt) -> Statement {
     let concurrently = match stmt {
         ast::Stmt::CreateIndex(ci) => ci.concurrently_token().is_some(),
         ast::Stmt::DropIndex(di) => di.concurrently_token().is_some(),
-        ast::Stmt::Reindex(_) | ast::Stmt::AlterTable(_) => has_concurrently(),
+        ast::Stmt::Reindex(_) | ast::Stmt::AlterTable(_) => has_concurrently,
         _ => false,
     };
     Statement {
@@ -269,33 +290,135 @@ fn has_token(node: &SyntaxNode, kind: SyntaxKind) -> bool {
     node.descendants_with_tokens().any(|t| t.kind() == kind)
 }
 
-/// Line and column lookups for one text, built once: lookups are logarithmic, so positioning
-/// thousands of statements and findings in a large file stays linear overall.
+/// Line and column lookups for one text, built once: every lookup is logarithmic, even on a
+/// multi-megabyte line of non-ASCII text, so positioning thousands of statements and findings
+/// in a large file, and showing their lines, stays linear overall.
+///
+/// Lines end at `\n`, `\r\n` or a lone `\r`, as squawk counts them. Offsets are bytes; columns
+/// are characters, 1-based.
 pub struct LineMap<'a> {
     text: &'a str,
-    index: squawk_line_index::LineIndex,
+    /// The byte offset where each line starts, the first at 0.
+    starts: Vec<u32>,
+    /// The byte offset of every non-ASCII character, in order.
+    wide: Vec<u32>,
+    /// `extra[k]`: the bytes beyond one per character of `wide[..k]` (so it has one more entry):
+    /// the characters between two offsets are their distance less the difference of two entries.
+    extra: Vec<u32>,
 }
 
 impl<'a> LineMap<'a> {
     pub fn new(text: &'a str) -> Self {
+        let mut wide = Vec::new();
+        let mut extra = vec![0];
+        let mut added: u32 = 0;
+        // Most SQL is ASCII: whole chunks are skipped with one (vectorised) check.
+        for (n, chunk) in text.as_bytes().chunks(64).enumerate() {
+            if chunk.is_ascii() {
+                continue;
+            }
+            for (i, &b) in chunk.iter().enumerate() {
+                let width = match b {
+                    0xf0.. => 4,
+                    0xe0.. => 3,
+                    0xc0.. => 2,
+                    // ASCII, or a continuation byte of a character already counted.
+                    _ => continue,
+                };
+                // squawk's parser and line index take at most 4 GiB (u32 offsets) already.
+                wide.push((n * 64 + i) as u32);
+                added += width - 1;
+                extra.push(added);
+            }
+        }
+        // squawk's index finds the line breaks (vectorised, `\r` included); its own lookup of a
+        // column checks every non-ASCII character of the line, so only the starts are kept.
+        let index = squawk_line_index::LineIndex::new(text);
+        let starts = (0..)
+            .map_while(|n| index.line(n))
+            .map(|range| u32::from(range.start()))
+            .collect();
         LineMap {
             text,
-            index: squawk_line_index::LineIndex::new(text),
+            starts,
+            wide,
+            extra,
         }
     }
 
     /// 1-based line and character column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let lc = self
-            .index
-            .line_col(squawk_line_index::TextSize::new(offset as u32));
-        let line_start = offset - lc.col as usize;
-        let column = self
-            .text
-            .get(line_start..offset)
-            .map_or(lc.col as usize, |s| s.chars().count());
-        (lc.line as usize + 1, column + 1)
+        let offset = self.boundary(offset);
+        // The first start is 0, so the line is at least 1.
+        let line = self
+            .starts
+            .partition_point(|&s| s as usize <= offset)
+            .max(1);
+        let line_start = self.starts[line - 1] as usize;
+        (line, self.chars(line_start, offset) + 1)
+    }
+
+    /// The text of a 1-based line, without its line ending; None past the last line.
+    pub fn line(&self, line: usize) -> Option<&'a str> {
+        let (start, end) = self.line_range(line)?;
+        Some(&self.text[start..end])
+    }
+
+    /// The byte offset of a 1-based line and character column, within [`LineMap::line`]'s text:
+    /// a column past the end of the line gives the line's length; None past the last line.
+    pub fn column_offset(&self, line: usize, column: usize) -> Option<usize> {
+        let (start, end) = self.line_range(line)?;
+        let want = column.saturating_sub(1);
+        // The non-ASCII characters of the line, and how many of them come before the column:
+        // the k-th one's column is its distance from the line start less the extra bytes of
+        // those before it, which grows with k, so a binary search finds them.
+        let first = self.wide.partition_point(|&w| (w as usize) < start);
+        let last = self.wide.partition_point(|&w| (w as usize) < end);
+        let column_of =
+            |k: usize| self.wide[k] as usize - start - (self.extra[k] - self.extra[first]) as usize;
+        let (mut lo, mut hi) = (first, last);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if column_of(mid) < want {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let extra = (self.extra[lo] - self.extra[first]) as usize;
+        Some((start + want + extra).min(end) - start)
+    }
+
+    /// The bytes `[start, end)` of a 1-based line, its line ending left out.
+    fn line_range(&self, line: usize) -> Option<(usize, usize)> {
+        let start = *self.starts.get(line.checked_sub(1)?)? as usize;
+        let next = self
+            .starts
+            .get(line)
+            .map_or(self.text.len(), |&s| s as usize);
+        let full = &self.text[start..next];
+        let text = full
+            .strip_suffix("\r\n")
+            .or_else(|| full.strip_suffix('\n'))
+            .or_else(|| full.strip_suffix('\r'))
+            .unwrap_or(full);
+        Some((start, start + text.len()))
+    }
+
+    /// The characters in `[start, end)`, both on character boundaries.
+    fn chars(&self, start: usize, end: usize) -> usize {
+        let from = self.wide.partition_point(|&w| (w as usize) < start);
+        let to = self.wide.partition_point(|&w| (w as usize) < end);
+        end - start - (self.extra[to] - self.extra[from]) as usize
+    }
+
+    /// `offset` clamped to the text and moved back to the start of its character.
+    fn boundary(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
     }
 }
 
@@ -427,5 +550,54 @@ mod tests {
                 "{offset}"
             );
         }
+    }
+
+    #[test]
+    fn line_map_finds_lines_and_columns_both_ways() {
+        let text = "ab\r\nçé x\rz🦀y\n\nlast";
+        let map = LineMap::new(text);
+        let lines: Vec<_> = (1..=6).map(|n| map.line(n)).collect();
+        assert_eq!(
+            lines,
+            [
+                Some("ab"),
+                Some("çé x"),
+                Some("z🦀y"),
+                Some(""),
+                Some("last"),
+                None
+            ]
+        );
+        // Every character's position maps back to its offset.
+        for (offset, _) in text.char_indices() {
+            let (line, column) = map.line_col(offset);
+            let Some(src) = map.line(line) else {
+                panic!("no line {line} for offset {offset}");
+            };
+            let start = src.as_ptr() as usize - text.as_ptr() as usize;
+            let Some(at) = map.column_offset(line, column) else {
+                panic!("no offset for {line}:{column}");
+            };
+            if offset < start + src.len() {
+                assert_eq!(start + at, offset, "{line}:{column}");
+            }
+        }
+        // Past the end of a line: its end. Inside a character: the character's start.
+        assert_eq!(map.column_offset(3, 99), Some("z🦀y".len()));
+        assert_eq!(map.line_col(text.find('🦀').map_or(0, |i| i + 2)), (3, 2));
+    }
+
+    #[test]
+    fn line_map_positions_a_long_non_ascii_line_quickly() {
+        // 200,000 lookups on one 4 MB line: quadratic lookups would take minutes.
+        let text = "é".repeat(2 << 20);
+        let map = LineMap::new(&text);
+        let started = std::time::Instant::now();
+        for k in 0..100_000 {
+            let offset = k * 40;
+            assert_eq!(map.line_col(offset), (1, k * 20 + 1));
+            assert_eq!(map.column_offset(1, k * 20 + 1), Some(offset));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }
