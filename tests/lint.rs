@@ -130,6 +130,70 @@ fn github_format_annotates_errors_and_warnings() {
 }
 
 #[test]
+fn human_output_frames_findings_far_along_a_long_line_and_after_any_line_ending() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, sql: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, sql).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    // A generated one-line migration, non-ASCII names included: each frame shows the
+    // characters around its finding, not the start of the line, and underlines the finding.
+    let one_line = write(
+        "one-line.sql",
+        &"ALTER TABLE \"Usér\" DROP COLUMN \"ä\"; ".repeat(2_000),
+    );
+    let r = lint(&[&one_line]);
+    assert_eq!(r.code, code(exit::LINT_DANGEROUS), "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let mut frames = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if !l.contains(": DANGEROUS ban-drop-column") {
+            continue;
+        }
+        let source = lines[i + 3].strip_prefix("1 | ").unwrap();
+        let carets = lines[i + 4].strip_prefix("  | ").unwrap();
+        let indent = carets.chars().take_while(|&c| c == ' ').count();
+        let underlined: String = source
+            .chars()
+            .skip(indent)
+            .take(carets.trim().chars().count())
+            .collect();
+        assert_eq!(
+            underlined,
+            "DROP COLUMN \"ä\"",
+            "{}",
+            lines[i..i + 5].join("\n")
+        );
+        assert!(source.chars().count() <= 201, "{source}");
+        frames += 1;
+    }
+    assert_eq!(frames, 2_000);
+    assert!(
+        r.stdout
+            .contains(&format!("{one_line}:1:71984: DANGEROUS ban-drop-column")),
+        "{}",
+        r.stdout
+    );
+
+    // Lines end at \n, \r\n or a lone \r: the frame shows the line the position names.
+    for (name, eol) in [("crlf.sql", "\r\n"), ("cr.sql", "\r")] {
+        let path = write(
+            name,
+            &format!("SELECT 1;{eol}{eol}ALTER TABLE \"User\" DROP COLUMN \"a\";{eol}"),
+        );
+        let r = lint(&[&path]);
+        assert!(
+            r.stdout.contains(&format!(
+                "{path}:3:20: DANGEROUS ban-drop-column (also drop-column)\n  Dropping a column may break existing clients.\n  |\n3 | ALTER TABLE \"User\" DROP COLUMN \"a\";\n  |                    ^^^^^^^^^^^^^^^\n"
+            )),
+            "{name}: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
 fn exit_codes_follow_the_worst_unacknowledged_finding() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, sql: &str| {

@@ -4,29 +4,40 @@
 
 use super::plan::{Plan, Verdict};
 use super::{FileLint, Finding, Severity};
+use crate::migrate::script::LineMap;
 use crate::migrate::{self, MigrationsDir};
 
 /// The human rendering of one file: each finding with its position, a code frame, what the
 /// statement does, sizes, adjustments, help, the recipe and any acknowledgement.
 pub fn render_file(r: &FileLint, text: &str, notes: bool) -> String {
     let mut out = String::new();
+    let shown = || {
+        r.findings
+            .iter()
+            .filter(move |f| notes || f.severity > Severity::Safe)
+    };
+    if r.syntax_errors.is_empty() && shown().next().is_none() {
+        return out;
+    }
+    // Positions were taken after a byte-order mark, as the linter read the file.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Indexed once for the file: each frame then finds its line without reading the text
+    // before it.
+    let lines = LineMap::new(text);
     for e in &r.syntax_errors {
         out.push_str(&format!(
             "{}:{}:{}: SYNTAX ERROR: {}\n",
             r.path, e.line, e.column, e.message
         ));
-        out.push_str(&frame(text, e.line, e.column, e.line, e.column + 1));
+        out.push_str(&frame(&lines, e.line, e.column, e.line, e.column + 1));
     }
-    for f in &r.findings {
-        if f.severity == Severity::Safe && !notes {
-            continue;
-        }
-        out.push_str(&render_finding(r, f, text));
+    for f in shown() {
+        out.push_str(&render_finding(r, f, &lines));
     }
     out
 }
 
-pub fn render_finding(r: &FileLint, f: &Finding, text: &str) -> String {
+fn render_finding(r: &FileLint, f: &Finding, lines: &LineMap<'_>) -> String {
     let label = if f.severity == Severity::Safe {
         "note"
     } else {
@@ -40,7 +51,7 @@ pub fn render_finding(r: &FileLint, f: &Finding, text: &str) -> String {
         "{}:{}:{}: {label} {}{also}\n  {}\n",
         r.path, f.line, f.column, f.rule, f.message
     );
-    out.push_str(&frame(text, f.line, f.column, f.end_line, f.end_column));
+    out.push_str(&frame(lines, f.line, f.column, f.end_line, f.end_column));
     if let Some(s) = f.statement.and_then(|i| r.statements.get(i)) {
         let lock = match s.lock {
             Some(l) => format!("lock {}: {}", l.name(), l.blocks()),
@@ -83,26 +94,51 @@ pub fn render_finding(r: &FileLint, f: &Finding, text: &str) -> String {
     out
 }
 
-/// The source line(s) with a caret underline, rustc style.
-fn frame(text: &str, line: usize, col: usize, end_line: usize, end_col: usize) -> String {
-    let Some(src) = text.lines().nth(line.saturating_sub(1)) else {
+/// At most this many characters of a source line are shown, and underlined.
+const FRAME_WIDTH: usize = 160;
+/// A frame that starts mid-line shows this many characters before the finding.
+const FRAME_LEAD: usize = 40;
+
+/// The source line with a caret underline, rustc style. A finding far along a long line (a
+/// one-line file) is shown from a little before it, marked `…`, not from the line's start.
+fn frame(lines: &LineMap<'_>, line: usize, col: usize, end_line: usize, end_col: usize) -> String {
+    let Some(src) = lines.line(line) else {
         return String::new();
     };
-    let width = line.to_string().len();
-    let chars = src.chars().count();
-    let end = if end_line == line {
-        end_col.min(chars + 1)
+    let col = col.max(1);
+    let at = lines.column_offset(line, col).unwrap_or(src.len());
+    // Only the characters the underline can cover are counted, not the rest of the line.
+    let left = src[at..].chars().take(FRAME_WIDTH).count();
+    let wanted = if end_line == line {
+        end_col.saturating_sub(col)
     } else {
-        chars + 1
+        left
     };
-    let carets = end.saturating_sub(col).max(1);
-    let shown: String = src.chars().take(160).collect();
+    // At most FRAME_WIDTH, as `left` is.
+    let carets = wanted.min(left).max(1);
+    let (from, lead, mark) = if col - 1 + carets <= FRAME_WIDTH {
+        (0, col - 1, "")
+    } else {
+        let lead = FRAME_LEAD.min(col - 1);
+        let from = lines.column_offset(line, col - lead).unwrap_or(at);
+        (from, lead, "…")
+    };
+    let shown: String = src[from..]
+        .chars()
+        .take(if mark.is_empty() {
+            FRAME_WIDTH
+        } else {
+            lead + FRAME_WIDTH
+        })
+        .collect();
+    let indent = lead + mark.chars().count();
+    let width = line.to_string().len();
     format!(
-        "{:width$} |\n{line} | {shown}\n{:width$} | {}{}\n",
+        "{:width$} |\n{line} | {mark}{shown}\n{:width$} | {}{}\n",
         "",
         "",
-        " ".repeat(col.saturating_sub(1)),
-        "^".repeat(carets.min(160)),
+        " ".repeat(indent),
+        "^".repeat(carets),
     )
 }
 
