@@ -128,7 +128,7 @@ pub fn stderr(text: &str) {
     let _ = writeln!(err, "{}", printable(&scrub(text)));
 }
 
-pub fn json(value: &serde_json::Value) {
+pub fn json(value: &impl serde::Serialize) {
     json_stdout(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
@@ -146,16 +146,22 @@ pub fn json_stderr(text: &str) {
     let _ = writeln!(err, "{}", json_printable(&scrub(text)));
 }
 
-fn json_printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c) {
-                format!("\\u{:04x}", c as u32)
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+fn json_printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let raw = |c: char| c == '\u{7f}' || ('\u{80}'..='\u{9f}').contains(&c);
+    // Lint output can run to megabytes: copied only when there is something to escape. In
+    // UTF-8 those characters are the byte 0x7F, or 0xC2 then a second byte.
+    if !text.bytes().any(|b| b == 0x7f || b == 0xc2) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Clap's own rendering is several lines; keep its first line as the cause and point at --help.
