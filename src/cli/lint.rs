@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use serde_json::json;
 
 use super::verify::ScratchArgs;
@@ -122,12 +123,19 @@ pub async fn lint(env: &Environment, args: &LintArgs, json_flag: bool) -> Result
     }
     let code = lint_exit_code(reports.iter().map(|(r, _)| r), !errors.is_empty());
     match format {
-        Format::Json => output::json(&json!({
-            "ok": code == exit::OK,
-            "exit_code": code,
-            "files": reports.iter().map(|(r, _)| r).collect::<Vec<_>>(),
-            "errors": errors.iter().map(|(p, e)| json!({"path": p, "error": e.cause, "hint": e.hint})).collect::<Vec<_>>(),
-        })),
+        Format::Json => output::json(&LintJson {
+            ok: code == exit::OK,
+            exit_code: code,
+            files: reports.iter().map(|(r, _)| r).collect(),
+            errors: errors
+                .iter()
+                .map(|(path, e)| ReadError {
+                    path,
+                    error: &e.cause,
+                    hint: &e.hint,
+                })
+                .collect(),
+        }),
         Format::Github => {
             for (r, _) in &reports {
                 output::stdout(github_annotations(r, args.notes).trim_end());
@@ -158,6 +166,25 @@ pub async fn lint(env: &Environment, args: &LintArgs, json_flag: bool) -> Result
         }
     }
     Ok(code)
+}
+
+/// `lint --format json`, serialised straight from the reports: a `serde_json::Value` copy of
+/// tens of thousands of findings would take several times the memory of the text it becomes.
+/// The README's "Safety lint and plan" section documents this shape.
+#[derive(Serialize)]
+struct LintJson<'a> {
+    ok: bool,
+    exit_code: u8,
+    files: Vec<&'a FileLint>,
+    errors: Vec<ReadError<'a>>,
+}
+
+/// A file that could not be read.
+#[derive(Serialize)]
+struct ReadError<'a> {
+    path: &'a str,
+    error: &'a str,
+    hint: &'a str,
 }
 
 /// 0 clean, LINT_WARNINGS when something needs care, LINT_DANGEROUS when a DANGEROUS finding is
