@@ -38,27 +38,42 @@ fn json_output_has_a_stable_shape() {
     let r = lint(&["--format", "json", "tests/fixtures/lint/release.sql"]);
     assert_eq!(r.code, code(exit::LINT_DANGEROUS));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // The shape the README documents, key for key.
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v), ["errors", "exit_code", "files", "ok"]);
     assert_eq!(v["ok"], false);
     assert_eq!(v["exit_code"], 9);
+    assert_eq!(v["errors"], serde_json::json!([]));
     let file = &v["files"][0];
+    assert_eq!(
+        keys(file),
+        ["findings", "path", "statements", "syntax_errors"]
+    );
     assert_eq!(file["path"], "tests/fixtures/lint/release.sql");
     let statements = file["statements"].as_array().unwrap();
     assert_eq!(statements.len(), 7);
     let rename = &statements[2];
-    for key in [
-        "index",
-        "line",
-        "column",
-        "preview",
-        "kind",
-        "transaction",
-        "lock",
-        "rewrite",
-        "tables",
-        "class",
-    ] {
-        assert!(rename.get(key).is_some(), "statement lacks {key}: {rename}");
-    }
+    assert_eq!(
+        keys(rename),
+        [
+            "class",
+            "column",
+            "index",
+            "kind",
+            "line",
+            "lock",
+            "preview",
+            "rewrite",
+            "tables",
+            "transaction",
+        ]
+    );
+    assert_eq!(rename["index"], 3);
+    assert_eq!(rename["line"], 9);
     assert_eq!(rename["lock"], "ACCESS_EXCLUSIVE");
     assert_eq!(rename["class"], "dangerous");
     assert_eq!(rename["transaction"], "transaction");
@@ -68,20 +83,44 @@ fn json_output_has_a_stable_shape() {
         .iter()
         .find(|f| f["rule"] == "renaming-column")
         .unwrap();
-    for key in [
-        "rule",
-        "severity",
-        "category",
-        "message",
-        "line",
-        "column",
-        "end_line",
-        "end_column",
-        "statement",
-        "acknowledged",
-        "recipe",
-    ] {
-        assert!(finding.get(key).is_some(), "finding lacks {key}: {finding}");
+    assert_eq!(
+        keys(finding),
+        [
+            "acknowledged",
+            "adjustment",
+            "also",
+            "category",
+            "column",
+            "end_column",
+            "end_line",
+            "help",
+            "line",
+            "message",
+            "recipe",
+            "rule",
+            "severity",
+            "statement",
+        ]
+    );
+    assert_eq!(finding["also"], serde_json::json!(["rename-column"]));
+    // `also` is left out when no other rule flagged the problem.
+    let backfill = file["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "backfill")
+        .unwrap();
+    assert!(backfill.get("also").is_none(), "{backfill}");
+    // Statements are counted from 1 in both places, like lines.
+    assert_eq!(finding["statement"], rename["index"]);
+    for f in file["findings"].as_array().unwrap() {
+        let n = f["statement"].as_u64().unwrap() as usize;
+        let s = &statements[n - 1];
+        assert_eq!(s["index"], n, "{f}");
+        assert!(
+            f["line"].as_u64() >= s["line"].as_u64(),
+            "{f} is before {s}"
+        );
     }
     assert_eq!(finding["severity"], "dangerous");
     assert_eq!(finding["category"], "breaking");

@@ -181,7 +181,8 @@ pub struct Finding {
     pub column: usize,
     pub end_line: usize,
     pub end_column: usize,
-    /// Index into the file's statements.
+    /// Index into the file's statements (0-based here; 1-based in JSON, as `index` is there).
+    #[serde(serialize_with = "one_based")]
     pub statement: Option<usize>,
     /// Why the severity differs from the rule's usual one (table size, new table).
     pub adjustment: Option<String>,
@@ -193,6 +194,11 @@ pub struct Finding {
     /// names for it, or two of squawk's): one finding, every name it answers to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<String>,
+}
+
+/// JSON counts statements from 1, like lines and each statement's `index`.
+fn one_based<S: serde::Serializer>(index: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&index.map(|i| i + 1), s)
 }
 
 impl Finding {
