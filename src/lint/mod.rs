@@ -805,16 +805,29 @@ fn not_null_path(all: &mut [facts::Facts], transactional: bool, sizes: &Sizes) -
 /// stays acknowledged only when each of them was.
 fn merge_duplicates(findings: &mut Vec<Finding>) {
     let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+    // Twins share a statement: a finding is compared with the kept ones of its statement, in
+    // the order they were kept, not with every one (quadratic on a file of thousands).
+    let mut of_statement: HashMap<usize, Vec<usize>> = HashMap::new();
     for f in findings.drain(..) {
-        let twin = kept.iter_mut().find(|k| {
-            k.statement.is_some()
-                && k.statement == f.statement
-                && (rules::same_problem(&k.rule, &f.rule)
-                    || k.also.iter().any(|a| rules::same_problem(a, &f.rule)))
-        });
+        let twin = f
+            .statement
+            .and_then(|s| of_statement.get(&s))
+            .and_then(|ids| {
+                ids.iter().copied().find(|&i| {
+                    let k = &kept[i];
+                    rules::same_problem(&k.rule, &f.rule)
+                        || k.also.iter().any(|a| rules::same_problem(a, &f.rule))
+                })
+            });
         match twin {
-            None => kept.push(f),
-            Some(k) => {
+            None => {
+                if let Some(s) = f.statement {
+                    of_statement.entry(s).or_default().push(kept.len());
+                }
+                kept.push(f);
+            }
+            Some(i) => {
+                let k = &mut kept[i];
                 let acknowledged = k.acknowledged.is_some() && f.acknowledged.is_some();
                 let better = f.severity > k.severity
                     || (f.severity == k.severity
