@@ -11,12 +11,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pgdeck::db::{self, quote_ident, sandbox::Sandbox};
+use pgdeck::db::sandbox::Sandbox;
 
 const STATUS_MIGRATIONS: usize = 1_000;
 const DEPLOY_MIGRATIONS: usize = 500;
 const STATUS_RUNS: usize = 15;
 const DEPLOY_RUNS: usize = 5;
+
+mod common;
+
+use common::{create_db, median};
 
 fn main() {
     let sandbox = Sandbox::start_temporary().unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
@@ -113,51 +117,12 @@ fn report(name: &str, ours: Duration, floor: Duration) {
     );
 }
 
-/// Median wall time of `runs` runs. A closure returning `()` is timed here; one returning a
-/// `Duration` times itself (to leave set-up out).
-fn median<R: Timed>(runs: usize, mut f: impl FnMut() -> R) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let r = f();
-            r.took().unwrap_or_else(|| start.elapsed())
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
-
-trait Timed {
-    fn took(&self) -> Option<Duration>;
-}
-impl Timed for () {
-    fn took(&self) -> Option<Duration> {
-        None
-    }
-}
-impl Timed for Duration {
-    fn took(&self) -> Option<Duration> {
-        Some(*self)
-    }
-}
-
 fn write_migrations(dir: &Path, n: usize, sql: impl Fn(usize) -> String) {
     for i in 0..n {
         let folder = dir.join(format!("2025{:010}_m{i}", i));
         std::fs::create_dir_all(&folder).expect("mkdir");
         std::fs::write(folder.join("migration.sql"), sql(i)).expect("write");
     }
-}
-
-async fn create_db(sandbox: &Sandbox, name: &str) {
-    let admin = db::connect(&sandbox.target("postgres"))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.cause));
-    admin
-        .client
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
-        .await
-        .expect("create database");
 }
 
 fn pgdeck(sandbox: &Sandbox, db: &str, migrations: &Path, args: &[&str]) -> std::process::Output {

@@ -17,11 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pgdeck::db::{self, quote_ident, sandbox::Sandbox};
+use pgdeck::db::sandbox::Sandbox;
 
 const MIGRATIONS: usize = 150;
 const PENDING: usize = 10;
 const RUNS: usize = 5;
+
+mod common;
+
+use common::{create_db, median};
 
 fn main() {
     let target = Sandbox::start_temporary().unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
@@ -173,45 +177,6 @@ fn write_migrations(dir: &Path, n: usize) -> Vec<PathBuf> {
             file
         })
         .collect()
-}
-
-/// Median wall time of `runs` runs. A closure returning `()` is timed here; one returning a
-/// `Duration` times itself (to leave set-up out).
-fn median<R: Timed>(runs: usize, mut f: impl FnMut() -> R) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            let r = f();
-            r.took().unwrap_or_else(|| start.elapsed())
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
-
-trait Timed {
-    fn took(&self) -> Option<Duration>;
-}
-impl Timed for () {
-    fn took(&self) -> Option<Duration> {
-        None
-    }
-}
-impl Timed for Duration {
-    fn took(&self) -> Option<Duration> {
-        Some(*self)
-    }
-}
-
-async fn create_db(sandbox: &Sandbox, name: &str) {
-    let admin = db::connect(&sandbox.target("postgres"))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.cause));
-    admin
-        .client
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
-        .await
-        .expect("create database");
 }
 
 fn pgdeck(target: &Sandbox, migrations: &Path, args: &[&str]) -> std::process::Output {

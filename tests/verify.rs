@@ -395,8 +395,8 @@ async fn plan_rehearse_puts_observed_facts_beside_the_claims_and_flags_disagreem
 #[tokio::test]
 async fn the_staging_item_ticks_when_staging_has_the_release_and_names_what_it_lacks() {
     use common::release::{environment, workflow};
+    use pgdeck::release::RehearsedOn;
     use pgdeck::release::check_rehearsed;
-    use pgdeck::verify::RehearsedOn;
 
     let production = fresh_db("verify_staging_prod").await;
     let staging = fresh_db("verify_staging_stage").await;

@@ -549,7 +549,9 @@ pub fn release_environment(r: config::Resolved) -> Environment {
         hooks: r.hooks,
         logs: r.logs,
         read_only: r.read_only,
-        rehearsed_on: r.rehearsed_on,
+        rehearsed_on: r
+            .rehearsed_on
+            .map(|(name, target)| release::RehearsedOn { name, target }),
         source: r.source,
     }
 }

@@ -18,7 +18,6 @@ use crate::lint::LintSettings;
 use crate::migrate::DeploySettings;
 use crate::monitor::logs::{AppLog, LogSettings};
 use crate::target::{DbTarget, SslMode, Vars};
-use crate::verify::RehearsedOn;
 use squawk_linter::Rule;
 
 /// What the command line says about configuration; every field is optional.
@@ -270,8 +269,9 @@ pub struct Resolved {
     pub hooks: HookSettings,
     pub logs: LogSettings,
     pub read_only: bool,
-    /// The environment its releases are rehearsed on first.
-    pub rehearsed_on: Option<RehearsedOn>,
+    /// The environment its releases are rehearsed on first: its name, and its target or why
+    /// that did not resolve.
+    pub rehearsed_on: Option<(String, Result<DbTarget>)>,
     /// The config file it came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -453,7 +453,7 @@ fn rehearsal_environment(
     on: &str,
     overrides: &Overrides,
     vars: &dyn Vars,
-) -> Result<RehearsedOn> {
+) -> Result<(String, Result<DbTarget>)> {
     let known = parsed.map(|c| &c.environments);
     let Some(other) = known.and_then(|k| k.get(on)) else {
         return Err(Error::input(
@@ -488,10 +488,10 @@ fn rehearsal_environment(
         database_url: None,
         migrations: None,
     };
-    Ok(RehearsedOn {
-        name: on.to_owned(),
-        target: resolve_following(&staging, vars, false).map(|r| r.target),
-    })
+    Ok((
+        on.to_owned(),
+        resolve_following(&staging, vars, false).map(|r| r.target),
+    ))
 }
 
 /// One environment of the config file, for what reads them all (`status --all-environments`,
@@ -1140,9 +1140,9 @@ mod tests {
         );
         // One level: staging's own rehearsed_on is not followed (nor is PROD_URL needed).
         let staging = resolve_with(&path, Some("staging")).unwrap();
-        let on = staging.rehearsed_on.unwrap();
-        assert_eq!(on.name, "production");
-        let e = on.target.unwrap_err();
+        let (name, target) = staging.rehearsed_on.unwrap();
+        assert_eq!(name, "production");
+        let e = target.unwrap_err();
         assert!(e.cause.contains("$PROD_URL"), "{}", e.cause);
         assert_eq!(
             staging.checklist.rehearsed_on.as_deref(),

@@ -202,6 +202,34 @@ fn one_based<S: serde::Serializer>(index: &Option<usize>, s: S) -> Result<S::Ok,
 }
 
 impl Finding {
+    /// pgdeck's own finding on statement `i`, spanning the whole statement.
+    fn on_statement(
+        rule: &str,
+        severity: Severity,
+        category: Category,
+        message: String,
+        (i, s): (usize, &crate::migrate::script::Statement),
+        lines: &LineMap<'_>,
+    ) -> Finding {
+        let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
+        Finding {
+            rule: rule.to_owned(),
+            severity,
+            category,
+            message,
+            help: None,
+            line: s.line,
+            column: s.column,
+            end_line,
+            end_column,
+            statement: Some(i),
+            adjustment: None,
+            acknowledged: None,
+            recipe: Vec::new(),
+            also: Vec::new(),
+        }
+    }
+
     /// A finding about the file as a whole, placed at its start.
     fn whole_file(
         rule: &str,
@@ -527,23 +555,14 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         if reported || excluded || new_before[i] {
             continue;
         }
-        let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
-        out.findings.push(Finding {
-            rule: f.rule.to_owned(),
-            severity: f.class,
-            category: f.category,
-            message: format!("{}: {}", f.kind, f.reason),
-            help: None,
-            line: s.line,
-            column: s.column,
-            end_line,
-            end_column,
-            statement: Some(i),
-            adjustment: None,
-            acknowledged: None,
-            recipe: Vec::new(),
-            also: Vec::new(),
-        });
+        out.findings.push(Finding::on_statement(
+            f.rule,
+            f.class,
+            f.category,
+            format!("{}: {}", f.kind, f.reason),
+            (i, s),
+            &lines,
+        ));
     }
     if script.statements.is_empty() {
         out.findings.push(Finding::whole_file(
@@ -599,25 +618,19 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
     }
     for &i in &not_null.validated_under_lock {
         let s = &script.statements[i];
-        let (end_line, end_column) = lines.line_col(s.offset + s.text.len());
         out.findings.push(Finding {
-            rule: "validate-in-same-migration".into(),
-            severity: Severity::Dangerous,
-            category: Category::Blocking,
-            message: "VALIDATE CONSTRAINT in the migration that added the constraint: its scan runs while the ADD's ACCESS EXCLUSIVE is still held (until the commit), blocking reads and writes".into(),
-            help: None,
-            line: s.line,
-            column: s.column,
-            end_line,
-            end_column,
-            statement: Some(i),
-            adjustment: None,
-            acknowledged: None,
             recipe: vec![format!(
                 "Migration 2: validate in a migration of its own, without blocking writes (SHARE UPDATE EXCLUSIVE): {}",
                 s.text.trim()
             )],
-            also: Vec::new(),
+            ..Finding::on_statement(
+                "validate-in-same-migration",
+                Severity::Dangerous,
+                Category::Blocking,
+                "VALIDATE CONSTRAINT in the migration that added the constraint: its scan runs while the ADD's ACCESS EXCLUSIVE is still held (until the commit), blocking reads and writes".into(),
+                (i, s),
+                &lines,
+            )
         });
     }
 

@@ -209,11 +209,14 @@ struct Relation {
     table: Option<i64>,
 }
 
-/// Every user relation with its storage. System schemas and TOAST tables are left out: their
-/// locks and files follow their table's. Names are qualified here, not by `regclass`, whose
-/// text follows the session's search_path (which a migration may change).
-const RELATIONS_SQL: &str = "\
-SELECT c.oid::int8,
+/// User relations with their storage, `and` narrowing them further. System schemas and TOAST
+/// tables are left out: their locks and files follow their table's. Names are qualified here,
+/// not by `regclass`, whose text follows the session's search_path (which a migration may
+/// change).
+macro_rules! relations_sql {
+    ($and:literal) => {
+        concat!(
+            "SELECT c.oid::int8,
        CASE WHEN n.nspname = $1 THEN pg_catalog.quote_ident(c.relname)
             ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) END,
        c.relkind::text, c.relfilenode::int8, x.indrelid::int8
@@ -222,7 +225,25 @@ SELECT c.oid::int8,
   LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-   AND c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')";
+   AND c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')",
+            $and
+        )
+    };
+}
+
+/// Every user relation.
+const RELATIONS_SQL: &str = relations_sql!("");
+
+/// The relations this backend holds a lock on, and their indexes: only those can have been
+/// rewritten since (a rewrite, a TRUNCATE, a rebuild all lock the table), so after each
+/// statement this small set is all that needs reading.
+const LOCKED_RELATIONS_SQL: &str = relations_sql!(
+    "
+   AND (c.oid IN (SELECT l.relation FROM pg_catalog.pg_locks l
+                   WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid())
+        OR x.indrelid IN (SELECT l.relation FROM pg_catalog.pg_locks l
+                           WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid()))"
+);
 
 /// This backend's granted relation locks, also on relations it dropped (their locks last until
 /// the commit; the catalog no longer has them).
@@ -231,25 +252,6 @@ SELECT l.relation::int8, l.mode
   FROM pg_catalog.pg_locks l
  WHERE l.locktype = 'relation' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()
    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())";
-
-/// [`RELATIONS_SQL`] for the relations this backend holds a lock on, and their indexes: only
-/// those can have been rewritten since (a rewrite, a TRUNCATE, a rebuild all lock the table),
-/// so after each statement this small set is all that needs reading.
-const LOCKED_RELATIONS_SQL: &str = "\
-SELECT c.oid::int8,
-       CASE WHEN n.nspname = $1 THEN pg_catalog.quote_ident(c.relname)
-            ELSE pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) END,
-       c.relkind::text, c.relfilenode::int8, x.indrelid::int8
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
- WHERE c.relkind IN ('r', 'p', 'i', 'I', 'v', 'm', 'S', 'f')
-   AND (c.oid IN (SELECT l.relation FROM pg_catalog.pg_locks l
-                   WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid())
-        OR x.indrelid IN (SELECT l.relation FROM pg_catalog.pg_locks l
-                           WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid()))
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
 
 impl Snapshot {
     /// Reads every relation and this backend's locks, on the migration's own session (inside

@@ -32,7 +32,7 @@ use crate::lint::LintSettings;
 use crate::migrate::{DeployEvent, DeploySettings};
 use crate::monitor::logs::LogSettings;
 use crate::target::DbTarget;
-use crate::verify::{RehearsedOn, VerifyEvent};
+use crate::verify::VerifyEvent;
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
 pub use hooks::{HookRequest, run_hook};
@@ -90,6 +90,15 @@ impl Environment {
             source: None,
         }
     }
+}
+
+/// The environment a release is rehearsed on before this one (production's staging): its
+/// target, or why it could not be resolved (said when it is checked, so that a staging URL
+/// missing here does not stop work on production).
+#[derive(Debug, Clone)]
+pub struct RehearsedOn {
+    pub name: String,
+    pub target: std::result::Result<DbTarget, Error>,
 }
 
 /// The release workflows, by name: what the journal and the events say ran.

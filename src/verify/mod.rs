@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, query_error};
 use crate::error::{Error, ErrorKind, Result};
+use crate::lint::facts::identifier;
 use crate::migrate::deploy::{DeployEvent, DeployOptions, DeploySettings};
 use crate::migrate::ledger::{self, Ledger};
 use crate::migrate::observe::Observation;
@@ -31,15 +32,6 @@ use crate::migrate::{self, MigrationsDir, StatusReport};
 use crate::target::DbTarget;
 pub use catalog::ObjectKind;
 pub use drift::{Difference, Side};
-
-/// The environment a release is rehearsed on before this one (production's staging), as the
-/// config names it: its target, or why it could not be resolved (said when it is checked, so
-/// that a staging URL missing here does not stop work on production).
-#[derive(Debug, Clone)]
-pub struct RehearsedOn {
-    pub name: String,
-    pub target: std::result::Result<DbTarget, Error>,
-}
 
 /// How to rehearse.
 #[derive(Debug, Clone)]
@@ -552,12 +544,12 @@ fn copy_lock_wait(opts: &VerifyOptions) -> Duration {
     }
 }
 
-/// The engine's options on a scratch database: the environment's lock_timeout, no retries and
-/// no watchdog (nobody else is there to wait or be waited for).
-fn quiet_options(opts: &VerifyOptions, observe: bool) -> DeployOptions {
+/// The engine's options on the copy: the environment's lock_timeout, no retries and no
+/// watchdog (nobody else is there to wait or be waited for), every statement observed.
+fn rehearsal_options(opts: &VerifyOptions) -> DeployOptions {
     DeployOptions {
         cancel: opts.cancel.clone(),
-        observe,
+        observe: true,
         retry_backoff: Duration::ZERO,
         ..DeployOptions::new(DeploySettings {
             lock_retries: 0,
@@ -575,7 +567,7 @@ async fn rehearse(
     events: &UnboundedSender<VerifyEvent>,
 ) -> Result<(Vec<Rehearsed>, Option<RehearsalFailure>)> {
     let (tx, mut rx) = unbounded_channel();
-    let options = quiet_options(opts, true);
+    let options = rehearsal_options(opts);
     let deploy = migrate::deploy(copy_db, dir, &options, &tx);
     tokio::pin!(deploy);
     let mut pending: Vec<Rehearsed> = Vec::new();
@@ -746,14 +738,6 @@ fn created_roles(sql: &str) -> Vec<String> {
         })
         .map(|r| identifier(r.syntax().text().to_string().trim()))
         .collect()
-}
-
-/// An identifier as written to its name: quotes removed, else folded to lower case.
-fn identifier(text: &str) -> String {
-    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(quoted) => quoted.replace("\"\"", "\""),
-        None => text.to_lowercase(),
-    }
 }
 
 fn ms(d: Duration) -> u64 {
