@@ -278,6 +278,39 @@ fn lint_without_paths_checks_the_environments_migrations_folder() {
 }
 
 #[test]
+fn offline_a_folders_earlier_migrations_tell_whether_a_type_change_rewrites() {
+    let m = Migrations::new();
+    m.add(
+        "20250101000000_init",
+        "CREATE TABLE \"User\" (\"id\" INTEGER NOT NULL, \"name\" VARCHAR(20));",
+    );
+    m.add(
+        "20250102000000_widen",
+        "ALTER TABLE \"User\" ALTER COLUMN \"name\" TYPE VARCHAR(50);",
+    );
+    let folder = m.path().to_str().unwrap();
+    let widened = lint(&["--json", folder]);
+    assert_eq!(widened.code, code(exit::LINT_WARNINGS), "{widened:?}");
+    let json: serde_json::Value = serde_json::from_str(&widened.stdout).unwrap();
+    let statement = &json["files"][1]["statements"][0];
+    assert_eq!(statement["rewrite"], "no", "{statement}");
+    assert_eq!(statement["class"], "needs_care", "{statement}");
+    // The same change linted alone has no earlier type to go by.
+    let alone = m.path().join("20250102000000_widen/migration.sql");
+    let alone = lint(&[alone.to_str().unwrap()]);
+    assert_eq!(alone.code, code(exit::LINT_DANGEROUS), "{alone:?}");
+    // A narrowing rewrites, whatever the folder says.
+    m.add(
+        "20250103000000_narrow",
+        "ALTER TABLE \"User\" ALTER COLUMN \"name\" TYPE VARCHAR(10);",
+    );
+    let narrowed = lint(&["--json", folder]);
+    assert_eq!(narrowed.code, code(exit::LINT_DANGEROUS), "{narrowed:?}");
+    let json: serde_json::Value = serde_json::from_str(&narrowed.stdout).unwrap();
+    assert_eq!(json["files"][2]["statements"][0]["rewrite"], "yes");
+}
+
+#[test]
 fn bad_input_gets_clear_errors_and_no_panic() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();

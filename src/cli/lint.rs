@@ -10,6 +10,7 @@ use serde_json::json;
 use super::verify::ScratchArgs;
 use super::{Job, exit, output};
 use crate::error::{Error, Result};
+use crate::lint::declared::Declared;
 use crate::lint::plan::{Allow, Plan, Verdict};
 use crate::lint::report::{render_file, render_plan};
 use crate::lint::{self, FileLint, Severity, Sizes, catalog};
@@ -111,11 +112,14 @@ pub async fn lint(env: &Environment, args: &LintArgs, json_flag: bool) -> Result
 
     let mut reports = Vec::new();
     let mut errors = Vec::new();
+    // Files in the order given (a folder's in its order): a type change is judged from the
+    // type the earlier files gave the column when the live catalog does not know it.
+    let mut declared = Declared::new();
     for input in &inputs {
         let shown = input.path.display().to_string();
         match &input.text {
             Ok(text) => reports.push((
-                lint::lint_sql(&shown, text, &env.lint, &sizes),
+                lint::lint_sql_in_order(&shown, text, &env.lint, &sizes, &mut declared),
                 text.as_str(),
             )),
             Err(e) => errors.push((shown, e.clone())),

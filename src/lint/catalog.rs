@@ -68,5 +68,17 @@ pub async fn table_sizes(target: &DbTarget, tables: &[String]) -> Result<Sizes> 
             sizes.set_volatility(f.get(0), v);
         }
     }
+    // Whether a change between types the lint does not know (an extension's) rewrites.
+    let casts = client
+        .query(
+            "SELECT format_type(castsource, NULL), format_type(casttarget, NULL) \
+             FROM pg_cast WHERE castmethod = 'b'",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error("reading binary-coercible casts", &e))?;
+    for c in &casts {
+        sizes.add_binary_cast(c.get(0), c.get(1));
+    }
     Ok(sizes)
 }

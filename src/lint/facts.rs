@@ -156,6 +156,10 @@ pub struct Facts {
     /// Views it creates, as written.
     #[serde(skip)]
     pub views: Vec<String>,
+    /// Why the catalog or the earlier migrations settle this statement below what squawk's
+    /// rule weighs (a type change that only widens): squawk's finding on it follows.
+    #[serde(skip)]
+    pub settled: Option<String>,
 }
 
 impl Facts {
@@ -187,6 +191,7 @@ impl Facts {
             not_null_check: None,
             validates: None,
             views: Vec::new(),
+            settled: None,
         }
     }
 
@@ -1167,8 +1172,9 @@ fn unknown_calls(node: &SyntaxNode) -> Vec<String> {
 }
 
 /// What the live catalog settles that the text cannot: whether a type change rewrites (from
-/// the column's type now) and whether a default's functions are volatile. Severity follows.
-pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes) {
+/// the column's type now, or else the type the earlier migrations gave it) and whether a
+/// default's functions are volatile. Severity follows.
+pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes, declared: &super::declared::Declared) {
     if f.rewrite != Rewrite::Maybe {
         return;
     }
@@ -1187,24 +1193,37 @@ pub fn with_catalog(f: &mut Facts, sizes: &super::Sizes) {
     if let [(table, column, new_type)] = changes.as_slice()
         && f.default_calls.is_empty()
     {
-        let old = sizes
+        let live = sizes
             .get(table)
-            .and_then(|t| t.columns.get(&identifier(column)));
+            .and_then(|t| t.columns.get(&identifier(column)))
+            .map(|old| (old.as_str(), "the live catalog"));
+        let old = live.or_else(|| {
+            declared
+                .column(table, column)
+                .map(|old| (old, "the earlier migrations"))
+        });
         let verdict = match old {
             Some(_) if f.type_using => Some(Rewrite::Yes),
-            Some(old) => type_change(old, new_type),
+            Some((old, _)) => {
+                type_change(old, new_type).or_else(|| cast_change(old, new_type, sizes))
+            }
             None => None,
         };
-        match verdict {
-            Some(Rewrite::Yes) => f.rewrite = Rewrite::Yes,
-            Some(v) => {
+        match (verdict, old) {
+            (Some(Rewrite::Yes), _) => f.rewrite = Rewrite::Yes,
+            (Some(v), Some((old, source))) => {
                 f.rewrite = v;
                 if f.rule == "change-column-type" {
+                    // The lock is brief whatever the size: what is left is the new type.
                     f.class = Severity::Care;
+                    f.category = Category::Breaking;
                     f.reason = "changes the column's type in the catalog only, under a brief ACCESS EXCLUSIVE: nothing is rewritten, but code reading the column may see the new type";
+                    f.settled = Some(format!(
+                        "lowered: {column} is {old} ({source}), and {new_type} takes it as it is: nothing is rewritten"
+                    ));
                 }
             }
-            None => {}
+            _ => {}
         }
         return;
     }
@@ -1295,6 +1314,10 @@ fn normalized_type(written: &str) -> (String, Vec<i64>) {
         "float4" | "real" => "float4",
         "bool" | "boolean" => "bool",
         "varbit" | "bit varying" => "varbit",
+        // What a serial column is once created.
+        "serial" | "serial4" => "int4",
+        "bigserial" | "serial8" => "int8",
+        "smallserial" | "serial2" => "int2",
         other => other,
     }
     .to_owned();
@@ -1359,6 +1382,18 @@ pub fn type_change(old: &str, new: &str) -> Option<Rewrite> {
         }
         _ => None,
     }
+}
+
+/// A change between types the text does not know (an extension's, a domain) that the live
+/// catalog's `pg_cast` lists as binary-coercible, modifiers unchanged: nothing is rewritten.
+fn cast_change(old: &str, new: &str, sizes: &super::Sizes) -> Option<Rewrite> {
+    let (ob, oa) = normalized_type(old);
+    let (nb, na) = normalized_type(new);
+    let coercible = oa == na
+        && sizes
+            .binary_casts()
+            .any(|(s, t)| normalized_type(s).0 == ob && normalized_type(t).0 == nb);
+    coercible.then_some(Rewrite::No)
 }
 
 /// A default PostgreSQL must compute per row (so it rewrites the table) rather than store once.

@@ -3,6 +3,7 @@
 //! touches, and an expand / contract recipe for every dangerous change. Executes no SQL of the
 //! migration; it only reads the catalog.
 
+pub mod declared;
 pub mod facts;
 pub mod recipe;
 pub mod rules;
@@ -37,6 +38,8 @@ pub mod report;
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
+
+use declared::Declared;
 
 use squawk_linter::{Linter, Rule};
 use squawk_syntax::{SourceFile, SyntaxKind, ast::AstNode};
@@ -125,6 +128,8 @@ impl TableSize {
 pub struct Sizes {
     tables: HashMap<String, TableSize>,
     volatility: HashMap<String, char>,
+    /// `pg_cast`'s binary-coercible casts, source and target type as `format_type` prints them.
+    binary_casts: Vec<(String, String)>,
 }
 
 impl Sizes {
@@ -146,6 +151,16 @@ impl Sizes {
         self.volatility.get(&name.to_ascii_lowercase()).copied()
     }
 
+    pub fn binary_casts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.binary_casts
+            .iter()
+            .map(|(s, t)| (s.as_str(), t.as_str()))
+    }
+
+    pub fn add_binary_cast(&mut self, source: String, target: String) {
+        self.binary_casts.push((source, target));
+    }
+
     pub fn set_volatility(&mut self, name: &str, volatility: char) {
         let e = self
             .volatility
@@ -162,7 +177,7 @@ impl FromIterator<(String, TableSize)> for Sizes {
     fn from_iter<I: IntoIterator<Item = (String, TableSize)>>(iter: I) -> Sizes {
         Sizes {
             tables: iter.into_iter().collect(),
-            volatility: HashMap::new(),
+            ..Sizes::default()
         }
     }
 }
@@ -407,6 +422,19 @@ pub const MAX_LINT_BYTES: usize = 32 << 20;
 
 /// Lints one script. `sizes` holds live table sizes when a database was reachable.
 pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -> FileLint {
+    lint_sql_in_order(path, sql, settings, sizes, &mut Declared::new())
+}
+
+/// Lints one file of a folder, in the folder's order: a type change on a column the live
+/// catalog does not know is judged from the type `declared` (the earlier files) gave it, and
+/// the file's own statements are then added to `declared`.
+pub fn lint_sql_in_order(
+    path: &str,
+    sql: &str,
+    settings: &LintSettings,
+    sizes: &Sizes,
+    declared: &mut Declared,
+) -> FileLint {
     let text = sql.strip_prefix('\u{feff}').unwrap_or(sql);
     if text.len() > MAX_LINT_BYTES {
         return FileLint {
@@ -479,7 +507,8 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
     let mut all_facts: Vec<_> = statements_of(&file)
         .map(|s| {
             let mut f = facts::facts(&s);
-            facts::with_catalog(&mut f, sizes);
+            facts::with_catalog(&mut f, sizes, declared);
+            declared.apply(&s);
             f
         })
         .collect();
@@ -542,7 +571,15 @@ pub fn lint_sql(path: &str, sql: &str, settings: &LintSettings, sizes: &Sizes) -
         for &n in &by_statement[i] {
             let x = &mut out.findings[n];
             if covering.iter().any(|r| r.to_string() == x.rule) {
-                x.severity = x.severity.max(f.class);
+                match &f.settled {
+                    // The catalog or the earlier migrations settle what squawk's rule fears.
+                    Some(why) => {
+                        x.severity = f.class;
+                        x.category = f.category;
+                        x.adjustment = Some(why.clone());
+                    }
+                    None => x.severity = x.severity.max(f.class),
+                }
                 // squawk and pgdeck agree: one finding, both names.
                 if !x.also.iter().any(|a| a == f.rule) {
                     x.also.push(f.rule.to_owned());

@@ -4,7 +4,10 @@
 
 use serde::Serialize;
 
-use super::{FileLint, LintSettings, Observed, Severity, Sizes, catalog, lint_sql, touched_tables};
+use super::declared::Declared;
+use super::{
+    FileLint, LintSettings, Observed, Severity, Sizes, catalog, lint_sql_in_order, touched_tables,
+};
 use crate::migrate::observe::Observation;
 use crate::migrate::{MigrationsDir, deploy::statements_for};
 use crate::target::DbTarget;
@@ -158,10 +161,26 @@ impl Plan {
             },
             None => (Sizes::new(), Some("no database to read sizes from".into())),
         };
+        // The column types the migrations before the first pending one declare: what a pending
+        // type change starts from when the live catalog does not know the column.
+        let mut declared = Declared::new();
+        for m in dir
+            .migrations
+            .iter()
+            .take_while(|m| !pending.contains(&m.name.as_str()))
+        {
+            declared.apply_sql(m.sql());
+        }
         let planned = migrations
             .iter()
             .map(|m| {
-                let mut lint = lint_sql(&m.script_path().display().to_string(), m.sql(), settings, &sizes);
+                let mut lint = lint_sql_in_order(
+                    &m.script_path().display().to_string(),
+                    m.sql(),
+                    settings,
+                    &sizes,
+                    &mut declared,
+                );
                 // What the file acknowledges itself, before anyone else does.
                 let ids: Vec<String> = lint.findings.iter().map(|f| finding_id(&lint, f)).collect();
                 let mut acknowledged_in_file = Vec::new();

@@ -660,6 +660,143 @@ fn live_sizes_raise_and_lower_blocking_findings_but_not_breaking_ones() {
 }
 
 #[test]
+fn offline_type_changes_are_judged_from_the_types_the_earlier_migrations_declared() {
+    let settings = LintSettings::default();
+    let mut declared = Declared::new();
+    let first = r#"CREATE TABLE "User" ("id" SERIAL NOT NULL, "name" VARCHAR(20), "price" DECIMAL(10,2), "role" "Role");"#;
+    let created = lint_sql_in_order("1.sql", first, &settings, &Sizes::new(), &mut declared);
+    assert_eq!(created.statements[0].class, Safe);
+    let judged = |sql: &str, declared: &mut Declared| {
+        let mut d = declared.clone();
+        let l = lint_sql_in_order("2.sql", sql, &settings, &Sizes::new(), &mut d);
+        (l.statements[0].class, l.statements[0].rewrite, l)
+    };
+    let widen = r#"ALTER TABLE "User" ALTER COLUMN "name" TYPE VARCHAR(50);"#;
+    let (class, rewrite, l) = judged(widen, &mut declared);
+    assert_eq!((class, rewrite), (Care, Rewrite::No), "{l:?}");
+    // squawk's finding on it follows the verdict, and says why.
+    let f = &l.findings[0];
+    assert_eq!(
+        (f.rule.as_str(), f.severity),
+        ("changing-column-type", Care)
+    );
+    assert!(
+        f.adjustment
+            .as_deref()
+            .unwrap_or("")
+            .contains("VARCHAR(20) (the earlier migrations)"),
+        "{f:?}"
+    );
+    for (sql, expect) in [
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "name" TYPE text;"#,
+            (Care, Rewrite::No),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "price" TYPE DECIMAL(12,2);"#,
+            (Care, Rewrite::No),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "name" TYPE VARCHAR(10);"#,
+            (Dangerous, Rewrite::Yes),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "id" TYPE BIGINT;"#,
+            (Dangerous, Rewrite::Yes),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "id" TYPE INTEGER;"#,
+            (Care, Rewrite::No),
+        ),
+        // A user type, and a column no migration declared: undecided.
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "role" TYPE text;"#,
+            (Dangerous, Rewrite::Maybe),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "other" TYPE text;"#,
+            (Dangerous, Rewrite::Maybe),
+        ),
+        (
+            r#"ALTER TABLE "Post" ALTER COLUMN "name" TYPE text;"#,
+            (Dangerous, Rewrite::Maybe),
+        ),
+        (
+            r#"ALTER TABLE "User" ALTER COLUMN "name" TYPE text USING "name"::text;"#,
+            (Dangerous, Rewrite::Yes),
+        ),
+    ] {
+        let (class, rewrite, l) = judged(sql, &mut declared);
+        assert_eq!((class, rewrite), expect, "{sql}: {l:?}");
+    }
+    // The file's own changes carry on to the next one.
+    let second = r#"ALTER TABLE "User" RENAME COLUMN "name" TO "fullName";"#;
+    lint_sql_in_order("2.sql", second, &settings, &Sizes::new(), &mut declared);
+    let (class, rewrite, _) = judged(
+        r#"ALTER TABLE "User" ALTER COLUMN "fullName" TYPE VARCHAR(30);"#,
+        &mut declared,
+    );
+    assert_eq!((class, rewrite), (Care, Rewrite::No));
+    // The live catalog, when it knows the column, wins over the migrations, and a brief
+    // catalog-only change is not raised by the table's size.
+    let live: Sizes = [(
+        "\"User\"".to_string(),
+        TableSize {
+            table: "\"User\"".into(),
+            rows: Some(5_000_000),
+            bytes: 2 << 30,
+            columns: [("name".to_string(), "character varying(100)".to_string())].into(),
+            not_null_checks: Vec::new(),
+        },
+    )]
+    .into_iter()
+    .collect();
+    let mut d = declared.clone();
+    let l = lint_sql_in_order("3.sql", widen, &settings, &live, &mut d);
+    assert_eq!(
+        l.statements[0].rewrite,
+        Rewrite::Yes,
+        "100 -> 50 narrows: {l:?}"
+    );
+    let mut d = declared.clone();
+    let l = lint_sql_in_order(
+        "3.sql",
+        r#"ALTER TABLE "User" ALTER COLUMN "name" TYPE VARCHAR(200);"#,
+        &settings,
+        &live,
+        &mut d,
+    );
+    assert_eq!(
+        (l.statements[0].class, l.statements[0].rewrite),
+        (Care, Rewrite::No),
+        "{l:?}"
+    );
+}
+
+#[test]
+fn binary_coercible_casts_from_the_catalog_settle_extension_types() {
+    let settings = LintSettings::default();
+    let mut sizes: Sizes = [(
+        "t".to_string(),
+        TableSize {
+            table: "t".into(),
+            rows: Some(10),
+            bytes: 8192,
+            columns: [("c".to_string(), "text".to_string())].into(),
+            not_null_checks: Vec::new(),
+        },
+    )]
+    .into_iter()
+    .collect();
+    let sql = "ALTER TABLE t ALTER COLUMN c TYPE citext;";
+    let l = lint_sql("a.sql", sql, &settings, &sizes);
+    assert_eq!(l.statements[0].rewrite, Rewrite::Maybe);
+    sizes.add_binary_cast("text".into(), "citext".into());
+    let l = lint_sql("a.sql", sql, &settings, &sizes);
+    assert_eq!(l.statements[0].rewrite, Rewrite::No, "{l:?}");
+}
+
+#[test]
 fn syntax_errors_have_positions_and_empty_files_are_flagged() {
     let r = lint("CREATE TABLE ok (id int);\nALTER TABLE \"User\" ADD COLUMN;\n");
     assert_eq!(r.syntax_errors[0].line, 2, "{:?}", r.syntax_errors);
