@@ -26,11 +26,16 @@ async fn deploy_killed_at_random_moments_leaves_ledger_and_schema_in_agreement()
     let seed = env_number("PGDECK_FAULT_SEED", 7);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let m = twenty();
-    // How long a whole deploy takes here, to spread the kills over it.
-    let db = fresh_db("faults_calibrate").await;
-    let start = Instant::now();
-    assert_eq!(run(pgdeck(&db, m.path(), &["deploy", "--yes"])).code, 0);
-    let full = start.elapsed();
+    // How long a whole deploy takes here, to spread the kills over it: the quickest of three,
+    // so that a first run slowed by a cold cache or a busy machine does not spread the kills
+    // past the end of most deploys.
+    let mut full = Duration::MAX;
+    for n in 0..3 {
+        let db = fresh_db(&format!("faults_calibrate_{n}")).await;
+        let start = Instant::now();
+        assert_eq!(run(pgdeck(&db, m.path(), &["deploy", "--yes"])).code, 0);
+        full = full.min(start.elapsed());
+    }
 
     let mut all_problems = Vec::new();
     let mut killed_mid_way = 0;
