@@ -139,12 +139,30 @@ impl Canceller {
 
 /// The server's last word on a session, if it ended it with one.
 #[derive(Clone, Default)]
-pub struct Ended(std::sync::Arc<std::sync::Mutex<Option<(SqlState, String)>>>);
+pub struct Ended(std::sync::Arc<EndedState>);
+
+#[derive(Default)]
+pub struct EndedState {
+    last: std::sync::Mutex<Option<(SqlState, String)>>,
+    /// The driver's connection task has finished (and written `last` if the server spoke).
+    done: std::sync::atomic::AtomicBool,
+}
 
 impl Ended {
     /// The SQLSTATE and message the server ended the session with.
     pub fn reason(&self) -> Option<(SqlState, String)> {
-        self.0.lock().ok().and_then(|r| r.clone())
+        self.0.last.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Waits, briefly, for the connection task to finish: a request on a closed connection can
+    /// fail before that task has written down the server's last word.
+    pub async fn settled(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+        while !self.0.done.load(std::sync::atomic::Ordering::Acquire)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -163,10 +181,13 @@ where
     tokio::spawn(async move {
         if let Err(e) = conn.await
             && let Some(db) = e.as_db_error()
-            && let Ok(mut last) = slot.0.lock()
+            && let Ok(mut last) = slot.0.last.lock()
         {
             *last = Some((db.code().clone(), db.message().to_owned()));
         }
+        slot.0
+            .done
+            .store(true, std::sync::atomic::Ordering::Release);
     });
     Ok((client, ended))
 }

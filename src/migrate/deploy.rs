@@ -739,7 +739,7 @@ async fn apply_in_transaction(
                 return Err(err);
             }
             Err(Failure::Commit(error)) => {
-                let stop = run.server_stop(&error);
+                let stop = run.server_stop(&error).await;
                 // An idle-in-transaction timeout ended the session before the COMMIT came; any
                 // other end may have come after the COMMIT reached the server.
                 if stop.is_some_and(|s| s.ends_session() && s != ServerStop::IdleInTransaction) {
@@ -771,7 +771,7 @@ async fn apply_in_transaction(
             attempt += 1;
             continue;
         }
-        let stop = run.server_stop(&error);
+        let stop = run.server_stop(&error).await;
         let mut err = sql_failure(m, statement.as_ref(), &error, attempt, true, stop, run);
         let logs = failure_logs(m, statement.as_ref(), &error, attempt);
         // The failure is what matters; if recording it fails too, say so in the hint. A
@@ -1053,7 +1053,7 @@ async fn apply_statement_by_statement(
             return Err(cancelled_statement_by_statement(m, 0, total, true));
         }
         Err(Failure::Sql { error, .. } | Failure::Commit(error)) => {
-            let stop = run.server_stop(&error);
+            let stop = run.server_stop(&error).await;
             return Err(sql_failure(m, None, &error, 1, true, stop, run));
         }
     }
@@ -1144,7 +1144,7 @@ async fn apply_statement_by_statement(
             }));
         }
         let server_stop = match &result {
-            Err(Stop::Sql(e)) => run.server_stop(e),
+            Err(Stop::Sql(e)) => run.server_stop(e).await,
             _ => None,
         };
         let mut left_invalid = Vec::new();
@@ -1628,13 +1628,17 @@ impl Runner<'_> {
     }
 
     /// Why the server stopped a statement, when it is not the SQL's fault.
-    fn server_stop(&self, e: &tokio_postgres::Error) -> Option<ServerStop> {
+    async fn server_stop(&self, e: &tokio_postgres::Error) -> Option<ServerStop> {
+        let closed = e.is_closed() || self.client.is_closed();
+        if e.as_db_error().is_none() && closed {
+            self.ended.settled().await;
+        }
         let (code, message) = match e.as_db_error() {
             Some(db) => (db.code().clone(), db.message().to_owned()),
             // The request after the server's last word only sees a closed connection.
             None => match self.ended.reason() {
                 Some(said) => said,
-                None if e.is_closed() || self.client.is_closed() => {
+                None if closed => {
                     return Some(ServerStop::Lost);
                 }
                 // A client-side error on a live connection (an unexpected message): no cause
