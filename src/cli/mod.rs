@@ -167,7 +167,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ConfirmArgs {
-    /// Do not ask; for scripts
+    /// Answer yes to what asks first (destructive work), for scripts; a protected environment
+    /// needs --confirm DBNAME instead
     #[arg(long)]
     pub yes: bool,
     /// The database name, typed out: needed on a protected environment, checked on any
@@ -540,7 +541,9 @@ pub fn release_environment(r: config::Resolved) -> Environment {
         name: r.name,
         protected: r.protected,
         target: r.target,
+        connection: Some(r.connection),
         migrations_dir: r.migrations_dir,
+        migrations_source: r.migrations_source,
         deploy: r.deploy,
         lint: r.lint,
         backup: r.backup,
