@@ -8,6 +8,7 @@ mod backup;
 mod demo;
 mod health;
 mod hooks;
+mod init;
 mod lint;
 mod logs;
 mod migrations;
@@ -148,6 +149,11 @@ pub enum Command {
     Reset(ResetArgs),
     /// Start (or reuse) a local sandbox PostgreSQL with the sample migrations deployed
     Demo(demo::DemoArgs),
+    /// Write a commented pgdeck.toml for this project (at --config PATH, default ./pgdeck.toml)
+    /// from its Prisma folder, schema.prisma's url / directUrl and .env: development, staging
+    /// and production (protected), each naming the variable its URL is read from. Never
+    /// replaces an existing file
+    Init,
 }
 
 const STATUS_EXIT_CODES: &str = "Exit codes: 0 up to date, 3 pending, 4 a migration failed, \
@@ -401,6 +407,7 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,
+        Command::Init => init::run(g),
     }
 }
 
@@ -424,6 +431,7 @@ impl Command {
             Command::New { .. } => "new",
             Command::Reset(_) => "reset",
             Command::Demo(_) => "demo",
+            Command::Init => "init",
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod init;
 pub mod limits;
 pub mod prisma;
 
