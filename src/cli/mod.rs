@@ -11,6 +11,7 @@ mod hooks;
 mod init;
 mod lint;
 mod logs;
+mod manual;
 mod migrations;
 mod monitor;
 mod output;
@@ -71,6 +72,72 @@ pub mod exit {
     /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
     /// an extension, or is older than the target).
     pub const SCRATCH_UNFIT: u8 = 16;
+
+    /// Every code with what it means, for the man page.
+    pub const MEANINGS: &[(u8, &str)] = &[
+        (
+            OK,
+            "All is well: status up to date, deploy applied or had nothing to do.",
+        ),
+        (
+            RUNTIME,
+            "Runtime error: the server unreachable, the connection lost, the file system failing.",
+        ),
+        (
+            USAGE,
+            "Usage error: bad arguments, configuration, URL or migrations folder.",
+        ),
+        (PENDING, "status: migrations are pending."),
+        (
+            FAILED,
+            "A migration failed, or a failed migration must be resolved first.",
+        ),
+        (
+            DRIFT,
+            "status: a migration was edited after it was applied, or is in the database but missing locally.",
+        ),
+        (
+            LOCK,
+            "Gave up waiting: for the migration lock, a table lock, or the lock-queue watchdog stopped the migration on every attempt.",
+        ),
+        (
+            REFUSED,
+            "Refused by a guard: protected environment without the database name, no recent verified backup, unacknowledged DANGEROUS findings, and the like.",
+        ),
+        (
+            LINT_WARNINGS,
+            "lint: findings that need care, none dangerous.",
+        ),
+        (
+            LINT_DANGEROUS,
+            "lint, plan: DANGEROUS findings nobody acknowledged.",
+        ),
+        (
+            VERIFY_FAILED,
+            "backup verify / restore: the backup failed verification.",
+        ),
+        (
+            HEALTH_WARN,
+            "health: a check is above its warning threshold.",
+        ),
+        (HEALTH_ALERT, "health: a check is in alert."),
+        (
+            CANCELLED,
+            "Interrupted by SIGINT, SIGTERM or SIGHUP: the running statement was cancelled on the server and rolled back.",
+        ),
+        (
+            INTERRUPTED,
+            "The server stopped a migration for a reason outside its SQL (a timeout, a termination, a shutdown).",
+        ),
+        (
+            SCHEMA_DRIFT,
+            "verify: the database's schema differs from what its applied migrations build.",
+        ),
+        (
+            SCRATCH_UNFIT,
+            "verify, plan --rehearse: the rehearsal could not be set up on the scratch server.",
+        ),
+    ];
 }
 
 #[derive(Debug, Parser)]
@@ -154,6 +221,18 @@ pub enum Command {
     /// and production (protected), each naming the variable its URL is read from. Never
     /// replaces an existing file
     Init,
+    /// Shell completions on stdout (e.g. `pgdeck completions bash > /etc/bash_completion.d/pgdeck`)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout: pgdeck(1), or one command's page
+    /// (`pgdeck man | man -l -`)
+    Man {
+        /// A command, for its own page (pgdeck-deploy(1), ...)
+        command: Option<String>,
+    },
 }
 
 const STATUS_EXIT_CODES: &str = "Exit codes: 0 up to date, 3 pending, 4 a migration failed, \
@@ -408,6 +487,8 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,
         Command::Init => init::run(g),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { command } => manual::man(command.as_deref()),
     }
 }
 
@@ -432,6 +513,8 @@ impl Command {
             Command::Reset(_) => "reset",
             Command::Demo(_) => "demo",
             Command::Init => "init",
+            Command::Completions { .. } => "completions",
+            Command::Man { .. } => "man",
         }
     }
 }
