@@ -685,3 +685,137 @@ async fn init_writes_a_config_the_next_command_reads_and_never_replaces_one() {
     piped.assert_clean_error(code(exit::USAGE));
     assert!(piped.stderr.contains("FIFO"), "{}", piped.stderr);
 }
+
+/// The words of a shell command line up to its first operator (`||`, `&&`, `;`, `|`, `>`),
+/// with double and single quotes removed.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut in_word = false;
+    let chars: Vec<char> = line.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '|' | '&' | ';' | '>' | '#') => break,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+        i += 1;
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn the_github_actions_workflow_is_valid_yaml_runs_real_pgdeck_commands_and_is_the_readmes() {
+    use clap::Parser as _;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = std::fs::read_to_string(root.join("config/github-actions.yml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme.find("## Coming from Prisma").expect("the section")..];
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```\n").next())
+        .expect("a yaml block in Coming from Prisma");
+    assert_eq!(
+        block, file,
+        "the README's workflow differs from config/github-actions.yml"
+    );
+
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&file).unwrap();
+    assert_eq!(
+        yaml["on"]["push"]["branches"],
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[main, production]").unwrap()
+    );
+    let job = &yaml["jobs"]["migrate"];
+    assert_eq!(job["runs-on"], "ubuntu-latest");
+    let steps = job["steps"].as_sequence().expect("steps");
+    let text = |v: &serde_yaml_ng::Value| v.as_str().unwrap_or_default().to_owned();
+    let runs: Vec<String> = steps.iter().map(|s| text(&s["run"])).collect();
+    assert!(
+        runs.iter().all(|r| !r.contains("prisma migrate")),
+        "{runs:?}"
+    );
+
+    // Every pgdeck command in it parses with pgdeck's own command line.
+    let mut commands = Vec::new();
+    for run in &runs {
+        for line in run.lines() {
+            let words = shell_words(line.trim());
+            if words.first().map(String::as_str) == Some("pgdeck") {
+                pgdeck::cli::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
+                commands.push(words[1..].join(" "));
+            }
+        }
+    }
+    for expected in [
+        "status",
+        "lint --format github $files",
+        "backup create",
+        "backup verify",
+        "deploy",
+        "report -o release-report.md",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == expected),
+            "no `pgdeck {expected}` in {commands:?}"
+        );
+    }
+    // The production deploy names its database; it runs only on the production branch, after
+    // a backup step that does too.
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| text(&s["name"]) == name)
+            .unwrap_or_else(|| panic!("no step {name}"))
+    };
+    let production = step("Run migrations (production)");
+    assert_eq!(
+        text(&production["if"]),
+        "github.ref == 'refs/heads/production'"
+    );
+    assert!(
+        text(&production["run"]).contains("--confirm"),
+        "{production:?}"
+    );
+    assert_eq!(
+        text(&step("Back up production")["if"]),
+        "github.ref == 'refs/heads/production'"
+    );
+    let position = |name: &str| steps.iter().position(|s| text(&s["name"]) == name).unwrap();
+    assert!(position("Back up production") < position("Run migrations (production)"));
+    assert!(position("Lint the new migrations") < position("Run migrations (staging)"));
+    // Anything failing tells the team through the webhook.
+    let notify = step("Notify on failure");
+    assert_eq!(text(&notify["if"]), "failure()");
+    assert!(
+        text(&notify["env"]["SLACK_WEBHOOK"]).contains("secrets.SLACK_WEBHOOK")
+            && text(&notify["run"]).contains("\"$SLACK_WEBHOOK\""),
+        "{notify:?}"
+    );
+    // The variables pgdeck init names are given, from the environment's secrets.
+    let env = &job["env"];
+    for var in ["STAGING_DATABASE_URL", "PRODUCTION_DATABASE_URL"] {
+        assert!(text(&env[var]).contains(&format!("secrets.{var}")), "{var}");
+    }
+    assert!(text(&env["PGDECK_ENV"]).contains("'production'"));
+}
