@@ -22,6 +22,17 @@ pub async fn status(env: &Environment, json: bool) -> Result<u8> {
             "environment": env.name,
             "database": env.target.to_string(),
             "server_version": version,
+            "config": env.source,
+            "connection": env.connection.as_ref().map(|c| {
+                let mut v = json!(c);
+                v["description"] = json!(output::connection_words(c));
+                v
+            }),
+            "migrations_dir": {
+                "path": env.migrations_dir,
+                "source": env.migrations_source,
+                "description": output::folder_words(&env.migrations_source),
+            },
             "verdict": verdict,
             "ledger_exists": report.ledger_exists,
             "migrations": report.migrations,

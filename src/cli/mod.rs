@@ -8,8 +8,10 @@ mod backup;
 mod demo;
 mod health;
 mod hooks;
+mod init;
 mod lint;
 mod logs;
+mod manual;
 mod migrations;
 mod monitor;
 mod output;
@@ -70,6 +72,72 @@ pub mod exit {
     /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
     /// an extension, or is older than the target).
     pub const SCRATCH_UNFIT: u8 = 16;
+
+    /// Every code with what it means, for the man page.
+    pub const MEANINGS: &[(u8, &str)] = &[
+        (
+            OK,
+            "All is well: status up to date, deploy applied or had nothing to do.",
+        ),
+        (
+            RUNTIME,
+            "Runtime error: the server unreachable, the connection lost, the file system failing.",
+        ),
+        (
+            USAGE,
+            "Usage error: bad arguments, configuration, URL or migrations folder.",
+        ),
+        (PENDING, "status: migrations are pending."),
+        (
+            FAILED,
+            "A migration failed, or a failed migration must be resolved first.",
+        ),
+        (
+            DRIFT,
+            "status: a migration was edited after it was applied, or is in the database but missing locally.",
+        ),
+        (
+            LOCK,
+            "Gave up waiting: for the migration lock, a table lock, or the lock-queue watchdog stopped the migration on every attempt.",
+        ),
+        (
+            REFUSED,
+            "Refused by a guard: protected environment without the database name, no recent verified backup, unacknowledged DANGEROUS findings, and the like.",
+        ),
+        (
+            LINT_WARNINGS,
+            "lint: findings that need care, none dangerous.",
+        ),
+        (
+            LINT_DANGEROUS,
+            "lint, plan: DANGEROUS findings nobody acknowledged.",
+        ),
+        (
+            VERIFY_FAILED,
+            "backup verify / restore: the backup failed verification.",
+        ),
+        (
+            HEALTH_WARN,
+            "health: a check is above its warning threshold.",
+        ),
+        (HEALTH_ALERT, "health: a check is in alert."),
+        (
+            CANCELLED,
+            "Interrupted by SIGINT, SIGTERM or SIGHUP: the running statement was cancelled on the server and rolled back.",
+        ),
+        (
+            INTERRUPTED,
+            "The server stopped a migration for a reason outside its SQL (a timeout, a termination, a shutdown).",
+        ),
+        (
+            SCHEMA_DRIFT,
+            "verify: the database's schema differs from what its applied migrations build.",
+        ),
+        (
+            SCRATCH_UNFIT,
+            "verify, plan --rehearse: the rehearsal could not be set up on the scratch server.",
+        ),
+    ];
 }
 
 #[derive(Debug, Parser)]
@@ -148,6 +216,23 @@ pub enum Command {
     Reset(ResetArgs),
     /// Start (or reuse) a local sandbox PostgreSQL with the sample migrations deployed
     Demo(demo::DemoArgs),
+    /// Write a commented pgdeck.toml for this project (at --config PATH, default ./pgdeck.toml)
+    /// from its Prisma folder, schema.prisma's url / directUrl and .env: development, staging
+    /// and production (protected), each naming the variable its URL is read from. Never
+    /// replaces an existing file
+    Init,
+    /// Shell completions on stdout (e.g. `pgdeck completions bash > /etc/bash_completion.d/pgdeck`)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on stdout: pgdeck(1), or one command's page
+    /// (`pgdeck man | man -l -`)
+    Man {
+        /// A command, for its own page (pgdeck-deploy(1), ...)
+        command: Option<String>,
+    },
 }
 
 const STATUS_EXIT_CODES: &str = "Exit codes: 0 up to date, 3 pending, 4 a migration failed, \
@@ -167,7 +252,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ConfirmArgs {
-    /// Do not ask; for scripts
+    /// Answer yes to what asks first (destructive work), for scripts; a protected environment
+    /// needs --confirm DBNAME instead
     #[arg(long)]
     pub yes: bool,
     /// The database name, typed out: needed on a protected environment, checked on any
@@ -400,6 +486,9 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
         Command::New { name } => migrations::new(&environment(g)?, name, g.json),
         Command::Reset(args) => migrations::reset(&job()?, args, g.json).await,
         Command::Demo(args) => demo::run(g, args, &cancel).await,
+        Command::Init => init::run(g),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { command } => manual::man(command.as_deref()),
     }
 }
 
@@ -423,6 +512,9 @@ impl Command {
             Command::New { .. } => "new",
             Command::Reset(_) => "reset",
             Command::Demo(_) => "demo",
+            Command::Init => "init",
+            Command::Completions { .. } => "completions",
+            Command::Man { .. } => "man",
         }
     }
 }
@@ -540,7 +632,9 @@ pub fn release_environment(r: config::Resolved) -> Environment {
         name: r.name,
         protected: r.protected,
         target: r.target,
+        connection: Some(r.connection),
         migrations_dir: r.migrations_dir,
+        migrations_source: r.migrations_source,
         deploy: r.deploy,
         lint: r.lint,
         backup: r.backup,

@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::{ConfirmArgs, exit};
 use crate::backup::BackupEvent;
 use crate::error::{Ask, Error, Remedy, Result};
-use crate::migrate::{DeployEvent, MigrationState, StatusReport};
+use crate::migrate::{DeployEvent, FolderSource, MigrationState, StatusReport};
 use crate::release::{self, Cell, Column, Confirmation, Environment, Matrix, Reading};
 use crate::target::secret::scrub;
+use crate::target::source::{NamedBy, UrlSource};
 use crate::units::{human_bytes, human_duration, printable};
 
 pub fn error(e: &Error) {
@@ -213,17 +214,27 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 pub fn status_table(env: &Environment, report: &StatusReport, server_version: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "environment  {}{}\n",
+        "environment  {}{}{}\n",
         env.name,
-        if env.protected { " (protected)" } else { "" }
+        if env.protected { " (protected)" } else { "" },
+        env.source
+            .as_ref()
+            .map(|f| format!(", from {}", f.display()))
+            .unwrap_or_default()
     ));
     out.push_str(&format!(
         "database     {} (PostgreSQL {server_version})\n",
         env.target
     ));
+    if let Some(c) = &env.connection {
+        out.push_str(&format!("connection   {}\n", connection_words(c)));
+    }
     out.push_str(&format!(
-        "migrations   {}\n\n",
-        env.migrations_dir.display()
+        "migrations   {}{}\n\n",
+        env.migrations_dir.display(),
+        folder_words(&env.migrations_source)
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default()
     ));
     if report.migrations.is_empty() {
         out.push_str("no migrations yet: create one with `pgdeck new NAME`\n");
@@ -310,6 +321,83 @@ pub fn status_table(env: &Environment, report: &StatusReport, server_version: &s
         }
     }
     out
+}
+
+/// Where the connection's URL came from, in words: the setting, the variable and the file
+/// (never the URL itself, which `database` shows with its password masked).
+pub fn connection_words(c: &UrlSource) -> String {
+    let var = |v: &Option<String>| match v {
+        Some(v) => format!(
+            "${v} from {}",
+            c.file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "the environment".into())
+        ),
+        None => "written out".into(),
+    };
+    let mut out = match &c.named_by {
+        NamedBy::CommandLine => "--database-url".to_owned(),
+        NamedBy::Config { environment, key } if key == "database_url" => {
+            format!("database_url of environment '{environment}' in the config file")
+        }
+        NamedBy::Config { environment, key } => {
+            format!("{} ({key} of environment '{environment}')", var(&c.variable))
+        }
+        NamedBy::PrismaDirectUrl { schema } => format!(
+            "{}, Prisma's directUrl in {}: schema changes and the migration lock go through this direct connection, not through the pooled url",
+            var(&c.variable),
+            schema.display()
+        ),
+        NamedBy::PrismaConfigUrl { file } => {
+            format!("{}, the datasource in {}", var(&c.variable), file.display())
+        }
+        NamedBy::PrismaUrl { schema } => format!(
+            "{}, Prisma's url in {} (it names no directUrl)",
+            var(&c.variable),
+            schema.display()
+        ),
+        NamedBy::DatabaseUrl => var(&c.variable),
+        NamedBy::Libpq => {
+            "the libpq variables (PGHOST, PGPORT, PGUSER, PGDATABASE) and their defaults: no DATABASE_URL was found".into()
+        }
+    };
+    if let Some(unset) = &c.direct_unset {
+        out.push_str(&format!(
+            "; Prisma's directUrl names ${unset}, which is not set: deploy, resolve, reset, restore and rollbacks refuse until it is"
+        ));
+    }
+    out
+}
+
+/// Why the migrations folder is the one used, in words; None when the program chose it.
+pub fn folder_words(source: &FolderSource) -> Option<String> {
+    Some(match source {
+        FolderSource::CommandLine => "--migrations".into(),
+        FolderSource::Config { file, environment } => format!(
+            "migrations of environment '{environment}' in {}",
+            file.display()
+        ),
+        FolderSource::PackageJson { schema } => format!(
+            "beside {}, the schema package.json's prisma.schema names",
+            schema.display()
+        ),
+        FolderSource::PrismaConfig { file } => format!("migrations.path in {}", file.display()),
+        FolderSource::PrismaConfigSchema { file, schema } => format!(
+            "beside {}, the schema {} names",
+            schema.display(),
+            file.display()
+        ),
+        FolderSource::PrismaSchema => "beside prisma/schema.prisma".into(),
+        FolderSource::PrismaFolder {
+            migrations_empty: true,
+        } => "Prisma's folder: ./migrations holds no migration".into(),
+        FolderSource::PrismaFolder {
+            migrations_empty: false,
+        } => "Prisma's folder: there is no ./migrations".into(),
+        FolderSource::Default => "the default".into(),
+        FolderSource::Given => return None,
+    })
 }
 
 /// The width the matrix is fitted to: the terminal's, or 80 columns.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod init;
 pub mod limits;
+pub mod prisma;
 
 use crate::backup::BackupSettings;
 use crate::checklist::{ChecklistSettings, ExtraItem};
@@ -15,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
-use crate::migrate::DeploySettings;
+use crate::migrate::{DeploySettings, FolderSource};
 use crate::monitor::logs::{AppLog, LogSettings};
+use crate::target::source::{NamedBy, UrlSource};
 use crate::target::{DbTarget, SslMode, Vars};
 use squawk_linter::Rule;
 
@@ -260,7 +263,11 @@ pub struct Resolved {
     pub name: String,
     pub protected: bool,
     pub target: DbTarget,
+    /// Where the target's URL came from.
+    pub connection: UrlSource,
     pub migrations_dir: PathBuf,
+    /// Why `migrations_dir` is the migrations folder.
+    pub migrations_source: FolderSource,
     pub deploy: DeploySettings,
     pub lint: LintSettings,
     pub backup: BackupSettings,
@@ -301,7 +308,6 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
     let mut probes = None;
     let mut protected = false;
     let mut migrations = None;
-    let mut url = None;
     if let Some(env) = env_file {
         protected = env.protected;
         migrations = env.migrations.clone();
@@ -364,28 +370,9 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
                 "see config/pgdeck.toml for the checklist's item ids",
             )
         })?;
-        url = match (&env.database_url, &env.database_url_env) {
-            (Some(_), Some(_)) => {
-                return Err(Error::input(
-                    format!("environment '{name}' sets both database_url and database_url_env"),
-                    "keep one of them (database_url_env keeps the password out of the file)",
-                ));
-            }
-            (Some(u), None) => Some(u.clone()),
-            (None, Some(var)) => Some(vars.var(var).ok_or_else(|| {
-                Error::input(
-                    format!("environment '{name}' reads its URL from ${var}, which is not set"),
-                    format!("export {var}=postgresql://USER:PASSWORD@HOST:PORT/DATABASE"),
-                )
-            })?),
-            (None, None) => None,
-        };
     }
-    let url = overrides
-        .database_url
-        .clone()
-        .or(url)
-        .or_else(|| vars.var("DATABASE_URL"));
+    let project = prisma::Project::read(Path::new(""));
+    let (url, connection) = connection(overrides, &name, env_file, &project, vars)?;
     let target = match url {
         Some(u) => DbTarget::from_url(&u, vars)?,
         None => DbTarget::from_vars(vars)?,
@@ -404,11 +391,17 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
             "add ?sslmode=verify-full (with sslrootcert=CA.pem if the CA is private) to the URL, or PGSSLMODE=verify-full",
         ));
     }
-    let migrations_dir = overrides
-        .migrations
-        .clone()
-        .or(migrations)
-        .unwrap_or_else(default_migrations_dir);
+    let (migrations_dir, migrations_source) = match (&overrides.migrations, migrations) {
+        (Some(dir), _) => (dir.clone(), FolderSource::CommandLine),
+        (None, Some(dir)) => (
+            dir,
+            FolderSource::Config {
+                file: file.clone().unwrap_or_default(),
+                environment: name.clone(),
+            },
+        ),
+        (None, None) => project.migrations_dir()?,
+    };
     lint.runner_lock_timeout = !deploy.lock_timeout.is_zero();
     // By default the probes are `SELECT 1` and the verification queries.
     health.probes = probes.unwrap_or_else(|| {
@@ -431,7 +424,9 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
         name,
         protected,
         target,
+        connection,
         migrations_dir,
+        migrations_source,
         deploy,
         lint,
         backup,
@@ -442,6 +437,159 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
         read_only,
         source: file,
     })
+}
+
+/// The connection's URL and where it came from: `--database-url`; the environment's
+/// `database_url` or `database_url_env`; else as Prisma finds it: the schema's `directUrl`
+/// (the direct connection Prisma migrates through when `url` goes through a pooler),
+/// `prisma.config.ts`'s `datasource`, the schema's `url`, `$DATABASE_URL`. A variable comes from
+/// the process environment, else from the `.env` files Prisma reads. None: the libpq
+/// variables.
+fn connection(
+    overrides: &Overrides,
+    name: &str,
+    env_file: Option<&EnvironmentFile>,
+    project: &prisma::Project,
+    vars: &dyn Vars,
+) -> Result<(Option<String>, UrlSource)> {
+    if let Some(u) = &overrides.database_url {
+        return Ok((Some(u.clone()), UrlSource::new(NamedBy::CommandLine)));
+    }
+    let config_key = |key: &str| NamedBy::Config {
+        environment: name.to_owned(),
+        key: key.to_owned(),
+    };
+    // The schema is looked for only when needed: a prisma.config.ts pgdeck cannot read does not
+    // stand in the way of a URL the config file gives.
+    let schema = || project.schema();
+    let dotenv = |schema: Option<&prisma::Schema>| {
+        project.dotenv(schema.map(prisma::Schema::folder).as_deref())
+    };
+    if let Some(env) = env_file {
+        match (&env.database_url, &env.database_url_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::input(
+                    format!("environment '{name}' sets both database_url and database_url_env"),
+                    "keep one of them (database_url_env keeps the password out of the file)",
+                ));
+            }
+            (Some(u), None) => {
+                return Ok((Some(u.clone()), UrlSource::new(config_key("database_url"))));
+            }
+            (None, Some(var)) => {
+                let env_files = dotenv(schema().ok().flatten().as_ref())?;
+                let found = env_files.lookup(vars, var)?.ok_or_else(|| {
+                    Error::input(
+                        format!(
+                            "environment '{name}' reads its URL from ${var}, which is not set{}",
+                            unset_detail(&env_files)
+                        ),
+                        format!(
+                            "export {var}=postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or set it in .env)"
+                        ),
+                    )
+                })?;
+                return Ok((
+                    Some(found.value),
+                    UrlSource {
+                        named_by: config_key("database_url_env"),
+                        variable: Some(var.clone()),
+                        file: found.file,
+                        direct_unset: None,
+                    },
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+    let schema = schema()?;
+    let env_files = dotenv(schema.as_ref())?;
+    let datasource = schema.as_ref().and_then(|s| s.datasource.clone());
+    let schema_file = schema
+        .as_ref()
+        .map(|s| s.datasource_file.clone().unwrap_or_else(|| s.path.clone()))
+        .unwrap_or_default();
+    let from_config = project.config_urls()?;
+    // Candidates in order: (value, what named it, whether it is a direct connection).
+    let mut candidates: Vec<(prisma::UrlValue, NamedBy, bool)> = Vec::new();
+    if let Some(v) = datasource.as_ref().and_then(|d| d.direct_url.clone()) {
+        let by = NamedBy::PrismaDirectUrl {
+            schema: schema_file.clone(),
+        };
+        candidates.push((v, by, true));
+    }
+    if let Some(prisma::ConfigUrls { file, url, direct }) = from_config {
+        let by = NamedBy::PrismaConfigUrl { file };
+        if let Some(v) = direct {
+            candidates.push((v, by.clone(), true));
+        }
+        if let Some(v) = url {
+            candidates.push((v, by, false));
+        }
+    }
+    if let Some(v) = datasource.as_ref().and_then(|d| d.url.clone()) {
+        let by = NamedBy::PrismaUrl {
+            schema: schema_file.clone(),
+        };
+        candidates.push((v, by, false));
+    }
+    candidates.push((
+        prisma::UrlValue::Env("DATABASE_URL".into()),
+        NamedBy::DatabaseUrl,
+        false,
+    ));
+    let mut direct_unset = None;
+    for (value, named_by, direct) in candidates {
+        let (url, variable, file) = match value {
+            prisma::UrlValue::Literal(u) => (u, None, None),
+            prisma::UrlValue::Env(var) => match env_files.lookup(vars, &var)? {
+                Some(found) => (found.value, Some(var), found.file),
+                None => {
+                    if direct && direct_unset.is_none() {
+                        direct_unset = Some(var);
+                    }
+                    continue;
+                }
+            },
+        };
+        return Ok((
+            Some(url),
+            UrlSource {
+                named_by,
+                variable,
+                file,
+                direct_unset,
+            },
+        ));
+    }
+    Ok((
+        None,
+        UrlSource {
+            direct_unset,
+            ..UrlSource::new(NamedBy::Libpq)
+        },
+    ))
+}
+
+/// Why a variable the `.env` files were searched for may be missing, for its error.
+fn unset_detail(env_files: &prisma::Dotenv) -> String {
+    let paths = env_files.paths();
+    let mut out = if paths.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (nor in {})",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if let Some(why) = env_files.unparsed() {
+        out.push_str(&format!("; {why}"));
+    }
+    out
 }
 
 /// The environment `name` names as `rehearsed_on`: it must exist, be another one, and have a
@@ -994,17 +1142,6 @@ fn within<T: PartialOrd + std::fmt::Display + Copy>(
             "see config/pgdeck.toml for each setting's meaning and default",
         )
     })
-}
-
-/// `./migrations`, or Prisma's default `./prisma/migrations` when only that exists.
-fn default_migrations_dir() -> PathBuf {
-    let ours = PathBuf::from("migrations");
-    let prisma = PathBuf::from("prisma/migrations");
-    if !ours.exists() && prisma.is_dir() {
-        prisma
-    } else {
-        ours
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub enum Refused {
         real: PathBuf,
         folder: PathBuf,
     },
+    /// Something is already at a path that was to be created: what it is.
+    Exists(&'static str),
     Io(std::io::Error),
 }
 
@@ -32,6 +34,7 @@ impl std::fmt::Display for Refused {
                 real.display(),
                 folder.display()
             ),
+            Refused::Exists(what) => write!(f, "{what} is already there"),
             Refused::Io(e) => write!(f, "{e}"),
         }
     }
@@ -121,6 +124,36 @@ pub fn writable(path: &Path) -> Result<(), Refused> {
     }
 }
 
+/// Creates `path` holding `bytes`, only if nothing is at the path: `O_CREAT | O_EXCL` never opens
+/// what exists and never follows a symbolic link (a dangling one included), so an existing file,
+/// a link or a FIFO there is refused and left as it was. The file is fsynced before it counts as
+/// written; one that could not be written whole is removed.
+pub fn create_new(path: &Path, bytes: &[u8]) -> Result<(), Refused> {
+    use std::io::Write as _;
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Refused::Exists(match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => "a symbolic link",
+                Ok(m) if m.is_file() => "a file",
+                Ok(m) => kind(m.file_type()),
+                Err(_) => "something",
+            }));
+        }
+        Err(e) => return Err(Refused::of(e)),
+    };
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(Refused::Io(e));
+    }
+    Ok(())
+}
+
 /// [`read`] as UTF-8 text.
 pub fn read_to_string(path: &Path, inside: Option<&Path>) -> Result<String, Refused> {
     String::from_utf8(read(path, inside)?).map_err(|e| {
@@ -186,5 +219,39 @@ mod tests {
         ));
         assert!(matches!(regular(&fifo), Err(Refused::NotRegular(_))));
         assert!(!regular(&folder.join("missing")).unwrap());
+    }
+
+    #[test]
+    fn create_new_writes_only_where_nothing_is_and_never_through_a_link_or_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.toml");
+        create_new(&new, b"a = 1\n").unwrap();
+        assert_eq!(std::fs::read(&new).unwrap(), b"a = 1\n");
+        assert!(matches!(
+            create_new(&new, b"b = 2\n"),
+            Err(Refused::Exists("a file"))
+        ));
+        assert_eq!(std::fs::read(&new).unwrap(), b"a = 1\n");
+
+        let target = dir.path().join("elsewhere.toml");
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            create_new(&link, b"x"),
+            Err(Refused::Exists("a symbolic link"))
+        ));
+        assert!(!target.exists(), "the dangling link's target was created");
+
+        let fifo = dir.path().join("pipe.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            create_new(&fifo, b"x"),
+            Err(Refused::Exists(k)) if k.contains("FIFO")
+        ));
+        assert!(
+            create_new(&dir.path().join("no/such/folder.toml"), b"x")
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

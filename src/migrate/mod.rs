@@ -16,7 +16,7 @@ use crate::db::{self, query_error, quote_ident};
 use crate::error::{Error, Remedy, Result};
 use crate::target::DbTarget;
 pub use deploy::{DeployEvent, DeployOptions, DeployOutcome, DeploySettings, deploy};
-pub use folder::{LocalMigration, MigrationsDir};
+pub use folder::{FolderSource, LocalMigration, MigrationsDir};
 pub use ledger::{Ledger, LedgerRow};
 pub use status::{MigrationState, StatusReport, Verdict};
 

@@ -10,7 +10,8 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::{
-    Confirmation, Confirmed, Context, Environment, Event, Needs, Workflow, confirm, reason,
+    Confirmation, Confirmed, Context, Environment, Event, Needs, Workflow, confirm,
+    direct_connection, reason,
 };
 use crate::backup::{self, BackupEntry, GateChoice, Identity};
 use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
@@ -85,6 +86,7 @@ pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
 
 /// Applies the pending migrations under every guard.
 pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> {
+    direct_connection(ctx, Workflow::Deploy)?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (status, _) = migrate::status(&env.target, &dir).await?;

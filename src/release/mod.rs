@@ -29,9 +29,10 @@ use crate::health::HealthSettings;
 use crate::hooks::{HookOutcome, HookSettings};
 use crate::journal::{self, Recorder};
 use crate::lint::LintSettings;
-use crate::migrate::{DeployEvent, DeploySettings};
+use crate::migrate::{DeployEvent, DeploySettings, FolderSource};
 use crate::monitor::logs::LogSettings;
 use crate::target::DbTarget;
+use crate::target::source::UrlSource;
 use crate::verify::VerifyEvent;
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
@@ -52,7 +53,11 @@ pub struct Environment {
     pub name: String,
     pub protected: bool,
     pub target: DbTarget,
+    /// Where the target's URL came from; None when the program chose it (the demo, tests).
+    pub connection: Option<UrlSource>,
     pub migrations_dir: PathBuf,
+    /// Why `migrations_dir` is the migrations folder.
+    pub migrations_source: FolderSource,
     pub deploy: DeploySettings,
     pub lint: LintSettings,
     pub backup: BackupSettings,
@@ -77,7 +82,9 @@ impl Environment {
             name: name.to_owned(),
             protected: false,
             target,
+            connection: None,
             migrations_dir: PathBuf::from("migrations"),
+            migrations_source: FolderSource::Given,
             deploy: DeploySettings::default(),
             lint: LintSettings::default(),
             backup: BackupSettings::default(),
@@ -272,6 +279,31 @@ impl Context {
             ));
         }
         Ok(())
+    }
+}
+
+/// What changes the schema or takes the migration lock runs on the direct connection when
+/// Prisma's `directUrl` names one: a pooler in transaction mode keeps neither the session's
+/// advisory lock nor its settings, so a deploy through it could run twice or with another
+/// session's `search_path`. When that variable is unset, the URL the environment fell back to
+/// is the pooled one, and such work refuses.
+fn direct_connection(ctx: &Context, workflow: Workflow) -> Result<()> {
+    let unset = ctx
+        .env
+        .connection
+        .as_ref()
+        .and_then(|c| c.direct_unset.as_deref());
+    match unset {
+        Some(var) => Err(Error::input(
+            format!(
+                "{} needs the direct connection: Prisma's directUrl names ${var}, which is not set, and the URL left may go through a pooler; nothing was done",
+                workflow.name()
+            ),
+            format!(
+                "set {var} (in the environment, or in .env) to the database's direct URL, not the pooler's"
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

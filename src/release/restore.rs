@@ -8,7 +8,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::deploy::record_release;
-use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm, reason};
+use super::{
+    Confirmation, Context, Environment, Event, Needs, Workflow, confirm, direct_connection, reason,
+};
 use crate::backup::{
     self, BackupEntry, CheckResult, Identity, Left, RestoreFailed, RestoreOptions,
 };
@@ -79,6 +81,7 @@ pub fn newest_backup(env: &Environment, verified: bool) -> Result<Option<BackupE
 
 /// Replaces the environment's database with a backup, under every guard.
 pub async fn restore(ctx: &Context, req: &RestoreRequest) -> Result<RestoreReport> {
+    direct_connection(ctx, Workflow::Restore)?;
     let env = &ctx.env;
     let path = backup::locate(&env.backup.dir, &req.backup)?;
     let entry = BackupEntry::load(&path)?;

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use super::deploy::{
     DeployReport, DeployRequest, Gates, Notices, execute, record_release, refuse_failed,
 };
-use super::{Confirmation, Context, Environment, Event, Needs, Workflow, confirm};
+use super::{
+    Confirmation, Context, Environment, Event, Needs, Workflow, confirm, direct_connection,
+};
 use crate::error::{Ask, Error, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::journal::Outcome;
@@ -42,6 +44,9 @@ pub struct RevertReport {
 /// guards. Before anything is written it refuses what a deploy would refuse, and while other
 /// migrations are pending (the rollback's deploy would apply them too).
 pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> {
+    if req.deploy.is_some() {
+        direct_connection(ctx, Workflow::Revert)?;
+    }
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (status, _) = migrate::status(&env.target, &dir).await?;
@@ -286,6 +291,7 @@ fn lock_options(ctx: &Context, lock_wait: Option<Duration>) -> DeployOptions {
 /// Records a failed (or unrecorded) migration as applied or rolled back: nothing on an
 /// unprotected environment asks first, as with Prisma; a protected one needs the name typed.
 pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
+    direct_connection(ctx, Workflow::Resolve)?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let title = match req.how {
@@ -345,6 +351,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
 /// Drops and recreates the schema, then deploys everything. Never on a protected environment,
 /// whatever is confirmed.
 pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
+    direct_connection(ctx, Workflow::Reset)?;
     let env = &ctx.env;
     if env.protected {
         return Err(Error::guarded(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod secret;
+pub mod source;
 
 use crate::error::{Error, Result};
 use secret::Secret;

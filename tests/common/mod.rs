@@ -260,7 +260,8 @@ impl Migrations {
 }
 
 /// The real binary, isolated from the caller's environment and config: it runs in an empty
-/// working directory with no PG* / DATABASE_URL / PGDECK_* variables.
+/// working directory with no PG* / PGDECK_* / PRISMA_* variables and no database URL variable
+/// (`DATABASE_URL`, `DIRECT_URL`, `*_DATABASE_URL`, `*_DIRECT_URL`).
 pub fn pgdeck_cmd() -> Command {
     static WORKDIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgdeck"));
@@ -268,7 +269,8 @@ pub fn pgdeck_cmd() -> Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("PG")
             || k.starts_with("PGDECK")
-            || k == "DATABASE_URL"
+            || k.ends_with("DATABASE_URL")
+            || k.ends_with("DIRECT_URL")
             || k.starts_with("PRISMA_")
         {
             cmd.env_remove(k);
