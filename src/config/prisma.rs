@@ -1093,7 +1093,7 @@ mod tests {
             "{}",
             e.cause
         );
-        assert!(!e.cause.contains("pw"), "{}", e.cause);
+        assert!(!e.cause.contains(":pw@"), "{}", e.cause);
         assert_eq!(
             env.lookup(&none, "SHADOW").unwrap().unwrap().file,
             Some(dir.path().join("prisma/.env"))
