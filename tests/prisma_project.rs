@@ -819,3 +819,128 @@ fn the_github_actions_workflow_is_valid_yaml_runs_real_pgdeck_commands_and_is_th
     }
     assert!(text(&env["PGDECK_ENV"]).contains("'production'"));
 }
+
+/// Runs the binary in a pseudo-terminal (stdin, stdout and stderr a terminal), in `dir`, with
+/// only `PATH`, `HOME` and `TERM` from here plus `vars`. It types nothing, or `answer`'s keys
+/// once its prompt shows. Returns the exit code and what it wrote, or panics with the screen
+/// when it does not end on its own (it asked something nobody answers).
+fn run_in_terminal(
+    dir: &Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+    answer: Option<(&str, &str)>,
+) -> (u32, String) {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read as _;
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 40,
+            cols: 160,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("open a pty");
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pgdeck"));
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("HOME", dir);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("NO_COLOR", "1");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    cmd.cwd(dir);
+    let mut child = pair.slave.spawn_command(cmd).expect("spawn pgdeck");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let mut writer = pair.master.take_writer().expect("pty writer");
+    let mut answer = answer;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let feed = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            feed.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for pgdeck") {
+            break status;
+        }
+        if let Some((prompt, keys)) = answer
+            && seen.lock().unwrap().contains(prompt)
+        {
+            use std::io::Write as _;
+            writer.write_all(keys.as_bytes()).unwrap();
+            writer.flush().unwrap();
+            answer = None;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!(
+                "pgdeck {args:?} did not end on its own in a terminal:\n{}",
+                seen.lock().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // What it wrote last may still be in the pty.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let text = seen.lock().unwrap().clone();
+    (status.exit_code(), text)
+}
+
+#[tokio::test]
+async fn in_a_terminal_a_forward_deploy_and_resolve_ask_nothing_and_reset_still_asks() {
+    let db = fresh_db("prisma_terminal").await;
+    let p = Project::prisma();
+    let url = db.url();
+    let vars = [("DIRECT_URL", url.as_str()), ("DATABASE_URL", url.as_str())];
+
+    let (code_deploy, out) = run_in_terminal(p.path(), &["deploy"], &vars, None);
+    assert_eq!(code_deploy, 0, "{out}");
+    assert!(out.contains("applied 2 migration(s)"), "{out}");
+    assert!(!out.to_lowercase().contains("[y/n]"), "{out}");
+    assert_eq!(db.ledger().await.len(), 2);
+
+    p.migration(
+        "prisma/migrations",
+        "20250103000000_by_hand",
+        "ALTER TABLE \"User\" ADD COLUMN name text;",
+    );
+    db.exec("ALTER TABLE \"User\" ADD COLUMN name text").await;
+    let (code_resolve, out) = run_in_terminal(
+        p.path(),
+        &["resolve", "--applied", "20250103000000_by_hand"],
+        &vars,
+        None,
+    );
+    assert_eq!(code_resolve, 0, "{out}");
+    assert_eq!(db.ledger().await.len(), 3);
+
+    // reset is destructive: in a terminal it asks, and a no leaves everything as it was.
+    let (code_reset, out) = run_in_terminal(
+        p.path(),
+        &["reset"],
+        &vars,
+        Some(("Continue? [y/N]", "n\r")),
+    );
+    assert_eq!(
+        i32::try_from(code_reset).unwrap(),
+        code(exit::REFUSED),
+        "{out}"
+    );
+    assert!(
+        out.contains("Drop every object in schema") && out.contains("not confirmed"),
+        "{out}"
+    );
+    assert!(db.table_exists("User").await);
+    assert_eq!(db.ledger().await.len(), 3);
+}
