@@ -614,20 +614,7 @@ fn include_and_exclude_change_the_rule_set() {
 #[test]
 fn live_sizes_raise_and_lower_blocking_findings_but_not_breaking_ones() {
     let settings = LintSettings::default();
-    let sizes = |rows: i64, bytes: i64| -> Sizes {
-        [(
-            "\"User\"".to_string(),
-            TableSize {
-                table: "\"User\"".into(),
-                rows: Some(rows),
-                bytes,
-                columns: Default::default(),
-                not_null_checks: Vec::new(),
-            },
-        )]
-        .into_iter()
-        .collect()
-    };
+    let sizes = |rows: i64, bytes: i64| live("\"User\"", rows, bytes, &[]);
     let fk = "ALTER TABLE \"User\" ADD CONSTRAINT c CHECK (\"email\" <> '');";
     let index = "CREATE INDEX i ON \"User\" (\"email\");";
     let drop = "ALTER TABLE \"User\" DROP COLUMN \"email\";";
@@ -739,18 +726,12 @@ fn offline_type_changes_are_judged_from_the_types_the_earlier_migrations_declare
     assert_eq!((class, rewrite), (Care, Rewrite::No));
     // The live catalog, when it knows the column, wins over the migrations, and a brief
     // catalog-only change is not raised by the table's size.
-    let live: Sizes = [(
-        "\"User\"".to_string(),
-        TableSize {
-            table: "\"User\"".into(),
-            rows: Some(5_000_000),
-            bytes: 2 << 30,
-            columns: [("name".to_string(), "character varying(100)".to_string())].into(),
-            not_null_checks: Vec::new(),
-        },
-    )]
-    .into_iter()
-    .collect();
+    let live = live(
+        "\"User\"",
+        5_000_000,
+        2 << 30,
+        &[("name", "character varying(100)")],
+    );
     let mut d = declared.clone();
     let l = lint_sql_in_order("3.sql", widen, &settings, &live, &mut d);
     assert_eq!(
@@ -776,18 +757,7 @@ fn offline_type_changes_are_judged_from_the_types_the_earlier_migrations_declare
 #[test]
 fn binary_coercible_casts_from_the_catalog_settle_extension_types() {
     let settings = LintSettings::default();
-    let mut sizes: Sizes = [(
-        "t".to_string(),
-        TableSize {
-            table: "t".into(),
-            rows: Some(10),
-            bytes: 8192,
-            columns: [("c".to_string(), "text".to_string())].into(),
-            not_null_checks: Vec::new(),
-        },
-    )]
-    .into_iter()
-    .collect();
+    let mut sizes = live("t", 10, 8192, &[("c", "text")]);
     let sql = "ALTER TABLE t ALTER COLUMN c TYPE citext;";
     let l = lint_sql("a.sql", sql, &settings, &sizes);
     assert_eq!(l.statements[0].rewrite, Rewrite::Maybe);
@@ -891,13 +861,22 @@ fn constraint_recipes_carry_the_constraint_as_written() {
 
 /// Live sizes that make `table` large, so blocking findings are DANGEROUS.
 fn big(table: &str) -> Sizes {
+    live(table, 5_000_000, 2 << 30, &[])
+}
+
+/// What the live catalog would say of one table: its rows, bytes and column types.
+fn live(table: &str, rows: i64, bytes: i64, columns: &[(&str, &str)]) -> Sizes {
+    let columns = columns
+        .iter()
+        .map(|(c, t)| (c.to_string(), t.to_string()))
+        .collect();
     [(
         table.to_owned(),
         TableSize {
             table: table.to_owned(),
-            rows: Some(5_000_000),
-            bytes: 2 << 30,
-            columns: Default::default(),
+            rows: Some(rows),
+            bytes,
+            columns,
             not_null_checks: Vec::new(),
         },
     )]
