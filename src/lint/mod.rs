@@ -33,6 +33,7 @@ impl Severity {
 }
 
 pub mod catalog;
+mod parts;
 pub mod plan;
 pub mod report;
 
@@ -40,8 +41,9 @@ use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 
 use declared::Declared;
+use parts::Reading;
 
-use squawk_linter::{Linter, Rule};
+use squawk_linter::Rule;
 use squawk_syntax::{SourceFile, SyntaxKind, ast::AstNode};
 
 use crate::migrate::observe::Observation;
@@ -435,6 +437,19 @@ pub fn lint_sql_in_order(
     sizes: &Sizes,
     declared: &mut Declared,
 ) -> FileLint {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    lint_with_workers(path, sql, settings, sizes, declared, workers)
+}
+
+/// [`lint_sql_in_order`] on at most `workers` threads' worth of parts (1: the file whole).
+fn lint_with_workers(
+    path: &str,
+    sql: &str,
+    settings: &LintSettings,
+    sizes: &Sizes,
+    declared: &mut Declared,
+    workers: usize,
+) -> FileLint {
     let text = sql.strip_prefix('\u{feff}').unwrap_or(sql);
     if text.len() > MAX_LINT_BYTES {
         return FileLint {
@@ -457,42 +472,47 @@ pub fn lint_sql_in_order(
             syntax_errors: Vec::new(),
         };
     }
-    let parse = SourceFile::parse(text);
     let lines = LineMap::new(text);
-    let file = parse.tree();
-    let statements = Script::split(text, &file, &lines);
-    let transactional = statements.iter().all(|s| s.mode == TxMode::Transaction);
-
-    let mut exclude = settings.exclude.clone();
-    exclude.extend_from_slice(rules::HANDLED_BY_RUNNER);
-    if settings.runner_lock_timeout {
-        exclude.extend_from_slice(rules::TIMEOUT_RULES);
-    }
-    let mut linter = Linter::with_rules(&settings.include, &exclude);
-    linter.settings.assume_in_transaction = transactional;
-
-    // squawk's rules and the validation pass each walk the whole tree: on a large file they are
-    // the bulk of the work, so they run side by side (the parse's green tree is shared).
     // squawk sees the file with its `-- squawk-ignore` comments made inert (same length, so every
     // offset holds): pgdeck applies them itself once it knows each finding's severity.
     let unignored = text
         .contains("squawk-ignore")
         .then(|| text.replace("squawk-ignore", "squawk_ignore"));
-    let (violations, script) = std::thread::scope(|scope| {
-        let squawk = scope.spawn(|| match &unignored {
-            Some(unignored) => linter.lint(&SourceFile::parse(unignored), unignored),
-            None => linter.lint(&parse, text),
-        });
-        let script = Script::with_problems(statements, &parse, &lines);
-        (squawk.join(), script)
-    });
+    let wants_comments = text.contains(ALLOW) || text.contains("squawk-ignore");
+    let reading = Reading {
+        text,
+        unignored: unignored.as_deref(),
+        settings,
+        sizes,
+        lines: &lines,
+        wants_comments,
+    };
+    let before = declared.clone();
+    let mut read = match parts::cut(text, workers) {
+        Some(cut) => reading.read(&cut, declared),
+        None => reading.read_whole(declared),
+    };
+    if read.parts > 1 && (read.violations.is_none() || !read.problems.is_empty()) {
+        // The whole file's parse words a syntax problem as it should be worded.
+        *declared = before.clone();
+        read = reading.read_whole(declared);
+    }
+    if read.violations.is_none() || !read.problems.is_empty() {
+        *declared = before;
+    }
+    let transactional = read.transactional;
+    let script = Script {
+        statements: read.statements,
+        problems: read.problems,
+        mentions_non_transactional: read.mentions_non_transactional,
+    };
     let mut out = FileLint {
         path: path.to_owned(),
         statements: Vec::new(),
         findings: Vec::new(),
         syntax_errors: script.problems.clone(),
     };
-    let Ok(violations) = violations else {
+    let Some(violations) = read.violations else {
         out.syntax_errors.push(SyntaxProblem {
             line: 1,
             column: 1,
@@ -504,14 +524,7 @@ pub fn lint_sql_in_order(
         // Findings on a tree the parser did not understand would be guesses.
         return out;
     }
-    let mut all_facts: Vec<_> = statements_of(&file)
-        .map(|s| {
-            let mut f = facts::facts(&s);
-            facts::with_catalog(&mut f, sizes, declared);
-            declared.apply(&s);
-            f
-        })
-        .collect();
+    let mut all_facts = read.facts;
     let not_null = not_null_path(&mut all_facts, transactional, sizes);
 
     // The statement a violation starts in: the last one starting at or before it.
@@ -553,7 +566,7 @@ pub fn lint_sql_in_order(
             .push(!f.tables.is_empty() && f.tables.iter().all(|t| created.contains(&ident_key(t))));
         created.extend(f.creates.iter().map(|c| ident_key(c)));
     }
-    let ignores = squawk_ignores(&file, text, &script);
+    let ignores = squawk_ignores(&read.comments, text, &script);
     // pgdeck's own classification: it raises squawk's findings to the runbook's class where
     // squawk covers the change, and speaks for itself where squawk has no rule.
     let mut by_statement: Vec<Vec<usize>> = vec![Vec::new(); script.statements.len()];
@@ -672,7 +685,7 @@ pub fn lint_sql_in_order(
     }
 
     // Context: new tables, live sizes, recipes, acknowledgements.
-    let allows = allows_in(&file, text, &script);
+    let allows = allows_in(&read.comments, text, &script);
     let mut extra = Vec::new();
     for finding in &mut out.findings {
         let Some(i) = finding.statement else { continue };
@@ -916,7 +929,7 @@ fn merge_duplicates(findings: &mut Vec<Finding>) {
 /// `-- pgdeck:allow <rule> <reason>` comments, keyed by the statement that follows each and the
 /// rule; `Err` when the reason is missing.
 fn allows_in(
-    file: &SourceFile,
+    comments: &[(usize, String)],
     text: &str,
     script: &Script,
 ) -> HashMap<(usize, String), Result<String, ()>> {
@@ -924,7 +937,7 @@ fn allows_in(
     if !text.contains(ALLOW) {
         return out;
     }
-    for (at, body) in comments(file) {
+    for (at, body) in comments {
         let Some(rest) = body.strip_prefix(ALLOW) else {
             continue;
         };
@@ -933,7 +946,7 @@ fn allows_in(
             continue;
         };
         let reason = parts.next().map(str::trim).filter(|r| !r.is_empty());
-        if let Some(i) = next_statement(script, at) {
+        if let Some(i) = next_statement(script, *at) {
             out.insert((i, rule.to_owned()), reason.map(str::to_owned).ok_or(()));
         }
     }
@@ -987,12 +1000,12 @@ impl SquawkIgnore {
     }
 }
 
-fn squawk_ignores(file: &SourceFile, text: &str, script: &Script) -> Vec<SquawkIgnore> {
+fn squawk_ignores(comments: &[(usize, String)], text: &str, script: &Script) -> Vec<SquawkIgnore> {
     let mut out = Vec::new();
     if !text.contains("squawk-ignore") {
         return out;
     }
-    for (at, body) in comments(file) {
+    for (at, body) in comments {
         let (rest, file_level) = if let Some(r) = body.strip_prefix("squawk-ignore-file") {
             (r, true)
         } else if let Some(r) = body.strip_prefix("squawk-ignore") {
@@ -1009,7 +1022,7 @@ fn squawk_ignores(file: &SourceFile, text: &str, script: &Script) -> Vec<SquawkI
         let statement = if file_level {
             None
         } else {
-            match next_statement(script, at) {
+            match next_statement(script, *at) {
                 Some(i) => Some(i),
                 None => continue,
             }

@@ -883,3 +883,100 @@ fn live(table: &str, rows: i64, bytes: i64, columns: &[(&str, &str)]) -> Sizes {
     .into_iter()
     .collect()
 }
+
+/// A data load of some 400 KB with schema changes between its INSERTs: every kind of judgement
+/// that reads across statements (tables created earlier, declared types, acknowledgements,
+/// squawk's ignores, live sizes) and data statements raised by size.
+fn mixed_load(broken: Option<&str>) -> String {
+    let mut sql = String::from(
+        "-- pgdeck:allow ban-drop-column the column was never read\n\
+         ALTER TABLE \"User\" DROP COLUMN \"legacy\";\n\
+         CREATE TABLE \"Country\" (\"id\" TEXT NOT NULL, \"code\" VARCHAR(20), CONSTRAINT \"Country_pkey\" PRIMARY KEY (\"id\"));\n",
+    );
+    for batch in 0..40 {
+        sql.push_str(&format!(
+            "-- squawk-ignore prefer-bigint-over-int\n\
+             ALTER TABLE \"User\" ADD COLUMN \"n{batch}\" INTEGER;\n\
+             CREATE INDEX \"Country_code_{batch}_idx\" ON \"Country\"(\"code\");\n\
+             ALTER TABLE \"Country\" ALTER COLUMN \"code\" TYPE VARCHAR({});\n\
+             UPDATE \"User\" SET \"n{batch}\" = 0;\n\
+             DELETE FROM \"User\";\n",
+            21 + batch
+        ));
+        sql.push_str("INSERT INTO \"Country\" (\"id\", \"code\") VALUES\n");
+        for j in 0..300 {
+            let end = if j == 299 { ";" } else { "," };
+            sql.push_str(&format!(
+                "    ('c{batch}_{j}', 'C;{j:03}'){end} -- row {j}\n"
+            ));
+        }
+        if batch == 30
+            && let Some(broken) = broken
+        {
+            sql.push_str(broken);
+        }
+    }
+    sql
+}
+
+#[test]
+fn a_large_file_linted_in_parts_reads_exactly_as_linted_whole() {
+    let settings = LintSettings::default();
+    let sizes = live(
+        "\"User\"",
+        5_000_000,
+        2 << 30,
+        &[("legacy", "text"), ("n0", "integer")],
+    );
+    for broken in [None, Some("INSERT INTO \"Country\" VALUES (1,);\n")] {
+        let sql = mixed_load(broken);
+        assert!(sql.len() > 300 << 10);
+        let cut = parts::cut(&sql, 2).expect("the file is cut");
+        assert_eq!(cut.len(), 3);
+        let lint = |workers: usize| {
+            let mut declared = Declared::new();
+            let lint = lint_with_workers("a.sql", &sql, &settings, &sizes, &mut declared, workers);
+            (
+                serde_json::to_value(&lint).expect("serialize"),
+                declared.column("\"Country\"", "code").map(str::to_owned),
+            )
+        };
+        let whole = lint(1);
+        for workers in [2, 3, 8] {
+            assert_eq!(
+                lint(workers),
+                whole,
+                "{workers} workers, broken: {broken:?}"
+            );
+        }
+        let findings = whole.0["findings"].as_array().expect("findings");
+        if broken.is_some() {
+            assert!(!whole.0["syntax_errors"].as_array().unwrap().is_empty());
+            assert_eq!(whole.1, None, "a file that does not parse declares nothing");
+            continue;
+        }
+        // The judgements that read across statements are there to compare.
+        let rules: Vec<&str> = findings.iter().filter_map(|f| f["rule"].as_str()).collect();
+        assert!(rules.contains(&"ban-drop-column"), "{rules:?}");
+        assert!(findings.iter().any(|f| f["acknowledged"].is_string()));
+        assert!(
+            !rules.contains(&"prefer-bigint-over-int"),
+            "ignored: {rules:?}"
+        );
+        assert!(
+            findings.iter().any(|f| {
+                f["adjustment"].as_str().is_some_and(|a| {
+                    a.contains("earlier migrations") || a.contains("created earlier")
+                })
+            }),
+            "declared types and new tables judged across statements"
+        );
+        assert!(
+            findings.iter().any(|f| f["adjustment"]
+                .as_str()
+                .is_some_and(|a| a.contains("is large"))),
+            "data statements raised by size"
+        );
+        assert_eq!(whole.1.as_deref(), Some("VARCHAR(60)"));
+    }
+}

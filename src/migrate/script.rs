@@ -131,6 +131,21 @@ impl Script {
         parse: &Parse<SourceFile>,
         lines: &LineMap<'_>,
     ) -> Script {
+        let (problems, mentions_non_transactional) = Script::problems_of(parse, lines);
+        Script {
+            statements,
+            problems,
+            mentions_non_transactional,
+        }
+    }
+
+    /// The parser's and validator's problems in a parse, and, when there are any, whether its
+    /// text mentions a keyword that may need to run outside a transaction
+    /// ([`Script::mentions_non_transactional`]).
+    pub fn problems_of(
+        parse: &Parse<SourceFile>,
+        lines: &LineMap<'_>,
+    ) -> (Vec<SyntaxProblem>, bool) {
         let problems: Vec<SyntaxProblem> = parse
             .errors()
             .into_iter()
@@ -152,11 +167,7 @@ impl Script {
                     SyntaxKind::CONCURRENTLY_KW | SyntaxKind::VACUUM_KW | SyntaxKind::PREPARED_KW
                 )
             });
-        Script {
-            statements,
-            problems,
-            mentions_non_transactional,
-        }
+        (problems, mentions_non_transactional)
     }
 
     /// Whether every statement can run inside one transaction.

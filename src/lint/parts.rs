@@ -1,0 +1,430 @@
+//! A large file linted in parts, side by side. Parsing is most of a lint's time and squawk's
+//! parser runs on one core; a file made mostly of data statements (a reference-data load of
+//! multi-row INSERTs) is cut between statements into parts parsed and checked at once.
+//!
+//! The cut keeps every judgement the whole file would get. Part 0 keeps every statement but
+//! INSERT, UPDATE and DELETE, in order: the schema changes, which squawk's rules and pgdeck's
+//! read together (the tables the file creates, the types its earlier statements declare). The
+//! other parts share the data statements, which both judge one statement at a time. A part is
+//! the whole file with what it does not keep replaced by spaces, so every offset in it is the
+//! file's own. A file where the cut could change a judgement is linted whole: one with
+//! transaction control (squawk follows BEGIN and COMMIT across statements), with a `BEGIN
+//! ATOMIC` body (semicolons inside a statement), with squawk's file-level switch, or one that
+//! does not lex cleanly, or one with COPY (its data may follow it in the file).
+
+use std::ops::Range;
+
+use squawk_lexer::{LiteralKind, TokenKind, tokenize};
+use squawk_linter::{Linter, Violation};
+use squawk_syntax::{Parse, SourceFile};
+
+use super::declared::Declared;
+use super::facts::{self, Facts};
+use super::{LintSettings, Sizes, comments, rules};
+use crate::migrate::script::{LineMap, Script, Statement, SyntaxProblem, TxMode, statements_of};
+
+/// What one lint reads off a file, whole or in parts.
+pub(super) struct Reading<'a> {
+    pub text: &'a str,
+    /// The text squawk sees, when it differs (its ignore comments made inert).
+    pub unignored: Option<&'a str>,
+    pub settings: &'a LintSettings,
+    pub sizes: &'a Sizes,
+    pub lines: &'a LineMap<'a>,
+    /// Whether the comments are needed (acknowledgements, squawk's ignores).
+    pub wants_comments: bool,
+}
+
+/// The file as read: statements in order, each with its facts.
+pub(super) struct Read {
+    pub parts: usize,
+    pub statements: Vec<Statement>,
+    /// One a statement; empty when the file has syntax problems or squawk failed.
+    pub facts: Vec<Facts>,
+    /// None when squawk's linter failed.
+    pub violations: Option<Vec<Violation>>,
+    pub problems: Vec<SyntaxProblem>,
+    pub mentions_non_transactional: bool,
+    pub transactional: bool,
+    /// Every comment: its offset and its text (only when asked for).
+    pub comments: Vec<(usize, String)>,
+}
+
+/// What one part gave.
+struct PartRead {
+    violations: Option<Vec<Violation>>,
+    problems: Vec<SyntaxProblem>,
+    mentions_non_transactional: bool,
+    facts: Vec<Facts>,
+    comments: Vec<(usize, String)>,
+}
+
+impl Reading<'_> {
+    /// The file read whole, as one part.
+    pub fn read_whole(&self, declared: &mut Declared) -> Read {
+        let whole: Vec<Range<usize>> = std::iter::once(0..self.text.len()).collect();
+        self.read(&[whole], declared)
+    }
+
+    /// Reads the parts (the ranges each keeps; one part with the whole file reads it whole),
+    /// side by side: parsing and the statements first, then, once the whole file's statements
+    /// tell whether it runs in one transaction, squawk's rules, the validation pass and the
+    /// facts. Part 0's facts follow and extend `declared`, in order.
+    pub fn read(&self, parts: &[Vec<Range<usize>>], declared: &mut Declared) -> Read {
+        let whole = parts.len() == 1;
+        let texts: Vec<(std::borrow::Cow<str>, Option<std::borrow::Cow<str>>)> = parts
+            .iter()
+            .map(|keep| {
+                if whole {
+                    (self.text.into(), self.unignored.map(Into::into))
+                } else {
+                    (
+                        blank(self.text, keep).into(),
+                        self.unignored.map(|u| blank(u, keep).into()),
+                    )
+                }
+            })
+            .collect();
+        // Parsing and splitting, part by part at once.
+        type Parsed = (Parse<SourceFile>, Option<Parse<SourceFile>>, Vec<Statement>);
+        let parsed: Vec<Parsed> = std::thread::scope(|scope| {
+            let handles: Vec<_> = texts
+                .iter()
+                .map(|(ours, theirs)| {
+                    scope.spawn(move || {
+                        let parse = SourceFile::parse(ours);
+                        let theirs = theirs.as_deref().map(SourceFile::parse);
+                        let statements = Script::split(ours, &parse.tree(), self.lines);
+                        (parse, theirs, statements)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        let transactional = parsed
+            .iter()
+            .flat_map(|(_, _, statements)| statements)
+            .all(|s| s.mode == TxMode::Transaction);
+
+        let mut exclude = self.settings.exclude.clone();
+        exclude.extend_from_slice(rules::HANDLED_BY_RUNNER);
+        if self.settings.runner_lock_timeout {
+            exclude.extend_from_slice(rules::TIMEOUT_RULES);
+        }
+        let linter = || {
+            let mut linter = Linter::with_rules(&self.settings.include, &exclude);
+            linter.settings.assume_in_transaction = transactional;
+            linter
+        };
+        // squawk's rules and pgdeck's own passes each walk the whole tree: they run side by
+        // side too, every part's.
+        // Only part 0 holds statements that declare columns; the data parts neither read nor
+        // change the declarations.
+        let mut spares: Vec<Declared> = (1..parts.len()).map(|_| Declared::new()).collect();
+        let slots = std::iter::once(declared).chain(spares.iter_mut());
+        let reads: Vec<PartRead> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parsed
+                .iter()
+                .zip(&texts)
+                .zip(slots)
+                .map(|(((parse, theirs, _), (ours, theirs_text)), declared)| {
+                    let mut linter = linter();
+                    let squawk = scope.spawn(move || match (theirs, theirs_text) {
+                        (Some(theirs), Some(text)) => linter.lint(theirs, text),
+                        _ => linter.lint(parse, ours),
+                    });
+                    scope.spawn(move || {
+                        let (problems, mentions_non_transactional) =
+                            Script::problems_of(parse, self.lines);
+                        let violations = squawk.join().ok();
+                        let file = parse.tree();
+                        let facts = if problems.is_empty() && violations.is_some() {
+                            statements_of(&file)
+                                .map(|s| {
+                                    let mut f = facts::facts(&s);
+                                    facts::with_catalog(&mut f, self.sizes, declared);
+                                    declared.apply(&s);
+                                    f
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        let comments = if self.wants_comments {
+                            comments(&file).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        PartRead {
+                            violations,
+                            problems,
+                            mentions_non_transactional,
+                            facts,
+                            comments,
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+
+        // The parts merged into the file's order.
+        let mut read = Read {
+            parts: parts.len(),
+            statements: Vec::new(),
+            facts: Vec::new(),
+            violations: Some(Vec::new()),
+            problems: Vec::new(),
+            mentions_non_transactional: false,
+            transactional,
+            comments: Vec::new(),
+        };
+        let complete = reads
+            .iter()
+            .all(|r| r.violations.is_some() && r.problems.is_empty());
+        let mut statements: Vec<(Statement, Option<Facts>)> = Vec::new();
+        for ((_, _, part_statements), part) in parsed.into_iter().zip(reads) {
+            let mut facts = part.facts.into_iter();
+            statements.extend(part_statements.into_iter().map(|s| (s, facts.next())));
+            match (&mut read.violations, part.violations) {
+                (Some(all), Some(v)) => all.extend(v),
+                (all, _) => *all = None,
+            }
+            read.problems.extend(part.problems);
+            read.mentions_non_transactional |= part.mentions_non_transactional;
+            read.comments.extend(part.comments);
+        }
+        statements.sort_by_key(|(s, _)| s.offset);
+        for (s, f) in statements {
+            read.statements.push(s);
+            if complete {
+                read.facts.extend(f);
+            }
+        }
+        if let Some(v) = &mut read.violations {
+            v.sort_by_key(|v| v.text_range.start());
+        }
+        read.problems.sort_by_key(|p| (p.line, p.column));
+        read.comments.sort_by_key(|(at, _)| *at);
+        read
+    }
+}
+
+/// Below this a file is linted whole: cutting it saves less than it costs.
+const MIN_BYTES: usize = 256 << 10;
+
+/// Statements, by their first word, that keep a file whole: those that open, end or mark a
+/// transaction, and COPY (its data may follow it in the file, which is not SQL).
+const WHOLE_ONLY: [&str; 10] = [
+    "copy",
+    "begin",
+    "start",
+    "commit",
+    "end",
+    "rollback",
+    "abort",
+    "savepoint",
+    "release",
+    "prepare",
+];
+
+/// The ranges each part keeps, or None when the file is best linted whole. Part 0 keeps the
+/// schema statements (and whatever follows the last statement); parts 1.. share the data
+/// statements, contiguous runs of about equal size, `workers` of them.
+pub(super) fn cut(text: &str, workers: usize) -> Option<Vec<Vec<Range<usize>>>> {
+    if text.len() < MIN_BYTES
+        || workers < 2
+        || text.contains("squawk-disable-assume-in-transaction")
+    {
+        return None;
+    }
+    let mut schema: Vec<Range<usize>> = Vec::new();
+    let mut data: Vec<Range<usize>> = Vec::new();
+    let (mut at, mut start, mut depth) = (0usize, 0usize, 0i64);
+    let mut first: Option<&str> = None;
+    for token in tokenize(text) {
+        let end = at + token.len as usize;
+        let word = &text[at..end];
+        match token.kind {
+            TokenKind::Whitespace | TokenKind::LineComment => {}
+            TokenKind::BlockComment { terminated: false }
+            | TokenKind::QuotedIdent {
+                terminated: false, ..
+            }
+            | TokenKind::Unknown => return None,
+            TokenKind::Literal { kind } if !terminated(kind) => return None,
+            TokenKind::BlockComment { .. } => {}
+            TokenKind::OpenParen | TokenKind::OpenBracket => depth += 1,
+            TokenKind::CloseParen | TokenKind::CloseBracket => depth -= 1,
+            TokenKind::Ident if word.eq_ignore_ascii_case("atomic") => return None,
+            TokenKind::Semi if depth == 0 => {
+                let range = start..end;
+                match first.take() {
+                    Some(w) if is_data(w) => data.push(range),
+                    Some(w) if whole_only(w) => return None,
+                    _ => schema.push(range),
+                }
+                start = end;
+                at = end;
+                continue;
+            }
+            _ => {}
+        }
+        if first.is_none()
+            && !matches!(
+                token.kind,
+                TokenKind::Whitespace | TokenKind::LineComment | TokenKind::BlockComment { .. }
+            )
+        {
+            first = Some(word);
+        }
+        at = end;
+    }
+    if depth != 0 {
+        return None;
+    }
+    match first {
+        Some(w) if whole_only(w) => {
+            return None;
+        }
+        // A last statement without its semicolon, or trivia after the last one.
+        _ if start < text.len() => schema.push(start..text.len()),
+        _ => {}
+    }
+    let data_bytes: usize = data.iter().map(|r| r.len()).sum();
+    if data_bytes * 4 < text.len() {
+        {
+            return None;
+        }
+    }
+    let mut parts = vec![schema];
+    let share = data_bytes.div_ceil(workers);
+    let mut part: Vec<Range<usize>> = Vec::new();
+    let mut taken = 0;
+    for range in data {
+        taken += range.len();
+        part.push(range);
+        if taken >= share * parts.len() && parts.len() < workers {
+            parts.push(std::mem::take(&mut part));
+        }
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    Some(parts)
+}
+
+fn terminated(kind: LiteralKind) -> bool {
+    match kind {
+        LiteralKind::Str { terminated }
+        | LiteralKind::NationalStr { terminated }
+        | LiteralKind::ByteStr { terminated }
+        | LiteralKind::BitStr { terminated }
+        | LiteralKind::EscStr { terminated }
+        | LiteralKind::UnicodeEscStr { terminated }
+        | LiteralKind::DollarQuotedString { terminated } => terminated,
+        _ => true,
+    }
+}
+
+fn whole_only(word: &str) -> bool {
+    WHOLE_ONLY.iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
+fn is_data(word: &str) -> bool {
+    ["insert", "update", "delete"]
+        .iter()
+        .any(|d| word.eq_ignore_ascii_case(d))
+}
+
+/// The file as one part sees it: the ranges it keeps, spaces everywhere else. Ranges start and
+/// end between statements, so they cut no character.
+pub(super) fn blank(text: &str, keep: &[Range<usize>]) -> String {
+    let mut out = vec![b' '; text.len()];
+    for r in keep {
+        out[r.clone()].copy_from_slice(&text.as_bytes()[r.clone()]);
+    }
+    String::from_utf8(out).expect("ranges cut between statements, at ASCII semicolons")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn big(prefix: &str, row: &str, suffix: &str) -> String {
+        let mut sql = prefix.to_owned();
+        while sql.len() < MIN_BYTES + 1000 {
+            sql.push_str(row);
+        }
+        sql.push_str(suffix);
+        sql
+    }
+
+    #[test]
+    fn a_data_load_is_cut_between_statements_into_schema_and_data_parts() {
+        let sql = big(
+            "CREATE TABLE \"T\" (id int);\n",
+            "INSERT INTO \"T\" VALUES (1), ('a;b'), ($$;$$); -- ;\n",
+            "CREATE INDEX i ON \"T\" (id);\n",
+        );
+        let parts = cut(&sql, 2).expect("cut");
+        assert_eq!(parts.len(), 3);
+        // Every byte is in exactly one part, in order within each part.
+        let mut all: Vec<Range<usize>> = parts.iter().flatten().cloned().collect();
+        all.sort_by_key(|r| r.start);
+        assert_eq!(all[0].start, 0);
+        assert!(all.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(all.last().unwrap().end, sql.len());
+        // Part 0 holds the schema statements.
+        let schema = blank(&sql, &parts[0]);
+        assert!(schema.contains("CREATE TABLE") && schema.contains("CREATE INDEX"));
+        assert!(!schema.contains("INSERT"));
+        for p in &parts[1..] {
+            let data = blank(&sql, p);
+            assert!(data.contains("INSERT") && !data.contains("CREATE"));
+            assert_eq!(data.len(), sql.len());
+        }
+    }
+
+    #[test]
+    fn files_whose_cut_could_change_a_judgement_are_linted_whole() {
+        let row = "INSERT INTO t VALUES (1);\n";
+        assert!(cut(&big("", row, ""), 2).is_some());
+        assert!(cut(&big("", row, ""), 1).is_none(), "one worker");
+        assert!(cut(row, 2).is_none(), "small");
+        assert!(cut(&big("BEGIN;\n", row, "COMMIT;\n"), 2).is_none());
+        assert!(cut(&big("COPY t FROM STDIN;\n1\n\\.\n", row, ""), 2).is_none());
+        assert!(
+            cut(&big("", row, "end"), 2).is_none(),
+            "END without semicolon"
+        );
+        assert!(
+            cut(
+                &big(
+                    "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO t VALUES (1); END;\n",
+                    row,
+                    ""
+                ),
+                2
+            )
+            .is_none()
+        );
+        assert!(
+            cut(
+                &big("-- squawk-disable-assume-in-transaction\n", row, ""),
+                2
+            )
+            .is_none()
+        );
+        assert!(cut(&big("", row, "INSERT INTO t VALUES ('open"), 2).is_none());
+        assert!(cut(&big("", row, "/* open"), 2).is_none());
+        // Mostly schema: not worth cutting.
+        assert!(cut(&big("", "CREATE INDEX i ON t (a);\n", row), 2).is_none());
+    }
+}
