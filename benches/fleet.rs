@@ -174,14 +174,15 @@ async fn durable(sandbox: &Sandbox) {
     let admin = db::connect(&sandbox.target("postgres"))
         .await
         .unwrap_or_else(|e| panic!("{}", e.cause));
-    admin
-        .client
-        .batch_execute(
-            "ALTER SYSTEM SET fsync = on; ALTER SYSTEM SET synchronous_commit = on; \
-             ALTER SYSTEM SET full_page_writes = on; SELECT pg_reload_conf();",
-        )
-        .await
-        .expect("durable settings");
+    // ALTER SYSTEM runs outside a transaction: one statement at a time.
+    for sql in [
+        "ALTER SYSTEM SET fsync = on",
+        "ALTER SYSTEM SET synchronous_commit = on",
+        "ALTER SYSTEM SET full_page_writes = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.client.batch_execute(sql).await.expect(sql);
+    }
 }
 
 fn pgdeck(journal: &Path, config: &Path, migrations: &Path) -> Command {

@@ -523,3 +523,63 @@ async fn a_fleet_of_environments_reads_each_one_and_deploys_them_in_order() {
     assert_eq!(st.code, 0, "{st:?}");
     assert_eq!(json_of(&st)["verdict"], "up_to_date");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_cancels_the_running_member_on_the_server_and_starts_no_other() {
+    let setup = FleetSetup::new("fleetint", 3, "").await;
+    setup
+        .migrations
+        .add(SLOW, "CREATE TABLE a (id int);\nSELECT pg_sleep(30);\n");
+    let child = spawn(setup.cmd(&[
+        "deploy",
+        "--fleet",
+        "tenants",
+        "--concurrency",
+        "1",
+        "--json",
+    ]));
+    let probe = setup.dbs[0].client().await;
+    wait_for(
+        "the first member's slow migration",
+        Duration::from_secs(30),
+        || async {
+            probe
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgdeck' \
+                 AND state = 'active' AND query LIKE '%pg_sleep%'",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, i64>(0) == 1)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.code, 13, "{r:?}");
+    let v = json_of(&r);
+    let outcomes: Vec<&str> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["cancelled", "cancelled", "cancelled"]);
+    assert!(v["members"][1]["started_at"].is_null());
+    // What ran was rolled back on the server; the others were never touched.
+    assert!(!setup.dbs[0].table_exists("a").await);
+    for db in &setup.dbs[1..] {
+        assert!(!db.table_exists("_prisma_migrations").await, "{}", db.name);
+    }
+}
