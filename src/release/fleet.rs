@@ -290,7 +290,7 @@ pub async fn deploy_fleet(
             }
         }
     }
-    let confirmed = confirm_fleet(ctx, fleet, &members, req.deploy.confirmation.as_ref())?;
+    let confirmed = confirm_fleet(fleet, &members, req.deploy.confirmation.as_ref())?;
     let canaries = fleet.canaries(k);
     let planned: Vec<Planned> = members
         .iter()
@@ -717,7 +717,6 @@ impl Recorder for MemberJournal {
 /// name typed; a name typed is checked on any fleet. Returns what to journal once the work
 /// starts. Its `Ask` names the fleet and its count; `expect` is the fleet's name.
 fn confirm_fleet(
-    _ctx: &FleetContext,
     fleet: &Fleet,
     members: &[Environment],
     given: Option<&Confirmation>,
