@@ -349,7 +349,9 @@ async fn a_protected_fleet_takes_one_confirmation_naming_it_and_a_verified_backu
         unconfirmed.stderr
     );
     assert!(
-        unconfirmed.stderr.contains("--confirm tenants"),
+        unconfirmed
+            .stderr
+            .contains("confirm by naming the fleet: --confirm tenants"),
         "{}",
         unconfirmed.stderr
     );

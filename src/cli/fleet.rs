@@ -190,9 +190,20 @@ pub async fn deploy(
             let answer = ask_fleet(&ask, cancel).await?;
             run(Some(answer)).await?
         }
-        _ => first?,
+        _ => first.map_err(fleet_wording)?,
     };
     finish(&report, json)
+}
+
+/// A fleet's confirmation is its name: the CLI's wording of a confirmation names a database.
+fn fleet_wording(mut e: Error) -> Error {
+    let Some(name) = e.ask().and_then(|a| a.expect.clone()) else {
+        return e;
+    };
+    e.remedies
+        .retain(|r| !matches!(r, crate::error::Remedy::Confirm(_)));
+    e.hint = format!("{} (confirm by naming the fleet: --confirm {name})", e.hint);
+    e
 }
 
 /// Where a fleet's deploys are journaled: one session for the whole fleet, beside the
