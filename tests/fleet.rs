@@ -585,3 +585,119 @@ async fn sigint_cancels_the_running_member_on_the_server_and_starts_no_other() {
         assert!(!db.table_exists("_prisma_migrations").await, "{}", db.name);
     }
 }
+
+/// `deploy --fleet --console` in a pseudo-terminal: the matrix shows each database's live
+/// state, then its outcome; `q` closes it once the deploy is done, the terminal restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_console_shows_every_database_live_and_closes_on_q_once_done() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::{Read, Write};
+
+    let setup = FleetSetup::new("fleettui", 3, "").await;
+    setup
+        .migrations
+        .add(SLOW, "SELECT pg_sleep(1.5);\nCREATE TABLE a (id int);\n");
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 30,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("open a pty");
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_pgdeck"));
+    cmd.env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("HOME", setup.journal.path());
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("NO_COLOR", "1");
+    cmd.env("PGDECK_JOURNAL_DIR", setup.journal.path());
+    cmd.arg("--config");
+    cmd.arg(&setup.config);
+    cmd.arg("--migrations");
+    cmd.arg(setup.migrations.path());
+    cmd.args([
+        "deploy",
+        "--fleet",
+        "tenants",
+        "--console",
+        "--concurrency",
+        "2",
+        "--canary",
+        "1",
+    ]);
+    let mut child = pair.slave.spawn_command(cmd).expect("spawn pgdeck");
+    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let mut writer = pair.master.take_writer().expect("pty writer");
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(30, 120, 0)));
+    let feed = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            feed.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let text = || screen.lock().unwrap().screen().contents();
+    let until = |what: &dyn Fn(&str) -> bool, why: &str| {
+        let start = Instant::now();
+        while !what(&text()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {why}; the screen:\n{}",
+                text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let canary = format!("tenants/{}", setup.dbs[0].name);
+    until(
+        &|t| t.contains("Fleet tenants") && t.contains("canaries") && t.contains("migration 1/1"),
+        "the canary deploying",
+    );
+    let shown = text();
+    let canary_line = shown
+        .lines()
+        .find(|l| l.contains(&canary))
+        .unwrap()
+        .to_owned();
+    assert!(
+        canary_line.contains("canary") && canary_line.contains("migration 1/1"),
+        "{shown}"
+    );
+    let other = shown
+        .lines()
+        .find(|l| l.contains(&setup.dbs[2].name))
+        .unwrap();
+    assert!(other.contains("waiting"), "{shown}");
+    until(
+        &|t| t.contains("finished:") && t.contains("3 done"),
+        "the end",
+    );
+    let done = text();
+    for db in &setup.dbs {
+        let line = done.lines().find(|l| l.contains(&db.name)).unwrap();
+        assert!(line.contains("applied"), "{done}");
+    }
+    writer.write_all(b"q").unwrap();
+    writer.flush().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "it did not close"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // Back on the normal screen: the outcome printed after the matrix closed.
+    until(&|t| t.contains("3 database(s): 3 applied"), "the summary");
+    for db in &setup.dbs {
+        assert!(db.table_exists("a").await);
+    }
+}

@@ -211,6 +211,14 @@ impl FleetBoard {
             head,
         );
         let visible = usize::from(table.height.saturating_sub(1));
+        // Names whole, up to a point: tenants' database names run long.
+        let name_width = self
+            .members
+            .iter()
+            .map(|m| m.name.chars().count() + 1)
+            .max()
+            .unwrap_or(0)
+            .clamp(24, 48) as u16;
         let rows: Vec<Row> = self
             .members
             .iter()
@@ -247,7 +255,7 @@ impl FleetBoard {
             Table::new(
                 rows,
                 [
-                    Constraint::Length(24),
+                    Constraint::Length(name_width),
                     Constraint::Length(17),
                     Constraint::Length(15),
                     Constraint::Min(10),
