@@ -62,7 +62,7 @@ pub async fn status_matrix(candidates: Vec<release::Candidate>, json: bool) -> R
     Ok(code)
 }
 
-fn matrix_exit_code(overall: release::Overall) -> u8 {
+pub(super) fn matrix_exit_code(overall: release::Overall) -> u8 {
     match overall {
         release::Overall::UpToDate => exit::OK,
         release::Overall::Pending => exit::PENDING,
@@ -73,7 +73,7 @@ fn matrix_exit_code(overall: release::Overall) -> u8 {
 }
 
 /// The deploy request the flags describe (without its confirmation).
-fn deploy_request(args: &DeployArgs) -> DeployRequest {
+pub(super) fn deploy_request(args: &DeployArgs) -> DeployRequest {
     DeployRequest {
         confirmation: None,
         acknowledgements: args.allow.allows(),

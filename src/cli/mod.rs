@@ -6,6 +6,7 @@
 
 mod backup;
 mod demo;
+mod fleet;
 mod health;
 mod hooks;
 mod init;
@@ -72,6 +73,9 @@ pub mod exit {
     /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
     /// an extension, or is older than the target).
     pub const SCRATCH_UNFIT: u8 = 16;
+    /// `deploy --fleet`: not every database got the release (one failed or was refused, and
+    /// the ones after the failure limit were not started).
+    pub const FLEET_INCOMPLETE: u8 = 18;
 
     /// Every code with what it means, for the man page.
     pub const MEANINGS: &[(u8, &str)] = &[
@@ -137,6 +141,10 @@ pub mod exit {
             SCRATCH_UNFIT,
             "verify, plan --rehearse: the rehearsal could not be set up on the scratch server.",
         ),
+        (
+            FLEET_INCOMPLETE,
+            "deploy --fleet: a database failed or was refused, or was not started after the failure limit.",
+        ),
     ];
 }
 
@@ -179,7 +187,7 @@ pub enum Command {
     #[command(after_help = STATUS_EXIT_CODES)]
     Status(StatusArgs),
     /// Apply pending migrations (advisory lock, one transaction per migration, lock_timeout)
-    Deploy(DeployArgs),
+    Deploy(DeployCommand),
     /// Forward rollback: write a migration from the down.sql of applied migrations (newest
     /// first), show its plan, and with --deploy apply it under the usual guards
     Revert(RevertArgs),
@@ -246,8 +254,20 @@ pub struct StatusArgs {
     /// Every environment of the config file side by side, read in parallel (read-only): each
     /// migration's state in each environment, and each environment's verdict; one that cannot
     /// be read says why and the others still show
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fleet")]
     pub all_environments: bool,
+    /// Every database of fleet NAME ([fleets.NAME] in the config file), read in parallel
+    #[arg(long, value_name = "NAME")]
+    pub fleet: Option<String>,
+}
+
+/// `pgdeck deploy`: one environment's flags, and a fleet's.
+#[derive(Debug, Clone, Args)]
+pub struct DeployCommand {
+    #[command(flatten)]
+    pub args: DeployArgs,
+    #[command(flatten)]
+    pub fleet: fleet::FleetArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -464,10 +484,19 @@ async fn run(cli: Cli, cancel: CancellationToken) -> Result<u8> {
             )))
             .await
         }
+        Command::Status(StatusArgs {
+            fleet: Some(name), ..
+        }) => stoppable(Box::pin(fleet::status(&fleet::fleet(g, name)?, g.json))).await,
         Command::Status(_) => {
             stoppable(Box::pin(migrations::status(&environment(g)?, g.json))).await
         }
-        Command::Deploy(args) => migrations::deploy(&job()?, args, g.json).await,
+        Command::Deploy(DeployCommand {
+            args,
+            fleet: fleet_args,
+        }) => match &fleet_args.fleet {
+            Some(name) => fleet::deploy(g, args, fleet_args, name, &cancel).await,
+            None => migrations::deploy(&job()?, args, g.json).await,
+        },
         Command::Revert(args) => migrations::revert(&job()?, args, g.json).await,
         Command::Console => open_console(environment(g)?, console_environments(g), &cancel).await,
         Command::Resolve(args) => migrations::resolve(&job()?, args, g.json).await,

@@ -684,7 +684,7 @@ pub fn given(args: &ConfirmArgs) -> Option<Confirmation> {
     }
 }
 
-fn interactive() -> bool {
+pub(super) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
@@ -753,7 +753,7 @@ async fn ask_on_terminal(ask: &Ask, cancel: &CancellationToken) -> Result<Confir
 
 /// Reads the answer off the terminal on a thread of its own, so SIGINT while the question is
 /// open ends the command at once (nothing has started).
-async fn read_answer(prompt: String, cancel: &CancellationToken) -> Result<String> {
+pub(super) async fn read_answer(prompt: String, cancel: &CancellationToken) -> Result<String> {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{}", printable(&scrub(&prompt)));
     let _ = err.flush();

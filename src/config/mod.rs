@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod fleet;
 pub mod init;
 pub mod limits;
 pub mod prisma;
@@ -38,6 +39,9 @@ struct FileConfig {
     default_environment: Option<String>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
+    /// `[fleets.<name>]`: the databases one release goes to (`fleet.rs`).
+    #[serde(default)]
+    fleets: BTreeMap<String, fleet::FleetFile>,
     /// The environments' names in the order the file defines them (development, staging,
     /// production as a team writes them, not alphabetically).
     #[serde(skip)]
@@ -295,6 +299,13 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
         Some(path) => Some(read_config(path)?),
         None => None,
     };
+    if let Some(cfg) = &parsed
+        && let Some(requested) = overrides.env.clone().or_else(|| vars.var("PGDECK_ENV"))
+        && !cfg.environments.contains_key(&requested)
+        && let Some(member) = fleet::member_named(cfg, overrides, vars, &requested)
+    {
+        return member;
+    }
     let (name, env_file) = choose_environment(parsed.as_ref(), overrides, vars, file.as_deref())?;
 
     let mut deploy = DeploySettings::default();

@@ -138,7 +138,32 @@ pub enum Event {
         longest_wait_ms: u64,
         blocking_timeout_ms: u64,
     },
+    /// A fleet deploy ended: every member's outcome (each member's own deploy is journaled
+    /// beside it, its workflow naming the member).
+    FleetReleased {
+        fleet: String,
+        outcome: Outcome,
+        summary: String,
+        members: Vec<FleetMember>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+    },
     SessionFinished,
+}
+
+/// One database of a fleet deploy, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetMember {
+    pub name: String,
+    /// Password redacted.
+    pub database: String,
+    #[serde(default)]
+    pub canary: bool,
+    /// applied, up to date, FAILED, not started, cancelled.
+    pub outcome: String,
+    pub summary: String,
+    #[serde(default)]
+    pub applied: Vec<String>,
 }
 
 /// A skipped checklist step, however the journal wrote it.

@@ -126,6 +126,29 @@ pub fn markdown(entries: &[Entry]) -> String {
                     cell(&detail)
                 ));
             }
+            Event::FleetReleased {
+                fleet,
+                outcome,
+                summary,
+                duration_ms,
+                ..
+            } => {
+                if *outcome != Outcome::Ok {
+                    failures.push(format!("fleet deploy {fleet}: {summary}"));
+                }
+                out.push_str(&format!(
+                    "| {} | fleet deploy {} | {} |{}| {} |\n",
+                    clock(e.at),
+                    cell(fleet),
+                    match outcome {
+                        Outcome::Ok => "done",
+                        Outcome::Failed => "**FAILED**",
+                        Outcome::Cancelled => "**cancelled**",
+                    },
+                    duration_ms.map_or(" ".into(), |d| format!(" {} ", took(d))),
+                    cell(summary)
+                ));
+            }
             Event::MigrationStopped {
                 migration,
                 attempt,
@@ -158,6 +181,31 @@ pub fn markdown(entries: &[Entry]) -> String {
                 cell(note.as_deref().unwrap_or(""))
             )),
             _ => {}
+        }
+    }
+
+    for e in entries {
+        if let Event::FleetReleased { fleet, members, .. } = &e.event {
+            out.push_str(&format!(
+                "\n## Fleet {} ({} database(s), {})\n\n| database | canary | outcome | detail |\n|---|---|---|---|\n",
+                cell(fleet),
+                members.len(),
+                clock(e.at)
+            ));
+            for m in members {
+                out.push_str(&format!(
+                    "| {} (`{}`) | {} | {} | {} |\n",
+                    cell(&m.name),
+                    cell(&m.database),
+                    if m.canary { "yes" } else { "" },
+                    if m.outcome == "applied" || m.outcome == "up to date" {
+                        m.outcome.clone()
+                    } else {
+                        format!("**{}**", m.outcome)
+                    },
+                    cell(&m.summary)
+                ));
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod checks;
 mod deploy;
+mod fleet;
 mod hooks;
 mod matrix;
 mod rehearsal;
@@ -36,6 +37,10 @@ use crate::target::source::UrlSource;
 use crate::verify::VerifyEvent;
 pub use checks::{BaselineCapture, capture_baseline, health, sample_queries, watch_health};
 pub use deploy::{BackupGate, DeployReport, DeployRequest, backup_gate, deploy};
+pub use fleet::{
+    Fleet, FleetContext, FleetEvent, FleetReport, FleetRequest, MemberOutcome, MemberReport, Phase,
+    Planned, deploy_fleet, fleet_status, migration_progress,
+};
 pub use hooks::{HookRequest, run_hook};
 pub use matrix::{Candidate, Cell, Column, Matrix, Overall, Reading, Row, status_matrix};
 pub use rehearsal::{

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod deploying;
+pub mod fleet;
 pub mod jobs;
 pub mod keymap;
 pub mod modal;

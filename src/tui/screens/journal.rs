@@ -126,6 +126,19 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                     theme.bad()
                 },
             ),
+            Event::FleetReleased {
+                fleet,
+                outcome,
+                summary,
+                ..
+            } => (
+                format!("fleet deploy {fleet}: {}: {summary}", outcome.label()),
+                if *outcome == crate::journal::Outcome::Ok {
+                    theme.good()
+                } else {
+                    theme.bad()
+                },
+            ),
             Event::HookRan {
                 name,
                 exit_code,

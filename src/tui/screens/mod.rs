@@ -2,6 +2,7 @@
 //! drawing; the app routes keys and messages to them.
 
 pub mod checklist;
+pub mod fleet;
 pub mod journal;
 pub mod logs;
 pub mod migrations;
