@@ -38,10 +38,25 @@ fn main() {
         std::fs::create_dir_all(&folder).expect("mkdir");
         std::fs::write(
             folder.join("migration.sql"),
+            // Shaped like a Prisma release: a new table with its indexes and foreign key, a
+            // column added to an existing one, a little reference data.
             format!(
-                "CREATE TABLE t_{i} (id int PRIMARY KEY, v text);\n\
-                 INSERT INTO t_{i} SELECT g, md5(g::text) FROM generate_series(1, 2000) g;\n\
-                 CREATE INDEX t_{i}_v ON t_{i} (v);\n"
+                "{}CREATE TABLE \"Model{i}\" (\"id\" TEXT NOT NULL, \"ownerId\" INTEGER NOT NULL, \
+                 \"name\" TEXT NOT NULL, \"createdAt\" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+                 CONSTRAINT \"Model{i}_pkey\" PRIMARY KEY (\"id\"));\n\
+                 CREATE UNIQUE INDEX \"Model{i}_name_key\" ON \"Model{i}\"(\"name\");\n\
+                 CREATE INDEX \"Model{i}_ownerId_idx\" ON \"Model{i}\"(\"ownerId\");\n\
+                 ALTER TABLE \"Model{i}\" ADD CONSTRAINT \"Model{i}_ownerId_fkey\" FOREIGN KEY (\"ownerId\") \
+                 REFERENCES \"Owner\"(\"id\") ON DELETE RESTRICT ON UPDATE CASCADE;\n\
+                 ALTER TABLE \"Owner\" ADD COLUMN \"model{i}Count\" INTEGER NOT NULL DEFAULT 0;\n\
+                 INSERT INTO \"Model{i}\" (\"id\", \"ownerId\", \"name\") \
+                 SELECT 'm' || g, 1, 'name ' || g FROM generate_series(1, 20) g;\n",
+                if i == 0 {
+                    "CREATE TABLE \"Owner\" (\"id\" SERIAL PRIMARY KEY, \"name\" TEXT NOT NULL);\n\
+                     INSERT INTO \"Owner\" (\"name\") VALUES ('first');\n"
+                } else {
+                    ""
+                }
             ),
         )
         .expect("write");

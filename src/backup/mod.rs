@@ -4,6 +4,7 @@
 
 pub mod catalog;
 mod create;
+pub mod pgbackrest;
 mod progress;
 pub mod prune;
 mod restore;
@@ -37,6 +38,9 @@ pub struct BackupSettings {
     pub max_age: Duration,
     /// Queries run after a restore, each returning one value to show.
     pub restore_checks: Vec<String>,
+    /// The pgBackRest stanza, when the environment's backups are pgBackRest's
+    /// (`backup_tool = "pgbackrest"`) rather than pg_dump files.
+    pub pgbackrest: Option<pgbackrest::PgbackrestSettings>,
 }
 
 impl Default for BackupSettings {
@@ -48,6 +52,7 @@ impl Default for BackupSettings {
             max_age: Duration::from_secs(24 * 3600),
             // The runbook's own check, for the sample app; skipped where there is no such table.
             restore_checks: vec!["SELECT COUNT(*) FROM \"User\"".into()],
+            pgbackrest: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::output::{self, BackupProgress, Printer};
 use super::{ConfirmArgs, Job, exit};
+use crate::backup::pgbackrest::{self, PgbackrestSettings};
 use crate::backup::{self, BackupEvent, BackupFormat, CreateOptions, catalog, prune};
 use crate::error::{Error, Result};
 use crate::migrate;
@@ -91,6 +92,25 @@ pub enum BackupCommand {
 pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
     let env = &job.env;
     let dir = args.dir.clone().unwrap_or_else(|| env.backup.dir.clone());
+    if let Some(stanza) = &env.backup.pgbackrest {
+        match &args.command {
+            BackupCommand::Verify {
+                backup: None,
+                restore_test: false,
+            } => return pgbackrest_verify(stanza, json).await,
+            BackupCommand::Verify { .. } => {
+                return Err(Error::input(
+                    format!(
+                        "environment {}'s backups are pgBackRest's (stanza {}): verify checks the whole stanza, not a file",
+                        env.name, stanza.stanza
+                    ),
+                    "run `pgdeck backup verify` without a file or --restore-test",
+                ));
+            }
+            BackupCommand::List => return pgbackrest_list(stanza, json).await,
+            _ => {}
+        }
+    }
     match &args.command {
         BackupCommand::Create {
             no_row_counts,
@@ -405,4 +425,82 @@ where
 {
     let mut progress = BackupProgress::new(json);
     crate::events::with_events(|e: BackupEvent| progress.print(&e), op).await
+}
+
+/// `backup verify` of a pgBackRest stanza: `pgbackrest check`, then `pgbackrest verify`; exit 10
+/// when either fails.
+async fn pgbackrest_verify(stanza: &PgbackrestSettings, json: bool) -> Result<u8> {
+    let checked = pgbackrest::check_and_verify(stanza).await?;
+    let failed = checked.error();
+    if json {
+        output::json(&json!({
+            "ok": failed.is_none(),
+            "stanza": stanza.stanza,
+            "check": checked.check,
+            "verify": checked.verify,
+            "error": failed.as_ref().map(|e| json!({ "cause": e.cause, "hint": e.hint })),
+        }));
+        return Ok(if failed.is_some() {
+            exit::VERIFY_FAILED
+        } else {
+            exit::OK
+        });
+    }
+    for (what, ran) in [("check", &checked.check), ("verify", &checked.verify)] {
+        output::stdout(&format!(
+            "pgbackrest {what}: {}",
+            if ran.ok { "ok" } else { "FAILED" }
+        ));
+        if !ran.ok {
+            for line in ran.output.lines().filter(|l| !l.trim().is_empty()) {
+                output::stdout(&format!("  {line}"));
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            output::stdout(&format!("stanza {} verified", stanza.stanza));
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// `backup list` of a pgBackRest stanza: its base backups from `pgbackrest info`.
+async fn pgbackrest_list(stanza: &PgbackrestSettings, json: bool) -> Result<u8> {
+    let info = pgbackrest::info(stanza).await?;
+    if json {
+        output::json(&json!({ "ok": true, "tool": "pgbackrest", "stanza": info }));
+        return Ok(exit::OK);
+    }
+    output::stdout(&format!(
+        "stanza {}: {}; WAL archive {}",
+        info.stanza,
+        info.status,
+        match (&info.archive_min, &info.archive_max) {
+            (Some(min), Some(max)) => format!("{min} .. {max}"),
+            _ => "empty".into(),
+        }
+    ));
+    if info.backups.is_empty() {
+        output::stdout("no base backups");
+    }
+    let now = chrono::Utc::now();
+    for b in info.backups.iter().rev() {
+        output::stdout(&format!(
+            "{}  {:<4}  finished {} ({} ago)  {} (repository {}){}",
+            b.label,
+            b.kind,
+            b.finished.format("%Y-%m-%d %H:%M:%S UTC"),
+            crate::units::human_duration((now - b.finished).to_std().unwrap_or_default()),
+            human_bytes(b.size),
+            human_bytes(b.repository_size),
+            if b.error {
+                "  ERROR: pgBackRest found damage"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(exit::OK)
 }

@@ -26,6 +26,7 @@ pub const LOCK_WAIT: RangeInclusive<Duration> = secs(1)..=secs(DAY);
 pub const LOCK_WAIT_SECS: RangeInclusive<u64> = 0..=DAY;
 pub const LOCK_RETRIES: RangeInclusive<u32> = 0..=100;
 pub const BACKUP_MAX_AGE: RangeInclusive<Duration> = secs(1)..=secs(3650 * DAY);
+pub const MAX_ARCHIVE_AGE: RangeInclusive<Duration> = secs(1)..=secs(30 * DAY);
 pub const RETENTION_DAYS: RangeInclusive<u32> = 1..=36500;
 pub const KEEP_VERIFIED: RangeInclusive<usize> = 0..=1000;
 pub const HEALTH_WINDOW: RangeInclusive<Duration> = secs(1)..=secs(HOUR);

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod prisma;
 
 use crate::backup::BackupSettings;
+use crate::backup::pgbackrest::PgbackrestSettings;
 use crate::checklist::{ChecklistSettings, ExtraItem};
 use crate::error::{Error, Result};
 use crate::health::{Endpoint, HealthSettings, MetricsSource};
@@ -76,6 +77,14 @@ struct EnvironmentFile {
     backup_retention_days: Option<u32>,
     backup_keep_verified: Option<usize>,
     backup_max_age: Option<String>,
+    /// "pg_dump" (the default) or "pgbackrest".
+    backup_tool: Option<String>,
+    pgbackrest_stanza: Option<String>,
+    pgbackrest_config: Option<PathBuf>,
+    /// The program and its leading arguments, e.g. ["sudo", "-u", "postgres", "pgbackrest"].
+    pgbackrest_command: Option<Vec<String>>,
+    /// Archiving is healthy only if the last archived WAL segment is younger than this.
+    max_archive_age: Option<String>,
     restore_checks: Option<Vec<String>>,
     #[serde(default)]
     read_only: bool,
@@ -356,6 +365,7 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
         if let Some(t) = &env.backup_max_age {
             backup.max_age = parse_duration(&name, "backup_max_age", t, &limits::BACKUP_MAX_AGE)?;
         }
+        backup.pgbackrest = pgbackrest_settings(&name, env)?;
         read_only = env.read_only;
         if let Some(c) = &env.restore_checks {
             backup.restore_checks = c.clone();
@@ -1126,6 +1136,63 @@ fn parse_size(text: &str) -> Option<i64> {
     Some((n * mult) as i64)
 }
 
+/// The pgBackRest stanza of an environment whose `backup_tool` is "pgbackrest"; its keys are
+/// refused elsewhere, so a stanza named for nothing is never silently ignored.
+fn pgbackrest_settings(name: &str, env: &EnvironmentFile) -> Result<Option<PgbackrestSettings>> {
+    let given: Vec<&str> = [
+        ("pgbackrest_stanza", env.pgbackrest_stanza.is_some()),
+        ("pgbackrest_config", env.pgbackrest_config.is_some()),
+        ("pgbackrest_command", env.pgbackrest_command.is_some()),
+        ("max_archive_age", env.max_archive_age.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    match env.backup_tool.as_deref() {
+        None | Some("pg_dump") => match given.first() {
+            Some(key) => Err(Error::input(
+                format!("environment {name}: {key} is set, but backup_tool is not \"pgbackrest\""),
+                "set backup_tool = \"pgbackrest\" to use the stanza, or remove the pgbackrest keys",
+            )),
+            None => Ok(None),
+        },
+        Some("pgbackrest") => {
+            let Some(stanza) = env
+                .pgbackrest_stanza
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+            else {
+                return Err(Error::input(
+                    format!(
+                        "environment {name}: backup_tool = \"pgbackrest\" needs pgbackrest_stanza"
+                    ),
+                    "name the stanza `pgbackrest info` lists: pgbackrest_stanza = \"main\"",
+                ));
+            };
+            let mut settings = PgbackrestSettings::new(stanza);
+            settings.config = env.pgbackrest_config.clone();
+            if let Some(command) = &env.pgbackrest_command {
+                if command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(Error::input(
+                        format!("environment {name}: pgbackrest_command is empty"),
+                        "name the program and its leading arguments: pgbackrest_command = [\"pgbackrest\"]",
+                    ));
+                }
+                settings.command = command.clone();
+            }
+            if let Some(t) = &env.max_archive_age {
+                settings.max_archive_age =
+                    parse_duration(name, "max_archive_age", t, &limits::MAX_ARCHIVE_AGE)?;
+            }
+            Ok(Some(settings))
+        }
+        Some(other) => Err(Error::input(
+            format!("environment {name}: backup_tool = \"{other}\" is not known"),
+            "use \"pg_dump\" (the default) or \"pgbackrest\"",
+        )),
+    }
+}
+
 fn parse_duration(
     env: &str,
     key: &str,
@@ -1415,6 +1482,60 @@ mod tests {
         ];
         for (settings, expected) in cases {
             let (_d, path) = write_config(&format!("[environments.dev]\n{settings}\n"));
+            let err = resolve_with(&path, None).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Input, "{settings}");
+            assert!(err.cause.contains(expected), "{settings}: {}", err.cause);
+        }
+    }
+
+    #[test]
+    fn a_pgbackrest_stanza_is_named_only_with_backup_tool_pgbackrest() {
+        let (_d, path) = write_config(
+            "[environments.prod]\nbackup_tool = \"pgbackrest\"\npgbackrest_stanza = \"main\"\n\
+             pgbackrest_config = \"/etc/pgbackrest/main.conf\"\n\
+             pgbackrest_command = [\"sudo\", \"-u\", \"postgres\", \"pgbackrest\"]\nmax_archive_age = \"5m\"\n",
+        );
+        let env = resolve_with(&path, None).unwrap();
+        let stanza = env.backup.pgbackrest.expect("a stanza");
+        assert_eq!(stanza.stanza, "main");
+        assert_eq!(
+            stanza.config.as_deref(),
+            Some(Path::new("/etc/pgbackrest/main.conf"))
+        );
+        assert_eq!(stanza.command, ["sudo", "-u", "postgres", "pgbackrest"]);
+        assert_eq!(stanza.max_archive_age, Duration::from_secs(300));
+        let (_d, path) = write_config("[environments.prod]\nbackup_tool = \"pg_dump\"\n");
+        assert_eq!(resolve_with(&path, None).unwrap().backup.pgbackrest, None);
+
+        let cases = [
+            (
+                "backup_tool = \"barman\"",
+                "backup_tool = \"barman\" is not known",
+            ),
+            ("backup_tool = \"pgbackrest\"", "needs pgbackrest_stanza"),
+            (
+                "backup_tool = \"pgbackrest\"\npgbackrest_stanza = \" \"",
+                "needs pgbackrest_stanza",
+            ),
+            (
+                "pgbackrest_stanza = \"main\"",
+                "pgbackrest_stanza is set, but backup_tool is not",
+            ),
+            (
+                "backup_tool = \"pg_dump\"\nmax_archive_age = \"5m\"",
+                "max_archive_age is set, but backup_tool is not",
+            ),
+            (
+                "backup_tool = \"pgbackrest\"\npgbackrest_stanza = \"m\"\npgbackrest_command = []",
+                "pgbackrest_command is empty",
+            ),
+            (
+                "backup_tool = \"pgbackrest\"\npgbackrest_stanza = \"m\"\nmax_archive_age = \"0s\"",
+                "max_archive_age",
+            ),
+        ];
+        for (settings, expected) in cases {
+            let (_d, path) = write_config(&format!("[environments.prod]\n{settings}\n"));
             let err = resolve_with(&path, None).unwrap_err();
             assert_eq!(err.kind, ErrorKind::Input, "{settings}");
             assert!(err.cause.contains(expected), "{settings}: {}", err.cause);

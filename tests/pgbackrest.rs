@@ -1,0 +1,351 @@
+//! pgBackRest against a real stanza: a sandbox cluster of its own with `archive_mode` on and an
+//! `archive_command` calling pgBackRest, a local repository, `stanza-create` and a full backup.
+//! What pgdeck reads of it (info, check and verify, the archiver, restore points) is checked
+//! against what the server and pgBackRest say themselves.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use pgdeck::backup::pgbackrest::{self, Archiver, PgbackrestSettings};
+use pgdeck::db::{self, sandbox::Sandbox};
+use pgdeck::error::ErrorKind;
+
+mod common;
+
+use common::{pgdeck_cmd, run};
+
+/// A sandbox cluster archiving into a pgBackRest repository, with one full backup.
+struct Stanza {
+    sandbox: Sandbox,
+    settings: PgbackrestSettings,
+    _repo: tempfile::TempDir,
+}
+
+/// pgBackRest runs as the server's user: as root, through runuser, so the repository, its
+/// locks and logs stay that user's (the server's archive_command writes there too).
+fn command() -> Vec<String> {
+    let program = which("pgbackrest").unwrap_or_else(|| {
+        panic!("these tests need pgBackRest: install it with `apt-get install pgbackrest`")
+    });
+    let program = program.display().to_string();
+    if nix::unistd::geteuid().is_root() {
+        ["runuser", "-u", "postgres", "--", &program]
+            .map(String::from)
+            .to_vec()
+    } else {
+        vec![program]
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn pgbackrest_sync(settings: &PgbackrestSettings, args: &[&str]) {
+    let out = Command::new(&settings.command[0])
+        .args(&settings.command[1..])
+        .arg(format!("--stanza={}", settings.stanza))
+        .arg(format!(
+            "--config={}",
+            settings.config.as_ref().unwrap().display()
+        ))
+        .args(args)
+        .output()
+        .expect("run pgbackrest");
+    assert!(
+        out.status.success(),
+        "pgbackrest {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn stanza() -> Stanza {
+    let command = command();
+    let mut sandbox =
+        Sandbox::start_temporary().unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
+    let repo = tempfile::Builder::new()
+        .prefix("pgdeck-pgbackrest-")
+        .tempdir()
+        .expect("repository dir");
+    let config = repo.path().join("pgbackrest.conf");
+    let data = sandbox.data_dir().display().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nrepo1-path={repo}/repo\nlog-path={repo}/log\nlock-path={repo}/lock\n\
+             log-level-console=warn\nlog-level-file=info\nstart-fast=y\nrepo1-retention-full=2\n\
+             archive-timeout=30\n\n[pgdeck]\npg1-path={data}\npg1-socket-path={data}\npg1-port={port}\n",
+            repo = repo.path().display(),
+            port = sandbox.port()
+        ),
+    )
+    .expect("write pgbackrest.conf");
+    if nix::unistd::geteuid().is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(repo.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+    let settings = PgbackrestSettings {
+        config: Some(config.clone()),
+        command,
+        ..PgbackrestSettings::new("pgdeck")
+    };
+    let archive = format!(
+        "{} --config={} --stanza=pgdeck archive-push %p",
+        settings.command.last().unwrap(),
+        config.display()
+    );
+    let client = connect(&sandbox).await;
+    client
+        .batch_execute("ALTER SYSTEM SET archive_mode = on")
+        .await
+        .expect("archive_mode");
+    client
+        .execute(
+            &format!(
+                "ALTER SYSTEM SET archive_command = '{}'",
+                archive.replace('\'', "''")
+            ),
+            &[],
+        )
+        .await
+        .expect("archive_command");
+    drop(client);
+    sandbox.stop_immediately().expect("stop");
+    sandbox.restart().expect("restart with archiving");
+    pgbackrest_sync(&settings, &["stanza-create"]);
+    pgbackrest_sync(&settings, &["--type=full", "backup"]);
+    Stanza {
+        sandbox,
+        settings,
+        _repo: repo,
+    }
+}
+
+/// `pgdeck --config CONFIG ARGS...`
+fn cli(config: &std::path::Path, args: &[&str]) -> common::Run {
+    let mut cmd = pgdeck_cmd();
+    cmd.arg("--config").arg(config).args(args);
+    run(cmd)
+}
+
+impl Stanza {
+    /// A pgdeck.toml whose production environment backs up with this stanza.
+    fn write_config(&self) -> PathBuf {
+        let path = self._repo.path().join("pgdeck.toml");
+        let words: Vec<String> = self
+            .settings
+            .command
+            .iter()
+            .map(|w| format!("{w:?}"))
+            .collect();
+        std::fs::write(
+            &path,
+            format!(
+                "default_environment = \"production\"\n\n[environments.production]\n\
+                 database_url = \"{}\"\nbackup_tool = \"pgbackrest\"\npgbackrest_stanza = \"{}\"\n\
+                 pgbackrest_config = \"{}\"\npgbackrest_command = [{}]\nmax_archive_age = \"10m\"\n",
+                self.sandbox.url("postgres"),
+                self.settings.stanza,
+                self.settings.config.as_ref().unwrap().display(),
+                words.join(", ")
+            ),
+        )
+        .expect("write pgdeck.toml");
+        path
+    }
+}
+
+async fn connect(sandbox: &Sandbox) -> tokio_postgres::Client {
+    db::connect(&sandbox.target("postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.cause))
+        .client
+}
+
+async fn wait_archived(client: &tokio_postgres::Client, wal: &str) {
+    for _ in 0..200 {
+        let a = Archiver::read(client).await.expect("archiver");
+        if a.last_archived_wal.as_deref().is_some_and(|w| w >= wal) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{wal} was not archived within 20 s");
+}
+
+#[tokio::test]
+async fn a_real_stanza_is_read_checked_and_given_restore_points() {
+    let stanza = stanza().await;
+    let client = connect(&stanza.sandbox).await;
+
+    // info: the full backup just taken, of this very cluster.
+    let info = pgbackrest::info(&stanza.settings).await.expect("info");
+    assert_eq!(info.status, "ok");
+    let system_id: i64 = client
+        .query_one("SELECT system_identifier FROM pg_control_system()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(info.system_ids, vec![system_id as u64]);
+    let newest = info.newest().expect("a backup");
+    assert_eq!(newest.kind, "full");
+    assert!(newest.size > 1 << 20, "{newest:?}");
+    let age = chrono::Utc::now() - newest.finished;
+    assert!(age < chrono::Duration::minutes(5), "{newest:?}");
+
+    // check and verify pass on a healthy stanza.
+    let checked = pgbackrest::check_and_verify(&stanza.settings)
+        .await
+        .expect("check");
+    assert!(checked.ok(), "{checked:?}");
+    assert!(checked.error().is_none());
+
+    // A restore point: named for the environment, in the WAL, archived at once.
+    client
+        .batch_execute("CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)")
+        .await
+        .unwrap();
+    let point = pgbackrest::create_restore_point(&client, "production")
+        .await
+        .expect("restore point");
+    assert!(point.name.starts_with("pgdeck_production_"), "{point:?}");
+    assert!(point.lsn.contains('/'));
+    wait_archived(&client, &point.wal).await;
+    let archiver = Archiver::read(&client).await.unwrap();
+    assert_eq!(
+        archiver.problem(Duration::from_secs(600)),
+        None,
+        "{archiver:?}"
+    );
+    let logged =
+        std::fs::read_to_string(stanza.sandbox.data_dir().join("server.log")).unwrap_or_default();
+    assert!(
+        logged.contains(&format!("restore point \"{}\" created", point.name)),
+        "the server logs the restore point"
+    );
+
+    // The same through the command line, configured as an operator would.
+    let config = stanza.write_config();
+    let listed = cli(&config, &["backup", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.contains(&newest.label), "{}", listed.stdout);
+    assert!(listed.stdout.contains("full"), "{}", listed.stdout);
+    let listed = cli(&config, &["backup", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    assert_eq!(v["stanza"]["backups"][0]["label"], newest.label.as_str());
+    let verified = cli(&config, &["backup", "verify"]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(
+        verified.stdout.contains("pgbackrest check: ok"),
+        "{}",
+        verified.stdout
+    );
+    assert!(
+        verified.stdout.contains("pgbackrest verify: ok"),
+        "{}",
+        verified.stdout
+    );
+    let file = cli(&config, &["backup", "verify", "app.dump"]);
+    file.assert_clean_error(2);
+
+    // A broken archive_command: the archiver's failures are the cause, check fails (exit 10).
+    client
+        .batch_execute("ALTER SYSTEM SET archive_command = 'false'")
+        .await
+        .unwrap();
+    client.query("SELECT pg_reload_conf()", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .batch_execute("CREATE TABLE later (y int); SELECT pg_switch_wal()")
+        .await
+        .unwrap();
+    let mut problem = None;
+    for _ in 0..100 {
+        let a = Archiver::read(&client).await.unwrap();
+        problem = a.problem(Duration::from_secs(600));
+        if problem.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let problem = problem.expect("the failing archive_command is seen");
+    assert!(problem.contains("archive_command failed"), "{problem}");
+    let checked = pgbackrest::check_and_verify(&stanza.settings)
+        .await
+        .expect("check runs");
+    assert!(!checked.check.ok, "{checked:?}");
+    let err = checked.error().expect("a verification failure");
+    assert_eq!(err.kind, ErrorKind::VerifyFailed);
+    assert!(err.cause.contains("pgbackrest check"), "{}", err.cause);
+    assert!(err.hint.contains("check"), "{}", err.hint);
+    let verified = cli(&config, &["backup", "verify"]);
+    verified.assert_clean_error(10);
+    assert!(
+        verified.stdout.contains("pgbackrest check: FAILED"),
+        "{}",
+        verified.stdout
+    );
+    let verified = cli(&config, &["backup", "verify", "--json"]);
+    assert_eq!(verified.code, 10, "{verified:?}");
+    let v: serde_json::Value = serde_json::from_str(&verified.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["check"]["ok"], false);
+    assert!(
+        v["error"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("pgbackrest check")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_stanza_and_a_missing_program_are_clear_errors() {
+    let repo = tempfile::tempdir().unwrap();
+    let config = repo.path().join("pgbackrest.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[global]\nrepo1-path={0}/repo\nlog-path={0}\nlock-path={0}\nlog-level-console=warn\n",
+            repo.path().display()
+        ),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(repo.path())
+            .status()
+            .unwrap();
+    }
+    let settings = PgbackrestSettings {
+        config: Some(config),
+        command: command(),
+        ..PgbackrestSettings::new("nowhere")
+    };
+    let err = pgbackrest::info(&settings).await.unwrap_err();
+    assert!(err.hint.contains("stanza-create"), "{}", err.hint);
+    assert!(
+        err.cause.contains("stanza nowhere is not set up"),
+        "{}",
+        err.cause
+    );
+    let missing = PgbackrestSettings {
+        command: vec![repo.path().join("no-such-pgbackrest").display().to_string()],
+        ..settings
+    };
+    let err = pgbackrest::info(&missing).await.unwrap_err();
+    assert!(err.cause.contains("could not run"), "{}", err.cause);
+    assert!(
+        err.hint.contains("apt-get install pgbackrest"),
+        "{}",
+        err.hint
+    );
+}
