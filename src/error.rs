@@ -47,6 +47,9 @@ pub enum Guard {
     Backup,
     /// The backup was taken from another environment, server or database.
     BackupIdentity,
+    /// PITR mode: the server's WAL archiving is failing, or did not archive the release's
+    /// restore point in time.
+    Archiving,
     /// The backup was never verified, or its file no longer matches its catalog entry.
     BackupIntegrity,
     /// DANGEROUS findings nobody acknowledged with a reason.

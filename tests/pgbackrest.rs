@@ -129,6 +129,126 @@ async fn stanza() -> Stanza {
     }
 }
 
+/// A protected production deploy in PITR mode: the gate passes with a recent base backup and
+/// working archiving, marks the release with a restore point the journal names, and refuses an
+/// old backup and a failing archive_command with their causes.
+#[tokio::test]
+async fn a_protected_deploy_in_pitr_mode_needs_a_recent_base_backup_and_working_archiving() {
+    let stanza = stanza().await;
+    let client = connect(&stanza.sandbox).await;
+    let work = tempfile::tempdir().unwrap();
+    let migrations = work.path().join("migrations");
+    let add = |name: &str, sql: &str| {
+        std::fs::create_dir_all(migrations.join(name)).unwrap();
+        std::fs::write(migrations.join(name).join("migration.sql"), sql).unwrap();
+    };
+    add(
+        "20260101000000_first",
+        "CREATE TABLE \"Kept\" (id int PRIMARY KEY);\n",
+    );
+    let journal = work.path().join("journal");
+    let config = |max_age: &str| {
+        let path = stanza.write_config();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "protected = true\nmigrations = \"{}\"\nbackup_max_age = \"{max_age}\"\n",
+            migrations.display()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let deploy = |config: &std::path::Path, json: bool| {
+        let mut cmd = pgdeck_cmd();
+        cmd.env("PGDECK_JOURNAL_DIR", &journal)
+            .arg("--config")
+            .arg(config)
+            .args(["deploy", "--confirm", "postgres"]);
+        if json {
+            cmd.arg("--json");
+        }
+        run(cmd)
+    };
+
+    let ok = deploy(&config("1h"), true);
+    assert_eq!(ok.code, 0, "{ok:?}");
+    let v: serde_json::Value = serde_json::from_str(&ok.stdout).expect("json");
+    let point = v["restore_point"]["name"]
+        .as_str()
+        .expect("a restore point")
+        .to_owned();
+    assert!(point.starts_with("pgdeck_production_"), "{point}");
+    assert!(ok.stderr.contains("and archived"), "{}", ok.stderr);
+    // The server made it, the archive has its segment, and the journal names it.
+    let logged = std::fs::read_to_string(stanza.sandbox.data_dir().join("server.log")).unwrap();
+    assert!(logged.contains(&format!("restore point \"{point}\" created")));
+    let archived = Archiver::read(&client).await.unwrap();
+    assert!(
+        archived.last_archived_wal.as_deref().unwrap()
+            >= v["restore_point"]["wal"].as_str().unwrap()
+    );
+    // One folder per environment, a file per command.
+    let journaled: String = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .flat_map(|env| {
+            std::fs::read_dir(env.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect();
+    assert!(journaled.contains("restore_point_created"), "{journaled}");
+    assert!(journaled.contains(&point));
+
+    // An old base backup refuses, and nothing is applied.
+    add(
+        "20260102000000_second",
+        "CREATE TABLE \"Later\" (id int PRIMARY KEY);\n",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let old = deploy(&config("1s"), false);
+    old.assert_clean_error(7);
+    assert!(
+        old.stderr.contains("above backup_max_age"),
+        "{}",
+        old.stderr
+    );
+    let later: Option<String> = client
+        .query_one("SELECT to_regclass('\"Later\"')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(later, None);
+
+    // A failing archive_command refuses with the archiver's cause.
+    client
+        .batch_execute("ALTER SYSTEM SET archive_command = 'false'")
+        .await
+        .unwrap();
+    client.query("SELECT pg_reload_conf()", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.query("SELECT pg_switch_wal()", &[]).await.unwrap();
+    for _ in 0..100 {
+        if Archiver::read(&client).await.unwrap().failed_count > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failing = deploy(&config("1h"), false);
+    failing.assert_clean_error(7);
+    assert!(
+        failing.stderr.contains("archive_command failed"),
+        "{}",
+        failing.stderr
+    );
+    assert!(
+        failing.stderr.contains("pgbackrest check"),
+        "{}",
+        failing.stderr
+    );
+}
+
 /// `pgdeck --config CONFIG ARGS...`
 fn cli(config: &std::path::Path, args: &[&str]) -> common::Run {
     let mut cmd = pgdeck_cmd();

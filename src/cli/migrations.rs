@@ -113,6 +113,7 @@ fn finish_deploy(env: &Environment, report: &DeployReport, json: bool) {
             "database": env.target.to_string(),
             "applied": report.applied,
             "backup": report.backup,
+            "restore_point": report.restore_point,
         }));
     } else if report.applied.is_empty() {
         output::stdout(&format!("nothing to deploy: {} is up to date", env.target));
@@ -123,6 +124,12 @@ fn finish_deploy(env: &Environment, report: &DeployReport, json: bool) {
             env.target,
             report.applied_names()
         ));
+        if let Some(point) = &report.restore_point {
+            output::stdout(&format!(
+                "  to recover to just before it: restore point {} ({})",
+                point.name, point.lsn
+            ));
+        }
     }
 }
 

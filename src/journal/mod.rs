@@ -93,6 +93,16 @@ pub enum Event {
     Confirmed {
         what: String,
     },
+    /// PITR mode: the named restore point a release started at, to recover to.
+    RestorePointCreated {
+        name: String,
+        lsn: String,
+        /// The WAL segment holding it, archived before the release went on.
+        wal: String,
+        stanza: String,
+        /// The base backup a recovery to it starts from.
+        base_backup: String,
+    },
     /// A guard overridden, with the operator's reason.
     Override {
         what: String,

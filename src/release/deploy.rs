@@ -9,10 +9,12 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
+use super::pitr;
 use super::{
     Confirmation, Confirmed, Context, Environment, Event, Needs, Workflow, confirm,
     direct_connection, reason,
 };
+use crate::backup::pgbackrest::RestorePoint;
 use crate::backup::{self, BackupEntry, GateChoice, Identity};
 use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
 use crate::events::with_events;
@@ -45,6 +47,8 @@ pub struct DeployReport {
     pub applied: Vec<AppliedMigration>,
     /// The verified backup the gate accepted, when it asked for one.
     pub backup: Option<String>,
+    /// PITR mode: the restore point created when the work started, to recover to.
+    pub restore_point: Option<RestorePoint>,
 }
 
 impl DeployReport {
@@ -216,6 +220,10 @@ pub(super) struct Gates {
     without_backup: Option<String>,
     /// The backup that held, once re-checked.
     backup: Option<BackupEntry>,
+    /// PITR mode: the base backup and archiving found, to mark with a restore point when the
+    /// work starts; then the point.
+    pitr: Option<pitr::Found>,
+    restore_point: Option<RestorePoint>,
     overrides: Vec<(String, String)>,
 }
 
@@ -256,47 +264,64 @@ impl Gates {
             req.foreign_backup.as_deref(),
             "accepting a backup of another origin",
         )?;
-        match backup_gate(env).await? {
-            BackupGate::Found(entries) => {
-                ctx.emit(Event::Checked(format!(
-                    "verified backup: {}",
-                    entries[0].file
-                )));
-                gates.backups = entries;
-                gates.without_backup = without;
-            }
-            BackupGate::OnlyForeign { entry, why } => match (foreign, without.clone()) {
-                (Some(r), _) => {
-                    ctx.emit(Event::Checked(format!(
-                        "backup of another origin accepted: {}",
-                        entry.file
-                    )));
-                    gates.overrides.push((
-                        format!("deploy gate satisfied by {} although {why}", entry.file),
-                        r,
-                    ));
-                    gates.backups = vec![*entry];
+        if let Some(stanza) = &env.backup.pgbackrest {
+            match pitr::evaluate(ctx, stanza).await? {
+                Ok(found) => {
+                    gates.pitr = Some(found);
                     gates.without_backup = without;
                 }
-                (None, Some(r)) => gates.overrides.push((
-                    format!("deploy without a recent verified backup ({why})"),
-                    r,
-                )),
-                (None, None) => {
-                    return Err(refused(Guard::BackupIdentity, why)
-                        .with(Remedy::AcceptForeignBackup)
-                        .with(Remedy::DeployWithoutBackup));
+                Err((guard, why)) => match without {
+                    Some(r) => gates
+                        .overrides
+                        .push((format!("deploy without PITR safety ({why})"), r)),
+                    None => {
+                        return Err(pitr_refused(env, guard, why));
+                    }
+                },
+            }
+        } else {
+            match backup_gate(env).await? {
+                BackupGate::Found(entries) => {
+                    ctx.emit(Event::Checked(format!(
+                        "verified backup: {}",
+                        entries[0].file
+                    )));
+                    gates.backups = entries;
+                    gates.without_backup = without;
                 }
-            },
-            BackupGate::Missing(why) => match without {
-                Some(r) => gates.overrides.push((
-                    format!("deploy without a recent verified backup ({why})"),
-                    r,
-                )),
-                None => {
-                    return Err(refused(Guard::Backup, why).with(Remedy::DeployWithoutBackup));
-                }
-            },
+                BackupGate::OnlyForeign { entry, why } => match (foreign, without.clone()) {
+                    (Some(r), _) => {
+                        ctx.emit(Event::Checked(format!(
+                            "backup of another origin accepted: {}",
+                            entry.file
+                        )));
+                        gates.overrides.push((
+                            format!("deploy gate satisfied by {} although {why}", entry.file),
+                            r,
+                        ));
+                        gates.backups = vec![*entry];
+                        gates.without_backup = without;
+                    }
+                    (None, Some(r)) => gates.overrides.push((
+                        format!("deploy without a recent verified backup ({why})"),
+                        r,
+                    )),
+                    (None, None) => {
+                        return Err(refused(Guard::BackupIdentity, why)
+                            .with(Remedy::AcceptForeignBackup)
+                            .with(Remedy::DeployWithoutBackup));
+                    }
+                },
+                BackupGate::Missing(why) => match without {
+                    Some(r) => gates.overrides.push((
+                        format!("deploy without a recent verified backup ({why})"),
+                        r,
+                    )),
+                    None => {
+                        return Err(refused(Guard::Backup, why).with(Remedy::DeployWithoutBackup));
+                    }
+                },
+            }
         }
 
         for a in &req.acknowledgements {
@@ -360,6 +385,22 @@ impl Gates {
     /// be the one that was verified. A backup that no longer holds gives way to the next older
     /// one that does; with none left, the operator's reason to go without one, if given, counts.
     pub(super) async fn recheck(&mut self, ctx: &Context, workflow: Workflow) -> Result<()> {
+        if let Some(found) = self.pitr.take() {
+            return match pitr::mark(ctx, &found).await? {
+                Ok(point) => {
+                    self.restore_point = Some(point);
+                    Ok(())
+                }
+                Err((guard, why)) => match self.without_backup.take() {
+                    Some(reason) => {
+                        self.overrides
+                            .push((format!("deploy without PITR safety ({why})"), reason));
+                        Ok(())
+                    }
+                    None => Err(pitr_refused(&ctx.env, guard, why)),
+                },
+            };
+        }
         if self.backups.is_empty() {
             return Ok(());
         }
@@ -415,6 +456,23 @@ impl Gates {
         .with(Remedy::TakeVerifiedBackup)
         .with(Remedy::DeployWithoutBackup))
     }
+}
+
+/// A protected deploy in PITR mode refused: what would satisfy it is pgBackRest's, or the
+/// operator's reason to go without.
+fn pitr_refused(env: &Environment, guard: Guard, why: String) -> Error {
+    Error::guarded(
+        guard,
+        format!(
+            "deploy to protected environment '{}' refused: {why}",
+            env.name
+        ),
+        format!(
+            "in PITR mode a protected deploy needs a pgBackRest base backup of this server younger than {}, and WAL archiving that works (pgbackrest check tells what fails)",
+            crate::units::human_duration(env.backup.max_age)
+        ),
+    )
+    .with(Remedy::DeployWithoutBackup)
 }
 
 /// The notifications around a deploy.
@@ -514,6 +572,7 @@ pub(super) async fn execute(
     let report = DeployReport {
         applied: outcome.applied,
         backup: gates.backup.map(|b| b.file),
+        restore_point: gates.restore_point,
     };
     ctx.notify(&(notices.finished)(&report, env)).await;
     // What it confirmed and did not apply, another run applied in the meantime (the engine

@@ -11,6 +11,7 @@ mod deploy;
 mod fleet;
 mod hooks;
 mod matrix;
+mod pitr;
 mod rehearsal;
 mod restore;
 mod revert;

@@ -408,7 +408,7 @@ pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
             );
             Ok(DeployReport {
                 applied: outcome.applied,
-                backup: None,
+                ..DeployReport::default()
             })
         }
         Err(e) => {

@@ -100,6 +100,12 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             }
             Event::Confirmed { what } => (format!("confirmed: {what}"), theme.warn()),
             Event::Override { what, reason } => (format!("OVERRIDE {what}: {reason}"), theme.bad()),
+            Event::RestorePointCreated {
+                name, lsn, stanza, ..
+            } => (
+                format!("restore point {name} at {lsn} (pgBackRest stanza {stanza})"),
+                theme.good(),
+            ),
             Event::Acknowledged { findings, reason } => (
                 format!("acknowledged {}: {reason}", findings.join(", ")),
                 theme.warn(),
