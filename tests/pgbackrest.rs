@@ -144,7 +144,7 @@ async fn a_protected_deploy_in_pitr_mode_needs_a_recent_base_backup_and_working_
     };
     add(
         "20260101000000_first",
-        "CREATE TABLE \"Kept\" (id int PRIMARY KEY);\n",
+        "CREATE TABLE \"Kept\" (id int PRIMARY KEY, note text);\nCREATE TABLE \"Other\" (id int);\n",
     );
     let journal = work.path().join("journal");
     let config = |max_age: &str| {
@@ -201,9 +201,88 @@ async fn a_protected_deploy_in_pitr_mode_needs_a_recent_base_backup_and_working_
     assert!(journaled.contains("restore_point_created"), "{journaled}");
     assert!(journaled.contains(&point));
 
+    // A bad migration drops a column with data; writes go on elsewhere after it. A side
+    // restore to the point the deploy created brings the column and its data back beside
+    // production, which keeps its newer writes.
+    client
+        .batch_execute("INSERT INTO \"Kept\" VALUES (1, 'precious'), (2, 'also')")
+        .await
+        .unwrap();
+    add(
+        "20260102000000_drop_note",
+        "-- pgdeck:allow ban-drop-column the column is unused\nALTER TABLE \"Kept\" DROP COLUMN note;\n",
+    );
+    let bad = deploy(&config("1h"), true);
+    assert_eq!(bad.code, 0, "{bad:?}");
+    let v: serde_json::Value = serde_json::from_str(&bad.stdout).expect("json");
+    let before_bad = v["restore_point"]["name"].as_str().unwrap().to_owned();
+    client
+        .batch_execute("INSERT INTO \"Other\" VALUES (42)")
+        .await
+        .unwrap();
+    let side_dir = work.path().join("side");
+    let side_args = [
+        "backup",
+        "restore",
+        "--point",
+        &before_bad,
+        "--side",
+        "--side-dir",
+        side_dir.to_str().unwrap(),
+    ];
+    let side = cli(&config("1h"), &[&side_args[..], &["--json"]].concat());
+    assert_eq!(side.code, 0, "{side:?}");
+    let v: serde_json::Value = serde_json::from_str(&side.stdout).expect("json");
+    assert_eq!(v["side"]["migration_head"], "20260101000000_first");
+    let port = v["side"]["port"].as_u64().unwrap() as u16;
+    assert_ne!(port, stanza.sandbox.port());
+    let side_client = db::connect(&pgdeck::target::DbTarget::socket(
+        &side_dir, port, "postgres", "postgres",
+    ))
+    .await
+    .expect("reach the side cluster")
+    .client;
+    let notes: Vec<String> = side_client
+        .query("SELECT note FROM \"Kept\" ORDER BY id", &[])
+        .await
+        .expect("the column is there")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(notes, ["precious", "also"]);
+    let side_other: i64 = side_client
+        .query_one("SELECT count(*) FROM \"Other\"", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(side_other, 0, "the side cluster stops at the point");
+    let read_only = side_client
+        .batch_execute("INSERT INTO \"Other\" VALUES (1)")
+        .await;
+    assert!(read_only.is_err(), "the side cluster is read-only");
+    // Production: the column is gone, the later write kept.
+    assert!(
+        client
+            .query("SELECT note FROM \"Kept\"", &[])
+            .await
+            .is_err()
+    );
+    let other: i64 = client
+        .query_one("SELECT count(*) FROM \"Other\"", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(other, 1);
+    drop(side_client);
+    stop_side(&side_dir);
+    // A side restore never reuses a directory that holds something.
+    let again = cli(&config("1h"), &side_args);
+    again.assert_clean_error(2);
+    assert!(again.stderr.contains("is not empty"), "{}", again.stderr);
+
     // An old base backup refuses, and nothing is applied.
     add(
-        "20260102000000_second",
+        "20260103000000_second",
         "CREATE TABLE \"Later\" (id int PRIMARY KEY);\n",
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -247,6 +326,28 @@ async fn a_protected_deploy_in_pitr_mode_needs_a_recent_base_backup_and_working_
         "{}",
         failing.stderr
     );
+}
+
+/// Stops a side cluster pgdeck left running (it outlives the command, for the operator).
+fn stop_side(dir: &std::path::Path) {
+    let pg_ctl = pgdeck::db::sandbox::find_server_binaries()
+        .expect("server binaries")
+        .join("pg_ctl");
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+        c
+    } else {
+        Command::new(pg_ctl)
+    };
+    let out = cmd
+        .arg("-D")
+        .arg(dir)
+        .args(["-m", "immediate", "-w", "stop"])
+        .current_dir("/")
+        .output()
+        .expect("pg_ctl stop");
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// `pgdeck --config CONFIG ARGS...`

@@ -115,13 +115,9 @@ pub async fn create(
         .get(0);
     // Read in the dump's own snapshot: the head is that of the data the dump holds.
     let identity = Identity::read(client, &opts.environment).await?;
-    let migration_head = Ledger::read(client, &target.schema).await?.and_then(|l| {
-        l.rows
-            .iter()
-            .filter(|r| r.is_applied())
-            .max_by_key(|r| r.finished_at)
-            .map(|r| r.migration_name.clone())
-    });
+    let migration_head = Ledger::read(client, &target.schema)
+        .await?
+        .and_then(|l| l.head());
 
     let started_at = Utc::now();
     let ext = match opts.format {

@@ -409,6 +409,32 @@ impl Archiver {
     }
 }
 
+/// Restores the stanza to the restore point `point` into the empty directory `dir`, paused at
+/// the point (a hot standby: read-only until someone promotes it), with archiving off so it
+/// never pushes into the repository.
+pub async fn restore_to_point(
+    settings: &PgbackrestSettings,
+    point: &str,
+    dir: &std::path::Path,
+) -> Result<Ran> {
+    let ran = run(
+        settings,
+        &[
+            &format!("--pg1-path={}", dir.display()),
+            "--type=name",
+            &format!("--target={point}"),
+            "--target-action=pause",
+            "--archive-mode=off",
+            "restore",
+        ],
+    )
+    .await?;
+    if !ran.ok {
+        return Err(failed("pgbackrest restore", &ran));
+    }
+    Ok(ran)
+}
+
 /// A named restore point: the moment a release started, to recover to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestorePoint {
@@ -421,7 +447,7 @@ pub struct RestorePoint {
     pub wal: String,
 }
 
-/// `pgdeck_<environment>_<UTC time>`, within PostgreSQL's 63 bytes; the environment's name is
+/// `pgdeck_<environment>_<UTC time to the millisecond>`, within PostgreSQL's 63 bytes; the environment's name is
 /// reduced to letters, digits and `_`.
 pub fn restore_point_name(environment: &str, at: DateTime<Utc>) -> String {
     let env: String = environment
@@ -429,7 +455,9 @@ pub fn restore_point_name(environment: &str, at: DateTime<Utc>) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .take(36)
         .collect();
-    format!("pgdeck_{env}_{}", at.format("%Y%m%dT%H%M%SZ"))
+    // To the millisecond: two releases in one second get points of their own (recovery stops
+    // at the first point of a name).
+    format!("pgdeck_{env}_{}", at.format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 /// Creates the restore point and switches to a new WAL segment, so that the one holding it is
@@ -540,7 +568,7 @@ mod tests {
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         assert_eq!(
             restore_point_name("production", at),
-            "pgdeck_production_20270115T080000Z"
+            "pgdeck_production_20270115T080000000Z"
         );
         let long = restore_point_name(&"tenants/acme-".repeat(10), at);
         assert!(long.len() <= 63, "{long}");

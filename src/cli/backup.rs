@@ -57,7 +57,18 @@ pub enum BackupCommand {
     /// Restore a backup into the environment's database (pg_restore --clean --single-transaction)
     Restore {
         /// Backup file name or path
-        backup: String,
+        #[arg(required_unless_present = "point", conflicts_with = "point")]
+        backup: Option<String>,
+        /// pgBackRest: restore the stanza to this named restore point (the one a deploy printed)
+        #[arg(long, value_name = "NAME", requires = "side")]
+        point: Option<String>,
+        /// With --point: into a new data directory, started there as a read-only cluster on a
+        /// free port beside the environment's server, which is never touched
+        #[arg(long, requires = "point")]
+        side: bool,
+        /// With --side: the new data directory (default: side-<point> in the backup folder)
+        #[arg(long, value_name = "DIR", requires = "side")]
+        side_dir: Option<PathBuf>,
         #[command(flatten)]
         confirm: ConfirmArgs,
         /// Restore even though the backup was never verified, for this reason (journaled)
@@ -207,7 +218,51 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
             Ok(exit::OK)
         }
         BackupCommand::Restore {
-            backup: name,
+            point: Some(point),
+            side_dir,
+            ..
+        } => {
+            let req = release::SideRestoreRequest {
+                point: point.clone(),
+                dir: side_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join(format!("side-{point}"))),
+            };
+            let mut printer = Printer::live(json);
+            let side = crate::events::with_events(
+                |e| printer.take(e),
+                |tx| {
+                    let ctx = job.context(tx);
+                    let req = &req;
+                    async move { release::side_restore(&ctx, req).await }
+                },
+            )
+            .await?;
+            if json {
+                output::json(&json!({ "ok": true, "side": side }));
+            } else {
+                let mut text = format!(
+                    "restore point {} is running beside {} (read-only, recovery paused at the point)\n  \
+                     data directory: {}\n  connect: psql '{}'\n  migration head there: {}\n",
+                    side.point,
+                    env.name,
+                    side.dir.display(),
+                    side.url,
+                    side.migration_head.as_deref().unwrap_or("none")
+                );
+                for (table, rows) in &side.tables {
+                    text.push_str(&format!("  {table}: {rows} rows\n"));
+                }
+                text.push_str(&format!(
+                    "  copy a table back with pg_dump -t from it; stop it when done: {}",
+                    side.stop
+                ));
+                output::stdout(&text);
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Restore {
+            backup: Some(name),
             confirm,
             force_unverified,
             accept_foreign_backup,
@@ -215,6 +270,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
             maintenance,
             no_maintenance,
             jobs,
+            ..
         } => {
             let mut job_env = env.clone();
             job_env.backup.dir = dir.clone();
@@ -285,6 +341,11 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
             }
             Ok(exit::OK)
         }
+        // clap requires the file or --point.
+        BackupCommand::Restore { .. } => Err(Error::input(
+            "backup restore needs a backup file or --point NAME --side",
+            "name the backup file (`backup list` shows them)",
+        )),
         BackupCommand::Prune { yes } => {
             let decisions = prune::plan(
                 &dir,

@@ -99,6 +99,62 @@ impl Sandbox {
     }
 
     /// Stops the long-lived cluster in `dir`, if it runs. Returns whether it was running.
+    /// Makes `dir` the data directory a backup tool restores a cluster into: created, empty,
+    /// mode 0700, the server user's when running as root. Anything already there is refused.
+    pub fn prepare_restore_dir(dir: &Path) -> Result<()> {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::input(
+                format!(
+                    "{} is not empty: a restore needs a directory of its own",
+                    dir.display()
+                ),
+                "name a new directory, or remove that one when nothing in it is needed",
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_error("creating the restore directory", &e))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| io_error("making the restore directory private", &e))?;
+        if nix::unistd::geteuid().is_root() {
+            give_to_postgres(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a cluster a backup tool restored into `dir`, as a persistent sandbox: on a free
+    /// port, reached by its unix socket in `dir` (no TCP), hot standby on, and WAL archiving
+    /// off, so it never pushes into the repository it came from. Its settings go last in
+    /// `postgresql.auto.conf`, after whatever the restored cluster had there.
+    pub fn start_restored(dir: &Path) -> Result<Sandbox> {
+        let auto = dir.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&auto)
+            .map_err(|e| io_error("editing postgresql.auto.conf", &e))?;
+        writeln!(
+            f,
+            "\n# pgdeck: a side cluster, restored\nlisten_addresses = ''\nunix_socket_directories = '{}'\n\
+             archive_mode = off\nhot_standby = on\nlogging_collector = off\n\
+             include_if_exists = 'pgdeck-port.conf'",
+            dir.display().to_string().replace('\'', "''")
+        )
+        .map_err(|e| io_error("editing postgresql.auto.conf", &e))?;
+        let run_as_postgres = nix::unistd::geteuid().is_root();
+        if run_as_postgres {
+            give_to_postgres(&auto)?;
+        }
+        let mut sandbox = Sandbox {
+            data_dir: dir.to_owned(),
+            port: 0,
+            bin_dir: find_server_binaries()?,
+            run_as_postgres,
+            temp: None,
+            reaper: None,
+        };
+        sandbox.start()?;
+        Ok(sandbox)
+    }
+
     pub fn stop_persistent(dir: &Path) -> Result<bool> {
         let sandbox = Sandbox {
             data_dir: dir.to_owned(),

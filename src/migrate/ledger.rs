@@ -84,6 +84,15 @@ impl Ledger {
         }))
     }
 
+    /// The newest applied migration: the one finished last.
+    pub fn head(&self) -> Option<String> {
+        self.rows
+            .iter()
+            .filter(|r| r.is_applied())
+            .max_by_key(|r| r.finished_at)
+            .map(|r| r.migration_name.clone())
+    }
+
     pub fn rows_for<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a LedgerRow> + 'a {
         self.rows.iter().filter(move |r| r.migration_name == name)
     }

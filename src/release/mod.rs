@@ -16,6 +16,7 @@ mod rehearsal;
 mod restore;
 mod revert;
 mod sessions;
+mod side;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,7 @@ pub use revert::{
     ResetRequest, ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert,
 };
 pub use sessions::{SignalRequest, signal_backend};
+pub use side::{SideRestoreRequest, SideRestored, side_restore};
 
 /// One environment, resolved and validated: everything a command needs to act on it.
 #[derive(Debug, Clone)]
@@ -128,6 +130,8 @@ pub enum Workflow {
     Signal,
     /// The pending migrations rehearsed on a copy, and the drift check.
     Rehearsal,
+    /// A pgBackRest stanza restored to a point beside the environment's server.
+    SideRestore,
 }
 
 impl Workflow {
@@ -141,6 +145,7 @@ impl Workflow {
             Workflow::Hook => "hook",
             Workflow::Signal => "signal a backend",
             Workflow::Rehearsal => "rehearsal",
+            Workflow::SideRestore => "side restore",
         }
     }
 }

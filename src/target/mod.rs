@@ -249,6 +249,18 @@ impl DbTarget {
         }
     }
 
+    /// The same database and credentials on another server reached by its unix socket in `dir`
+    /// (a cluster restored beside this one).
+    pub fn on_socket(&self, dir: &Path, port: u16) -> DbTarget {
+        DbTarget {
+            host: Host::Socket(dir.to_owned()),
+            port,
+            sslmode: SslMode::Disable,
+            sslrootcert: None,
+            ..self.clone()
+        }
+    }
+
     pub fn with_schema(&self, schema: &str) -> DbTarget {
         DbTarget {
             schema: schema.to_owned(),

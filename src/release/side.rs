@@ -1,0 +1,210 @@
+//! Recovery beside production: the environment's pgBackRest stanza restored to a named restore
+//! point into a new data directory, started there as a cluster of its own on a free port,
+//! read-only (recovery paused at the point), for the operator to inspect or to copy a damaged
+//! table back from while production keeps every newer write. It never touches the
+//! environment's server: the restore writes only into the new directory, and the side cluster
+//! archives nothing.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::deploy::record_release;
+use super::{Context, Event, Workflow};
+use crate::backup::pgbackrest;
+use crate::db::{self, sandbox::Sandbox};
+use crate::error::{Error, Result};
+use crate::journal::Outcome;
+use crate::migrate::ledger::Ledger;
+use crate::units::human_duration;
+
+/// How long the side cluster may take to replay up to the restore point.
+const REPLAY_WITHIN: Duration = Duration::from_secs(300);
+
+/// A side restore: the restore point and the new data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideRestoreRequest {
+    pub point: String,
+    pub dir: PathBuf,
+}
+
+/// The side cluster, running, and what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideRestored {
+    pub point: String,
+    pub dir: PathBuf,
+    pub port: u16,
+    /// How to reach it (password, if any, redacted): the environment's database and user on
+    /// the side cluster's socket.
+    pub url: String,
+    /// The newest migration applied there, from its `_prisma_migrations`.
+    pub migration_head: Option<String>,
+    /// The largest tables' exact row counts there.
+    pub tables: Vec<(String, i64)>,
+    /// How to stop it when done.
+    pub stop: String,
+}
+
+/// Restores, starts, waits for the replay to stop at the point, then reads the migration head
+/// and the row counts of the largest tables.
+pub async fn side_restore(ctx: &Context, req: &SideRestoreRequest) -> Result<SideRestored> {
+    let env = &ctx.env;
+    let Some(stanza) = &env.backup.pgbackrest else {
+        return Err(Error::input(
+            format!(
+                "environment {} has no pgBackRest stanza: a restore to a point needs backup_tool = \"pgbackrest\"",
+                env.name
+            ),
+            "set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment, or restore a pg_dump backup file",
+        ));
+    };
+    if req.point.trim().is_empty() {
+        return Err(Error::input(
+            "the restore point's name is empty",
+            "name the point the deploy printed (pgdeck_<environment>_<time>); the journal has it too",
+        ));
+    }
+    ctx.check_cancelled(Workflow::SideRestore.name())?;
+    Sandbox::prepare_restore_dir(&req.dir)?;
+    ctx.emit(Event::Started {
+        workflow: Workflow::SideRestore,
+        what: format!(
+            "stanza {} to restore point {} into {}",
+            stanza.stanza,
+            req.point,
+            req.dir.display()
+        ),
+    });
+    let result = run(ctx, stanza, req).await;
+    match &result {
+        Ok(side) => record_release(
+            ctx,
+            Workflow::SideRestore,
+            Outcome::Ok,
+            &format!(
+                "restore point {} running beside {} on port {} in {}",
+                side.point,
+                env.name,
+                side.port,
+                side.dir.display()
+            ),
+            &[],
+            &[],
+        ),
+        Err(e) => record_release(
+            ctx,
+            Workflow::SideRestore,
+            Outcome::of(e),
+            &e.cause,
+            &[],
+            &[],
+        ),
+    }
+    result
+}
+
+async fn run(
+    ctx: &Context,
+    stanza: &pgbackrest::PgbackrestSettings,
+    req: &SideRestoreRequest,
+) -> Result<SideRestored> {
+    let env = &ctx.env;
+    let started = Instant::now();
+    let restored = tokio::select! {
+        r = pgbackrest::restore_to_point(stanza, &req.point, &req.dir) => r?,
+        () = ctx.cancel.cancelled() => {
+            return Err(Error::cancelled(
+                format!("side restore cancelled: {} holds a partial restore", req.dir.display()),
+                "remove the directory; production was not touched",
+            ));
+        }
+    };
+    ctx.emit(Event::Checked(format!(
+        "{} into {} ({})",
+        restored.command,
+        req.dir.display(),
+        human_duration(started.elapsed())
+    )));
+    let dir = req.dir.clone();
+    let sandbox = tokio::task::spawn_blocking(move || Sandbox::start_restored(&dir))
+        .await
+        .map_err(|e| Error::runtime(format!("starting the side cluster: {e}"), "try again"))??;
+    let target = env
+        .target
+        .on_socket(&req.dir, sandbox.port())
+        .with_application_name("pgdeck-side");
+    let session = db::connect(&target).await?;
+    // Ready for read-only connections is not yet at the point: wait for the replay to pause there.
+    let replaying = Instant::now();
+    loop {
+        let paused: bool = session
+            .client
+            .query_one(
+                "SELECT pg_is_in_recovery() AND pg_is_wal_replay_paused()",
+                &[],
+            )
+            .await
+            .map_err(|e| db::query_error("asking the side cluster where its replay is", &e))?
+            .get(0);
+        if paused {
+            break;
+        }
+        if replaying.elapsed() > REPLAY_WITHIN {
+            return Err(Error::runtime(
+                format!(
+                    "the side cluster did not reach restore point {} within {}",
+                    req.point,
+                    human_duration(REPLAY_WITHIN)
+                ),
+                format!(
+                    "its log is {}; a point created after the newest archived WAL cannot be reached",
+                    req.dir.join("server.log").display()
+                ),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            () = ctx.cancel.cancelled() => ctx.check_cancelled("side restore")?,
+        }
+    }
+    ctx.emit(Event::Checked(format!(
+        "recovery paused at restore point {}: read-only",
+        req.point
+    )));
+    let migration_head = Ledger::read(&session.client, &target.schema)
+        .await?
+        .and_then(|l| l.head());
+    let rows = session
+        .client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' \
+             ORDER BY pg_total_relation_size(c.oid) DESC, 1 LIMIT 5",
+            &[],
+        )
+        .await
+        .map_err(|e| db::query_error("finding the side cluster's largest tables", &e))?;
+    let mut tables = Vec::new();
+    for r in rows {
+        let table: String = r.get(0);
+        let count: i64 = session
+            .client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(|e| db::query_error(&format!("counting the rows of {table}"), &e))?
+            .get(0);
+        tables.push((table, count));
+    }
+    Ok(SideRestored {
+        point: req.point.clone(),
+        dir: req.dir.clone(),
+        port: sandbox.port(),
+        url: target.to_string(),
+        migration_head,
+        tables,
+        stop: format!("pg_ctl -D {} stop", req.dir.display()),
+    })
+}
