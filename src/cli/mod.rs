@@ -72,6 +72,9 @@ pub mod exit {
     /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
     /// an extension, or is older than the target).
     pub const SCRATCH_UNFIT: u8 = 16;
+    /// `deploy`: gave up waiting for a standby's replay lag to come under `max_replica_lag`
+    /// (after `replica_lag_wait`).
+    pub const REPLICA_LAG: u8 = 17;
 
     /// Every code with what it means, for the man page.
     pub const MEANINGS: &[(u8, &str)] = &[
@@ -136,6 +139,10 @@ pub mod exit {
         (
             SCRATCH_UNFIT,
             "verify, plan --rehearse: the rehearsal could not be set up on the scratch server.",
+        ),
+        (
+            REPLICA_LAG,
+            "deploy: gave up waiting for a standby's replay lag to come under max_replica_lag (after replica_lag_wait).",
         ),
     ];
 }
@@ -661,6 +668,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Cancelled => exit::CANCELLED,
         ErrorKind::Interrupted => exit::INTERRUPTED,
         ErrorKind::ScratchUnfit => exit::SCRATCH_UNFIT,
+        ErrorKind::ReplicaLag => exit::REPLICA_LAG,
     }
 }
 

@@ -138,6 +138,13 @@ pub enum Event {
         longest_wait_ms: u64,
         blocking_timeout_ms: u64,
     },
+    /// A deploy paused before `before` until the standby's replay lag came under
+    /// `max_replica_lag`. (One that gave up is the deploy's failure, journaled as its outcome.)
+    ReplicaWaited {
+        before: String,
+        replica: String,
+        waited_ms: u64,
+    },
     SessionFinished,
 }
 

@@ -10,6 +10,7 @@ mod checks;
 mod deploy;
 mod hooks;
 mod matrix;
+mod primary;
 mod rehearsal;
 mod restore;
 mod revert;
@@ -250,6 +251,18 @@ impl Context {
                 victims: *victims,
                 longest_wait_ms: *longest_wait_ms,
                 blocking_timeout_ms: *blocking_timeout_ms,
+            });
+        }
+        if let DeployEvent::ReplicaCaughtUp {
+            next,
+            replica,
+            waited_ms,
+        } = &e
+        {
+            self.record(journal::Event::ReplicaWaited {
+                before: next.clone(),
+                replica: replica.clone(),
+                waited_ms: *waited_ms,
             });
         }
         self.emit(Event::Deploy(e));

@@ -29,6 +29,9 @@ pub struct Deploying {
     pub waiting: Option<(Vec<Holder>, Duration, Instant)>,
     /// The last retry, said.
     pub retried: Option<String>,
+    /// Paused for a standby's replay lag: the engine's words ("waiting for replica X: replay
+    /// lag N MB / Ts, waited Ws ...").
+    pub replica_wait: Option<String>,
 }
 
 impl Deploying {
@@ -65,6 +68,7 @@ impl Deploying {
                 self.statements = *total;
                 self.preview.clone_from(preview);
                 self.waiting = None;
+                self.replica_wait = None;
             }
             DeployEvent::Waiting {
                 waited_ms, holders, ..
@@ -94,6 +98,8 @@ impl Deploying {
                 self.applied += 1;
                 self.waiting = None;
             }
+            DeployEvent::WaitingForReplica { .. } => self.replica_wait = event.said(),
+            DeployEvent::ReplicaCaughtUp { .. } => self.replica_wait = None,
             _ => {}
         }
     }
