@@ -1461,6 +1461,65 @@ mod tests {
     }
 
     #[test]
+    fn replica_and_pool_settings_are_read_and_the_direct_url_wins() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.prod]
+            database_url = "postgresql://app@pgbouncer:6432/app"
+            direct_url = "postgresql://deploy@db:5432/app"
+            max_replica_lag = "16MB"
+            replica_lag_wait = "90s"
+            replica_lag_alert = "1GB"
+            replica_lag_time_alert = "2m"
+            slot_retained_alert = "10GB"
+            pgbouncer_admin_url = "postgresql://stats@pgbouncer:6432/pgbouncer"
+            pool_alert_pct = 90
+            [environments.dev]
+            database_url = "postgresql://app@localhost/app"
+            max_replica_lag = "off"
+            "#,
+        );
+        let env = resolve_with(&path, Some("prod")).unwrap();
+        assert_eq!(env.target.host.to_string(), "db");
+        assert_eq!(env.target.port, 5432);
+        assert_eq!(env.deploy.max_replica_lag, Some(16 << 20));
+        assert_eq!(env.deploy.replica_lag_wait, Duration::from_secs(90));
+        let m = &env.health.monitor;
+        assert_eq!(m.replicas.replay_lag_bytes, 1 << 30);
+        assert_eq!(m.replicas.replay_lag, Duration::from_secs(120));
+        assert_eq!(m.replicas.slot_retained_bytes, 10 << 30);
+        assert_eq!(m.pool_alert, 0.9);
+        assert_eq!(
+            m.pgbouncer_admin.as_ref().map(|t| t.dbname.as_str()),
+            Some("pgbouncer")
+        );
+        let dev = resolve_with(&path, Some("dev")).unwrap();
+        assert_eq!(dev.deploy.max_replica_lag, None);
+        assert!(dev.health.monitor.pgbouncer_admin.is_none());
+        assert_eq!(
+            dev.deploy.replica_lag_wait,
+            DeploySettings::default().replica_lag_wait
+        );
+    }
+
+    #[test]
+    fn an_unset_direct_url_variable_is_remembered_so_lock_taking_work_refuses() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.prod]
+            database_url = "postgresql://app@pgbouncer:6432/app"
+            direct_url_env = "PGDECK_TEST_SURELY_UNSET_DIRECT_URL"
+            "#,
+        );
+        let env = resolve_with(&path, Some("prod")).unwrap();
+        assert_eq!(env.target.port, 6432);
+        assert_eq!(
+            env.connection.direct_unset.as_deref(),
+            Some("PGDECK_TEST_SURELY_UNSET_DIRECT_URL")
+        );
+    }
+
+    #[test]
     fn config_mistakes_are_input_errors_with_a_location() {
         let cases = [
             ("[environments.dev\n", "line"),
@@ -1469,6 +1528,26 @@ mod tests {
             (
                 "[environments.dev]\nlock_timeout = \"soon\"\n",
                 "not a duration",
+            ),
+            (
+                "[environments.dev]\nmax_replica_lag = \"lots\"\n",
+                "environments.dev.max_replica_lag = \"lots\" is not a size",
+            ),
+            (
+                "[environments.dev]\nreplica_lag_wait = \"0s\"\n",
+                "environments.dev.replica_lag_wait",
+            ),
+            (
+                "[environments.dev]\npool_alert_pct = 180\n",
+                "pool_alert_pct = 180 is not a percentage",
+            ),
+            (
+                "[environments.dev]\npgbouncer_admin_url = \"mysql://x\"\n",
+                "environments.dev.pgbouncer_admin_url",
+            ),
+            (
+                "[environments.dev]\ndirect_url = \"postgresql://a@b/c\"\ndirect_url_env = \"X\"\n",
+                "both direct_url and direct_url_env",
             ),
         ];
         for (text, expected) in cases {

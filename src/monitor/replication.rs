@@ -78,20 +78,22 @@ pub struct Replication {
 const NOW_LSN: &str = "(SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
      ELSE pg_current_wal_lsn() END)";
 
-/// The standbys alone (the deploy's lag wait asks this between migrations).
+/// The standbys: what `pg_stat_replication` shows, read from the WAL senders and each one's
+/// own activity entry rather than the view, which joins every session's.
 pub async fn standbys(c: &Client) -> Result<Vec<Standby>> {
     let rows = c
         .query(
             &format!(
                 "WITH now_lsn AS (SELECT {NOW_LSN} AS lsn) \
-                 SELECT pid, coalesce(nullif(application_name, ''), host(client_addr), 'local'), \
-                        coalesce(host(client_addr), 'local'), coalesce(state, 'unknown'), \
-                        coalesce(sync_state, 'unknown'), \
-                        pg_wal_lsn_diff(n.lsn, sent_lsn)::bigint, pg_wal_lsn_diff(n.lsn, write_lsn)::bigint, \
-                        pg_wal_lsn_diff(n.lsn, flush_lsn)::bigint, pg_wal_lsn_diff(n.lsn, replay_lsn)::bigint, \
-                        extract(epoch FROM write_lag)::float8, extract(epoch FROM flush_lag)::float8, \
-                        extract(epoch FROM replay_lag)::float8 \
-                 FROM pg_stat_replication, now_lsn n ORDER BY 2, pid"
+                 SELECT s.pid, coalesce(nullif(a.application_name, ''), host(a.client_addr), 'local'), \
+                        coalesce(host(a.client_addr), 'local'), coalesce(s.state, 'unknown'), \
+                        coalesce(s.sync_state, 'unknown'), \
+                        pg_wal_lsn_diff(n.lsn, s.sent_lsn)::bigint, pg_wal_lsn_diff(n.lsn, s.write_lsn)::bigint, \
+                        pg_wal_lsn_diff(n.lsn, s.flush_lsn)::bigint, pg_wal_lsn_diff(n.lsn, s.replay_lsn)::bigint, \
+                        extract(epoch FROM s.write_lag)::float8, extract(epoch FROM s.flush_lag)::float8, \
+                        extract(epoch FROM s.replay_lag)::float8 \
+                 FROM pg_stat_get_wal_senders() s LEFT JOIN LATERAL pg_stat_get_activity(s.pid) a ON true, \
+                      now_lsn n ORDER BY 2, 1"
             ),
             &[],
         )

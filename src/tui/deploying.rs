@@ -225,6 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_for_a_standby_is_said_until_it_caught_up() {
+        let mut d = Deploying::default();
+        d.fold(&DeployEvent::WaitingForReplica {
+            next: "m2".into(),
+            replica: "standby1".into(),
+            replay_lag_bytes: 3 << 20,
+            replay_lag_seconds: Some(4.0),
+            waited_ms: 2000,
+            max_lag_bytes: 1 << 20,
+            wait_limit_ms: 300_000,
+        });
+        assert_eq!(
+            d.replica_wait.as_deref(),
+            Some(
+                "waiting for replica standby1: replay lag 3.0 MB / 4s, waited 2 s (max_replica_lag 1.0 MB, gives up after 5 min)"
+            )
+        );
+        d.fold(&DeployEvent::ReplicaCaughtUp {
+            next: "m2".into(),
+            replica: "standby1".into(),
+            waited_ms: 2500,
+        });
+        assert_eq!(d.replica_wait, None);
+    }
+
+    #[test]
     fn an_idle_transaction_reads_as_such_not_as_its_wait_event() {
         assert_eq!(
             session_state("idle in transaction", Some("ClientRead")),
