@@ -543,6 +543,9 @@ pub struct Bouncer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Holds a pipe's write end: when this process goes away for any reason, the reaper stops
+    /// PgBouncer (as a sandbox's reaper stops its server).
+    reaper: Option<(Child, ChildStdin)>,
 }
 
 /// Where Debian's package puts the program.
@@ -619,10 +622,26 @@ impl Bouncer {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
             if up {
+                let mut reaper = Command::new("sh")
+                    .arg("-c")
+                    .arg(r#"cat >/dev/null 2>&1; kill -TERM "$(cat "$1")" >/dev/null 2>&1"#)
+                    .arg("pgdeck-pgbouncer-reaper")
+                    .arg(dir.path().join("pgbouncer.pid"))
+                    .current_dir("/")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|e| io_error("starting the pgbouncer reaper", &e))?;
+                let stdin = reaper.stdin.take().ok_or_else(|| {
+                    Error::runtime("the pgbouncer reaper has no stdin", "report this as a bug")
+                })?;
                 return Ok(Bouncer {
                     port,
                     dir,
                     child: Some(child),
+                    reaper: Some((reaper, stdin)),
                 });
             }
             let _ = child.kill();
@@ -700,6 +719,10 @@ impl Drop for Bouncer {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some((mut reaper, stdin)) = self.reaper.take() {
+            drop(stdin);
+            let _ = reaper.wait();
         }
     }
 }
