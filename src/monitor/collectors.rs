@@ -226,13 +226,15 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
         return Ok(None);
     }
     // Waiters come from pg_locks, which every role sees in full. The lock manager is asked only
-    // when some backend waits for a lock (its wait event says so), then once: its table read
+    // when some backend waits for a lock (its wait event says so, read alone rather than as a
+    // whole activity row per session), then once: its table read
     // into `locks`, who blocks whom asked only about the backends that wait, and the activity
     // of only those backends and their blockers read, not every session's.
     let rows = c
         .query(
-            "WITH waiting AS MATERIALIZED (SELECT pid FROM pg_stat_get_activity(NULL) \
-                        WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()), \
+            "WITH waiting AS MATERIALIZED (SELECT pg_stat_get_backend_pid(b) AS pid \
+                        FROM pg_stat_get_backend_idset() b \
+                        WHERE pg_stat_get_backend_wait_event_type(b) = 'Lock'), \
                   locks AS MATERIALIZED (SELECT pid, mode, granted, locktype, relation FROM pg_locks \
                         WHERE EXISTS (SELECT 1 FROM waiting)), \
                   w AS MATERIALIZED (SELECT pid, pg_blocking_pids(pid) AS blockers \
