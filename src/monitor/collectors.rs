@@ -141,6 +141,9 @@ pub async fn long_running(
     if details_hidden(c, sees_all).await? {
         return Ok(None);
     }
+    // Candidates first, from two timestamps read alone per backend: a session in no transaction
+    // is idle, and one younger than the threshold is not long-running; only the candidates'
+    // whole activity rows are built.
     let rows = c
         .query(
             "SELECT a.pid, a.backend_start, coalesce(r.rolname::text, ''), coalesce(a.application_name, ''), \
@@ -149,7 +152,11 @@ pub async fn long_running(
                     coalesce(a.state, 'unknown'), \
                     coalesce(extract(epoch FROM now() - a.query_start), 0)::float8, \
                     coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8, coalesce(a.query, '') \
-             FROM pg_stat_get_activity(NULL) a LEFT JOIN pg_roles r ON r.oid = a.usesysid \
+             FROM (SELECT pg_stat_get_backend_pid(b) AS pid FROM pg_stat_get_backend_idset() b \
+                   WHERE pg_stat_get_backend_xact_start(b) IS NOT NULL \
+                     AND greatest(now() - pg_stat_get_backend_activity_start(b), \
+                                  now() - pg_stat_get_backend_xact_start(b)) > make_interval(secs => $1)) c \
+                  CROSS JOIN LATERAL pg_stat_get_activity(c.pid) a LEFT JOIN pg_roles r ON r.oid = a.usesysid \
              WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.state IS DISTINCT FROM 'idle' \
                AND greatest(now() - a.query_start, now() - a.xact_start) > make_interval(secs => $1) \
              ORDER BY greatest(now() - a.query_start, now() - a.xact_start) DESC",
