@@ -85,6 +85,11 @@ fn render_bench() {
         progress: Pane::Unavailable {
             reason: "n/a".into(),
         },
+        replication: Pane::Unavailable {
+            reason: "n/a".into(),
+        },
+        pools: None,
+        alerts: Vec::new(),
         host: None,
     };
     app.update(Msg::Monitor(Box::new(Update::Fresh {

@@ -1,5 +1,7 @@
-//! One full monitor refresh (every collector) with 500 open connections: server-side cost per
-//! refresh from pg_stat_statements (target: at most 10 ms), wall time and client CPU per refresh;
+//! One full monitor refresh (every collector, the replication and PgBouncer pool panes among
+//! them) with 500 and then 2,000 open connections, a streaming standby, an inactive slot and a
+//! PgBouncer in front: server-side cost per refresh from pg_stat_statements (target: at most
+//! 10 ms at 2,000, and at most half of pg_activity's), wall time and client CPU per refresh;
 //! beside it, pg_activity's own activity, blocking and waiting queries, timed with psql against
 //! the same server in the same run. Run with `cargo bench --bench monitor`.
 //!
@@ -11,10 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
-use pgdeck::db::sandbox::Sandbox;
-use pgdeck::monitor::{HostProbe, Monitor, MonitorSettings};
+use pgdeck::db::sandbox::{Bouncer, Sandbox};
+use pgdeck::monitor::{HostProbe, Monitor, MonitorSettings, Pane};
 
-const CONNECTIONS: usize = 500;
+const SIZES: [usize; 2] = [500, 2000];
 const REFRESHES: usize = 50;
 const PG_ACTIVITY: &str = "pg_activity==3.6.2";
 const PGA_QUERIES: [&str; 3] = [
@@ -31,7 +33,7 @@ fn main() {
         let admin = connect(&sandbox, "postgres", "postgres").await;
         // ALTER SYSTEM may not run in the implicit transaction of a multi-statement batch.
         for sql in [
-            "ALTER SYSTEM SET max_connections = 600",
+            "ALTER SYSTEM SET max_connections = 2100",
             "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
         ] {
             admin.batch_execute(sql).await.expect("configure");
@@ -39,13 +41,40 @@ fn main() {
     });
     sandbox.stop_immediately().expect("stop");
     sandbox.restart().expect("restart with pg_stat_statements");
+    // What the replication pane shows: a streaming standby and a slot nobody uses.
+    let standby = sandbox
+        .start_standby("bench_standby")
+        .unwrap_or_else(|e| panic!("standby: {}: {}", e.cause, e.hint));
+    let bouncer = Bouncer::start(&sandbox, "transaction", 20)
+        .unwrap_or_else(|e| panic!("pgbouncer: {}: {}", e.cause, e.hint));
 
-    let holders = load.block_on(prepare(&sandbox));
-    println!(
-        "{CONNECTIONS} sessions open on the server ({} held idle or idle in transaction, the rest sleeping or in a lock queue)",
-        holders.len()
-    );
+    let mut holders = load.block_on(prepare(&sandbox, &bouncer));
+    for size in SIZES {
+        load.block_on(grow(&sandbox, &mut holders, size));
+        println!(
+            "\n=== {size} sessions open on the server (idle, idle in transaction, sleeping, in a lock queue), a standby streaming, PgBouncer in front"
+        );
+        let ours = measure(&sandbox, &bouncer, &load);
+        let theirs = pg_activity(&sandbox, &load);
+        match theirs {
+            Some(pga) => {
+                println!(
+                    "  pgdeck {ours:.2} ms against pg_activity's {pga:.2} ms server-side per refresh: {:.0} % of it (target at most 50 %): {}",
+                    100.0 * ours / pga,
+                    if ours <= pga / 2.0 { "met" } else { "MISSED" }
+                );
+            }
+            None => println!("  pg_activity not measured"),
+        }
+    }
+    drop(holders);
+    drop(bouncer);
+    drop(standby);
+}
 
+/// One run of REFRESHES full refreshes as the monitoring role; prints the breakdown and returns
+/// the server-side ms per refresh.
+fn measure(sandbox: &Sandbox, bouncer: &Bouncer, load: &tokio::runtime::Runtime) -> f64 {
     // The monitor runs on this thread's own runtime, so this thread's CPU time is its cost.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -57,23 +86,39 @@ fn main() {
         "bench_monitor",
         "bench_monitor",
     );
-    let settings = MonitorSettings::default();
+    let settings = MonitorSettings {
+        pgbouncer_admin: Some(
+            pgdeck::target::DbTarget::from_url(&bouncer.admin_url(), &pgdeck::target::ProcessVars)
+                .expect("admin url"),
+        ),
+        ..MonitorSettings::default()
+    };
     let mut monitor = rt.block_on(Monitor::connect(&target)).expect("monitor");
     for _ in 0..3 {
         rt.block_on(monitor.snapshot(&settings));
     }
-    load.block_on(reset_statements(&sandbox));
+    load.block_on(reset_statements(sandbox));
     let cpu_before = thread_cpu();
     let started = Instant::now();
     let mut walls = Vec::new();
+    let mut pool_ms = Vec::new();
+    let mut standbys = 0;
     for _ in 0..REFRESHES {
         let t = Instant::now();
         let s = rt.block_on(monitor.snapshot(&settings));
         walls.push(t.elapsed());
         assert!(
-            matches!(s.connections, pgdeck::monitor::Pane::Ok(_)),
+            matches!(s.connections, Pane::Ok(_)),
             "the connections pane failed"
         );
+        match &s.replication {
+            Pane::Ok(r) => standbys = r.data.standbys.len(),
+            other => panic!("the replication pane failed: {other:?}"),
+        }
+        match &s.pools {
+            Some(Pane::Ok(p)) => pool_ms.push(p.cost_ms),
+            other => panic!("the pools pane failed: {other:?}"),
+        }
     }
     let elapsed = started.elapsed();
     let cpu = thread_cpu() - cpu_before;
@@ -85,11 +130,12 @@ fn main() {
         host.read();
     }
     let host_cpu = (thread_cpu() - host_cpu_before) / 10;
-    let ours_server = load.block_on(server_ms_per_call(&sandbox, "bench_monitor"));
+    let ours_server = load.block_on(server_ms_per_call(sandbox, "bench_monitor"));
     let total_server: f64 = ours_server.iter().map(|(_, ms, _)| ms).sum::<f64>();
     walls.sort();
+    pool_ms.sort_by(f64::total_cmp);
 
-    println!("\npgdeck: one refresh of every collector, {REFRESHES} refreshes");
+    println!("pgdeck: one refresh of every collector, {REFRESHES} refreshes ({standbys} standby)");
     println!(
         "  server-side {:.2} ms per refresh (target at most 10 ms): {}",
         total_server,
@@ -110,35 +156,46 @@ fn main() {
         100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
     println!(
+        "  pools pane (PgBouncer's admin console, SHOW POOLS + SHOW DATABASES, not in the server's cost): {:.2} ms median wall",
+        pool_ms[pool_ms.len() / 2]
+    );
+    println!(
         "  host pane (sysinfo, {} postgres processes): {:.2} ms client CPU per sample, at most one sample every 2 s",
         host.read().postgres_processes,
         ms(host_cpu)
     );
+    total_server
+}
 
+/// pg_activity's queries, each REFRESHES times via psql: server-side ms for one of its refreshes.
+fn pg_activity(sandbox: &Sandbox, load: &tokio::runtime::Runtime) -> Option<f64> {
     match pg_activity_queries() {
         Ok(queries) => {
-            println!("\npg_activity ({PG_ACTIVITY}): its queries via psql, {REFRESHES} runs each");
-            load.block_on(reset_statements(&sandbox));
+            println!("pg_activity ({PG_ACTIVITY}): its queries via psql, {REFRESHES} runs each");
+            load.block_on(reset_statements(sandbox));
             let mut total = 0.0;
             for (name, sql) in &queries {
-                let psql = time_with_psql(&sandbox, sql);
-                let server = load.block_on(server_ms_per_call(&sandbox, "bench_pga"));
+                let psql = time_with_psql(sandbox, sql);
+                let server = load.block_on(server_ms_per_call(sandbox, "bench_pga"));
                 let server_ms: f64 = server
                     .iter()
                     .filter(|(q, _, _)| !q.contains("pg_stat_statements"))
                     .map(|(_, ms, _)| ms)
                     .sum();
-                load.block_on(reset_statements(&sandbox));
+                load.block_on(reset_statements(sandbox));
                 total += server_ms;
                 println!(
                     "  {name:<32} server-side {server_ms:.2} ms per run; psql \\timing {psql:.2} ms median"
                 );
             }
             println!("  together: {total:.2} ms server-side per refresh");
+            Some(total)
         }
-        Err(e) => println!("\npg_activity's queries not measured: {e}"),
+        Err(e) => {
+            println!("pg_activity's queries not measured: {e}");
+            None
+        }
     }
-    drop(holders);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -161,15 +218,17 @@ async fn connect(sandbox: &Sandbox, user: &str, db: &str) -> tokio_postgres::Cli
     session.client
 }
 
-/// The roles, the database, 500 sessions in realistic states; returns what keeps them open.
-async fn prepare(sandbox: &Sandbox) -> Vec<tokio_postgres::Client> {
+/// The roles, the database, a lock queue, long-running and idle-in-transaction sessions, an
+/// inactive replication slot, clients through PgBouncer; returns what keeps them open.
+async fn prepare(sandbox: &Sandbox, bouncer: &Bouncer) -> Vec<tokio_postgres::Client> {
     let admin = connect(sandbox, "postgres", "postgres").await;
     admin
         .batch_execute(
             "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
              CREATE ROLE bench_monitor LOGIN IN ROLE pg_monitor; \
              CREATE ROLE bench_pga LOGIN IN ROLE pg_monitor; \
-             CREATE ROLE bench_app LOGIN",
+             CREATE ROLE bench_app LOGIN; \
+             SELECT pg_create_physical_replication_slot('bench_unused_slot', true)",
         )
         .await
         .expect("roles");
@@ -196,7 +255,6 @@ async fn prepare(sandbox: &Sandbox) -> Vec<tokio_postgres::Client> {
         .await
         .expect("hold");
     clients.push(holder);
-    let mut waiting = Vec::new();
     for sql in [
         "ALTER TABLE orders ADD COLUMN flag int",
         "SELECT count(*) FROM orders",
@@ -204,10 +262,11 @@ async fn prepare(sandbox: &Sandbox) -> Vec<tokio_postgres::Client> {
         "SELECT count(*) FROM orders",
     ] {
         let c = connect(sandbox, "bench_app", "bench_monitor").await;
-        waiting.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             let _ = c.batch_execute(sql).await;
-            c
-        }));
+            // Kept until the bench ends.
+            std::future::pending::<()>().await;
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Long-running queries.
@@ -223,11 +282,47 @@ async fn prepare(sandbox: &Sandbox) -> Vec<tokio_postgres::Client> {
             .expect("idle in tx");
         clients.push(c);
     }
-    while clients.len() + waiting.len() + 5 < CONNECTIONS {
-        clients.push(connect(sandbox, "bench_app", "bench_monitor").await);
+    // The application through PgBouncer: idle clients, and a few in a transaction (each holds
+    // a server connection).
+    for i in 0..40 {
+        let target = pgdeck::target::DbTarget::from_url(
+            &bouncer.url("bench_monitor"),
+            &pgdeck::target::ProcessVars,
+        )
+        .expect("url");
+        let (c, _) = pgdeck::db::connect_bare(&target)
+            .await
+            .unwrap_or_else(|e| panic!("through pgbouncer: {}", e.cause));
+        let sql = if i < 5 { "BEGIN; SELECT 1" } else { "SELECT 1" };
+        c.simple_query(sql).await.expect("through pgbouncer");
+        clients.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     clients
+}
+
+/// Opens idle sessions until `size` client backends are open on the server.
+async fn grow(sandbox: &Sandbox, clients: &mut Vec<tokio_postgres::Client>, size: usize) {
+    let probe = connect(sandbox, "postgres", "postgres").await;
+    let mut now = client_backends(&probe).await;
+    while now < size {
+        // The probe's own session counts too: one fewer to open.
+        for _ in now..size {
+            clients.push(connect(sandbox, "bench_app", "bench_monitor").await);
+        }
+        now = client_backends(&probe).await;
+    }
+    drop(probe);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+async fn client_backends(c: &tokio_postgres::Client) -> usize {
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        &[],
+    )
+    .await
+    .map(|r| r.get::<_, i64>(0) as usize)
+    .expect("count")
 }
 
 async fn reset_statements(sandbox: &Sandbox) {

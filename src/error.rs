@@ -35,6 +35,8 @@ pub enum ErrorKind {
     /// cancel or termination by another session, an idle timeout, a shutdown, exhausted
     /// resources.
     Interrupted,
+    /// Gave up waiting for the standbys' replay lag to come under `max_replica_lag`.
+    ReplicaLag,
 }
 
 /// The guard that refused a release workflow.
@@ -64,6 +66,11 @@ pub enum Guard {
     Protected,
     /// The monitor is read-only here.
     ReadOnly,
+    /// The URL reaches a standby (`pg_is_in_recovery()`): nothing can be written there.
+    Standby,
+    /// The URL goes through a pooler in transaction or statement mode, where the migration
+    /// lock and session settings do not hold.
+    Pooler,
 }
 
 /// A confirmation to ask for: what will happen, and what the operator must answer.
@@ -146,6 +153,11 @@ pub enum Remedy {
     DirectoryFormat,
     /// Restore with a single worker.
     SingleWorker,
+    /// Point the environment at the primary, not a standby.
+    UsePrimary,
+    /// Use the direct URL to the server (`direct_url` / `direct_url_env`, Prisma's
+    /// `directUrl`), not the pooler's.
+    UseDirectUrl,
 }
 
 /// A user-facing error: `cause` says what happened, `hint` what to do about it. Neither ever

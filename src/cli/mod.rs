@@ -73,6 +73,9 @@ pub mod exit {
     /// `verify`, `plan --rehearse`: the rehearsal could not be set up (the scratch server lacks
     /// an extension, or is older than the target).
     pub const SCRATCH_UNFIT: u8 = 16;
+    /// `deploy`: gave up waiting for a standby's replay lag to come under `max_replica_lag`
+    /// (after `replica_lag_wait`).
+    pub const REPLICA_LAG: u8 = 17;
     /// `deploy --fleet`: not every database got the release (one failed or was refused, and
     /// the ones after the failure limit were not started).
     pub const FLEET_INCOMPLETE: u8 = 18;
@@ -140,6 +143,10 @@ pub mod exit {
         (
             SCRATCH_UNFIT,
             "verify, plan --rehearse: the rehearsal could not be set up on the scratch server.",
+        ),
+        (
+            REPLICA_LAG,
+            "deploy: gave up waiting for a standby's replay lag to come under max_replica_lag (after replica_lag_wait).",
         ),
         (
             FLEET_INCOMPLETE,
@@ -690,6 +697,7 @@ pub fn exit_code(e: &Error) -> u8 {
         ErrorKind::Cancelled => exit::CANCELLED,
         ErrorKind::Interrupted => exit::INTERRUPTED,
         ErrorKind::ScratchUnfit => exit::SCRATCH_UNFIT,
+        ErrorKind::ReplicaLag => exit::REPLICA_LAG,
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn run(job: &Job, args: &MonitorArgs, json: bool) -> Result<u8> {
     let settings = MonitorSettings {
         long_query: Duration::from_secs_f64(args.long_query),
         top_tables: args.top,
-        ..MonitorSettings::default()
+        ..env.health.monitor.clone()
     };
     if args.watch {
         return watch(job, args, settings, json).await;
@@ -407,6 +407,14 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
     }
     out.push_str(&unavailable(&s.progress).unwrap_or_default());
 
+    out.push_str(&render_replication(s));
+    if !s.alerts.is_empty() {
+        out.push_str("\nALERTS\n");
+        for a in &s.alerts {
+            out.push_str(&format!("  ALERT: {}\n", a.text));
+        }
+    }
+
     if let Some(h) = &s.host {
         let pct = |p: Option<f32>| {
             p.map(|p| format!("{p:.0} %"))
@@ -421,6 +429,112 @@ fn render(env: &Environment, s: &Snapshot, settings: &MonitorSettings) -> String
             h.postgres_processes,
             human_bytes(h.postgres_resident_bytes as i64)
         ));
+    }
+    out
+}
+
+/// The replication pane (standbys, slots, the server's own recovery) and PgBouncer's pools.
+fn render_replication(s: &Snapshot) -> String {
+    let bytes = |b: Option<i64>| b.map(human_bytes).unwrap_or_else(|| "?".into());
+    let secs = |t: Option<f64>| t.map(|t| format!("{t:.1}s")).unwrap_or_else(|| "-".into());
+    let mut out = format!("\nREPLICATION {}\n", cost(&s.replication));
+    if let Pane::Ok(r) = &s.replication {
+        let r = &r.data;
+        if let Some(rec) = &r.recovery {
+            out.push_str(&format!(
+                "  this server is a STANDBY (read-only): received WAL not yet replayed {}, last replayed commit {} ago{}\n",
+                bytes(rec.replay_behind_bytes),
+                secs(rec.last_replay_seconds),
+                if rec.replay_paused { "; replay PAUSED" } else { "" }
+            ));
+        }
+        if r.standbys.is_empty() {
+            out.push_str("  no standby streams from this server\n");
+        } else {
+            out.push_str(&format!(
+                "  {:<20} {:<10} {:<8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}\n",
+                "STANDBY",
+                "STATE",
+                "SYNC",
+                "SENT",
+                "WRITE",
+                "FLUSH",
+                "REPLAY",
+                "W TIME",
+                "F TIME",
+                "R TIME"
+            ));
+        }
+        for st in &r.standbys {
+            out.push_str(&format!(
+                "  {:<20} {:<10} {:<8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>8} {:>8}\n",
+                truncate(&st.name, 20),
+                st.state,
+                st.sync_state,
+                bytes(st.sent_lag_bytes),
+                bytes(st.write_lag_bytes),
+                bytes(st.flush_lag_bytes),
+                bytes(st.replay_lag_bytes),
+                secs(st.write_lag_seconds),
+                secs(st.flush_lag_seconds),
+                secs(st.replay_lag_seconds),
+            ));
+        }
+        if r.slots.is_empty() {
+            out.push_str("  no replication slots\n");
+        }
+        for slot in &r.slots {
+            out.push_str(&format!(
+                "  slot {} ({}{}) {}, retains {}{}\n",
+                slot.name,
+                slot.slot_type,
+                slot.database
+                    .as_deref()
+                    .map(|d| format!(", {d}"))
+                    .unwrap_or_default(),
+                if slot.active { "active" } else { "INACTIVE" },
+                bytes(slot.retained_bytes),
+                slot.wal_status
+                    .as_deref()
+                    .map(|w| format!(", WAL {w}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    out.push_str(&unavailable(&s.replication).unwrap_or_default());
+    if let Some(pools) = &s.pools {
+        out.push_str(&format!("\nPGBOUNCER POOLS {}\n", cost(pools)));
+        if let Pane::Ok(p) = pools {
+            if p.data.pools.is_empty() {
+                out.push_str("  no pools in use\n");
+            } else {
+                out.push_str(&format!(
+                    "  {:<30} {:<11} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6}\n",
+                    "POOL",
+                    "MODE",
+                    "CL ACTIVE",
+                    "CL WAIT",
+                    "SV ACTIVE",
+                    "SV IDLE",
+                    "MAX WAIT",
+                    "USED"
+                ));
+            }
+            for pool in &p.data.pools {
+                out.push_str(&format!(
+                    "  {:<30} {:<11} {:>9} {:>9} {:>9} {:>9} {:>7.1}s {:>5.0}%\n",
+                    truncate(&format!("{}/{}", pool.database, pool.user), 30),
+                    pool.pool_mode,
+                    pool.clients_active,
+                    pool.clients_waiting,
+                    pool.servers_active,
+                    pool.servers_idle,
+                    pool.max_wait_seconds,
+                    pool.utilisation * 100.0
+                ));
+            }
+        }
+        out.push_str(&unavailable(pools).unwrap_or_default());
     }
     out
 }

@@ -114,6 +114,8 @@ pub fn remedy(r: &Remedy) -> String {
         }
         Remedy::DirectoryFormat => "--format directory --jobs N".into(),
         Remedy::SingleWorker => "drop --jobs".into(),
+        Remedy::UsePrimary => "point --database-url (or the environment) at the primary".into(),
+        Remedy::UseDirectUrl => "set direct_url / direct_url_env for the environment (Prisma's directUrl, DIRECT_URL) to the server's own URL, or --database-url with it".into(),
     }
 }
 
@@ -598,7 +600,11 @@ pub fn deploy_event(event: &DeployEvent, json: bool) {
         DeployEvent::LockDisabled | DeployEvent::WatchdogOff | DeployEvent::WatchdogLost { .. } => {
             event.said().unwrap_or_default()
         }
-        DeployEvent::Blocking { .. } => format!("      {}", event.said().unwrap_or_default()),
+        DeployEvent::Blocking { .. }
+        | DeployEvent::WaitingForReplica { .. }
+        | DeployEvent::ReplicaCaughtUp { .. } => {
+            format!("      {}", event.said().unwrap_or_default())
+        }
         DeployEvent::WaitingForLock { holder: Some(h) } => {
             format!("waiting for the migration lock held by {h}")
         }

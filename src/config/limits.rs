@@ -25,6 +25,8 @@ pub const BLOCKING_TIMEOUT: RangeInclusive<Duration> = ms(1)..=secs(HOUR);
 pub const LOCK_WAIT: RangeInclusive<Duration> = secs(1)..=secs(DAY);
 pub const LOCK_WAIT_SECS: RangeInclusive<u64> = 0..=DAY;
 pub const LOCK_RETRIES: RangeInclusive<u32> = 0..=100;
+pub const REPLICA_LAG_WAIT: RangeInclusive<Duration> = secs(1)..=secs(DAY);
+pub const REPLICA_LAG_BYTES: RangeInclusive<i64> = 1024..=(1 << 40);
 pub const BACKUP_MAX_AGE: RangeInclusive<Duration> = secs(1)..=secs(3650 * DAY);
 pub const MAX_ARCHIVE_AGE: RangeInclusive<Duration> = secs(1)..=secs(30 * DAY);
 pub const RETENTION_DAYS: RangeInclusive<u32> = 1..=36500;

@@ -20,6 +20,7 @@ use crate::health::{Endpoint, HealthSettings, MetricsSource};
 use crate::hooks::{HookSettings, Webhook};
 use crate::lint::LintSettings;
 use crate::migrate::{DeploySettings, FolderSource};
+use crate::monitor::MonitorSettings;
 use crate::monitor::logs::{AppLog, LogSettings};
 use crate::target::source::{NamedBy, UrlSource};
 use crate::target::{DbTarget, SslMode, Vars};
@@ -105,6 +106,24 @@ struct EnvironmentFile {
     log_alert_per_minute: Option<u32>,
     /// The environment this one's releases are rehearsed on first ("staging").
     rehearsed_on: Option<String>,
+    /// The server's own URL when `database_url` goes through a pooler (Prisma's `directUrl`):
+    /// every pgdeck session uses it.
+    direct_url: Option<String>,
+    direct_url_env: Option<String>,
+    /// Deploy pauses while a standby's replay lag is above this ("64MB"; "off").
+    max_replica_lag: Option<String>,
+    /// ...and gives up after this long (exit code 17).
+    replica_lag_wait: Option<String>,
+    /// The monitor's and health's alerts: replay lag in bytes and in time, WAL kept by an
+    /// inactive slot.
+    replica_lag_alert: Option<String>,
+    replica_lag_time_alert: Option<String>,
+    slot_retained_alert: Option<String>,
+    /// PgBouncer's admin console, for the pools pane and health's connection figure.
+    pgbouncer_admin_url: Option<String>,
+    pgbouncer_admin_url_env: Option<String>,
+    /// A pool's servers in use past this share of its pool size alerts (runbook: 80).
+    pool_alert_pct: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -385,6 +404,7 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
         };
         hooks = hook_settings(&name, &env.hooks, vars)?;
         logs = log_settings(&name, env)?;
+        health.monitor = replica_settings(&name, env, &mut deploy, vars)?;
         crate::checklist::items(&checklist, &[]).map_err(|e| {
             Error::input(
                 format!("environments.{name}.checklist: {e}"),
@@ -486,6 +506,46 @@ fn connection(
     let dotenv = |schema: Option<&prisma::Schema>| {
         project.dotenv(schema.map(prisma::Schema::folder).as_deref())
     };
+    // The direct URL wins over the application's (a pooler's); unset, it is remembered so that
+    // work needing a session of its own refuses.
+    let mut direct_unset = None;
+    if let Some(env) = env_file {
+        match (&env.direct_url, &env.direct_url_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::input(
+                    format!("environment '{name}' sets both direct_url and direct_url_env"),
+                    "keep one of them (direct_url_env keeps the password out of the file)",
+                ));
+            }
+            (Some(u), None) => {
+                return Ok((Some(u.clone()), UrlSource::new(config_key("direct_url"))));
+            }
+            (None, Some(var)) => {
+                let env_files = dotenv(schema().ok().flatten().as_ref())?;
+                match env_files.lookup(vars, var)? {
+                    Some(found) => {
+                        return Ok((
+                            Some(found.value),
+                            UrlSource {
+                                named_by: config_key("direct_url_env"),
+                                variable: Some(var.clone()),
+                                file: found.file,
+                                direct_unset: None,
+                            },
+                        ));
+                    }
+                    None => direct_unset = Some(var.clone()),
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let with_unset = |mut source: UrlSource| {
+        if source.direct_unset.is_none() {
+            source.direct_unset = direct_unset.clone();
+        }
+        source
+    };
     if let Some(env) = env_file {
         match (&env.database_url, &env.database_url_env) {
             (Some(_), Some(_)) => {
@@ -495,7 +555,10 @@ fn connection(
                 ));
             }
             (Some(u), None) => {
-                return Ok((Some(u.clone()), UrlSource::new(config_key("database_url"))));
+                return Ok((
+                    Some(u.clone()),
+                    with_unset(UrlSource::new(config_key("database_url"))),
+                ));
             }
             (None, Some(var)) => {
                 let env_files = dotenv(schema().ok().flatten().as_ref())?;
@@ -512,12 +575,12 @@ fn connection(
                 })?;
                 return Ok((
                     Some(found.value),
-                    UrlSource {
+                    with_unset(UrlSource {
                         named_by: config_key("database_url_env"),
                         variable: Some(var.clone()),
                         file: found.file,
                         direct_unset: None,
-                    },
+                    }),
                 ));
             }
             (None, None) => {}
@@ -559,7 +622,6 @@ fn connection(
         NamedBy::DatabaseUrl,
         false,
     ));
-    let mut direct_unset = None;
     for (value, named_by, direct) in candidates {
         let (url, variable, file) = match value {
             prisma::UrlValue::Literal(u) => (u, None, None),
@@ -1117,6 +1179,82 @@ fn log_settings(env: &str, file: &EnvironmentFile) -> Result<LogSettings> {
     Ok(s)
 }
 
+/// The standbys' and pools' settings: the deploy's pause for replay lag, the monitor's alerts,
+/// PgBouncer's admin console.
+fn replica_settings(
+    env: &str,
+    file: &EnvironmentFile,
+    deploy: &mut DeploySettings,
+    vars: &dyn Vars,
+) -> Result<MonitorSettings> {
+    let size = |key: &str, text: &str| -> Result<i64> {
+        parse_size(text)
+            .filter(|n| limits::REPLICA_LAG_BYTES.contains(n))
+            .ok_or_else(|| {
+                Error::input(
+                    format!("environments.{env}.{key} = \"{text}\" is not a size from 1kB to 1TB"),
+                    "write a size like \"64MB\" (units are powers of 1024, as PostgreSQL's)",
+                )
+            })
+    };
+    match file.max_replica_lag.as_deref() {
+        Some("off") => deploy.max_replica_lag = None,
+        Some(t) => deploy.max_replica_lag = Some(size("max_replica_lag", t)?),
+        None => {}
+    }
+    if let Some(t) = &file.replica_lag_wait {
+        deploy.replica_lag_wait =
+            parse_duration(env, "replica_lag_wait", t, &limits::REPLICA_LAG_WAIT)?;
+    }
+    let mut m = MonitorSettings::default();
+    if let Some(t) = &file.replica_lag_alert {
+        m.replicas.replay_lag_bytes = size("replica_lag_alert", t)?;
+    }
+    if let Some(t) = &file.replica_lag_time_alert {
+        m.replicas.replay_lag =
+            parse_duration(env, "replica_lag_time_alert", t, &limits::REPLICA_LAG_WAIT)?;
+    }
+    if let Some(t) = &file.slot_retained_alert {
+        m.replicas.slot_retained_bytes = size("slot_retained_alert", t)?;
+    }
+    if let Some(p) = file.pool_alert_pct {
+        if !(0.0..=100.0).contains(&p) {
+            return Err(Error::input(
+                format!("environments.{env}.pool_alert_pct = {p} is not a percentage"),
+                "write a number between 0 and 100, e.g. 80",
+            ));
+        }
+        m.pool_alert = p / 100.0;
+    }
+    let admin = match (&file.pgbouncer_admin_url, &file.pgbouncer_admin_url_env) {
+        (Some(_), Some(_)) => {
+            return Err(Error::input(
+                format!(
+                    "environment '{env}' sets both pgbouncer_admin_url and pgbouncer_admin_url_env"
+                ),
+                "keep one of them (pgbouncer_admin_url_env keeps the password out of the file)",
+            ));
+        }
+        (Some(u), None) => Some(u.clone()),
+        (None, Some(var)) => Some(vars.var(var).ok_or_else(|| {
+            Error::input(
+                format!("environments.{env}.pgbouncer_admin_url_env names ${var}, which is not set"),
+                format!("export {var}=postgresql://USER:PASSWORD@HOST:6432/pgbouncer or drop the setting"),
+            )
+        })?),
+        (None, None) => None,
+    };
+    m.pgbouncer_admin = admin
+        .map(|u| {
+            DbTarget::from_url(&u, vars).map_err(|e| Error::input(
+                format!("environments.{env}.pgbouncer_admin_url: {}", e.cause),
+                "write it like postgresql://USER@HOST:6432/pgbouncer (the admin console's database is pgbouncer)",
+            ))
+        })
+        .transpose()?;
+    Ok(m)
+}
+
 /// "500MB", "2 GB", "1024kB", "4096" (bytes); units are powers of 1024, as PostgreSQL's.
 fn parse_size(text: &str) -> Option<i64> {
     let t = text.trim();
@@ -1401,6 +1539,65 @@ mod tests {
     }
 
     #[test]
+    fn replica_and_pool_settings_are_read_and_the_direct_url_wins() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.prod]
+            database_url = "postgresql://app@pgbouncer:6432/app"
+            direct_url = "postgresql://deploy@db:5432/app"
+            max_replica_lag = "16MB"
+            replica_lag_wait = "90s"
+            replica_lag_alert = "1GB"
+            replica_lag_time_alert = "2m"
+            slot_retained_alert = "10GB"
+            pgbouncer_admin_url = "postgresql://stats@pgbouncer:6432/pgbouncer"
+            pool_alert_pct = 90
+            [environments.dev]
+            database_url = "postgresql://app@localhost/app"
+            max_replica_lag = "off"
+            "#,
+        );
+        let env = resolve_with(&path, Some("prod")).unwrap();
+        assert_eq!(env.target.host.to_string(), "db");
+        assert_eq!(env.target.port, 5432);
+        assert_eq!(env.deploy.max_replica_lag, Some(16 << 20));
+        assert_eq!(env.deploy.replica_lag_wait, Duration::from_secs(90));
+        let m = &env.health.monitor;
+        assert_eq!(m.replicas.replay_lag_bytes, 1 << 30);
+        assert_eq!(m.replicas.replay_lag, Duration::from_secs(120));
+        assert_eq!(m.replicas.slot_retained_bytes, 10 << 30);
+        assert_eq!(m.pool_alert, 0.9);
+        assert_eq!(
+            m.pgbouncer_admin.as_ref().map(|t| t.dbname.as_str()),
+            Some("pgbouncer")
+        );
+        let dev = resolve_with(&path, Some("dev")).unwrap();
+        assert_eq!(dev.deploy.max_replica_lag, None);
+        assert!(dev.health.monitor.pgbouncer_admin.is_none());
+        assert_eq!(
+            dev.deploy.replica_lag_wait,
+            DeploySettings::default().replica_lag_wait
+        );
+    }
+
+    #[test]
+    fn an_unset_direct_url_variable_is_remembered_so_lock_taking_work_refuses() {
+        let (_d, path) = write_config(
+            r#"
+            [environments.prod]
+            database_url = "postgresql://app@pgbouncer:6432/app"
+            direct_url_env = "PGDECK_TEST_SURELY_UNSET_DIRECT_URL"
+            "#,
+        );
+        let env = resolve_with(&path, Some("prod")).unwrap();
+        assert_eq!(env.target.port, 6432);
+        assert_eq!(
+            env.connection.direct_unset.as_deref(),
+            Some("PGDECK_TEST_SURELY_UNSET_DIRECT_URL")
+        );
+    }
+
+    #[test]
     fn config_mistakes_are_input_errors_with_a_location() {
         let cases = [
             ("[environments.dev\n", "line"),
@@ -1409,6 +1606,26 @@ mod tests {
             (
                 "[environments.dev]\nlock_timeout = \"soon\"\n",
                 "not a duration",
+            ),
+            (
+                "[environments.dev]\nmax_replica_lag = \"lots\"\n",
+                "environments.dev.max_replica_lag = \"lots\" is not a size",
+            ),
+            (
+                "[environments.dev]\nreplica_lag_wait = \"0s\"\n",
+                "environments.dev.replica_lag_wait",
+            ),
+            (
+                "[environments.dev]\npool_alert_pct = 180\n",
+                "pool_alert_pct = 180 is not a percentage",
+            ),
+            (
+                "[environments.dev]\npgbouncer_admin_url = \"mysql://x\"\n",
+                "environments.dev.pgbouncer_admin_url",
+            ),
+            (
+                "[environments.dev]\ndirect_url = \"postgresql://a@b/c\"\ndirect_url_env = \"X\"\n",
+                "both direct_url and direct_url_env",
             ),
         ];
         for (text, expected) in cases {

@@ -4,6 +4,7 @@
 //! [`process`] the rooms above share. No business logic lives here.
 
 pub mod files;
+pub mod pooler;
 pub mod process;
 pub mod sandbox;
 mod tls;
@@ -29,6 +30,27 @@ pub struct Session {
 
 /// Connects, sets `search_path` to the target's schema, and reads the backend pid and version.
 pub async fn connect(target: &DbTarget) -> Result<Session> {
+    let (client, ended) = connect_bare(target).await?;
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting('server_version'), \
+                    set_config('search_path', $1, false)",
+            &[&quote_ident(&target.schema)],
+        )
+        .await
+        .map_err(|e| query_error("preparing the session", &e))?;
+    Ok(Session {
+        client,
+        backend_pid: row.get(0),
+        server_version: row.get(1),
+        ended,
+    })
+}
+
+/// Connects and sends nothing more: for a PgBouncer admin console, which speaks only the
+/// simple query protocol and knows no SQL functions, and for probing a pooler, where every
+/// request may land on another server connection.
+pub async fn connect_bare(target: &DbTarget) -> Result<(Client, Ended)> {
     let mut cfg = tokio_postgres::Config::new();
     match &target.host {
         Host::Tcp(h) => cfg.host(h),
@@ -56,21 +78,7 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
             });
             open(target, &cfg, tls::connector(target)?).await?
         };
-
-    let row = client
-        .query_one(
-            "SELECT pg_backend_pid(), current_setting('server_version'), \
-                    set_config('search_path', $1, false)",
-            &[&quote_ident(&target.schema)],
-        )
-        .await
-        .map_err(|e| query_error("preparing the session", &e))?;
-    Ok(Session {
-        client,
-        backend_pid: row.get(0),
-        server_version: row.get(1),
-        ended,
-    })
+    Ok((client, ended))
 }
 
 /// Sends PostgreSQL's cancel request for whatever a session is running, over a connection of

@@ -194,6 +194,84 @@ impl Sandbox {
         self.target(dbname).to_string()
     }
 
+    /// A streaming standby of this cluster, in a temporary directory of its own, on a port of
+    /// its own: `pg_basebackup -R` (which writes `primary_conninfo` and `standby.signal`) over
+    /// this cluster's socket, then started. Stopped and removed on drop, like any temporary
+    /// sandbox. The standby's `application_name` in `pg_stat_replication` is `name`.
+    pub fn start_standby(&self, name: &str) -> Result<Sandbox> {
+        let temp = tempfile::Builder::new()
+            .prefix("pgdeck-standby-")
+            .tempdir()
+            .map_err(|e| io_error("creating a temporary directory", &e))?;
+        let data_dir = temp.path().to_owned();
+        if self.run_as_postgres {
+            give_to_postgres(&data_dir)?;
+        }
+        let mut standby = Sandbox {
+            data_dir,
+            port: 0,
+            bin_dir: self.bin_dir.clone(),
+            run_as_postgres: self.run_as_postgres,
+            temp: Some(temp),
+            reaper: None,
+        };
+        standby.reaper = Some(standby.spawn_reaper()?);
+        // PATH may hold links to initdb and pg_ctl alone: pg_basebackup sits beside their
+        // targets.
+        let beside = |dir: &Path| dir.join("pg_basebackup").is_file().then(|| dir.to_owned());
+        let dir = beside(&self.bin_dir)
+            .or_else(|| {
+                let real = std::fs::canonicalize(self.bin_dir.join("pg_ctl")).ok()?;
+                beside(real.parent()?)
+            })
+            .ok_or_else(|| {
+                Error::runtime(
+                    format!(
+                        "pg_basebackup was not found beside pg_ctl ({})",
+                        self.bin_dir.display()
+                    ),
+                    "install the PostgreSQL server package, which has it: `apt-get install postgresql`",
+                )
+            })?;
+        standby.bin_dir = dir;
+        let out = standby
+            .server_command("pg_basebackup")
+            .arg("-D")
+            .arg(&standby.data_dir)
+            .arg("-h")
+            .arg(&self.data_dir)
+            .args(["-p", &self.port.to_string(), "-U", SUPERUSER])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .output()
+            .map_err(|e| io_error("running pg_basebackup", &e))?;
+        check(&out, "pg_basebackup")?;
+        // The server wants its directory to itself.
+        std::fs::set_permissions(
+            &standby.data_dir,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| io_error("restricting the standby directory", &e))?;
+        // The copied configuration names the primary's socket directory and port: the standby
+        // gets its own (postgresql.auto.conf is read last).
+        let auto = standby.data_dir.join("postgresql.auto.conf");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&auto)
+            .map_err(|e| io_error("editing postgresql.auto.conf", &e))?;
+        writeln!(
+            f,
+            "unix_socket_directories = '{}'\nhot_standby = on\ncluster_name = '{}'",
+            standby.data_dir.display().to_string().replace('\'', "''"),
+            name.replace('\'', "''")
+        )
+        .map_err(|e| io_error("editing postgresql.auto.conf", &e))?;
+        // A copied server.log or port file belongs to the primary.
+        let _ = std::fs::remove_file(standby.data_dir.join("server.log"));
+        let _ = std::fs::remove_file(standby.data_dir.join("pgdeck-port.conf"));
+        standby.start()?;
+        Ok(standby)
+    }
+
     /// Starts the server again on the same port (after [`Sandbox::stop_immediately`]).
     pub fn restart(&mut self) -> Result<()> {
         self.start_on(self.port)
@@ -511,4 +589,196 @@ fn io_error(what: &str, e: &std::io::Error) -> Error {
         format!("{what}: {e}"),
         "check permissions and free disk space",
     )
+}
+
+/// A throwaway PgBouncer (Debian's `pgbouncer` package) in front of a sandbox: its ini and
+/// userlist in a temporary directory, every database of the sandbox through its socket, trust
+/// authentication, the given pool mode, `postgres` as its admin user. As root it runs as the
+/// `postgres` user (it refuses root too). Stopped on drop.
+pub struct Bouncer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Holds a pipe's write end: when this process goes away for any reason, the reaper stops
+    /// PgBouncer (as a sandbox's reaper stops its server).
+    reaper: Option<(Child, ChildStdin)>,
+}
+
+/// Where Debian's package puts the program.
+const PGBOUNCER: &str = "/usr/sbin/pgbouncer";
+
+impl Bouncer {
+    /// Starts PgBouncer on a free port in front of `server`, with `pool_mode` (session,
+    /// transaction or statement) and `pool_size` server connections per pool.
+    pub fn start(server: &Sandbox, pool_mode: &str, pool_size: u32) -> Result<Bouncer> {
+        let program = Self::program()?;
+        let dir = tempfile::Builder::new()
+            .prefix("pgdeck-pgbouncer-")
+            .tempdir()
+            .map_err(|e| io_error("creating a temporary directory", &e))?;
+        if server.run_as_postgres {
+            give_to_postgres(dir.path())?;
+        }
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let ini = dir.path().join("pgbouncer.ini");
+            std::fs::write(
+                dir.path().join("userlist.txt"),
+                format!("\"{SUPERUSER}\" \"\"\n"),
+            )
+            .map_err(|e| io_error("writing the PgBouncer userlist", &e))?;
+            std::fs::write(
+                &ini,
+                format!(
+                    "[databases]\n* = host={sock} port={pg}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+                     listen_port = {port}\nunix_socket_dir = {dir}\nauth_type = trust\n\
+                     auth_file = {dir}/userlist.txt\nadmin_users = {SUPERUSER}\n\
+                     pool_mode = {pool_mode}\ndefault_pool_size = {pool_size}\nmax_client_conn = 5000\n\
+                     ignore_startup_parameters = extra_float_digits,search_path\n\
+                     logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+                    sock = server.data_dir.display(),
+                    pg = server.port,
+                    dir = dir.path().display(),
+                ),
+            )
+            .map_err(|e| io_error("writing pgbouncer.ini", &e))?;
+            for f in ["pgbouncer.ini", "userlist.txt"] {
+                if server.run_as_postgres {
+                    give_to_postgres(&dir.path().join(f))?;
+                }
+            }
+            let mut cmd = if server.run_as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(&program);
+                c
+            } else {
+                Command::new(&program)
+            };
+            let mut child = cmd
+                .arg(&ini)
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| io_error("starting pgbouncer", &e))?;
+            // Listening when a TCP connection is accepted; gone when it exited (a port taken
+            // meanwhile, say).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let up = loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break true;
+                }
+                if child.try_wait().ok().flatten().is_some() || std::time::Instant::now() > deadline
+                {
+                    break false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            if up {
+                let mut reaper = Command::new("sh")
+                    .arg("-c")
+                    .arg(r#"cat >/dev/null 2>&1; kill -TERM "$(cat "$1")" >/dev/null 2>&1"#)
+                    .arg("pgdeck-pgbouncer-reaper")
+                    .arg(dir.path().join("pgbouncer.pid"))
+                    .current_dir("/")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .process_group(0)
+                    .spawn()
+                    .map_err(|e| io_error("starting the pgbouncer reaper", &e))?;
+                let stdin = reaper.stdin.take().ok_or_else(|| {
+                    Error::runtime("the pgbouncer reaper has no stdin", "report this as a bug")
+                })?;
+                return Ok(Bouncer {
+                    port,
+                    dir,
+                    child: Some(child),
+                    reaper: Some((reaper, stdin)),
+                });
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            last = Some(
+                std::fs::read_to_string(dir.path().join("pgbouncer.log"))
+                    .map(|t| t.lines().rev().take(2).collect::<Vec<_>>().join(" / "))
+                    .unwrap_or_default(),
+            );
+        }
+        Err(Error::runtime(
+            format!("pgbouncer did not start: {}", last.unwrap_or_default()),
+            "see its log in the temporary directory; is the pgbouncer package installed?",
+        ))
+    }
+
+    /// `/usr/sbin/pgbouncer`, or the error naming the package to install.
+    pub fn program() -> Result<PathBuf> {
+        let path = PathBuf::from(PGBOUNCER);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let on_path = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("pgbouncer"))
+                .find(|p| p.is_file())
+        });
+        on_path.ok_or_else(|| {
+            Error::runtime(
+                "pgbouncer was not found (/usr/sbin/pgbouncer or on PATH)",
+                "install it: `apt-get install pgbouncer` (Debian/Ubuntu)",
+            )
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgresql://postgres@127.0.0.1:PORT/DB?sslmode=disable`: a client's URL through it.
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://{SUPERUSER}@127.0.0.1:{}/{dbname}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// The admin console's URL (database `pgbouncer`).
+    pub fn admin_url(&self) -> String {
+        self.url("pgbouncer")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        // runuser passes the signal on; the pid file names pgbouncer itself, for when it does
+        // not.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((mut reaper, stdin)) = self.reaper.take() {
+            drop(stdin);
+            let _ = reaper.wait();
+        }
+    }
 }

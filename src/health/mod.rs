@@ -48,6 +48,9 @@ pub struct HealthSettings {
     /// Time between the two metric scrapes, over which the probes are spread.
     pub window: Duration,
     pub thresholds: Thresholds,
+    /// The monitor's thresholds for standbys, slots and pools, and PgBouncer's admin console:
+    /// health judges replication by them, and connections by the pool when there is one.
+    pub monitor: crate::monitor::MonitorSettings,
 }
 
 impl Default for HealthSettings {
@@ -60,6 +63,7 @@ impl Default for HealthSettings {
             probe_timeout: Duration::from_secs(2),
             window: Duration::from_secs(15),
             thresholds: Thresholds::default(),
+            monitor: crate::monitor::MonitorSettings::default(),
         }
     }
 }
@@ -304,7 +308,7 @@ pub async fn run(
         checks.push(judge_probe(p, baseline, t));
     }
 
-    checks.push(connections(target, t).await);
+    checks.extend(connections_and_replicas(target, t, &settings.monitor).await);
 
     let verdict = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
     Ok(Report {
@@ -592,6 +596,145 @@ fn judge_probe(p: &probe::ProbeResult, baseline: Option<&Baseline>, t: &Threshol
             .map(|ms| format!("p95 {ms:.1} ms over {} runs", p.samples_ms.len()))
             .unwrap_or_default(),
         reasons,
+    }
+}
+
+/// Connection use (the pool's, when PgBouncer's admin console is configured: what the
+/// application waits for is a server connection of its pool) and replication against the
+/// monitor's thresholds.
+async fn connections_and_replicas(
+    target: &DbTarget,
+    t: &Thresholds,
+    m: &monitor::MonitorSettings,
+) -> Vec<Check> {
+    let mut checks = vec![match &m.pgbouncer_admin {
+        Some(admin) => pool_connections(target, admin, t).await,
+        None => connections(target, t).await,
+    }];
+    let mut monitor = match monitor::Monitor::connect(target).await {
+        Ok(monitor) => monitor,
+        // The connections check says why already.
+        Err(_) => return checks,
+    };
+    let replication = monitor.replication().await;
+    let alerts = monitor::alerts(m, &replication, None);
+    checks.push(match &replication {
+        monitor::Pane::Ok(r) => {
+            let r = &r.data;
+            let value = if r.in_recovery {
+                "this server is a standby".to_owned()
+            } else {
+                format!(
+                    "{} standby(s), {} slot(s){}",
+                    r.standbys.len(),
+                    r.slots.len(),
+                    r.standbys
+                        .iter()
+                        .filter_map(|s| s.replay_lag_bytes)
+                        .max()
+                        .map(|b| format!(", replay lag up to {}", crate::units::human_bytes(b)))
+                        .unwrap_or_default()
+                )
+            };
+            Check {
+                kind: "replication",
+                name: "replication".into(),
+                level: if alerts.is_empty() {
+                    Level::Ok
+                } else {
+                    Level::Alert
+                },
+                value,
+                reasons: alerts.into_iter().map(|a| a.text).collect(),
+            }
+        }
+        monitor::Pane::Unavailable { reason } => Check {
+            kind: "replication",
+            name: "replication".into(),
+            level: Level::Warn,
+            value: reason.clone(),
+            reasons: Vec::new(),
+        },
+        monitor::Pane::Error { cause } => Check {
+            kind: "replication",
+            name: "replication".into(),
+            level: Level::Alert,
+            value: "unknown".into(),
+            reasons: vec![cause.clone()],
+        },
+    });
+    checks
+}
+
+/// The connection figure from PgBouncer: the busiest pool's servers in use against its size.
+async fn pool_connections(target: &DbTarget, admin: &DbTarget, t: &Thresholds) -> Check {
+    let mut m = match monitor::Monitor::connect(target).await {
+        Ok(m) => m,
+        Err(e) => {
+            return Check {
+                kind: "connections",
+                name: "connections (pool)".into(),
+                level: Level::Alert,
+                value: "unknown".into(),
+                reasons: vec![e.cause],
+            };
+        }
+    };
+    match m.pools(admin).await {
+        monitor::Pane::Ok(s) => {
+            let p = s.data;
+            let level = if p.utilisation > t.connections_alert {
+                Level::Alert
+            } else if p.utilisation > t.connections_warn {
+                Level::Warn
+            } else {
+                Level::Ok
+            };
+            let busiest = p
+                .pools
+                .iter()
+                .max_by(|a, b| a.utilisation.total_cmp(&b.utilisation));
+            Check {
+                kind: "connections",
+                name: "connections (pool)".into(),
+                level,
+                value: match busiest {
+                    Some(b) => format!(
+                        "pool {}/{}: {} of {} servers active, {} client(s) waiting ({})",
+                        b.database,
+                        b.user,
+                        b.servers_active,
+                        b.pool_size,
+                        b.clients_waiting,
+                        percent(b.utilisation)
+                    ),
+                    None => "no pools in use".into(),
+                },
+                reasons: if level == Level::Ok {
+                    Vec::new()
+                } else {
+                    vec![format!(
+                        "above {} of the pool (alert above {})",
+                        percent(t.connections_warn),
+                        percent(t.connections_alert)
+                    )]
+                },
+            }
+        }
+        monitor::Pane::Unavailable { reason } => Check {
+            kind: "connections",
+            name: "connections (pool)".into(),
+            level: Level::Warn,
+            value: reason,
+            reasons: Vec::new(),
+        },
+        monitor::Pane::Error { cause } => Check {
+            kind: "connections",
+            name: "connections (pool)".into(),
+            level: Level::Alert,
+            value: "unknown".into(),
+            reasons: vec![cause],
+        },
     }
 }
 

@@ -158,6 +158,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,
     },
+    /// A deploy paused before `before` until the standby's replay lag came under
+    /// `max_replica_lag`. (One that gave up is the deploy's failure, journaled as its outcome.)
+    ReplicaWaited {
+        before: String,
+        replica: String,
+        waited_ms: u64,
+    },
     SessionFinished,
 }
 

@@ -149,6 +149,17 @@ pub fn markdown(entries: &[Entry]) -> String {
                     cell(summary)
                 ));
             }
+            Event::ReplicaWaited {
+                before,
+                replica,
+                waited_ms,
+            } => out.push_str(&format!(
+                "| {} | {} | waited for replica {} | {} | replay lag above max_replica_lag |\n",
+                clock(e.at),
+                cell(before),
+                cell(replica),
+                took(*waited_ms)
+            )),
             Event::MigrationStopped {
                 migration,
                 attempt,

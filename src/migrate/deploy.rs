@@ -29,6 +29,7 @@ use super::failure::{
 use super::folder::{LocalMigration, MigrationsDir};
 use super::ledger::{self, Ledger};
 use super::observe::{Observation, Snapshot};
+use super::replicas;
 use super::script::{Script, Statement, TxMode};
 use super::watchdog::{Blocked, Holder, Waiting, Watchdog};
 use crate::db::{self, query_error};
@@ -48,6 +49,11 @@ pub struct DeploySettings {
     /// migration's locks before its statement is cancelled, the migration rolled back and
     /// retried like a lock timeout. `None` turns the watchdog off (warned on every deploy).
     pub blocking_timeout: Option<Duration>,
+    /// Before each migration (and each statement of one run statement by statement) the deploy
+    /// waits while a standby's replay lag is above this many bytes. `None` ("off") never waits.
+    pub max_replica_lag: Option<i64>,
+    /// How long it waits for its standbys before it gives up (exit code 17).
+    pub replica_lag_wait: Duration,
 }
 
 impl Default for DeploySettings {
@@ -57,6 +63,8 @@ impl Default for DeploySettings {
             lock_retries: 3,
             lock_wait: Duration::from_secs(60),
             blocking_timeout: Some(Duration::from_secs(5)),
+            max_replica_lag: Some(64 * 1024 * 1024),
+            replica_lag_wait: Duration::from_secs(300),
         }
     }
 }
@@ -225,6 +233,23 @@ pub enum DeployEvent {
     },
     /// What a statement locked and rewrote, when the deploy observes (a rehearsal).
     Observed(Observation),
+    /// Paused before `next` (a migration, or "statement N of M" of one): a standby's replay
+    /// lag is above `max_replica_lag`. Sent about once a second while it waits.
+    WaitingForReplica {
+        next: String,
+        replica: String,
+        replay_lag_bytes: i64,
+        replay_lag_seconds: Option<f64>,
+        waited_ms: u64,
+        max_lag_bytes: i64,
+        wait_limit_ms: u64,
+    },
+    /// The standbys caught up after a wait; the deploy goes on.
+    ReplicaCaughtUp {
+        next: String,
+        replica: String,
+        waited_ms: u64,
+    },
 }
 
 impl DeployEvent {
@@ -250,6 +275,30 @@ impl DeployEvent {
                 *attempt,
                 *attempts,
                 *retry_in_ms,
+            ),
+            DeployEvent::WaitingForReplica {
+                replica,
+                replay_lag_bytes,
+                replay_lag_seconds,
+                waited_ms,
+                max_lag_bytes,
+                wait_limit_ms,
+                ..
+            } => super::replicas::describe_wait(
+                replica,
+                *replay_lag_bytes,
+                *replay_lag_seconds,
+                *waited_ms,
+                *max_lag_bytes,
+                *wait_limit_ms,
+            ),
+            DeployEvent::ReplicaCaughtUp {
+                next,
+                replica,
+                waited_ms,
+            } => format!(
+                "replica {replica} caught up after {}: {next} starts",
+                crate::units::human_duration(Duration::from_millis(*waited_ms))
             ),
             _ => return None,
         })
@@ -505,6 +554,18 @@ pub async fn deploy_holding(
     for (index, (m, statements)) in pending.iter().zip(plans).enumerate() {
         if opts.cancel.is_cancelled() {
             return Err(cancelled_before(m, &outcome, &pending[index..]));
+        }
+        match run.wait_for_replicas(opts, &m.name).await {
+            replicas::Ended::CaughtUp { .. } => {}
+            replicas::Ended::Cancelled => {
+                return Err(cancelled_before(m, &outcome, &pending[index..]));
+            }
+            replicas::Ended::GaveUp(mut e) => {
+                if !outcome.applied.is_empty() {
+                    e.hint = format!("applied before it: {}; {}", outcome.applied_names(), e.hint);
+                }
+                return Err(e);
+            }
         }
         let transactional = statements.iter().all(|s| s.mode == TxMode::Transaction);
         emit(
@@ -1028,6 +1089,8 @@ enum Stop {
     Cancelled,
     /// Cancelled, but it would not stop: its backend was terminated, and the session with it.
     Abandoned,
+    /// Gave up waiting for the standbys before it: it never ran.
+    ReplicaLag(Error),
 }
 
 async fn apply_statement_by_statement(
@@ -1087,45 +1150,61 @@ async fn apply_statement_by_statement(
         // into a failure (and an INVALID index); it blocks no one, so it is not watched either.
         set_lock_timeout(if s.concurrently { "0" } else { &lock_timeout }).await?;
         let mut attempt = 1;
-        let result = loop {
-            let ran = run.exec(&s.text, !s.concurrently).await;
-            // A plain statement that timed out waiting for its lock, or that the watchdog
-            // stopped, did nothing and can be retried. (A concurrent build that failed may have
-            // left an INVALID index: never retried.)
-            let retryable = match &ran {
-                Ran::Done(Err(e)) => is_lock_conflict(e) && !s.concurrently,
-                Ran::Blocking(_) => true,
-                _ => false,
-            };
-            if retryable && attempt < attempts {
-                let delay = backoff(opts.retry_backoff, attempt);
-                emit(
-                    events,
-                    match &ran {
-                        Ran::Blocking(b) => {
-                            DeployEvent::blocking(m, b, attempt, attempts, Some(delay))
-                        }
-                        _ => DeployEvent::lock_timeout(m, attempt, attempts, delay),
-                    },
-                );
-                if !run.pause(delay).await {
-                    break Err(Stop::Cancelled);
-                }
-                attempt += 1;
-                continue;
+        // Between statements too: the one before may have sent the standbys a table's worth of
+        // WAL.
+        let lagging = if i == 0 {
+            None
+        } else {
+            let next = format!("statement {} of {total} of {}", i + 1, m.name);
+            match run.wait_for_replicas(opts, &next).await {
+                replicas::Ended::CaughtUp { .. } => None,
+                replicas::Ended::Cancelled => Some(Stop::Cancelled),
+                replicas::Ended::GaveUp(e) => Some(Stop::ReplicaLag(e)),
             }
-            break match ran {
-                Ran::Blocking(b) => {
+        };
+        let result = if let Some(stop) = lagging {
+            Err(stop)
+        } else {
+            loop {
+                let ran = run.exec(&s.text, !s.concurrently).await;
+                // A plain statement that timed out waiting for its lock, or that the watchdog
+                // stopped, did nothing and can be retried. (A concurrent build that failed may have
+                // left an INVALID index: never retried.)
+                let retryable = match &ran {
+                    Ran::Done(Err(e)) => is_lock_conflict(e) && !s.concurrently,
+                    Ran::Blocking(_) => true,
+                    _ => false,
+                };
+                if retryable && attempt < attempts {
+                    let delay = backoff(opts.retry_backoff, attempt);
                     emit(
                         events,
-                        DeployEvent::blocking(m, &b, attempt, attempts, None),
+                        match &ran {
+                            Ran::Blocking(b) => {
+                                DeployEvent::blocking(m, b, attempt, attempts, Some(delay))
+                            }
+                            _ => DeployEvent::lock_timeout(m, attempt, attempts, delay),
+                        },
                     );
-                    Err(Stop::Blocking(b))
+                    if !run.pause(delay).await {
+                        break Err(Stop::Cancelled);
+                    }
+                    attempt += 1;
+                    continue;
                 }
-                Ran::Done(r) => r.map_err(Stop::Sql),
-                Ran::Cancelled => Err(Stop::Cancelled),
-                Ran::Abandoned => Err(Stop::Abandoned),
-            };
+                break match ran {
+                    Ran::Blocking(b) => {
+                        emit(
+                            events,
+                            DeployEvent::blocking(m, &b, attempt, attempts, None),
+                        );
+                        Err(Stop::Blocking(b))
+                    }
+                    Ran::Done(r) => r.map_err(Stop::Sql),
+                    Ran::Cancelled => Err(Stop::Cancelled),
+                    Ran::Abandoned => Err(Stop::Abandoned),
+                };
+            }
         };
         if matches!(result, Err(Stop::Abandoned)) {
             // Nothing more can be said on a terminated session: the ledger keeps the row as
@@ -1217,6 +1296,29 @@ async fn apply_statement_by_statement(
                         },
                     )
                 }
+                Some(Stop::ReplicaLag(e)) => (
+                    format!(
+                        "Migration: {}\nStopped before statement {} of {} (line {}): {}\n",
+                        m.name,
+                        i + 1,
+                        total,
+                        s.line,
+                        e.cause
+                    ),
+                    Error {
+                        hint: format!(
+                            "the statements before it were applied; run the rest by hand once the standby caught up and record the migration as applied, or undo them and record it as rolled back; {}",
+                            e.hint
+                        ),
+                        remedies: vec![
+                            Remedy::Monitor,
+                            Remedy::Resolve {
+                                migration: m.name.clone(),
+                            },
+                        ],
+                        ..e.clone()
+                    },
+                ),
                 Some(Stop::Cancelled | Stop::Abandoned) => (
                     format!(
                         "Migration: {}\nCancelled by the operator at statement {} of {} (line {}).\n",
@@ -1697,6 +1799,58 @@ impl Runner<'_> {
     }
 
     /// Sleeps, unless cancelled first (then false).
+    /// Waits while a standby's replay lag is above `max_replica_lag`, before `next`.
+    async fn wait_for_replicas(&self, opts: &DeployOptions, next: &str) -> replicas::Ended {
+        let Some(max) = opts.settings.max_replica_lag else {
+            return replicas::Ended::CaughtUp { waited: None };
+        };
+        let limit = opts.settings.replica_lag_wait;
+        let started = Instant::now();
+        let mut last: Option<replicas::Lag> = None;
+        loop {
+            let lag = match replicas::worst(self.client).await {
+                Ok(lag) => lag.filter(|l| l.bytes > max),
+                // The deploy's own session failing is for the migration's own statements to
+                // report; a standby it cannot read is none to wait for.
+                Err(_) => None,
+            };
+            let Some(lag) = lag else {
+                let waited = last.map(|l| (l, started.elapsed()));
+                if let Some((l, took)) = &waited {
+                    emit(
+                        self.events,
+                        DeployEvent::ReplicaCaughtUp {
+                            next: next.to_owned(),
+                            replica: l.replica.clone(),
+                            waited_ms: took.as_millis() as u64,
+                        },
+                    );
+                }
+                return replicas::Ended::CaughtUp { waited };
+            };
+            let waited = started.elapsed();
+            if waited >= limit {
+                return replicas::Ended::GaveUp(replicas::gave_up(&lag, max, waited, next));
+            }
+            emit(
+                self.events,
+                DeployEvent::WaitingForReplica {
+                    next: next.to_owned(),
+                    replica: lag.replica.clone(),
+                    replay_lag_bytes: lag.bytes,
+                    replay_lag_seconds: lag.seconds,
+                    waited_ms: waited.as_millis() as u64,
+                    max_lag_bytes: max,
+                    wait_limit_ms: limit.as_millis() as u64,
+                },
+            );
+            last = Some(lag);
+            if !self.pause(replicas::POLL.min(limit - waited)).await {
+                return replicas::Ended::Cancelled;
+            }
+        }
+    }
+
     async fn pause(&self, delay: Duration) -> bool {
         tokio::select! {
             () = tokio::time::sleep(delay) => true,

@@ -7,6 +7,7 @@ mod failure;
 pub mod folder;
 pub mod ledger;
 pub mod observe;
+pub mod replicas;
 pub mod revert;
 pub mod script;
 pub mod status;

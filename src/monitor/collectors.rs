@@ -49,37 +49,47 @@ pub struct Connections {
 }
 
 pub async fn connections(c: &Client) -> Result<Option<Connections>> {
-    let limits = c
-        .query_one(
-            "SELECT current_setting('max_connections')::bigint, \
-                    current_setting('superuser_reserved_connections')::bigint \
-                    + coalesce(current_setting('reserved_connections', true)::bigint, 0)",
-            &[],
-        )
-        .await
-        .map_err(|e| query_error("reading connection limits", &e))?;
-    let usable_max: i64 = limits.get::<_, i64>(0) - limits.get::<_, i64>(1);
+    // Counted on the server, one row per (database, user, application, state): with thousands
+    // of sessions, sending each of them over costs more than the counting, and the names are
+    // looked up for the groups, not for every session (as the pg_stat_activity view would). The limits come in
+    // the same query, so that a server with no other session still gives one row.
     let rows = c
         .query(
-            &format!("SELECT coalesce(datname, ''), coalesce(usename::text, ''), coalesce(application_name, ''), \
-                    coalesce(state, 'unknown'), wait_event_type = 'Lock' \
-             FROM pg_stat_activity WHERE {CLIENTS} AND pid <> pg_backend_pid()"
+            &format!(
+                "WITH g AS (SELECT datid, usesysid, coalesce(application_name, '') AS a, \
+                        coalesce(state, 'unknown') AS s, \
+                        count(*) AS n, count(*) FILTER (WHERE wait_event_type = 'Lock') AS w \
+                   FROM pg_stat_get_activity(NULL) WHERE {CLIENTS} AND pid <> pg_backend_pid() \
+                   GROUP BY 1, 2, 3, 4) \
+                 SELECT current_setting('max_connections')::bigint, \
+                        current_setting('superuser_reserved_connections')::bigint \
+                        + coalesce(current_setting('reserved_connections', true)::bigint, 0), \
+                        coalesce(d.datname::text, ''), coalesce(r.rolname::text, ''), g.a, g.s, g.n, g.w \
+                 FROM (SELECT 1) one LEFT JOIN g ON true \
+                      LEFT JOIN pg_database d ON d.oid = g.datid LEFT JOIN pg_roles r ON r.oid = g.usesysid"
             ),
             &[],
         )
         .await
         .map_err(|e| query_error("reading connections", &e))?;
+    let usable_max: i64 = rows
+        .first()
+        .map(|r| r.get::<_, i64>(0) - r.get::<_, i64>(1))
+        .unwrap_or(0);
     let mut by_state = BTreeMap::new();
     let (mut dbs, mut users, mut apps) = (HashMap::new(), HashMap::new(), HashMap::new());
     let mut waiting = 0;
+    let mut total = 0;
     for r in &rows {
-        *by_state.entry(r.get::<_, String>(3)).or_insert(0) += 1;
-        *dbs.entry(r.get::<_, String>(0)).or_insert(0) += 1;
-        *users.entry(r.get::<_, String>(1)).or_insert(0) += 1;
-        *apps.entry(r.get::<_, String>(2)).or_insert(0) += 1;
-        if r.get::<_, Option<bool>>(4).unwrap_or(false) {
-            waiting += 1;
-        }
+        let Some(n) = r.get::<_, Option<i64>>(6) else {
+            continue;
+        };
+        total += n;
+        *by_state.entry(r.get::<_, String>(5)).or_insert(0) += n;
+        *dbs.entry(r.get::<_, String>(2)).or_insert(0) += n;
+        *users.entry(r.get::<_, String>(3)).or_insert(0) += n;
+        *apps.entry(r.get::<_, String>(4)).or_insert(0) += n;
+        waiting += r.get::<_, Option<i64>>(7).unwrap_or(0);
     }
     let top = |m: HashMap<String, i64>| {
         let mut v: Vec<_> = m.into_iter().collect();
@@ -87,7 +97,6 @@ pub async fn connections(c: &Client) -> Result<Option<Connections>> {
         v.truncate(10);
         v
     };
-    let total = rows.len() as i64;
     Ok(Some(Connections {
         total,
         usable_max,
@@ -132,18 +141,25 @@ pub async fn long_running(
     if details_hidden(c, sees_all).await? {
         return Ok(None);
     }
+    // Candidates first, from two timestamps read alone per backend: a session in no transaction
+    // is idle, and one younger than the threshold is not long-running; only the candidates'
+    // whole activity rows are built.
     let rows = c
         .query(
-            "SELECT pid, backend_start, coalesce(usename::text, ''), coalesce(application_name, ''), \
-                    coalesce(host(client_addr), 'local'), \
-                    CASE WHEN wait_event IS NULL THEN NULL ELSE wait_event_type || ':' || wait_event END, \
-                    coalesce(state, 'unknown'), \
-                    coalesce(extract(epoch FROM now() - query_start), 0)::float8, \
-                    coalesce(extract(epoch FROM now() - xact_start), 0)::float8, coalesce(query, '') \
-             FROM pg_stat_activity \
-             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle' \
-               AND greatest(now() - query_start, now() - xact_start) > make_interval(secs => $1) \
-             ORDER BY greatest(now() - query_start, now() - xact_start) DESC",
+            "SELECT a.pid, a.backend_start, coalesce(r.rolname::text, ''), coalesce(a.application_name, ''), \
+                    coalesce(host(a.client_addr), 'local'), \
+                    CASE WHEN a.wait_event IS NULL THEN NULL ELSE a.wait_event_type || ':' || a.wait_event END, \
+                    coalesce(a.state, 'unknown'), \
+                    coalesce(extract(epoch FROM now() - a.query_start), 0)::float8, \
+                    coalesce(extract(epoch FROM now() - a.xact_start), 0)::float8, coalesce(a.query, '') \
+             FROM (SELECT pg_stat_get_backend_pid(b) AS pid FROM pg_stat_get_backend_idset() b \
+                   WHERE pg_stat_get_backend_xact_start(b) IS NOT NULL \
+                     AND greatest(now() - pg_stat_get_backend_activity_start(b), \
+                                  now() - pg_stat_get_backend_xact_start(b)) > make_interval(secs => $1)) c \
+                  CROSS JOIN LATERAL pg_stat_get_activity(c.pid) a LEFT JOIN pg_roles r ON r.oid = a.usesysid \
+             WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.state IS DISTINCT FROM 'idle' \
+               AND greatest(now() - a.query_start, now() - a.xact_start) > make_interval(secs => $1) \
+             ORDER BY greatest(now() - a.query_start, now() - a.xact_start) DESC",
             &[&threshold.as_secs_f64()],
         )
         .await
@@ -216,19 +232,31 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
     if details_hidden(c, sees_all).await? {
         return Ok(None);
     }
-    // Waiters come from pg_locks, which every role sees in full.
+    // Waiters come from pg_locks, which every role sees in full. The lock manager is asked only
+    // when some backend waits for a lock (its wait event says so, read alone rather than as a
+    // whole activity row per session), then once: its table read
+    // into `locks`, who blocks whom asked only about the backends that wait, and the activity
+    // of only those backends and their blockers read, not every session's.
     let rows = c
         .query(
-            "WITH w AS (SELECT pid, pg_blocking_pids(pid) AS blockers \
-                        FROM (SELECT DISTINCT pid FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()) l) \
-             SELECT a.pid, a.backend_start, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), \
-                    coalesce(a.state, 'unknown'), coalesce(a.query, ''), coalesce(w.blockers, '{}'), \
-                    (SELECT l.mode FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1), \
-                    (SELECT l.relation::regclass::text FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL LIMIT 1), \
-                    coalesce(extract(epoch FROM now() - a.state_change), 0)::float8, \
-                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation') \
-             FROM pg_stat_activity a LEFT JOIN w ON w.pid = a.pid \
-             WHERE a.pid IN (SELECT pid FROM w) OR a.pid IN (SELECT unnest(blockers) FROM w)",
+            "WITH waiting AS MATERIALIZED (SELECT pg_stat_get_backend_pid(b) AS pid \
+                        FROM pg_stat_get_backend_idset() b \
+                        WHERE pg_stat_get_backend_wait_event_type(b) = 'Lock'), \
+                  locks AS MATERIALIZED (SELECT pid, mode, granted, locktype, relation FROM pg_locks \
+                        WHERE EXISTS (SELECT 1 FROM waiting)), \
+                  w AS MATERIALIZED (SELECT pid, pg_blocking_pids(pid) AS blockers \
+                        FROM (SELECT DISTINCT pid FROM locks WHERE NOT granted AND pid <> pg_backend_pid()) l), \
+                  p AS MATERIALIZED (SELECT pid FROM w UNION SELECT unnest(blockers) FROM w), \
+                  held AS (SELECT pid, (array_agg(mode) FILTER (WHERE NOT granted))[1] AS mode, \
+                        (array_agg(relation) FILTER (WHERE NOT granted AND relation IS NOT NULL))[1] AS relation, \
+                        bool_or(mode = 'AccessExclusiveLock' AND locktype = 'relation') AS exclusive \
+                        FROM locks WHERE pid IN (SELECT pid FROM p) GROUP BY pid) \
+             SELECT a.pid, a.backend_start, coalesce(pg_get_userbyid(a.usesysid)::text, ''), \
+                    coalesce(a.application_name, ''), coalesce(a.state, 'unknown'), coalesce(a.query, ''), \
+                    coalesce(w.blockers, '{}'), h.mode, h.relation::regclass::text, \
+                    coalesce(extract(epoch FROM now() - a.state_change), 0)::float8, coalesce(h.exclusive, false) \
+             FROM p CROSS JOIN LATERAL pg_stat_get_activity(p.pid) a LEFT JOIN w ON w.pid = a.pid \
+                  LEFT JOIN held h ON h.pid = a.pid",
             &[],
         )
         .await
@@ -348,9 +376,11 @@ pub async fn table_sizes(
 ) -> Result<Option<Vec<TableSize>>> {
     let rows = c
         .query(
-            "WITH candidates AS ( \
+            "WITH locked AS MATERIALIZED (SELECT DISTINCT relation FROM pg_locks \
+                                          WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL), \
+             candidates AS ( \
                 SELECT c.oid, c.reltuples, c.relpages, c.reltoastrelid, n.nspname || '.' || c.relname AS name, \
-                       EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = c.oid AND l.mode = 'AccessExclusiveLock') AS locked \
+                       c.oid IN (SELECT relation FROM locked) AS locked \
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                 WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                   AND n.nspname NOT LIKE 'pg\\_toast%' \

@@ -8,6 +8,8 @@ mod actions;
 mod collectors;
 pub mod host;
 pub mod logs;
+pub mod pools;
+pub mod replication;
 pub mod watch;
 
 use std::time::{Duration, Instant};
@@ -25,6 +27,8 @@ pub use actions::{
 };
 pub use collectors::{Blocker, BlockingTree, Connections, LongQuery, Progress, TableSize, Victim};
 pub use host::{Host, HostProbe};
+pub use pools::{Pool, Pools};
+pub use replication::{Recovery, Replication, Slot, Standby};
 
 /// What the monitor collects and how.
 #[derive(Debug, Clone)]
@@ -35,6 +39,12 @@ pub struct MonitorSettings {
     pub top_tables: usize,
     /// The runbook's alert: connections above this share of the usable maximum.
     pub connections_alert: f64,
+    /// When a standby or a slot is in alert.
+    pub replicas: ReplicaThresholds,
+    /// PgBouncer's admin console (`postgresql://USER@HOST:6432/pgbouncer`), for the pools pane.
+    pub pgbouncer_admin: Option<DbTarget>,
+    /// The runbook's alert: a pool's servers in use above this share of its pool size.
+    pub pool_alert: f64,
 }
 
 impl Default for MonitorSettings {
@@ -43,8 +53,42 @@ impl Default for MonitorSettings {
             long_query: Duration::from_secs(5),
             top_tables: 10,
             connections_alert: 0.8,
+            replicas: ReplicaThresholds::default(),
+            pgbouncer_admin: None,
+            pool_alert: 0.8,
         }
     }
+}
+
+/// When replication is in alert. The defaults are a DBA's: a standby more than 64 MB or 30 s
+/// behind in replay is no longer a read replica anyone should trust, and a slot nobody uses that
+/// holds 1 GB of WAL is on its way to filling the disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaThresholds {
+    pub replay_lag_bytes: i64,
+    pub replay_lag: Duration,
+    /// WAL retained by an inactive slot.
+    pub slot_retained_bytes: i64,
+}
+
+impl Default for ReplicaThresholds {
+    fn default() -> Self {
+        ReplicaThresholds {
+            replay_lag_bytes: 64 * 1024 * 1024,
+            replay_lag: Duration::from_secs(30),
+            slot_retained_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Something a pane shows that is past its threshold, for the ALERT banner and `health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// replica, slot or pool.
+    pub kind: &'static str,
+    /// The standby, slot or pool it is about.
+    pub name: String,
+    pub text: String,
 }
 
 /// One collector's result: the rows, when, and what the query cost.
@@ -81,6 +125,12 @@ pub struct Snapshot {
     pub blocking: Pane<BlockingTree>,
     pub tables: Pane<Vec<TableSize>>,
     pub progress: Pane<Vec<Progress>>,
+    pub replication: Pane<Replication>,
+    /// Only when a PgBouncer admin URL is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Pane<Pools>>,
+    /// Standbys, slots and pools past their thresholds.
+    pub alerts: Vec<Alert>,
     /// Only when the server runs on this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<Host>,
@@ -93,6 +143,8 @@ pub struct Monitor {
     sees_all: bool,
     previous_sizes: std::collections::HashMap<String, i64>,
     host: Option<host::HostProbe>,
+    /// PgBouncer's admin console, opened on the first snapshot that asks for pools.
+    admin: Option<crate::db::pooler::Admin>,
 }
 
 impl Monitor {
@@ -114,6 +166,7 @@ impl Monitor {
             sees_all,
             previous_sizes: Default::default(),
             host: host::is_local(target).then(|| host::HostProbe::of_backend(session.backend_pid)),
+            admin: None,
         })
     }
 
@@ -125,6 +178,11 @@ impl Monitor {
     /// The connections pane alone (for health checks).
     pub async fn connections(&mut self) -> Pane<Connections> {
         timed(collectors::connections(&self.client)).await
+    }
+
+    /// The replication pane alone (for health checks).
+    pub async fn replication(&mut self) -> Pane<Replication> {
+        timed(replication::replication(&self.client, self.sees_all)).await
     }
 
     /// Runs every collector once.
@@ -161,6 +219,12 @@ impl Monitor {
             self.previous_sizes = sizes;
         }
         let progress = timed(collectors::progress(c, self.sees_all)).await;
+        let replication = timed(replication::replication(c, self.sees_all)).await;
+        let pools = match &settings.pgbouncer_admin {
+            Some(admin) => Some(self.pools(admin).await),
+            None => None,
+        };
+        let alerts = alerts(settings, &replication, pools.as_ref());
         let host = self.host.as_mut().map(|h| h.sample());
         Snapshot {
             at: Utc::now(),
@@ -171,9 +235,118 @@ impl Monitor {
             blocking,
             tables,
             progress,
+            replication,
+            pools,
+            alerts,
             host,
         }
     }
+
+    /// The pools pane, over an admin session kept between snapshots (reopened when lost).
+    pub async fn pools(&mut self, admin: &DbTarget) -> Pane<Pools> {
+        let start = Instant::now();
+        if self.admin.as_ref().is_none_or(|a| a.is_closed()) {
+            match crate::db::pooler::Admin::connect(admin).await {
+                Ok(a) => self.admin = Some(a),
+                Err(e) => {
+                    return Pane::Error {
+                        cause: format!("PgBouncer admin console: {}", e.cause),
+                    };
+                }
+            }
+        }
+        let Some(a) = &self.admin else {
+            return Pane::Error {
+                cause: "PgBouncer admin console: not connected".into(),
+            };
+        };
+        match pools::pools(a).await {
+            Ok(data) => Pane::Ok(Sample {
+                at: Utc::now(),
+                cost_ms: start.elapsed().as_secs_f64() * 1000.0,
+                data,
+            }),
+            Err(e) => Pane::Error { cause: e.cause },
+        }
+    }
+}
+
+/// What the replication and pools panes show past their thresholds.
+pub fn alerts(
+    settings: &MonitorSettings,
+    replication: &Pane<Replication>,
+    pools: Option<&Pane<Pools>>,
+) -> Vec<Alert> {
+    let t = &settings.replicas;
+    let mut out = Vec::new();
+    if let Pane::Ok(r) = replication {
+        for s in &r.data.standbys {
+            let bytes = s.replay_lag_bytes.unwrap_or(0);
+            let seconds = s.replay_lag_seconds.unwrap_or(0.0);
+            if bytes > t.replay_lag_bytes || seconds > t.replay_lag.as_secs_f64() {
+                out.push(Alert {
+                    kind: "replica",
+                    name: s.name.clone(),
+                    text: format!(
+                        "replica {} replay lag {} / {:.0}s (alert above {} / {}s)",
+                        s.name,
+                        crate::units::human_bytes(bytes),
+                        seconds,
+                        crate::units::human_bytes(t.replay_lag_bytes),
+                        t.replay_lag.as_secs()
+                    ),
+                });
+            }
+        }
+        for slot in &r.data.slots {
+            let retained = slot.retained_bytes.unwrap_or(0);
+            let lost = matches!(slot.wal_status.as_deref(), Some("lost" | "unreserved"));
+            if lost || (!slot.active && retained > t.slot_retained_bytes) {
+                out.push(Alert {
+                    kind: "slot",
+                    name: slot.name.clone(),
+                    text: if lost {
+                        format!(
+                            "slot {} has WAL status {}",
+                            slot.name,
+                            slot.wal_status.as_deref().unwrap_or("?")
+                        )
+                    } else {
+                        format!(
+                            "inactive slot {} retains {} of WAL (alert above {})",
+                            slot.name,
+                            crate::units::human_bytes(retained),
+                            crate::units::human_bytes(t.slot_retained_bytes)
+                        )
+                    },
+                });
+            }
+        }
+    }
+    if let Some(Pane::Ok(p)) = pools {
+        for pool in p
+            .data
+            .pools
+            .iter()
+            .filter(|p| p.utilisation > settings.pool_alert)
+        {
+            out.push(Alert {
+                kind: "pool",
+                name: format!("{}/{}", pool.database, pool.user),
+                text: format!(
+                    "pool {}/{} {:.0} % utilised ({} of {} servers active, {} client(s) waiting; alert above {:.0} %)",
+                    pool.database,
+                    pool.user,
+                    pool.utilisation * 100.0,
+                    pool.servers_active,
+                    pool.pool_size,
+                    pool.clients_waiting,
+                    settings.pool_alert * 100.0
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// The monitor's kind of session: read-only, `application_name=pgdeck-monitor` (which its own

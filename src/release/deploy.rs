@@ -91,6 +91,7 @@ pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
 /// Applies the pending migrations under every guard.
 pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> {
     direct_connection(ctx, Workflow::Deploy)?;
+    super::primary::primary_session(ctx, Workflow::Deploy).await?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let (status, _) = migrate::status(&env.target, &dir).await?;

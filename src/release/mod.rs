@@ -12,6 +12,7 @@ mod fleet;
 mod hooks;
 mod matrix;
 mod pitr;
+mod primary;
 mod rehearsal;
 mod restore;
 mod revert;
@@ -261,6 +262,18 @@ impl Context {
                 victims: *victims,
                 longest_wait_ms: *longest_wait_ms,
                 blocking_timeout_ms: *blocking_timeout_ms,
+            });
+        }
+        if let DeployEvent::ReplicaCaughtUp {
+            next,
+            replica,
+            waited_ms,
+        } = &e
+        {
+            self.record(journal::Event::ReplicaWaited {
+                before: next.clone(),
+                replica: replica.clone(),
+                waited_ms: *waited_ms,
             });
         }
         self.emit(Event::Deploy(e));

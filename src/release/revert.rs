@@ -46,6 +46,7 @@ pub struct RevertReport {
 pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> {
     if req.deploy.is_some() {
         direct_connection(ctx, Workflow::Revert)?;
+        super::primary::primary_session(ctx, Workflow::Revert).await?;
     }
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
@@ -292,6 +293,7 @@ fn lock_options(ctx: &Context, lock_wait: Option<Duration>) -> DeployOptions {
 /// unprotected environment asks first, as with Prisma; a protected one needs the name typed.
 pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
     direct_connection(ctx, Workflow::Resolve)?;
+    super::primary::primary_session(ctx, Workflow::Resolve).await?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let title = match req.how {
@@ -352,6 +354,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
 /// whatever is confirmed.
 pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
     direct_connection(ctx, Workflow::Reset)?;
+    super::primary::primary_session(ctx, Workflow::Reset).await?;
     let env = &ctx.env;
     if env.protected {
         return Err(Error::guarded(

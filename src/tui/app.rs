@@ -258,6 +258,11 @@ impl App {
                 ),
             });
         }
+        if let Some((_, d)) = &self.deploying
+            && let Some(w) = &d.replica_wait
+        {
+            out.push(format!("deploy paused: {w}"));
+        }
         if !self.pending_again.is_empty() {
             out.push(format!(
                 "after the restore, pending again: {}",
@@ -287,6 +292,9 @@ impl App {
                     }
                 }
             }
+        }
+        if let Some(s) = &self.monitor.last {
+            out.extend(s.alerts.iter().map(|a| format!("{stale}{}", a.text)));
         }
         out.extend(self.logs.alerts());
         if let Some(h) = &self.health

@@ -29,6 +29,9 @@ pub struct Deploying {
     pub waiting: Option<(Vec<Holder>, Duration, Instant)>,
     /// The last retry, said.
     pub retried: Option<String>,
+    /// Paused for a standby's replay lag: the engine's words ("waiting for replica X: replay
+    /// lag N MB / Ts, waited Ws ...").
+    pub replica_wait: Option<String>,
 }
 
 impl Deploying {
@@ -65,6 +68,7 @@ impl Deploying {
                 self.statements = *total;
                 self.preview.clone_from(preview);
                 self.waiting = None;
+                self.replica_wait = None;
             }
             DeployEvent::Waiting {
                 waited_ms, holders, ..
@@ -94,6 +98,8 @@ impl Deploying {
                 self.applied += 1;
                 self.waiting = None;
             }
+            DeployEvent::WaitingForReplica { .. } => self.replica_wait = event.said(),
+            DeployEvent::ReplicaCaughtUp { .. } => self.replica_wait = None,
             _ => {}
         }
     }
@@ -216,6 +222,32 @@ mod tests {
         assert_eq!(d.root_blocker(now).map(|h| h.pid), Some(9));
         assert!(!d.root_blocker(now).is_some_and(Holder::cancel_helps));
         assert!(d.waits_for(now + Duration::from_secs(5)).is_none());
+    }
+
+    #[test]
+    fn a_wait_for_a_standby_is_said_until_it_caught_up() {
+        let mut d = Deploying::default();
+        d.fold(&DeployEvent::WaitingForReplica {
+            next: "m2".into(),
+            replica: "standby1".into(),
+            replay_lag_bytes: 3 << 20,
+            replay_lag_seconds: Some(4.0),
+            waited_ms: 2000,
+            max_lag_bytes: 1 << 20,
+            wait_limit_ms: 300_000,
+        });
+        assert_eq!(
+            d.replica_wait.as_deref(),
+            Some(
+                "waiting for replica standby1: replay lag 3.0 MB / 4s, waited 2 s (max_replica_lag 1.0 MB, gives up after 5 min)"
+            )
+        );
+        d.fold(&DeployEvent::ReplicaCaughtUp {
+            next: "m2".into(),
+            replica: "standby1".into(),
+            waited_ms: 2500,
+        });
+        assert_eq!(d.replica_wait, None);
     }
 
     #[test]

@@ -24,7 +24,6 @@ use crate::health::{Baseline, Level};
 use crate::journal::Recorder;
 use crate::lint::plan::{Allow, Plan};
 use crate::migrate::{self, DeployEvent, MigrationsDir, StatusReport, Verdict};
-use crate::monitor::MonitorSettings;
 use crate::monitor::watch::Watch;
 use crate::release::{
     self, BackupGate, Confirmation, DeployRequest, Environment, HookRequest, ResolveRequest,
@@ -542,6 +541,16 @@ fn deploy_messages(
             let text = d.said().unwrap_or_default();
             vec![progress(text.clone(), None), line(text)]
         }
+        d @ DeployEvent::WaitingForReplica { waited_ms, .. } => {
+            let text = d.said().unwrap_or_default();
+            // The log says it once, when the wait begins; the progress line keeps counting.
+            if waited_ms < crate::migrate::replicas::POLL.as_millis() as u64 {
+                vec![progress(text.clone(), None), line(text)]
+            } else {
+                vec![progress(text, None)]
+            }
+        }
+        d @ DeployEvent::ReplicaCaughtUp { .. } => vec![line(d.said().unwrap_or_default())],
         DeployEvent::AlreadyApplied { name } => vec![line(format!(
             "{name} was applied by another deploy meanwhile: not run again"
         ))],
@@ -719,7 +728,7 @@ pub fn monitor(runner: &Runner) {
     let runner = runner.clone();
     let mut interval = runner.interval.subscribe();
     tokio::spawn(async move {
-        let mut watcher = Watch::new(&runner.env.target, MonitorSettings::default());
+        let mut watcher = Watch::new(&runner.env.target, runner.env.health.monitor.clone());
         loop {
             let update = tokio::select! {
                 u = watcher.tick() => u,

@@ -19,8 +19,8 @@ use crate::journal::{Entry, Event, Outcome};
 use crate::lint::plan::Allow;
 use crate::monitor::watch::Update;
 use crate::monitor::{
-    Blocker, BlockingTree, Connections, LongQuery, Pane, Sample, Signal, Snapshot, TableSize,
-    Victim,
+    Alert, Blocker, BlockingTree, Connections, LongQuery, Pane, Pool, Pools, Replication, Sample,
+    Signal, Slot, Snapshot, Standby, TableSize, Victim,
 };
 use crate::release::{Confirmation, DeployRequest, Environment, RevertRequest, SignalRequest};
 use crate::target::DbTarget;
@@ -171,6 +171,14 @@ fn busy_snapshot(utilisation_total: i64) -> Snapshot {
             estimated: true,
         }]),
         progress: sample(vec![]),
+        replication: sample(Replication {
+            in_recovery: false,
+            recovery: None,
+            standbys: Vec::new(),
+            slots: Vec::new(),
+        }),
+        pools: None,
+        alerts: Vec::new(),
         host: None,
     }
 }
@@ -734,6 +742,121 @@ fn snapshot_monitor_with_alert_lock_queue_and_terminate_modal() {
         )),
     );
     insta::assert_snapshot!("monitor_terminate_modal", render(&a, 120, 34));
+}
+
+/// A primary with a standby whose replay is far behind, an inactive slot holding WAL, and a
+/// PgBouncer pool at 90 %, each past its threshold.
+fn replicating_snapshot() -> Snapshot {
+    let mut s = busy_snapshot(10);
+    s.replication = sample(Replication {
+        in_recovery: false,
+        recovery: None,
+        standbys: vec![Standby {
+            pid: 777,
+            name: "standby1".into(),
+            client: "10.0.0.9".into(),
+            state: "streaming".into(),
+            sync_state: "async".into(),
+            sent_lag_bytes: Some(0),
+            write_lag_bytes: Some(0),
+            flush_lag_bytes: Some(0),
+            replay_lag_bytes: Some(200 << 20),
+            write_lag_seconds: Some(0.0),
+            flush_lag_seconds: Some(0.0),
+            replay_lag_seconds: Some(42.0),
+        }],
+        slots: vec![Slot {
+            name: "old_etl".into(),
+            slot_type: "logical".into(),
+            database: Some("app".into()),
+            active: false,
+            retained_bytes: Some(3 << 30),
+            wal_status: Some("extended".into()),
+        }],
+    });
+    s.pools = Some(sample(Pools {
+        pools: vec![Pool {
+            database: "app".into(),
+            user: "web".into(),
+            pool_mode: "transaction".into(),
+            clients_active: 18,
+            clients_waiting: 0,
+            servers_active: 18,
+            servers_idle: 2,
+            servers_other: 0,
+            max_wait_seconds: 0.0,
+            pool_size: 20,
+            utilisation: 0.9,
+        }],
+        utilisation: 0.9,
+        clients_active: 18,
+        clients_waiting: 0,
+    }));
+    s.alerts = crate::monitor::alerts(
+        &crate::monitor::MonitorSettings::default(),
+        &s.replication,
+        s.pools.as_ref(),
+    );
+    s
+}
+
+#[test]
+fn the_monitor_shows_standbys_slots_and_pools_and_their_alerts_reach_the_banner() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('2')));
+    a.update(Msg::Monitor(Box::new(Update::Fresh {
+        snapshot: Box::new(replicating_snapshot()),
+    })));
+    let kinds: Vec<&str> = a
+        .monitor
+        .last
+        .as_ref()
+        .map(|s| s.alerts.iter().map(|x: &Alert| x.kind).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, ["replica", "slot", "pool"]);
+    let alerts = a.alerts();
+    assert!(
+        alerts
+            .iter()
+            .any(|x| x.contains("replica standby1 replay lag 200.0 MB")),
+        "{alerts:?}"
+    );
+    assert!(alerts.iter().any(|x| x.contains("inactive slot old_etl")));
+    assert!(alerts.iter().any(|x| x.contains("pool app/web 90 %")));
+    let screen = render(&a, 140, 40);
+    assert!(screen.contains("standby1 streaming/async"), "{screen}");
+    assert!(
+        screen.contains("slot old_etl (logical) INACTIVE"),
+        "{screen}"
+    );
+    assert!(screen.contains("90% app/web transaction"), "{screen}");
+    insta::assert_snapshot!("monitor_replication", screen);
+}
+
+#[test]
+fn a_standby_monitor_says_so_and_a_paused_deploy_says_what_it_waits_for() {
+    let mut a = app(false);
+    a.update(key(KeyCode::Char('2')));
+    let mut s = busy_snapshot(10);
+    s.replication = sample(Replication {
+        in_recovery: true,
+        recovery: Some(crate::monitor::Recovery {
+            replay_behind_bytes: Some(5 << 20),
+            last_replay_seconds: Some(12.0),
+            replay_paused: true,
+        }),
+        standbys: Vec::new(),
+        slots: Vec::new(),
+    });
+    a.update(Msg::Monitor(Box::new(Update::Fresh {
+        snapshot: Box::new(s),
+    })));
+    let screen = render(&a, 140, 40);
+    assert!(
+        screen.contains("this server is a STANDBY (read-only): 5.0 MB received"),
+        "{screen}"
+    );
+    assert!(screen.contains("replay PAUSED"), "{screen}");
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub fn remedy(r: &Remedy) -> String {
         Remedy::LeaveReadOnly => "this environment is read_only in pgdeck.toml".into(),
         Remedy::DirectoryFormat => "take a directory-format backup".into(),
         Remedy::SingleWorker => "restore with one worker".into(),
+        Remedy::UsePrimary => "point the environment at the primary".into(),
+        Remedy::UseDirectUrl => "give the environment its direct_url (not the pooler's)".into(),
     }
 }
 

@@ -323,6 +323,9 @@ pub fn deploying_lines(d: &Deploying, theme: Theme, now: Instant) -> Vec<Line<'s
     if let Some(r) = &d.retried {
         out.push(Line::styled(r.clone(), theme.warn()));
     }
+    if let Some(w) = &d.replica_wait {
+        out.push(Line::styled(w.clone(), theme.warn()));
+    }
     out
 }
 

@@ -181,6 +181,17 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 .replace("; no attempts left", ""),
                 theme.bad(),
             ),
+            Event::ReplicaWaited {
+                before,
+                replica,
+                waited_ms,
+            } => (
+                format!(
+                    "deploy waited {} for replica {replica} before {before}",
+                    crate::units::human_duration(std::time::Duration::from_millis(*waited_ms))
+                ),
+                theme.warn(),
+            ),
             Event::SessionFinished => ("session finished".into(), Style::new()),
         };
         // A summary's hint is on a line of its own: here it stays on the entry's.

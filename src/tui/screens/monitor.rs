@@ -580,6 +580,31 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     }
     let stale = app.monitor.stale_label(now);
     let tag = stale.as_ref().map(|s| format!(" {s} ")).unwrap_or_default();
+    // Standbys, slots and pools take a strip of their own when there are any.
+    let replication = replication_lines(s, theme);
+    let pool_lines = s.pools.as_ref().map(|p| pool_lines(p, theme));
+    let strip = replication
+        .len()
+        .max(pool_lines.as_ref().map_or(0, Vec::len));
+    let (area, strip_area) = if strip == 0 {
+        (area, None)
+    } else {
+        let height = (strip.min(6) + 2) as u16;
+        let [rest, strip_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(height)]).areas(area);
+        (rest, Some(strip_area))
+    };
+    if let Some(strip_area) = strip_area {
+        draw_replication(
+            replication,
+            pool_lines,
+            stale.is_some(),
+            &tag,
+            theme,
+            f,
+            strip_area,
+        );
+    }
     let locks = lock_rows(app);
     let table_rows = match &s.tables {
         Pane::Ok(t) => t.data.len(),
@@ -845,6 +870,150 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(format!(" Largest tables{tag}"))),
         tables_area,
+    );
+}
+
+/// The replication pane's lines: the server's own recovery when it is a standby, each standby
+/// with its lags, each slot; none when nothing replicates (the strip is then left out).
+fn replication_lines(s: &Snapshot, theme: Theme) -> Vec<Line<'static>> {
+    let bytes = |b: Option<i64>| b.map(human_bytes).unwrap_or_else(|| "?".into());
+    let secs = |t: Option<f64>| t.map(|t| format!("{t:.0}s")).unwrap_or_else(|| "-".into());
+    let alerting =
+        |kind: &str, name: &str| s.alerts.iter().any(|a| a.kind == kind && a.name == name);
+    let r = match &s.replication {
+        Pane::Ok(r) => &r.data,
+        // Only worth a strip when something replicates; an error here says so.
+        Pane::Error { .. } => {
+            return vec![Line::raw(pane_state(&s.replication).unwrap_or_default())];
+        }
+        Pane::Unavailable { .. } => return Vec::new(),
+    };
+    let mut lines = Vec::new();
+    if let Some(rec) = &r.recovery {
+        lines.push(Line::styled(
+            format!(
+                "this server is a STANDBY (read-only): {} received, not replayed; last replayed commit {} ago{}",
+                bytes(rec.replay_behind_bytes),
+                secs(rec.last_replay_seconds),
+                if rec.replay_paused { " · replay PAUSED" } else { "" }
+            ),
+            theme.warn(),
+        ));
+    }
+    for st in &r.standbys {
+        let style = if alerting("replica", &st.name) {
+            theme.bad()
+        } else if st.state != "streaming" {
+            theme.warn()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(
+            format!(
+                "{} {}/{} · replay lag {} / {} · sent {} write {} flush {}",
+                st.name,
+                st.state,
+                st.sync_state,
+                bytes(st.replay_lag_bytes),
+                secs(st.replay_lag_seconds),
+                bytes(st.sent_lag_bytes),
+                bytes(st.write_lag_bytes),
+                bytes(st.flush_lag_bytes),
+            ),
+            style,
+        ));
+    }
+    for slot in &r.slots {
+        let style = if alerting("slot", &slot.name) {
+            theme.bad()
+        } else if !slot.active {
+            theme.warn()
+        } else {
+            Style::new()
+        };
+        lines.push(Line::styled(
+            format!(
+                "slot {} ({}) {} · retains {}{}",
+                slot.name,
+                slot.slot_type,
+                if slot.active { "active" } else { "INACTIVE" },
+                bytes(slot.retained_bytes),
+                slot.wal_status
+                    .as_deref()
+                    .map(|w| format!(" · WAL {w}"))
+                    .unwrap_or_default()
+            ),
+            style,
+        ));
+    }
+    lines
+}
+
+/// PgBouncer's pools, one line each.
+fn pool_lines(p: &Pane<crate::monitor::Pools>, theme: Theme) -> Vec<Line<'static>> {
+    let Pane::Ok(p) = p else {
+        return vec![Line::raw(pane_state(p).unwrap_or_default())];
+    };
+    if p.data.pools.is_empty() {
+        return vec![Line::styled("no pools in use", theme.dim())];
+    }
+    p.data
+        .pools
+        .iter()
+        .map(|pool| {
+            Line::styled(
+                format!(
+                    "{:>3.0}% {}/{} {} · cl {} active {} waiting · sv {} active {} idle of {} · max wait {:.1}s",
+                    pool.utilisation * 100.0,
+                    pool.database,
+                    pool.user,
+                    pool.pool_mode,
+                    pool.clients_active,
+                    pool.clients_waiting,
+                    pool.servers_active,
+                    pool.servers_idle,
+                    pool.pool_size,
+                    pool.max_wait_seconds
+                ),
+                if pool.utilisation > 0.8 || pool.clients_waiting > 0 {
+                    theme.bad()
+                } else {
+                    Style::new()
+                },
+            )
+        })
+        .collect()
+}
+
+fn draw_replication(
+    mut replication: Vec<Line<'static>>,
+    pools: Option<Vec<Line<'static>>>,
+    stale: bool,
+    tag: &str,
+    theme: Theme,
+    f: &mut Frame,
+    area: Rect,
+) {
+    if replication.is_empty() {
+        replication.push(Line::styled("no standbys, no slots", theme.dim()));
+    }
+    if stale {
+        dim_all(&mut replication, theme);
+    }
+    let block = Block::bordered().title(format!(" Replication{tag}"));
+    let Some(mut pools) = pools else {
+        f.render_widget(Paragraph::new(replication).block(block), area);
+        return;
+    };
+    if stale {
+        dim_all(&mut pools, theme);
+    }
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    f.render_widget(Paragraph::new(replication).block(block), left);
+    f.render_widget(
+        Paragraph::new(pools).block(Block::bordered().title(format!(" PgBouncer pools{tag}"))),
+        right,
     );
 }
 
