@@ -477,6 +477,59 @@ async fn a_real_stanza_is_read_checked_and_given_restore_points() {
     let file = cli(&config, &["backup", "verify", "app.dump"]);
     file.assert_clean_error(2);
 
+    // The in-place procedure names the stanza, the point and what it loses; it changes nothing.
+    let printed = cli(
+        &config,
+        &[
+            "backup",
+            "restore",
+            "--point",
+            &point.name,
+            "--in-place",
+            "--print",
+        ],
+    );
+    assert_eq!(printed.code, 0, "{printed:?}");
+    for expected in [
+        "--stanza=pgdeck".to_owned(),
+        format!("--target={}", point.name),
+        "--target-action=promote".to_owned(),
+        "--delta".to_owned(),
+        "every write to the whole cluster".to_owned(),
+        format!("pg_ctl -D {}", stanza.sandbox.data_dir().display()),
+    ] {
+        assert!(
+            printed.stdout.contains(&expected),
+            "{expected}: {}",
+            printed.stdout
+        );
+    }
+    let printed = cli(
+        &config,
+        &[
+            "backup",
+            "restore",
+            "--point",
+            &point.name,
+            "--in-place",
+            "--print",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&printed.stdout).expect("json");
+    assert_eq!(v["procedure"]["point"], point.name.as_str());
+    assert_eq!(v["procedure"]["steps"].as_array().unwrap().len(), 5);
+    let unprinted = cli(
+        &config,
+        &["backup", "restore", "--point", &point.name, "--in-place"],
+    );
+    assert_eq!(
+        unprinted.code, 2,
+        "running in place is not offered: {unprinted:?}"
+    );
+    let nowhere = cli(&config, &["backup", "restore", "--point", &point.name]);
+    assert_eq!(nowhere.code, 2, "--side or --in-place: {nowhere:?}");
+
     // A broken archive_command: the archiver's failures are the cause, check fails (exit 10).
     client
         .batch_execute("ALTER SYSTEM SET archive_command = 'false'")

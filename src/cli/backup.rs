@@ -60,12 +60,19 @@ pub enum BackupCommand {
         #[arg(required_unless_present = "point", conflicts_with = "point")]
         backup: Option<String>,
         /// pgBackRest: restore the stanza to this named restore point (the one a deploy printed)
-        #[arg(long, value_name = "NAME", requires = "side")]
+        #[arg(long, value_name = "NAME", requires = "how")]
         point: Option<String>,
         /// With --point: into a new data directory, started there as a read-only cluster on a
         /// free port beside the environment's server, which is never touched
-        #[arg(long, requires = "point")]
+        #[arg(long, requires = "point", group = "how")]
         side: bool,
+        /// With --point and --print: the procedure that recovers the environment's cluster in
+        /// place to the point, and what it loses (running it from here is not built)
+        #[arg(long, requires_all = ["point", "print"], group = "how")]
+        in_place: bool,
+        /// With --in-place: print the procedure, change nothing
+        #[arg(long, requires = "in_place")]
+        print: bool,
         /// With --side: the new data directory (default: side-<point> in the backup folder)
         #[arg(long, value_name = "DIR", requires = "side")]
         side_dir: Option<PathBuf>,
@@ -214,6 +221,44 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                         }
                     ));
                 }
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Restore {
+            point: Some(point),
+            in_place: true,
+            ..
+        } => {
+            let mut printer = Printer::live(json);
+            let procedure = crate::events::with_events(
+                |e| printer.take(e),
+                |tx| {
+                    let ctx = job.context(tx);
+                    async move { release::in_place_procedure(&ctx, point).await }
+                },
+            )
+            .await?;
+            if json {
+                output::json(&json!({ "ok": true, "procedure": procedure }));
+            } else {
+                let mut text = format!(
+                    "Point-in-time recovery of {} in place, to restore point {} (pgBackRest stanza {})\n\
+                     It loses {}.\nOn the database server, as the server's user:\n",
+                    env.name, procedure.point, procedure.stanza, procedure.loses
+                );
+                for (n, (what, command)) in procedure.steps.iter().enumerate() {
+                    text.push_str(&format!("  {}. {what}\n       {command}\n", n + 1));
+                }
+                text.push_str(&format!(
+                    "  {}. check the schema and the data: pgdeck --env {} status, then pgdeck --env {} health\n\
+                     Nothing was changed. A copy beside production first: pgdeck --env {} backup restore --point {} --side",
+                    procedure.steps.len() + 1,
+                    env.name,
+                    env.name,
+                    env.name,
+                    procedure.point
+                ));
+                output::stdout(&text);
             }
             Ok(exit::OK)
         }

@@ -54,7 +54,9 @@ pub use revert::{
     ResetRequest, ResolveRequest, RevertReport, RevertRequest, reset, resolve, revert,
 };
 pub use sessions::{SignalRequest, signal_backend};
-pub use side::{SideRestoreRequest, SideRestored, side_restore};
+pub use side::{
+    InPlaceProcedure, SideRestoreRequest, SideRestored, in_place_procedure, side_restore,
+};
 
 /// One environment, resolved and validated: everything a command needs to act on it.
 #[derive(Debug, Clone)]

@@ -208,3 +208,89 @@ async fn run(
         stop: format!("pg_ctl -D {} stop", req.dir.display()),
     })
 }
+
+/// The in-place point-in-time recovery, as the steps an operator runs on the database server:
+/// what `--in-place --print` shows. It changes nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct InPlaceProcedure {
+    pub point: String,
+    pub stanza: String,
+    /// The server's data directory, when the server could be asked (`SHOW data_directory`).
+    pub data_directory: Option<String>,
+    /// What recovering in place loses.
+    pub loses: String,
+    /// The shell steps, in order, each with what it does.
+    pub steps: Vec<(String, String)>,
+}
+
+/// The procedure for recovering the environment's cluster in place to the restore point.
+pub async fn in_place_procedure(ctx: &Context, point: &str) -> Result<InPlaceProcedure> {
+    let env = &ctx.env;
+    let Some(stanza) = &env.backup.pgbackrest else {
+        return Err(Error::input(
+            format!(
+                "environment {} has no pgBackRest stanza: point-in-time recovery needs backup_tool = \"pgbackrest\"",
+                env.name
+            ),
+            "set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment",
+        ));
+    };
+    if point.trim().is_empty() {
+        return Err(Error::input(
+            "the restore point's name is empty",
+            "name the point the deploy printed (pgdeck_<environment>_<time>); the journal has it too",
+        ));
+    }
+    // Best effort: the procedure is wanted most when the server is in trouble.
+    let data_directory = match db::connect(&env.target).await {
+        Ok(s) => s
+            .client
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await
+            .ok()
+            .map(|r| r.get::<_, String>(0)),
+        Err(_) => None,
+    };
+    let dir = data_directory
+        .clone()
+        .unwrap_or_else(|| "\"$PGDATA\"".to_owned());
+    let mut pgbackrest = stanza.command.join(" ");
+    pgbackrest.push_str(&format!(" --stanza={}", stanza.stanza));
+    if let Some(config) = &stanza.config {
+        pgbackrest.push_str(&format!(" --config={}", config.display()));
+    }
+    let steps = vec![
+        (
+            "stop the application's writes (maintenance mode), then the server, on the database host".to_owned(),
+            format!("pg_ctl -D {dir} -m fast stop"),
+        ),
+        (
+            "restore the stanza over the data directory, only the files that differ, to the point, promoted there".to_owned(),
+            format!(
+                "{pgbackrest} --delta --type=name --target={point} --target-action=promote restore"
+            ),
+        ),
+        (
+            "start the server: it replays the archived WAL up to the restore point and opens for writes".to_owned(),
+            format!("pg_ctl -D {dir} -l {dir}/recovery.log start"),
+        ),
+        (
+            "check that recovery stopped at the point (the server's log says \"recovery stopping at restore point\") and that the server is a primary again".to_owned(),
+            "psql -Atc 'SELECT pg_is_in_recovery()'   # f".to_owned(),
+        ),
+        (
+            "take a new base backup at once: the cluster is on a new timeline".to_owned(),
+            format!("{pgbackrest} --type=full backup"),
+        ),
+    ];
+    Ok(InPlaceProcedure {
+        point: point.to_owned(),
+        stanza: stanza.stanza.clone(),
+        data_directory,
+        loses: format!(
+            "every write to the whole cluster (every database on it, not only {}) made after restore point {point}",
+            env.target.dbname
+        ),
+        steps,
+    })
+}
