@@ -478,17 +478,15 @@ async fn a_real_stanza_is_read_checked_and_given_restore_points() {
     file.assert_clean_error(2);
 
     // The in-place procedure names the stanza, the point and what it loses; it changes nothing.
-    let printed = cli(
-        &config,
-        &[
-            "backup",
-            "restore",
-            "--point",
-            &point.name,
-            "--in-place",
-            "--print",
-        ],
-    );
+    let in_place = [
+        "backup",
+        "restore",
+        "--point",
+        &point.name,
+        "--in-place",
+        "--print",
+    ];
+    let printed = cli(&config, &in_place);
     assert_eq!(printed.code, 0, "{printed:?}");
     for expected in [
         "--stanza=pgdeck".to_owned(),
@@ -504,18 +502,7 @@ async fn a_real_stanza_is_read_checked_and_given_restore_points() {
             printed.stdout
         );
     }
-    let printed = cli(
-        &config,
-        &[
-            "backup",
-            "restore",
-            "--point",
-            &point.name,
-            "--in-place",
-            "--print",
-            "--json",
-        ],
-    );
+    let printed = cli(&config, &[&in_place[..], &["--json"]].concat());
     let v: serde_json::Value = serde_json::from_str(&printed.stdout).expect("json");
     assert_eq!(v["procedure"]["point"], point.name.as_str());
     assert_eq!(v["procedure"]["steps"].as_array().unwrap().len(), 5);

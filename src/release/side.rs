@@ -50,21 +50,7 @@ pub struct SideRestored {
 /// and the row counts of the largest tables.
 pub async fn side_restore(ctx: &Context, req: &SideRestoreRequest) -> Result<SideRestored> {
     let env = &ctx.env;
-    let Some(stanza) = &env.backup.pgbackrest else {
-        return Err(Error::input(
-            format!(
-                "environment {} has no pgBackRest stanza: a restore to a point needs backup_tool = \"pgbackrest\"",
-                env.name
-            ),
-            "set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment, or restore a pg_dump backup file",
-        ));
-    };
-    if req.point.trim().is_empty() {
-        return Err(Error::input(
-            "the restore point's name is empty",
-            "name the point the deploy printed (pgdeck_<environment>_<time>); the journal has it too",
-        ));
-    }
+    let stanza = stanza_for_point(ctx, &req.point)?;
     ctx.check_cancelled(Workflow::SideRestore.name())?;
     Sandbox::prepare_restore_dir(&req.dir)?;
     ctx.emit(Event::Started {
@@ -102,6 +88,31 @@ pub async fn side_restore(ctx: &Context, req: &SideRestoreRequest) -> Result<Sid
         ),
     }
     result
+}
+
+/// The environment's stanza, for recovering to the restore point `point`: an environment
+/// without one, or a point without a name, is an input error.
+fn stanza_for_point<'a>(
+    ctx: &'a Context,
+    point: &str,
+) -> Result<&'a pgbackrest::PgbackrestSettings> {
+    let env = &ctx.env;
+    let Some(stanza) = &env.backup.pgbackrest else {
+        return Err(Error::input(
+            format!(
+                "environment {} has no pgBackRest stanza: recovering to a restore point needs backup_tool = \"pgbackrest\"",
+                env.name
+            ),
+            "set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment, or restore a pg_dump backup file",
+        ));
+    };
+    if point.trim().is_empty() {
+        return Err(Error::input(
+            "the restore point's name is empty",
+            "name the point the deploy printed (pgdeck_<environment>_<time>); the journal has it too",
+        ));
+    }
+    Ok(stanza)
 }
 
 async fn run(
@@ -226,21 +237,7 @@ pub struct InPlaceProcedure {
 /// The procedure for recovering the environment's cluster in place to the restore point.
 pub async fn in_place_procedure(ctx: &Context, point: &str) -> Result<InPlaceProcedure> {
     let env = &ctx.env;
-    let Some(stanza) = &env.backup.pgbackrest else {
-        return Err(Error::input(
-            format!(
-                "environment {} has no pgBackRest stanza: point-in-time recovery needs backup_tool = \"pgbackrest\"",
-                env.name
-            ),
-            "set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment",
-        ));
-    };
-    if point.trim().is_empty() {
-        return Err(Error::input(
-            "the restore point's name is empty",
-            "name the point the deploy printed (pgdeck_<environment>_<time>); the journal has it too",
-        ));
-    }
+    let stanza = stanza_for_point(ctx, point)?;
     // Best effort: the procedure is wanted most when the server is in trouble.
     let data_directory = match db::connect(&env.target).await {
         Ok(s) => s
