@@ -610,3 +610,141 @@ async fn a_missing_stanza_and_a_missing_program_are_clear_errors() {
         err.hint
     );
 }
+
+/// The PITR checklist's steps as the console's jobs run them (the core operations), and their
+/// headless twins: base backup recent, archiving healthy, restore point created, and at the end
+/// the base backup and WAL the point needs still kept.
+#[tokio::test]
+async fn the_pitr_checklist_steps_read_the_stanza_mark_a_point_and_find_it_kept() {
+    use pgdeck::release::{self, Context, Environment};
+    use std::sync::Arc;
+
+    let stanza = stanza().await;
+    let journal = tempfile::tempdir().unwrap();
+    let mut env = Environment::new(
+        "production",
+        pgdeck::target::DbTarget::socket(
+            stanza.sandbox.data_dir(),
+            stanza.sandbox.port(),
+            "postgres",
+            "postgres",
+        ),
+    );
+    env.protected = true;
+    env.backup.pgbackrest = Some(stanza.settings.clone());
+    let context = |env: &Environment| {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        Context::new(
+            env.clone(),
+            Arc::new(pgdeck::journal::CommandJournal::new(
+                journal.path(),
+                &env.name,
+                &env.target.dbname,
+                "checklist",
+            )),
+            tx,
+            tokio_util::sync::CancellationToken::new(),
+        )
+    };
+    let ctx = context(&env);
+
+    let recent = release::base_backup_recent(&ctx).await.expect("recent");
+    assert!(
+        recent.starts_with("base backup ") && recent.contains("(full)"),
+        "{recent}"
+    );
+    let healthy = release::archiving_healthy(&ctx).await.expect("healthy");
+    assert!(healthy.starts_with("pgbackrest check passed"), "{healthy}");
+    let state = release::pitr_state(&env, journal.path())
+        .await
+        .unwrap()
+        .expect("PITR mode");
+    assert_eq!(state.refusal, None);
+    assert_eq!(state.restore_point, None);
+    let (backup_age, archived_age) = state.ages();
+    assert!(backup_age.unwrap() < Duration::from_secs(600));
+    assert!(archived_age.unwrap() < Duration::from_secs(600));
+    // Nothing to keep before a point exists.
+    let e = release::point_retained(&ctx, journal.path())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Input, "{e:?}");
+
+    let point = release::create_restore_point(&ctx).await.expect("a point");
+    let state = release::pitr_state(&env, journal.path())
+        .await
+        .unwrap()
+        .unwrap();
+    let named = state.restore_point.expect("the journal names it");
+    assert_eq!(
+        (named.name.as_str(), named.lsn.as_str()),
+        (point.name.as_str(), point.lsn.as_str())
+    );
+    assert_eq!(named.base_backup, state.backup.as_ref().unwrap().label);
+    let kept = release::point_retained(&ctx, journal.path())
+        .await
+        .expect("kept");
+    assert!(
+        kept.contains(&point.name) && kept.contains("kept"),
+        "{kept}"
+    );
+
+    // The same gate, refused: a base backup older than backup_max_age.
+    let mut strict = env.clone();
+    strict.backup.max_age = Duration::from_millis(1);
+    let e = release::base_backup_recent(&context(&strict))
+        .await
+        .unwrap_err();
+    assert_eq!(e.guard, Some(pgdeck::error::Guard::Backup), "{e:?}");
+    assert!(e.cause.contains("above backup_max_age"), "{}", e.cause);
+    let state = release::pitr_state(&strict, journal.path())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        state
+            .refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("above backup_max_age")),
+        "{:?}",
+        state.refusal
+    );
+    // An environment of dump files has none of these steps.
+    let mut dumps = env.clone();
+    dumps.backup.pgbackrest = None;
+    let e = release::create_restore_point(&context(&dumps))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Input, "{e:?}");
+    assert!(
+        release::pitr_state(&dumps, journal.path())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Headless: a restore point, then an incremental base backup of the stanza.
+    let config = stanza.write_config();
+    let mut cmd = pgdeck_cmd();
+    cmd.env("PGDECK_JOURNAL_DIR", journal.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "restore-point", "--json"]);
+    let marked = run(cmd);
+    assert_eq!(marked.code, 0, "{marked:?}");
+    let v: serde_json::Value = serde_json::from_str(&marked.stdout).expect("json");
+    let name = v["restore_point"]["name"].as_str().unwrap().to_owned();
+    assert_ne!(name, point.name);
+    let newest = release::newest_point(&env, journal.path()).expect("journaled");
+    assert_eq!(newest.name, name);
+    let incr = cli(&config, &["backup", "create", "--type", "incr", "--json"]);
+    assert_eq!(incr.code, 0, "{incr:?}");
+    let v: serde_json::Value = serde_json::from_str(&incr.stdout).expect("json");
+    assert_eq!(v["backup"]["kind"], "incr", "{v}");
+    let info = pgbackrest::info(&stanza.settings).await.unwrap();
+    assert_eq!(info.backups.len(), 2);
+    assert_eq!(
+        info.newest().unwrap().label,
+        v["backup"]["label"].as_str().unwrap()
+    );
+}

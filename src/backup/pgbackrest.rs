@@ -336,6 +336,27 @@ pub async fn check_and_verify(settings: &PgbackrestSettings) -> Result<Checked> 
     Ok(Checked { check, verify })
 }
 
+/// `pgbackrest backup` (of `kind`, or the stanza's configured type), then the newest backup of
+/// the stanza as `pgbackrest info` has it: the one just made.
+pub async fn backup(settings: &PgbackrestSettings, kind: Option<&str>) -> Result<BaseBackup> {
+    let kind = kind.map(|k| format!("--type={k}"));
+    let mut args: Vec<&str> = kind.iter().map(String::as_str).collect();
+    args.push("backup");
+    let ran = run(settings, &args).await?;
+    if !ran.ok {
+        return Err(failed("pgbackrest backup", &ran));
+    }
+    info(settings).await?.newest().cloned().ok_or_else(|| {
+        Error::runtime(
+            format!(
+                "pgbackrest backup of stanza {} succeeded but pgbackrest info lists no backup",
+                settings.stanza
+            ),
+            "run pgbackrest info for the stanza and check its repository settings",
+        )
+    })
+}
+
 /// The server's WAL archiver, from `pg_stat_archiver`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Archiver {

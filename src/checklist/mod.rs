@@ -33,6 +33,12 @@ pub enum Operation {
     CheckRehearsed,
     Backup,
     VerifyBackup,
+    /// PITR mode: the stanza's newest base backup is of this cluster and young enough.
+    BaseBackupRecent,
+    /// PITR mode: WAL archiving works now.
+    ArchivingHealthy,
+    /// PITR mode: a named restore point, journaled, its WAL archived.
+    RestorePoint,
     Plan,
     RollbackPlan,
     CaptureBaseline,
@@ -115,8 +121,11 @@ impl State {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
     pub protected: bool,
-    /// A verified backup young enough for deploy: its file name; else why not.
+    /// A verified backup young enough for deploy: its file name; else why not. In PITR mode:
+    /// the base backup and archiving that satisfy the gate; else why not.
     pub verified_backup: Result<String, String>,
+    /// PITR mode: the backups are a pgBackRest stanza's.
+    pub pitr: bool,
     /// DANGEROUS findings in the pending migrations nobody acknowledged yet.
     pub unacknowledged: Vec<String>,
 }
@@ -126,6 +135,7 @@ impl Default for Facts {
         Facts {
             protected: false,
             verified_backup: Err("no backup checked yet".into()),
+            pitr: false,
             unacknowledged: Vec::new(),
         }
     }
@@ -257,6 +267,53 @@ pub struct ChecklistSettings {
     /// The environment the release is rehearsed on first (production's "staging"): the
     /// staging item then checks its ledger instead of waiting for a tick.
     pub rehearsed_on: Option<String>,
+    /// PITR mode (a pgBackRest stanza): the backup and verify items become "base backup
+    /// recent", "archiving healthy" and "restore point created".
+    pub pitr: bool,
+}
+
+/// The built-in items of an environment whose backups are a pgBackRest stanza: instead of a
+/// dump and its verification, a recent base backup, archiving that works, and a restore point
+/// at the start of the release; at the end, the base backup and WAL the point needs, still kept.
+fn pitr_items(mut items: Vec<Item>) -> Vec<Item> {
+    let at = items
+        .iter()
+        .position(|i| i.id == "backup")
+        .unwrap_or(items.len());
+    items.retain(|i| i.id != "backup" && i.id != "verify_backup");
+    let pitr = [
+        (
+            "base_backup",
+            "Base backup recent",
+            Operation::BaseBackupRecent,
+        ),
+        (
+            "archiving",
+            "Archiving healthy",
+            Operation::ArchivingHealthy,
+        ),
+        (
+            "restore_point",
+            "Restore point created",
+            Operation::RestorePoint,
+        ),
+    ];
+    for (n, (id, title, operation)) in pitr.into_iter().enumerate() {
+        items.insert(
+            at + n,
+            Item {
+                id: id.into(),
+                phase: Phase::Pre,
+                title: title.into(),
+                operation: Some(operation),
+                optional: false,
+            },
+        );
+    }
+    if let Some(kept) = items.iter_mut().find(|i| i.id == "backup_retained") {
+        kept.title = "Base backup and WAL retained".into();
+    }
+    items
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -274,7 +331,14 @@ pub struct ExtraItem {
 /// Deploy cannot be removed: the checklist exists for it. Items whose hook is among `hooks` (the
 /// configured hook names) run it instead of waiting for a tick.
 pub fn items(settings: &ChecklistSettings, hooks: &[&str]) -> Result<Vec<Item>, String> {
-    let mut items = default_items();
+    let built_in = || {
+        if settings.pitr {
+            pitr_items(default_items())
+        } else {
+            default_items()
+        }
+    };
+    let mut items = built_in();
     for item in &mut items {
         let step = match item.id.as_str() {
             "integration_tests" => HookStep::IntegrationTests,
@@ -293,7 +357,7 @@ pub fn items(settings: &ChecklistSettings, hooks: &[&str]) -> Result<Vec<Item>, 
         item.title = format!("Migration tested on {on}");
         item.operation = Some(Operation::CheckRehearsed);
     }
-    let known = || items_ids(&default_items());
+    let known = || items_ids(&built_in());
     for id in &settings.remove {
         if id == "deploy" {
             return Err("the deploy step cannot be removed".into());
@@ -405,8 +469,12 @@ impl Checklist {
         }
         if self.items[i].operation == Some(Operation::Deploy) && self.facts.protected {
             let mut why = Vec::new();
-            if let Err(e) = &self.facts.verified_backup {
-                why.push(format!("needs a recent verified backup: {e}"));
+            match &self.facts.verified_backup {
+                Err(e) if self.facts.pitr => why.push(format!(
+                    "needs a recent base backup and healthy archiving: {e}"
+                )),
+                Err(e) => why.push(format!("needs a recent verified backup: {e}")),
+                Ok(_) => {}
             }
             if !self.facts.unacknowledged.is_empty() {
                 why.push(format!(
@@ -621,6 +689,7 @@ mod tests {
         c.set_facts(Facts {
             protected: true,
             verified_backup: Ok("app.dump".into()),
+            pitr: false,
             unacknowledged: vec!["renaming-column".into()],
         });
         assert_eq!(
@@ -630,6 +699,7 @@ mod tests {
         c.set_facts(Facts {
             protected: true,
             verified_backup: Ok("app.dump".into()),
+            pitr: false,
             unacknowledged: vec![],
         });
         assert_eq!(c.state(deploy), &State::Ready);
@@ -654,6 +724,7 @@ mod tests {
                 },
             ],
             rehearsed_on: None,
+            pitr: false,
         };
         let items = items(&settings, &["smoke_test"]).unwrap();
         let smoke = items.iter().find(|i| i.id == "smoke_test").unwrap();
@@ -708,6 +779,89 @@ mod tests {
         let staging = checked.iter().find(|i| i.id == "staging").unwrap();
         assert_eq!(staging.operation, Some(Operation::CheckRehearsed));
         assert_eq!(staging.title, "Migration tested on stage-eu");
+    }
+
+    #[test]
+    fn pitr_mode_checks_a_base_backup_archiving_and_a_restore_point_instead_of_a_dump() {
+        let settings = ChecklistSettings {
+            pitr: true,
+            ..ChecklistSettings::default()
+        };
+        let pitr = items(&settings, &[]).unwrap();
+        let ids: Vec<&str> = pitr.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            &ids[..5],
+            [
+                "rehearsal",
+                "base_backup",
+                "archiving",
+                "restore_point",
+                "plan"
+            ]
+        );
+        assert!(!ids.contains(&"backup") && !ids.contains(&"verify_backup"));
+        let operations: Vec<_> = pitr[1..4].iter().map(|i| i.operation).collect();
+        assert_eq!(
+            operations,
+            [
+                Some(Operation::BaseBackupRecent),
+                Some(Operation::ArchivingHealthy),
+                Some(Operation::RestorePoint)
+            ]
+        );
+        let kept = pitr.iter().find(|i| i.id == "backup_retained").unwrap();
+        assert_eq!(kept.title, "Base backup and WAL retained");
+        // Its own ids are the ones an environment removes; the dump's are unknown here.
+        let removed = ChecklistSettings {
+            remove: vec!["restore_point".into()],
+            ..settings.clone()
+        };
+        assert!(
+            !items(&removed, &[])
+                .unwrap()
+                .iter()
+                .any(|i| i.id == "restore_point")
+        );
+        let e = items(
+            &ChecklistSettings {
+                remove: vec!["verify_backup".into()],
+                ..settings
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("no checklist item 'verify_backup'"), "{e}");
+        assert!(e.contains("archiving"), "{e}");
+
+        // The same gate as a dump's, worded for the stanza.
+        let mut c = Checklist::new(
+            pitr,
+            Facts {
+                protected: true,
+                verified_backup: Err("the last WAL segment archived is 2h old".into()),
+                pitr: true,
+                unacknowledged: vec![],
+            },
+        );
+        let deploy = c.index_of("deploy").unwrap();
+        for i in 0..deploy {
+            c.tick(i, None)
+                .or_else(|_| c.start(i).map(|()| c.finish(i, Ok(String::new()))))
+                .unwrap();
+        }
+        assert_eq!(
+            c.gate(deploy).as_deref(),
+            Some(
+                "needs a recent base backup and healthy archiving: the last WAL segment archived is 2h old"
+            )
+        );
+        c.set_facts(Facts {
+            protected: true,
+            verified_backup: Ok("base backup 20261202-021030F of stanza main".into()),
+            pitr: true,
+            unacknowledged: vec![],
+        });
+        assert_eq!(c.gate(deploy), None);
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct BackupArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum BackupCommand {
-    /// pg_dump -Fc into the backup folder, with progress, checksum and a catalog entry
+    /// pg_dump -Fc into the backup folder, with progress, checksum and a catalog entry; with a
+    /// pgBackRest stanza, `pgbackrest backup` of the cluster
     Create {
         /// Skip counting each table's rows (faster on huge databases; verify --restore-test then
         /// cannot compare counts)
@@ -43,7 +44,13 @@ pub enum BackupCommand {
         /// Parallel pg_dump workers (directory format)
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
+        /// pgBackRest: the backup's type (default: the stanza's configuration, incr unless set)
+        #[arg(long = "type", value_enum)]
+        kind: Option<Kind>,
     },
+    /// pgBackRest: create a named restore point now and wait for its WAL to reach the archive
+    /// (a deploy creates its own when it starts)
+    RestorePoint,
     /// Check a backup: checksum, table of contents, and optionally a restore into a scratch database
     Verify {
         /// Backup file name or path (default: the newest backup of this database)
@@ -126,14 +133,27 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                 ));
             }
             BackupCommand::List => return pgbackrest_list(stanza, json).await,
+            BackupCommand::Create { kind, .. } => {
+                return pgbackrest_backup(job, stanza, *kind, json).await;
+            }
+            BackupCommand::RestorePoint => return restore_point(job, json).await,
             _ => {}
         }
     }
     match &args.command {
+        BackupCommand::RestorePoint => restore_point(job, json).await,
+        BackupCommand::Create { kind: Some(_), .. } => Err(Error::input(
+            format!(
+                "--type is pgBackRest's, and environment {}'s backups are pg_dump files",
+                env.name
+            ),
+            "drop --type, or set backup_tool = \"pgbackrest\" and pgbackrest_stanza for the environment",
+        )),
         BackupCommand::Create {
             no_row_counts,
             format,
             jobs,
+            kind: None,
         } => {
             let opts = CreateOptions {
                 dir: dir.clone(),
@@ -476,6 +496,7 @@ impl BackupArgs {
             self.command,
             BackupCommand::Restore { .. }
                 | BackupCommand::Create { .. }
+                | BackupCommand::RestorePoint
                 | BackupCommand::Verify {
                     restore_test: true,
                     ..
@@ -570,6 +591,85 @@ async fn pgbackrest_verify(stanza: &PgbackrestSettings, json: bool) -> Result<u8
             Ok(exit::OK)
         }
     }
+}
+
+/// pgBackRest's backup types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Full,
+    Diff,
+    Incr,
+}
+
+/// `backup create` of a pgBackRest stanza: `pgbackrest backup`, then the backup it made.
+async fn pgbackrest_backup(
+    job: &Job,
+    stanza: &PgbackrestSettings,
+    kind: Option<Kind>,
+    json: bool,
+) -> Result<u8> {
+    let kind = kind.map(|k| match k {
+        Kind::Full => "full",
+        Kind::Diff => "diff",
+        Kind::Incr => "incr",
+    });
+    if !json {
+        output::stdout(&format!(
+            "pgbackrest backup of stanza {}{} (environment {})...",
+            stanza.stanza,
+            kind.map(|k| format!(", type {k}")).unwrap_or_default(),
+            job.env.name
+        ));
+    }
+    let backup = tokio::select! {
+        b = pgbackrest::backup(stanza, kind) => b?,
+        () = job.cancel.cancelled() => {
+            return Err(Error::cancelled(
+                "backup cancelled: pgbackrest was stopped and its partial backup is left for its next run to resume or expire",
+                "run it again when ready",
+            ));
+        }
+    };
+    if json {
+        output::json(
+            &json!({ "ok": true, "tool": "pgbackrest", "stanza": stanza.stanza, "backup": backup }),
+        );
+    } else {
+        output::stdout(&format!(
+            "base backup {} ({}) of stanza {}: {} (repository {}), WAL {} .. {}\n  next: pgdeck --env {} backup verify",
+            backup.label,
+            backup.kind,
+            stanza.stanza,
+            human_bytes(backup.size),
+            human_bytes(backup.repository_size),
+            backup.wal_start,
+            backup.wal_stop,
+            job.env.name
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// `backup restore-point`: a named restore point now, journaled, once its WAL is archived.
+async fn restore_point(job: &Job, json: bool) -> Result<u8> {
+    let mut printer = Printer::live(json);
+    let point = crate::events::with_events(
+        |e| printer.take(e),
+        |tx| {
+            let ctx = job.context(tx);
+            async move { release::create_restore_point(&ctx).await }
+        },
+    )
+    .await?;
+    if json {
+        output::json(&json!({ "ok": true, "restore_point": point }));
+    } else {
+        output::stdout(&format!(
+            "restore point {} created at {} (WAL {}, archived)\n  recover to it: pgdeck --env {} backup restore --point {} --side",
+            point.name, point.lsn, point.wal, job.env.name, point.name
+        ));
+    }
+    Ok(exit::OK)
 }
 
 /// `backup list` of a pgBackRest stanza: its base backups from `pgbackrest info`.

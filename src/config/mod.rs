@@ -401,6 +401,7 @@ fn resolve_following(overrides: &Overrides, vars: &dyn Vars, follow: bool) -> Re
             remove: env.checklist.remove.clone(),
             extra: env.checklist.extra.clone(),
             rehearsed_on: env.rehearsed_on.clone(),
+            pitr: backup.pgbackrest.is_some(),
         };
         hooks = hook_settings(&name, &env.hooks, vars)?;
         logs = log_settings(&name, env)?;

@@ -46,6 +46,10 @@ pub use fleet::{
 };
 pub use hooks::{HookRequest, run_hook};
 pub use matrix::{Candidate, Cell, Column, Matrix, Overall, Reading, Row, status_matrix};
+pub use pitr::{
+    NamedPoint, PitrState, archiving_healthy, base_backup_recent, create_restore_point,
+    newest_point, pitr_state, point_retained,
+};
 pub use rehearsal::{
     RehearsalRequest, RehearsedCheck, check_rehearsed, rehearse, summary as rehearsal_summary,
 };

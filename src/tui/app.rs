@@ -457,6 +457,7 @@ impl App {
                     migrations,
                     mut facts,
                     backup,
+                    pitr,
                     session,
                     ..
                 } = *r;
@@ -478,6 +479,7 @@ impl App {
                 self.checklist.set_facts(facts);
                 self.migrations.data = migrations.map(Some);
                 self.rollback.backup = backup;
+                self.rollback.pitr = pitr;
                 if std::mem::take(&mut self.adopt_review) && self.reviewed_pending.is_none() {
                     self.reviewed_pending = self.pending_names();
                 }

@@ -6,7 +6,7 @@
 //! process itself.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ use crate::lint::plan::{Allow, Plan};
 use crate::migrate::{self, DeployEvent, MigrationsDir, StatusReport, Verdict};
 use crate::monitor::watch::Watch;
 use crate::release::{
-    self, BackupGate, Confirmation, DeployRequest, Environment, HookRequest, ResolveRequest,
-    RestoreRequest, RevertRequest, SignalRequest,
+    self, BackupGate, Confirmation, DeployRequest, Environment, HookRequest, PitrState,
+    ResolveRequest, RestoreRequest, RevertRequest, SideRestoreRequest, SignalRequest,
 };
 use crate::units::human_bytes;
 
@@ -55,6 +55,9 @@ pub enum Job {
     CheckRehearsed,
     Backup,
     VerifyBackup,
+    BaseBackupRecent,
+    ArchivingHealthy,
+    RestorePoint,
     Plan,
     RollbackPlan,
     CaptureBaseline,
@@ -67,6 +70,12 @@ pub enum Job {
     Hook(HookRequest),
     Revert(RevertRequest),
     Restore(RestoreRequest),
+    /// PITR: the stanza restored to a restore point into a side cluster, started read-only.
+    SideRestore(SideRestoreRequest),
+    /// PITR: the in-place recovery procedure to a restore point, printed; it changes nothing.
+    InPlaceProcedure {
+        point: String,
+    },
     Resolve(ResolveRequest),
     Signal(SignalRequest),
     /// Read a backend for the Monitor's detail view: its query, its locks, who it waits for.
@@ -96,6 +105,9 @@ impl Job {
             Operation::CheckRehearsed => Job::CheckRehearsed,
             Operation::Backup => Job::Backup,
             Operation::VerifyBackup => Job::VerifyBackup,
+            Operation::BaseBackupRecent => Job::BaseBackupRecent,
+            Operation::ArchivingHealthy => Job::ArchivingHealthy,
+            Operation::RestorePoint => Job::RestorePoint,
             Operation::Plan => Job::Plan,
             Operation::RollbackPlan => Job::RollbackPlan,
             Operation::CaptureBaseline => Job::CaptureBaseline,
@@ -119,6 +131,9 @@ impl Job {
             Job::CheckRehearsed => "rehearsed-on check".into(),
             Job::Backup => "backup".into(),
             Job::VerifyBackup => "backup verification".into(),
+            Job::BaseBackupRecent => "base backup check".into(),
+            Job::ArchivingHealthy => "archiving check".into(),
+            Job::RestorePoint => "restore point".into(),
             Job::Plan => "lint and plan".into(),
             Job::RollbackPlan => "rollback plan".into(),
             Job::CaptureBaseline => "baseline".into(),
@@ -131,6 +146,8 @@ impl Job {
             Job::Hook(r) => format!("hook {}", r.name),
             Job::Revert(r) => format!("forward rollback of {}", r.names.join(", ")),
             Job::Restore(r) => format!("restore of {}", r.backup),
+            Job::SideRestore(r) => format!("side restore to {}", r.point),
+            Job::InPlaceProcedure { point } => format!("in-place recovery to {point}"),
             Job::Resolve(r) => format!("resolve {}", r.name),
             Job::Signal(r) => format!("{:?} backend {}", r.signal, r.pid).to_lowercase(),
             Job::Inspect { pid } => format!("reading backend {pid}"),
@@ -222,6 +239,9 @@ pub struct Refreshed {
     pub facts: Facts,
     /// The newest verified backup of this environment's database, for the Rollback screen.
     pub backup: Option<Box<BackupEntry>>,
+    /// PITR mode: the stanza's base backup, archiving and the newest restore point; else why
+    /// they could not be read.
+    pub pitr: Option<Result<Box<PitrState>, String>>,
     /// The session as the console that holds it has written it (a read-only console only).
     pub session: Option<Vec<crate::journal::Entry>>,
 }
@@ -250,6 +270,15 @@ impl Runner {
 
     pub fn report_path(&self) -> PathBuf {
         self.session_file.with_extension("md")
+    }
+
+    /// The journal folder this session's file is in (`<folder>/<environment>/<file>`).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.session_file
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 }
 
@@ -360,7 +389,7 @@ impl Jobs {
         let generation = self.generation;
         let runner = self.runner.clone();
         tokio::spawn(async move {
-            let mut refreshed = refresh(&runner.env, generation).await;
+            let mut refreshed = refresh(&runner.env, &runner.journal_dir(), generation).await;
             if runner.watch_session {
                 refreshed.session = crate::journal::read(&runner.session_file).ok();
             }
@@ -748,17 +777,32 @@ pub fn monitor(runner: &Runner) {
 }
 
 /// What the gates and the screens show, read now.
-async fn refresh(env: &Environment, generation: u64) -> Refreshed {
+async fn refresh(env: &Environment, journal_dir: &Path, generation: u64) -> Refreshed {
     let view = load_view(env).await;
     let unacknowledged = match &view {
         Ok(v) => v.plan.unacknowledged_dangerous_keys(),
         Err(_) => Vec::new(),
     };
-    let verified_backup = match release::backup_gate(env).await {
-        Ok(BackupGate::Found(entries)) => Ok(entries[0].file.clone()),
-        Ok(BackupGate::OnlyForeign { why, .. }) => Err(why),
-        Ok(BackupGate::Missing(why)) => Err(why),
-        Err(e) => Err(e.cause),
+    let pitr = match release::pitr_state(env, journal_dir).await {
+        Ok(state) => state.map(|s| Ok(Box::new(s))),
+        Err(e) => Some(Err(e.cause)),
+    };
+    let verified_backup = match &pitr {
+        Some(Ok(state)) => match (&state.refusal, &state.backup) {
+            (Some(why), _) => Err(why.clone()),
+            (None, Some(b)) => Ok(format!(
+                "base backup {} of stanza {}",
+                b.label, state.stanza
+            )),
+            (None, None) => Err(format!("stanza {} holds no base backup", state.stanza)),
+        },
+        Some(Err(e)) => Err(e.clone()),
+        None => match release::backup_gate(env).await {
+            Ok(BackupGate::Found(entries)) => Ok(entries[0].file.clone()),
+            Ok(BackupGate::OnlyForeign { why, .. }) => Err(why),
+            Ok(BackupGate::Missing(why)) => Err(why),
+            Err(e) => Err(e.cause),
+        },
     };
     Refreshed {
         generation,
@@ -766,8 +810,10 @@ async fn refresh(env: &Environment, generation: u64) -> Refreshed {
         facts: Facts {
             protected: env.protected,
             verified_backup,
+            pitr: pitr.is_some(),
             unacknowledged,
         },
+        pitr,
         backup: release::newest_backup(env, true)
             .ok()
             .flatten()
@@ -1003,6 +1049,46 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                 Level::Ok => Ok("health ok".into()),
             }
         }
+        Job::SideRestore(req) => {
+            started();
+            let side = release::side_restore(ctx, req).await?;
+            let mut lines = vec![
+                format!(
+                    "restore point {} restored into {}, running read-only on port {}",
+                    side.point,
+                    side.dir.display(),
+                    side.port
+                ),
+                format!("reach it: psql '{}'", side.url),
+                format!(
+                    "migration head there: {}",
+                    side.migration_head.as_deref().unwrap_or("none")
+                ),
+            ];
+            lines.extend(
+                side.tables
+                    .iter()
+                    .map(|(table, rows)| format!("{table}: {rows} row(s)")),
+            );
+            lines.push(format!("stop it when done: {}", side.stop));
+            Ok(lines.join("\n"))
+        }
+        Job::InPlaceProcedure { point } => {
+            let procedure = release::in_place_procedure(ctx, point).await?;
+            let mut lines = vec![format!(
+                "recovering in place to {} (stanza {}) loses {}",
+                procedure.point, procedure.stanza, procedure.loses
+            )];
+            for (n, (what, command)) in procedure.steps.iter().enumerate() {
+                lines.push(format!("{}. {what}", n + 1));
+                lines.push(format!("   {command}"));
+            }
+            lines.push(
+                "the console does not run it: run these on the database host, or recover into a side cluster (s)"
+                    .into(),
+            );
+            Ok(lines.join("\n"))
+        }
         Job::SampleQueries => {
             started();
             let checks = release::sample_queries(ctx).await?;
@@ -1099,6 +1185,15 @@ async fn read(ctx: &release::Context, runner: &Runner, job: &Job) -> Result<Stri
                 entry.file,
                 human_bytes(entry.size_bytes as i64)
             ))
+        }
+        Job::BaseBackupRecent => release::base_backup_recent(ctx).await,
+        Job::ArchivingHealthy => release::archiving_healthy(ctx).await,
+        Job::RestorePoint => {
+            let point = release::create_restore_point(ctx).await?;
+            Ok(format!("{} at {} ({})", point.name, point.lsn, point.wal))
+        }
+        Job::BackupRetained if env.backup.pgbackrest.is_some() => {
+            release::point_retained(ctx, &runner.journal_dir()).await
         }
         Job::VerifyBackup | Job::BackupRetained => {
             let newest = release::newest_backup(env, false)?.ok_or_else(|| {

@@ -35,6 +35,10 @@ pub enum Command {
     Mark,
     ForwardRollback,
     Restore,
+    /// PITR: restore the stanza to the newest restore point into a side cluster.
+    SideRestore,
+    /// PITR: print the in-place recovery procedure to the newest restore point.
+    InPlaceProcedure,
     CodeRollback,
     Resolve,
     /// Cancel the running Rollback action.

@@ -204,6 +204,7 @@ fn refreshed_with(a: &mut App, facts: Facts, migrations: Result<Option<Migration
         migrations,
         facts,
         backup: None,
+        pitr: None,
         session: None,
     })));
 }
@@ -332,6 +333,7 @@ fn protected_facts(unacknowledged: &[&str]) -> Facts {
     Facts {
         protected: true,
         verified_backup: Ok("app.dump".into()),
+        pitr: false,
         unacknowledged: unacknowledged.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -639,6 +641,7 @@ fn an_older_refresh_never_overwrites_a_newer_one() {
         migrations: Err("newer".into()),
         facts: protected_facts(&[]),
         backup: None,
+        pitr: None,
         session: None,
     };
     let older = Refreshed {
@@ -646,6 +649,7 @@ fn an_older_refresh_never_overwrites_a_newer_one() {
         migrations: Err("older".into()),
         facts: Facts::default(),
         backup: None,
+        pitr: None,
         session: None,
     };
     a.update(Msg::Refreshed(Box::new(newer)));
@@ -675,6 +679,7 @@ fn snapshot_checklist_gate_locked() {
         Facts {
             protected: true,
             verified_backup: Err("no verified backup of app in backups (1 unverified)".into()),
+            pitr: false,
             unacknowledged: vec!["m.sql:3:1 renaming-column".into()],
         },
     );
@@ -930,6 +935,7 @@ fn snapshot_rollback_and_journal_and_help() {
         Facts {
             protected: true,
             verified_backup: Ok("app_production_20261124_010000.dump".into()),
+            pitr: false,
             unacknowledged: vec![],
         },
     );
@@ -1917,4 +1923,130 @@ fn a_read_only_console_reads_the_matrix_and_a_stopped_read_says_so() {
         screen.contains("error: cancelled by the operator"),
         "{screen}"
     );
+}
+
+fn pitr_state(refusal: Option<&str>, point: bool) -> crate::release::PitrState {
+    use crate::backup::pgbackrest::{Archiver, BaseBackup};
+    let finished = Utc::now() - chrono::Duration::hours(2);
+    crate::release::PitrState {
+        stanza: "main".into(),
+        backup: Some(BaseBackup {
+            label: "20261202-021030F".into(),
+            kind: "full".into(),
+            started: finished - chrono::Duration::minutes(3),
+            finished,
+            error: false,
+            size: 1 << 30,
+            repository_size: 300 << 20,
+            wal_start: "000000010000000000000002".into(),
+            wal_stop: "000000010000000000000002".into(),
+        }),
+        archiver: Archiver {
+            archive_mode: "on".into(),
+            archived_count: 40,
+            last_archived_wal: Some("000000010000000000000028".into()),
+            last_archived_at: Some(t(70)),
+            failed_count: 0,
+            last_failed_wal: None,
+            last_failed_at: None,
+            now: t(100),
+        },
+        refusal: refusal.map(str::to_owned),
+        restore_point: point.then(|| crate::release::NamedPoint {
+            name: "pgdeck_production_20261124T010000123Z".into(),
+            lsn: "0/28000090".into(),
+            wal: "000000010000000000000028".into(),
+            at: t(90),
+            base_backup: "20261202-021030F".into(),
+        }),
+    }
+}
+
+#[test]
+fn pitr_mode_shows_the_base_backup_archiving_and_restore_point_and_recovers_from_the_point() {
+    let mut a = app(true);
+    a.rollback.pitr = Some(Ok(Box::new(pitr_state(None, true))));
+    a.update(key(KeyCode::Char('4')));
+    let screen = render(&a, 160, 30);
+    let header = screen.lines().nth(1).unwrap();
+    assert!(
+        header.contains("base backup 2 h old · WAL archived 30 s ago · restore point pgdeck_production_20261124T010000123Z"),
+        "{header}"
+    );
+    assert!(
+        screen.contains("stanza main: newest base backup 20261202-021030F (full, 2 h old)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "WAL archiving: last segment 000000010000000000000028 archived 30 s ago, 0 failure(s)"
+        ),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("restore point pgdeck_production_20261124T010000123Z at 0/28000090"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("s side restore · p in-place procedure"),
+        "{screen}"
+    );
+
+    // p prints the procedure to the point; s restores it beside production.
+    let effects = a.update(key(KeyCode::Char('p')));
+    assert!(
+        matches!(&effects[..], [Effect::Run { origin: Origin::Rollback, job: Job::InPlaceProcedure { point } }]
+            if point == "pgdeck_production_20261124T010000123Z"),
+        "{effects:?}"
+    );
+    a.update(Msg::Done {
+        origin: Origin::Rollback,
+        job: Box::new(Job::InPlaceProcedure {
+            point: "pgdeck_production_20261124T010000123Z".into(),
+        }),
+        result: Ok("recovering in place loses every write\n1. stop the server".into()),
+    });
+    let effects = a.update(key(KeyCode::Char('s')));
+    let [
+        Effect::Run {
+            job: Job::SideRestore(req),
+            ..
+        },
+    ] = &effects[..]
+    else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(req.point, "pgdeck_production_20261124T010000123Z");
+    assert!(
+        req.dir
+            .ends_with("side-pgdeck_production_20261124T010000123Z"),
+        "{req:?}"
+    );
+
+    // A refusal is shown as one, in the header too; without a point there is nothing to recover.
+    let mut a = app(true);
+    a.rollback.pitr = Some(Ok(Box::new(pitr_state(
+        Some("archive_command failed 3 time(s)"),
+        false,
+    ))));
+    a.update(key(KeyCode::Char('4')));
+    let screen = render(&a, 160, 30);
+    assert!(
+        screen.contains("a deploy would be refused: archive_command failed 3 time(s)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("no restore point in the journal yet"),
+        "{screen}"
+    );
+    assert!(a.update(key(KeyCode::Char('s'))).is_empty());
+    assert_eq!(
+        a.flash.as_deref(),
+        Some("no restore point in the journal: a deploy creates one")
+    );
+    // An environment of dump files has no point to recover to.
+    let mut a = app(true);
+    a.update(key(KeyCode::Char('4')));
+    assert!(a.update(key(KeyCode::Char('p'))).is_empty());
+    assert!(a.flash.as_deref().unwrap().contains("no pgBackRest stanza"));
 }

@@ -175,7 +175,14 @@ pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         .collect();
     let alerts = app.alerts();
     let alert_line = if alerts.is_empty() {
-        Line::styled(migrations, theme.dim())
+        let mut spans = vec![Span::styled(migrations, theme.dim())];
+        if let Some((said, healthy)) = backup_state(app) {
+            spans.push(Span::styled(
+                format!(" · {said}"),
+                if healthy { theme.dim() } else { theme.warn() },
+            ));
+        }
+        Line::from(spans)
     } else {
         Line::from(vec![
             Span::styled(" ALERT ", theme.bad().add_modifier(Modifier::REVERSED)),
@@ -184,6 +191,43 @@ pub fn draw_header(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     };
     let lines = vec![Line::from(first), alert_line, Line::from(tabs)];
     f.render_widget(Paragraph::new(lines), area);
+}
+
+/// The backup state for the header: in PITR mode the newest base backup's age, the last
+/// archived WAL's and the newest restore point; else the newest verified backup's age. With
+/// whether it would satisfy a protected deploy's gate.
+fn backup_state(app: &App) -> Option<(String, bool)> {
+    let ago = |d: std::time::Duration| crate::units::human_duration(d);
+    match (&app.rollback.pitr, &app.rollback.backup) {
+        (Some(Ok(state)), _) => {
+            let (backup, archived) = state.ages();
+            let mut said = vec![
+                match backup {
+                    Some(d) => format!("base backup {} old", ago(d)),
+                    None => "no base backup".into(),
+                },
+                match archived {
+                    Some(d) => format!("WAL archived {} ago", ago(d)),
+                    None => "no WAL archived".into(),
+                },
+            ];
+            if let Some(p) = &state.restore_point {
+                said.push(format!("restore point {}", p.name));
+            }
+            Some((said.join(" · "), state.refusal.is_none()))
+        }
+        (Some(Err(_)), _) => Some(("pgBackRest stanza not read".into(), false)),
+        (None, Some(b)) => Some((
+            format!(
+                "verified backup {} old",
+                ago((chrono::Utc::now() - b.finished_at)
+                    .to_std()
+                    .unwrap_or_default())
+            ),
+            true,
+        )),
+        (None, None) => None,
+    }
 }
 
 /// The Health pane: the verdict and when it was measured, the probe's sparkline, and the

@@ -14,7 +14,10 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use crate::backup::BackupEntry;
 use crate::journal::Event;
 use crate::migrate::{MigrationState, Resolution};
-use crate::release::{DeployRequest, HookRequest, ResolveRequest, RestoreRequest, RevertRequest};
+use crate::release::{
+    DeployRequest, HookRequest, PitrState, ResolveRequest, RestoreRequest, RevertRequest,
+    SideRestoreRequest,
+};
 use crate::tui::app::{App, Effect};
 use crate::tui::jobs::{Job, Origin};
 use crate::tui::keymap::{Binding, Command, bind};
@@ -57,6 +60,22 @@ pub const BINDINGS: &[Binding] = &[
         "restore the newest verified backup",
         Command::Restore,
         "restore",
+    ),
+    bind(
+        &[KeyCode::Char('s')],
+        "s",
+        "PITR: restore the newest restore point into a side cluster (production untouched)",
+        Command::SideRestore,
+        // Shown in the output box's title in PITR mode, where they apply.
+        "",
+    ),
+    bind(
+        &[KeyCode::Char('p')],
+        "p",
+        "PITR: print the in-place recovery procedure to the newest restore point",
+        Command::InPlaceProcedure,
+        // Shown in the output box's title in PITR mode, where they apply.
+        "",
     ),
     bind(
         &[KeyCode::Char('c')],
@@ -123,6 +142,8 @@ pub struct RollbackView {
     pub running: Option<String>,
     pub running_detail: Option<String>,
     pub backup: Option<Box<BackupEntry>>,
+    /// PITR mode: the stanza, archiving and the newest restore point; else why not read.
+    pub pitr: Option<Result<Box<PitrState>, String>>,
 }
 
 impl RollbackView {
@@ -254,7 +275,11 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
         }
         C::Restore => {
             let Some(backup) = app.rollback.backup.as_ref().map(|b| b.file.clone()) else {
-                app.flash = Some("no verified backup of this database".into());
+                app.flash = Some(if app.rollback.pitr.is_some() {
+                    "PITR mode: s recovers the restore point into a side cluster, p prints the in-place procedure".into()
+                } else {
+                    "no verified backup of this database".into()
+                });
                 return Vec::new();
             };
             return app.run(
@@ -265,6 +290,37 @@ pub fn command(app: &mut App, command: Command) -> Vec<Effect> {
                     ..RestoreRequest::default()
                 }),
             );
+        }
+        C::SideRestore | C::InPlaceProcedure => {
+            let point = match &app.rollback.pitr {
+                None => {
+                    app.flash = Some(
+                        "no pgBackRest stanza for this environment: restore a backup (b)".into(),
+                    );
+                    return Vec::new();
+                }
+                Some(Err(e)) => {
+                    app.flash = Some(format!("the stanza could not be read: {e}"));
+                    return Vec::new();
+                }
+                Some(Ok(state)) => match &state.restore_point {
+                    Some(p) => p.name.clone(),
+                    None => {
+                        app.flash =
+                            Some("no restore point in the journal: a deploy creates one".into());
+                        return Vec::new();
+                    }
+                },
+            };
+            let job = if command == C::SideRestore {
+                Job::SideRestore(SideRestoreRequest {
+                    dir: app.env.backup.dir.join(format!("side-{point}")),
+                    point,
+                })
+            } else {
+                Job::InPlaceProcedure { point }
+            };
+            return app.run(Origin::Rollback, job);
         }
         C::CodeRollback => {
             if !app.env.hooks.commands.contains_key("code_rollback") {
@@ -399,8 +455,9 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     lines.push(Line::raw(
         last_release.unwrap_or_else(|| "no deploy or rollback in this session".into()),
     ));
-    match &r.backup {
-        Some(b) => {
+    match (&r.pitr, &r.backup) {
+        (Some(pitr), _) => lines.extend(pitr_lines(pitr, theme)),
+        (None, Some(b)) => {
             let age = (chrono::Utc::now() - b.finished_at).num_seconds().max(0) as u64;
             lines.push(Line::styled(
                 format!(
@@ -413,7 +470,7 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 theme.good(),
             ));
         }
-        None => lines.push(Line::styled(
+        (None, None) => lines.push(Line::styled(
             "no verified backup of this database",
             theme.warn(),
         )),
@@ -561,7 +618,11 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         .collect();
     f.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(
-            " b restore backup · c code rollback hook · u resolve failed · x cancel · output ",
+            if r.pitr.is_some() {
+                " s side restore · p in-place procedure · c code rollback hook · u resolve failed · x cancel · output "
+            } else {
+                " b restore backup · c code rollback hook · u resolve failed · x cancel · output "
+            },
         )),
         log_area,
     );
@@ -574,4 +635,79 @@ fn error_of(logs: Option<&str>) -> &str {
         .find_map(|l| l.strip_prefix("ERROR: "))
         .or_else(|| logs.lines().find(|l| !l.starts_with("Migration:")))
         .unwrap_or("")
+}
+
+/// PITR mode's situation: the newest base backup and the last archived WAL with their ages,
+/// what a deploy would refuse, and the restore point to recover to.
+fn pitr_lines(pitr: &Result<Box<PitrState>, String>, theme: Theme) -> Vec<Line<'static>> {
+    let state = match pitr {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![Line::styled(
+                format!("pgBackRest stanza not read: {e}"),
+                theme.bad(),
+            )];
+        }
+    };
+    let ago = |d: Option<std::time::Duration>| {
+        d.map(crate::units::human_duration)
+            .unwrap_or_else(|| "-".into())
+    };
+    let (backup_age, archived_age) = state.ages();
+    let mut lines = vec![match &state.backup {
+        Some(b) => Line::styled(
+            format!(
+                "stanza {}: newest base backup {} ({}, {} old)",
+                state.stanza,
+                b.label,
+                b.kind,
+                ago(backup_age)
+            ),
+            theme.good(),
+        ),
+        None => Line::styled(
+            format!("stanza {}: no base backup", state.stanza),
+            theme.bad(),
+        ),
+    }];
+    lines.push(Line::styled(
+        format!(
+            "WAL archiving: last segment {} archived {} ago, {} failure(s)",
+            state
+                .archiver
+                .last_archived_wal
+                .as_deref()
+                .unwrap_or("none"),
+            ago(archived_age),
+            state.archiver.failed_count
+        ),
+        if state.refusal.is_some() {
+            theme.warn()
+        } else {
+            theme.good()
+        },
+    ));
+    if let Some(why) = &state.refusal {
+        lines.push(Line::styled(
+            format!("a deploy would be refused: {why}"),
+            theme.bad(),
+        ));
+    }
+    lines.push(match &state.restore_point {
+        Some(p) => Line::styled(
+            format!(
+                "restore point {} at {} ({} UTC, from base backup {}): s recovers it into a side cluster, p prints the in-place procedure",
+                p.name,
+                p.lsn,
+                p.at.format("%Y-%m-%d %H:%M:%S"),
+                p.base_backup
+            ),
+            theme.good(),
+        ),
+        None => Line::styled(
+            "no restore point in the journal yet: a deploy creates one when it starts",
+            theme.warn(),
+        ),
+    });
+    lines
 }
