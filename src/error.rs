@@ -71,6 +71,12 @@ pub enum Guard {
     /// The URL goes through a pooler in transaction or statement mode, where the migration
     /// lock and session settings do not hold.
     Pooler,
+    /// Work on the server's own files (an in-place recovery) needs the server on this machine,
+    /// and this process able to act as its owner.
+    NotLocal,
+    /// A recovery target that cannot be reached: a restore point the journal does not know, or
+    /// whose base backup or WAL is gone.
+    RecoveryTarget,
 }
 
 /// A confirmation to ask for: what will happen, and what the operator must answer.

@@ -510,10 +510,8 @@ async fn a_real_stanza_is_read_checked_and_given_restore_points() {
         &config,
         &["backup", "restore", "--point", &point.name, "--in-place"],
     );
-    assert_eq!(
-        unprinted.code, 2,
-        "running in place is not offered: {unprinted:?}"
-    );
+    unprinted.assert_clean_error(2);
+    assert!(unprinted.stderr.contains("--yes"), "{unprinted:?}");
     let nowhere = cli(&config, &["backup", "restore", "--point", &point.name]);
     assert_eq!(nowhere.code, 2, "--side or --in-place: {nowhere:?}");
 
@@ -747,4 +745,144 @@ async fn the_pitr_checklist_steps_read_the_stanza_mark_a_point_and_find_it_kept(
         info.newest().unwrap().label,
         v["backup"]["label"].as_str().unwrap()
     );
+}
+
+/// In-place recovery of the environment's own cluster to a restore point: refused without the
+/// name typed, for a point the journals never recorded, for a server elsewhere; then run for
+/// real, it loses what came after the point, keeps what came before, and is journaled.
+#[tokio::test]
+async fn in_place_recovery_is_guarded_then_brings_the_cluster_back_to_the_point() {
+    let stanza = stanza().await;
+    let client = connect(&stanza.sandbox).await;
+    let journal = tempfile::tempdir().unwrap();
+    let config = stanza.write_config();
+    let pgdeck = |config: &std::path::Path, args: &[&str]| {
+        let mut cmd = pgdeck_cmd();
+        cmd.env("PGDECK_JOURNAL_DIR", journal.path())
+            .arg("--config")
+            .arg(config)
+            .args(args);
+        run(cmd)
+    };
+    client
+        .batch_execute("CREATE TABLE kept (x int); INSERT INTO kept SELECT generate_series(1, 500)")
+        .await
+        .unwrap();
+    let marked = pgdeck(&config, &["backup", "restore-point", "--json"]);
+    assert_eq!(marked.code, 0, "{marked:?}");
+    let v: serde_json::Value = serde_json::from_str(&marked.stdout).unwrap();
+    let point = v["restore_point"]["name"].as_str().unwrap().to_owned();
+    // After the point: the writes an in-place recovery loses.
+    client
+        .batch_execute("INSERT INTO kept VALUES (501); CREATE TABLE later (y int)")
+        .await
+        .unwrap();
+
+    let in_place = |point: &str, more: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "restore",
+            "--point",
+            point,
+            "--in-place",
+            "--json",
+        ];
+        args.extend_from_slice(more);
+        pgdeck(&config, &args)
+    };
+    let guard_of = |r: &common::Run| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+        v["guard"].clone()
+    };
+    let wrong = in_place(&point, &["--yes", "--confirm", "not_this_db"]);
+    assert_eq!(wrong.code, 7, "{wrong:?}");
+    assert_eq!(guard_of(&wrong), "confirmation");
+    let plain_yes = in_place(&point, &["--yes"]);
+    assert_eq!(plain_yes.code, 7, "the name is wanted: {plain_yes:?}");
+    assert_eq!(guard_of(&plain_yes), "confirmation");
+    let unknown = in_place(
+        "pgdeck_production_nope",
+        &["--yes", "--confirm", "postgres"],
+    );
+    assert_eq!(unknown.code, 7, "{unknown:?}");
+    assert_eq!(guard_of(&unknown), "recovery_target");
+    // The same environment reached over the network: refused before anything is asked.
+    let remote = stanza._repo.path().join("remote.toml");
+    std::fs::write(
+        &remote,
+        std::fs::read_to_string(&config).unwrap().replace(
+            &stanza.sandbox.url("postgres"),
+            "postgresql://postgres@db.example.invalid:5432/postgres",
+        ),
+    )
+    .unwrap();
+    let elsewhere = pgdeck(
+        &remote,
+        &[
+            "backup",
+            "restore",
+            "--point",
+            &point,
+            "--in-place",
+            "--yes",
+            "--confirm",
+            "postgres",
+            "--json",
+        ],
+    );
+    assert_eq!(elsewhere.code, 7, "{elsewhere:?}");
+    assert_eq!(guard_of(&elsewhere), "not_local");
+    // Nothing was touched by any of them.
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 501);
+
+    let done = in_place(&point, &["--yes", "--confirm", "postgres"]);
+    assert_eq!(done.code, 0, "{done:?}");
+    let v: serde_json::Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(v["recovered"]["point"], point.as_str());
+    assert_eq!(v["recovered"]["port"], stanza.sandbox.port());
+    let tables = v["recovered"]["tables"].as_array().unwrap();
+    assert!(
+        tables.iter().any(|t| t[0] == "public.kept" && t[1] == 500),
+        "{tables:?}"
+    );
+    let client = connect(&stanza.sandbox).await;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows, 500,
+        "what came before the point is there, what came after is not"
+    );
+    let later: Option<String> = client
+        .query_one("SELECT to_regclass('later')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(later, None);
+    let (recovering, timeline): (bool, i32) = {
+        let r = client
+            .query_one(
+                "SELECT pg_is_in_recovery(), timeline_id FROM pg_control_checkpoint()",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(!recovering, "a primary again");
+    assert!(timeline > 1, "on a new timeline: {timeline}");
+    let journaled: String = std::fs::read_dir(journal.path().join("production"))
+        .unwrap()
+        .flatten()
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect();
+    assert!(journaled.contains("\"in-place recovery\""), "{journaled}");
+    assert!(journaled.contains("confirmed"), "{journaled}");
 }

@@ -73,9 +73,11 @@ pub enum BackupCommand {
         /// free port beside the environment's server, which is never touched
         #[arg(long, requires = "point", group = "how")]
         side: bool,
-        /// With --point and --print: the procedure that recovers the environment's cluster in
-        /// place to the point, and what it loses (running it from here is not built)
-        #[arg(long, requires_all = ["point", "print"], group = "how")]
+        /// With --point: recover the environment's own cluster in place to the point (stop,
+        /// pgbackrest --delta restore, start, check); only on the server's host, with the
+        /// database name typed (--confirm DBNAME or at the prompt) and --yes. It loses every
+        /// write to the cluster since the point
+        #[arg(long, requires = "point", group = "how")]
         in_place: bool,
         /// With --in-place: print the procedure, change nothing
         #[arg(long, requires = "in_place")]
@@ -247,6 +249,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
         BackupCommand::Restore {
             point: Some(point),
             in_place: true,
+            print: true,
             ..
         } => {
             let mut printer = Printer::live(json);
@@ -284,6 +287,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
         }
         BackupCommand::Restore {
             point: Some(point),
+            side: true,
             side_dir,
             ..
         } => {
@@ -321,6 +325,68 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
                 text.push_str(&format!(
                     "  copy a table back with pg_dump -t from it; stop it when done: {}",
                     side.stop
+                ));
+                output::stdout(&text);
+            }
+            Ok(exit::OK)
+        }
+        BackupCommand::Restore {
+            point: Some(point),
+            in_place: true,
+            confirm,
+            ..
+        } => {
+            if !confirm.yes {
+                return Err(Error::input(
+                    format!(
+                        "recovering {}'s cluster in place loses every write to it since restore point {point}: it needs --yes as well as the database name",
+                        env.name
+                    ),
+                    format!(
+                        "add --yes (and --confirm {}), or see the procedure first with --print",
+                        env.target.dbname
+                    ),
+                ));
+            }
+            let given = confirm
+                .confirm
+                .clone()
+                .map(|n| release::Confirmation::typed(&n));
+            let recovered = output::confirmed(
+                json,
+                given,
+                &job.cancel,
+                Printer::live(json),
+                |confirmation, tx| {
+                    let req = release::InPlaceRequest {
+                        point: point.clone(),
+                        journal_dir: crate::journal::default_dir(),
+                        confirmation,
+                    };
+                    let ctx = job.context(tx);
+                    async move { release::in_place_recover(&ctx, &req).await }
+                },
+            )
+            .await?;
+            if json {
+                output::json(&json!({ "ok": true, "recovered": recovered }));
+            } else {
+                let mut text = format!(
+                    "{} recovered in place to restore point {} ({} s); the server is a primary again on port {}\n  migration head: {}\n",
+                    env.name,
+                    recovered.point,
+                    recovered.took_ms / 1000,
+                    recovered.port,
+                    recovered.migration_head.as_deref().unwrap_or("none")
+                );
+                for (table, rows) in &recovered.tables {
+                    text.push_str(&format!("  {table}: {rows} rows\n"));
+                }
+                text.push_str(&format!(
+                    "  the recovery's log: {}\n  next: {}, then pgdeck --env {} status and health",
+                    recovered.log.display(),
+                    recovered.next,
+                    env.name
                 ));
                 output::stdout(&text);
             }
@@ -408,7 +474,7 @@ pub async fn run(job: &Job, args: &BackupArgs, json: bool) -> Result<u8> {
         }
         // clap requires the file or --point.
         BackupCommand::Restore { .. } => Err(Error::input(
-            "backup restore needs a backup file or --point NAME --side",
+            "backup restore needs a backup file, or --point NAME with --side or --in-place",
             "name the backup file (`backup list` shows them)",
         )),
         BackupCommand::Prune { yes } => {

@@ -7,6 +7,7 @@ pub mod files;
 pub mod pooler;
 pub mod process;
 pub mod sandbox;
+pub mod server;
 mod tls;
 
 use std::time::Duration;

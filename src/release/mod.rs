@@ -59,7 +59,8 @@ pub use revert::{
 };
 pub use sessions::{SignalRequest, signal_backend};
 pub use side::{
-    InPlaceProcedure, SideRestoreRequest, SideRestored, in_place_procedure, side_restore,
+    InPlaceProcedure, InPlaceRecovered, InPlaceRequest, SideRestoreRequest, SideRestored,
+    in_place_procedure, in_place_recover, side_restore,
 };
 
 /// One environment, resolved and validated: everything a command needs to act on it.
@@ -139,6 +140,7 @@ pub enum Workflow {
     Rehearsal,
     /// A pgBackRest stanza restored to a point beside the environment's server.
     SideRestore,
+    InPlaceRecovery,
 }
 
 impl Workflow {
@@ -153,6 +155,7 @@ impl Workflow {
             Workflow::Signal => "signal a backend",
             Workflow::Rehearsal => "rehearsal",
             Workflow::SideRestore => "side restore",
+            Workflow::InPlaceRecovery => "in-place recovery",
         }
     }
 }

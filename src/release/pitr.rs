@@ -285,11 +285,28 @@ pub async fn pitr_state(env: &Environment, journal_dir: &Path) -> Result<Option<
 
 /// The last restore point journaled for the environment, newest journals first.
 pub fn newest_point(env: &Environment, journal_dir: &Path) -> Option<NamedPoint> {
-    let sessions = journal::sessions(journal_dir, &env.name).ok()?;
-    sessions
-        .iter()
-        .take(POINT_JOURNALS)
-        .filter_map(|path| journal::read(path).ok())
+    points(env, journal_dir, POINT_JOURNALS).max_by_key(|p| p.at)
+}
+
+/// The restore point of this name the environment's journals recorded, any of them.
+pub(super) fn journaled_point(
+    env: &Environment,
+    journal_dir: &Path,
+    name: &str,
+) -> Option<NamedPoint> {
+    points(env, journal_dir, usize::MAX).find(|p| p.name == name)
+}
+
+fn points(
+    env: &Environment,
+    journal_dir: &Path,
+    journals: usize,
+) -> impl Iterator<Item = NamedPoint> {
+    journal::sessions(journal_dir, &env.name)
+        .unwrap_or_default()
+        .into_iter()
+        .take(journals)
+        .filter_map(|path| journal::read(&path).ok())
         .flat_map(|entries| {
             entries.into_iter().rev().filter_map(|e| match e.event {
                 journal::Event::RestorePointCreated {
@@ -308,7 +325,6 @@ pub fn newest_point(env: &Environment, journal_dir: &Path) -> Option<NamedPoint>
                 _ => None,
             })
         })
-        .max_by_key(|p| p.at)
 }
 
 fn settings_of(env: &Environment) -> Result<&PgbackrestSettings> {
@@ -408,31 +424,41 @@ pub async fn point_retained(ctx: &Context, journal_dir: &Path) -> Result<String>
         ));
     };
     let info = pgbackrest::info(settings).await?;
-    let gone = |what: String| {
+    recoverable(&info, &point).map_err(|what| {
         Error::runtime(
             format!(
                 "restore point {} cannot be recovered to: {what}",
                 point.name
             ),
-            "check pgBackRest's retention (repo1-retention-full, repo1-retention-archive): it expired what the point needs",
+            RETENTION_HINT,
         )
-    };
+    })
+}
+
+pub(super) const RETENTION_HINT: &str = "check pgBackRest's retention (repo1-retention-full, repo1-retention-archive): it expired what the point needs";
+
+/// Whether the stanza can still recover to `point`: the base backup it starts from is kept,
+/// and the archive reaches its segment. Ok says so in words; Err says what is gone.
+pub(super) fn recoverable(
+    info: &StanzaInfo,
+    point: &NamedPoint,
+) -> std::result::Result<String, String> {
     if !info.backups.iter().any(|b| b.label == point.base_backup) {
-        return Err(gone(format!(
+        return Err(format!(
             "base backup {} is no longer in stanza {}",
             point.base_backup, info.stanza
-        )));
+        ));
     }
     match &info.archive_max {
         Some(max) if wal_at_or_after(max, &point.wal) => Ok(format!(
             "restore point {} kept: base backup {} and WAL up to {max} in stanza {}",
             point.name, point.base_backup, info.stanza
         )),
-        max => Err(gone(format!(
+        max => Err(format!(
             "the archive of stanza {} ends at {}, before the point's segment {}",
             info.stanza,
             max.as_deref().unwrap_or("nothing"),
             point.wal
-        ))),
+        )),
     }
 }

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::deploy::record_release;
-use super::{Context, Event, Workflow};
+use super::{Confirmation, Context, Event, Needs, Workflow, confirm};
 use crate::backup::pgbackrest;
-use crate::db::{self, sandbox::Sandbox};
-use crate::error::{Error, Result};
+use crate::db::{self, sandbox::Sandbox, server::LocalServer};
+use crate::error::{Ask, Error, Guard, Result};
 use crate::journal::Outcome;
 use crate::migrate::ledger::Ledger;
 use crate::units::human_duration;
@@ -183,32 +183,7 @@ async fn run(
         "recovery paused at restore point {}: read-only",
         req.point
     )));
-    let migration_head = Ledger::read(&session.client, &target.schema)
-        .await?
-        .and_then(|l| l.head());
-    let rows = session
-        .client
-        .query(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%' \
-             ORDER BY pg_total_relation_size(c.oid) DESC, 1 LIMIT 5",
-            &[],
-        )
-        .await
-        .map_err(|e| db::query_error("finding the side cluster's largest tables", &e))?;
-    let mut tables = Vec::new();
-    for r in rows {
-        let table: String = r.get(0);
-        let count: i64 = session
-            .client
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await
-            .map_err(|e| db::query_error(&format!("counting the rows of {table}"), &e))?
-            .get(0);
-        tables.push((table, count));
-    }
+    let (migration_head, tables) = head_and_tables(&session.client, &target.schema).await?;
     Ok(SideRestored {
         point: req.point.clone(),
         dir: req.dir.clone(),
@@ -289,5 +264,318 @@ pub async fn in_place_procedure(ctx: &Context, point: &str) -> Result<InPlacePro
             env.target.dbname
         ),
         steps,
+    })
+}
+
+/// What a recovered cluster holds: its migration head, and the exact row counts of its five
+/// largest tables.
+async fn head_and_tables(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<(Option<String>, Vec<(String, i64)>)> {
+    let migration_head = Ledger::read(client, schema).await?.and_then(|l| l.head());
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' \
+             ORDER BY pg_total_relation_size(c.oid) DESC, 1 LIMIT 5",
+            &[],
+        )
+        .await
+        .map_err(|e| db::query_error("finding the largest tables", &e))?;
+    let mut tables = Vec::new();
+    for r in rows {
+        let table: String = r.get(0);
+        let count: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(|e| db::query_error(&format!("counting the rows of {table}"), &e))?
+            .get(0);
+        tables.push((table, count));
+    }
+    Ok((migration_head, tables))
+}
+
+/// An in-place recovery: the restore point, where the environment's journals are (the point
+/// must be one they recorded), and the operator's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InPlaceRequest {
+    pub point: String,
+    pub journal_dir: PathBuf,
+    pub confirmation: Option<Confirmation>,
+}
+
+/// The cluster recovered in place, and what it holds now.
+#[derive(Debug, Clone, Serialize)]
+pub struct InPlaceRecovered {
+    pub point: String,
+    pub data_directory: PathBuf,
+    pub port: u16,
+    pub migration_head: Option<String>,
+    pub tables: Vec<(String, i64)>,
+    /// The server's log of the recovery.
+    pub log: PathBuf,
+    pub took_ms: u64,
+    /// What is due now: a new base backup, the cluster being on a new timeline.
+    pub next: String,
+}
+
+/// Recovers the environment's own cluster, in place, to a restore point: refused unless the
+/// server runs on this machine (and this process can act as its owner), the point is one the
+/// journals recorded and the stanza can still reach, and the database name is typed. Then the
+/// server is stopped, the stanza restored over its data directory (`--delta`, to the point,
+/// promoted there), started, and once it is a primary again its migration head and largest
+/// tables are read. Journaled from the confirmation to the outcome.
+pub async fn in_place_recover(ctx: &Context, req: &InPlaceRequest) -> Result<InPlaceRecovered> {
+    let env = &ctx.env;
+    let stanza = stanza_for_point(ctx, &req.point)?;
+    let refused = |guard: Guard, why: String, hint: &str| {
+        Error::guarded(
+            guard,
+            format!(
+                "in-place recovery of environment '{}' refused: {why}; nothing was done",
+                env.name
+            ),
+            hint,
+        )
+    };
+    const NOT_HERE: &str = "run it on the database server's host as its user (or root), or recover into a side cluster and copy back what is needed";
+    if !db::server::is_local_host(&env.target) {
+        return Err(refused(
+            Guard::NotLocal,
+            format!(
+                "the server is reached over the network at {}: recovering it in place runs on its own host",
+                env.target.host
+            ),
+            NOT_HERE,
+        ));
+    }
+    super::direct_connection(ctx, Workflow::InPlaceRecovery)?;
+    super::primary::primary_session(ctx, Workflow::InPlaceRecovery).await?;
+    let Some(point) = super::pitr::journaled_point(env, &req.journal_dir, &req.point) else {
+        return Err(refused(
+            Guard::RecoveryTarget,
+            format!(
+                "no restore point named {} in environment {}'s journals (a name recovery does not find would replay to the end of the WAL, and the server would not start)",
+                req.point, env.name
+            ),
+            "name a point a deploy or the restore point step created: the Rollback screen and the journal show them",
+        ));
+    };
+    let info = pgbackrest::info(stanza).await?;
+    if let Err(gone) = super::pitr::recoverable(&info, &point) {
+        return Err(refused(
+            Guard::RecoveryTarget,
+            gone,
+            super::pitr::RETENTION_HINT,
+        ));
+    }
+    let session = db::connect(&env.target).await?;
+    let server = match LocalServer::find(&session.client, &env.target).await? {
+        Ok(server) => server,
+        Err(why) => {
+            return Err(refused(Guard::NotLocal, why, NOT_HERE));
+        }
+    };
+    drop(session);
+    let loses = format!(
+        "every write to the whole cluster (every database on it, not only {}) made after restore point {} ({} UTC)",
+        env.target.dbname,
+        point.name,
+        point.at.format("%Y-%m-%d %H:%M:%S")
+    );
+    let confirmed = confirm(
+        ctx,
+        Needs::Name,
+        Ask {
+            title: format!(
+                "Recover the cluster of {} in place to restore point {}",
+                env.target.dbname, point.name
+            ),
+            lines: vec![
+                format!("It loses {loses}."),
+                format!(
+                    "The server (process {}, port {}, data directory {}) is stopped, every session disconnected; the stanza {} is restored over its files and the server started again: it is down meanwhile.",
+                    server.pid,
+                    server.port,
+                    server.data_dir.display(),
+                    stanza.stanza
+                ),
+                "Stop the application's writes first.".into(),
+            ],
+            expect: None,
+            scope: vec![point.name.clone(), server.data_dir.display().to_string()],
+        },
+        req.confirmation.as_ref(),
+    )?;
+    ctx.check_cancelled(Workflow::InPlaceRecovery.name())?;
+    confirmed.record(ctx);
+    ctx.note(format!("recovering in place loses {loses}"));
+    ctx.emit(Event::Started {
+        workflow: Workflow::InPlaceRecovery,
+        what: format!(
+            "in-place recovery of {} to restore point {}",
+            server.data_dir.display(),
+            point.name
+        ),
+    });
+    ctx.notify(&format!(
+        "rollback started on {}: recovering the cluster in place to {}",
+        env.name, point.name
+    ))
+    .await;
+    let result = recover(ctx, stanza, &server, &point.name).await;
+    match &result {
+        Ok(r) => {
+            ctx.notify(&format!(
+                "rollback finished on {}: recovered in place to {}",
+                env.name, point.name
+            ))
+            .await;
+            record_release(
+                ctx,
+                Workflow::InPlaceRecovery,
+                Outcome::Ok,
+                &format!(
+                    "cluster recovered in place to restore point {}; migration head {}",
+                    r.point,
+                    r.migration_head.as_deref().unwrap_or("none")
+                ),
+                &[],
+                &[],
+            );
+        }
+        Err(e) => {
+            ctx.notify(&format!("rollback FAILED on {}: {}", env.name, e.cause))
+                .await;
+            record_release(
+                ctx,
+                Workflow::InPlaceRecovery,
+                Outcome::of(e),
+                &e.cause,
+                &[],
+                &[],
+            );
+        }
+    }
+    result
+}
+
+/// Once the server is stopped there is no going back half-way: cancelling is not heard until
+/// the server runs again.
+async fn recover(
+    ctx: &Context,
+    stanza: &pgbackrest::PgbackrestSettings,
+    server: &LocalServer,
+    point: &str,
+) -> Result<InPlaceRecovered> {
+    let env = &ctx.env;
+    let started = Instant::now();
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .map_err(|e| Error::runtime(format!("stopping the server: {e}"), "try again"))??;
+    ctx.emit(Event::Checked(format!(
+        "server stopped ({})",
+        server.describe_stop()
+    )));
+    let restored = pgbackrest::run(
+        stanza,
+        &[
+            &format!("--pg1-path={}", server.data_dir.display()),
+            "--delta",
+            "--type=name",
+            &format!("--target={point}"),
+            "--target-action=promote",
+            "restore",
+        ],
+    )
+    .await?;
+    if !restored.ok {
+        let last = restored
+            .output
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no output")
+            .to_owned();
+        return Err(Error::runtime(
+            format!(
+                "pgbackrest restore failed, and the server is STOPPED with its data directory {} partly restored: {last}",
+                server.data_dir.display()
+            ),
+            format!(
+                "fix the cause and run it again on this host: {} (then start the server with pg_ctl); do not start the server on the files as they are",
+                restored.command
+            ),
+        ));
+    }
+    ctx.emit(Event::Checked(format!(
+        "{} ({})",
+        restored.command,
+        human_duration(started.elapsed())
+    )));
+    if server.remove_stale_socket_locks()? > 0 {
+        ctx.emit(Event::Checked(
+            "the socket lock files the restore brought back removed (stale: the server is stopped)"
+                .into(),
+        ));
+    }
+    let log = server.data_dir.join("pgdeck-recovery.log");
+    let starting = (server.clone(), log.clone());
+    tokio::task::spawn_blocking(move || starting.0.start(&starting.1))
+        .await
+        .map_err(|e| Error::runtime(format!("starting the server: {e}"), "try again"))??;
+    ctx.emit(Event::Checked(format!(
+        "server started, replaying the archived WAL up to {point}"
+    )));
+    let replaying = Instant::now();
+    let session = loop {
+        let ready = match db::connect(&env.target).await {
+            Ok(s) => {
+                let recovering: bool = s
+                    .client
+                    .query_one("SELECT pg_is_in_recovery()", &[])
+                    .await
+                    .map_err(|e| db::query_error("asking the server whether it recovers", &e))?
+                    .get(0);
+                (!recovering).then_some(s)
+            }
+            Err(_) => None,
+        };
+        if let Some(s) = ready {
+            break s;
+        }
+        if replaying.elapsed() > REPLAY_WITHIN {
+            return Err(Error::runtime(
+                format!(
+                    "the server did not finish recovering to {point} within {}",
+                    human_duration(REPLAY_WITHIN)
+                ),
+                format!("its log is {}", log.display()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ctx.emit(Event::Checked(format!(
+        "recovery stopped at restore point {point}: the server is a primary again, on a new timeline"
+    )));
+    let (migration_head, tables) = head_and_tables(&session.client, &env.target.schema).await?;
+    let mut backup = stanza.command.join(" ");
+    backup.push_str(&format!(" --stanza={}", stanza.stanza));
+    if let Some(config) = &stanza.config {
+        backup.push_str(&format!(" --config={}", config.display()));
+    }
+    Ok(InPlaceRecovered {
+        point: point.to_owned(),
+        data_directory: server.data_dir.clone(),
+        port: server.port,
+        migration_head,
+        tables,
+        log,
+        took_ms: started.elapsed().as_millis() as u64,
+        next: format!("take a new full base backup now: {backup} --type=full backup"),
     })
 }

@@ -1083,10 +1083,10 @@ async fn run(ctx: &release::Context, runner: &Runner, origin: Origin, job: &Job)
                 lines.push(format!("{}. {what}", n + 1));
                 lines.push(format!("   {command}"));
             }
-            lines.push(
-                "the console does not run it: run these on the database host, or recover into a side cluster (s)"
-                    .into(),
-            );
+            lines.push(format!(
+                "the console does not run it: on the database host, pgdeck --env {} backup restore --point {} --in-place --confirm {} --yes runs it guarded and journaled; or recover into a side cluster (s)",
+                ctx.env.name, procedure.point, ctx.env.target.dbname
+            ));
             Ok(lines.join("\n"))
         }
         Job::SampleQueries => {
