@@ -3,131 +3,17 @@
 //! What pgdeck reads of it (info, check and verify, the archiver, restore points) is checked
 //! against what the server and pgBackRest say themselves.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use pgdeck::backup::pgbackrest::{self, Archiver, PgbackrestSettings};
-use pgdeck::db::{self, sandbox::Sandbox};
+use pgdeck::db;
 use pgdeck::error::ErrorKind;
 
 mod common;
 
+use common::stanza::{command, connect, stanza};
 use common::{pgdeck_cmd, run};
-
-/// A sandbox cluster archiving into a pgBackRest repository, with one full backup.
-struct Stanza {
-    sandbox: Sandbox,
-    settings: PgbackrestSettings,
-    _repo: tempfile::TempDir,
-}
-
-/// pgBackRest runs as the server's user: as root, through runuser, so the repository, its
-/// locks and logs stay that user's (the server's archive_command writes there too).
-fn command() -> Vec<String> {
-    let program = which("pgbackrest").unwrap_or_else(|| {
-        panic!("these tests need pgBackRest: install it with `apt-get install pgbackrest`")
-    });
-    let program = program.display().to_string();
-    if nix::unistd::geteuid().is_root() {
-        ["runuser", "-u", "postgres", "--", &program]
-            .map(String::from)
-            .to_vec()
-    } else {
-        vec![program]
-    }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
-fn pgbackrest_sync(settings: &PgbackrestSettings, args: &[&str]) {
-    let out = Command::new(&settings.command[0])
-        .args(&settings.command[1..])
-        .arg(format!("--stanza={}", settings.stanza))
-        .arg(format!(
-            "--config={}",
-            settings.config.as_ref().unwrap().display()
-        ))
-        .args(args)
-        .output()
-        .expect("run pgbackrest");
-    assert!(
-        out.status.success(),
-        "pgbackrest {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-async fn stanza() -> Stanza {
-    let command = command();
-    let mut sandbox =
-        Sandbox::start_temporary().unwrap_or_else(|e| panic!("{}: {}", e.cause, e.hint));
-    let repo = tempfile::Builder::new()
-        .prefix("pgdeck-pgbackrest-")
-        .tempdir()
-        .expect("repository dir");
-    let config = repo.path().join("pgbackrest.conf");
-    let data = sandbox.data_dir().display().to_string();
-    std::fs::write(
-        &config,
-        format!(
-            "[global]\nrepo1-path={repo}/repo\nlog-path={repo}/log\nlock-path={repo}/lock\n\
-             log-level-console=warn\nlog-level-file=info\nstart-fast=y\nrepo1-retention-full=2\n\
-             archive-timeout=30\n\n[pgdeck]\npg1-path={data}\npg1-socket-path={data}\npg1-port={port}\n",
-            repo = repo.path().display(),
-            port = sandbox.port()
-        ),
-    )
-    .expect("write pgbackrest.conf");
-    if nix::unistd::geteuid().is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(repo.path())
-            .status()
-            .expect("chown");
-        assert!(status.success());
-    }
-    let settings = PgbackrestSettings {
-        config: Some(config.clone()),
-        command,
-        ..PgbackrestSettings::new("pgdeck")
-    };
-    let archive = format!(
-        "{} --config={} --stanza=pgdeck archive-push %p",
-        settings.command.last().unwrap(),
-        config.display()
-    );
-    let client = connect(&sandbox).await;
-    client
-        .batch_execute("ALTER SYSTEM SET archive_mode = on")
-        .await
-        .expect("archive_mode");
-    client
-        .execute(
-            &format!(
-                "ALTER SYSTEM SET archive_command = '{}'",
-                archive.replace('\'', "''")
-            ),
-            &[],
-        )
-        .await
-        .expect("archive_command");
-    drop(client);
-    sandbox.stop_immediately().expect("stop");
-    sandbox.restart().expect("restart with archiving");
-    pgbackrest_sync(&settings, &["stanza-create"]);
-    pgbackrest_sync(&settings, &["--type=full", "backup"]);
-    Stanza {
-        sandbox,
-        settings,
-        _repo: repo,
-    }
-}
 
 /// A protected production deploy in PITR mode: the gate passes with a recent base backup and
 /// working archiving, marks the release with a restore point the journal names, and refuses an
@@ -355,40 +241,6 @@ fn cli(config: &std::path::Path, args: &[&str]) -> common::Run {
     let mut cmd = pgdeck_cmd();
     cmd.arg("--config").arg(config).args(args);
     run(cmd)
-}
-
-impl Stanza {
-    /// A pgdeck.toml whose production environment backs up with this stanza.
-    fn write_config(&self) -> PathBuf {
-        let path = self._repo.path().join("pgdeck.toml");
-        let words: Vec<String> = self
-            .settings
-            .command
-            .iter()
-            .map(|w| format!("{w:?}"))
-            .collect();
-        std::fs::write(
-            &path,
-            format!(
-                "default_environment = \"production\"\n\n[environments.production]\n\
-                 database_url = \"{}\"\nbackup_tool = \"pgbackrest\"\npgbackrest_stanza = \"{}\"\n\
-                 pgbackrest_config = \"{}\"\npgbackrest_command = [{}]\nmax_archive_age = \"10m\"\n",
-                self.sandbox.url("postgres"),
-                self.settings.stanza,
-                self.settings.config.as_ref().unwrap().display(),
-                words.join(", ")
-            ),
-        )
-        .expect("write pgdeck.toml");
-        path
-    }
-}
-
-async fn connect(sandbox: &Sandbox) -> tokio_postgres::Client {
-    db::connect(&sandbox.target("postgres"))
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.cause))
-        .client
 }
 
 async fn wait_archived(client: &tokio_postgres::Client, wal: &str) {
@@ -807,7 +659,7 @@ async fn in_place_recovery_is_guarded_then_brings_the_cluster_back_to_the_point(
     assert_eq!(unknown.code, 7, "{unknown:?}");
     assert_eq!(guard_of(&unknown), "recovery_target");
     // The same environment reached over the network: refused before anything is asked.
-    let remote = stanza._repo.path().join("remote.toml");
+    let remote = stanza.repo.path().join("remote.toml");
     std::fs::write(
         &remote,
         std::fs::read_to_string(&config).unwrap().replace(

@@ -188,6 +188,10 @@ pub async fn create(
         )
     })?;
     let stdout = child.stdout.take();
+    // A larger pipe: fewer, fuller reads and writes (64 KB is Linux's default). Best effort.
+    if let Some(out) = &stdout {
+        let _ = nix::fcntl::fcntl(out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    }
     let stderr = child.stderr.take();
     let started = Instant::now();
 

@@ -5,6 +5,7 @@
 
 pub mod faults;
 pub mod release;
+pub mod stanza;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
