@@ -96,6 +96,17 @@ pub async fn run(settings: &PgbackrestSettings, args: &[&str]) -> Result<Ran> {
     })
 }
 
+impl Ran {
+    /// Its last line that says something: pgBackRest's error, when it failed.
+    pub fn last_line(&self) -> &str {
+        self.output
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no output")
+    }
+}
+
 /// One base backup in the repository.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BaseBackup {

@@ -371,13 +371,7 @@ pub async fn archiving_healthy(ctx: &Context) -> Result<String> {
     }
     let check = pgbackrest::run(settings, &["check"]).await?;
     if !check.ok {
-        let output = check
-            .output
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("no output")
-            .to_owned();
+        let output = check.last_line();
         return Err(not_safe(
             &ctx.env,
             (

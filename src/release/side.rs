@@ -494,13 +494,7 @@ async fn recover(
     )
     .await?;
     if !restored.ok {
-        let last = restored
-            .output
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("no output")
-            .to_owned();
+        let last = restored.last_line();
         return Err(Error::runtime(
             format!(
                 "pgbackrest restore failed, and the server is STOPPED with its data directory {} partly restored: {last}",
