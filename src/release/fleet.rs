@@ -531,6 +531,9 @@ async fn run_phase(
     reports: &mut [Option<MemberReport>],
 ) -> Option<String> {
     let places = Arc::new(Semaphore::new(limit.concurrency));
+    // Held while a start reads the failures and takes its time, and while a failure is counted
+    // and takes its own: whatever starts after a failure is known sees it.
+    let order = Arc::new(std::sync::Mutex::new(()));
     let mut running = JoinSet::new();
     let mut stopped = None;
     for &i in indices {
@@ -543,14 +546,18 @@ async fn run_phase(
         };
         // The semaphore is never closed.
         let Ok(place) = place else { break };
-        let failed = failures.load(Ordering::SeqCst);
-        if failed >= limit.max_failures {
-            stopped = Some(format!(
-                "{failed} database(s) failed, the limit is {}: no other database was started",
-                limit.max_failures
-            ));
-            break;
-        }
+        let started_at = {
+            let _held = order.lock().unwrap_or_else(|p| p.into_inner());
+            let failed = failures.load(Ordering::SeqCst);
+            if failed >= limit.max_failures {
+                stopped = Some(format!(
+                    "{failed} database(s) failed, the limit is {}: no other database was started",
+                    limit.max_failures
+                ));
+                break;
+            }
+            Utc::now()
+        };
         if ctx.cancel.is_cancelled() {
             stopped = Some("cancelled: no other database was started".to_owned());
             break;
@@ -559,11 +566,14 @@ async fn run_phase(
         let env = members[i].clone();
         let req = member_request(&env, req);
         let failures = failures.clone();
+        let order = order.clone();
         ctx.emit(FleetEvent::MemberStarted { index: i });
         running.spawn(async move {
-            let report = deploy_member(&ctx, env, i, &req).await;
+            let mut report = deploy_member(&ctx, env, i, &req, started_at).await;
             if !report.outcome.ok() {
+                let _held = order.lock().unwrap_or_else(|p| p.into_inner());
                 failures.fetch_add(1, Ordering::SeqCst);
+                report.finished_at = Some(Utc::now());
             }
             ctx.emit(FleetEvent::MemberFinished {
                 index: i,
@@ -619,8 +629,8 @@ async fn deploy_member(
     env: Environment,
     index: usize,
     req: &DeployRequest,
+    started_at: DateTime<Utc>,
 ) -> MemberReport {
-    let started_at = Utc::now();
     let result = with_events(
         |e: Event| ctx.emit(FleetEvent::Member { index, event: e }),
         |tx| {
