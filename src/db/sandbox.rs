@@ -402,51 +402,26 @@ impl Sandbox {
     }
 
     fn server_command(&self, program: &str) -> Command {
-        let exe = self.bin_dir.join(program);
-        let mut cmd = if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        // The postgres user may not be allowed into the caller's working directory.
-        cmd.current_dir("/")
-            .stdin(Stdio::null())
-            .env_remove("PGDATA")
-            .env_remove("PGPORT")
-            .env_remove("PGHOST")
-            // Keep the server out of the caller's process group so a Ctrl-C aimed at pgdeck
-            // does not also shut the sandbox down under it.
-            .process_group(0);
-        cmd
+        super::server::server_program(
+            self.run_as_postgres.then_some(SUPERUSER),
+            &self.bin_dir.join(program),
+        )
     }
 
     fn spawn_reaper(&self) -> Result<(Child, ChildStdin)> {
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(
-                r#"cat >/dev/null 2>&1
-                   if [ "$1" = yes ]; then runuser -u postgres -- "$2" -D "$3" -m immediate -w stop
-                   else "$2" -D "$3" -m immediate -w stop; fi >/dev/null 2>&1
-                   rm -rf "$3""#,
-            )
-            .arg("pgdeck-sandbox-reaper")
-            .arg(if self.run_as_postgres { "yes" } else { "no" })
-            .arg(pg_ctl)
-            .arg(&self.data_dir)
-            .current_dir("/")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| io_error("starting the sandbox reaper", &e))?;
-        let stdin = child.stdin.take().ok_or_else(|| {
-            Error::runtime("the sandbox reaper has no stdin", "report this as a bug")
-        })?;
-        Ok((child, stdin))
+        reaper(
+            "sandbox",
+            r#"cat >/dev/null 2>&1
+               if [ "$1" = yes ]; then runuser -u postgres -- "$2" -D "$3" -m immediate -w stop
+               else "$2" -D "$3" -m immediate -w stop; fi >/dev/null 2>&1
+               rm -rf "$3""#,
+            &[
+                (if self.run_as_postgres { "yes" } else { "no" }).as_ref(),
+                pg_ctl.as_os_str(),
+                self.data_dir.as_os_str(),
+            ],
+        )
     }
 }
 
@@ -560,6 +535,30 @@ fn give_to_postgres(path: &Path) -> Result<()> {
         })?;
     std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
         .map_err(|e| io_error("handing the sandbox directory to the postgres user", &e))
+}
+
+/// A small shell process holding the read end of a pipe: when this process goes away for any
+/// reason the pipe closes and `script` (run with `args` as $1...) cleans up after it.
+fn reaper(what: &str, script: &str, args: &[&std::ffi::OsStr]) -> Result<(Child, ChildStdin)> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("pgdeck-{what}-reaper"))
+        .args(args)
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| io_error(&format!("starting the {what} reaper"), &e))?;
+    let stdin = child.stdin.take().ok_or_else(|| {
+        Error::runtime(
+            format!("the {what} reaper has no stdin"),
+            "report this as a bug",
+        )
+    })?;
+    Ok((child, stdin))
 }
 
 fn free_port() -> Result<u16> {
@@ -678,26 +677,16 @@ impl Bouncer {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
             if up {
-                let mut reaper = Command::new("sh")
-                    .arg("-c")
-                    .arg(r#"cat >/dev/null 2>&1; kill -TERM "$(cat "$1")" >/dev/null 2>&1"#)
-                    .arg("pgdeck-pgbouncer-reaper")
-                    .arg(dir.path().join("pgbouncer.pid"))
-                    .current_dir("/")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .process_group(0)
-                    .spawn()
-                    .map_err(|e| io_error("starting the pgbouncer reaper", &e))?;
-                let stdin = reaper.stdin.take().ok_or_else(|| {
-                    Error::runtime("the pgbouncer reaper has no stdin", "report this as a bug")
-                })?;
+                let reaper = reaper(
+                    "pgbouncer",
+                    r#"cat >/dev/null 2>&1; kill -TERM "$(cat "$1")" >/dev/null 2>&1"#,
+                    &[dir.path().join("pgbouncer.pid").as_os_str()],
+                )?;
                 return Ok(Bouncer {
                     port,
                     dir,
                     child: Some(child),
-                    reaper: Some((reaper, stdin)),
+                    reaper: Some(reaper),
                 });
             }
             let _ = child.kill();

@@ -232,22 +232,32 @@ impl LocalServer {
     }
 
     fn pg_ctl(&self) -> Command {
-        let mut cmd = if nix::unistd::geteuid().is_root() && self.owner != "root" {
-            let mut c = Command::new("runuser");
-            c.args(["-u", &self.owner, "--"]).arg(&self.pg_ctl);
-            c
-        } else {
-            Command::new(&self.pg_ctl)
-        };
-        cmd.current_dir("/")
-            .stdin(Stdio::null())
-            .env_remove("PGDATA")
-            .env_remove("PGPORT")
-            .env_remove("PGHOST")
-            // Out of pgdeck's process group: a Ctrl-C aimed at pgdeck must not reach the server.
-            .process_group(0);
-        cmd
+        let owner = (nix::unistd::geteuid().is_root() && self.owner != "root")
+            .then_some(self.owner.as_str());
+        server_program(owner, &self.pg_ctl)
     }
+}
+
+/// One of the server's programs (`pg_ctl`, `initdb`), run as `user` through runuser when given:
+/// from `/` (the user may not be allowed into the caller's directory), without the caller's
+/// PGDATA, PGPORT and PGHOST, and out of pgdeck's process group, so that a Ctrl-C aimed at
+/// pgdeck does not also reach the server.
+pub(crate) fn server_program(user: Option<&str>, exe: &Path) -> Command {
+    let mut cmd = match user {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.current_dir("/")
+        .stdin(Stdio::null())
+        .env_remove("PGDATA")
+        .env_remove("PGPORT")
+        .env_remove("PGHOST")
+        .process_group(0);
+    cmd
 }
 
 fn checked(out: &std::process::Output, what: &str) -> Result<()> {
