@@ -196,6 +196,55 @@ async fn every_pane_shows_the_load_and_the_lock_queue_names_the_root_and_the_ddl
     assert!(busy["index_bytes"].as_i64().unwrap() > 0, "{busy}");
 }
 
+/// A table in ACCESS EXCLUSIVE that nobody waits for yet (a migration idle in its transaction)
+/// is still sized from its page counts rather than queued behind; and a refresh leaves the
+/// monitor's session idle and holding no lock: the status panes' shared transaction ends with it.
+#[tokio::test]
+async fn a_refresh_never_queues_behind_an_exclusive_lock_and_holds_nothing_after_it() {
+    use pgdeck::monitor::{Monitor, MonitorSettings, Pane};
+    let db = fresh_db("monitor_moment").await;
+    db.exec("CREATE TABLE held (id int PRIMARY KEY); INSERT INTO held SELECT generate_series(1, 5000); ANALYZE held;").await;
+    let a = db.client().await;
+    a.batch_execute("BEGIN; LOCK TABLE held IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let mut monitor = Monitor::connect(&db.target).await.unwrap();
+    let settings = MonitorSettings::default();
+    for _ in 0..2 {
+        let s = monitor.snapshot(&settings).await;
+        let Pane::Ok(tables) = &s.tables else {
+            panic!("{:?}", s.tables)
+        };
+        let held = tables.data.iter().find(|t| t.name == "public.held");
+        assert!(held.is_some_and(|t| t.estimated), "{:?}", tables.data);
+        let Pane::Ok(tree) = &s.blocking else {
+            panic!("{:?}", s.blocking)
+        };
+        assert!(tree.data.roots.is_empty(), "{:?}", tree.data);
+        for (name, ok) in [
+            ("connections", matches!(s.connections, Pane::Ok(_))),
+            ("long-running", matches!(s.long_running, Pane::Ok(_))),
+            ("progress", matches!(s.progress, Pane::Ok(_))),
+            ("replication", matches!(s.replication, Pane::Ok(_))),
+        ] {
+            assert!(ok, "{name}: {s:?}");
+        }
+    }
+    let watcher = db.client().await;
+    let row = watcher
+        .query_one(
+            "SELECT a.state, (SELECT count(*) FROM pg_locks l \
+                              WHERE l.pid = a.pid AND l.locktype = 'relation') \
+             FROM pg_stat_activity a WHERE a.application_name = 'pgdeck-monitor'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "idle");
+    assert_eq!(row.get::<_, i64>(1), 0);
+    a.batch_execute("ROLLBACK").await.unwrap();
+}
+
 #[tokio::test]
 async fn cancel_checks_the_backend_start_and_read_only_mode_blocks_it() {
     let db = fresh_db("monitor_cancel").await;

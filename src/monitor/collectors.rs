@@ -224,6 +224,10 @@ pub struct Victim {
 pub struct BlockingTree {
     pub roots: Vec<Blocker>,
     pub waiting: usize,
+    /// The relations held or awaited in ACCESS EXCLUSIVE, when the lock table was read for
+    /// this tree (someone waits): table sizes take them from here rather than read it again.
+    #[serde(skip)]
+    pub exclusive_relations: Option<Vec<u32>>,
 }
 
 pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>> {
@@ -236,7 +240,8 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
     // when some backend waits for a lock (its wait event says so, read alone rather than as a
     // whole activity row per session), then once: its table read
     // into `locks`, who blocks whom asked only about the backends that wait, and the activity
-    // of only those backends and their blockers read, not every session's.
+    // of only those backends and their blockers read, not every session's. The relations in
+    // ACCESS EXCLUSIVE come from the same read, for the table sizes that follow.
     let rows = c
         .query(
             "WITH waiting AS MATERIALIZED (SELECT pg_stat_get_backend_pid(b) AS pid \
@@ -254,7 +259,9 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
              SELECT a.pid, a.backend_start, coalesce(pg_get_userbyid(a.usesysid)::text, ''), \
                     coalesce(a.application_name, ''), coalesce(a.state, 'unknown'), coalesce(a.query, ''), \
                     coalesce(w.blockers, '{}'), h.mode, h.relation::regclass::text, \
-                    coalesce(extract(epoch FROM now() - a.state_change), 0)::float8, coalesce(h.exclusive, false) \
+                    coalesce(extract(epoch FROM now() - a.state_change), 0)::float8, coalesce(h.exclusive, false), \
+                    (SELECT array_agg(DISTINCT relation) FROM locks \
+                     WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL) \
              FROM p CROSS JOIN LATERAL pg_stat_get_activity(p.pid) a LEFT JOIN w ON w.pid = a.pid \
                   LEFT JOIN held h ON h.pid = a.pid",
             &[],
@@ -274,6 +281,10 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
         waiting: f64,
         access_exclusive: bool,
     }
+    // No rows: nobody waited after all, and the lock table's read (if any) is not returned.
+    let exclusive_relations = rows
+        .first()
+        .map(|r| r.get::<_, Option<Vec<u32>>>(11).unwrap_or_default());
     let rows: Vec<Row> = rows
         .iter()
         .map(|r| Row {
@@ -306,6 +317,7 @@ pub async fn blocking(c: &Client, sees_all: bool) -> Result<Option<BlockingTree>
     let mut tree = BlockingTree {
         roots: Vec::new(),
         waiting: rows.iter().filter(|r| !r.blockers.is_empty()).count(),
+        exclusive_relations,
     };
     for root in rows.iter().filter(|r| r.blockers.is_empty()) {
         // Everyone transitively waiting on this root.
@@ -369,15 +381,20 @@ pub struct TableSize {
     pub estimated: bool,
 }
 
+/// `exclusive`: the relations in ACCESS EXCLUSIVE, when this refresh has read them already
+/// (see [`BlockingTree::exclusive_relations`]); otherwise the lock table is read here.
 pub async fn table_sizes(
     c: &Client,
     top: usize,
     previous: &HashMap<String, i64>,
+    exclusive: Option<&[u32]>,
 ) -> Result<Option<Vec<TableSize>>> {
     let rows = c
         .query(
             "WITH locked AS MATERIALIZED (SELECT DISTINCT relation FROM pg_locks \
-                                          WHERE mode = 'AccessExclusiveLock' AND relation IS NOT NULL), \
+                                          WHERE $2::oid[] IS NULL \
+                                            AND mode = 'AccessExclusiveLock' AND relation IS NOT NULL \
+                                          UNION ALL SELECT unnest($2::oid[])), \
              candidates AS ( \
                 SELECT c.oid, c.reltuples, c.relpages, c.reltoastrelid, n.nspname || '.' || c.relname AS name, \
                        c.oid IN (SELECT relation FROM locked) AS locked \
@@ -392,7 +409,7 @@ pub async fn table_sizes(
                     CASE WHEN locked THEN coalesce((SELECT sum(i.relpages) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = oid), 0)::bigint * current_setting('block_size')::bigint \
                          ELSE pg_indexes_size(oid) END \
              FROM candidates",
-            &[&(top as i64)],
+            &[&(top as i64), &exclusive],
         )
         .await
         .map_err(|e| query_error("reading table sizes", &e))?;

@@ -186,20 +186,47 @@ impl Monitor {
     }
 
     /// Runs every collector once.
+    ///
+    /// The panes that read the sessions' status (connections, long-running, the lock queue,
+    /// progress, replication) read it in one read-only transaction: the server copies every
+    /// backend's status once a transaction, so with thousands of sessions one copy a refresh
+    /// costs a fraction of one a pane, and the panes show the same moment. A pane that fails
+    /// ends that transaction and the next pane starts another. Table sizes run after it, on
+    /// their own: `pg_relation_size` takes each table's ACCESS SHARE lock, which must not be
+    /// held past its statement. They skip the tables in ACCESS EXCLUSIVE, taken from the lock
+    /// queue's read of the lock table when it made one: the lock table is read once a refresh.
     pub async fn snapshot(&mut self, settings: &MonitorSettings) -> Snapshot {
         let c = &self.client;
-        let connections = timed(collectors::connections(c)).await;
-        let long_running = timed(collectors::long_running(
-            c,
-            settings.long_query,
-            self.sees_all,
-        ))
-        .await;
-        let blocking = timed(collectors::blocking(c, self.sees_all)).await;
+        let moment = Moment::begin(c).await;
+        let connections = moment.after(timed(collectors::connections(c)).await).await;
+        let long_running = moment
+            .after(
+                timed(collectors::long_running(
+                    c,
+                    settings.long_query,
+                    self.sees_all,
+                ))
+                .await,
+            )
+            .await;
+        let blocking = moment
+            .after(timed(collectors::blocking(c, self.sees_all)).await)
+            .await;
+        let progress = moment
+            .after(timed(collectors::progress(c, self.sees_all)).await)
+            .await;
+        let replication = moment
+            .after(timed(replication::replication(c, self.sees_all)).await)
+            .await;
+        moment.end().await;
         let tables = timed(collectors::table_sizes(
             c,
             settings.top_tables,
             &self.previous_sizes,
+            match &blocking {
+                Pane::Ok(tree) => tree.data.exclusive_relations.as_deref(),
+                _ => None,
+            },
         ))
         .await;
         if let Pane::Ok(s) = &tables {
@@ -218,8 +245,6 @@ impl Monitor {
             }
             self.previous_sizes = sizes;
         }
-        let progress = timed(collectors::progress(c, self.sees_all)).await;
-        let replication = timed(replication::replication(c, self.sees_all)).await;
         let pools = match &settings.pgbouncer_admin {
             Some(admin) => Some(self.pools(admin).await),
             None => None,
@@ -362,6 +387,33 @@ async fn guest(target: &DbTarget) -> Result<db::Session> {
         .await
         .map_err(|e| query_error("preparing the monitor session", &e))?;
     Ok(session)
+}
+
+/// The read-only transaction one refresh's status panes share (see [`Monitor::snapshot`]).
+/// When it cannot begin, each pane runs on its own, as it would without it.
+struct Moment<'a> {
+    client: &'a Client,
+}
+
+impl<'a> Moment<'a> {
+    async fn begin(client: &'a Client) -> Moment<'a> {
+        // A refresh cut short (its future dropped) may have left one open: the server only
+        // warns, and this refresh's COMMIT ends it.
+        let _ = client.batch_execute("BEGIN READ ONLY").await;
+        Moment { client }
+    }
+
+    /// A pane read in the transaction: a failed one aborted it, so another begins.
+    async fn after<T>(&self, pane: Pane<T>) -> Pane<T> {
+        if matches!(pane, Pane::Error { .. }) {
+            let _ = self.client.batch_execute("ROLLBACK; BEGIN READ ONLY").await;
+        }
+        pane
+    }
+
+    async fn end(self) {
+        let _ = self.client.batch_execute("COMMIT").await;
+    }
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = Result<Option<T>>>) -> Pane<T> {

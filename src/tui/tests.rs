@@ -159,6 +159,7 @@ fn busy_snapshot(utilisation_total: i64) -> Snapshot {
                 ],
             }],
             waiting: 2,
+            exclusive_relations: None,
         }),
         tables: sample(vec![TableSize {
             name: "public.orders".into(),
