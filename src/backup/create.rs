@@ -1,16 +1,16 @@
 //! `backup create`: pg_dump in custom format, in a snapshot this module exports so that the row
-//! counts it records are those of the dump. The dump streams through pgdeck into
-//! `<file>.partial` (sha256 computed on the way), is fsynced and renamed when complete; any
+//! counts it records are those of the dump. pg_dump writes `<file>.partial`, a new file pgdeck
+//! opens for it; once complete it is fsynced, its sha256 read back, and it is renamed; any
 //! failure removes the partial file and leaves the catalog and earlier backups untouched.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::catalog::{BackupEntry, Identity};
@@ -168,9 +168,22 @@ pub async fn create(
         // A group of its own, so that its -j workers end with it, and a terminal's SIGINT
         // reaches pgdeck, which stops it, rather than pg_dump alone.
         .process_group(0);
+    // The custom format goes to a new file pgdeck opens itself, never one a planted link leads
+    // to, and that pg_dump writes as its stdout: no pipe and no copy through pgdeck, and a
+    // seekable file, into whose table of contents pg_dump writes where each table's data
+    // starts (what a parallel or selective pg_restore needs).
+    let mut file = None;
     match opts.format {
         BackupFormat::Custom => {
-            command.arg("--format=custom").stdout(Stdio::piped());
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(partial.path())
+                .map_err(|e| write_error(partial.path(), &e))?;
+            let theirs = f.try_clone().map_err(|e| write_error(partial.path(), &e))?;
+            command.arg("--format=custom").stdout(theirs);
+            file = Some(f);
         }
         BackupFormat::Directory => {
             command
@@ -187,65 +200,27 @@ pub async fn create(
             "check the PostgreSQL client installation",
         )
     })?;
-    let stdout = child.stdout.take();
-    // A larger pipe: fewer, fuller reads and writes (64 KB is Linux's default). Best effort.
-    if let Some(out) = &stdout {
-        let _ = nix::fcntl::fcntl(out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-    }
+    // pg_dump's copy of the file is its own now.
+    drop(command);
     let stderr = child.stderr.take();
     let started = Instant::now();
 
     let dump = async {
-        // A new file, never one a link planted meanwhile leads to.
-        let mut file = match opts.format {
-            BackupFormat::Custom => Some(
-                tokio::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(partial.path())
-                    .await
-                    .map_err(|e| write_error(partial.path(), &e))?,
-            ),
-            // pg_dump's workers write the files themselves; the folder is watched as it grows.
-            BackupFormat::Directory => None,
-        };
-        let mut out = stdout;
         let mut lines = stderr.map(|e| BufReader::new(e).lines());
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut written: u64 = 0;
         let mut last_error = String::new();
         let every = Duration::from_millis(500);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let _ = events.send(progress.event(0, started.elapsed()));
-        while out.is_some() || lines.is_some() {
+        // Until pg_dump ends (its stderr closes).
+        while lines.is_some() {
             tokio::select! {
-                n = read_some(&mut out, &mut buf) => {
-                    let n = n.map_err(|e| {
-                        Error::runtime(format!("reading pg_dump's output: {e}"), "see the error above")
-                    })?;
-                    if n == 0 {
-                        out = None;
-                        continue;
-                    }
-                    hasher.update(&buf[..n]);
-                    if let Some(f) = file.as_mut() {
-                        f.write_all(&buf[..n])
-                            .await
-                            .map_err(|e| write_error(partial.path(), &e))?;
-                    }
-                    written += n as u64;
-                }
                 line = next_line(&mut lines) => {
                     let Some(line) = line else {
                         lines = None;
                         continue;
                     };
-                    if file.is_none() {
-                        written = dir_size(partial.path());
-                    }
+                    let written = size_on_disk(partial.path());
                     if progress.line(&line, written, started.elapsed()) {
                         // A table moved along: shown at once, not at the next tick.
                         let _ = events.send(progress.event(written, started.elapsed()));
@@ -257,28 +232,12 @@ pub async fn create(
                     }
                 }
                 _ = tick.tick() => {
-                    if file.is_none() {
-                        written = dir_size(partial.path());
-                    }
+                    let written = size_on_disk(partial.path());
                     let _ = events.send(progress.event(written, started.elapsed()));
                 }
             }
         }
-        let digest = match file {
-            Some(f) => {
-                f.sync_all()
-                    .await
-                    .map_err(|e| write_error(partial.path(), &e))?;
-                (written, hex::encode(hasher.finalize()))
-            }
-            None => {
-                let path = partial.path().to_owned();
-                tokio::task::spawn_blocking(move || content_digest(&path))
-                    .await
-                    .map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))??
-            }
-        };
-        Ok::<_, Error>((digest, last_error))
+        last_error
     };
 
     let counts = async {
@@ -307,20 +266,10 @@ pub async fn create(
         () = opts.cancel.cancelled() => {
             tools::end_group(&mut child).await;
             // The partial file goes when this returns; the snapshot's session with it.
-            return Err(Error::cancelled(
-                "backup cancelled: pg_dump and its workers were stopped and the partial file removed; nothing was kept",
-                "take the backup again",
-            )
-            .with(Remedy::TakeBackup));
+            return Err(cancelled());
         }
     };
-    let (copied, last_error) = match dumped {
-        Ok(c) => c,
-        Err(e) => {
-            tools::end_group(&mut child).await;
-            return Err(e);
-        }
-    };
+    let last_error = dumped;
     let status = child
         .wait()
         .await
@@ -338,11 +287,25 @@ pub async fn create(
         } else {
             last_error
         };
+        let cause = format!(
+            "the backup failed, nothing was kept: {}",
+            cause.trim_start_matches("pg_dump: error: ")
+        );
+        // pg_dump writes the file itself: a full disk or an unwritable folder is its error.
+        let writing = [
+            "output file",
+            "could not write",
+            "could not create",
+            "could not close",
+        ];
+        if writing.iter().any(|w| cause.contains(w)) {
+            return Err(
+                Error::runtime(cause, "free space in the backup folder, or use another")
+                    .with(Remedy::BackupDir),
+            );
+        }
         return Err(Error::runtime(
-            format!(
-                "the backup failed, nothing was kept: {}",
-                cause.trim_start_matches("pg_dump: error: ")
-            ),
+            cause,
             "check the server and the connection, then take the backup again",
         )
         .with(Remedy::TakeBackup));
@@ -350,7 +313,19 @@ pub async fn create(
     let rows = rows?;
     let _ = client.batch_execute("COMMIT").await;
 
-    let (size_bytes, sha256) = copied;
+    // The checksum of what is on disk, read back once pg_dump is done (its last act rewrites
+    // the table of contents at the start of the file), after the file is made durable.
+    let path = partial.path().to_owned();
+    let digest = tokio::task::spawn_blocking(move || {
+        if let Some(f) = file {
+            f.sync_all().map_err(|e| write_error(&path, &e))?;
+        }
+        content_digest(&path)
+    });
+    let (size_bytes, sha256) = tokio::select! {
+        d = digest => d.map_err(|e| Error::runtime(format!("checksum task failed: {e}"), "retry"))??,
+        () = opts.cancel.cancelled() => return Err(cancelled()),
+    };
     progress.ended(size_bytes);
     let _ = events.send(progress.event(size_bytes, started.elapsed()));
     std::fs::rename(partial.path(), &final_path).map_err(|e| write_error(&final_path, &e))?;
@@ -394,15 +369,12 @@ pub async fn create(
     Ok(entry)
 }
 
-/// Reads what pg_dump writes to stdout, if it writes there; never ready otherwise.
-async fn read_some(
-    out: &mut Option<tokio::process::ChildStdout>,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
-    match out {
-        Some(out) => out.read(buf).await,
-        None => std::future::pending().await,
-    }
+fn cancelled() -> Error {
+    Error::cancelled(
+        "backup cancelled: pg_dump and its workers were stopped and the partial file removed; nothing was kept",
+        "take the backup again",
+    )
+    .with(Remedy::TakeBackup)
 }
 
 /// The next line of pg_dump's stderr (None at its end, or when it cannot be read); never ready
@@ -413,6 +385,15 @@ async fn next_line(
     match lines {
         Some(lines) => lines.next_line().await.ok().flatten(),
         None => std::future::pending().await,
+    }
+}
+
+/// How much pg_dump has written so far: the file's length, or the folder's files'.
+fn size_on_disk(path: &Path) -> u64 {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => dir_size(path),
+        Ok(m) => m.len(),
+        Err(_) => 0,
     }
 }
 
