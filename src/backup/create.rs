@@ -59,8 +59,8 @@ pub async fn create(
         )
         .with(Remedy::DirectoryFormat));
     }
-    let pg_dump = tools::find("pg_dump").await?;
-    let pg_restore = tools::find("pg_restore").await?;
+    let (pg_dump, pg_restore) =
+        tokio::try_join!(tools::find("pg_dump"), tools::find("pg_restore"))?;
     let session = db::connect(&target.with_application_name("pgdeck-backup")).await?;
     let client = &session.client;
 

@@ -35,11 +35,14 @@ pub async fn find(program: &str) -> Result<Tool> {
                 .filter(|p| p.is_file()),
         );
     }
+    // One probe a program, however many links lead to it (Debian's /usr/bin and /bin both lead
+    // to its version wrapper, a script slower to start than the program), all at once.
+    let mut seen = std::collections::HashSet::new();
+    candidates.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    let probes = futures_util::future::join_all(candidates.iter().map(|p| probe(p))).await;
     let mut best: Option<Tool> = None;
-    for path in candidates {
-        if let Ok(tool) = probe(&path).await
-            && best.as_ref().is_none_or(|b| tool.major > b.major)
-        {
+    for tool in probes.into_iter().flatten() {
+        if best.as_ref().is_none_or(|b| tool.major > b.major) {
             best = Some(tool);
         }
     }

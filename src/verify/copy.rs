@@ -18,10 +18,8 @@ pub struct Programs {
 
 impl Programs {
     pub async fn find() -> Result<Programs> {
-        Ok(Programs {
-            dump: tools::find("pg_dump").await?,
-            restore: tools::find("pg_restore").await?,
-        })
+        let (dump, restore) = tokio::try_join!(tools::find("pg_dump"), tools::find("pg_restore"))?;
+        Ok(Programs { dump, restore })
     }
 }
 
