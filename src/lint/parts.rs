@@ -67,9 +67,9 @@ impl Reading<'_> {
     }
 
     /// Reads the parts (the ranges each keeps; one part with the whole file reads it whole),
-    /// side by side: parsing and the statements first, then, once the whole file's statements
-    /// tell whether it runs in one transaction, squawk's rules, the validation pass and the
-    /// facts. Part 0's facts follow and extend `declared`, in order.
+    /// side by side: each parsed, split into statements, checked by squawk's rules and the
+    /// validation pass, and its facts taken. Part 0's facts follow and extend `declared`, in
+    /// order.
     pub fn read(&self, parts: &[Vec<Range<usize>>], declared: &mut Declared) -> Read {
         let whole = parts.len() == 1;
         let texts: Vec<(std::borrow::Cow<str>, Option<std::borrow::Cow<str>>)> = parts
@@ -85,86 +85,75 @@ impl Reading<'_> {
                 }
             })
             .collect();
-        // Parsing and splitting, part by part at once.
-        type Parsed = (Parse<SourceFile>, Option<Parse<SourceFile>>, Vec<Statement>);
-        let parsed: Vec<Parsed> = std::thread::scope(|scope| {
-            let handles: Vec<_> = texts
-                .iter()
-                .map(|(ours, theirs)| {
-                    scope.spawn(move || {
-                        let parse = SourceFile::parse(ours);
-                        let theirs = theirs.as_deref().map(SourceFile::parse);
-                        let statements = Script::split(ours, &parse.tree(), self.lines);
-                        (parse, theirs, statements)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
-        let transactional = parsed
-            .iter()
-            .flat_map(|(_, _, statements)| statements)
-            .all(|s| s.mode == TxMode::Transaction);
-
         let mut exclude = self.settings.exclude.clone();
         exclude.extend_from_slice(rules::HANDLED_BY_RUNNER);
         if self.settings.runner_lock_timeout {
             exclude.extend_from_slice(rules::TIMEOUT_RULES);
         }
-        let linter = || {
+        let squawk = |parse: &Parse<SourceFile>,
+                      theirs: &Option<Parse<SourceFile>>,
+                      ours: &str,
+                      theirs_text: &Option<std::borrow::Cow<str>>,
+                      transactional: bool| {
             let mut linter = Linter::with_rules(&self.settings.include, &exclude);
             linter.settings.assume_in_transaction = transactional;
-            linter
+            match (theirs, theirs_text) {
+                (Some(theirs), Some(text)) => linter.lint(theirs, text),
+                _ => linter.lint(parse, ours),
+            }
         };
-        // squawk's rules and pgdeck's own passes each walk the whole tree: they run side by
-        // side too, every part's.
+        // Every part at once, each parsed, then squawk's rules and pgdeck's own passes (each a
+        // walk of the whole tree) side by side. squawk is told the file runs in one transaction,
+        // as nearly every migration does; when the whole file's statements say otherwise, its
+        // rules run again once they are known.
         // Only part 0 holds statements that declare columns; the data parts neither read nor
         // change the declarations.
         let mut spares: Vec<Declared> = (1..parts.len()).map(|_| Declared::new()).collect();
         let slots = std::iter::once(declared).chain(spares.iter_mut());
-        let reads: Vec<PartRead> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parsed
+        type Parsed = (Parse<SourceFile>, Option<Parse<SourceFile>>, Vec<Statement>);
+        let mut reads: Vec<(Parsed, PartRead)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = texts
                 .iter()
-                .zip(&texts)
                 .zip(slots)
-                .map(|(((parse, theirs, _), (ours, theirs_text)), declared)| {
-                    let mut linter = linter();
-                    let squawk = scope.spawn(move || match (theirs, theirs_text) {
-                        (Some(theirs), Some(text)) => linter.lint(theirs, text),
-                        _ => linter.lint(parse, ours),
-                    });
+                .map(|((ours, theirs_text), declared)| {
                     scope.spawn(move || {
-                        let (problems, mentions_non_transactional) =
-                            Script::problems_of(parse, self.lines);
-                        let violations = squawk.join().ok();
-                        let file = parse.tree();
-                        let facts = if problems.is_empty() && violations.is_some() {
-                            statements_of(&file)
-                                .map(|s| {
-                                    let mut f = facts::facts(&s);
-                                    facts::with_catalog(&mut f, self.sizes, declared);
-                                    declared.apply(&s);
-                                    f
-                                })
-                                .collect()
-                        } else {
-                            Vec::new()
-                        };
-                        let comments = if self.wants_comments {
-                            comments(&file).collect()
-                        } else {
-                            Vec::new()
-                        };
-                        PartRead {
-                            violations,
-                            problems,
-                            mentions_non_transactional,
-                            facts,
-                            comments,
-                        }
+                        let parse = SourceFile::parse(ours);
+                        let theirs = theirs_text.as_deref().map(SourceFile::parse);
+                        let (ours_tree, theirs_tree) = (&parse, &theirs);
+                        let (statements, read) = std::thread::scope(|inner| {
+                            let violations = inner
+                                .spawn(|| squawk(ours_tree, theirs_tree, ours, theirs_text, true));
+                            let file = ours_tree.tree();
+                            let statements = Script::split(ours, &file, self.lines);
+                            let (problems, mentions_non_transactional) =
+                                Script::problems_of(ours_tree, self.lines);
+                            let facts = if problems.is_empty() {
+                                statements_of(&file)
+                                    .map(|s| {
+                                        let mut f = facts::facts(&s);
+                                        facts::with_catalog(&mut f, self.sizes, declared);
+                                        declared.apply(&s);
+                                        f
+                                    })
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            let comments = if self.wants_comments {
+                                comments(&file).collect()
+                            } else {
+                                Vec::new()
+                            };
+                            let read = PartRead {
+                                violations: violations.join().ok(),
+                                problems,
+                                mentions_non_transactional,
+                                facts,
+                                comments,
+                            };
+                            (statements, read)
+                        });
+                        ((parse, theirs, statements), read)
                     })
                 })
                 .collect();
@@ -173,6 +162,25 @@ impl Reading<'_> {
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
+        let transactional = reads
+            .iter()
+            .flat_map(|((_, _, statements), _)| statements)
+            .all(|s| s.mode == TxMode::Transaction);
+        if !transactional {
+            std::thread::scope(|scope| {
+                for (((parse, theirs, _), read), (ours, theirs_text)) in
+                    reads.iter_mut().zip(&texts)
+                {
+                    scope.spawn(move || {
+                        read.violations =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                squawk(parse, theirs, ours, theirs_text, false)
+                            }))
+                            .ok();
+                    });
+                }
+            });
+        }
 
         // The parts merged into the file's order.
         let mut read = Read {
@@ -187,9 +195,9 @@ impl Reading<'_> {
         };
         let complete = reads
             .iter()
-            .all(|r| r.violations.is_some() && r.problems.is_empty());
+            .all(|(_, r)| r.violations.is_some() && r.problems.is_empty());
         let mut statements: Vec<(Statement, Option<Facts>)> = Vec::new();
-        for ((_, _, part_statements), part) in parsed.into_iter().zip(reads) {
+        for ((_, _, part_statements), part) in reads {
             let mut facts = part.facts.into_iter();
             statements.extend(part_statements.into_iter().map(|s| (s, facts.next())));
             match (&mut read.violations, part.violations) {
