@@ -110,8 +110,7 @@ impl Reading<'_> {
         // change the declarations.
         let mut spares: Vec<Declared> = (1..parts.len()).map(|_| Declared::new()).collect();
         let slots = std::iter::once(declared).chain(spares.iter_mut());
-        type Parsed = (Parse<SourceFile>, Option<Parse<SourceFile>>, Vec<Statement>);
-        let mut reads: Vec<(Parsed, PartRead)> = std::thread::scope(|scope| {
+        let mut reads: Vec<(Vec<Statement>, PartRead)> = std::thread::scope(|scope| {
             let handles: Vec<_> = texts
                 .iter()
                 .zip(slots)
@@ -120,7 +119,7 @@ impl Reading<'_> {
                         let parse = SourceFile::parse(ours);
                         let theirs = theirs_text.as_deref().map(SourceFile::parse);
                         let (ours_tree, theirs_tree) = (&parse, &theirs);
-                        let (statements, read) = std::thread::scope(|inner| {
+                        std::thread::scope(|inner| {
                             let violations = inner
                                 .spawn(|| squawk(ours_tree, theirs_tree, ours, theirs_text, true));
                             let file = ours_tree.tree();
@@ -152,8 +151,7 @@ impl Reading<'_> {
                                 comments,
                             };
                             (statements, read)
-                        });
-                        ((parse, theirs, statements), read)
+                        })
                     })
                 })
                 .collect();
@@ -164,17 +162,19 @@ impl Reading<'_> {
         });
         let transactional = reads
             .iter()
-            .flat_map(|((_, _, statements), _)| statements)
+            .flat_map(|(statements, _)| statements)
             .all(|s| s.mode == TxMode::Transaction);
+        // Each part's trees went with its thread (held together, they are most of a lint's
+        // memory): the rare file that runs outside a transaction is parsed again.
         if !transactional {
             std::thread::scope(|scope| {
-                for (((parse, theirs, _), read), (ours, theirs_text)) in
-                    reads.iter_mut().zip(&texts)
-                {
+                for ((_, read), (ours, theirs_text)) in reads.iter_mut().zip(&texts) {
                     scope.spawn(move || {
                         read.violations =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                squawk(parse, theirs, ours, theirs_text, false)
+                                let parse = SourceFile::parse(ours);
+                                let theirs = theirs_text.as_deref().map(SourceFile::parse);
+                                squawk(&parse, &theirs, ours, theirs_text, false)
                             }))
                             .ok();
                     });
@@ -197,7 +197,7 @@ impl Reading<'_> {
             .iter()
             .all(|(_, r)| r.violations.is_some() && r.problems.is_empty());
         let mut statements: Vec<(Statement, Option<Facts>)> = Vec::new();
-        for ((_, _, part_statements), part) in reads {
+        for (part_statements, part) in reads {
             let mut facts = part.facts.into_iter();
             statements.extend(part_statements.into_iter().map(|s| (s, facts.next())));
             match (&mut read.violations, part.violations) {
