@@ -1,4 +1,4 @@
-//! Backups with pg_dump and pg_restore: create (streamed, checksummed, atomic), verify (checksum,
+//! Backups with pg_dump and pg_restore: create (checksummed, atomic), verify (checksum,
 //! table of contents, optional restore test), list, restore and prune, with a JSON catalog entry
 //! beside each backup.
 
@@ -98,7 +98,7 @@ pub enum BackupEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupFormat {
-    /// `-Fc`: one compressed file, streamed through pgdeck.
+    /// `-Fc`: one compressed file, written by pg_dump into a file pgdeck opens for it.
     #[default]
     Custom,
     /// `-Fd`: a folder, written by `--jobs` parallel workers; restorable in parallel too.
