@@ -59,8 +59,10 @@ pub async fn create(
         )
         .with(Remedy::DirectoryFormat));
     }
-    let (pg_dump, pg_restore) =
-        tokio::try_join!(tools::find("pg_dump"), tools::find("pg_restore"))?;
+    let tools::Programs {
+        dump: pg_dump,
+        restore: pg_restore,
+    } = tools::Programs::find().await?;
     let session = db::connect(&target.with_application_name("pgdeck-backup")).await?;
     let client = &session.client;
 
@@ -172,8 +174,7 @@ pub async fn create(
     // to, and that pg_dump writes as its stdout: no pipe and no copy through pgdeck, and a
     // seekable file, into whose table of contents pg_dump writes where each table's data
     // starts (what a parallel or selective pg_restore needs).
-    let mut file = None;
-    match opts.format {
+    let file = match opts.format {
         BackupFormat::Custom => {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -183,7 +184,7 @@ pub async fn create(
                 .map_err(|e| write_error(partial.path(), &e))?;
             let theirs = f.try_clone().map_err(|e| write_error(partial.path(), &e))?;
             command.arg("--format=custom").stdout(theirs);
-            file = Some(f);
+            Some(f)
         }
         BackupFormat::Directory => {
             command
@@ -192,8 +193,9 @@ pub async fn create(
                 .arg("--file")
                 .arg(partial.path())
                 .stdout(Stdio::null());
+            None
         }
-    }
+    };
     let mut child = command.spawn().map_err(|e| {
         Error::runtime(
             format!("cannot start pg_dump: {e}"),
@@ -261,7 +263,7 @@ pub async fn create(
     };
 
     let work = async { tokio::join!(dump, counts) };
-    let (dumped, rows) = tokio::select! {
+    let (last_error, rows) = tokio::select! {
         done = work => done,
         () = opts.cancel.cancelled() => {
             tools::end_group(&mut child).await;
@@ -269,7 +271,6 @@ pub async fn create(
             return Err(cancelled());
         }
     };
-    let last_error = dumped;
     let status = child
         .wait()
         .await

@@ -18,6 +18,19 @@ pub struct Tool {
     pub major: u32,
 }
 
+/// pg_dump and pg_restore, found together once per run.
+pub struct Programs {
+    pub dump: Tool,
+    pub restore: Tool,
+}
+
+impl Programs {
+    pub async fn find() -> Result<Programs> {
+        let (dump, restore) = tokio::try_join!(find("pg_dump"), find("pg_restore"))?;
+        Ok(Programs { dump, restore })
+    }
+}
+
 /// The newest `program` available: `/usr/lib/postgresql/<v>/bin` first (Debian keeps several
 /// versions side by side there), then PATH.
 pub async fn find(program: &str) -> Result<Tool> {

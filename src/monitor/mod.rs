@@ -198,25 +198,18 @@ impl Monitor {
     pub async fn snapshot(&mut self, settings: &MonitorSettings) -> Snapshot {
         let c = &self.client;
         let moment = Moment::begin(c).await;
-        let connections = moment.after(timed(collectors::connections(c)).await).await;
+        let connections = moment.read(collectors::connections(c)).await;
         let long_running = moment
-            .after(
-                timed(collectors::long_running(
-                    c,
-                    settings.long_query,
-                    self.sees_all,
-                ))
-                .await,
-            )
+            .read(collectors::long_running(
+                c,
+                settings.long_query,
+                self.sees_all,
+            ))
             .await;
-        let blocking = moment
-            .after(timed(collectors::blocking(c, self.sees_all)).await)
-            .await;
-        let progress = moment
-            .after(timed(collectors::progress(c, self.sees_all)).await)
-            .await;
+        let blocking = moment.read(collectors::blocking(c, self.sees_all)).await;
+        let progress = moment.read(collectors::progress(c, self.sees_all)).await;
         let replication = moment
-            .after(timed(replication::replication(c, self.sees_all)).await)
+            .read(replication::replication(c, self.sees_all))
             .await;
         moment.end().await;
         let tables = timed(collectors::table_sizes(
@@ -404,7 +397,8 @@ impl<'a> Moment<'a> {
     }
 
     /// A pane read in the transaction: a failed one aborted it, so another begins.
-    async fn after<T>(&self, pane: Pane<T>) -> Pane<T> {
+    async fn read<T>(&self, f: impl std::future::Future<Output = Result<Option<T>>>) -> Pane<T> {
+        let pane = timed(f).await;
         if matches!(pane, Pane::Error { .. }) {
             let _ = self.client.batch_execute("ROLLBACK; BEGIN READ ONLY").await;
         }

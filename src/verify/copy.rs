@@ -6,22 +6,9 @@
 
 use std::process::Stdio;
 
-use crate::backup::tools::{self, Tool};
+use crate::backup::tools::{self, Programs, Tool};
 use crate::error::{Error, Result};
 use crate::target::DbTarget;
-
-/// The dump and restore programs, found once per run.
-pub struct Programs {
-    pub dump: Tool,
-    pub restore: Tool,
-}
-
-impl Programs {
-    pub async fn find() -> Result<Programs> {
-        let (dump, restore) = tokio::try_join!(tools::find("pg_dump"), tools::find("pg_restore"))?;
-        Ok(Programs { dump, restore })
-    }
-}
 
 /// Dumps `target`'s schema and restores it into `into` (an empty database). pg_dump waits at
 /// most `lock_wait` for each table's lock on the target.

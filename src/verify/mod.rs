@@ -253,7 +253,7 @@ pub async fn verify(
 ) -> Result<VerifyReport> {
     let started = Instant::now();
     let facts = read_target(target).await?;
-    let programs = copy::Programs::find().await?;
+    let programs = crate::backup::tools::Programs::find().await?;
     let opened = Instant::now();
     let mut scratch = scratch::Scratch::open(
         opts.scratch.as_ref(),
@@ -307,7 +307,7 @@ type Results = (
 
 async fn rehearse_and_compare(
     scratch: &mut scratch::Scratch,
-    programs: &copy::Programs,
+    programs: &crate::backup::tools::Programs,
     target: &DbTarget,
     dir: &MigrationsDir,
     facts: &TargetFacts,
