@@ -32,6 +32,12 @@ pub struct Session {
 /// Connects, sets `search_path` to the target's schema, and reads the backend pid and version.
 pub async fn connect(target: &DbTarget) -> Result<Session> {
     let (client, ended) = connect_bare(target).await?;
+    session_of(target, client, ended).await
+}
+
+/// A bare connection made a [`Session`]: the schema's search_path set, the backend pid and
+/// version read.
+pub async fn session_of(target: &DbTarget, client: Client, ended: Ended) -> Result<Session> {
     let row = client
         .query_one(
             "SELECT pg_backend_pid(), current_setting('server_version'), \
@@ -46,6 +52,48 @@ pub async fn connect(target: &DbTarget) -> Result<Session> {
         server_version: row.get(1),
         ended,
     })
+}
+
+/// Sessions to one target opened already (a guard that asked the server something before the
+/// work), for the work to take instead of opening its own: each backend a server starts costs
+/// it a few milliseconds of CPU, which is most of a small deploy's cost on a busy server. A
+/// session the server ended meanwhile (an `idle_session_timeout`, a termination) is dropped and
+/// a new one opened in its place.
+#[derive(Default)]
+pub struct Spares(std::sync::Mutex<Vec<Session>>);
+
+impl Spares {
+    pub fn of(sessions: Vec<Session>) -> Spares {
+        Spares(std::sync::Mutex::new(sessions))
+    }
+
+    /// A live spare session, or a new one.
+    pub async fn take(&self, target: &DbTarget) -> Result<Session> {
+        let spare = {
+            let mut sessions = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.retain(|s| !s.client.is_closed() && s.ended.reason().is_none());
+            sessions.pop()
+        };
+        match spare {
+            Some(session) => Ok(session),
+            None => connect(target).await,
+        }
+    }
+
+    /// Gives a session back for the next taker.
+    pub fn give(&self, session: Session) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session);
+    }
+}
+
+impl std::fmt::Debug for Spares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |s| s.len());
+        write!(f, "Spares({n})")
+    }
 }
 
 /// Connects and sends nothing more: for a PgBouncer admin console, which speaks only the

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{connect_bare, query_error};
+use super::{Ended, connect_bare, query_error};
 use crate::error::Result;
 use crate::target::DbTarget;
 
@@ -64,17 +64,26 @@ const POOL_WAIT: Duration = Duration::from_secs(2);
 /// pooler B is handed A's idle backend, or A's second transaction lands on another one, or waits
 /// for one; a statement pooler refuses B's transaction block.
 pub async fn probe(target: &DbTarget) -> Result<Probed> {
-    let target = target.with_application_name("pgdeck-probe");
-    let (a, _a_ended) = connect_bare(&target).await?;
-    let (b, _b_ended) = connect_bare(&target).await?;
+    probe_keeping(target).await.map(|(probed, _)| probed)
+}
+
+/// [`probe`], keeping its two connections when each is a session of its own (no pooler, or one
+/// in session pooling), for the work after it to use: they are the target's own, with its
+/// `application_name`.
+pub async fn probe_keeping(target: &DbTarget) -> Result<(Probed, Vec<(Client, Ended)>)> {
+    let (a, a_ended) = connect_bare(target).await?;
+    let (b, b_ended) = connect_bare(target).await?;
     let first = backend_pid(&a, "SELECT pg_backend_pid()").await?;
     let held = match backend_pid(&b, "BEGIN; SELECT pg_backend_pid()").await {
         Ok(pid) => pid,
         Err(e) if e.cause.contains("statement pooling") => {
-            return Ok(Probed {
-                pooling: Pooling::Statement,
-                evidence: "a transaction block was refused: \"transaction blocks not allowed in statement pooling mode\"".into(),
-            });
+            return Ok((
+                Probed {
+                    pooling: Pooling::Statement,
+                    evidence: "a transaction block was refused: \"transaction blocks not allowed in statement pooling mode\"".into(),
+                },
+                Vec::new(),
+            ));
         }
         Err(e) => return Err(e),
     };
@@ -107,8 +116,11 @@ pub async fn probe(target: &DbTarget) -> Result<Probed> {
             },
         }
     };
-    let _ = b.simple_query("COMMIT").await;
-    Ok(verdict)
+    let kept = match (verdict.pooling, b.simple_query("COMMIT").await) {
+        (Pooling::Session, Ok(_)) => vec![(a, a_ended), (b, b_ended)],
+        _ => Vec::new(),
+    };
+    Ok((verdict, kept))
 }
 
 async fn backend_pid(c: &Client, sql: &str) -> Result<i32> {

@@ -8,6 +8,7 @@
 //! statements PostgreSQL refuses in a transaction runs statement by statement with Prisma's
 //! semantics: a started row that stays failed until resolved if anything goes wrong.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,9 @@ pub struct DeployOptions {
     /// [`DeployEvent::Observed`]: for a rehearsal on a copy, never for production (it costs a
     /// catalog query per statement).
     pub observe: bool,
+    /// Sessions the guards opened already, which the lock and the deploy take before opening
+    /// their own.
+    pub spares: Arc<db::Spares>,
 }
 
 impl DeployOptions {
@@ -116,6 +120,7 @@ impl DeployOptions {
             cancel: CancellationToken::new(),
             expect_pending: None,
             observe: false,
+            spares: Arc::default(),
         }
     }
 }
@@ -422,9 +427,7 @@ pub async fn lock(
         emit(events, DeployEvent::LockDisabled);
         return Ok(None);
     }
-    acquire_lock(target, opts.settings.lock_wait, &opts.cancel, events)
-        .await
-        .map(Some)
+    acquire_lock(target, opts, events).await.map(Some)
 }
 
 /// Applies every pending migration of `dir` to `target`, under the migration lock.
@@ -446,23 +449,38 @@ pub async fn deploy_holding(
     lock: Option<&MigrationLock>,
     events: Events<'_>,
 ) -> Result<DeployOutcome> {
-    let session = db::connect(target).await?;
+    let session = opts.spares.take(target).await?;
     let client = &session.client;
     let schema = target.schema.as_str();
-    let watchdog = match opts.settings.blocking_timeout {
-        Some(bound) => Some(Watchdog::start(target, bound).await?),
-        None => {
-            emit(events, DeployEvent::WatchdogOff);
-            None
+    // The watchdog's session opens while this one reads the ledger.
+    let watchdog = async {
+        match opts.settings.blocking_timeout {
+            Some(bound) => Watchdog::start(target, bound).await.map(Some),
+            None => {
+                emit(events, DeployEvent::WatchdogOff);
+                Ok(None)
+            }
         }
     };
-    let row = client
-        .query_one(
+    let ledger = async {
+        match Ledger::read(client, schema).await? {
+            Some(l) => Ok(l),
+            None => create_ledger(client, schema, events).await,
+        }
+    };
+    let (watchdog, ledger) = tokio::join!(watchdog, ledger);
+    let (watchdog, ledger) = (watchdog?, ledger?);
+    // Sent together: one round trip.
+    let (row, set_search_path, queries) = futures_util::future::try_join3(
+        client.query_one(
             "SELECT current_setting('statement_timeout'), current_setting('server_version_num')::int",
             &[],
-        )
-        .await
-        .map_err(|e| query_error("preparing the session", &e))?;
+        ),
+        client.prepare("SELECT pg_catalog.set_config('search_path', $1, false)"),
+        Queries::prepare(client, schema),
+    )
+    .await
+    .map_err(|e| query_error("preparing the session", &e))?;
     let statement_timeout: String = row.get(0);
     let reset_sql = reset_session_sql(row.get(1));
     let run = Runner {
@@ -480,16 +498,10 @@ pub async fn deploy_holding(
         watchdog: watchdog.as_ref(),
         lock_pid: lock.map(|l| l.pid),
         search_path: db::quote_ident(schema),
-        set_search_path: client
-            .prepare("SELECT pg_catalog.set_config('search_path', $1, false)")
-            .await
-            .map_err(|e| query_error("preparing the session", &e))?,
+        set_search_path,
+        queries,
     };
 
-    let ledger = match Ledger::read(client, schema).await? {
-        Some(l) => l,
-        None => create_ledger(client, schema, events).await?,
-    };
     if let Some(failed) = ledger.failed().next() {
         return Err(failed_blocks_deploy(
             &failed.migration_name,
@@ -738,10 +750,8 @@ async fn apply_in_transaction(
     let mut attempt = 1;
     loop {
         let started_at = Utc::now();
-        let (error, statement) = match try_transaction(
-            run, schema, record, m, statements, opts, events,
-        )
-        .await
+        let (error, statement) = match try_transaction(run, record, m, statements, opts, events)
+            .await
         {
             Ok(applied) => return Ok(applied),
             Err(Failure::Stop(e)) => {
@@ -918,7 +928,6 @@ enum Applied {
 
 async fn try_transaction(
     run: &Runner<'_>,
-    schema: &str,
     record: &tokio_postgres::Statement,
     m: &LocalMigration,
     statements: &[Statement],
@@ -926,7 +935,7 @@ async fn try_transaction(
     events: Events<'_>,
 ) -> Result<Applied, Failure> {
     let client = run.client;
-    if !claim(run, schema, m).await? {
+    if !claim(run, m).await? {
         let _ = client.batch_execute("ROLLBACK").await;
         return Ok(Applied::Already);
     }
@@ -1006,7 +1015,7 @@ async fn try_transaction(
 /// is this deploy's to apply: under the appliers' lock, the deploy still holds the migration
 /// lock, and the migration's row, read now rather than when the deploy began, says it is not
 /// applied. False: another deploy applied it meanwhile. The transaction stays open either way.
-async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<bool, Failure> {
+async fn claim(run: &Runner<'_>, m: &LocalMigration) -> Result<bool, Failure> {
     // READ COMMITTED whatever the database's default: the row is read in a snapshot taken after
     // the lock is granted, so it sees what the applier before committed. The session is reset
     // first, in a request of its own (sent together), so that the reset outlives this
@@ -1040,14 +1049,14 @@ async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<boo
     // Both read together (the driver pipelines them): one round trip.
     let held = async {
         match run.lock_pid {
-            Some(pid) => holds_lock(run.client, pid).await,
+            Some(pid) => holds_lock(run, pid).await,
             None => Ok(true),
         }
     };
-    let (held, standing) =
-        futures_util::future::try_join(held, ledger::standing(run.client, schema, &m.name))
-            .await
-            .map_err(Failure::Stop)?;
+    let standing = ledger::standing(run.client, &run.queries.standing, &m.name);
+    let (held, standing) = futures_util::future::try_join(held, standing)
+        .await
+        .map_err(Failure::Stop)?;
     if let (false, Some(pid)) = (held, run.lock_pid) {
         return Err(Failure::Stop(lock_lost(m, pid)));
     }
@@ -1068,12 +1077,11 @@ async fn claim(run: &Runner<'_>, schema: &str, m: &LocalMigration) -> Result<boo
 }
 
 /// Whether the session `pid` still holds the migration lock.
-async fn holds_lock(client: &Client, pid: i32) -> Result<bool> {
-    Ok(client
+async fn holds_lock(run: &Runner<'_>, pid: i32) -> Result<bool> {
+    Ok(run
+        .client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-               AND classid = 0 AND objid = $2 AND objsubid = 1 AND pid = $1 \
-               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            &run.queries.holds_lock,
             &[&pid, &(ADVISORY_LOCK_KEY as u32)],
         )
         .await
@@ -1104,7 +1112,7 @@ async fn apply_statement_by_statement(
     let client = run.client;
     let total = statements.len();
     // Its started row is written under the same proof as a transactional migration's.
-    let claimed = claim(run, schema, m).await;
+    let claimed = claim(run, m).await;
     if !matches!(claimed, Ok(true)) {
         let _ = client.batch_execute("ROLLBACK").await;
     }
@@ -1491,11 +1499,11 @@ pub(super) async fn immune_to_timeouts(client: &Client) -> Result<()> {
 /// holder named.
 async fn acquire_lock(
     target: &DbTarget,
-    wait: Duration,
-    cancel: &CancellationToken,
+    opts: &DeployOptions,
     events: Events<'_>,
 ) -> Result<MigrationLock> {
-    let session = db::connect(target).await?;
+    let (wait, cancel) = (opts.settings.lock_wait, &opts.cancel);
+    let session = opts.spares.take(target).await?;
     let pid = session.backend_pid;
     let client = session.client;
     immune_to_timeouts(&client).await?;
@@ -1607,6 +1615,39 @@ pub(super) struct Runner<'a> {
     /// The target's schema, quoted, as the session's search_path.
     search_path: String,
     set_search_path: tokio_postgres::Statement,
+    queries: Queries,
+}
+
+/// What the deploy asks before every migration, prepared once for the whole deploy: a query
+/// parsed and planned afresh each time costs the server more than it takes to answer.
+struct Queries {
+    /// [`replicas::WORST_SQL`].
+    replica_lag: tokio_postgres::Statement,
+    /// Whether a backend ($1) holds the migration lock (key $2).
+    holds_lock: tokio_postgres::Statement,
+    /// [`ledger::standing_sql`].
+    standing: tokio_postgres::Statement,
+}
+
+impl Queries {
+    async fn prepare(client: &Client, schema: &str) -> Result<Queries, tokio_postgres::Error> {
+        let standing = ledger::standing_sql(schema);
+        let (replica_lag, holds_lock, standing) = futures_util::future::try_join3(
+            client.prepare(replicas::WORST_SQL),
+            client.prepare(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                   AND classid = 0 AND objid = $2 AND objsubid = 1 AND pid = $1 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            ),
+            client.prepare(&standing),
+        )
+        .await?;
+        Ok(Queries {
+            replica_lag,
+            holds_lock,
+            standing,
+        })
+    }
 }
 
 /// Undoes whatever a migration left in its session: the role, every setting (RESET ALL goes
@@ -1808,7 +1849,7 @@ impl Runner<'_> {
         let started = Instant::now();
         let mut last: Option<replicas::Lag> = None;
         loop {
-            let lag = match replicas::worst(self.client).await {
+            let lag = match replicas::worst(self.client, &self.queries.replica_lag).await {
                 Ok(lag) => lag.filter(|l| l.bytes > max),
                 // The deploy's own session failing is for the migration's own statements to
                 // report; a standby it cannot read is none to wait for.

@@ -238,15 +238,24 @@ pub enum Standing {
     Unfinished { started_at: DateTime<Utc> },
 }
 
-pub async fn standing(client: &impl GenericClient, schema: &str, name: &str) -> Result<Standing> {
-    let sql = format!(
+/// A migration's ($1) standing in the ledger of `schema`: its live row, unfinished first.
+pub fn standing_sql(schema: &str) -> String {
+    format!(
         "SELECT finished_at IS NOT NULL, started_at FROM {} \
          WHERE migration_name = $1 AND rolled_back_at IS NULL \
          ORDER BY finished_at IS NULL DESC, started_at DESC LIMIT 1",
         table(schema)
-    );
+    )
+}
+
+/// A migration's standing, by [`standing_sql`] prepared on `client`.
+pub async fn standing(
+    client: &impl GenericClient,
+    query: &tokio_postgres::Statement,
+    name: &str,
+) -> Result<Standing> {
     let row = client
-        .query_opt(&sql, &[&name])
+        .query_opt(query, &[&name])
         .await
         .map_err(|e| query_error("reading the migration's row", &e))?;
     Ok(match row {

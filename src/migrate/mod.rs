@@ -62,7 +62,7 @@ pub async fn resolve(
     events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
 ) -> Result<()> {
     let _lock = deploy::lock(target, opts, events).await?;
-    let mut session = db::connect(target).await?;
+    let mut session = opts.spares.take(target).await?;
     let tx = session
         .client
         .transaction()
@@ -167,7 +167,7 @@ pub async fn reset(
     events: &tokio::sync::mpsc::UnboundedSender<DeployEvent>,
 ) -> Result<DeployOutcome> {
     let lock = deploy::lock(target, opts, events).await?;
-    let session = db::connect(target).await?;
+    let session = opts.spares.take(target).await?;
     let s = quote_ident(&target.schema);
     session
         .client
@@ -177,6 +177,6 @@ pub async fn reset(
         ))
         .await
         .map_err(|e| query_error("dropping and recreating the schema", &e))?;
-    drop(session);
+    opts.spares.give(session);
     deploy::deploy_holding(target, dir, opts, lock.as_ref(), events).await
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::db::query_error;
 use crate::error::{Error, ErrorKind, Remedy, Result};
@@ -23,18 +23,19 @@ pub struct Lag {
     pub seconds: Option<f64>,
 }
 
+/// The standby furthest behind in replay: its name, its replay lag in bytes and seconds.
+pub const WORST_SQL: &str = "SELECT coalesce(nullif(application_name, ''), host(client_addr), 'local'), \
+            greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, \
+            extract(epoch FROM replay_lag)::float8 \
+     FROM pg_stat_replication WHERE replay_lsn IS NOT NULL \
+     ORDER BY 2 DESC LIMIT 1";
+
 /// The standby furthest behind in replay, if any streams from this server and reports a
-/// position (without pg_monitor the positions are hidden and nothing is waited for).
-pub async fn worst(client: &Client) -> Result<Option<Lag>> {
+/// position (without pg_monitor the positions are hidden and nothing is waited for), by
+/// [`WORST_SQL`] prepared on `client`.
+pub async fn worst(client: &Client, query: &Statement) -> Result<Option<Lag>> {
     let row = client
-        .query_opt(
-            "SELECT coalesce(nullif(application_name, ''), host(client_addr), 'local'), \
-                    greatest(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint, \
-                    extract(epoch FROM replay_lag)::float8 \
-             FROM pg_stat_replication WHERE replay_lsn IS NOT NULL \
-             ORDER BY 2 DESC LIMIT 1",
-            &[],
-        )
+        .query_opt(query, &[])
         .await
         .map_err(|e| query_error("reading the standbys' replay lag", &e))?;
     Ok(row.map(|r| Lag {

@@ -4,6 +4,7 @@
 //! acknowledged by a person with a reason; then the confirmation. Then the hooks around the
 //! engine, the notifications, and the journal of what was and was not applied.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,6 +17,7 @@ use super::{
 };
 use crate::backup::pgbackrest::RestorePoint;
 use crate::backup::{self, BackupEntry, GateChoice, Identity};
+use crate::db;
 use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::journal::{self, Outcome};
@@ -91,10 +93,10 @@ pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
 /// Applies the pending migrations under every guard.
 pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> {
     direct_connection(ctx, Workflow::Deploy)?;
-    super::primary::primary_session(ctx, Workflow::Deploy).await?;
+    let spares = super::primary::primary_session(ctx, Workflow::Deploy).await?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (status, _) = migrate::status(&env.target, &dir).await?;
+    let status = status_on_spare(&spares, env, &dir).await?;
     refuse_failed(&status)?;
     let pending: Vec<String> = status
         .pending_names()
@@ -113,6 +115,7 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
         return Ok(DeployReport::default());
     }
     let mut gates = Gates::evaluate(ctx, &dir, &pending, req).await?;
+    gates.spares = spares;
     let ask = Ask {
         title: format!(
             "Apply {} pending migration(s) to {}",
@@ -200,6 +203,18 @@ fn deploy_lines(env: &Environment, dir: &MigrationsDir, pending: &[String]) -> V
     lines
 }
 
+/// The status read on one of the guard's sessions, given back for the work.
+pub(super) async fn status_on_spare(
+    spares: &db::Spares,
+    env: &Environment,
+    dir: &MigrationsDir,
+) -> Result<StatusReport> {
+    let session = spares.take(&env.target).await?;
+    let status = migrate::status_on(&session, &env.target.schema, dir).await?;
+    spares.give(session);
+    Ok(status)
+}
+
 /// A failed migration blocks every deploy until it is resolved.
 pub(super) fn refuse_failed(status: &StatusReport) -> Result<()> {
     for m in &status.migrations {
@@ -226,6 +241,8 @@ pub(super) struct Gates {
     pitr: Option<pitr::Found>,
     restore_point: Option<RestorePoint>,
     overrides: Vec<(String, String)>,
+    /// The sessions the primary-session guard opened, for the work to use.
+    pub(super) spares: db::Spares,
 }
 
 impl Gates {
@@ -492,7 +509,7 @@ pub(super) async fn execute(
     workflow: Workflow,
     dir: MigrationsDir,
     pending: Vec<String>,
-    (gates, confirmed): (Gates, Confirmed),
+    (mut gates, confirmed): (Gates, Confirmed),
     lock_wait: Option<Duration>,
     notices: Notices,
 ) -> Result<DeployReport> {
@@ -531,6 +548,7 @@ pub(super) async fn execute(
     let opts = DeployOptions {
         cancel: ctx.cancel.clone(),
         expect_pending: Some(pending.clone()),
+        spares: Arc::new(std::mem::take(&mut gates.spares)),
         ..DeployOptions::new(settings)
     };
     let mut applied: Vec<String> = Vec::new();

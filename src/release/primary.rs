@@ -2,7 +2,8 @@
 //! reset, revert's deploy): it needs the primary, in a session of its own. A standby
 //! (`pg_is_in_recovery()`) is read-only; a pooler in transaction or statement mode (PgBouncer)
 //! hands each transaction to another server session, where the session's advisory lock and
-//! settings do not hold. Both are asked of the server when the work starts.
+//! settings do not hold. Both are asked of the server when the work starts, and the sessions
+//! that asked are the work's to use ([`db::Spares`]).
 
 use tokio_postgres::SimpleQueryMessage;
 
@@ -10,9 +11,9 @@ use super::{Context, Event, Workflow};
 use crate::db::{self, pooler};
 use crate::error::{Error, Guard, Remedy, Result};
 
-pub(super) async fn primary_session(ctx: &Context, workflow: Workflow) -> Result<()> {
+pub(super) async fn primary_session(ctx: &Context, workflow: Workflow) -> Result<db::Spares> {
     let target = &ctx.env.target;
-    let probed = pooler::probe(target).await?;
+    let (probed, kept) = pooler::probe_keeping(target).await?;
     if probed.pooling != pooler::Pooling::Session {
         return Err(Error::guarded(
             Guard::Pooler,
@@ -27,8 +28,12 @@ pub(super) async fn primary_session(ctx: &Context, workflow: Workflow) -> Result
         )
         .with(Remedy::UseDirectUrl));
     }
+    let mut kept = kept.into_iter();
+    let (client, ended) = match kept.next() {
+        Some(c) => c,
+        None => db::connect_bare(target).await?,
+    };
     // In the simple protocol, as the probe: nothing here depends on a prepared statement.
-    let (client, _ended) = db::connect_bare(&target.with_application_name("pgdeck-probe")).await?;
     let standby = client
         .simple_query("SELECT pg_is_in_recovery()")
         .await
@@ -51,5 +56,9 @@ pub(super) async fn primary_session(ctx: &Context, workflow: Workflow) -> Result
         "the connection reaches the primary in a session of its own (no standby, no transaction pooler)"
             .into(),
     ));
-    Ok(())
+    let mut sessions = vec![db::session_of(target, client, ended).await?];
+    for (client, ended) in kept {
+        sessions.push(db::session_of(target, client, ended).await?);
+    }
+    Ok(db::Spares::of(sessions))
 }

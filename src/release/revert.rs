@@ -10,10 +10,12 @@ use sha2::{Digest, Sha256};
 
 use super::deploy::{
     DeployReport, DeployRequest, Gates, Notices, execute, record_release, refuse_failed,
+    status_on_spare,
 };
 use super::{
     Confirmation, Context, Environment, Event, Needs, Workflow, confirm, direct_connection,
 };
+use crate::db;
 use crate::error::{Ask, Error, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::journal::Outcome;
@@ -44,13 +46,14 @@ pub struct RevertReport {
 /// guards. Before anything is written it refuses what a deploy would refuse, and while other
 /// migrations are pending (the rollback's deploy would apply them too).
 pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> {
+    let mut spares = db::Spares::default();
     if req.deploy.is_some() {
         direct_connection(ctx, Workflow::Revert)?;
-        super::primary::primary_session(ctx, Workflow::Revert).await?;
+        spares = super::primary::primary_session(ctx, Workflow::Revert).await?;
     }
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let (status, _) = migrate::status(&env.target, &dir).await?;
+    let status = status_on_spare(&spares, env, &dir).await?;
     let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
     let Some(deploy) = &req.deploy else {
         let folder = rollback.write()?;
@@ -97,6 +100,7 @@ pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> 
     let pending = vec![candidate.name.clone()];
     planned.migrations.push(candidate);
     let mut gates = Gates::evaluate(ctx, &planned, &pending, deploy).await?;
+    gates.spares = spares;
     let confirmed = confirm(
         ctx,
         Needs::for_change(env, true),
@@ -277,14 +281,15 @@ pub struct ResetRequest {
 }
 
 /// The engine's options for `resolve` and `reset`: the environment's deploy settings, the
-/// request's lock wait, the workflow's cancel.
-fn lock_options(ctx: &Context, lock_wait: Option<Duration>) -> DeployOptions {
+/// request's lock wait, the workflow's cancel, the guard's sessions.
+fn lock_options(ctx: &Context, lock_wait: Option<Duration>, spares: db::Spares) -> DeployOptions {
     let mut settings = ctx.env.deploy.clone();
     if let Some(wait) = lock_wait {
         settings.lock_wait = wait;
     }
     DeployOptions {
         cancel: ctx.cancel.clone(),
+        spares: std::sync::Arc::new(spares),
         ..DeployOptions::new(settings)
     }
 }
@@ -293,7 +298,7 @@ fn lock_options(ctx: &Context, lock_wait: Option<Duration>) -> DeployOptions {
 /// unprotected environment asks first, as with Prisma; a protected one needs the name typed.
 pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
     direct_connection(ctx, Workflow::Resolve)?;
-    super::primary::primary_session(ctx, Workflow::Resolve).await?;
+    let spares = super::primary::primary_session(ctx, Workflow::Resolve).await?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
     let title = match req.how {
@@ -329,7 +334,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
         workflow: Workflow::Resolve,
         what: title.clone(),
     });
-    let opts = lock_options(ctx, req.lock_wait);
+    let opts = lock_options(ctx, req.lock_wait, spares);
     let resolved = with_events(
         |e| ctx.deploy_event(e),
         |tx| {
@@ -354,7 +359,7 @@ pub async fn resolve(ctx: &Context, req: &ResolveRequest) -> Result<()> {
 /// whatever is confirmed.
 pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
     direct_connection(ctx, Workflow::Reset)?;
-    super::primary::primary_session(ctx, Workflow::Reset).await?;
+    let spares = super::primary::primary_session(ctx, Workflow::Reset).await?;
     let env = &ctx.env;
     if env.protected {
         return Err(Error::guarded(
@@ -389,7 +394,7 @@ pub async fn reset(ctx: &Context, req: &ResetRequest) -> Result<DeployReport> {
         workflow: Workflow::Reset,
         what: format!("reset of schema \"{}\"", env.target.schema),
     });
-    let opts = lock_options(ctx, req.lock_wait);
+    let opts = lock_options(ctx, req.lock_wait, spares);
     let result = with_events(
         |e| ctx.deploy_event(e),
         |tx| {
