@@ -30,6 +30,18 @@ pub async fn status(target: &DbTarget, dir: &MigrationsDir) -> Result<(StatusRep
     ))
 }
 
+/// [`status`] on one of the `spares` (or a new session), given back afterwards for the work.
+pub async fn status_with(
+    spares: &db::Spares,
+    target: &DbTarget,
+    dir: &MigrationsDir,
+) -> Result<StatusReport> {
+    let session = spares.take(target).await?;
+    let status = status_on(&session, &target.schema, dir).await?;
+    spares.give(session);
+    Ok(status)
+}
+
 /// [`status`] on a session already open: for a caller that tells a server it cannot reach from
 /// a ledger it cannot read.
 pub async fn status_on(

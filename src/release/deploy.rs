@@ -96,7 +96,7 @@ pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> 
     let spares = super::primary::primary_session(ctx, Workflow::Deploy).await?;
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let status = status_on_spare(&spares, env, &dir).await?;
+    let status = migrate::status_with(&spares, &env.target, &dir).await?;
     refuse_failed(&status)?;
     let pending: Vec<String> = status
         .pending_names()
@@ -201,18 +201,6 @@ fn deploy_lines(env: &Environment, dir: &MigrationsDir, pending: &[String]) -> V
         env.deploy.lock_retries
     ));
     lines
-}
-
-/// The status read on one of the guard's sessions, given back for the work.
-pub(super) async fn status_on_spare(
-    spares: &db::Spares,
-    env: &Environment,
-    dir: &MigrationsDir,
-) -> Result<StatusReport> {
-    let session = spares.take(&env.target).await?;
-    let status = migrate::status_on(&session, &env.target.schema, dir).await?;
-    spares.give(session);
-    Ok(status)
 }
 
 /// A failed migration blocks every deploy until it is resolved.

@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 
 use super::deploy::{
     DeployReport, DeployRequest, Gates, Notices, execute, record_release, refuse_failed,
-    status_on_spare,
 };
 use super::{
     Confirmation, Context, Environment, Event, Needs, Workflow, confirm, direct_connection,
@@ -46,14 +45,15 @@ pub struct RevertReport {
 /// guards. Before anything is written it refuses what a deploy would refuse, and while other
 /// migrations are pending (the rollback's deploy would apply them too).
 pub async fn revert(ctx: &Context, req: &RevertRequest) -> Result<RevertReport> {
-    let mut spares = db::Spares::default();
-    if req.deploy.is_some() {
+    let spares = if req.deploy.is_some() {
         direct_connection(ctx, Workflow::Revert)?;
-        spares = super::primary::primary_session(ctx, Workflow::Revert).await?;
-    }
+        super::primary::primary_session(ctx, Workflow::Revert).await?
+    } else {
+        db::Spares::default()
+    };
     let env = &ctx.env;
     let dir = MigrationsDir::load(&env.migrations_dir)?;
-    let status = status_on_spare(&spares, env, &dir).await?;
+    let status = migrate::status_with(&spares, &env.target, &dir).await?;
     let rollback = migrate::revert::prepare(&dir, &status, &req.names, Utc::now())?;
     let Some(deploy) = &req.deploy else {
         let folder = rollback.write()?;
