@@ -489,7 +489,7 @@ fn lint_with_workers(
     };
     let before = declared.clone();
     let mut read = match parts::cut(text, workers) {
-        Some(cut) => reading.read(&cut, declared),
+        Some(cut) => reading.read(&cut, workers, declared),
         None => reading.read_whole(declared),
     };
     if read.parts > 1 && (read.violations.is_none() || !read.problems.is_empty()) {

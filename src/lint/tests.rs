@@ -907,7 +907,7 @@ fn mixed_load(broken: Option<&str>) -> String {
         for j in 0..300 {
             let end = if j == 299 { ";" } else { "," };
             sql.push_str(&format!(
-                "    ('c{batch}_{j}', 'C;{j:03}'){end} -- row {j}\n"
+                "    ('c{batch}_{j}', 'Ç;{j:03}'){end} -- row {j}\n"
             ));
         }
         if batch == 30
