@@ -7,7 +7,7 @@ mod hold;
 mod report;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -570,9 +570,24 @@ pub fn sessions(dir: &Path, environment: &str) -> Result<Vec<PathBuf>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_error("cannot read the journal folder", &folder, &e)),
     };
-    files.sort();
-    files.reverse();
+    files.sort_by_cached_key(|p| std::cmp::Reverse(started_order(p)));
     Ok(files)
+}
+
+/// The order sessions started in, from the file's name: its second, then the number a session
+/// started in the same second as others got (`20261201_110700`, `_2` ... `_10`).
+fn started_order(path: &Path) -> (String, u32) {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('_') {
+        Some((second, n)) if second.contains('_') => match n.parse() {
+            Ok(n) => (second.to_owned(), n),
+            Err(_) => (stem, 0),
+        },
+        _ => (stem, 1),
+    }
 }
 
 /// The environments with at least one session in the journal folder: each one's folder name
@@ -603,18 +618,14 @@ pub fn environments(dir: &Path) -> Result<Vec<(String, usize, PathBuf)>> {
 /// write into. A damaged newest session is not resumed either: the next one starts afresh.
 pub fn unfinished(dir: &Path, environment: &str) -> Result<Option<PathBuf>> {
     for path in sessions(dir, environment)? {
+        match started_by_command(&path) {
+            Some(true) => continue,
+            Some(false) => {}
+            None => return Ok(None),
+        }
         let Ok(entries) = read(&path) else {
             return Ok(None);
         };
-        if matches!(
-            entries.first().map(|e| &e.event),
-            Some(Event::SessionStarted {
-                command: Some(_),
-                ..
-            })
-        ) {
-            continue;
-        }
         if entries
             .iter()
             .any(|e| matches!(e.event, Event::SessionFinished))
@@ -624,6 +635,30 @@ pub fn unfinished(dir: &Path, environment: &str) -> Result<Option<PathBuf>> {
         return Ok(Some(path));
     }
     Ok(None)
+}
+
+/// The longest first entry read to tell who started a session (its `session_started` names
+/// the environment, database, operator and command: well under this).
+const FIRST_ENTRY_MAX: u64 = 64 * 1024;
+
+/// Whether the session at `path` was started by a headless command, from its first entry
+/// alone: a history of thousands of command sessions is passed over without reading each one
+/// whole. None when that entry cannot be read.
+fn started_by_command(path: &Path) -> Option<bool> {
+    let file = crate::db::files::open(path).ok()?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .take(FIRST_ENTRY_MAX)
+        .read_line(&mut first)
+        .ok()?;
+    let entry: Entry = serde_json::from_str(first.trim_end()).ok()?;
+    Some(matches!(
+        entry.event,
+        Event::SessionStarted {
+            command: Some(_),
+            ..
+        }
+    ))
 }
 
 #[cfg(test)]
@@ -746,6 +781,73 @@ mod tests {
             .record(Event::SessionResumed)
             .unwrap();
         assert_eq!(super::sessions(dir.path(), "production").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn sessions_started_in_the_same_second_are_in_the_order_they_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = env_dir(dir.path(), "production");
+        std::fs::create_dir_all(&folder).unwrap();
+        for name in [
+            "20261201_110659",
+            "20261201_110700",
+            "20261201_110700_2",
+            "20261201_110700_9",
+            "20261201_110700_10",
+            "20261201_110701",
+        ] {
+            std::fs::write(folder.join(format!("{name}.jsonl")), b"").unwrap();
+        }
+        let names: Vec<String> = sessions(dir.path(), "production")
+            .unwrap()
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "20261201_110701",
+                "20261201_110700_10",
+                "20261201_110700_9",
+                "20261201_110700_2",
+                "20261201_110700",
+                "20261201_110659",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_command_passes_over_other_commands_sessions_by_their_first_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = Journal::start(dir.path(), "production", "db", "ana").unwrap();
+        let staging = CommandJournal::new(dir.path(), "staging", "db", "deploy");
+        staging.record(Event::SessionResumed).unwrap();
+        drop(staging);
+        let command_session = sessions(dir.path(), "staging").unwrap().remove(0);
+        // Newer sessions of commands, the newest damaged after its first entry: none of them
+        // is the console's, and none hides it.
+        let folder = console.path().parent().unwrap();
+        for n in 0..3 {
+            std::fs::copy(
+                &command_session,
+                folder.join(format!("29991231_2359{n:02}.jsonl")),
+            )
+            .unwrap();
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(folder.join("29991231_235902.jsonl"))
+            .unwrap()
+            .write_all(b"not json\n")
+            .unwrap();
+        assert_eq!(sessions(dir.path(), "production").unwrap().len(), 4);
+        assert_eq!(
+            unfinished(dir.path(), "production").unwrap(),
+            Some(console.path().to_owned())
+        );
+        // A session whose first entry is not one is nobody's to join.
+        std::fs::write(folder.join("29991231_235903.jsonl"), b"{\"at\":\"2999-").unwrap();
+        assert_eq!(unfinished(dir.path(), "production").unwrap(), None);
     }
 
     #[test]
