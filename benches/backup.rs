@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use pgdeck::db::{self, quote_ident, sandbox::Sandbox};
 
+mod common;
+
+use common::children_cpu;
+
 #[path = "../tests/common/stanza.rs"]
 #[allow(dead_code)]
 mod stanza;
@@ -27,15 +31,6 @@ const TARGET_SPEEDUP: f64 = 100.0;
 struct Took {
     wall: Duration,
     cpu: Duration,
-}
-
-fn children_cpu() -> Duration {
-    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .expect("getrusage");
-    let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
-    tv(u.user_time()) + tv(u.system_time())
 }
 
 fn timed(cmd: &mut Command) -> Took {

@@ -22,6 +22,10 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+mod common;
+
+use common::{TICKS_PER_SEC, cpu_ticks};
+
 const FRAMES: usize = 500;
 const IDLE_SECONDS: u64 = 30;
 
@@ -185,17 +189,7 @@ fn idle_cpu(pid: u32) -> f64 {
     let (cpu0, t0) = (cpu_ticks(pid), Instant::now());
     std::thread::sleep(Duration::from_secs(IDLE_SECONDS));
     let (cpu1, elapsed) = (cpu_ticks(pid), t0.elapsed());
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    (cpu1 - cpu0) as f64 / ticks_per_sec / elapsed.as_secs_f64() * 100.0
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    (cpu1 - cpu0) as f64 / TICKS_PER_SEC as f64 / elapsed.as_secs_f64() * 100.0
 }
 
 fn rss_kb(pid: u32) -> u64 {
