@@ -455,6 +455,24 @@ async fn fleet_flags_and_settings_that_make_no_sense_are_refused_before_anything
         &["status", "--fleet", "tenants", "--all-environments"],
         "cannot be used with",
     );
+    // A migrations folder that cannot be read (a file here): one refusal before any database
+    // is reached, not a failure per database.
+    let mut cmd = pgdeck_cmd();
+    cmd.env("PGDECK_JOURNAL_DIR", setup.journal.path())
+        .arg("--config")
+        .arg(&setup.config)
+        .arg("--migrations")
+        .arg(&setup.config)
+        .args(["deploy", "--fleet", "tenants"]);
+    let r = run(cmd);
+    r.assert_clean_error(2);
+    assert!(
+        r.stderr.contains("cannot read the migrations folder")
+            && r.stderr.contains("no database was started"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("[tenants/"), "{}", r.stderr);
     for db in &setup.dbs {
         assert!(!db.table_exists("_prisma_migrations").await, "{}", db.name);
     }
@@ -524,6 +542,50 @@ async fn a_fleet_of_environments_reads_each_one_and_deploys_them_in_order() {
     let st = cmd(&["status", "--fleet", "regions", "--json"]);
     assert_eq!(st.code, 0, "{st:?}");
     assert_eq!(json_of(&st)["verdict"], "up_to_date");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_database_gets_the_release_the_fleet_read_at_its_start() {
+    // The first database's before_deploy hook writes a new migration into the folder: the
+    // databases after it still get the release as it was when the fleet started.
+    let late = "29990101000000_late";
+    let setup = FleetSetup::new("fleetpin", 3, "").await;
+    let folder = setup.migrations.path().join(late);
+    let hook = format!(
+        "test -e '{dir}' || {{ mkdir '{dir}' && echo 'CREATE TABLE late (id int);' > '{dir}/migration.sql'; }}",
+        dir = folder.display()
+    );
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&setup.config)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut config,
+        format!("\n[environments.tenants.hooks]\nbefore_deploy = \"\"\"{hook}\"\"\"\n").as_bytes(),
+    )
+    .unwrap();
+    setup.migrations.add(SECOND, "CREATE TABLE b (id int);\n");
+    let r = run(setup.cmd(&["deploy", "--fleet", "tenants", "--concurrency", "1"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        setup
+            .migrations
+            .path()
+            .join(late)
+            .join("migration.sql")
+            .exists(),
+        "the hook ran: {r:?}"
+    );
+    for db in &setup.dbs {
+        assert!(db.table_exists("b").await, "{}", db.name);
+        assert!(!db.table_exists("late").await, "{}: {r:?}", db.name);
+    }
+    // The next release has it, for every database.
+    let r = run(setup.cmd(&["deploy", "--fleet", "tenants"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    for db in &setup.dbs {
+        assert!(db.table_exists("late").await, "{}", db.name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -417,6 +417,8 @@ async fn status_all_environments_shows_each_one_side_by_side_and_exits_with_the_
     );
     assert!(envs[0]["error"].is_null() && envs[0]["server_version"].is_string());
     assert_eq!(envs[2]["problem"], "unreachable");
+    // Not every environment was read: not ok, whatever the others say.
+    assert_eq!(v["ok"], false, "{v}");
     assert!(
         envs[2]["error"]
             .as_str()

@@ -575,7 +575,8 @@ pub fn matrix_json(m: &Matrix, exit_code: u8) -> serde_json::Value {
         })
         .collect();
     json!({
-        "ok": true,
+        // Every environment read: a verdict over them all.
+        "ok": m.columns.iter().all(|c| c.error().is_none()),
         "verdict": m.overall(),
         "exit_code": exit_code,
         "environments": environments,

@@ -106,6 +106,7 @@ pub fn resolve_fleet(overrides: &Overrides, vars: &dyn Vars, name: &str) -> Resu
                 .collect()
         }
     };
+    same_database(name, &members)?;
     let canaries = fleet
         .canary
         .iter()
@@ -125,11 +126,51 @@ pub fn resolve_fleet(overrides: &Overrides, vars: &dyn Vars, name: &str) -> Resu
                 })
         })
         .collect::<Result<Vec<usize>>>()?;
+    if let Some((i, _)) = canaries
+        .iter()
+        .enumerate()
+        .find(|(i, c)| canaries[..*i].contains(c))
+    {
+        return Err(Error::input(
+            format!("fleets.{name}.canary lists '{}' twice", fleet.canary[i]),
+            "name each canary once",
+        ));
+    }
     Ok(Fleet {
         name: name.to_owned(),
         members,
         canaries,
     })
+}
+
+/// Refuses two members that are one database: one host, port, database and schema (a URL
+/// template whose `{database}` is not the database, two environments spelling one URL two
+/// ways). The second would read the first's ledger and report it up to date, never deployed.
+fn same_database(fleet: &str, members: &[Listed]) -> Result<()> {
+    let key = |t: &DbTarget| {
+        (
+            t.host.to_string().to_lowercase(),
+            t.port,
+            t.dbname.clone(),
+            t.schema.clone(),
+        )
+    };
+    let resolved: Vec<(&str, &DbTarget)> = members
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), &m.resolved.as_ref().ok()?.target)))
+        .collect();
+    for (i, (name, target)) in resolved.iter().enumerate() {
+        if let Some((first, _)) = resolved[..i].iter().find(|(_, t)| key(t) == key(target)) {
+            return Err(Error::input(
+                format!(
+                    "fleets.{fleet}: members '{first}' and '{name}' are the same database ({target}, schema {})",
+                    target.schema
+                ),
+                "give each member its own database (in a URL template, {database} stands for the database name of the URL's path)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The members' names as the file lists them (environments, or databases), checked: one form,
@@ -501,6 +542,21 @@ mod tests {
         refused(
             "[fleets.f]\nenvironments = [\"eu\"]\ncanary = [\"us\"]\n",
             "canary names 'us', which is not a member",
+        );
+        refused(
+            "[fleets.f]\nenvironments = [\"eu\", \"us\"]\ncanary = [\"eu\", \"eu\"]\n",
+            "canary lists 'eu' twice",
+        );
+        refused(
+            "[fleets.f]\nenvironment = \"tenants\"\n\
+             url_template = \"postgresql://app@db/app?application_name={database}\"\n\
+             databases = [\"a\", \"b\"]\n",
+            "members 'f/a' and 'f/b' are the same database",
+        );
+        refused(
+            "[environments.eu2]\ndatabase_url = \"postgresql://app@EU:5432/app?connect_timeout=5\"\n\
+             [fleets.f]\nenvironments = [\"eu\", \"eu2\"]\n",
+            "members 'eu' and 'eu2' are the same database",
         );
         refused(
             "[fleets.f]\nenvironment = \"tenants\"\ndatabases = [\"a/b\"]\n",

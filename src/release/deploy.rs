@@ -90,12 +90,23 @@ pub async fn backup_gate(env: &Environment) -> Result<BackupGate> {
     )
 }
 
-/// Applies the pending migrations under every guard.
+/// Applies the pending migrations of the environment's folder under every guard.
 pub async fn deploy(ctx: &Context, req: &DeployRequest) -> Result<DeployReport> {
+    let dir = MigrationsDir::load(&ctx.env.migrations_dir)?;
+    deploy_release(ctx, req, dir).await
+}
+
+/// [`deploy`] of the release `dir` holds, read before: a fleet reads its folder once, before
+/// any database starts, and every database gets that release, whatever the folder holds by
+/// the time its turn comes.
+pub async fn deploy_release(
+    ctx: &Context,
+    req: &DeployRequest,
+    dir: MigrationsDir,
+) -> Result<DeployReport> {
     direct_connection(ctx, Workflow::Deploy)?;
     let spares = super::primary::primary_session(ctx, Workflow::Deploy).await?;
     let env = &ctx.env;
-    let dir = MigrationsDir::load(&env.migrations_dir)?;
     let status = migrate::status_with(&spares, &env.target, &dir).await?;
     refuse_failed(&status)?;
     let pending: Vec<String> = status

@@ -22,7 +22,7 @@ use crate::error::{Ask, Error, ErrorKind, Guard, Remedy, Result};
 use crate::events::with_events;
 use crate::health::Level;
 use crate::journal::{self, Outcome, Recorder};
-use crate::migrate::DeployEvent;
+use crate::migrate::{DeployEvent, MigrationsDir};
 
 /// A fleet: its members in release order and the ones marked canary.
 #[derive(Debug, Clone)]
@@ -187,6 +187,13 @@ impl MemberReport {
     /// In a few words: what it applied, or why not.
     pub fn summary(&self) -> String {
         match (&self.error, self.outcome) {
+            // A canary whose health failed or was cancelled after its deploy committed.
+            (Some(e), _) if !self.applied.is_empty() => format!(
+                "{} migration(s) applied ({}), then: {}",
+                self.applied.len(),
+                self.applied.join(", "),
+                e.cause
+            ),
             (Some(e), _) => e.cause.clone(),
             (None, MemberOutcome::Applied) => format!(
                 "{} migration(s) applied: {}",
@@ -290,6 +297,7 @@ pub async fn deploy_fleet(
             }
         }
     }
+    let releases = read_releases(fleet, &members)?;
     let confirmed = confirm_fleet(fleet, &members, req.deploy.confirmation.as_ref())?;
     let canaries = fleet.canaries(k);
     let planned: Vec<Planned> = members
@@ -315,6 +323,7 @@ pub async fn deploy_fleet(
     let mut reports: Vec<Option<MemberReport>> = vec![None; n];
     let failures = Arc::new(AtomicUsize::new(0));
     let members = Arc::new(members);
+    let releases = Arc::new(releases);
     let mut stopped = None;
 
     if !canaries.is_empty() {
@@ -326,7 +335,7 @@ pub async fn deploy_fleet(
         };
         run_phase(
             ctx,
-            &members,
+            (&members, &releases),
             &canaries,
             req,
             limit,
@@ -335,7 +344,9 @@ pub async fn deploy_fleet(
         )
         .await;
         let failed = failures.load(Ordering::SeqCst);
-        if failed > 0 {
+        if ctx.cancel.is_cancelled() {
+            stopped = Some("cancelled: no other database was started".to_owned());
+        } else if failed > 0 {
             stopped = Some(format!(
                 "{failed} canary deploy(s) failed: no other database was started"
             ));
@@ -408,10 +419,14 @@ pub async fn deploy_fleet(
                     report.error = Some(e);
                     failures.fetch_add(1, Ordering::SeqCst);
                     stopped.get_or_insert_with(|| {
-                        format!(
-                            "canary {} did not pass its health checks: no other database was started",
-                            report.name
-                        )
+                        if ctx.cancel.is_cancelled() {
+                            "cancelled: no other database was started".to_owned()
+                        } else {
+                            format!(
+                                "canary {} did not pass its health checks: no other database was started",
+                                report.name
+                            )
+                        }
                     });
                 }
             }
@@ -424,7 +439,16 @@ pub async fn deploy_fleet(
             concurrency: req.concurrency,
             max_failures: req.max_failures,
         };
-        stopped = run_phase(ctx, &members, &rest, req, limit, &failures, &mut reports).await;
+        stopped = run_phase(
+            ctx,
+            (&members, &releases),
+            &rest,
+            req,
+            limit,
+            &failures,
+            &mut reports,
+        )
+        .await;
     }
     if let Some(why) = &stopped {
         ctx.emit(FleetEvent::Stopped { why: why.clone() });
@@ -523,7 +547,7 @@ struct Limit {
 /// so the next start sees it. Returns why members were left unstarted, if they were.
 async fn run_phase(
     ctx: &FleetContext,
-    members: &Arc<Vec<Environment>>,
+    (members, releases): (&Arc<Vec<Environment>>, &Arc<Vec<Arc<MigrationsDir>>>),
     indices: &[usize],
     req: &FleetRequest,
     limit: Limit,
@@ -564,12 +588,13 @@ async fn run_phase(
         }
         let ctx = ctx.clone();
         let env = members[i].clone();
+        let release = releases[i].clone();
         let req = member_request(&env, req);
         let failures = failures.clone();
         let order = order.clone();
         ctx.emit(FleetEvent::MemberStarted { index: i });
         running.spawn(async move {
-            let mut report = deploy_member(&ctx, env, i, &req, started_at).await;
+            let mut report = deploy_member(&ctx, (env, &release), i, &req, started_at).await;
             if !report.outcome.ok() {
                 let _held = order.lock().unwrap_or_else(|p| p.into_inner());
                 failures.fetch_add(1, Ordering::SeqCst);
@@ -594,6 +619,28 @@ async fn run_phase(
         }
     }
     stopped
+}
+
+/// The release of each member, read once before any starts (a folder that several members
+/// share, once): what the folder holds when the fleet starts is what every database gets,
+/// and a folder that cannot be read stops the fleet before anything runs.
+fn read_releases(fleet: &Fleet, members: &[Environment]) -> Result<Vec<Arc<MigrationsDir>>> {
+    let mut read: Vec<Arc<MigrationsDir>> = Vec::with_capacity(members.len());
+    for env in members {
+        let same = read.iter().find(|d| d.path == env.migrations_dir).cloned();
+        let dir = match same {
+            Some(dir) => dir,
+            None => Arc::new(MigrationsDir::load(&env.migrations_dir).map_err(|e| Error {
+                cause: format!(
+                    "fleet '{}': {}; no database was started",
+                    fleet.name, e.cause
+                ),
+                ..e
+            })?),
+        };
+        read.push(dir);
+    }
+    Ok(read)
 }
 
 /// A member's deploy request: the fleet's, with the fleet's confirmation carried in as this
@@ -626,7 +673,7 @@ fn member_context(ctx: &FleetContext, env: &Environment, tx: UnboundedSender<Eve
 /// One member's deploy by the deploy workflow, its events relayed as the fleet's.
 async fn deploy_member(
     ctx: &FleetContext,
-    env: Environment,
+    (env, release): (Environment, &MigrationsDir),
     index: usize,
     req: &DeployRequest,
     started_at: DateTime<Utc>,
@@ -635,7 +682,7 @@ async fn deploy_member(
         |e: Event| ctx.emit(FleetEvent::Member { index, event: e }),
         |tx| {
             let c = member_context(ctx, &env, tx);
-            async move { super::deploy(&c, req).await }
+            async move { super::deploy::deploy_release(&c, req, release.clone()).await }
         },
     )
     .await;
