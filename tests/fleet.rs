@@ -545,6 +545,57 @@ async fn a_fleet_of_environments_reads_each_one_and_deploys_them_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_at_most_sixteen_databases_at_once() {
+    let setup = FleetSetup::new("fleetreads", 20, "").await;
+    setup.migrations.add(SECOND, "CREATE TABLE b (id int);\n");
+    let r = run(setup.cmd(&["deploy", "--fleet", "tenants", "--concurrency", "8"]));
+    assert_eq!(r.code, 0, "{r:?}");
+    // Every ledger locked: each read waits on its lock, so the reads at once can be counted.
+    let mut holders = Vec::new();
+    for db in &setup.dbs {
+        let c = db.client().await;
+        c.batch_execute("BEGIN; LOCK TABLE _prisma_migrations IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        holders.push(c);
+    }
+    let cmd = setup.cmd(&["status", "--fleet", "tenants"]);
+    let status = tokio::task::spawn_blocking(move || run(cmd));
+    let probe = setup.dbs[0].client().await;
+    let names = setup.names();
+    let waiting = || async {
+        let n: i64 = probe
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgdeck' \
+                 AND wait_event_type = 'Lock' AND datname = ANY($1)",
+                &[&names],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    let (mut most, started) = (0, Instant::now());
+    while started.elapsed() < Duration::from_secs(10) && most < 16 {
+        most = most.max(waiting().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Held a little longer: no seventeenth read starts while sixteen wait.
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_millis(500) {
+        most = most.max(waiting().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most, 16, "reads waiting on their ledgers at once");
+    for c in &holders {
+        c.batch_execute("ROLLBACK").await.unwrap();
+    }
+    let r = status.await.unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("20 database(s)"), "{}", r.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_database_gets_the_release_the_fleet_read_at_its_start() {
     // The first database's before_deploy hook writes a new migration into the folder: the
     // databases after it still get the release as it was when the fleet started.

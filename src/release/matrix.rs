@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use serde::Serialize;
 
 use super::Environment;
@@ -318,9 +319,13 @@ impl Matrix {
     }
 }
 
-/// Reads every environment's status at once, each bounded by its connect timeout (and a
-/// bound on the read). Each distinct migrations folder is read once, first: one that cannot be
-/// read is the error, as it is for a single environment's status.
+/// At most this many environments are read at once: a fleet of hundreds of databases on one
+/// server must not take hundreds of its connection slots from the application.
+pub const READS_AT_ONCE: usize = 16;
+
+/// Reads every environment's status, [`READS_AT_ONCE`] at a time, each bounded by its connect
+/// timeout (and a bound on the read). Each distinct migrations folder is read once, first: one
+/// that cannot be read is the error, as it is for a single environment's status.
 pub async fn status_matrix(candidates: Vec<Candidate>) -> Result<Matrix> {
     let mut loaded: HashMap<PathBuf, Arc<MigrationsDir>> = HashMap::new();
     let mut work = Vec::with_capacity(candidates.len());
@@ -349,18 +354,21 @@ pub async fn status_matrix(candidates: Vec<Candidate>) -> Result<Matrix> {
             }),
         });
     }
-    let columns = futures_util::future::join_all(work.into_iter().map(|w| async move {
-        match w {
-            Err(unresolved) => unresolved,
-            Ok((env, dir)) => Column {
-                reading: read(&env, &dir).await,
-                name: env.name.clone(),
-                protected: env.protected,
-                database: Some(env.target.to_string()),
-            },
-        }
-    }))
-    .await;
+    let columns: Vec<Column> = futures_util::stream::iter(work)
+        .map(|w| async move {
+            match w {
+                Err(unresolved) => unresolved,
+                Ok((env, dir)) => Column {
+                    reading: read(&env, &dir).await,
+                    name: env.name.clone(),
+                    protected: env.protected,
+                    database: Some(env.target.to_string()),
+                },
+            }
+        })
+        .buffered(READS_AT_ONCE)
+        .collect()
+        .await;
     Ok(Matrix::build(columns))
 }
 
