@@ -548,6 +548,15 @@ mod tests {
             "canary lists 'eu' twice",
         );
         refused(
+            "[environments.\"f/a\"]\ndatabase_url = \"postgresql://app@x/a\"\n\
+             [fleets.f]\nenvironments = [\"eu\"]\n",
+            "environment 'f/a' has a '/' in its name",
+        );
+        refused(
+            "[fleets.\"a/b\"]\nenvironments = [\"eu\"]\n[fleets.f]\nenvironments = [\"eu\"]\n",
+            "fleet 'a/b' has a '/' in its name",
+        );
+        refused(
             "[fleets.f]\nenvironment = \"tenants\"\n\
              url_template = \"postgresql://app@db/app?application_name={database}\"\n\
              databases = [\"a\", \"b\"]\n",

@@ -804,6 +804,24 @@ fn read_config(path: &Path) -> Result<FileConfig> {
                 .collect()
         })
         .unwrap_or_default();
+    // `--env FLEET/DATABASE` names a fleet's member: a `/` in a name of the file would make
+    // one name mean two things.
+    let named = parsed
+        .environments
+        .keys()
+        .map(|n| ("environment", n))
+        .chain(parsed.fleets.keys().map(|n| ("fleet", n)));
+    for (what, name) in named {
+        if name.contains('/') {
+            return Err(Error::input(
+                format!(
+                    "config file {}: {what} '{name}' has a '/' in its name, which --env FLEET/DATABASE keeps for a fleet's databases",
+                    path.display()
+                ),
+                format!("rename it without the '/' ({})", name.replace('/', "-")),
+            ));
+        }
+    }
     spans.sort();
     parsed.order = spans.into_iter().map(|(_, name)| name).collect();
     // Whatever the spans missed keeps its place at the end, by name.
